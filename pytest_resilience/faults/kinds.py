@@ -1,0 +1,210 @@
+"""Fault kinds: each a function that validates its arguments and plans Toxiproxy toxics.
+
+The same functions serve the service methods (``redis.latency(300)``), the
+markers (``@pytest.mark.latency("redis", ms=300)``) and ``resilience.fault``,
+so every entry point accepts and rejects exactly the same arguments.  Toxic
+attributes keep Toxiproxy's units: milliseconds, KB/s, bytes (slicer's
+``delay`` is in microseconds, as in Toxiproxy).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ConfigurationError
+
+STREAMS = ("upstream", "downstream")
+
+
+@dataclass(frozen=True, slots=True)
+class ToxicSpec:
+    """One toxic to add to a proxy."""
+
+    type: str
+    stream: str
+    attributes: tuple[tuple[str, Any], ...]
+    toxicity: float = 1.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.attributes)
+
+
+@dataclass(frozen=True, slots=True)
+class FaultPlan:
+    """What applying a fault does: toxics to add, and whether to disable the proxy."""
+
+    kind: str
+    toxics: tuple[ToxicSpec, ...] = ()
+    disable: bool = False
+    detail: str = ""
+
+
+def _whole(kind: str, name: str, value: Any, *, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigurationError(
+            f"{kind}: {name} must be a whole number >= {minimum}, got {value!r}."
+        )
+    if isinstance(value, float) and not value.is_integer():
+        raise ConfigurationError(
+            f"{kind}: {name} must be a whole number >= {minimum} "
+            f"(Toxiproxy takes integers), got {value!r}; round it."
+        )
+    if value < minimum:
+        raise ConfigurationError(f"{kind}: {name} must be >= {minimum}, got {value!r}.")
+    return int(value)
+
+
+def _toxicity(kind: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ConfigurationError(
+            f"{kind}: toxicity must be a number between 0 and 1 "
+            f"(the share of connections affected), got {value!r}."
+        )
+    return float(value)
+
+
+def _stream(kind: str, value: Any) -> str:
+    if value not in STREAMS:
+        raise ConfigurationError(
+            f"{kind}: stream must be 'upstream' (client to service) or 'downstream' "
+            f"(service to client), got {value!r}."
+        )
+    return str(value)
+
+
+def _single(
+    kind: str, stream: str, toxicity: float, **attributes: int
+) -> FaultPlan:
+    spec = ToxicSpec(
+        kind, _stream(kind, stream), tuple(attributes.items()), _toxicity(kind, toxicity)
+    )
+    detail = " ".join(f"{k}={v}" for k, v in attributes.items())
+    return FaultPlan(kind, (spec,), detail=f"{detail} stream={stream}".strip())
+
+
+def latency(
+    ms: int, jitter: int = 0, *, stream: str = "downstream", toxicity: float = 1.0
+) -> FaultPlan:
+    """Delay data by ``ms`` milliseconds, plus or minus ``jitter``."""
+    return _single(
+        "latency", stream, toxicity,
+        latency=_whole("latency", "ms", ms), jitter=_whole("latency", "jitter", jitter),
+    )
+
+
+def bandwidth(rate: int, *, stream: str = "downstream", toxicity: float = 1.0) -> FaultPlan:
+    """Cap the stream at ``rate`` KB/s."""
+    return _single("bandwidth", stream, toxicity, rate=_whole("bandwidth", "rate", rate))
+
+
+def slow_close(delay: int, *, stream: str = "downstream", toxicity: float = 1.0) -> FaultPlan:
+    """Delay the close of the connection by ``delay`` milliseconds."""
+    return _single("slow_close", stream, toxicity, delay=_whole("slow_close", "delay", delay))
+
+
+def timeout(ms: int = 0, *, stream: str = "downstream", toxicity: float = 1.0) -> FaultPlan:
+    """Drop data; close the connection after ``ms`` milliseconds (0: hold it forever)."""
+    return _single("timeout", stream, toxicity, timeout=_whole("timeout", "ms", ms))
+
+
+def reset_peer(
+    timeout: int = 0, *, stream: str = "downstream", toxicity: float = 1.0
+) -> FaultPlan:
+    """Reset the connection (RST) after ``timeout`` milliseconds."""
+    return _single(
+        "reset_peer", stream, toxicity, timeout=_whole("reset_peer", "timeout", timeout)
+    )
+
+
+def slicer(
+    average_size: int,
+    size_variation: int = 0,
+    delay: int = 0,
+    *,
+    stream: str = "downstream",
+    toxicity: float = 1.0,
+) -> FaultPlan:
+    """Cut data into pieces of about ``average_size`` bytes, ``delay`` microseconds apart."""
+    average = _whole("slicer", "average_size", average_size, minimum=1)
+    variation = _whole("slicer", "size_variation", size_variation)
+    if variation >= average:
+        raise ConfigurationError(
+            f"slicer: size_variation ({variation}) must be smaller than average_size ({average})."
+        )
+    return _single(
+        "slicer", stream, toxicity,
+        average_size=average, size_variation=variation, delay=_whole("slicer", "delay", delay),
+    )
+
+
+def limit_data(bytes: int, *, stream: str = "downstream", toxicity: float = 1.0) -> FaultPlan:  # noqa: A002
+    """Close the connection once ``bytes`` bytes have passed."""
+    return _single("limit_data", stream, toxicity, bytes=_whole("limit_data", "bytes", bytes))
+
+
+def down() -> FaultPlan:
+    """Disable the proxy: open connections close, new ones are refused."""
+    return FaultPlan("down", disable=True)
+
+
+def chaos(
+    type: str,  # noqa: A002
+    *,
+    stream: str = "downstream",
+    toxicity: float = 1.0,
+    **attributes: Any,
+) -> FaultPlan:
+    """Any toxic Toxiproxy knows, by type name and attributes (custom builds too)."""
+    if not isinstance(type, str) or not type:
+        raise ConfigurationError(f"chaos: type must be a toxic type name, got {type!r}.")
+    spec = ToxicSpec(type, _stream("chaos", stream), tuple(attributes.items()), _toxicity("chaos", toxicity))
+    detail = " ".join(f"{k}={v}" for k, v in attributes.items())
+    return FaultPlan(type, (spec,), detail=f"{detail} stream={stream}".strip())
+
+
+def _partition(
+    direction: str = "both", mode: str = "blackhole", *, toxicity: float = 1.0
+) -> FaultPlan:
+    from .partition import plan_partition
+
+    return plan_partition(direction, mode, toxicity)
+
+
+Builder = Callable[..., FaultPlan]
+
+KINDS: dict[str, Builder] = {
+    "latency": latency,
+    "bandwidth": bandwidth,
+    "slow_close": slow_close,
+    "timeout": timeout,
+    "reset_peer": reset_peer,
+    "slicer": slicer,
+    "limit_data": limit_data,
+    "partition": _partition,
+    "down": down,
+    "chaos": chaos,
+}
+
+
+def plan(kind: str, args: tuple[Any, ...] = (), kwargs: Mapping[str, Any] | None = None) -> FaultPlan:
+    """Plan fault ``kind`` from call arguments, with a clear error for a bad one."""
+    builder = KINDS.get(kind)
+    if builder is None:
+        raise ConfigurationError(
+            f"unknown fault kind {kind!r}; use one of {', '.join(sorted(KINDS))}, "
+            "or chaos(type=...) for any other Toxiproxy toxic."
+        )
+    kwargs = dict(kwargs or {})
+    try:
+        inspect.signature(builder).bind(*args, **kwargs)
+    except TypeError as exc:
+        raise ConfigurationError(f"{kind}: {exc}; it takes {signature_of(kind)}.") from None
+    return builder(*args, **kwargs)
+
+
+def signature_of(kind: str) -> str:
+    """The argument list of fault ``kind``, for help and error messages."""
+    return str(inspect.signature(KINDS[kind])).split(" ->")[0]

@@ -1,0 +1,50 @@
+"""Network partitions, expressed in Toxiproxy terms.
+
+- ``blackhole``: a ``timeout`` toxic with timeout 0 on each cut direction; data
+  is dropped and the connection hangs, as a real partition does.  Healing
+  removes the toxic, and Toxiproxy then closes the connections it held.
+- ``reset``: a ``reset_peer`` toxic with timeout 0; connections fail fast with RST.
+- ``refuse``: the proxy is disabled; open connections close, new ones are refused.
+
+``direction`` names what is cut: ``upstream`` (client to service: requests
+never arrive), ``downstream`` (service to client: requests are processed and
+their answers lost) or ``both``.
+"""
+
+from __future__ import annotations
+
+from ..errors import ConfigurationError
+from .kinds import FaultPlan, ToxicSpec, _toxicity
+
+DIRECTIONS = {
+    "both": ("upstream", "downstream"),
+    "upstream": ("upstream",),
+    "downstream": ("downstream",),
+}
+MODES = {"blackhole": ("timeout", "timeout"), "reset": ("reset_peer", "timeout")}
+
+
+def plan_partition(direction: str, mode: str, toxicity: float) -> FaultPlan:
+    if direction not in DIRECTIONS:
+        raise ConfigurationError(
+            f"partition: direction must be 'both', 'upstream' or 'downstream', got {direction!r}."
+        )
+    toxicity = _toxicity("partition", toxicity)
+    detail = f"direction={direction} mode={mode}"
+    if mode == "refuse":
+        if direction != "both" or toxicity != 1.0:
+            raise ConfigurationError(
+                "partition: mode='refuse' stops the listener, which cuts both directions for "
+                "every connection; drop direction=/toxicity= or use mode='blackhole'."
+            )
+        return FaultPlan("partition", disable=True, detail=detail)
+    if mode not in MODES:
+        raise ConfigurationError(
+            f"partition: mode must be 'blackhole', 'refuse' or 'reset', got {mode!r}."
+        )
+    toxic_type, attribute = MODES[mode]
+    toxics = tuple(
+        ToxicSpec(toxic_type, stream, ((attribute, 0),), toxicity)
+        for stream in DIRECTIONS[direction]
+    )
+    return FaultPlan("partition", toxics, detail=detail)

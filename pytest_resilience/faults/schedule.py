@@ -1,0 +1,128 @@
+"""Marker windows: apply faults ``after`` seconds into the test body, heal them ``duration`` later.
+
+Actions run on one timer thread per test; errors are kept and handed to the test
+thread by :meth:`MarkerWindows.finish`, never lost in a log.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from collections.abc import Callable
+
+from ..markers import MarkerFault
+from .fault import Fault
+
+Clock = Callable[[], float]
+
+
+class _Timer:
+    """Runs callables at monotonic deadlines on one thread."""
+
+    def __init__(self, on_error: Callable[[BaseException], None]) -> None:
+        self._queue: list[tuple[float, int, Callable[[], None]]] = []
+        self._seq = itertools.count()
+        self._cond = threading.Condition()
+        self._stopped = False
+        self._on_error = on_error
+        self._thread: threading.Thread | None = None
+
+    def at(self, deadline: float, action: Callable[[], None]) -> None:
+        with self._cond:
+            heapq.heappush(self._queue, (deadline, next(self._seq), action))
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="pytest-resilience-markers", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopped and (
+                    not self._queue or self._queue[0][0] > time.monotonic()
+                ):
+                    wait = self._queue[0][0] - time.monotonic() if self._queue else None
+                    self._cond.wait(wait)
+                if self._stopped:
+                    return
+                _, _, action = heapq.heappop(self._queue)
+            try:
+                action()
+            except BaseException as exc:
+                self._on_error(exc)
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._queue.clear()
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join()
+
+
+class MarkerWindows:
+    """The fault markers of one test, applied to its services during the body."""
+
+    def __init__(self, markers: list[MarkerFault], lookup: Callable[[str], object | None]):
+        self.markers = markers
+        self._lookup = lookup
+        self._lock = threading.RLock()
+        self._waiting: list[MarkerFault] = []
+        self._applied: list[Fault] = []
+        self.errors: list[BaseException] = []
+        self._timer = _Timer(self._keep_error)
+        self.started_at = 0.0
+        self._finished = False
+
+    def _keep_error(self, exc: BaseException) -> None:
+        with self._lock:
+            self.errors.append(exc)
+
+    def start(self) -> None:
+        """Apply the ``after=0`` faults now and schedule the rest."""
+        self.started_at = time.monotonic()
+        for marker in self.markers:
+            if marker.after == 0:
+                self._open(marker)
+            else:
+                self._timer.at(self.started_at + marker.after, lambda m=marker: self._open(m))
+
+    def _open(self, marker: MarkerFault) -> None:
+        with self._lock:
+            if self._finished:
+                return
+            service = self._lookup(marker.service)
+            if service is None:
+                self._waiting.append(marker)
+                return
+            fault: Fault = service.apply(marker.plan)  # type: ignore[attr-defined]
+            self._applied.append(fault)
+        if marker.duration is not None:
+            self._timer.at(self.started_at + marker.after + marker.duration, fault.heal)
+
+    def service_created(self, service: object) -> None:
+        """A service appeared during the body: open the windows that were waiting for it."""
+        name = getattr(service, "name", None)
+        with self._lock:
+            ready = [m for m in self._waiting if m.service == name]
+            self._waiting = [m for m in self._waiting if m.service != name]
+        now = time.monotonic()
+        for marker in ready:
+            if marker.duration is None or now < self.started_at + marker.after + marker.duration:
+                self._open(marker)
+
+    def finish(self) -> list[MarkerFault]:
+        """Stop the timer and heal every marker fault; return markers naming no service."""
+        with self._lock:
+            self._finished = True
+        self._timer.stop()
+        for fault in reversed(self._applied):
+            try:
+                fault.heal()
+            except Exception as exc:
+                self._keep_error(exc)
+        return [m for m in self.markers if self._lookup(m.service) is None]

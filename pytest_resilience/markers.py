@@ -1,0 +1,87 @@
+"""Fault markers: their help text and their validation, independent of pytest.
+
+Every fault marker takes the service name first, then the fault's own
+arguments (those of the matching service method), then ``after=`` and
+``duration=`` (seconds from the start of the test body) and ``toxicity=``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigurationError
+from .faults import kinds
+from .faults.kinds import FaultPlan
+
+FAULT_MARKERS: dict[str, str] = {
+    "partition": "cut the service off (blackhole hangs; refuse and reset fail fast)",
+    "latency": "delay data by ms milliseconds, plus or minus jitter",
+    "reset_peer": "reset connections (RST) after timeout milliseconds",
+    "timeout": "drop data and close after ms milliseconds (0: hang until healed)",
+    "bandwidth": "cap throughput at rate KB/s",
+    "slow_close": "delay each close by delay milliseconds",
+    "slicer": "deliver data in slices of about average_size bytes, delay microseconds apart",
+    "limit_data": "close connections after bytes bytes",
+    "chaos": "any Toxiproxy toxic by type name and attributes (custom builds too)",
+}
+
+
+@dataclass(frozen=True)
+class MarkerFault:
+    """A validated fault marker: which fault, on which service, in which window."""
+
+    marker: str
+    service: str
+    plan: FaultPlan
+    after: float = 0.0
+    duration: float | None = None
+    arguments: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def window(self) -> str:
+        end = "end of test" if self.duration is None else f"{self.after + self.duration:g}s"
+        return f"{self.after:g}s to {end}"
+
+
+def marker_help(name: str) -> str:
+    """The line ``pytest --markers`` shows for fault marker ``name``."""
+    params = []
+    for p in inspect.signature(kinds.KINDS[name]).parameters.values():
+        if p.kind is p.VAR_KEYWORD:
+            params.append("**attributes")
+        elif p.default is p.empty:
+            params.append(p.name)
+        else:
+            params.append(f"{p.name}={p.default!r}")
+    signature = ", ".join(["service", *params, "after=0", "duration=None"])
+    return f"{name}({signature}): {FAULT_MARKERS[name]}, on the named service during the test body."
+
+
+def _seconds(marker: str, name: str, value: Any, *, allow_zero: bool) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigurationError(
+            f"{name} must be a number of seconds {bound}, got {value!r}"
+        )
+    return float(value)
+
+
+def parse_marker(marker: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> MarkerFault:
+    """Validate a fault marker's arguments; raise ConfigurationError naming the bad one."""
+    if not args or not isinstance(args[0], str):
+        raise ConfigurationError(
+            f"the first argument must be the service name, e.g. @pytest.mark.{marker}(\"redis\", ...)"
+        )
+    service, rest = args[0], args[1:]
+    options = dict(kwargs)
+    after = _seconds(marker, "after", options.pop("after", 0), allow_zero=True)
+    duration = options.pop("duration", None)
+    if duration is not None:
+        duration = _seconds(marker, "duration", duration, allow_zero=False)
+    kind = "partition" if marker == "partition" else marker
+    plan = kinds.plan(kind, rest, options)
+    return MarkerFault(marker, service, plan, after, duration, options)

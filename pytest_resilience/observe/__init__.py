@@ -1,0 +1,6 @@
+"""What the plugin saw: frozen records and the per-test timeline."""
+
+from .records import Connection, ConnectionEvent, FaultEvent
+from .timeline import ConnectionList, Timeline
+
+__all__ = ["Connection", "ConnectionEvent", "ConnectionList", "FaultEvent", "Timeline"]

@@ -1,0 +1,60 @@
+"""Frozen records of what happened on the wire and to the faults.
+
+Times are ``time.monotonic()`` seconds; :class:`~.timeline.Timeline` renders them
+relative to the start of the test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+ConnectionEventKind = Literal["opened", "closed", "reset"]
+Side = Literal["client", "upstream", "plugin", ""]
+
+
+@dataclass(frozen=True, slots=True)
+class FaultEvent:
+    """A fault was applied to, or healed on, a service."""
+
+    at: float
+    service: str
+    kind: str
+    action: Literal["applied", "healed"]
+    fault: int
+    """Id shared by a fault's ``applied`` and ``healed`` events."""
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionEvent:
+    """A client connection through a service's tap opened, closed or was reset."""
+
+    at: float
+    service: str
+    connection: int
+    kind: ConnectionEventKind
+    by: Side
+    """Which side ended it (for ``closed`` and ``reset``)."""
+    bytes_up: int
+    """Bytes from the client forwarded towards the service so far."""
+    bytes_down: int
+    """Bytes from the service that reached the client's socket so far."""
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """One client connection, joined from its events."""
+
+    service: str
+    id: int
+    opened_at: float
+    closed_at: float | None
+    outcome: Literal["open", "closed", "reset"]
+    closed_by: Side
+    bytes_up: int
+    bytes_down: int
+
+    @property
+    def duration(self) -> float | None:
+        return None if self.closed_at is None else self.closed_at - self.opened_at

@@ -1,0 +1,97 @@
+"""The per-test timeline: an append-only list of events with query methods."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from typing import Union
+
+from .records import Connection, ConnectionEvent, FaultEvent
+
+Event = Union[FaultEvent, ConnectionEvent]
+
+
+class ConnectionList(list[Connection]):
+    """Connections of one service, oldest first, with the usual questions."""
+
+    def reset(self) -> ConnectionList:
+        return ConnectionList(c for c in self if c.outcome == "reset")
+
+    def closed(self) -> ConnectionList:
+        return ConnectionList(c for c in self if c.outcome == "closed")
+
+    def still_open(self) -> ConnectionList:
+        return ConnectionList(c for c in self if c.outcome == "open")
+
+    def opened_between(self, start: float, end: float) -> ConnectionList:
+        return ConnectionList(c for c in self if start <= c.opened_at <= end)
+
+
+class Timeline:
+    """Events of one test, appended from any thread, read as snapshots."""
+
+    def __init__(self, started_at: float | None = None) -> None:
+        self.started_at = time.monotonic() if started_at is None else started_at
+        self._events: list[Event] = []
+        self._lock = threading.Lock()
+
+    def add(self, event: Event) -> None:
+        with self._lock:
+            self._events.append(event)
+
+    @property
+    def events(self) -> list[Event]:
+        with self._lock:
+            return list(self._events)
+
+    def faults(self, service: str | None = None) -> list[FaultEvent]:
+        return [
+            e for e in self.events
+            if isinstance(e, FaultEvent) and (service is None or e.service == service)
+        ]
+
+    def connections(self, service: str | None = None) -> ConnectionList:
+        """Connections joined from their events, in the order they opened."""
+        joined: dict[tuple[str, int], Connection] = {}
+        for event in self.events:
+            if not isinstance(event, ConnectionEvent):
+                continue
+            if service is not None and event.service != service:
+                continue
+            key = (event.service, event.connection)
+            if event.kind == "opened":
+                joined[key] = Connection(
+                    event.service, event.connection, event.at, None, "open", "", 0, 0
+                )
+            elif key in joined:
+                first = joined[key]
+                joined[key] = Connection(
+                    first.service, first.id, first.opened_at, event.at, event.kind,
+                    event.by, event.bytes_up, event.bytes_down,
+                )
+        return ConnectionList(joined.values())
+
+    def relative_ms(self, at: float) -> float:
+        return (at - self.started_at) * 1000.0
+
+    def render(self, events: Iterable[Event] | None = None, limit: int = 40) -> str:
+        """A compact table of events (t+ms from the start of the test)."""
+        rows = list(self.events if events is None else events)
+        lines = [f"{'t+ms':>9}  {'service':<14} event"]
+        shown = rows if len(rows) <= limit else rows[: limit // 2] + rows[-limit // 2 :]
+        for i, event in enumerate(shown):
+            if len(rows) > limit and i == limit // 2:
+                lines.append(f"{'...':>9}  ({len(rows) - limit} more)")
+            lines.append(f"{self.relative_ms(event.at):9.1f}  {event.service:<14} {_describe(event)}")
+        return "\n".join(lines)
+
+
+def _describe(event: Event) -> str:
+    if isinstance(event, FaultEvent):
+        return f"fault #{event.fault} {event.kind} {event.action} {event.detail}".rstrip()
+    by = f" by {event.by}" if event.by else ""
+    return (
+        f"connection #{event.connection} {event.kind}{by} "
+        f"(up {event.bytes_up} B, down {event.bytes_down} B)"
+    )

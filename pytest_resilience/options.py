@@ -1,0 +1,42 @@
+"""Option names and their value checks; imported by the plugin at load, so kept light."""
+
+from __future__ import annotations
+
+from .errors import ConfigurationError
+
+OPTION_BACKEND = "--toxiproxy"
+OPTION_BINARY = "--toxiproxy-bin"
+OPTION_LISTEN_HOST = "--toxiproxy-listen-host"
+OPTION_SEED = "--resilience-seed"
+
+INI_BACKEND = "toxiproxy"
+INI_BINARY = "toxiproxy_bin"
+INI_LISTEN_HOST = "toxiproxy_listen_host"
+INI_SEED = "resilience_seed"
+
+BACKEND_CHOICES = ("auto", "embedded", "spawn")
+URL_ENV = "TOXIPROXY_URL"
+
+
+def parse_backend(value: str) -> str:
+    """``--toxiproxy``: a backend name or an http URL."""
+    value = value.strip()
+    if value in BACKEND_CHOICES or value.startswith("http://"):
+        return value
+    raise ConfigurationError(
+        f"{OPTION_BACKEND}={value!r} is not one of auto, embedded, spawn or an "
+        "http://host:port URL; e.g. --toxiproxy=http://127.0.0.1:8474."
+    )
+
+
+def parse_seed(value: str) -> int:
+    """``--resilience-seed``: a whole number >= 0."""
+    try:
+        seed = int(value)
+    except ValueError:
+        raise ConfigurationError(
+            f"{OPTION_SEED}={value!r} is not a whole number; pass e.g. {OPTION_SEED}=1234."
+        ) from None
+    if seed < 0:
+        raise ConfigurationError(f"{OPTION_SEED}={value!r} is negative; pass a number >= 0.")
+    return seed

@@ -1,0 +1,220 @@
+"""pytest wiring: options, markers, fixtures, header and cleanup; the work lives elsewhere."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Generator, Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .markers import FAULT_MARKERS, MarkerFault, marker_help, parse_marker
+from .options import (
+    INI_BACKEND,
+    INI_BINARY,
+    INI_LISTEN_HOST,
+    INI_SEED,
+    OPTION_BACKEND,
+    OPTION_BINARY,
+    OPTION_LISTEN_HOST,
+    OPTION_SEED,
+    parse_backend,
+    parse_seed,
+)
+from .session import ResilienceSession
+
+if TYPE_CHECKING:
+    from faker import Faker
+
+    from .resilience import Resilience
+    from .toxiproxy.backends import Backend
+
+SESSION = pytest.StashKey[ResilienceSession]()
+MARKERS = pytest.StashKey[list[MarkerFault]]()
+MARKER_ERROR = pytest.StashKey[str]()
+_USES_PLUGIN = ("resilience", "toxiproxy")
+
+
+def _usage(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    def convert(value: str) -> Any:
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise pytest.UsageError(str(exc)) from None
+
+    return convert
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("resilience", "resilience testing (pytest-resilience)")
+    group.addoption(
+        OPTION_BACKEND, dest="resilience_backend", type=_usage(parse_backend), default=None,
+        help="Toxiproxy to use: auto (TOXIPROXY_URL, then toxiproxy-server on PATH, then "
+        "embedded), embedded, spawn, or a URL such as http://127.0.0.1:8474.",
+    )
+    group.addoption(
+        OPTION_BINARY, dest="resilience_binary", default=None,
+        help="path of the toxiproxy-server binary to spawn (default: found on PATH).",
+    )
+    group.addoption(
+        OPTION_LISTEN_HOST, dest="resilience_listen_host", default=None,
+        help="address Toxiproxy's proxies bind (default 127.0.0.1; 0.0.0.0 for a remote "
+        "Toxiproxy whose proxies the tests reach over the network).",
+    )
+    group.addoption(
+        OPTION_SEED, dest="resilience_seed", type=_usage(parse_seed), default=None,
+        help="seed for everything random (faults, fake data); the header prints the one used.",
+    )
+    parser.addini(INI_BACKEND, "default for --toxiproxy", default="auto")
+    parser.addini(INI_BINARY, "default for --toxiproxy-bin", default="")
+    parser.addini(INI_LISTEN_HOST, "default for --toxiproxy-listen-host", default="127.0.0.1")
+    parser.addini(INI_SEED, "default for --resilience-seed", default="")
+
+
+def _setting(config: pytest.Config, dest: str, ini: str, parse: Callable[[str], Any]) -> Any:
+    value = getattr(config.option, dest)
+    if value is None and config.getini(ini):
+        try:
+            value = parse(str(config.getini(ini)))
+        except ValueError as exc:
+            raise pytest.UsageError(f"ini option {ini}: {exc}") from None
+    return value
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name in FAULT_MARKERS:
+        config.addinivalue_line("markers", marker_help(name))
+    seed = _setting(config, "resilience_seed", INI_SEED, parse_seed)
+    if seed is None:
+        from .seed import new_seed
+
+        seed = new_seed()
+    # xdist copies the controller's options to its workers: they all share this seed.
+    config.option.resilience_seed = seed
+    config.stash[SESSION] = ResilienceSession(
+        _setting(config, "resilience_backend", INI_BACKEND, parse_backend) or "auto",
+        binary=_setting(config, "resilience_binary", INI_BINARY, str) or None,
+        listen_host=_setting(config, "resilience_listen_host", INI_LISTEN_HOST, str),
+        seed=seed,
+        worker=os.environ.get("PYTEST_XDIST_WORKER", "main"),
+    )
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    state = config.stash[SESSION]
+    return (
+        f"resilience: toxiproxy={state.choice}, seed={state.seed} "
+        f"(replay with {OPTION_SEED}={state.seed})"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        parsed: list[MarkerFault] = []
+        for mark in item.iter_markers():
+            if mark.name not in FAULT_MARKERS:
+                continue
+            try:
+                parsed.append(parse_marker(mark.name, mark.args, mark.kwargs))
+            except ValueError as exc:
+                item.stash[MARKER_ERROR] = (
+                    f"{item.nodeid}: @pytest.mark.{mark.name}: {str(exc).rstrip('.')}."
+                )
+        if parsed:
+            item.stash[MARKERS] = parsed
+            fixturenames: list[str] = getattr(item, "fixturenames", [])
+            if "resilience" not in fixturenames:
+                fixturenames.append("resilience")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # Start the backend before the terminal reports collection, so it can name it.
+    if session.config.option.collectonly:
+        return
+    if any(set(_USES_PLUGIN) & set(getattr(i, "fixturenames", ())) for i in session.items):
+        try:
+            session.config.stash[SESSION].backend  # noqa: B018
+        except Exception:
+            pass  # every test that needs it fails with the reason
+
+
+def pytest_report_collectionfinish(config: pytest.Config) -> str | None:
+    state = config.stash[SESSION]
+    return f"resilience: {state.backend.describe()}" if state.started else None
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    error = item.stash.get(MARKER_ERROR, None)
+    if error:
+        pytest.fail(error, pytrace=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
+    markers = item.stash.get(MARKERS, None)
+    res: Resilience | None = getattr(item, "funcargs", {}).get("resilience")
+    if not markers or res is None:
+        return (yield)
+
+    from .faults.schedule import MarkerWindows
+
+    windows = MarkerWindows(markers, lambda name: res.services.get(name))
+    res.on_service_created(windows.service_created)
+    try:
+        windows.start()
+        result = yield
+    finally:
+        missing = windows.finish()
+    if windows.errors:
+        raise windows.errors[0]
+    if missing:
+        existing = ", ".join(repr(n) for n in res.services) or "none"
+        marker = missing[0]
+        pytest.fail(
+            f"@pytest.mark.{marker.marker}({marker.service!r}) names a service this test never "
+            f"created (services: {existing}); create it with "
+            f"resilience.tcp_service({marker.service!r}, upstream=...) in the test or a fixture.",
+            pytrace=False,
+        )
+    return result
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # Safety net: fixtures are torn down by now; reap whatever a crash left behind.
+    session.config.stash[SESSION].close()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(SESSION, None)
+    if state is not None:
+        state.close()
+
+
+@pytest.fixture(scope="session")
+def toxiproxy(pytestconfig: pytest.Config) -> Backend:
+    """The session's Toxiproxy control plane (real server, remote, or embedded engine)."""
+    return pytestconfig.stash[SESSION].backend
+
+
+@pytest.fixture
+def resilience(request: pytest.FixtureRequest, toxiproxy: Backend) -> Iterator[Resilience]:
+    """Services, faults and observations for one test; everything is undone afterwards."""
+    res = request.config.stash[SESSION].new_test(request.node.nodeid)
+    try:
+        yield res
+    finally:
+        res.close()
+
+
+@pytest.fixture
+def fake(request: pytest.FixtureRequest) -> Faker:
+    """A Faker seeded from the run's seed and the test's id (replayable)."""
+    from faker import Faker
+
+    from .seed import derive
+
+    faker = Faker()
+    faker.seed_instance(derive(request.config.stash[SESSION].seed, request.node.nodeid))
+    return faker

@@ -1,0 +1,157 @@
+"""The per-test ``resilience`` object: services, faults and the timeline of one test."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConfigurationError, ResilienceError, UnknownServiceError
+from .faults import kinds
+from .faults.fault import Fault, FaultGroup
+from .observe import Timeline
+from .services.tcp import TcpService
+from .tap import Tap
+
+if TYPE_CHECKING:
+    from .session import ResilienceSession
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+def parse_address(value: object, what: str) -> tuple[str, int]:
+    """``"host:port"`` (or a ``(host, port)`` pair) to a pair, with a clear error."""
+    if isinstance(value, tuple) and len(value) == 2:
+        host, port = value
+    elif isinstance(value, str) and ":" in value:
+        host, _, port = value.rpartition(":")
+        host = host.strip("[]")
+    else:
+        raise ConfigurationError(f"{what} must be 'host:port', got {value!r}.")
+    try:
+        port = int(port)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"{what} has a port that is not a number: {value!r}.") from None
+    if not host or not 0 < port < 65536:
+        raise ConfigurationError(f"{what} must be 'host:port' with a port 1-65535, got {value!r}.")
+    return str(host), port
+
+
+class Resilience:
+    """Services, faults and observations for one test (the ``resilience`` fixture)."""
+
+    def __init__(self, session: ResilienceSession, test_id: str) -> None:
+        self.session = session
+        self.test_id = test_id
+        self.timeline = Timeline()
+        self._services: dict[str, TcpService] = {}
+        self._prefix = session.proxy_prefix()
+        self._created_listeners: list[Callable[[TcpService], None]] = []
+        self._closed = False
+
+    @property
+    def seed(self) -> int:
+        """The run's seed (``--resilience-seed``)."""
+        return self.session.seed
+
+    # -- services -----------------------------------------------------------------
+
+    @property
+    def services(self) -> dict[str, TcpService]:
+        return dict(self._services)
+
+    def service(self, name: str) -> TcpService:
+        """The service called ``name``; the error lists the ones that exist."""
+        try:
+            return self._services[name]
+        except KeyError:
+            existing = ", ".join(repr(n) for n in self._services) or "none"
+            raise UnknownServiceError(
+                f"no service named {name!r} in this test (services: {existing}); create it with "
+                f"resilience.tcp_service({name!r}, upstream=...) in the test or a fixture."
+            ) from None
+
+    def tcp_service(self, name: str, upstream: str | tuple[str, int]) -> TcpService:
+        """Put Toxiproxy (and the tap) between the code under test and ``upstream``."""
+        if self._closed:
+            raise ResilienceError(f"the test {self.test_id!r} has ended; no new services.")
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ConfigurationError(
+                f"service name {name!r} must be 1-63 letters, digits, '.', '_' or '-'."
+            )
+        if name in self._services:
+            raise ConfigurationError(
+                f"a service named {name!r} already exists in this test; pick another name."
+            )
+        host, port = parse_address(upstream, f"upstream of service {name!r}")
+        backend = self.session.backend
+        proxy = f"{self._prefix}-{name}"
+        created = backend.client.create_proxy(proxy, f"{host}:{port}", f"{backend.listen_host}:0")
+        self.session.live_proxies.add(proxy)
+        try:
+            _, proxy_port = parse_address(created["listen"], "Toxiproxy's listen address")
+            tap = Tap(self.session.loop, name, (backend.proxy_host, proxy_port), self.timeline.add)
+            tap.start()
+        except BaseException:
+            backend.client.delete_proxy(proxy)
+            self.session.live_proxies.discard(proxy)
+            raise
+        service = TcpService(
+            name, f"{host}:{port}", proxy=proxy, client=backend.client, tap=tap,
+            timeline=self.timeline,
+        )
+        self._services[name] = service
+        for listener in list(self._created_listeners):
+            listener(service)
+        return service
+
+    def on_service_created(self, listener: Callable[[TcpService], None]) -> None:
+        """Call ``listener`` for each service created from now on (marker windows use it)."""
+        self._created_listeners.append(listener)
+
+    # -- faults -------------------------------------------------------------------
+
+    def _resolve(self, service: str | TcpService) -> TcpService:
+        return self.service(service) if isinstance(service, str) else service
+
+    def fault(self, service: str | TcpService, kind: str, *args: Any, **kwargs: Any) -> Fault:
+        """Apply fault ``kind`` (e.g. ``"latency"``, or ``"chaos"`` with ``type=``) to a service."""
+        return self._resolve(service).apply(kinds.plan(kind, args, kwargs))
+
+    def partition(
+        self,
+        *services: str | TcpService,
+        direction: str = "both",
+        mode: str = "blackhole",
+        toxicity: float = 1.0,
+    ) -> FaultGroup:
+        """Cut several services at once; heal them together (or use ``with``)."""
+        if not services:
+            raise ConfigurationError("partition() needs at least one service to cut.")
+        plan = kinds.plan("partition", (direction, mode), {"toxicity": toxicity})
+        applied: list[Fault] = []
+        try:
+            for service in services:
+                applied.append(self._resolve(service).apply(plan))
+        except BaseException:
+            FaultGroup(applied).heal()
+            raise
+        return FaultGroup(applied)
+
+    # -- teardown -----------------------------------------------------------------
+
+    def close(self) -> None:
+        """Heal every fault and delete every proxy of this test; errors after cleanup."""
+        if self._closed:
+            return
+        self._closed = True
+        errors: list[BaseException] = []
+        for service in reversed(list(self._services.values())):
+            try:
+                service.close()
+            except Exception as exc:
+                errors.append(exc)
+            else:
+                self.session.live_proxies.discard(service.proxy)
+        if errors:
+            raise errors[0]

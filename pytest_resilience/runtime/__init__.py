@@ -1,0 +1,1 @@
+"""Process-wide machinery the layers share: the background event loop."""

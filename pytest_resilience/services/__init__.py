@@ -1,0 +1,1 @@
+"""Services the code under test talks to, each behind Toxiproxy."""

@@ -1,0 +1,216 @@
+"""A TCP service: a Toxiproxy proxy with a tap in front, and a method per fault."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from typing import Any
+
+from ..errors import ResilienceError
+from ..faults import kinds
+from ..faults.fault import Fault, FaultGroup
+from ..faults.kinds import FaultPlan
+from ..observe import ConnectionList, FaultEvent, Timeline
+from ..tap import Tap
+from ..toxiproxy.client import ToxiproxyClient
+
+_fault_ids = itertools.count(1)
+
+
+class TcpService:
+    """A named service the code under test reaches at :attr:`address`.
+
+    Every fault method applies at once and returns a :class:`Fault`; the fault
+    lasts until the test ends, or use it as a context manager to confine it.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        upstream: str,
+        *,
+        proxy: str,
+        client: ToxiproxyClient,
+        tap: Tap,
+        timeline: Timeline,
+    ) -> None:
+        self.name = name
+        self.upstream = upstream
+        self.proxy = proxy
+        """The Toxiproxy proxy's name (unique per test and xdist worker)."""
+        self._client = client
+        self._tap = tap
+        self._timeline = timeline
+        self._faults: list[Fault] = []
+        self._disabled_by: set[int] = set()
+        self._toxic_ids = itertools.count(1)
+        self._lock = threading.RLock()
+        self._closed = False
+
+    # -- where the client connects ----------------------------------------------
+
+    @property
+    def host(self) -> str:
+        return self._tap.host
+
+    @property
+    def port(self) -> int:
+        return self._tap.port
+
+    @property
+    def address(self) -> str:
+        """``host:port`` for the code under test."""
+        return f"{self.host}:{self.port}"
+
+    # -- observations -------------------------------------------------------------
+
+    @property
+    def connections(self) -> ConnectionList:
+        """Client connections through this service, oldest first."""
+        return self._timeline.connections(self.name)
+
+    @property
+    def faults(self) -> list[Fault]:
+        """Faults applied to this service during the test, healed ones included."""
+        return list(self._faults)
+
+    def assert_connections(self, max: int | None = None, min: int | None = None) -> None:  # noqa: A002
+        """Assert how many client connections the code under test opened."""
+        __tracebackhide__ = True
+        count = len(self.connections)
+        broken = (max is not None and count > max) or (min is not None and count < min)
+        if broken:
+            bound = " and ".join(
+                s for s in (f"at least {min}" if min is not None else "",
+                            f"at most {max}" if max is not None else "") if s
+            )
+            events = [e for e in self._timeline.events if e.service == self.name]
+            raise AssertionError(
+                f"service {self.name!r} saw {count} connections, expected {bound}.\n"
+                + self._timeline.render(events)
+            )
+
+    # -- faults -------------------------------------------------------------------
+
+    def latency(self, ms: int, jitter: int = 0, **options: Any) -> Fault:
+        """Delay data by ``ms`` milliseconds (plus or minus ``jitter``)."""
+        return self.apply(kinds.latency(ms, jitter, **options))
+
+    def bandwidth(self, rate: int, **options: Any) -> Fault:
+        """Cap throughput at ``rate`` KB/s."""
+        return self.apply(kinds.bandwidth(rate, **options))
+
+    def slow_close(self, delay: int, **options: Any) -> Fault:
+        """Delay each close by ``delay`` milliseconds."""
+        return self.apply(kinds.slow_close(delay, **options))
+
+    def timeout(self, ms: int = 0, **options: Any) -> Fault:
+        """Drop data and close after ``ms`` milliseconds (0: hang until healed)."""
+        return self.apply(kinds.timeout(ms, **options))
+
+    def reset_peer(self, timeout: int = 0, **options: Any) -> Fault:
+        """Reset connections (RST) after ``timeout`` milliseconds."""
+        return self.apply(kinds.reset_peer(timeout, **options))
+
+    def slicer(
+        self, average_size: int, size_variation: int = 0, delay: int = 0, **options: Any
+    ) -> Fault:
+        """Deliver data in small slices (``delay`` in microseconds)."""
+        return self.apply(kinds.slicer(average_size, size_variation, delay, **options))
+
+    def limit_data(self, bytes: int, **options: Any) -> Fault:  # noqa: A002
+        """Close connections after ``bytes`` bytes."""
+        return self.apply(kinds.limit_data(bytes, **options))
+
+    def down(self) -> Fault:
+        """Refuse new connections and close open ones."""
+        return self.apply(kinds.down())
+
+    def partition(
+        self, direction: str = "both", mode: str = "blackhole", *, toxicity: float = 1.0
+    ) -> Fault:
+        """Cut the service off: ``blackhole`` hangs, ``refuse`` and ``reset`` fail fast."""
+        return self.apply(kinds.plan("partition", (direction, mode), {"toxicity": toxicity}))
+
+    def fault(self, kind: str, *args: Any, **kwargs: Any) -> Fault:
+        """Apply fault ``kind`` by name (``"chaos"`` takes any Toxiproxy toxic type)."""
+        return self.apply(kinds.plan(kind, args, kwargs))
+
+    def apply(self, plan: FaultPlan) -> Fault:
+        """Apply a planned fault to this service."""
+        with self._lock:
+            if self._closed:
+                raise ResilienceError(
+                    f"service {self.name!r} is closed (its test ended); create services and "
+                    "faults inside the test or its function-scoped fixtures."
+                )
+            fault_id = next(_fault_ids)
+            added: list[str] = []
+            try:
+                if plan.disable:
+                    self._disable(fault_id)
+                for spec in plan.toxics:
+                    name = f"{spec.type}_{spec.stream}_{next(self._toxic_ids)}"
+                    self._client.add_toxic(
+                        self.proxy, name=name, type=spec.type, stream=spec.stream,
+                        toxicity=spec.toxicity, attributes=spec.as_dict(),
+                    )
+                    added.append(name)
+            except BaseException:
+                self._undo(fault_id, added)
+                raise
+            fault = Fault(fault_id, self.name, plan, lambda: self._heal(fault_id, plan, added))
+            self._faults.append(fault)
+            self._record(fault_id, plan, "applied")
+            return fault
+
+    def _heal(self, fault_id: int, plan: FaultPlan, toxics: list[str]) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._undo(fault_id, toxics)
+            self._record(fault_id, plan, "healed")
+
+    def _undo(self, fault_id: int, toxics: list[str]) -> None:
+        for name in reversed(toxics):
+            self._client.delete_toxic(self.proxy, name)
+        if fault_id in self._disabled_by:
+            self._disabled_by.discard(fault_id)
+            if not self._disabled_by:
+                self._client.set_enabled(self.proxy, True)
+                self._tap.resume_listening()
+
+    def _disable(self, fault_id: int) -> None:
+        if not self._disabled_by:
+            # Stop the tap first, so no connection slips in between the two.
+            self._tap.stop_listening()
+            self._client.set_enabled(self.proxy, False)
+        self._disabled_by.add(fault_id)
+
+    def _record(self, fault_id: int, plan: FaultPlan, action: str) -> None:
+        self._timeline.add(
+            FaultEvent(time.monotonic(), self.name, plan.kind, action, fault_id, plan.detail)  # type: ignore[arg-type]
+        )
+
+    def close(self) -> None:
+        """Heal every fault, delete the proxy and stop the tap (end of test)."""
+        with self._lock:
+            if self._closed:
+                return
+            errors: list[BaseException] = []
+            try:
+                FaultGroup(f for f in self._faults if f.active).heal()
+            except Exception as exc:
+                errors.append(exc)
+            self._closed = True
+            for step in (lambda: self._client.delete_proxy(self.proxy), self._tap.close):
+                try:
+                    step()
+                except Exception as exc:
+                    errors.append(exc)
+            if errors:
+                raise errors[0]
+
+    def __repr__(self) -> str:
+        return f"<TcpService {self.name!r} at {self.address} -> {self.upstream}>"

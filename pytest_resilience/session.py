@@ -1,0 +1,121 @@
+"""Session-wide state: the backend, the background loop, and a registry of live proxies.
+
+Nothing here imports pytest; a script can drive the plugin's core with::
+
+    with ResilienceSession(choice="spawn") as session:
+        res = session.new_test("demo")
+        redis = res.tcp_service("redis", upstream="127.0.0.1:6379")
+        with redis.latency(300):
+            ...
+        res.close()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import threading
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .resilience import Resilience
+    from .runtime.loop import BackgroundLoop
+    from .toxiproxy.backends import Backend
+
+
+class ResilienceSession:
+    """Owns what outlives one test; ``close()`` reaps all of it, also after a crash."""
+
+    def __init__(
+        self,
+        choice: str = "auto",
+        *,
+        binary: str | None = None,
+        listen_host: str = "127.0.0.1",
+        seed: int = 0,
+        worker: str = "main",
+    ) -> None:
+        self.choice = choice
+        self.binary = binary
+        self.listen_host = listen_host
+        self.seed = seed
+        self.worker = worker
+        self._backend: Backend | None = None
+        self._failure: BaseException | None = None
+        self._loop: BackgroundLoop | None = None
+        self._lock = threading.Lock()
+        self._tests = itertools.count(1)
+        self.live_proxies: set[str] = set()
+        """Proxies created and not yet deleted: the safety net's work list."""
+
+    @property
+    def started(self) -> bool:
+        return self._backend is not None
+
+    @property
+    def backend(self) -> Backend:
+        """The Toxiproxy in use, started on first use."""
+        with self._lock:
+            if self._failure is not None:
+                # One failed start is enough; every test that needs it gets the same sentence.
+                raise self._failure
+            if self._backend is None:
+                from .toxiproxy.backends import start_backend
+
+                try:
+                    self._backend = start_backend(
+                        self.choice, binary=self.binary, listen_host=self.listen_host
+                    )
+                except Exception as exc:
+                    self._failure = exc
+                    raise
+            return self._backend
+
+    @property
+    def loop(self) -> BackgroundLoop:
+        with self._lock:
+            if self._loop is None:
+                from .runtime.loop import BackgroundLoop
+
+                self._loop = BackgroundLoop()
+            return self._loop
+
+    def proxy_prefix(self) -> str:
+        """Unique per process and per test, so xdist workers and reruns never collide."""
+        return f"pr-{self.worker}-{os.getpid()}-t{next(self._tests)}"
+
+    def new_test(self, test_id: str) -> Resilience:
+        from .resilience import Resilience
+
+        return Resilience(self, test_id)
+
+    def close(self) -> None:
+        """Delete leftover proxies, stop the loop, stop a spawned Toxiproxy."""
+        backend, self._backend = self._backend, None
+        loop, self._loop = self._loop, None
+        try:
+            if backend is not None:
+                for name in list(self.live_proxies):
+                    with contextlib.suppress(Exception):
+                        backend.client.delete_proxy(name)
+                    self.live_proxies.discard(name)
+        finally:
+            try:
+                if loop is not None:
+                    loop.stop()
+            finally:
+                if backend is not None:
+                    backend.close()
+
+    def __enter__(self) -> ResilienceSession:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

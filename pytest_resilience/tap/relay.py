@@ -1,0 +1,244 @@
+"""The client-side tap: a TCP relay in front of a Toxiproxy proxy.
+
+Toxiproxy sees what the service processed; only a hop on the client's side of
+it sees what reached the client (a response eaten by a downstream partition, a
+reset).  The tap is that hop: the address a service hands to the code under
+test is the tap's, and the tap forwards to the Toxiproxy proxy.  It records a
+:class:`~pytest_resilience.observe.ConnectionEvent` when a connection opens and
+when it ends, carries half-closes and resets through (a reset on one side is
+passed on as a real RST on the other), and stops listening while the proxy is
+disabled so that a refused connection is still refused.
+
+Data is written transport to transport; reading pauses on one side while the
+other side's write buffer is full.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+
+from ..observe.records import ConnectionEvent, Side
+from ..runtime.loop import BackgroundLoop
+
+Recorder = Callable[[ConnectionEvent], None]
+
+
+def abort_with_reset(transport: asyncio.BaseTransport) -> None:
+    """Close ``transport`` with an RST (SO_LINGER 0) rather than a FIN."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()  # type: ignore[attr-defined]
+
+
+class _Link:
+    """One client connection and its leg to the proxy."""
+
+    def __init__(self, tap: Tap, client: asyncio.Transport, link_id: int) -> None:
+        self.tap = tap
+        self.id = link_id
+        self.client = client
+        self.upstream: asyncio.Transport | None = None
+        self.bytes_up = 0
+        self.bytes_down = 0
+        self.client_eof = False
+        self.upstream_eof = False
+        self.ended = False
+
+    def record(self, kind: str, by: Side, undelivered: int = 0) -> None:
+        self.tap.record(
+            ConnectionEvent(
+                time.monotonic(), self.tap.service, self.id, kind,  # type: ignore[arg-type]
+                by, self.bytes_up, self.bytes_down - undelivered,
+            )
+        )
+
+    async def connect(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            transport, _ = await loop.create_connection(
+                lambda: _UpstreamSide(self), *self.tap.target
+            )
+        except OSError:
+            # As Toxiproxy does when its upstream is down: accept, then close.
+            self.end(None, by="upstream")
+            return
+        if self.ended:
+            transport.abort()
+            return
+        self.upstream = transport
+        self.client.resume_reading()
+
+    def end(self, exc: BaseException | None, *, by: Side) -> None:
+        """One side is gone: pass a reset on as a reset, a close as a close."""
+        if self.ended:
+            return
+        self.ended = True
+        self.tap.links.discard(self)
+        other = self.upstream if by == "client" else self.client
+        undelivered = self.client.get_write_buffer_size() if by == "upstream" else 0
+        if exc is not None:
+            if other is not None:
+                abort_with_reset(other)
+            self.record("reset", by, undelivered)
+        else:
+            if other is not None:
+                other.close()
+            self.record("closed", by)
+
+    def half_close(self, side: Side) -> None:
+        if side == "client":
+            self.client_eof = True
+            target = self.upstream
+        else:
+            self.upstream_eof = True
+            target = self.client
+        if self.client_eof and self.upstream_eof:
+            self.client.close()
+            if self.upstream is not None:
+                self.upstream.close()
+        elif target is not None and target.can_write_eof():
+            target.write_eof()
+
+
+class _ClientSide(asyncio.Protocol):
+    def __init__(self, tap: Tap) -> None:
+        self.tap = tap
+        self.link: _Link | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.pause_reading()
+        self.link = _Link(self.tap, transport, next(self.tap.ids))
+        self.tap.links.add(self.link)
+        self.link.record("opened", "")
+        self.tap.spawn(self.link.connect())
+
+    def data_received(self, data: bytes) -> None:
+        link = self.link
+        assert link is not None and link.upstream is not None
+        link.bytes_up += len(data)
+        link.upstream.write(data)
+
+    def eof_received(self) -> bool:
+        assert self.link is not None
+        self.link.half_close("client")
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        assert self.link is not None
+        self.link.end(exc, by="client")
+
+    def pause_writing(self) -> None:
+        if self.link is not None and self.link.upstream is not None:
+            self.link.upstream.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.link is not None and self.link.upstream is not None:
+            self.link.upstream.resume_reading()
+
+
+class _UpstreamSide(asyncio.Protocol):
+    def __init__(self, link: _Link) -> None:
+        self.link = link
+
+    def data_received(self, data: bytes) -> None:
+        self.link.bytes_down += len(data)
+        self.link.client.write(data)
+
+    def eof_received(self) -> bool:
+        self.link.half_close("upstream")
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.link.upstream is not None:
+            self.link.end(exc, by="upstream")
+
+    def pause_writing(self) -> None:
+        self.link.client.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.link.client.resume_reading()
+
+
+class Tap:
+    """Listens on a loopback port and relays every connection to ``target``."""
+
+    def __init__(
+        self,
+        loop: BackgroundLoop,
+        service: str,
+        target: tuple[str, int],
+        record: Recorder,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.loop = loop
+        self.service = service
+        self.target = target
+        self.record = record
+        self.host = host
+        self.port = 0
+        self.links: set[_Link] = set()
+        self.ids = itertools.count(1)
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._lock = threading.Lock()
+
+    @property
+    def listening(self) -> bool:
+        return self._server is not None
+
+    def spawn(self, coro: object) -> None:
+        task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _listen(self) -> None:
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: _ClientSide(self), self.host, self.port, reuse_address=True
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _stop_listening(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+
+    async def _close(self) -> None:
+        await self._stop_listening()
+        for link in list(self.links):
+            link.ended = True
+            link.client.abort()
+            if link.upstream is not None:
+                link.upstream.abort()
+        self.links.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def start(self) -> int:
+        """Listen on ``host:0`` and return the port the OS chose."""
+        self.loop.run(self._listen())
+        return self.port
+
+    def stop_listening(self) -> None:
+        """Refuse new connections (the proxy is disabled); open ones live on."""
+        self.loop.run(self._stop_listening())
+
+    def resume_listening(self) -> None:
+        """Listen again on the same port."""
+        if self._server is None:
+            self.loop.run(self._listen())
+
+    def close(self) -> None:
+        """Stop listening and drop every open connection."""
+        if self.loop.running:
+            self.loop.run(self._close())

@@ -1,0 +1,1 @@
+"""Control plane: one client adapter, three ways to get a Toxiproxy API."""

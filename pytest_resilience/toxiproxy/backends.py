@@ -1,0 +1,102 @@
+"""Choose and own the Toxiproxy a session talks to: remote URL, spawned binary or embedded."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..errors import BackendError
+from ..options import URL_ENV
+from .client import ToxiproxyClient
+from .spawn import SpawnedToxiproxy, find_binary
+
+
+
+@dataclass
+class Backend:
+    """A running Toxiproxy API and how to reach what it serves."""
+
+    kind: str
+    client: ToxiproxyClient
+    version: str
+    detail: str
+    listen_host: str
+    """Where proxies bind, as Toxiproxy sees its own interfaces."""
+    proxy_host: str
+    """Where the client side reaches those proxies."""
+    _close: Callable[[], None] = field(default=lambda: None, repr=False)
+
+    def describe(self) -> str:
+        return f"{self.kind} toxiproxy {self.version} at {self.client.url} ({self.detail})"
+
+    def close(self) -> None:
+        close, self._close = self._close, lambda: None
+        close()
+
+
+def start_backend(
+    choice: str, *, binary: str | None = None, listen_host: str = "127.0.0.1"
+) -> Backend:
+    """Start or connect to the backend ``choice`` names; the caller must ``close()`` it."""
+    url = os.environ.get(URL_ENV) if choice == "auto" else None
+    if choice.startswith("http://") or url:
+        return _remote(choice if choice.startswith("http://") else str(url), listen_host)
+    if choice in ("auto", "spawn"):
+        found = find_binary(binary)
+        if found:
+            return _spawned(found, listen_host)
+        if choice == "spawn":
+            raise BackendError(
+                "--toxiproxy=spawn found no toxiproxy-server on PATH; install it "
+                "(go install github.com/Shopify/toxiproxy/v2/cmd/server@v2.12.0) "
+                "and pass --toxiproxy-bin=PATH, or use --toxiproxy=embedded."
+            )
+    return _embedded(listen_host, explicit=choice == "embedded")
+
+
+def _check_version(version: str, where: str) -> None:
+    if version == "git":
+        raise BackendError(
+            f"{where} is a Toxiproxy build that does not know its version; rebuild it with "
+            "go install -ldflags='-X github.com/Shopify/toxiproxy/v2.Version=2.12.0' "
+            "github.com/Shopify/toxiproxy/v2/cmd/server@v2.12.0"
+        )
+    if not version.startswith("2."):
+        raise BackendError(
+            f"{where} runs Toxiproxy {version or '(unknown version)'}; pytest-resilience needs 2.x, "
+            "upgrade it or choose another with --toxiproxy."
+        )
+
+
+def _remote(url: str, listen_host: str) -> Backend:
+    client = ToxiproxyClient(url)
+    version = client.version()
+    _check_version(version, f"the Toxiproxy at {client.url}")
+    wildcard = listen_host in ("0.0.0.0", "::", "")
+    return Backend(
+        "remote", client, version, "remote", listen_host, client.host if wildcard else listen_host
+    )
+
+
+def _spawned(binary: str, listen_host: str) -> Backend:
+    server = SpawnedToxiproxy(binary)
+    client = server.start()
+    try:
+        version = client.version()
+        _check_version(version, binary)
+    except BaseException:
+        server.stop()
+        raise
+    return Backend(
+        "spawned", client, version, f"{binary}, pid {server.pid}", listen_host, "127.0.0.1",
+        _close=server.stop,
+    )
+
+
+def _embedded(listen_host: str, *, explicit: bool) -> Backend:
+    raise BackendError(
+        "no Toxiproxy to use: set --toxiproxy=http://host:port (or TOXIPROXY_URL), "
+        "or put toxiproxy-server on PATH (or pass --toxiproxy-bin); "
+        "the embedded engine is not part of this build yet."
+    )

@@ -1,0 +1,142 @@
+"""The one adapter over toxiproxy-python.
+
+toxiproxy-python keeps the server's host and port on a class, sends requests
+without a timeout, cannot update a toxic and returns nothing from
+``add_toxic``.  Everything that talks to a Toxiproxy API goes through
+:class:`ToxiproxyClient`, which fixes those gaps in one place: it binds a
+private subclass of the library's ``APIConsumer`` to one server, passes a
+timeout on every request, returns the server's JSON and maps the library's
+exceptions to ours.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from toxiproxy import exceptions as tp_exceptions
+from toxiproxy.api import APIConsumer, validate_response
+
+from ..errors import BackendError, ConfigurationError
+
+DEFAULT_TIMEOUT = 5.0
+
+
+class ToxiproxyClient:
+    """Talks to one Toxiproxy API (real server or embedded engine)."""
+
+    def __init__(self, url: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        parts = urlsplit(url if "://" in url else f"http://{url}")
+        if parts.scheme != "http" or not parts.hostname or parts.port is None:
+            raise ConfigurationError(
+                f"Toxiproxy URL {url!r} is not of the form http://host:port; "
+                "pass e.g. --toxiproxy=http://127.0.0.1:8474."
+            )
+        self.url = f"http://{parts.hostname}:{parts.port}"
+        self.host = parts.hostname
+        self.timeout = timeout
+        # A subclass per server, so two clients never share the library's class-level address.
+        self._api: type[APIConsumer] = type(
+            "BoundAPIConsumer", (APIConsumer,), {"host": parts.hostname, "port": parts.port}
+        )
+
+    # -- low level -----------------------------------------------------------------
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", self.timeout)
+        try:
+            if method == "PATCH":
+                # APIConsumer has no PATCH; reuse its error mapping on a plain request.
+                return validate_response(requests.patch(self.url + path, **kwargs))
+            call = getattr(self._api, method.lower())
+            return call(path, **kwargs)  # type: ignore[no-any-return]
+        except requests.RequestException as exc:
+            raise BackendError(
+                f"Toxiproxy at {self.url} did not answer {method} {path} ({exc.__class__.__name__}); "
+                "check that it is running or choose another with --toxiproxy."
+            ) from exc
+        except (tp_exceptions.ProxyExists, tp_exceptions.NotFound, tp_exceptions.InvalidToxic) as exc:
+            raise ToxiproxyAPIError(method, path, exc) from None
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._call(method, path, **kwargs)
+        if response.status_code >= 400:
+            raise ToxiproxyAPIError(method, path, response.content, status=response.status_code)
+        return response.json() if response.content else None
+
+    # -- API -----------------------------------------------------------------------
+
+    def version(self) -> str:
+        """The server's version string, e.g. ``"2.12.0"``."""
+        response = self._call("GET", "/version")
+        try:
+            body = response.json()
+        except ValueError:
+            return response.text.strip()  # Toxiproxy before 2.4 answered plain text
+        return str(body.get("version", "")) if isinstance(body, dict) else str(body)
+
+    def proxies(self) -> dict[str, dict[str, Any]]:
+        return self._json("GET", "/proxies")  # type: ignore[no-any-return]
+
+    def create_proxy(self, name: str, upstream: str, listen: str) -> dict[str, Any]:
+        body = {"name": name, "upstream": upstream, "listen": listen, "enabled": True}
+        return self._json("POST", "/proxies", json=body)  # type: ignore[no-any-return]
+
+    def get_proxy(self, name: str) -> dict[str, Any]:
+        return self._json("GET", f"/proxies/{name}")  # type: ignore[no-any-return]
+
+    def set_enabled(self, name: str, enabled: bool) -> dict[str, Any]:
+        return self._json("POST", f"/proxies/{name}", json={"enabled": enabled})  # type: ignore[no-any-return]
+
+    def delete_proxy(self, name: str) -> None:
+        self._json("DELETE", f"/proxies/{name}")
+
+    def add_toxic(
+        self,
+        proxy: str,
+        *,
+        name: str,
+        type: str,
+        stream: str,
+        toxicity: float,
+        attributes: dict[str, Any],
+    ) -> dict[str, Any]:
+        body = {
+            "name": name,
+            "type": type,
+            "stream": stream,
+            "toxicity": toxicity,
+            "attributes": attributes,
+        }
+        return self._json("POST", f"/proxies/{proxy}/toxics", json=body)  # type: ignore[no-any-return]
+
+    def update_toxic(self, proxy: str, name: str, **changes: Any) -> dict[str, Any]:
+        return self._json("PATCH", f"/proxies/{proxy}/toxics/{name}", json=changes)  # type: ignore[no-any-return]
+
+    def toxics(self, proxy: str) -> list[dict[str, Any]]:
+        return self._json("GET", f"/proxies/{proxy}/toxics")  # type: ignore[no-any-return]
+
+    def delete_toxic(self, proxy: str, name: str) -> None:
+        self._json("DELETE", f"/proxies/{proxy}/toxics/{name}")
+
+    def reset(self) -> None:
+        self._call("POST", "/reset")
+
+
+class ToxiproxyAPIError(BackendError):
+    """Toxiproxy refused a request (4xx/5xx)."""
+
+    def __init__(self, method: str, path: str, detail: object, *, status: int | None = None):
+        if isinstance(detail, BaseException):
+            status = {
+                tp_exceptions.ProxyExists: 409,
+                tp_exceptions.NotFound: 404,
+                tp_exceptions.InvalidToxic: 400,
+            }.get(type(detail), status)
+            detail = detail.args[0] if detail.args else detail
+        if isinstance(detail, bytes):
+            detail = detail.decode("utf-8", "replace")
+        self.status = status
+        self.detail = str(detail).strip()
+        super().__init__(f"Toxiproxy answered {status} to {method} {path}: {self.detail}")

@@ -1,0 +1,125 @@
+"""Start a ``toxiproxy-server`` binary on a loopback port and always reap it."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from typing import IO
+
+from ..errors import BackendError
+from .client import ToxiproxyClient
+
+START_DEADLINE = 15.0
+_ADDRESS_IN_USE = "address already in use"
+
+
+def _free_loopback_port() -> int:
+    # toxiproxy-server cannot report an API port it chose itself, so ask the OS for one
+    # and hand it over; a lost race shows as "address already in use" and is retried.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    # PR_SET_PDEATHSIG: the server gets SIGTERM if pytest itself is killed.
+    _prctl(1, signal.SIGTERM)
+
+
+_prctl = None
+if sys.platform.startswith("linux"):
+    with contextlib.suppress(OSError, AttributeError):
+        _prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+
+class SpawnedToxiproxy:
+    """One ``toxiproxy-server`` process owned by this pytest process."""
+
+    def __init__(self, binary: str) -> None:
+        self.binary = binary
+        self.process: subprocess.Popen[bytes] | None = None
+        self.client: ToxiproxyClient | None = None
+        self._log: IO[bytes] | None = None
+
+    def start(self) -> ToxiproxyClient:
+        for _ in range(3):
+            port = _free_loopback_port()
+            self._log = tempfile.TemporaryFile()
+            try:
+                self.process = subprocess.Popen(
+                    [self.binary, "-host", "127.0.0.1", "-port", str(port)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=self._log,
+                    stderr=subprocess.STDOUT,
+                    preexec_fn=_die_with_parent if _prctl is not None else None,  # noqa: PLW1509
+                )
+            except OSError as exc:
+                raise BackendError(
+                    f"cannot run toxiproxy-server at {self.binary!r} ({exc.strerror}); "
+                    "point --toxiproxy-bin at the binary or use --toxiproxy=embedded."
+                ) from exc
+            self.client = ToxiproxyClient(f"http://127.0.0.1:{port}", timeout=1.0)
+            if self._wait_until_ready():
+                self.client.timeout = 5.0
+                return self.client
+            log = self._read_log()
+            self.stop()
+            if _ADDRESS_IN_USE not in log:
+                raise BackendError(
+                    f"toxiproxy-server {self.binary!r} did not start within {START_DEADLINE:.0f} s; "
+                    f"it printed: {log.strip()[-500:] or '(nothing)'}"
+                )
+        raise BackendError("toxiproxy-server could not bind a free loopback port after 3 tries.")
+
+    def _wait_until_ready(self) -> bool:
+        assert self.process is not None and self.client is not None
+        deadline = time.monotonic() + START_DEADLINE
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                return False
+            with contextlib.suppress(BackendError):
+                self.client.version()
+                return True
+            time.sleep(0.02)
+        return False
+
+    def _read_log(self) -> str:
+        if self._log is None:
+            return ""
+        self._log.seek(0)
+        return self._log.read().decode("utf-8", "replace")
+
+    def stop(self) -> None:
+        """Terminate and reap the server; safe to call twice."""
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+
+def find_binary(explicit: str | None) -> str | None:
+    """The toxiproxy-server to spawn: the explicit path, else one on PATH."""
+    import shutil
+
+    if explicit:
+        return explicit
+    found = shutil.which("toxiproxy-server")
+    return found if found and os.access(found, os.X_OK) else None
