@@ -7,7 +7,6 @@ arguments (those of the matching service method), then ``after=`` and
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,15 +47,8 @@ class MarkerFault:
 
 def marker_help(name: str) -> str:
     """The line ``pytest --markers`` shows for fault marker ``name``."""
-    params = []
-    for p in inspect.signature(kinds.KINDS[name]).parameters.values():
-        if p.kind is p.VAR_KEYWORD:
-            params.append("**attributes")
-        elif p.default is p.empty:
-            params.append(p.name)
-        else:
-            params.append(f"{p.name}={p.default!r}")
-    signature = ", ".join(["service", *params, "after=0", "duration=None"])
+    params = kinds.signature_of(name)[1:-1]
+    signature = ", ".join(["service", params, "after=0", "duration=None"])
     return f"{name}({signature}): {FAULT_MARKERS[name]}, on the named service during the test body."
 
 

@@ -198,6 +198,13 @@ def plan(kind: str, args: tuple[Any, ...] = (), kwargs: Mapping[str, Any] | None
             "or chaos(type=...) for any other Toxiproxy toxic."
         )
     kwargs = dict(kwargs or {})
+    parameters = inspect.signature(builder).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        unknown = sorted(set(kwargs) - set(parameters))
+        if unknown:
+            raise ConfigurationError(
+                f"{kind}: unknown argument {unknown[0]!r}; it takes {signature_of(kind)}."
+            )
     try:
         inspect.signature(builder).bind(*args, **kwargs)
     except TypeError as exc:
@@ -207,4 +214,12 @@ def plan(kind: str, args: tuple[Any, ...] = (), kwargs: Mapping[str, Any] | None
 
 def signature_of(kind: str) -> str:
     """The argument list of fault ``kind``, for help and error messages."""
-    return str(inspect.signature(KINDS[kind])).split(" ->")[0]
+    parts = []
+    for p in inspect.signature(KINDS[kind]).parameters.values():
+        if p.kind is p.VAR_KEYWORD:
+            parts.append("**attributes")
+        elif p.default is p.empty:
+            parts.append(p.name)
+        else:
+            parts.append(f"{p.name}={p.default!r}")
+    return f"({', '.join(parts)})"
