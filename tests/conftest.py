@@ -33,7 +33,7 @@ class EchoServer(socketserver.ThreadingTCPServer):
 def echo_server() -> Iterator[EchoServer]:
     """A TCP echo server on a loopback port the OS chose."""
     server = EchoServer(("127.0.0.1", 0), _Echo)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
     thread.start()
     yield server
     server.shutdown()
