@@ -56,9 +56,7 @@ def _seconds(marker: str, name: str, value: Any, *, allow_zero: bool) -> float:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     if not ok or value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
-        raise ConfigurationError(
-            f"{name} must be a number of seconds {bound}, got {value!r}"
-        )
+        raise ConfigurationError(f"{name} must be a number of seconds {bound}, got {value!r}")
     return float(value)
 
 
@@ -66,7 +64,7 @@ def parse_marker(marker: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) 
     """Validate a fault marker's arguments; raise ConfigurationError naming the bad one."""
     if not args or not isinstance(args[0], str):
         raise ConfigurationError(
-            f"the first argument must be the service name, e.g. @pytest.mark.{marker}(\"redis\", ...)"
+            f'the first argument must be the service name, e.g. @pytest.mark.{marker}("redis", ...)'
         )
     service, rest = args[0], args[1:]
     options = dict(kwargs)

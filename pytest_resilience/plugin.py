@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
@@ -48,21 +49,31 @@ def _usage(parse: Callable[[str], Any]) -> Callable[[str], Any]:
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("resilience", "resilience testing (pytest-resilience)")
     group.addoption(
-        OPTION_BACKEND, dest="resilience_backend", type=_usage(parse_backend), default=None,
+        OPTION_BACKEND,
+        dest="resilience_backend",
+        type=_usage(parse_backend),
+        default=None,
         help="Toxiproxy to use: auto (TOXIPROXY_URL, then toxiproxy-server on PATH, then "
         "embedded), embedded, spawn, or a URL such as http://127.0.0.1:8474.",
     )
     group.addoption(
-        OPTION_BINARY, dest="resilience_binary", default=None,
+        OPTION_BINARY,
+        dest="resilience_binary",
+        default=None,
         help="path of the toxiproxy-server binary to spawn (default: found on PATH).",
     )
     group.addoption(
-        OPTION_LISTEN_HOST, dest="resilience_listen_host", default=None,
+        OPTION_LISTEN_HOST,
+        dest="resilience_listen_host",
+        default=None,
         help="address Toxiproxy's proxies bind (default 127.0.0.1; 0.0.0.0 for a remote "
         "Toxiproxy whose proxies the tests reach over the network).",
     )
     group.addoption(
-        OPTION_SEED, dest="resilience_seed", type=_usage(parse_seed), default=None,
+        OPTION_SEED,
+        dest="resilience_seed",
+        type=_usage(parse_seed),
+        default=None,
         help="seed for everything random (faults, fake data); the header prints the one used.",
     )
     parser.addini(INI_BACKEND, "default for --toxiproxy", default="auto")
@@ -133,10 +144,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if session.config.option.collectonly:
         return
     if any(set(_USES_PLUGIN) & set(getattr(i, "fixturenames", ())) for i in session.items):
-        try:
+        # On failure every test that needs the backend fails with the reason.
+        with contextlib.suppress(Exception):
             session.config.stash[SESSION].backend  # noqa: B018
-        except Exception:
-            pass  # every test that needs it fails with the reason
 
 
 def pytest_report_collectionfinish(config: pytest.Config) -> str | None:

@@ -97,7 +97,11 @@ class Resilience:
             self.session.live_proxies.discard(proxy)
             raise
         service = TcpService(
-            name, f"{host}:{port}", proxy=proxy, client=backend.client, tap=tap,
+            name,
+            f"{host}:{port}",
+            proxy=proxy,
+            client=backend.client,
+            tap=tap,
             timeline=self.timeline,
         )
         self._services[name] = service

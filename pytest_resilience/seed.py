@@ -24,4 +24,3 @@ def derive(seed: int, *labels: str) -> int:
 
 def rng(seed: int, *labels: str) -> random.Random:
     return random.Random(derive(seed, *labels))
-

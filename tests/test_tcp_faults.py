@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 
@@ -78,10 +79,9 @@ def test_zero_toxicity_fault_does_not_fire(echo):  # type: ignore[no-untyped-def
 
 
 def test_reset_peer_resets_the_client_connection(echo):  # type: ignore[no-untyped-def]
-    with echo.reset_peer(), connect(echo.address) as sock:
-        with pytest.raises(ConnectionResetError):
-            sock.sendall(PAYLOAD)
-            sock.recv(10)
+    with echo.reset_peer(), connect(echo.address) as sock, pytest.raises(ConnectionResetError):
+        sock.sendall(PAYLOAD)
+        sock.recv(10)
     wait_for(lambda: echo.connections.reset(), what="the reset record")
     assert echo.connections.reset()[0].closed_by == "upstream"
     round_trip(echo.address)
@@ -100,7 +100,8 @@ def test_blackhole_partition_hangs_then_heals(echo):  # type: ignore[no-untyped-
 
 
 def test_downstream_partition_delivers_the_request_and_loses_the_answer(
-    echo, echo_server  # type: ignore[no-untyped-def]
+    echo,
+    echo_server,  # type: ignore[no-untyped-def]
 ):
     with echo.partition(direction="downstream"), connect(echo.address, timeout=0.3) as sock:
         sock.sendall(PAYLOAD)
@@ -128,10 +129,13 @@ def test_refuse_partition_closes_open_connections(echo):  # type: ignore[no-unty
 
 def test_reset_partition_fails_fast(echo):  # type: ignore[no-untyped-def]
     started = time.monotonic()
-    with echo.partition(mode="reset"), connect(echo.address) as sock:
-        with pytest.raises(ConnectionResetError):
-            sock.sendall(PAYLOAD)
-            sock.recv(10)
+    with (
+        echo.partition(mode="reset"),
+        connect(echo.address) as sock,
+        pytest.raises(ConnectionResetError),
+    ):
+        sock.sendall(PAYLOAD)
+        sock.recv(10)
     assert time.monotonic() - started < 1.0
 
 
@@ -225,7 +229,12 @@ def test_timeline_records_faults_and_connections(echo, resilience):  # type: ign
         round_trip(echo.address)
         wait_for(lambda: echo.connections.closed())
     kinds = [(e.kind, getattr(e, "action", None)) for e in resilience.timeline.events]
-    assert kinds == [("latency", "applied"), ("opened", None), ("closed", None), ("latency", "healed")]
+    assert kinds == [
+        ("latency", "applied"),
+        ("opened", None),
+        ("closed", None),
+        ("latency", "healed"),
+    ]
     table = resilience.timeline.render()
     assert "fault #" in table and "connection #1 closed by client" in table
 
@@ -293,7 +302,5 @@ def test_upstream_down_closes_the_accepted_connection(resilience):  # type: igno
     service = resilience.tcp_service("dead", upstream=dead)
     with connect(service.address) as sock:
         sock.sendall(b"hello")
-        try:
+        with contextlib.suppress(ConnectionResetError):
             assert sock.recv(10) == b""
-        except ConnectionResetError:
-            pass

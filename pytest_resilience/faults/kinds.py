@@ -75,9 +75,7 @@ def _stream(kind: str, value: Any) -> str:
     return str(value)
 
 
-def _single(
-    kind: str, stream: str, toxicity: float, **attributes: int
-) -> FaultPlan:
+def _single(kind: str, stream: str, toxicity: float, **attributes: int) -> FaultPlan:
     spec = ToxicSpec(
         kind, _stream(kind, stream), tuple(attributes.items()), _toxicity(kind, toxicity)
     )
@@ -90,8 +88,11 @@ def latency(
 ) -> FaultPlan:
     """Delay data by ``ms`` milliseconds, plus or minus ``jitter``."""
     return _single(
-        "latency", stream, toxicity,
-        latency=_whole("latency", "ms", ms), jitter=_whole("latency", "jitter", jitter),
+        "latency",
+        stream,
+        toxicity,
+        latency=_whole("latency", "ms", ms),
+        jitter=_whole("latency", "jitter", jitter),
     )
 
 
@@ -110,13 +111,9 @@ def timeout(ms: int = 0, *, stream: str = "downstream", toxicity: float = 1.0) -
     return _single("timeout", stream, toxicity, timeout=_whole("timeout", "ms", ms))
 
 
-def reset_peer(
-    timeout: int = 0, *, stream: str = "downstream", toxicity: float = 1.0
-) -> FaultPlan:
+def reset_peer(timeout: int = 0, *, stream: str = "downstream", toxicity: float = 1.0) -> FaultPlan:
     """Reset the connection (RST) after ``timeout`` milliseconds."""
-    return _single(
-        "reset_peer", stream, toxicity, timeout=_whole("reset_peer", "timeout", timeout)
-    )
+    return _single("reset_peer", stream, toxicity, timeout=_whole("reset_peer", "timeout", timeout))
 
 
 def slicer(
@@ -135,12 +132,16 @@ def slicer(
             f"slicer: size_variation ({variation}) must be smaller than average_size ({average})."
         )
     return _single(
-        "slicer", stream, toxicity,
-        average_size=average, size_variation=variation, delay=_whole("slicer", "delay", delay),
+        "slicer",
+        stream,
+        toxicity,
+        average_size=average,
+        size_variation=variation,
+        delay=_whole("slicer", "delay", delay),
     )
 
 
-def limit_data(bytes: int, *, stream: str = "downstream", toxicity: float = 1.0) -> FaultPlan:  # noqa: A002
+def limit_data(bytes: int, *, stream: str = "downstream", toxicity: float = 1.0) -> FaultPlan:
     """Close the connection once ``bytes`` bytes have passed."""
     return _single("limit_data", stream, toxicity, bytes=_whole("limit_data", "bytes", bytes))
 
@@ -151,7 +152,7 @@ def down() -> FaultPlan:
 
 
 def chaos(
-    type: str,  # noqa: A002
+    type: str,
     *,
     stream: str = "downstream",
     toxicity: float = 1.0,
@@ -160,7 +161,9 @@ def chaos(
     """Any toxic Toxiproxy knows, by type name and attributes (custom builds too)."""
     if not isinstance(type, str) or not type:
         raise ConfigurationError(f"chaos: type must be a toxic type name, got {type!r}.")
-    spec = ToxicSpec(type, _stream("chaos", stream), tuple(attributes.items()), _toxicity("chaos", toxicity))
+    spec = ToxicSpec(
+        type, _stream("chaos", stream), tuple(attributes.items()), _toxicity("chaos", toxicity)
+    )
     detail = " ".join(f"{k}={v}" for k, v in attributes.items())
     return FaultPlan(type, (spec,), detail=f"{detail} stream={stream}".strip())
 
@@ -189,7 +192,9 @@ KINDS: dict[str, Builder] = {
 }
 
 
-def plan(kind: str, args: tuple[Any, ...] = (), kwargs: Mapping[str, Any] | None = None) -> FaultPlan:
+def plan(
+    kind: str, args: tuple[Any, ...] = (), kwargs: Mapping[str, Any] | None = None
+) -> FaultPlan:
     """Plan fault ``kind`` from call arguments, with a clear error for a bad one."""
     builder = KINDS.get(kind)
     if builder is None:

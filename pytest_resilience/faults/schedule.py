@@ -6,6 +6,7 @@ thread by :meth:`MarkerWindows.finish`, never lost in a log.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import threading
@@ -89,7 +90,9 @@ class MarkerWindows:
             if marker.after == 0:
                 self._open(marker)
             else:
-                self._timer.at(self.started_at + marker.after, lambda m=marker: self._open(m))
+                self._timer.at(
+                    self.started_at + marker.after, functools.partial(self._open, marker)
+                )
 
     def _open(self, marker: MarkerFault) -> None:
         with self._lock:

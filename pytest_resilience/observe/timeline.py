@@ -5,11 +5,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable
-from typing import Union
 
 from .records import Connection, ConnectionEvent, FaultEvent
 
-Event = Union[FaultEvent, ConnectionEvent]
+Event = FaultEvent | ConnectionEvent
 
 
 class ConnectionList(list[Connection]):
@@ -47,7 +46,8 @@ class Timeline:
 
     def faults(self, service: str | None = None) -> list[FaultEvent]:
         return [
-            e for e in self.events
+            e
+            for e in self.events
             if isinstance(e, FaultEvent) and (service is None or e.service == service)
         ]
 
@@ -67,8 +67,14 @@ class Timeline:
             elif key in joined:
                 first = joined[key]
                 joined[key] = Connection(
-                    first.service, first.id, first.opened_at, event.at, event.kind,
-                    event.by, event.bytes_up, event.bytes_down,
+                    first.service,
+                    first.id,
+                    first.opened_at,
+                    event.at,
+                    event.kind,
+                    event.by,
+                    event.bytes_up,
+                    event.bytes_down,
                 )
         return ConnectionList(joined.values())
 
@@ -83,7 +89,9 @@ class Timeline:
         for i, event in enumerate(shown):
             if len(rows) > limit and i == limit // 2:
                 lines.append(f"{'...':>9}  ({len(rows) - limit} more)")
-            lines.append(f"{self.relative_ms(event.at):9.1f}  {event.service:<14} {_describe(event)}")
+            lines.append(
+                f"{self.relative_ms(event.at):9.1f}  {event.service:<14} {_describe(event)}"
+            )
         return "\n".join(lines)
 
 

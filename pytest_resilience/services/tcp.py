@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import ResilienceError
@@ -75,15 +76,19 @@ class TcpService:
         """Faults applied to this service during the test, healed ones included."""
         return list(self._faults)
 
-    def assert_connections(self, max: int | None = None, min: int | None = None) -> None:  # noqa: A002
+    def assert_connections(self, max: int | None = None, min: int | None = None) -> None:
         """Assert how many client connections the code under test opened."""
         __tracebackhide__ = True
         count = len(self.connections)
         broken = (max is not None and count > max) or (min is not None and count < min)
         if broken:
             bound = " and ".join(
-                s for s in (f"at least {min}" if min is not None else "",
-                            f"at most {max}" if max is not None else "") if s
+                s
+                for s in (
+                    f"at least {min}" if min is not None else "",
+                    f"at most {max}" if max is not None else "",
+                )
+                if s
             )
             events = [e for e in self._timeline.events if e.service == self.name]
             raise AssertionError(
@@ -119,7 +124,7 @@ class TcpService:
         """Deliver data in small slices (``delay`` in microseconds)."""
         return self.apply(kinds.slicer(average_size, size_variation, delay, **options))
 
-    def limit_data(self, bytes: int, **options: Any) -> Fault:  # noqa: A002
+    def limit_data(self, bytes: int, **options: Any) -> Fault:
         """Close connections after ``bytes`` bytes."""
         return self.apply(kinds.limit_data(bytes, **options))
 
@@ -153,8 +158,12 @@ class TcpService:
                 for spec in plan.toxics:
                     name = f"{spec.type}_{spec.stream}_{next(self._toxic_ids)}"
                     self._client.add_toxic(
-                        self.proxy, name=name, type=spec.type, stream=spec.stream,
-                        toxicity=spec.toxicity, attributes=spec.as_dict(),
+                        self.proxy,
+                        name=name,
+                        type=spec.type,
+                        stream=spec.stream,
+                        toxicity=spec.toxicity,
+                        attributes=spec.as_dict(),
                     )
                     added.append(name)
             except BaseException:
@@ -204,7 +213,11 @@ class TcpService:
             except Exception as exc:
                 errors.append(exc)
             self._closed = True
-            for step in (lambda: self._client.delete_proxy(self.proxy), self._tap.close):
+            steps: list[Callable[[], None]] = [
+                lambda: self._client.delete_proxy(self.proxy),
+                self._tap.close,
+            ]
+            for step in steps:
                 try:
                     step()
                 except Exception as exc:

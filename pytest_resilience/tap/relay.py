@@ -22,7 +22,8 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from ..observe.records import ConnectionEvent, Side
 from ..runtime.loop import BackgroundLoop
@@ -56,8 +57,13 @@ class _Link:
     def record(self, kind: str, by: Side, undelivered: int = 0) -> None:
         self.tap.record(
             ConnectionEvent(
-                time.monotonic(), self.tap.service, self.id, kind,  # type: ignore[arg-type]
-                by, self.bytes_up, self.bytes_down - undelivered,
+                time.monotonic(),
+                self.tap.service,
+                self.id,
+                kind,  # type: ignore[arg-type]
+                by,
+                self.bytes_up,
+                self.bytes_down - undelivered,
             )
         )
 
@@ -196,8 +202,8 @@ class Tap:
     def listening(self) -> bool:
         return self._server is not None
 
-    def spawn(self, coro: object) -> None:
-        task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

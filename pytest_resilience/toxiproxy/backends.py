@@ -12,7 +12,6 @@ from .client import ToxiproxyClient
 from .spawn import SpawnedToxiproxy, find_binary
 
 
-
 @dataclass
 class Backend:
     """A running Toxiproxy API and how to reach what it serves."""
@@ -89,7 +88,12 @@ def _spawned(binary: str, listen_host: str) -> Backend:
         server.stop()
         raise
     return Backend(
-        "spawned", client, version, f"{binary}, pid {server.pid}", listen_host, "127.0.0.1",
+        "spawned",
+        client,
+        version,
+        f"{binary}, pid {server.pid}",
+        listen_host,
+        "127.0.0.1",
         _close=server.stop,
     )
 

@@ -48,7 +48,10 @@ class ToxiproxyClient:
         try:
             if method == "PATCH":
                 # APIConsumer has no PATCH; reuse its error mapping on a plain request.
-                return validate_response(requests.patch(self.url + path, **kwargs))
+                response: requests.Response = validate_response(
+                    requests.patch(self.url + path, **kwargs)
+                )
+                return response
             call = getattr(self._api, method.lower())
             return call(path, **kwargs)  # type: ignore[no-any-return]
         except requests.RequestException as exc:
@@ -56,7 +59,11 @@ class ToxiproxyClient:
                 f"Toxiproxy at {self.url} did not answer {method} {path} ({exc.__class__.__name__}); "
                 "check that it is running or choose another with --toxiproxy."
             ) from exc
-        except (tp_exceptions.ProxyExists, tp_exceptions.NotFound, tp_exceptions.InvalidToxic) as exc:
+        except (
+            tp_exceptions.ProxyExists,
+            tp_exceptions.NotFound,
+            tp_exceptions.InvalidToxic,
+        ) as exc:
             raise ToxiproxyAPIError(method, path, exc) from None
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:

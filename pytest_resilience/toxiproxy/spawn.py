@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import IO
+from typing import IO, Any
 
 from ..errors import BackendError
 from .client import ToxiproxyClient
@@ -33,7 +33,7 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
     _prctl(1, signal.SIGTERM)
 
 
-_prctl = None
+_prctl: Any = None
 if sys.platform.startswith("linux"):
     with contextlib.suppress(OSError, AttributeError):
         _prctl = ctypes.CDLL(None, use_errno=True).prctl
@@ -51,14 +51,14 @@ class SpawnedToxiproxy:
     def start(self) -> ToxiproxyClient:
         for _ in range(3):
             port = _free_loopback_port()
-            self._log = tempfile.TemporaryFile()
+            self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
             try:
                 self.process = subprocess.Popen(
                     [self.binary, "-host", "127.0.0.1", "-port", str(port)],
                     stdin=subprocess.DEVNULL,
                     stdout=self._log,
                     stderr=subprocess.STDOUT,
-                    preexec_fn=_die_with_parent if _prctl is not None else None,  # noqa: PLW1509
+                    preexec_fn=_die_with_parent if _prctl is not None else None,
                 )
             except OSError as exc:
                 raise BackendError(
