@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import shutil
 import socketserver
 import threading
 from collections.abc import Iterator
@@ -39,3 +41,12 @@ def echo_server() -> Iterator[EchoServer]:
     server.shutdown()
     server.server_close()
     thread.join()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # CI sets this so that a missing Toxiproxy fails the run instead of going unnoticed.
+    if os.environ.get("RESILIENCE_REQUIRE_TOXIPROXY") and not shutil.which("toxiproxy-server"):
+        raise pytest.UsageError(
+            "RESILIENCE_REQUIRE_TOXIPROXY is set but toxiproxy-server is not on PATH; "
+            "run bash .ci/install-toxiproxy and put .bin/ on PATH."
+        )
