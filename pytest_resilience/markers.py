@@ -47,9 +47,16 @@ class MarkerFault:
 
 def marker_help(name: str) -> str:
     """The line ``pytest --markers`` shows for fault marker ``name``."""
-    params = kinds.signature_of(name)[1:-1]
-    signature = ", ".join(["service", params, "after=0", "duration=None"])
+    params = kinds.signature_of(name)[1:-1].split(", ")
+    var_keyword = [p for p in params if p.startswith("**")]
+    named = [p for p in params if not p.startswith("**")]
+    signature = ", ".join(["service", *named, "after=0", "duration=None", *var_keyword])
     return f"{name}({signature}): {FAULT_MARKERS[name]}, on the named service during the test body."
+
+
+def belongs_to_pytest_timeout(mark: Any) -> bool:
+    """``@pytest.mark.timeout(5)`` is pytest-timeout's marker, not our fault; leave it alone."""
+    return bool(mark.name == "timeout" and (not mark.args or not isinstance(mark.args[0], str)))
 
 
 def _seconds(marker: str, name: str, value: Any, *, allow_zero: bool) -> float:

@@ -21,8 +21,18 @@ URL_ENV = "TOXIPROXY_URL"
 def parse_backend(value: str) -> str:
     """``--toxiproxy``: a backend name or an http URL."""
     value = value.strip()
-    if value in BACKEND_CHOICES or value.startswith("http://"):
+    if value in BACKEND_CHOICES:
         return value
+    if value.startswith("http://"):
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value)
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if parts.hostname and port:
+            return value
     raise ConfigurationError(
         f"{OPTION_BACKEND}={value!r} is not one of auto, embedded, spawn or an "
         "http://host:port URL; e.g. --toxiproxy=http://127.0.0.1:8474."

@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .markers import FAULT_MARKERS, MarkerFault, marker_help, parse_marker
+from .markers import (
+    FAULT_MARKERS,
+    MarkerFault,
+    belongs_to_pytest_timeout,
+    marker_help,
+    parse_marker,
+)
 from .options import (
     INI_BACKEND,
     INI_BINARY,
@@ -96,12 +102,13 @@ def pytest_configure(config: pytest.Config) -> None:
     for name in FAULT_MARKERS:
         config.addinivalue_line("markers", marker_help(name))
     seed = _setting(config, "resilience_seed", INI_SEED, parse_seed)
+    workerinput = getattr(config, "workerinput", None)
+    if seed is None and workerinput is not None:
+        seed = workerinput.get("resilience_seed")
     if seed is None:
         from .seed import new_seed
 
         seed = new_seed()
-    # xdist copies the controller's options to its workers: they all share this seed.
-    config.option.resilience_seed = seed
     config.stash[SESSION] = ResilienceSession(
         _setting(config, "resilience_backend", INI_BACKEND, parse_backend) or "auto",
         binary=_setting(config, "resilience_binary", INI_BINARY, str) or None,
@@ -109,6 +116,12 @@ def pytest_configure(config: pytest.Config) -> None:
         seed=seed,
         worker=os.environ.get("PYTEST_XDIST_WORKER", "main"),
     )
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    # xdist workers re-parse the command line; without this each draws its own seed.
+    node.workerinput["resilience_seed"] = node.config.stash[SESSION].seed
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -122,15 +135,16 @@ def pytest_report_header(config: pytest.Config) -> str:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         parsed: list[MarkerFault] = []
+        errors: list[str] = []
         for mark in item.iter_markers():
-            if mark.name not in FAULT_MARKERS:
+            if mark.name not in FAULT_MARKERS or belongs_to_pytest_timeout(mark):
                 continue
             try:
                 parsed.append(parse_marker(mark.name, mark.args, mark.kwargs))
             except ValueError as exc:
-                item.stash[MARKER_ERROR] = (
-                    f"{item.nodeid}: @pytest.mark.{mark.name}: {str(exc).rstrip('.')}."
-                )
+                errors.append(f"{item.nodeid}: @pytest.mark.{mark.name}: {str(exc).rstrip('.')}.")
+        if errors:
+            item.stash[MARKER_ERROR] = "\n".join(errors)
         if parsed:
             item.stash[MARKERS] = parsed
             fixturenames: list[str] = getattr(item, "fixturenames", [])
