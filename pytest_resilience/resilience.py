@@ -45,7 +45,7 @@ class Resilience:
         self.test_id = test_id
         self.timeline = Timeline()
         self._services: dict[str, TcpService] = {}
-        self._prefix = session.proxy_prefix()
+        self._prefix = session.proxy_prefix(test_id)
         self._created_listeners: list[Callable[[TcpService], None]] = []
         self._closed = False
 

@@ -13,7 +13,6 @@ Nothing here imports pytest; a script can drive the plugin's core with::
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
 import threading
 from types import TracebackType
@@ -46,7 +45,7 @@ class ResilienceSession:
         self._failure: BaseException | None = None
         self._loop: BackgroundLoop | None = None
         self._lock = threading.Lock()
-        self._tests = itertools.count(1)
+        self._runs: dict[str, int] = {}
         self.live_proxies: set[str] = set()
         """Proxies created and not yet deleted: the safety net's work list."""
 
@@ -66,7 +65,11 @@ class ResilienceSession:
 
                 try:
                     self._backend = start_backend(
-                        self.choice, binary=self.binary, listen_host=self.listen_host
+                        self.choice,
+                        binary=self.binary,
+                        listen_host=self.listen_host,
+                        seed=self.seed,
+                        loop=self._get_loop,
                     )
                 except Exception as exc:
                     self._failure = exc
@@ -75,16 +78,32 @@ class ResilienceSession:
 
     @property
     def loop(self) -> BackgroundLoop:
+        """The event loop taps (and the embedded engine) run on."""
         with self._lock:
-            if self._loop is None:
-                from .runtime.loop import BackgroundLoop
+            return self._get_loop()
 
-                self._loop = BackgroundLoop()
-            return self._loop
+    def _get_loop(self) -> BackgroundLoop:
+        if self._loop is None:
+            from .runtime.loop import BackgroundLoop
 
-    def proxy_prefix(self) -> str:
-        """Unique per process and per test, so xdist workers and reruns never collide."""
-        return f"pr-{self.worker}-{os.getpid()}-t{next(self._tests)}"
+            self._loop = BackgroundLoop()
+        return self._loop
+
+    def proxy_prefix(self, test_id: str) -> str:
+        """Unique per test, xdist worker and rerun; stable across runs for the same test.
+
+        The embedded engine seeds each connection's randomness from its proxy's name,
+        so a name that does not change between runs lets ``--resilience-seed`` replay
+        jitter and toxicity.  A server other processes may share also gets the pid.
+        """
+        from .seed import derive
+
+        runs = self._runs[test_id] = self._runs.get(test_id, 0) + 1
+        digest = f"{derive(0, test_id):016x}"[:10]
+        shared = self._backend is not None and self._backend.kind == "remote"
+        pid = f"-{os.getpid()}" if shared else ""
+        rerun = f"-r{runs}" if runs > 1 else ""
+        return f"pr-{self.worker}{pid}-{digest}{rerun}"
 
     def new_test(self, test_id: str) -> Resilience:
         from .resilience import Resilience

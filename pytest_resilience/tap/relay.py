@@ -16,10 +16,7 @@ other side's write buffer is full.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
-import socket
-import struct
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -27,17 +24,9 @@ from typing import Any
 
 from ..observe.records import ConnectionEvent, Side
 from ..runtime.loop import BackgroundLoop
+from ..runtime.sockets import abort_with_reset
 
 Recorder = Callable[[ConnectionEvent], None]
-
-
-def abort_with_reset(transport: asyncio.BaseTransport) -> None:
-    """Close ``transport`` with an RST (SO_LINGER 0) rather than a FIN."""
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    transport.abort()  # type: ignore[attr-defined]
 
 
 class _Link:

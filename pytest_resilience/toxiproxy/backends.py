@@ -5,11 +5,15 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..errors import BackendError
 from ..options import URL_ENV
 from .client import ToxiproxyClient
 from .spawn import SpawnedToxiproxy, find_binary
+
+if TYPE_CHECKING:
+    from ..runtime.loop import BackgroundLoop
 
 
 @dataclass
@@ -35,9 +39,18 @@ class Backend:
 
 
 def start_backend(
-    choice: str, *, binary: str | None = None, listen_host: str = "127.0.0.1"
+    choice: str,
+    *,
+    binary: str | None = None,
+    listen_host: str = "127.0.0.1",
+    seed: int = 0,
+    loop: Callable[[], BackgroundLoop] | None = None,
 ) -> Backend:
-    """Start or connect to the backend ``choice`` names; the caller must ``close()`` it."""
+    """Start or connect to the backend ``choice`` names; the caller must ``close()`` it.
+
+    ``seed`` seeds the embedded engine's randomness; ``loop`` gives it the event loop
+    to run on (a fresh one of its own if not given).
+    """
     url = os.environ.get(URL_ENV) if choice == "auto" else None
     if choice.startswith("http://") or url:
         return _remote(choice if choice.startswith("http://") else str(url), listen_host)
@@ -51,7 +64,7 @@ def start_backend(
                 "(go install github.com/Shopify/toxiproxy/v2/cmd/server@v2.12.0) "
                 "and pass --toxiproxy-bin=PATH, or use --toxiproxy=embedded."
             )
-    return _embedded(listen_host, explicit=choice == "embedded")
+    return _embedded(seed, loop() if loop is not None else None)
 
 
 def _check_version(version: str, where: str) -> None:
@@ -98,9 +111,18 @@ def _spawned(binary: str, listen_host: str) -> Backend:
     )
 
 
-def _embedded(listen_host: str, *, explicit: bool) -> Backend:
-    raise BackendError(
-        "no Toxiproxy to use: set --toxiproxy=http://host:port (or TOXIPROXY_URL), "
-        "or put toxiproxy-server on PATH (or pass --toxiproxy-bin); "
-        "the embedded engine is not part of this build yet."
+def _embedded(seed: int, loop: BackgroundLoop | None) -> Backend:
+    from ..engine import Engine
+
+    engine = Engine("127.0.0.1", 0, seed=seed, loop=loop)
+    url = engine.start()
+    client = ToxiproxyClient(url)
+    return Backend(
+        "embedded",
+        client,
+        client.version(),
+        "in-process engine",
+        "127.0.0.1",
+        "127.0.0.1",
+        _close=engine.stop,
     )

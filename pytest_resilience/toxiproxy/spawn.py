@@ -42,8 +42,10 @@ if sys.platform.startswith("linux"):
 class SpawnedToxiproxy:
     """One ``toxiproxy-server`` process owned by this pytest process."""
 
-    def __init__(self, binary: str) -> None:
+    def __init__(self, binary: str, *, args: tuple[str, ...] = ()) -> None:
         self.binary = binary
+        self.args = args
+        """Extra server flags, e.g. ``("-proxy-metrics",)``."""
         self.process: subprocess.Popen[bytes] | None = None
         self.client: ToxiproxyClient | None = None
         self._log: IO[bytes] | None = None
@@ -54,7 +56,7 @@ class SpawnedToxiproxy:
             self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
             try:
                 self.process = subprocess.Popen(
-                    [self.binary, "-host", "127.0.0.1", "-port", str(port)],
+                    [self.binary, "-host", "127.0.0.1", "-port", str(port), *self.args],
                     stdin=subprocess.DEVNULL,
                     stdout=self._log,
                     stderr=subprocess.STDOUT,

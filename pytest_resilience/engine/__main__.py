@@ -1,0 +1,48 @@
+"""Run the embedded engine on its own: ``python -m pytest_resilience.engine``."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+from . import VERSION, Engine
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m pytest_resilience.engine",
+        description=f"A Toxiproxy {VERSION}-compatible server (pytest-resilience's embedded engine).",
+    )
+    parser.add_argument(
+        "--listen", default="127.0.0.1:8474", help="API address, host:port (default 127.0.0.1:8474)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed for jitter, toxicity and slicer sizes"
+    )
+    args = parser.parse_args(argv)
+    host, sep, port = args.listen.rpartition(":")
+    if not sep or not port.isdigit():
+        parser.error(
+            f"--listen={args.listen!r} is not host:port; pass e.g. --listen 127.0.0.1:8474"
+        )
+    engine = Engine(host.strip("[]") or "127.0.0.1", int(port), seed=args.seed)
+    try:
+        url = engine.start()
+    except OSError as exc:
+        print(f"cannot listen on {args.listen}: {exc.strerror}", file=sys.stderr)
+        return 1
+    print(f"pytest-resilience engine (Toxiproxy {VERSION} API) listening on {url}", flush=True)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        stop.wait()
+    finally:
+        engine.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""The engine's HTTP front end: Toxiproxy's routes on the standard library's HTTP server.
+
+Control-plane traffic is a handful of small requests per test, so a threaded
+``http.server`` (the standard library's HTTP/1.1 parsing, no new dependency)
+serves it; every operation itself runs on the engine's event loop, one at a
+time, so handlers never touch proxy state from their own threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import socket
+import threading
+from collections.abc import Callable, Coroutine
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from .collection import Answer, ApiError, Collection, bad_body
+
+MAX_BODY = 16 << 20
+"""Larger request bodies are refused as a bad request body (Toxiproxy sets no limit)."""
+
+Run = Callable[[Coroutine[Any, Any, Answer]], Answer]
+
+_PROXY = r"/proxies/(?P<proxy>[^/]+)"
+_TOXIC = _PROXY + r"/toxics/(?P<toxic>[^/]+)"
+ROUTES: list[tuple[re.Pattern[str], dict[str, str]]] = [
+    (re.compile(r"/version"), {"GET": "get_version"}),
+    (re.compile(r"/reset"), {"POST": "reset"}),
+    (re.compile(r"/metrics"), {"GET": "metrics"}),
+    (re.compile(r"/populate"), {"POST": "populate"}),
+    (re.compile(r"/proxies"), {"GET": "index", "POST": "create"}),
+    (re.compile(_PROXY), {"GET": "show", "POST": "update", "PATCH": "update", "DELETE": "delete"}),
+    (re.compile(_PROXY + r"/toxics"), {"GET": "toxics", "POST": "add_toxic"}),
+    (
+        re.compile(_TOXIC),
+        {
+            "GET": "show_toxic",
+            "POST": "update_toxic",
+            "PATCH": "update_toxic",
+            "DELETE": "delete_toxic",
+        },
+    ),
+]
+_TAKES_BODY = {"create", "update", "populate", "add_toxic", "update_toxic"}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: ApiServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # a test run's output is not the place for an access log
+
+    def _dispatch(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if "Mozilla/" in self.headers.get("User-Agent", ""):
+            # Toxiproxy's guard against requests a browser was tricked into sending.
+            self._send(Answer(403, "User agent not allowed\n", "text/plain; charset=utf-8"))
+            return
+        for pattern, methods in ROUTES:
+            match = pattern.fullmatch(path)
+            if match is None:
+                continue
+            operation = methods.get(self.command)
+            if operation is None:
+                self._send(Answer(405, ""))
+                return
+            self._call(operation, match.groupdict())
+            return
+        self._send(Answer(404, "404 page not found\n", "text/plain; charset=utf-8"))
+
+    def _call(self, operation: str, params: dict[str, str]) -> None:
+        body = self._read_body()
+        if body is None:
+            return
+        method = getattr(self.server.collection, operation)
+        args: list[Any] = list(params.values())
+        if operation in _TAKES_BODY:
+            args.append(body)
+        try:
+            answer = self.server.run(method(*args))
+        except ApiError as exc:
+            answer = exc.answer()
+        self._send(answer)
+
+    def _read_body(self) -> bytes | None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            self.close_connection = True
+            self._send(bad_body(f"larger than {MAX_BODY} bytes").answer())
+            return None
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _send(self, answer: Answer) -> None:
+        if answer.status == 204:
+            payload = b""
+        elif isinstance(answer.body, str):
+            payload = answer.body.encode()
+        else:
+            payload = json.dumps(answer.body, separators=(",", ":")).encode()
+        self.send_response(answer.status)
+        if payload:
+            content_type = answer.content_type
+            if answer.status >= 400 and not isinstance(answer.body, str):
+                content_type = "text/plain; charset=utf-8"  # what Toxiproxy sends with errors
+            self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = do_HEAD = do_OPTIONS = _dispatch
+
+
+class ApiServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = True  # server_close() joins the handler threads
+
+    def __init__(self, address: tuple[str, int], collection: Collection, run: Run) -> None:
+        super().__init__(address, _Handler)
+        self.collection = collection
+        self.run = run
+        self._thread: threading.Thread | None = None
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self.serve_forever,
+            args=(0.05,),
+            name="pytest-resilience-engine-api",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self.shutdown()
+            self._thread.join()
+            self._thread = None
+        # Wake handlers idling on keep-alive connections, so joining them ends.
+        with self._lock:
+            for sock in list(self._open):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+        self.server_close()

@@ -1,0 +1,313 @@
+"""The engine's proxies and every API operation on them, answering as Toxiproxy 2.12 does.
+
+Operations run on the engine's event loop; the HTTP front end (``api.py``)
+only parses requests and writes the :class:`Answer` back.  Request bodies are
+checked the way Toxiproxy's Go JSON decoding checks them: the first JSON value
+counts, ``null`` fields keep their defaults, a value of the wrong type is a
+``bad request body``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .metrics import render_metrics
+from .proxy import ListenError, Proxy, split_address
+from .toxics import DIRECTIONS, TYPES, Toxic
+
+
+@dataclass
+class Answer:
+    status: int
+    body: Any = None
+    """JSON-able body; ``None`` with a 204, or a ``str`` sent as text."""
+    content_type: str = "application/json"
+
+
+class ApiError(Exception):
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+    def answer(self) -> Answer:
+        return Answer(self.status, {"error": self.message, "status": self.status})
+
+
+def bad_body(detail: str) -> ApiError:
+    return ApiError(f"bad request body: {detail}", 400)
+
+
+PROXY_NOT_FOUND = ApiError("proxy not found", 404)
+TOXIC_NOT_FOUND = ApiError("toxic not found", 404)
+
+_JSON_KINDS = {
+    str: "string",
+    bool: "bool",
+    int: "number",
+    float: "number",
+    list: "array",
+    dict: "object",
+}
+
+
+def decode(body: bytes) -> Any:
+    """The first JSON value of ``body``, as Go's json.Decoder reads it."""
+    text = body.decode("utf-8", "replace").lstrip()
+    if not text:
+        raise bad_body("EOF")
+    try:
+        value, _ = json.JSONDecoder().raw_decode(text)
+    except json.JSONDecodeError as exc:
+        raise bad_body(f"invalid character at offset {exc.pos}: {exc.msg}") from None
+    return value
+
+
+def _kind(value: Any) -> str:
+    return _JSON_KINDS.get(type(value), type(value).__name__)
+
+
+def _field(obj: dict[str, Any], key: str, expected: type | tuple[type, ...], where: str) -> Any:
+    """``obj[key]`` if present and not null; a bad request body if of the wrong type."""
+    value = obj.get(key)
+    if value is None:
+        return None
+    ok = isinstance(value, expected) and not (
+        isinstance(value, bool) and bool not in _tuple(expected)
+    )
+    if not ok:
+        raise bad_body(f"json: cannot unmarshal {_kind(value)} into Go struct field {where}.{key}")
+    return value
+
+
+def _tuple(expected: type | tuple[type, ...]) -> tuple[type, ...]:
+    return expected if isinstance(expected, tuple) else (expected,)
+
+
+def _object(value: Any, what: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise bad_body(f"json: cannot unmarshal {_kind(value)} into Go value of type {what}")
+    return value
+
+
+def _resolve(listen: str) -> str:
+    host, port = split_address(listen, "listen")
+    if host in ("localhost", ""):
+        host = "127.0.0.1" if host == "localhost" else host
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class Collection:
+    """All proxies of one engine."""
+
+    def __init__(self, version: str, seed: int) -> None:
+        self.version = version
+        self.seed = seed
+        self.proxies: dict[str, Proxy] = {}
+
+    def _proxy(self, name: str) -> Proxy:
+        try:
+            return self.proxies[name]
+        except KeyError:
+            raise PROXY_NOT_FOUND from None
+
+    # -- proxies ------------------------------------------------------------------
+
+    async def index(self) -> Answer:
+        return Answer(200, {name: p.to_json() for name, p in self.proxies.items()})
+
+    @staticmethod
+    def _proxy_input(value: Any) -> tuple[str, str, str, bool]:
+        obj = _object(value, "main.Proxy")
+        name = _field(obj, "name", str, "Proxy") or ""
+        listen = _field(obj, "listen", str, "Proxy") or ""
+        upstream = _field(obj, "upstream", str, "Proxy") or ""
+        enabled = _field(obj, "enabled", bool, "Proxy")
+        return name, listen, upstream, True if enabled is None else enabled
+
+    async def create(self, body: bytes) -> Answer:
+        name, listen, upstream, enabled = self._proxy_input(decode(body))
+        if not name:
+            raise ApiError("missing required field: name", 400)
+        if not upstream:
+            raise ApiError("missing required field: upstream", 400)
+        if name in self.proxies:
+            raise ApiError("proxy already exists", 409)
+        proxy = await self._add(name, listen, upstream, enabled)
+        return Answer(201, proxy.to_json())
+
+    async def _add(self, name: str, listen: str, upstream: str, enabled: bool) -> Proxy:
+        proxy = Proxy(name, listen, upstream, self.seed)
+        if enabled:
+            try:
+                await proxy.start()
+            except ListenError as exc:
+                raise ApiError(str(exc), 500) from None
+        self.proxies[name] = proxy
+        return proxy
+
+    async def show(self, name: str) -> Answer:
+        return Answer(200, self._proxy(name).to_json())
+
+    async def update(self, name: str, body: bytes) -> Answer:
+        proxy = self._proxy(name)
+        value = decode(body)
+        obj = _object(value, "main.Proxy")
+        listen = _field(obj, "listen", str, "Proxy")
+        upstream = _field(obj, "upstream", str, "Proxy")
+        enabled = _field(obj, "enabled", bool, "Proxy")
+        listen = proxy.listen if listen is None else listen
+        upstream = proxy.upstream if upstream is None else upstream
+        enabled = proxy.enabled if enabled is None else enabled
+        try:
+            if _resolve(listen) != proxy.listen or upstream != proxy.upstream:
+                await proxy.stop()
+                proxy.listen, proxy.upstream = listen, upstream
+            if enabled and not proxy.enabled:
+                await proxy.start()
+            elif not enabled and proxy.enabled:
+                await proxy.stop()
+        except ListenError as exc:
+            raise ApiError(str(exc), 500) from None
+        return Answer(200, proxy.to_json())
+
+    async def delete(self, name: str) -> Answer:
+        proxy = self._proxy(name)
+        await proxy.stop()
+        del self.proxies[name]
+        return Answer(204)
+
+    async def populate(self, body: bytes) -> Answer:
+        try:
+            value = decode(body)
+            if value is not None and not isinstance(value, list):
+                raise bad_body(
+                    f"json: cannot unmarshal {_kind(value)} into Go value of type []struct"
+                )
+            entries = [self._proxy_input(item) for item in value or []]
+        except ApiError as exc:
+            # Populate's errors carry the (empty) list of proxies it made.
+            return Answer(exc.status, {"error": exc.message, "status": exc.status, "proxies": None})
+        for number, (name, _, upstream, _) in enumerate(entries, start=1):
+            for field, given in (("name", name), ("upstream", upstream)):
+                if not given:
+                    return Answer(
+                        400,
+                        {
+                            "error": f"missing required field: {field} at proxy {number}",
+                            "status": 400,
+                            "proxies": None,
+                        },
+                    )
+        done: list[Proxy] = []
+        for name, listen, upstream, enabled in entries:
+            existing = self.proxies.get(name)
+            try:
+                if existing is not None and (
+                    _resolve(listen or "127.0.0.1:0") == existing.listen
+                    and upstream == existing.upstream
+                ):
+                    done.append(existing)
+                    continue
+                if existing is not None:
+                    await existing.stop()
+                    del self.proxies[name]
+                done.append(await self._add(name, listen, upstream, enabled))
+            except (ApiError, ListenError) as exc:
+                status = exc.status if isinstance(exc, ApiError) else 500
+                listing = [p.to_json() for p in done] or None
+                return Answer(status, {"error": str(exc), "status": status, "proxies": listing})
+        return Answer(201, {"proxies": [p.to_json() for p in done] or None})
+
+    async def reset(self) -> Answer:
+        for proxy in self.proxies.values():
+            try:
+                await proxy.start()
+            except ListenError as exc:
+                raise ApiError(str(exc), 500) from None
+            proxy.remove_all_toxics()
+        return Answer(204)
+
+    # -- toxics -------------------------------------------------------------------
+
+    async def toxics(self, proxy_name: str) -> Answer:
+        return Answer(200, self._proxy(proxy_name).toxics_json())
+
+    async def add_toxic(self, proxy_name: str, body: bytes) -> Answer:
+        proxy = self._proxy(proxy_name)
+        obj = _object(decode(body), "toxics.ToxicWrapper")
+        name = _field(obj, "name", str, "ToxicWrapper") or ""
+        kind = _field(obj, "type", str, "ToxicWrapper") or ""
+        stream = _field(obj, "stream", str, "ToxicWrapper") or "downstream"
+        toxicity = _field(obj, "toxicity", (int, float), "ToxicWrapper")
+        attributes = _object(obj.get("attributes"), "toxics.NoopToxic")
+        if stream.lower() not in DIRECTIONS:
+            raise ApiError("stream was invalid, can be either upstream or downstream", 400)
+        name = name or f"{kind}_{stream}"
+        if kind not in TYPES:
+            raise ApiError("invalid toxic type", 400)
+        if proxy.find(name) is not None:
+            raise ApiError("toxic already exists", 409)
+        toxic = Toxic(
+            name,
+            kind,
+            stream,
+            1.0 if toxicity is None else float(toxicity),
+            self._attributes(kind, attributes, {}),
+        )
+        proxy.add_toxic(toxic)
+        return Answer(200, toxic.to_json())
+
+    @staticmethod
+    def _attributes(kind: str, given: dict[str, Any], current: dict[str, int]) -> dict[str, int]:
+        merged = {key: current.get(key, 0) for key in TYPES[kind].attributes}
+        for key in TYPES[kind].attributes:
+            value = _field(given, key, int, f"{kind}.attributes")
+            if value is not None:
+                merged[key] = value
+        return merged
+
+    async def show_toxic(self, proxy_name: str, name: str) -> Answer:
+        toxic = self._proxy(proxy_name).find(name)
+        if toxic is None:
+            raise TOXIC_NOT_FOUND
+        return Answer(200, toxic.to_json())
+
+    async def update_toxic(self, proxy_name: str, name: str, body: bytes) -> Answer:
+        proxy = self._proxy(proxy_name)
+        toxic = proxy.find(name)
+        if toxic is None:
+            raise TOXIC_NOT_FOUND
+        obj = _object(decode(body), "struct")
+        attributes = _object(obj.get("attributes"), f"toxics.{toxic.type}")
+        toxicity = _field(obj, "toxicity", (int, float), "toxicity")
+        toxic.attributes = self._attributes(toxic.type, attributes, toxic.attributes)
+        if toxicity is not None:
+            toxic.toxicity = float(toxicity)
+        proxy.update_toxic(toxic)
+        return Answer(200, toxic.to_json())
+
+    async def delete_toxic(self, proxy_name: str, name: str) -> Answer:
+        proxy = self._proxy(proxy_name)
+        toxic = proxy.find(name)
+        if toxic is None:
+            raise TOXIC_NOT_FOUND
+        proxy.remove_toxic(toxic)
+        return Answer(204)
+
+    # -- the rest -----------------------------------------------------------------
+
+    async def get_version(self) -> Answer:
+        return Answer(200, {"version": self.version}, "application/json;charset=utf-8")
+
+    async def metrics(self) -> Answer:
+        return Answer(200, render_metrics(self.proxies.values()), "text/plain; version=0.0.4")
+
+    async def close_all(self) -> None:
+        for proxy in list(self.proxies.values()):
+            await proxy.stop()
+        self.proxies.clear()

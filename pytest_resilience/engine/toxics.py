@@ -1,0 +1,247 @@
+"""Toxics of the embedded engine, with Toxiproxy 2.12's attributes and semantics.
+
+A :class:`Toxic` is what the API stores; a :class:`Stage` is one toxic at work
+on one direction of one connection.  Data passes the stages of a direction in
+the order their toxics were added; each stage gets a chunk (bytes plus the
+moment it was read) and hands zero or more chunks on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from .link import Pipe
+
+DIRECTIONS = ("upstream", "downstream")
+
+
+@dataclass(slots=True)
+class Chunk:
+    data: bytes
+    at: float
+    """When the bytes were read (monotonic seconds); latency counts from here."""
+
+
+Emit = Callable[[Chunk], Awaitable[None]]
+
+
+@dataclass
+class Toxic:
+    """A toxic as the API sees it."""
+
+    name: str
+    type: str
+    stream: str
+    """As the client wrote it (Toxiproxy keeps the case it was given)."""
+    toxicity: float
+    attributes: dict[str, int]
+    direction: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.direction = self.stream.lower()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "attributes": dict(self.attributes),
+            "name": self.name,
+            "type": self.type,
+            "stream": self.stream,
+            "toxicity": self.toxicity,
+        }
+
+
+class Stage:
+    """One toxic working on one direction of one connection."""
+
+    attributes: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, toxic: Toxic, pipe: Pipe, rng: random.Random) -> None:
+        self.toxic = toxic
+        self.pipe = pipe
+        self.rng = rng
+        self.removed = asyncio.Event()
+
+    def attr(self, name: str) -> int:
+        return self.toxic.attributes.get(name, 0)
+
+    def attached(self) -> None:
+        """The stage joined a live connection."""
+
+    def detached(self) -> None:
+        """The toxic was removed: wake anything waiting so held data moves on."""
+        self.removed.set()
+
+    async def wait(self, seconds: float) -> None:
+        """Sleep, but stop early if the toxic is removed (held data is then delivered)."""
+        if seconds <= 0 or self.removed.is_set():
+            return
+        # asyncio.TimeoutError is not the builtin one before Python 3.11.
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.removed.wait(), seconds)
+
+    async def data(self, chunk: Chunk, emit: Emit) -> None:
+        await emit(chunk)
+
+    async def eof(self) -> bool:
+        """The source closed; return False to hold the close back for good."""
+        return True
+
+
+class Noop(Stage):
+    pass
+
+
+class Latency(Stage):
+    attributes = ("latency", "jitter")
+
+    async def data(self, chunk: Chunk, emit: Emit) -> None:
+        delay = self.attr("latency")
+        jitter = self.attr("jitter")
+        if jitter > 0:
+            delay += self.rng.randrange(2 * jitter) - jitter
+        sleep = delay / 1000 - (time.monotonic() - chunk.at)
+        await self.wait(sleep)
+        chunk.at += max(sleep, 0.0)
+        await emit(chunk)
+
+
+class Bandwidth(Stage):
+    attributes = ("rate",)
+
+    def __init__(self, toxic: Toxic, pipe: Pipe, rng: random.Random) -> None:
+        super().__init__(toxic, pipe, rng)
+        self.debt = 0.0
+
+    async def data(self, chunk: Chunk, emit: Emit) -> None:
+        rate = self.attr("rate")  # KB/s, i.e. bytes per millisecond
+        if rate <= 0:
+            # As in Toxiproxy 2.12, a zero rate lets nothing through until the toxic goes.
+            await self.removed.wait()
+            await emit(chunk)
+            return
+        data = chunk.data
+        self.debt += len(data) / (rate * 1000)
+        step = rate * 100  # what 100 ms allow
+        while len(data) > step and not self.removed.is_set():
+            await self.wait(0.1)
+            await emit(Chunk(data[:step], chunk.at))
+            data = data[step:]
+            self.debt -= 0.1
+        started = time.monotonic()
+        await self.wait(self.debt)
+        self.debt = max(self.debt - (time.monotonic() - started), 0.0)
+        await emit(Chunk(data, chunk.at))
+
+
+class SlowClose(Stage):
+    attributes = ("delay",)
+
+    async def eof(self) -> bool:
+        await self.wait(self.attr("delay") / 1000)
+        return True
+
+
+class Timeout(Stage):
+    """Drops data; closes the connection once it has been idle ``timeout`` ms (0: never)."""
+
+    attributes = ("timeout",)
+
+    def __init__(self, toxic: Toxic, pipe: Pipe, rng: random.Random) -> None:
+        super().__init__(toxic, pipe, rng)
+        self._timer: asyncio.TimerHandle | None = None
+
+    def attached(self) -> None:
+        self._arm()
+
+    def _arm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.attr("timeout") > 0:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self.attr("timeout") / 1000, self.pipe.link.close)
+
+    async def data(self, chunk: Chunk, emit: Emit) -> None:
+        self._arm()  # the delay counts from the last chunk dropped
+
+    def detached(self) -> None:
+        super().detached()
+        if self._timer is not None:
+            self._timer.cancel()
+        # Toxiproxy closes the connections a timeout toxic held when it is removed.
+        self.pipe.link.close()
+
+
+class ResetPeer(Stage):
+    """On the first data (or close) in its direction, waits ``timeout`` ms, then resets."""
+
+    attributes = ("timeout",)
+
+    async def _fire(self) -> None:
+        await self.wait(self.attr("timeout") / 1000)
+        if not self.removed.is_set():
+            self.pipe.link.close(reset=True)
+
+    async def data(self, chunk: Chunk, emit: Emit) -> None:
+        await self._fire()
+
+    async def eof(self) -> bool:
+        await self._fire()
+        return True
+
+
+class Slicer(Stage):
+    attributes = ("average_size", "size_variation", "delay")
+
+    async def data(self, chunk: Chunk, emit: Emit) -> None:
+        average = self.attr("average_size")
+        variation = max(self.attr("size_variation"), 0)
+        data = chunk.data
+        if average <= 0:
+            await emit(chunk)
+            return
+        while data:
+            size = average + (self.rng.randint(-variation, variation) if variation else 0)
+            size = max(size, 1)
+            await emit(Chunk(data[:size], chunk.at))
+            data = data[size:]
+            if data:
+                await self.wait(self.attr("delay") / 1_000_000)
+                if self.removed.is_set():
+                    await emit(Chunk(data, chunk.at))
+                    return
+
+
+class LimitData(Stage):
+    attributes = ("bytes",)
+
+    def __init__(self, toxic: Toxic, pipe: Pipe, rng: random.Random) -> None:
+        super().__init__(toxic, pipe, rng)
+        self.passed = 0
+
+    async def data(self, chunk: Chunk, emit: Emit) -> None:
+        remaining = max(self.attr("bytes") - self.passed, 0)
+        data = chunk.data[:remaining]
+        if data:
+            self.passed += len(data)
+            await emit(Chunk(data, chunk.at))
+        if self.passed >= self.attr("bytes"):
+            self.pipe.link.close()
+
+
+TYPES: dict[str, type[Stage]] = {
+    "noop": Noop,
+    "latency": Latency,
+    "bandwidth": Bandwidth,
+    "slow_close": SlowClose,
+    "timeout": Timeout,
+    "reset_peer": ResetPeer,
+    "slicer": Slicer,
+    "limit_data": LimitData,
+}
