@@ -97,7 +97,11 @@ def binary_on_path(monkeypatch: pytest.MonkeyPatch) -> str:
     """toxiproxy-server on PATH and no TOXIPROXY_URL: what auto and spawn modes look for."""
     search = os.pathsep.join([str(REPO_BIN), os.environ.get("PATH", "")])
     found = shutil.which("toxiproxy-server", path=search)
-    assert found, f"no toxiproxy-server in {REPO_BIN} or on PATH"
+    if not found:
+        reason = f"no toxiproxy-server in {REPO_BIN} or on PATH (bash .ci/install-toxiproxy builds it)"
+        if os.environ.get("RESILIENCE_REQUIRE_TOXIPROXY"):
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
     monkeypatch.setenv("PATH", os.pathsep.join([str(Path(found).parent), os.environ["PATH"]]))
     monkeypatch.delenv("TOXIPROXY_URL", raising=False)
     return found
@@ -647,6 +651,7 @@ def test_loading_the_plugin_imports_nothing_heavy(pytester: pytest.Pytester) -> 
             "requests",
             "toxiproxy",
             "pytest_resilience.tap",
+            "pytest_resilience.engine",
             "pytest_resilience.runtime.loop",
             "pytest_resilience.toxiproxy.client",
         ]
