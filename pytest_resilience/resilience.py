@@ -4,19 +4,36 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 from .errors import ConfigurationError, ResilienceError, UnknownServiceError
 from .faults import kinds
 from .faults.fault import Fault, FaultGroup
 from .observe import Timeline
+from .services.http import HttpService
 from .services.tcp import TcpService
 from .tap import Tap
 
 if TYPE_CHECKING:
     from .session import ResilienceSession
 
+S = TypeVar("S", bound=TcpService)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+def parse_forward_to(url: str) -> tuple[str, int, str]:
+    """``http://host:port[/base]`` to its parts, with a clear error."""
+    parts = urlsplit(url) if isinstance(url, str) else None
+    try:
+        port = parts.port if parts is not None else None
+    except ValueError:
+        port = None
+    if parts is None or parts.scheme != "http" or not parts.hostname or port is None:
+        raise ConfigurationError(
+            f"forward_to must be an http://host:port URL (optionally with a base path), got {url!r}."
+        )
+    return parts.hostname, port, parts.path.rstrip("/")
 
 
 def parse_address(value: object, what: str) -> tuple[str, int]:
@@ -68,11 +85,48 @@ class Resilience:
             existing = ", ".join(repr(n) for n in self._services) or "none"
             raise UnknownServiceError(
                 f"no service named {name!r} in this test (services: {existing}); create it with "
-                f"resilience.tcp_service({name!r}, upstream=...) in the test or a fixture."
+                f"resilience.tcp_service({name!r}, upstream=...) or "
+                f"resilience.http_service({name!r}) in the test or a fixture."
             ) from None
 
     def tcp_service(self, name: str, upstream: str | tuple[str, int]) -> TcpService:
         """Put Toxiproxy (and the tap) between the code under test and ``upstream``."""
+        self._check_new(name)
+        host, port = parse_address(upstream, f"upstream of service {name!r}")
+        return self._add(self._wire(name, f"{host}:{port}", TcpService))
+
+    def http_service(
+        self,
+        name: str,
+        forward_to: str | None = None,
+        *,
+        idempotency_header: str = "Idempotency-Key",
+    ) -> HttpService:
+        """An HTTP service behind Toxiproxy: a scripted stub, or a reverse proxy to ``forward_to``.
+
+        ``idempotency_header`` names the header whose value groups a request's retries
+        and makes the stub apply its side effect once.
+        """
+        from .http.script import Script
+        from .http.server import HttpLayer
+
+        self._check_new(name)
+        target = parse_forward_to(forward_to) if forward_to is not None else None
+        reach = self.session.reach_host
+        layer = HttpLayer(
+            name, Script(), host=reach, forward_to=target, key_header=idempotency_header
+        )
+        port = self.session.loop.run(layer.start())
+        try:
+            service = self._wire(
+                name, f"{reach}:{port}", HttpService, layer=layer, trace_heads=True
+            )
+        except BaseException:
+            self.session.loop.run(layer.close())
+            raise
+        return self._add(service)
+
+    def _check_new(self, name: str) -> None:
         if self._closed:
             raise ResilienceError(f"the test {self.test_id!r} has ended; no new services.")
         if not isinstance(name, str) or not _NAME.match(name):
@@ -83,28 +137,47 @@ class Resilience:
             raise ConfigurationError(
                 f"a service named {name!r} already exists in this test; pick another name."
             )
-        host, port = parse_address(upstream, f"upstream of service {name!r}")
+
+    def _wire(
+        self,
+        name: str,
+        upstream: str,
+        kind: type[S],
+        *,
+        trace_heads: bool = False,
+        **extra: Any,
+    ) -> S:
+        """Create the proxy to ``upstream`` and the tap in front of it."""
         backend = self.session.backend
         proxy = f"{self._prefix}-{name}"
-        created = backend.client.create_proxy(proxy, f"{host}:{port}", f"{backend.listen_host}:0")
+        created = backend.client.create_proxy(proxy, upstream, f"{backend.listen_host}:0")
         self.session.live_proxies.add(proxy)
         try:
             _, proxy_port = parse_address(created["listen"], "Toxiproxy's listen address")
-            tap = Tap(self.session.loop, name, (backend.proxy_host, proxy_port), self.timeline.add)
+            tap = Tap(
+                self.session.loop,
+                name,
+                (backend.proxy_host, proxy_port),
+                self.timeline.add,
+                trace_heads=trace_heads,
+            )
             tap.start()
         except BaseException:
             backend.client.delete_proxy(proxy)
             self.session.live_proxies.discard(proxy)
             raise
-        service = TcpService(
+        return kind(
             name,
-            f"{host}:{port}",
+            upstream,
             proxy=proxy,
             client=backend.client,
             tap=tap,
             timeline=self.timeline,
+            **extra,
         )
-        self._services[name] = service
+
+    def _add(self, service: S) -> S:
+        self._services[service.name] = service
         for listener in list(self._created_listeners):
             listener(service)
         return service

@@ -33,12 +33,15 @@ class ResilienceSession:
         *,
         binary: str | None = None,
         listen_host: str = "127.0.0.1",
+        reach_host: str = "127.0.0.1",
         seed: int = 0,
         worker: str = "main",
     ) -> None:
         self.choice = choice
         self.binary = binary
         self.listen_host = listen_host
+        self.reach_host = reach_host
+        """Where Toxiproxy reaches the plugin's own listeners (the HTTP layer binds there)."""
         self.seed = seed
         self.worker = worker
         self._backend: Backend | None = None

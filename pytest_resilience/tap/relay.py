@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from ..observe.join import HEAD_LIMIT, Trace, head_digest
 from ..observe.records import ConnectionEvent, Side
 from ..runtime.loop import BackgroundLoop
 from ..runtime.sockets import abort_with_reset
@@ -42,6 +43,8 @@ class _Link:
         self.client_eof = False
         self.upstream_eof = False
         self.ended = False
+        self.head = bytearray()
+        self.digest: str | None = None
 
     def record(self, kind: str, by: Side, undelivered: int = 0) -> None:
         self.tap.record(
@@ -88,6 +91,12 @@ class _Link:
             if other is not None:
                 other.close()
             self.record("closed", by)
+        self.tap.finished.append(self.trace(undelivered, ended=True))
+
+    def trace(self, undelivered: int | None = None, *, ended: bool = False) -> Trace:
+        if undelivered is None:
+            undelivered = self.client.get_write_buffer_size()
+        return Trace(self.id, self.digest, self.bytes_down - undelivered, ended)
 
     def half_close(self, side: Side) -> None:
         if side == "client":
@@ -121,6 +130,9 @@ class _ClientSide(asyncio.Protocol):
         link = self.link
         assert link is not None and link.upstream is not None
         link.bytes_up += len(data)
+        if self.tap.trace_heads and link.digest is None and len(link.head) < HEAD_LIMIT:
+            link.head += data
+            link.digest = head_digest(bytes(link.head))
         link.upstream.write(data)
 
     def eof_received(self) -> bool:
@@ -174,6 +186,8 @@ class Tap:
         target: tuple[str, int],
         record: Recorder,
         host: str = "127.0.0.1",
+        *,
+        trace_heads: bool = False,
     ) -> None:
         self.loop = loop
         self.service = service
@@ -183,6 +197,9 @@ class Tap:
         self.port = 0
         self.links: set[_Link] = set()
         self.ids = itertools.count(1)
+        self.trace_heads = trace_heads
+        """Hash each connection's first request head, to pair it with the HTTP layer's."""
+        self.finished: list[Trace] = []
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._lock = threading.Lock()
@@ -232,6 +249,15 @@ class Tap:
         """Listen again on the same port."""
         if self._server is None:
             self.loop.run(self._listen())
+
+    def traces(self) -> list[Trace]:
+        """Every connection so far, ended or open, in the order they opened."""
+
+        async def snapshot() -> list[Trace]:
+            return self.finished + [link.trace() for link in self.links]
+
+        traces = self.loop.run(snapshot()) if self.loop.running else list(self.finished)
+        return sorted(traces, key=lambda t: t.id)
 
     def close(self) -> None:
         """Stop listening and drop every open connection."""

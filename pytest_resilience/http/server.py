@@ -1,0 +1,363 @@
+"""The HTTP layer behind a service's Toxiproxy proxy: HTTP/1.1 by h11, answers from the script.
+
+It sees what the service processed: every request that got through Toxiproxy,
+with the bytes of each answer counted on its connection, so the tap in front of
+Toxiproxy can tell whether an answer reached the client.  Stub mode answers
+from the :class:`~.script.Script` and applies side effects the way payment APIs
+do (one effect per Idempotency-Key, a repeated key replays the stored answer);
+forward mode relays what the script lets through to a real upstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http
+import itertools
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import h11
+
+from ..observe.join import HEAD_LIMIT, head_digest
+from .records import UNSAFE_METHODS, Effect, fingerprint
+from .script import Answer, Request, Script
+
+_HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "host",
+    "expect",
+}
+
+
+@dataclass
+class Pending:
+    """An exchange being recorded (mutable until the answer is out)."""
+
+    connection: int
+    index: int
+    started_at: float
+    request: Request
+    key: str | None
+    fingerprint: str
+    ended_at: float | None = None
+    status: int | None = None
+    scripted: bool = False
+    step: str = ""
+    retry_after: str | None = None
+    answer_range: tuple[int, int] | None = None
+    """Offsets of the answer's bytes in its connection's outgoing stream."""
+
+
+@dataclass
+class ConnectionLog:
+    id: int
+    head: bytearray = field(default_factory=bytearray)
+    digest: str | None = None
+    sent: int = 0
+    closed: bool = False
+
+
+class HttpLayer:
+    """An HTTP/1.1 server on ``host:0`` that answers from ``script`` or forwards upstream."""
+
+    def __init__(
+        self,
+        service: str,
+        script: Script,
+        *,
+        host: str = "127.0.0.1",
+        forward_to: tuple[str, int, str] | None = None,
+        key_header: str = "Idempotency-Key",
+    ) -> None:
+        self.service = service
+        self.script = script
+        self.host = host
+        self.port = 0
+        self.forward_to = forward_to
+        self.key_header = key_header
+        self.pending: list[Pending] = []
+        self.connections: dict[int, ConnectionLog] = {}
+        self.effects: list[Effect] = []
+        self.errors: list[BaseException] = []
+        self._stored: dict[str, Answer] = {}
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._serve, self.host, 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
+
+    async def close(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- one connection -------------------------------------------------------------
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        self._writers.add(writer)
+        log = ConnectionLog(next(self._ids))
+        with self._lock:
+            self.connections[log.id] = log
+        conn = h11.Connection(h11.SERVER)
+        try:
+            await self._cycle_all(conn, log, reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass  # the client (or a fault) ended the connection
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug of ours: hand it to the test
+            self.errors.append(exc)
+        finally:
+            log.closed = True
+            self._writers.discard(writer)
+            self._tasks.discard(task)
+            writer.transport.abort() if writer.transport.is_closing() else writer.close()
+
+    async def _next_event(
+        self, conn: h11.Connection, log: ConnectionLog, reader: asyncio.StreamReader
+    ) -> Any:
+        while True:
+            event = conn.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            data = await reader.read(65536)
+            if log.digest is None and len(log.head) < HEAD_LIMIT:
+                log.head += data
+                log.digest = head_digest(bytes(log.head))
+            conn.receive_data(data)
+
+    def _send(self, writer: asyncio.StreamWriter, log: ConnectionLog, data: bytes) -> None:
+        log.sent += len(data)
+        writer.write(data)
+
+    async def _cycle_all(
+        self,
+        conn: h11.Connection,
+        log: ConnectionLog,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        for index in itertools.count():
+            try:
+                event = await self._next_event(conn, log, reader)
+                if isinstance(event, h11.ConnectionClosed):
+                    return
+                assert isinstance(event, h11.Request), event
+                body = bytearray()
+                while True:
+                    if conn.they_are_waiting_for_100_continue:
+                        self._send(
+                            writer, log, conn.send(h11.InformationalResponse(status_code=100, headers=[]))
+                        )
+                    part = await self._next_event(conn, log, reader)
+                    if isinstance(part, h11.EndOfMessage):
+                        break
+                    if isinstance(part, h11.ConnectionClosed):
+                        return
+                    body += part.data
+            except h11.RemoteProtocolError as exc:
+                await self._refuse_garbage(conn, log, writer, exc)
+                return
+            request = Request(
+                event.method.decode("ascii", "replace").upper(),
+                event.target.decode("ascii", "replace"),
+                [(k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers],
+                bytes(body),
+            )
+            if not await self._exchange(conn, log, writer, index, request):
+                return
+            if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
+                await writer.drain()
+                return
+            conn.start_next_cycle()
+
+    async def _refuse_garbage(
+        self,
+        conn: h11.Connection,
+        log: ConnectionLog,
+        writer: asyncio.StreamWriter,
+        exc: h11.RemoteProtocolError,
+    ) -> None:
+        if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return
+        body = f"bad request: {exc}\n".encode()
+        headers = [
+            ("Content-Type", "text/plain"),
+            ("Content-Length", str(len(body))),
+            ("Connection", "close"),
+        ]
+        with contextlib.suppress(h11.LocalProtocolError):
+            self._send(
+                writer,
+                log,
+                conn.send(h11.Response(status_code=exc.error_status_hint, headers=headers)),
+            )
+            self._send(writer, log, conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage()))
+        await writer.drain()
+
+    async def _exchange(
+        self,
+        conn: h11.Connection,
+        log: ConnectionLog,
+        writer: asyncio.StreamWriter,
+        index: int,
+        request: Request,
+    ) -> bool:
+        """Answer one request; False when the connection must end (a cut)."""
+        record = Pending(
+            log.id,
+            index,
+            time.monotonic(),
+            request,
+            request.header(self.key_header),
+            fingerprint(request.method, request.path.split("?", 1)[0], request.body),
+        )
+        with self._lock:
+            self.pending.append(record)
+        try:
+            answer = await self.script.run(request, lambda r: self._last(r, record))
+        except Exception as exc:
+            self.errors.append(exc)
+            answer = Answer(
+                500,
+                [("Content-Type", "text/plain")],
+                f"pytest-resilience: {exc!r}\n".encode(),
+                "error",
+            )
+        record.status = answer.status
+        record.scripted = answer.scripted
+        record.step = answer.step
+        record.retry_after = answer.header("Retry-After")
+
+        headers = [
+            (k, v)
+            for k, v in answer.headers
+            if k.lower() not in ("content-length", "transfer-encoding")
+        ]
+        headers.append(("Content-Length", str(len(answer.body))))
+        reason = _reason(answer.status)
+        start = log.sent
+        head = conn.send(h11.Response(status_code=answer.status, headers=headers, reason=reason))
+        body = b"" if request.method == "HEAD" else answer.body
+        if answer.cut:
+            self._send(writer, log, head + body[: len(body) // 2])
+            record.answer_range = (start, start + len(head) + len(body))
+            await writer.drain()
+            writer.close()
+            return False
+        out = (
+            head + (conn.send(h11.Data(data=body)) if body else b"") + conn.send(h11.EndOfMessage())
+        )
+        self._send(writer, log, out)
+        record.answer_range = (start, log.sent)
+        await writer.drain()
+        record.ended_at = time.monotonic()
+        return True
+
+    # -- the last step: the default answer, or the upstream's --------------------------
+
+    async def _last(self, request: Request, record: Pending) -> Answer:
+        if self.forward_to is not None:
+            answer = await self._forward(request)
+            if request.method in UNSAFE_METHODS and 200 <= answer.status < 300:
+                self._apply(record, answer.status)
+            return answer
+        answer = replace(self.script.default_for(request))
+        if request.method not in UNSAFE_METHODS:
+            return answer
+        key = record.key
+        with self._lock:
+            stored = self._stored.get(key) if key else None
+            if stored is None and key:
+                self._stored[key] = answer
+        if stored is not None:
+            return replace(stored, step="replay")
+        self._apply(record, answer.status)
+        return answer
+
+    def _apply(self, record: Pending, status: int) -> None:
+        request = record.request
+        effect = Effect(
+            self.service,
+            time.monotonic(),
+            request.method,
+            request.path.split("?", 1)[0],
+            record.key,
+            record.fingerprint,
+            status,
+            (record.connection, record.index),
+        )
+        with self._lock:
+            self.effects.append(effect)
+
+    async def _forward(self, request: Request) -> Answer:
+        assert self.forward_to is not None
+        host, port, base = self.forward_to
+        try:
+            reader, writer = await asyncio.open_connection(host, port)
+        except OSError as exc:
+            body = f"pytest-resilience: upstream {host}:{port} refused: {exc.strerror}\n".encode()
+            return Answer(502, [("Content-Type", "text/plain")], body, "forward")
+        try:
+            conn = h11.Connection(h11.CLIENT)
+            headers = [(k, v) for k, v in request.headers if k.lower() not in _HOP_BY_HOP]
+            headers += [("Host", f"{host}:{port}"), ("Content-Length", str(len(request.body)))]
+            target = base.rstrip("/") + request.path
+            out = conn.send(h11.Request(method=request.method, target=target, headers=headers))
+            if request.body:
+                out += conn.send(h11.Data(data=request.body))
+            writer.write(out + conn.send(h11.EndOfMessage()))
+            status, answer_headers, received = 502, [], bytearray()
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    conn.receive_data(await reader.read(65536))
+                elif isinstance(event, h11.Response):
+                    status = event.status_code
+                    answer_headers = [
+                        (k.decode("latin-1"), v.decode("latin-1"))
+                        for k, v in event.headers
+                        if k.decode("latin-1").lower() not in _HOP_BY_HOP
+                    ]
+                elif isinstance(event, h11.Data):
+                    received += event.data
+                elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
+                    break
+            return Answer(status, answer_headers, bytes(received), "forward")
+        except (OSError, h11.ProtocolError) as exc:
+            text = f"pytest-resilience: upstream {host}:{port} failed: {exc}\n".encode()
+            return Answer(502, [("Content-Type", "text/plain")], text, "forward")
+        finally:
+            writer.close()
+
+
+def _reason(status: int) -> bytes:
+    try:
+        return http.HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""
