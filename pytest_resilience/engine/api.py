@@ -49,12 +49,21 @@ _TAKES_BODY = {"create", "update", "populate", "add_toxic", "update_toxic"}
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Answer unparseable requests with an HTTP/1.1 status line (as Go does), not HTTP/0.9.
+    default_request_version = "HTTP/1.1"
+    error_content_type = "text/plain; charset=utf-8"
+    error_message_format = "%(code)d %(message)s"
     server: ApiServer
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # a test run's output is not the place for an access log
 
     def _dispatch(self) -> None:
+        # Read the body first, whatever the answer: left unread, it would be parsed as
+        # the next request on this keep-alive connection.
+        body = self._read_body()
+        if body is None:
+            return
         path = self.path.split("?", 1)[0]
         if "Mozilla/" in self.headers.get("User-Agent", ""):
             # Toxiproxy's guard against requests a browser was tricked into sending.
@@ -68,14 +77,11 @@ class _Handler(BaseHTTPRequestHandler):
             if operation is None:
                 self._send(Answer(405, ""))
                 return
-            self._call(operation, match.groupdict())
+            self._call(operation, match.groupdict(), body)
             return
         self._send(Answer(404, "404 page not found\n", "text/plain; charset=utf-8"))
 
-    def _call(self, operation: str, params: dict[str, str]) -> None:
-        body = self._read_body()
-        if body is None:
-            return
+    def _call(self, operation: str, params: dict[str, str], body: bytes) -> None:
         method = getattr(self.server.collection, operation)
         args: list[Any] = list(params.values())
         if operation in _TAKES_BODY:
@@ -86,13 +92,41 @@ class _Handler(BaseHTTPRequestHandler):
             answer = exc.answer()
         self._send(answer)
 
+    def _too_large(self) -> None:
+        self.close_connection = True
+        self._send(bad_body(f"larger than {MAX_BODY} bytes").answer())
+
     def _read_body(self) -> bytes | None:
-        length = int(self.headers.get("Content-Length") or 0)
+        if self.headers.get("Transfer-Encoding", "").strip().lower() == "chunked":
+            return self._read_chunked()
+        raw = (self.headers.get("Content-Length") or "0").strip()
+        if not (raw.isascii() and raw.isdigit()):
+            self.send_error(400, "Bad Request")  # Go's net/http answer; it closes the connection
+            return None
+        length = int(raw)
         if length > MAX_BODY:
-            self.close_connection = True
-            self._send(bad_body(f"larger than {MAX_BODY} bytes").answer())
+            self._too_large()
             return None
         return self.rfile.read(length) if length > 0 else b""
+
+    def _read_chunked(self) -> bytes | None:
+        body = bytearray()
+        while True:
+            size_line = self.rfile.readline(1024).split(b";", 1)[0].strip()
+            try:
+                size = int(size_line, 16)
+            except ValueError:
+                self.send_error(400, "Bad Request")
+                return None
+            if size == 0:
+                while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return bytes(body)
+            if len(body) + size > MAX_BODY:
+                self._too_large()
+                return None
+            body += self.rfile.read(size)
+            self.rfile.readline(3)  # the CRLF after the chunk
 
     def _send(self, answer: Answer) -> None:
         if answer.status == 204:
@@ -109,7 +143,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
-        self.wfile.write(payload)
+        if self.command != "HEAD":  # a HEAD answer has headers only
+            self.wfile.write(payload)
 
     do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = do_HEAD = do_OPTIONS = _dispatch
 

@@ -43,7 +43,31 @@ def bad_body(detail: str) -> ApiError:
 PROXY_NOT_FOUND = ApiError("proxy not found", 404)
 TOXIC_NOT_FOUND = ApiError("toxic not found", 404)
 
+
+class BigNumber:
+    """An integer literal too long for Python to convert; no Go field takes it either."""
+
+    def __init__(self, literal: str) -> None:
+        self.literal = literal
+
+    def __str__(self) -> str:
+        return self.literal
+
+
+def _parse_int(literal: str) -> int | BigNumber:
+    return BigNumber(literal) if len(literal) > 20 else int(literal)
+
+
+def _not_json(literal: str) -> Any:
+    # NaN and Infinity are Python's extensions; Go's decoder refuses them.
+    raise ValueError(f"invalid character {literal[0]!r} looking for beginning of value")
+
+
+_INT64 = range(-(2**63), 2**63)
+_FLOAT32_MAX = 3.4028234663852886e38
+
 _JSON_KINDS = {
+    BigNumber: "number",
     str: "string",
     bool: "bool",
     int: "number",
@@ -53,15 +77,22 @@ _JSON_KINDS = {
 }
 
 
+_DECODER = json.JSONDecoder(parse_int=_parse_int, parse_constant=_not_json)
+
+
 def decode(body: bytes) -> Any:
     """The first JSON value of ``body``, as Go's json.Decoder reads it."""
     text = body.decode("utf-8", "replace").lstrip()
     if not text:
         raise bad_body("EOF")
     try:
-        value, _ = json.JSONDecoder().raw_decode(text)
+        value, _ = _DECODER.raw_decode(text)
     except json.JSONDecodeError as exc:
         raise bad_body(f"invalid character at offset {exc.pos}: {exc.msg}") from None
+    except RecursionError:
+        raise bad_body("invalid character '[' exceeded max depth") from None
+    except ValueError as exc:
+        raise bad_body(str(exc)) from None
     return value
 
 
@@ -77,8 +108,17 @@ def _field(obj: dict[str, Any], key: str, expected: type | tuple[type, ...], whe
     ok = isinstance(value, expected) and not (
         isinstance(value, bool) and bool not in _tuple(expected)
     )
+    if ok and isinstance(value, int) and not isinstance(value, bool) and value not in _INT64:
+        ok = False
+    if ok and isinstance(value, float) and not abs(value) <= _FLOAT32_MAX:
+        ok = False
     if not ok:
-        raise bad_body(f"json: cannot unmarshal {_kind(value)} into Go struct field {where}.{key}")
+        shown = (
+            f"number {value}"
+            if isinstance(value, (int, float, BigNumber)) and not isinstance(value, bool)
+            else _kind(value)
+        )
+        raise bad_body(f"json: cannot unmarshal {shown} into Go struct field {where}.{key}")
     return value
 
 
