@@ -25,6 +25,14 @@ FAULT_MARKERS: dict[str, str] = {
     "slicer": "deliver data in slices of about average_size bytes, delay microseconds apart",
     "limit_data": "close connections after bytes bytes",
     "chaos": "any Toxiproxy toxic by type name and attributes (custom builds too)",
+    "rate_limited": "answer the next burst requests with status and Retry-After (HTTP services)",
+    "http_faults": "answer status to count requests, or to a share rate of them (HTTP services)",
+}
+
+# HTTP markers: the HTTP service method each one calls, and its signature for help.
+HTTP_MARKERS: dict[str, tuple[str, str]] = {
+    "rate_limited": ("rate_limit", "burst, retry_after=None, status=429"),
+    "http_faults": ("fail", "status=503, count=None, rate=None"),
 }
 
 
@@ -34,10 +42,23 @@ class MarkerFault:
 
     marker: str
     service: str
-    plan: FaultPlan
+    plan: FaultPlan | None
+    """The toxics of a TCP fault; None for an HTTP fault."""
     after: float = 0.0
     duration: float | None = None
     arguments: Mapping[str, Any] = field(default_factory=dict)
+
+    def apply_to(self, service: Any) -> Any:
+        """Apply the fault to ``service`` and return its handle (something with ``heal()``)."""
+        if self.plan is not None:
+            return service.apply(self.plan)
+        method = HTTP_MARKERS[self.marker][0]
+        if not hasattr(service, "route"):
+            raise ConfigurationError(
+                f"@pytest.mark.{self.marker}({self.service!r}) needs an HTTP service, but "
+                f"{self.service!r} is a TCP service; create it with resilience.http_service()."
+            )
+        return getattr(service, method)(**self.arguments)
 
     @property
     def window(self) -> str:
@@ -47,6 +68,9 @@ class MarkerFault:
 
 def marker_help(name: str) -> str:
     """The line ``pytest --markers`` shows for fault marker ``name``."""
+    if name in HTTP_MARKERS:
+        signature = f"service, {HTTP_MARKERS[name][1]}, after=0, duration=None"
+        return f"{name}({signature}): {FAULT_MARKERS[name]}, during the test body."
     params = kinds.signature_of(name)[1:-1].split(", ")
     var_keyword = [p for p in params if p.startswith("**")]
     named = [p for p in params if not p.startswith("**")]
@@ -79,6 +103,22 @@ def parse_marker(marker: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) 
     duration = options.pop("duration", None)
     if duration is not None:
         duration = _seconds(marker, "duration", duration, allow_zero=False)
-    kind = "partition" if marker == "partition" else marker
-    plan = kinds.plan(kind, rest, options)
+    if marker in HTTP_MARKERS:
+        from .http.script import fail_step, rate_limit_step
+
+        build = rate_limit_step if marker == "rate_limited" else fail_step
+        names = [p.strip().split("=")[0] for p in HTTP_MARKERS[marker][1].split(",")]
+        if len(rest) > len(names):
+            raise ConfigurationError(
+                f"too many positional arguments; it takes {HTTP_MARKERS[marker][1]}"
+            )
+        options.update(zip(names, rest, strict=False))
+        unknown = sorted(set(options) - set(names))
+        if unknown:
+            raise ConfigurationError(
+                f"unknown argument {unknown[0]!r}; it takes {HTTP_MARKERS[marker][1]}"
+            )
+        build(**options)  # validates; the step itself is made when the window opens
+        return MarkerFault(marker, service, None, after, duration, options)
+    plan = kinds.plan(marker, rest, options)
     return MarkerFault(marker, service, plan, after, duration, options)

@@ -173,6 +173,7 @@ class Resilience:
             client=backend.client,
             tap=tap,
             timeline=self.timeline,
+            seed=self.seed,
             **extra,
         )
 

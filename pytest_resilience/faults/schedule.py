@@ -102,7 +102,7 @@ class MarkerWindows:
             if service is None:
                 self._waiting.append(marker)
                 return
-            fault: Fault = service.apply(marker.plan)  # type: ignore[attr-defined]
+            fault: Fault = marker.apply_to(service)
             self._applied.append(fault)
         if marker.duration is not None:
             self._timer.at(self.started_at + marker.after + marker.duration, fault.heal)

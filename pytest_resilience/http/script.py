@@ -15,6 +15,7 @@ import datetime as dt
 import email.utils
 import json as jsonlib
 import math
+import random
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -144,6 +145,26 @@ class Fail(Step):
         )
 
 
+class FailShare(Step):
+    """Each matching request fails with ``status`` with probability ``share`` (seeded)."""
+
+    name = "fail"
+
+    def __init__(self, status: int, share: float, rng: random.Random, route: Route | None) -> None:
+        super().__init__(None, route)
+        self.status = status
+        self.share = share
+        self.rng = rng
+
+    async def __call__(self, request: Request, next_: Next) -> Answer:
+        if self.rng.random() >= self.share:
+            return await next_(request)
+        body = jsonlib.dumps({"error": "injected failure", "status": self.status}).encode()
+        return Answer(
+            self.status, [("Content-Type", "application/json")], body, self.name, scripted=True
+        )
+
+
 def format_retry_after(value: float | dt.datetime) -> str:
     """Retry-After as delta-seconds, or as an HTTP-date for a datetime (RFC 9110 10.2.3)."""
     if isinstance(value, dt.datetime):
@@ -226,6 +247,63 @@ class Cut(Step):
         return answer
 
 
+def fail_step(
+    status: int = 503,
+    count: int | None = None,
+    *,
+    rate: float | None = None,
+    route: Route | None = None,
+    rng: random.Random | None = None,
+) -> tuple[Step, str]:
+    """Validated ``fail()`` arguments as a step, and how to describe it."""
+    check_status(status)
+    if rate is not None:
+        if count is not None:
+            raise ConfigurationError("fail takes count= or rate=, not both.")
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 1:
+            raise ConfigurationError(
+                f"rate must be the share of requests to fail, above 0 and at most 1, got {rate!r}."
+            )
+        share = FailShare(status, float(rate), rng or random.Random(0), route)
+        return share, f"status={status} rate={rate:g}"
+    count = check_count(count)
+    return Fail(status, count, route), f"status={status} count={count}"
+
+
+def rate_limit_step(
+    burst: int | None = None,
+    retry_after: float | dt.datetime | None = None,
+    status: int = 429,
+    *,
+    rate: float | None = None,
+    route: Route | None = None,
+) -> tuple[Step, str]:
+    """Validated ``rate_limit()`` arguments as a step, and how to describe it."""
+    check_status(status)
+    if rate is not None:
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate <= 0:
+            raise ConfigurationError(f"rate must be requests per second > 0, got {rate!r}.")
+        if retry_after is not None:
+            raise ConfigurationError(
+                "with rate= the Retry-After is computed from the bucket; drop retry_after=."
+            )
+        size = check_count(burst if burst is not None else max(1, int(rate)), "burst")
+        assert size is not None
+        bucket = TokenBucket(float(rate), size, status, route)
+        return bucket, f"rate={rate:g}/s burst={size} status={status}"
+    if burst is None:
+        raise ConfigurationError(
+            "rate_limit needs burst= (the next N requests are limited) or rate= (a token bucket)."
+        )
+    if retry_after is not None and not isinstance(retry_after, dt.datetime):
+        retry_after = check_seconds(retry_after, "retry_after")
+    count = check_count(burst, "burst", allow_none=False)
+    assert count is not None
+    return Burst(count, retry_after, status, route), (
+        f"burst={count} retry_after={retry_after} status={status}"
+    )
+
+
 class Route:
     """Requests with this method and path (query ignored)."""
 
@@ -256,6 +334,11 @@ class Script:
             self.steps = [s for s in self.steps if not s.spent]
             self.steps.append(step)
         return step
+
+    def remove(self, step: Step) -> None:
+        """Retire ``step``; it leaves the list at the next add (indices stay put for walkers)."""
+        with self._lock:
+            step.remaining = 0
 
     def set_default(self, answer: Answer, route: Route | None) -> None:
         with self._lock:

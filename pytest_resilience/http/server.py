@@ -172,7 +172,9 @@ class HttpLayer:
                 while True:
                     if conn.they_are_waiting_for_100_continue:
                         self._send(
-                            writer, log, conn.send(h11.InformationalResponse(status_code=100, headers=[]))
+                            writer,
+                            log,
+                            conn.send(h11.InformationalResponse(status_code=100, headers=[])),
                         )
                     part = await self._next_event(conn, log, reader)
                     if isinstance(part, h11.EndOfMessage):

@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigurationError, ResilienceError
+from ..errors import ResilienceError
+from ..faults.fault import Fault
+from ..faults.kinds import FaultPlan
 from ..http.records import Effect, Exchange, ExchangeList
 from ..http.script import (
-    Burst,
     Cut,
     Delay,
-    Fail,
     Route,
-    Script,
     Step,
-    TokenBucket,
     check_count,
     check_seconds,
-    check_status,
+    fail_step,
     make_answer,
+    rate_limit_step,
 )
 from ..observe.join import pair, reached_client
 from .tcp import TcpService
@@ -30,9 +30,14 @@ if TYPE_CHECKING:
 
 
 class _Scripting:
-    """The script calls, for the whole service or for one route."""
+    """The script calls, for the whole service or for one route.
 
-    _script: Script
+    Each fault call applies at once and returns a :class:`Fault`: it lasts until
+    it has answered its ``count`` requests, is healed, or the test ends; use it
+    as a context manager to confine it to a block.
+    """
+
+    _service: HttpService
     _route: Route | None
 
     def respond(
@@ -43,11 +48,19 @@ class _Scripting:
         headers: Mapping[str, str] | None = None,
     ) -> None:
         """The default answer (to requests no fault answers)."""
-        self._script.set_default(make_answer(status, json, body, headers), self._route)
+        self._service._script.set_default(make_answer(status, json, body, headers), self._route)
 
-    def fail(self, status: int = 503, count: int | None = None) -> Step:
-        """Answer ``status`` to the next ``count`` requests (None: to every request)."""
-        return self._script.add(Fail(check_status(status), check_count(count), self._route))
+    def fail(
+        self, status: int = 503, count: int | None = None, *, rate: float | None = None
+    ) -> Fault:
+        """Answer ``status`` to the next ``count`` requests (None: every request).
+
+        ``rate=0.3`` fails that share of requests instead, drawn from the run's seed.
+        """
+        step, detail = fail_step(
+            status, count, rate=rate, route=self._route, rng=self._service._rng("fail")
+        )
+        return self._add(step, "fail", detail)
 
     def rate_limit(
         self,
@@ -56,49 +69,39 @@ class _Scripting:
         status: int = 429,
         *,
         rate: float | None = None,
-    ) -> Step:
+    ) -> Fault:
         """``rate_limit(burst=3, retry_after=1)``: the next 3 requests get 429 + Retry-After.
 
+        ``retry_after`` is seconds, or a timezone-aware datetime sent as an HTTP-date.
         ``rate_limit(rate=5, burst=2)``: a token bucket of 5 requests a second (bursts of
         2); the rest get 429 with the Retry-After a real limiter would send.
         """
-        check_status(status)
-        if rate is not None:
-            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate <= 0:
-                raise ConfigurationError(f"rate must be requests per second > 0, got {rate!r}.")
-            if retry_after is not None:
-                raise ConfigurationError(
-                    "with rate= the Retry-After is computed from the bucket; drop retry_after=."
-                )
-            size = check_count(burst if burst is not None else max(1, int(rate)), "burst")
-            assert size is not None
-            return self._script.add(TokenBucket(float(rate), size, status, self._route))
-        if burst is None:
-            raise ConfigurationError(
-                "rate_limit needs burst= (the next N requests are limited) or rate= (a token bucket)."
-            )
-        if retry_after is not None and not isinstance(retry_after, dt.datetime):
-            retry_after = check_seconds(retry_after, "retry_after")
-        count = check_count(burst, "burst", allow_none=False)
-        assert count is not None
-        return self._script.add(Burst(count, retry_after, status, self._route))
+        step, detail = rate_limit_step(burst, retry_after, status, rate=rate, route=self._route)
+        return self._add(step, "rate_limit", detail)
 
-    def delay(self, seconds: float, count: int | None = None) -> Step:
+    def delay(self, seconds: float, count: int | None = None) -> Fault:
         """Hold the next ``count`` answers (None: every answer) for ``seconds``."""
-        return self._script.add(
-            Delay(check_seconds(seconds, "delay"), check_count(count), self._route)
+        seconds = check_seconds(seconds, "delay")
+        count = check_count(count)
+        return self._add(
+            Delay(seconds, count, self._route), "delay", f"seconds={seconds:g} count={count}"
         )
 
-    def cut(self, count: int | None = 1) -> Step:
+    def cut(self, count: int | None = 1) -> Fault:
         """Close the connection halfway through the next ``count`` answers."""
-        return self._script.add(Cut(check_count(count), self._route))
+        count = check_count(count)
+        return self._add(Cut(count, self._route), "cut", f"count={count}")
+
+    def _add(self, step: Step, kind: str, detail: str) -> Fault:
+        where = f" route={self._route!r}" if self._route is not None else ""
+        return self._service.apply_step(step, FaultPlan(kind, detail=detail + where))
 
 
 class RouteScript(_Scripting):
     """``payments.route("POST", "/charges")``: script calls for one method and path."""
 
-    def __init__(self, script: Script, route: Route) -> None:
-        self._script = script
+    def __init__(self, service: HttpService, route: Route) -> None:
+        self._service = service
         self._route = route
 
 
@@ -114,6 +117,7 @@ class HttpService(TcpService, _Scripting):
         super().__init__(name, upstream, **kwargs)
         self._layer = layer
         self._script = layer.script
+        self._service = self
         self._route = None
 
     @property
@@ -130,7 +134,19 @@ class HttpService(TcpService, _Scripting):
 
     def route(self, method: str, path: str) -> RouteScript:
         """Script calls that apply only to ``method path`` (the query string is ignored)."""
-        return RouteScript(self._script, Route(method, path))
+        return RouteScript(self, Route(method, path))
+
+    def apply_step(self, step: Step, plan: FaultPlan) -> Fault:
+        """Add a script step as a fault: recorded on the timeline, healed by retiring it."""
+        script = self._script
+        return self._apply_with(
+            plan, lambda _id: script.add(step), lambda _id, added: script.remove(added)
+        )
+
+    def _rng(self, purpose: str) -> random.Random:
+        from ..seed import rng
+
+        return rng(self._seed, self.proxy, purpose, str(len(self._faults)))
 
     def reset_script(self) -> None:
         """Forget every step and default answer (the default becomes an empty 200)."""

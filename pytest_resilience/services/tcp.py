@@ -6,7 +6,7 @@ import itertools
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import ResilienceError
 from ..faults import kinds
@@ -17,6 +17,7 @@ from ..tap import Tap
 from ..toxiproxy.client import ToxiproxyClient
 
 _fault_ids = itertools.count(1)
+T = TypeVar("T")
 
 
 class TcpService:
@@ -35,6 +36,7 @@ class TcpService:
         client: ToxiproxyClient,
         tap: Tap,
         timeline: Timeline,
+        seed: int = 0,
     ) -> None:
         self.name = name
         self.upstream = upstream
@@ -43,6 +45,7 @@ class TcpService:
         self._client = client
         self._tap = tap
         self._timeline = timeline
+        self._seed = seed
         self._faults: list[Fault] = []
         self._disabled_by: set[int] = set()
         self._toxic_ids = itertools.count(1)
@@ -144,13 +147,8 @@ class TcpService:
 
     def apply(self, plan: FaultPlan) -> Fault:
         """Apply a planned fault to this service."""
-        with self._lock:
-            if self._closed:
-                raise ResilienceError(
-                    f"service {self.name!r} is closed (its test ended); create services and "
-                    "faults inside the test or its function-scoped fixtures."
-                )
-            fault_id = next(_fault_ids)
+
+        def add(fault_id: int) -> list[str]:
             added: list[str] = []
             try:
                 if plan.disable:
@@ -169,16 +167,37 @@ class TcpService:
             except BaseException:
                 self._undo(fault_id, added)
                 raise
-            fault = Fault(fault_id, self.name, plan, lambda: self._heal(fault_id, plan, added))
+            return added
+
+        return self._apply_with(plan, add, self._undo)
+
+    def _apply_with(
+        self, plan: FaultPlan, do: Callable[[int], T], undo: Callable[[int, T], None]
+    ) -> Fault:
+        """Run ``do`` as fault ``plan``: recorded now, and ``undo`` when healed."""
+        with self._lock:
+            if self._closed:
+                raise ResilienceError(
+                    f"service {self.name!r} is closed (its test ended); create services and "
+                    "faults inside the test or its function-scoped fixtures."
+                )
+            fault_id = next(_fault_ids)
+            state = do(fault_id)
+            fault = Fault(
+                fault_id,
+                self.name,
+                plan,
+                lambda: self._heal(fault_id, plan, lambda: undo(fault_id, state)),
+            )
             self._faults.append(fault)
             self._record(fault_id, plan, "applied")
             return fault
 
-    def _heal(self, fault_id: int, plan: FaultPlan, toxics: list[str]) -> None:
+    def _heal(self, fault_id: int, plan: FaultPlan, undo: Callable[[], None]) -> None:
         with self._lock:
             if self._closed:
                 return
-            self._undo(fault_id, toxics)
+            undo()
             self._record(fault_id, plan, "healed")
 
     def _undo(self, fault_id: int, toxics: list[str]) -> None:
