@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import select
+import selectors
+import sys
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -10,11 +13,35 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+class _FineSelector(selectors.DefaultSelector):
+    """The default selector, but waking on time to well under a millisecond.
+
+    epoll rounds every timeout up to a whole millisecond, so each timer (a latency
+    toxic's delay, a marker window) fires up to 1 ms late.  Waiting on the epoll
+    descriptor with ``select()``, which takes microseconds, then polling epoll
+    without a timeout, keeps latency faults within a fraction of a millisecond.
+    """
+
+    def select(self, timeout: float | None = None) -> list[Any]:
+        fileno = self.fileno() if hasattr(self, "fileno") else -1
+        if timeout is not None and timeout > 0 and 0 <= fileno < 1024:
+            select.select([fileno], [], [], timeout)
+            timeout = 0
+        return super().select(timeout)
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """An event loop whose timers are accurate to a fraction of a millisecond."""
+    if sys.platform.startswith("linux"):
+        return asyncio.SelectorEventLoop(_FineSelector())
+    return asyncio.new_event_loop()
+
+
 class BackgroundLoop:
     """Runs coroutines for the test thread; ``stop()`` cancels what is left and joins."""
 
     def __init__(self, name: str = "pytest-resilience-loop") -> None:
-        self.loop = asyncio.new_event_loop()
+        self.loop = new_event_loop()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._started = threading.Event()
         self._thread.start()

@@ -35,6 +35,7 @@ class Backend:
 
     def close(self) -> None:
         close, self._close = self._close, lambda: None
+        self.client.close()
         close()
 
 
