@@ -84,8 +84,12 @@ def _check_version(version: str, where: str) -> None:
 
 def _remote(url: str, listen_host: str) -> Backend:
     client = ToxiproxyClient(url)
-    version = client.version()
-    _check_version(version, f"the Toxiproxy at {client.url}")
+    try:
+        version = client.version()
+        _check_version(version, f"the Toxiproxy at {client.url}")
+    except BaseException:
+        client.close()
+        raise
     wildcard = listen_host in ("0.0.0.0", "::", "")
     return Backend(
         "remote", client, version, "remote", listen_host, client.host if wildcard else listen_host
@@ -116,12 +120,17 @@ def _embedded(seed: int, loop: BackgroundLoop | None) -> Backend:
     from ..engine import Engine
 
     engine = Engine("127.0.0.1", 0, seed=seed, loop=loop)
-    url = engine.start()
-    client = ToxiproxyClient(url)
+    client = ToxiproxyClient(engine.start())
+    try:
+        version = client.version()
+    except BaseException:
+        client.close()
+        engine.stop()
+        raise
     return Backend(
         "embedded",
         client,
-        client.version(),
+        version,
         "in-process engine",
         "127.0.0.1",
         "127.0.0.1",

@@ -101,6 +101,8 @@ class SpawnedToxiproxy:
     def stop(self) -> None:
         """Terminate and reap the server; safe to call twice."""
         process, self.process = self.process, None
+        if self.client is not None:
+            self.client.close()
         if process is not None and process.poll() is None:
             process.terminate()
             try:
