@@ -195,10 +195,14 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     if missing:
         existing = ", ".join(repr(n) for n in res.services) or "none"
         marker = missing[0]
+        create = (
+            f"resilience.http_service({marker.service!r})"
+            if marker.plan is None
+            else f"resilience.tcp_service({marker.service!r}, upstream=...)"
+        )
         pytest.fail(
             f"@pytest.mark.{marker.marker}({marker.service!r}) names a service this test never "
-            f"created (services: {existing}); create it with "
-            f"resilience.tcp_service({marker.service!r}, upstream=...) in the test or a fixture.",
+            f"created (services: {existing}); create it with {create} in the test or a fixture.",
             pytrace=False,
         )
     return result

@@ -174,6 +174,7 @@ class Resilience:
             tap=tap,
             timeline=self.timeline,
             seed=self.seed,
+            label=f"{self.test_id}::{name}",
             **extra,
         )
 

@@ -103,10 +103,12 @@ class ResilienceSession:
 
         runs = self._runs[test_id] = self._runs.get(test_id, 0) + 1
         digest = f"{derive(0, test_id):016x}"[:10]
-        shared = self._backend is not None and self._backend.kind == "remote"
-        pid = f"-{os.getpid()}" if shared else ""
         rerun = f"-r{runs}" if runs > 1 else ""
-        return f"pr-{self.worker}{pid}-{digest}{rerun}"
+        if self._backend is not None and self._backend.kind == "remote":
+            # Other workers and processes may share this server.
+            return f"pr-{self.worker}-{os.getpid()}-{digest}{rerun}"
+        # A server of this process's own: the same name on any xdist worker.
+        return f"pr-{digest}{rerun}"
 
     def new_test(self, test_id: str) -> Resilience:
         from .resilience import Resilience

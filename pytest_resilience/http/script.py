@@ -16,6 +16,7 @@ import email.utils
 import json as jsonlib
 import math
 import random
+import re
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -63,6 +64,33 @@ def check_status(status: Any, what: str = "status") -> int:
     return status
 
 
+def check_final_status(status: Any, what: str = "status") -> int:
+    """A status a final answer can carry: 1xx are interim answers the layer sends itself."""
+    check_status(status, what)
+    if status < 200:
+        raise ConfigurationError(
+            f"{what} {status} is informational (1xx) and cannot end an exchange; "
+            "use a status from 200 to 599."
+        )
+    return int(status)
+
+
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+
+
+def check_headers(headers: Mapping[str, str]) -> list[tuple[str, str]]:
+    out = []
+    for name, value in headers.items():
+        if not isinstance(name, str) or not _TOKEN.match(name):
+            raise ConfigurationError(f"header name {name!r} is not a valid HTTP header name.")
+        if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
+            raise ConfigurationError(
+                f"header {name!r} must have a str value without CR, LF or NUL, got {value!r}."
+            )
+        out.append((name, value))
+    return out
+
+
 def check_count(count: Any, what: str = "count", *, allow_none: bool = True) -> int | None:
     if count is None and allow_none:
         return None
@@ -92,10 +120,12 @@ def make_answer(
     headers: Mapping[str, str] | None = None,
 ) -> Answer:
     """An answer from ``respond()``-style arguments."""
-    check_status(status)
+    check_final_status(status)
     if json is not None and body is not None:
         raise ConfigurationError("pass json= or body=, not both.")
-    out_headers = list((headers or {}).items())
+    if status in (204, 304) and (json is not None or body):
+        raise ConfigurationError(f"a {status} answer carries no body; drop json=/body=.")
+    out_headers = check_headers(headers or {})
     if json is not None:
         payload = jsonlib.dumps(json).encode()
         if not any(k.lower() == "content-type" for k, _ in out_headers):
@@ -256,7 +286,7 @@ def fail_step(
     rng: random.Random | None = None,
 ) -> tuple[Step, str]:
     """Validated ``fail()`` arguments as a step, and how to describe it."""
-    check_status(status)
+    check_final_status(status)
     if rate is not None:
         if count is not None:
             raise ConfigurationError("fail takes count= or rate=, not both.")
@@ -279,7 +309,7 @@ def rate_limit_step(
     route: Route | None = None,
 ) -> tuple[Step, str]:
     """Validated ``rate_limit()`` arguments as a step, and how to describe it."""
-    check_status(status)
+    check_final_status(status)
     if rate is not None:
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate <= 0:
             raise ConfigurationError(f"rate must be requests per second > 0, got {rate!r}.")
@@ -295,7 +325,9 @@ def rate_limit_step(
         raise ConfigurationError(
             "rate_limit needs burst= (the next N requests are limited) or rate= (a token bucket)."
         )
-    if retry_after is not None and not isinstance(retry_after, dt.datetime):
+    if isinstance(retry_after, dt.datetime):
+        format_retry_after(retry_after)  # a naive datetime fails now, not at the first request
+    elif retry_after is not None:
         retry_after = check_seconds(retry_after, "retry_after")
     count = check_count(burst, "burst", allow_none=False)
     assert count is not None
@@ -363,11 +395,11 @@ class Script:
                     return answer
             return self.default
 
-    def _claim(self, request: Request, start: int) -> tuple[int, Step] | None:
+    def _claim(self, steps: list[Step], request: Request, start: int) -> tuple[int, Step] | None:
         """The next live step at or after ``start`` that takes this request (counted now)."""
         with self._lock:
-            for index in range(start, len(self.steps)):
-                step = self.steps[index]
+            for index in range(start, len(steps)):
+                step = steps[index]
                 if step.matches(request) and not step.spent:
                     step.use()
                     return index, step
@@ -375,9 +407,13 @@ class Script:
 
     async def run(self, request: Request, last: Next) -> Answer:
         """Walk the steps for ``request``; ``last`` answers what none of them did."""
+        # A snapshot: add() compacts the list, which would shift the indices of a walk
+        # held by a delay; steps added meanwhile apply from the next request.
+        with self._lock:
+            steps = list(self.steps)
 
         async def from_step(position: int, req: Request) -> Answer:
-            claimed = self._claim(req, position)
+            claimed = self._claim(steps, req, position)
             if claimed is None:
                 return await last(req)
             index, step = claimed

@@ -65,6 +65,7 @@ class ConnectionLog:
     digest: str | None = None
     sent: int = 0
     closed: bool = False
+    accepted_at: float = field(default_factory=time.monotonic)
 
 
 class HttpLayer:
@@ -267,7 +268,10 @@ class HttpLayer:
         head = conn.send(h11.Response(status_code=answer.status, headers=headers, reason=reason))
         body = b"" if request.method == "HEAD" else answer.body
         if answer.cut:
-            self._send(writer, log, head + body[: len(body) // 2])
+            # Halfway through the body; with no body, halfway through the status line
+            # (clients take a head cut after it as a head that ended).
+            partial = head + body[: len(body) // 2] if body else head[: head.index(b"\r\n") // 2]
+            self._send(writer, log, partial)
             record.answer_range = (start, start + len(head) + len(body))
             await writer.drain()
             writer.close()

@@ -35,21 +35,36 @@ class Trace:
     delivered: int
     """Bytes from the service that reached the client's socket."""
     ended: bool
+    opened_at: float = 0.0
+    ended_at: float | None = None
 
 
 def pair(
-    service_side: Iterable[tuple[int, str | None]], client_side: Iterable[Trace]
+    service_side: Iterable[tuple[int, str | None, float | None]], client_side: Iterable[Trace]
 ) -> dict[int, Trace]:
-    """Match service-side connections ``(id, digest)`` with tap traces, first come first served."""
+    """Match service-side connections ``(id, digest, accepted_at)`` with tap traces, in order.
+
+    A client connection that ended before the service-side one was accepted cannot be
+    its partner (an attempt lost upstream, then an identical retry), so it is passed
+    over when another candidate is open at that time.
+    """
     waiting: dict[str, list[Trace]] = {}
     for trace in client_side:
         if trace.digest is not None:
             waiting.setdefault(trace.digest, []).append(trace)
     matched: dict[int, Trace] = {}
-    for conn_id, digest in service_side:
+    for conn_id, digest, accepted_at in service_side:
         candidates = waiting.get(digest or "")
-        if candidates:
-            matched[conn_id] = candidates.pop(0)
+        if not candidates:
+            continue
+        alive = [
+            t
+            for t in candidates
+            if accepted_at is None or t.ended_at is None or t.ended_at >= accepted_at
+        ]
+        chosen = (alive or candidates)[0]
+        candidates.remove(chosen)
+        matched[conn_id] = chosen
     return matched
 
 

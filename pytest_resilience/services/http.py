@@ -146,7 +146,7 @@ class HttpService(TcpService, _Scripting):
     def _rng(self, purpose: str) -> random.Random:
         from ..seed import rng
 
-        return rng(self._seed, self.proxy, purpose, str(len(self._faults)))
+        return rng(self._seed, self._label, purpose, str(len(self._faults)))
 
     def reset_script(self) -> None:
         """Forget every step and default answer (the default becomes an empty 200)."""
@@ -169,7 +169,7 @@ class HttpService(TcpService, _Scripting):
         layer = self._layer
         with layer._lock:
             pending = list(layer.pending)
-            connections = [(c.id, c.digest) for c in layer.connections.values()]
+            connections = [(c.id, c.digest, c.accepted_at) for c in layer.connections.values()]
         traces = pair(connections, self._tap.traces())
         return ExchangeList(
             Exchange(

@@ -37,6 +37,7 @@ class TcpService:
         tap: Tap,
         timeline: Timeline,
         seed: int = 0,
+        label: str | None = None,
     ) -> None:
         self.name = name
         self.upstream = upstream
@@ -46,6 +47,8 @@ class TcpService:
         self._tap = tap
         self._timeline = timeline
         self._seed = seed
+        self._label = label or proxy
+        """Names this service's random streams: the same in every run of its test."""
         self._faults: list[Fault] = []
         self._disabled_by: set[int] = set()
         self._toxic_ids = itertools.count(1)

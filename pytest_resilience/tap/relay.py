@@ -45,6 +45,8 @@ class _Link:
         self.ended = False
         self.head = bytearray()
         self.digest: str | None = None
+        self.opened_at = time.monotonic()
+        self.ended_at: float | None = None
 
     def record(self, kind: str, by: Side, undelivered: int = 0) -> None:
         self.tap.record(
@@ -80,6 +82,7 @@ class _Link:
         if self.ended:
             return
         self.ended = True
+        self.ended_at = time.monotonic()
         self.tap.links.discard(self)
         other = self.upstream if by == "client" else self.client
         undelivered = self.client.get_write_buffer_size() if by == "upstream" else 0
@@ -96,7 +99,14 @@ class _Link:
     def trace(self, undelivered: int | None = None, *, ended: bool = False) -> Trace:
         if undelivered is None:
             undelivered = self.client.get_write_buffer_size()
-        return Trace(self.id, self.digest, self.bytes_down - undelivered, ended)
+        return Trace(
+            self.id,
+            self.digest,
+            self.bytes_down - undelivered,
+            ended,
+            self.opened_at,
+            self.ended_at,
+        )
 
     def half_close(self, side: Side) -> None:
         if side == "client":
