@@ -7,11 +7,13 @@ from .errors import ConfigurationError
 OPTION_BACKEND = "--toxiproxy"
 OPTION_BINARY = "--toxiproxy-bin"
 OPTION_LISTEN_HOST = "--toxiproxy-listen-host"
+OPTION_REACH_HOST = "--toxiproxy-reach-host"
 OPTION_SEED = "--resilience-seed"
 
 INI_BACKEND = "toxiproxy"
 INI_BINARY = "toxiproxy_bin"
 INI_LISTEN_HOST = "toxiproxy_listen_host"
+INI_REACH_HOST = "toxiproxy_reach_host"
 INI_SEED = "resilience_seed"
 
 BACKEND_CHOICES = ("auto", "embedded", "spawn")

@@ -20,10 +20,12 @@ from .options import (
     INI_BACKEND,
     INI_BINARY,
     INI_LISTEN_HOST,
+    INI_REACH_HOST,
     INI_SEED,
     OPTION_BACKEND,
     OPTION_BINARY,
     OPTION_LISTEN_HOST,
+    OPTION_REACH_HOST,
     OPTION_SEED,
     parse_backend,
     parse_seed,
@@ -76,6 +78,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "Toxiproxy whose proxies the tests reach over the network).",
     )
     group.addoption(
+        OPTION_REACH_HOST,
+        dest="resilience_reach_host",
+        default=None,
+        help="address where Toxiproxy reaches the plugin's own listeners (the HTTP layer binds "
+        "there; default 127.0.0.1; e.g. the host's bridge address for a Toxiproxy container).",
+    )
+    group.addoption(
         OPTION_SEED,
         dest="resilience_seed",
         type=_usage(parse_seed),
@@ -85,6 +94,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(INI_BACKEND, "default for --toxiproxy", default="auto")
     parser.addini(INI_BINARY, "default for --toxiproxy-bin", default="")
     parser.addini(INI_LISTEN_HOST, "default for --toxiproxy-listen-host", default="127.0.0.1")
+    parser.addini(INI_REACH_HOST, "default for --toxiproxy-reach-host", default="127.0.0.1")
     parser.addini(INI_SEED, "default for --resilience-seed", default="")
 
 
@@ -113,6 +123,7 @@ def pytest_configure(config: pytest.Config) -> None:
         _setting(config, "resilience_backend", INI_BACKEND, parse_backend) or "auto",
         binary=_setting(config, "resilience_binary", INI_BINARY, str) or None,
         listen_host=_setting(config, "resilience_listen_host", INI_LISTEN_HOST, str),
+        reach_host=_setting(config, "resilience_reach_host", INI_REACH_HOST, str),
         seed=seed,
         worker=os.environ.get("PYTEST_XDIST_WORKER", "main"),
     )
