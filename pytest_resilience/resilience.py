@@ -16,6 +16,7 @@ from .services.tcp import TcpService
 from .tap import Tap
 
 if TYPE_CHECKING:
+    from .runs import Run
     from .session import ResilienceSession
 
 S = TypeVar("S", bound=TcpService)
@@ -216,6 +217,90 @@ class Resilience:
             FaultGroup(applied).heal()
             raise
         return FaultGroup(applied)
+
+    # -- driving the code under test, and verdicts across services ----------------------
+
+    def _heals(self) -> list[float]:
+        return [e.at for e in self.timeline.faults() if e.action == "healed"]
+
+    def drive(self, fn: Callable[[], Any], calls: int) -> Run:
+        """Call ``fn`` (sync or async) ``calls`` times in a row and record each call."""
+        from .runs import drive
+
+        return drive(fn, calls, heals=self._heals)
+
+    def load(
+        self, fn: Callable[[], Any], duration: float, rate: float, concurrency: int = 1
+    ) -> Run:
+        """Call ``fn`` ``rate`` times a second for ``duration`` s on ``concurrency`` threads."""
+        from .runs import load
+
+        return load(fn, duration, rate, concurrency, heals=self._heals)
+
+    def _http(self, service: str | TcpService, what: str) -> HttpService:
+        resolved = self._resolve(service)
+        if not isinstance(resolved, HttpService):
+            raise ConfigurationError(
+                f"{what} judges HTTP exchanges; {resolved.name!r} is a TCP service "
+                "(create it with resilience.http_service())."
+            )
+        return resolved
+
+    def _verdict(self, check: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+        __tracebackhide__ = True
+        from .assertions import ResilienceAssertionError
+
+        try:
+            check(*args, origin=self.timeline.started_at, **kwargs)
+        except ResilienceAssertionError as exc:
+            exc.args = (f"{exc.args[0]}\nreplay: --resilience-seed={self.seed}",)
+            raise
+
+    def assert_no_retry_storm(
+        self, service: str | TcpService, window: float = 0.01, max_in_window: int | None = None
+    ) -> None:
+        """Concurrent operations on ``service`` did not retry in lockstep."""
+        __tracebackhide__ = True
+        from .assertions import check_no_retry_storm
+
+        http = self._http(service, "assert_no_retry_storm")
+        self._verdict(check_no_retry_storm, http.exchanges, window, max_in_window)
+
+    def assert_amplification(self, service: str | TcpService, run: Run, max: float) -> None:
+        """Requests that reached ``service`` per client call in ``run`` stay at most ``max``."""
+        __tracebackhide__ = True
+        from .assertions import check_amplification
+
+        http = self._http(service, "assert_amplification")
+        if not run.calls:
+            raise ConfigurationError("assert_amplification needs a run with at least one call.")
+        first, last = run.calls[0].started_at, sorted(c.ended_at for c in run.calls)[-1]
+        exchanges = [e for e in http.exchanges if first <= e.started_at <= last]
+        self._verdict(check_amplification, exchanges, len(run.calls), max)
+
+    def assert_breaker_opened(
+        self,
+        service: str | TcpService,
+        run: Run,
+        after_failures: int,
+        cooldown: float,
+        *,
+        tolerance: float = 0.05,
+    ) -> None:
+        """After ``after_failures`` consecutive failures, ``service`` heard nothing for
+        ``cooldown`` s while the client kept being called; then one probe at a time."""
+        __tracebackhide__ = True
+        from .assertions import check_breaker_opened
+
+        http = self._http(service, "assert_breaker_opened")
+        self._verdict(
+            check_breaker_opened,
+            http.exchanges,
+            run.calls,
+            after_failures,
+            cooldown,
+            tolerance=tolerance,
+        )
 
     # -- teardown -----------------------------------------------------------------
 

@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import json
 from dataclasses import dataclass
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def retry_after_seconds(value: str | None, now: float) -> float | None:
+    """The wait a Retry-After header asks for, from wall-clock time ``now`` (RFC 9110 10.2.3).
+
+    Delta-seconds as given; an HTTP-date as the time left until it (0 if past).
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - now, 0.0)
 
 
 def fingerprint(method: str, path: str, body: bytes) -> str:
@@ -46,6 +64,8 @@ class Exchange:
     step: str
     """What answered: respond, replay, fail, rate_limit, cut, forward..."""
     retry_after: str | None
+    retry_after_delay: float | None
+    """Seconds the Retry-After asked the client to wait, from when the answer was sent."""
     delivered: bool | None
     """True: the whole answer reached the client; False: it was lost (partition, reset,
     cut); None: not known yet (still in flight) or the connection could not be traced."""

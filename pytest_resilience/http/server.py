@@ -22,7 +22,7 @@ from typing import Any
 import h11
 
 from ..observe.join import HEAD_LIMIT, head_digest
-from .records import UNSAFE_METHODS, Effect, fingerprint
+from .records import UNSAFE_METHODS, Effect, fingerprint, retry_after_seconds
 from .script import Answer, Request, Script
 
 _HOP_BY_HOP = {
@@ -54,6 +54,7 @@ class Pending:
     scripted: bool = False
     step: str = ""
     retry_after: str | None = None
+    retry_after_delay: float | None = None
     answer_range: tuple[int, int] | None = None
     """Offsets of the answer's bytes in its connection's outgoing stream."""
 
@@ -256,6 +257,7 @@ class HttpLayer:
         record.scripted = answer.scripted
         record.step = answer.step
         record.retry_after = answer.header("Retry-After")
+        record.retry_after_delay = retry_after_seconds(record.retry_after, time.time())
 
         headers = [
             (k, v)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ResilienceError
@@ -187,6 +187,7 @@ class HttpService(TcpService, _Scripting):
                 p.scripted,
                 p.step,
                 p.retry_after,
+                p.retry_after_delay,
                 reached_client(
                     traces.get(p.connection), p.answer_range[1] if p.answer_range else None
                 ),
@@ -200,6 +201,70 @@ class HttpService(TcpService, _Scripting):
         self.check()
         with self._layer._lock:
             return list(self._layer.effects)
+
+    # -- verdicts ----------------------------------------------------------------------
+
+    def _verdict(self, check: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+        __tracebackhide__ = True
+        from ..assertions import ResilienceAssertionError
+
+        try:
+            check(*args, origin=self._timeline.started_at, **kwargs)
+        except ResilienceAssertionError as exc:
+            exc.args = (f"{exc.args[0]}\nreplay: --resilience-seed={self._seed}",)
+            raise
+
+    def assert_attempts(
+        self,
+        max: int | None = None,
+        min: int | None = None,
+        *,
+        group: Callable[[Exchange], Hashable] | None = None,
+    ) -> None:
+        """Each operation (attempts sharing an Idempotency-Key) made between min and max attempts."""
+        __tracebackhide__ = True
+        from ..assertions import check_attempts
+
+        self._verdict(check_attempts, self.exchanges, max, min, group=group)
+
+    def assert_retry_after_honoured(self, tolerance: float = 0.05) -> None:
+        """No retry came before the Retry-After of the answer before it allowed."""
+        __tracebackhide__ = True
+        from ..assertions import check_retry_after_honoured
+
+        self._verdict(check_retry_after_honoured, self.exchanges, tolerance)
+
+    def assert_no_duplicate_side_effects(
+        self, key: Callable[[Effect], Hashable] | None = None
+    ) -> None:
+        """No business action was applied twice (same method, path and body, or ``key``)."""
+        __tracebackhide__ = True
+        from ..assertions import check_no_duplicate_side_effects
+
+        self._verdict(check_no_duplicate_side_effects, self.effects, key)
+
+    def assert_stable_idempotency_key(self, window: float = 60.0) -> None:
+        """Retries of one logical operation reused its Idempotency-Key."""
+        __tracebackhide__ = True
+        from ..assertions import check_stable_idempotency_key
+
+        self._verdict(check_stable_idempotency_key, self.exchanges, window)
+
+    def assert_backoff(
+        self,
+        jitter: bool = True,
+        min_factor: float = 1.5,
+        max_delay: float | None = None,
+        *,
+        tolerance: float = 0.02,
+    ) -> None:
+        """Retry gaps grow (by ``min_factor``), carry jitter and stay under ``max_delay``."""
+        __tracebackhide__ = True
+        from ..assertions import check_backoff
+
+        self._verdict(
+            check_backoff, self.exchanges, jitter, min_factor, max_delay, tolerance=tolerance
+        )
 
     def close(self) -> None:
         try:

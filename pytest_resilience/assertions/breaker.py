@@ -1,0 +1,112 @@
+"""Verdict on circuit breakers: open after N failures, stay quiet, probe once, resume."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..http.records import Exchange
+from ..runs import Call
+from .operations import failed, status_text
+from .report import Row, fail
+
+
+def check_breaker_opened(
+    exchanges: Sequence[Exchange],
+    calls: Sequence[Call],
+    after_failures: int,
+    cooldown: float,
+    *,
+    tolerance: float = 0.05,
+    origin: float | None = None,
+) -> None:
+    """After ``after_failures`` consecutive failures at the service, the client keeps being
+    called but the service hears nothing for ``cooldown`` seconds; then one probe at a time.
+    """
+    __tracebackhide__ = True
+    ordered = sorted(exchanges, key=lambda e: e.started_at)
+    start = (
+        origin
+        if origin is not None
+        else min([e.started_at for e in ordered] + [c.started_at for c in calls], default=0.0)
+    )
+
+    def rows(opened: float | None = None, flagged: set[int] | None = None) -> list[Row]:
+        out = [
+            Row(
+                e.started_at,
+                f"{e.method} {e.path.split('?', 1)[0]}",
+                "",
+                status_text(e),
+                None,
+                ""
+                if opened is None or e.started_at <= opened
+                else f"none before +{cooldown * 1000:.0f} ms",
+                i in (flagged or set()),
+            )
+            for i, e in enumerate(ordered)
+        ]
+        out += [
+            Row(
+                c.started_at,
+                "client call",
+                c.index + 1,
+                "ok" if c.ok else type(c.exception).__name__,
+                c.latency,
+            )
+            for c in calls
+        ]
+        return sorted(out, key=lambda r: r.at)
+
+    streak = 0
+    opened_at: float | None = None
+    opened_index = -1
+    for index, exchange in enumerate(ordered):
+        streak = streak + 1 if failed(exchange) else 0
+        if streak >= after_failures:
+            opened_at = exchange.ended_at if exchange.ended_at is not None else exchange.started_at
+            opened_index = index
+            break
+    if opened_at is None:
+        raise fail(
+            f"cannot judge the breaker: the service never saw {after_failures} consecutive "
+            "failures; inject a fault that lasts longer.",
+            rows(),
+            start,
+        )
+    after = [e for e in ordered[opened_index + 1 :] if e.started_at > opened_at]
+    during = [c for c in calls if opened_at < c.started_at < opened_at + cooldown - tolerance]
+    if not during:
+        raise fail(
+            f"cannot judge the breaker: the client was not called in the {cooldown:g} s after the "
+            f"{after_failures}th failure; keep calling it (resilience.load) through the cooldown.",
+            rows(opened_at),
+            start,
+        )
+    if after and after[0].started_at < opened_at + cooldown - tolerance:
+        early = [
+            i
+            for i, e in enumerate(ordered)
+            if opened_at < e.started_at < opened_at + cooldown - tolerance
+        ]
+        raise fail(
+            f"breaker did not open: after {after_failures} consecutive failures the service still "
+            f"got {len(early)} calls within the {cooldown:g} s cooldown, the first "
+            f"{(after[0].started_at - opened_at) * 1000:.0f} ms later.",
+            rows(opened_at, set(early)),
+            start,
+        )
+    if after:
+        probe = after[0]
+        probe_end = probe.ended_at if probe.ended_at is not None else probe.started_at + cooldown
+        burst = [
+            i
+            for i, e in enumerate(ordered)
+            if e is not probe and probe.started_at <= e.started_at < probe_end
+        ]
+        if burst:
+            raise fail(
+                f"breaker let {len(burst) + 1} calls through at once after the cooldown; a half-open "
+                "breaker sends one probe and waits for its answer.",
+                rows(opened_at, set(burst)),
+                start,
+            )

@@ -1,0 +1,102 @@
+"""Operations: one logical request and all its retries.
+
+Attempts that share an Idempotency-Key belong to one operation.  So does a
+request with the business identity (method, path, canonical body) of an
+operation whose last attempt failed (no answer, lost, 408, 425, 429 or 5xx)
+less than ``window`` seconds before — a retry follows a failure, whatever key
+it carries (a client that mints a key per attempt still retries one
+operation); a success ends the operation.  ``group=`` takes a callable
+(exchange -> hashable) to group otherwise.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass
+
+from ..http.records import Exchange
+
+RETRYABLE = frozenset({408, 425, 429, 500, 502, 503, 504})
+Grouping = Callable[[Exchange], Hashable]
+
+
+def failed(exchange: Exchange) -> bool:
+    """True when the client saw no usable answer: none, lost, or a retryable status."""
+    return exchange.status is None or exchange.delivered is False or exchange.status in RETRYABLE
+
+
+@dataclass(frozen=True)
+class Operation:
+    label: str
+    attempts: tuple[Exchange, ...]
+
+    @property
+    def gaps(self) -> list[float]:
+        """Seconds between the starts of consecutive attempts."""
+        starts = [a.started_at for a in self.attempts]
+        return [b - a for a, b in itertools.pairwise(starts)]
+
+    @property
+    def keys(self) -> list[str | None]:
+        return [a.idempotency_key for a in self.attempts]
+
+
+def operations(
+    exchanges: Iterable[Exchange], group: Grouping | None = None, window: float = 60.0
+) -> list[Operation]:
+    """Exchanges grouped into operations, in the order their first attempts arrived."""
+    ordered = sorted(exchanges, key=lambda e: e.started_at)
+    groups: dict[Hashable, list[Exchange]] = {}
+    order: list[Hashable] = []
+    if group is not None:
+        for exchange in ordered:
+            name = group(exchange)
+            if name not in groups:
+                groups[name] = []
+                order.append(name)
+            groups[name].append(exchange)
+        return [Operation(str(name), tuple(groups[name])) for name in order]
+
+    by_key: dict[str, Hashable] = {}
+    by_identity: dict[str, Hashable] = {}
+    for exchange in ordered:
+        label: Hashable | None = None
+        key = exchange.idempotency_key
+        if key is not None and key in by_key:
+            label = by_key[key]
+        else:
+            previous = by_identity.get(exchange.fingerprint)
+            last = groups[previous][-1] if previous is not None else None
+            if (
+                last is not None
+                and failed(last)
+                and exchange.started_at - last.started_at <= window
+            ):
+                label = previous
+        if label is None:
+            label = ("key", key) if key is not None else ("identity", len(order))
+            groups[label] = []
+            order.append(label)
+        if key is not None:
+            by_key.setdefault(key, label)
+        by_identity[exchange.fingerprint] = label
+        groups[label].append(exchange)
+    return [
+        Operation(_label(label, groups[label][0], n + 1), tuple(groups[label]))
+        for n, label in enumerate(order)
+    ]
+
+
+def _label(label: Hashable, first: Exchange, number: int) -> str:
+    if isinstance(label, tuple) and label[0] == "key":
+        return f"key={label[1]}"
+    return f"#{number} {first.method} {first.path.split('?', 1)[0]}"
+
+
+def status_text(exchange: Exchange) -> str:
+    if exchange.status is None:
+        return "no answer"
+    if exchange.delivered is False:
+        return f"{exchange.status} lost"
+    return str(exchange.status)

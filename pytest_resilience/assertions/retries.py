@@ -1,0 +1,321 @@
+"""Verdicts on retries: how many, how spaced, how keyed, and whether they storm.
+
+Each function takes the records and raises :class:`ResilienceAssertionError`
+with the evidence when the rule is broken; it needs no sockets and no pytest.
+Times are monotonic seconds; ``origin`` is the t=0 of the tables (the start of
+the test, or the first attempt).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import statistics
+from collections.abc import Sequence
+
+from ..http.records import Exchange
+from .operations import Grouping, Operation, operations, status_text
+from .report import Row, fail
+
+NOISE = 0.005
+"""Seconds of timing noise tolerated between gaps that should be equal (or not)."""
+
+
+def _origin(exchanges: Sequence[Exchange], origin: float | None) -> float:
+    if origin is not None:
+        return origin
+    return min((e.started_at for e in exchanges), default=0.0)
+
+
+def _rows(
+    ops: Sequence[Operation],
+    allowed: dict[tuple[int, int], str] | None = None,
+    flagged: set[tuple[int, int]] | None = None,
+) -> list[Row]:
+    rows = []
+    for i, op in enumerate(ops):
+        previous = None
+        for j, attempt in enumerate(op.attempts):
+            gap: float | None = (
+                None if previous is None else attempt.started_at - previous.started_at
+            )
+            rows.append(
+                Row(
+                    attempt.started_at,
+                    op.label,
+                    j + 1,
+                    status_text(attempt),
+                    gap,
+                    (allowed or {}).get((i, j), ""),
+                    (i, j) in (flagged or set()),
+                )
+            )
+            previous = attempt
+    return sorted(rows, key=lambda r: r.at)
+
+
+def check_attempts(
+    exchanges: Sequence[Exchange],
+    max: int | None = None,
+    min: int | None = None,
+    *,
+    group: Grouping | None = None,
+    origin: float | None = None,
+) -> None:
+    """Every operation made at most ``max`` and at least ``min`` attempts."""
+    __tracebackhide__ = True
+    if max is None and min is None:
+        raise ValueError("assert_attempts needs max= or min= (or both).")
+    ops = operations(exchanges, group)
+    if min is not None and not ops:
+        raise fail(
+            f"expected operations with at least {min} attempts, but no request arrived.", [], 0.0
+        )
+    broken = [
+        i
+        for i, op in enumerate(ops)
+        if (max is not None and len(op.attempts) > max)
+        or (min is not None and len(op.attempts) < min)
+    ]
+    if broken:
+        bound = " and ".join(
+            part
+            for part in (
+                f"at most {max}" if max is not None else "",
+                f"at least {min}" if min is not None else "",
+            )
+            if part
+        )
+        worst = ops[broken[0]]
+        flagged = {(i, j) for i in broken for j in range(len(ops[i].attempts))}
+        raise fail(
+            f"operation {worst.label} made {len(worst.attempts)} attempts; each operation may make "
+            f"{bound} ({len(broken)} of {len(ops)} operations broke it).",
+            _rows(ops, flagged=flagged),
+            _origin(exchanges, origin),
+        )
+
+
+def check_retry_after_honoured(
+    exchanges: Sequence[Exchange],
+    tolerance: float = 0.05,
+    *,
+    group: Grouping | None = None,
+    origin: float | None = None,
+) -> None:
+    """No attempt came before the moment the previous answer's Retry-After allowed."""
+    __tracebackhide__ = True
+    ops = operations(exchanges, group)
+    allowed: dict[tuple[int, int], str] = {}
+    flagged: set[tuple[int, int]] = set()
+    first_breach: tuple[Operation, float, float] | None = None
+    for i, op in enumerate(ops):
+        for j in range(1, len(op.attempts)):
+            before, attempt = op.attempts[j - 1], op.attempts[j]
+            if before.retry_after_delay is None or before.delivered is False:
+                continue  # no Retry-After reached the client
+            answered = before.ended_at if before.ended_at is not None else before.started_at
+            earliest = answered + before.retry_after_delay
+            allowed[(i, j)] = f">= {(earliest - answered) * 1000:.0f} ms after the {before.status}"
+            if attempt.started_at < earliest - tolerance:
+                flagged.add((i, j))
+                if first_breach is None:
+                    first_breach = (op, attempt.started_at - answered, before.retry_after_delay)
+    if first_breach is not None:
+        op, waited, asked = first_breach
+        raise fail(
+            f"operation {op.label} retried {waited * 1000:.0f} ms after an answer whose Retry-After "
+            f"asked for {asked:g} s ({len(flagged)} early attempts; tolerance {tolerance * 1000:.0f} ms).",
+            _rows(ops, allowed, flagged),
+            _origin(exchanges, origin),
+        )
+
+
+def check_stable_idempotency_key(
+    exchanges: Sequence[Exchange], window: float = 60.0, *, origin: float | None = None
+) -> None:
+    """Retries of one logical operation (same business identity, after a failure) reuse its key."""
+    __tracebackhide__ = True
+    ops = operations(exchanges, window=window)
+    broken = [op for op in ops if len(set(op.keys)) > 1]
+    if broken:
+        op = broken[0]
+        keys = ", ".join(repr(k) for k in dict.fromkeys(op.keys))
+        allowed = {
+            (i, j): f"key {op_.attempts[0].idempotency_key}"
+            for i, op_ in enumerate(broken)
+            for j in range(len(op_.attempts))
+        }
+        flagged = {
+            (i, j)
+            for i, op_ in enumerate(broken)
+            for j, attempt in enumerate(op_.attempts)
+            if attempt.idempotency_key != op_.attempts[0].idempotency_key
+        }
+        raise fail(
+            f"the {len(op.attempts)} attempts of {op.label} carried {len(set(op.keys))} different "
+            f"Idempotency-Keys ({keys}); a retry must reuse its operation's key, or a lost answer "
+            "turns into a second side effect.",
+            _rows(broken, allowed, flagged),
+            _origin(exchanges, origin),
+        )
+
+
+def check_backoff(
+    exchanges: Sequence[Exchange],
+    jitter: bool = True,
+    min_factor: float = 1.5,
+    max_delay: float | None = None,
+    *,
+    tolerance: float = 0.02,
+    group: Grouping | None = None,
+    origin: float | None = None,
+) -> None:
+    """Gaps between retries grow, carry jitter, and stay under the cap.
+
+    - cap: no gap above ``max_delay`` (+ ``tolerance``);
+    - growth: the longest k-th gap (over all operations) at the last retry index
+      below the cap is at least ``min_factor`` times the longest first gap; a
+      fixed interval fails this;
+    - jitter: the gaps are not an exact geometric series: they differ from one
+      operation to another at the same retry index, or their ratios within an
+      operation vary, by more than timing noise.
+
+    It needs evidence: two retries in one operation, or retries in several.
+    """
+    __tracebackhide__ = True
+    ops = [op for op in operations(exchanges, group) if len(op.attempts) > 1]
+    start = _origin(exchanges, origin)
+    if not ops or (len(ops) == 1 and len(ops[0].attempts) < 3):
+        raise fail(
+            "cannot judge backoff: it needs an operation with at least 3 attempts, or several "
+            f"operations that retried; saw {sum(len(o.attempts) for o in ops) or len(exchanges)} "
+            "attempts. Inject a longer fault.",
+            _rows(operations(exchanges, group)),
+            start,
+        )
+    if max_delay is not None:
+        over = {
+            (i, j + 1)
+            for i, op in enumerate(ops)
+            for j, gap in enumerate(op.gaps)
+            if gap > max_delay + tolerance
+        }
+        if over:
+            longest = max(gap for op in ops for gap in op.gaps)
+            allowed = {key: f"<= {max_delay * 1000:.0f} ms" for key in over}
+            raise fail(
+                f"a retry waited {longest * 1000:.0f} ms, above the cap of {max_delay * 1000:.0f} ms.",
+                _rows(ops, allowed, over),
+                start,
+            )
+
+    by_index: dict[int, list[float]] = {}
+    for op in ops:
+        for k, gap in enumerate(op.gaps):
+            if max_delay is None or gap < max_delay - tolerance:
+                by_index.setdefault(k, []).append(gap)
+    indices = sorted(by_index)
+    if len(indices) >= 2:
+        first, last = max(by_index[indices[0]]), max(by_index[indices[-1]])
+        if last < first * min_factor:
+            allowed = {
+                (i, len(op.gaps)): f">= {min_factor:g} x first gap" for i, op in enumerate(ops)
+            }
+            raise fail(
+                f"retry gaps do not grow: the longest gap before retry {indices[-1] + 2} is "
+                f"{last * 1000:.0f} ms, less than {min_factor:g} x the longest first gap "
+                f"({first * 1000:.0f} ms); a fixed interval keeps hammering a struggling service.",
+                _rows(
+                    ops,
+                    allowed,
+                    {(i, j + 1) for i, op in enumerate(ops) for j in range(len(op.gaps))},
+                ),
+                start,
+            )
+    if jitter and not _has_jitter(ops, tolerance):
+        raise fail(
+            "retry gaps carry no jitter: every operation waits the same, exact series of delays, "
+            "so clients that failed together retry together.",
+            _rows(ops),
+            start,
+        )
+
+
+def _close(a: float, b: float, tolerance: float) -> bool:
+    return abs(a - b) <= max(tolerance, 0.05 * max(a, b), NOISE)
+
+
+def _has_jitter(ops: Sequence[Operation], tolerance: float) -> bool:
+    by_index: dict[int, list[float]] = {}
+    for op in ops:
+        for k, gap in enumerate(op.gaps):
+            by_index.setdefault(k, []).append(gap)
+        ratios = [b / a for a, b in itertools.pairwise(op.gaps) if a > 0]
+        if len(ratios) >= 2 and any(not _close(r, ratios[0], 0.0) for r in ratios):
+            return True
+    for gaps in by_index.values():
+        if len(gaps) >= 2 and any(not _close(g, gaps[0], tolerance) for g in gaps):
+            return True
+    return False
+
+
+def check_no_retry_storm(
+    exchanges: Sequence[Exchange],
+    window: float = 0.01,
+    max_in_window: int | None = None,
+    *,
+    group: Grouping | None = None,
+    origin: float | None = None,
+) -> None:
+    """Concurrent operations do not retry in lockstep.
+
+    A storm is ``max_in_window`` or more retries (attempts after the first) of
+    different operations starting within ``window`` seconds of each other; by
+    default, half the operations that retried, and at least 3.
+    """
+    __tracebackhide__ = True
+    ops = operations(exchanges, group)
+    retried = [i for i, op in enumerate(ops) if len(op.attempts) > 1]
+    limit = max_in_window if max_in_window is not None else max(3, math.ceil(len(retried) / 2))
+    retries = sorted(
+        ((a.started_at, i, j) for i in retried for j, a in enumerate(ops[i].attempts) if j > 0),
+    )
+    worst: list[tuple[float, int, int]] = []
+    lo = 0
+    for hi in range(len(retries)):
+        while retries[hi][0] - retries[lo][0] > window:
+            lo += 1
+        burst = retries[lo : hi + 1]
+        if len({i for _, i, _ in burst}) > len({i for _, i, _ in worst}):
+            worst = burst
+    if len({i for _, i, _ in worst}) >= limit:
+        flagged = {(i, j) for _, i, j in worst}
+        spread = (worst[-1][0] - worst[0][0]) * 1000
+        raise fail(
+            f"retry storm: {len(worst)} retries of {len({i for _, i, _ in worst})} operations started "
+            f"within {spread:.1f} ms (limit: fewer than {limit} within {window * 1000:g} ms); "
+            "without jitter, clients that failed together retry together.",
+            _rows(ops, flagged=flagged),
+            _origin(exchanges, origin),
+        )
+
+
+def check_amplification(
+    exchanges: Sequence[Exchange], calls: int, max: float, *, origin: float | None = None
+) -> None:
+    """Requests that reached the service per call of the client stay at most ``max``."""
+    __tracebackhide__ = True
+    if calls <= 0:
+        raise ValueError("amplification needs a run with at least one call.")
+    ratio = len(exchanges) / calls
+    if ratio > max:
+        ops = operations(exchanges)
+        per_call = statistics.mean(len(op.attempts) for op in ops) if ops else 0
+        raise fail(
+            f"retry amplification {ratio:.2f}: the service received {len(exchanges)} requests for "
+            f"{calls} client calls (at most {max:g} per call allowed; {per_call:.1f} attempts per "
+            "operation on average).",
+            _rows(ops),
+            _origin(exchanges, origin),
+        )
