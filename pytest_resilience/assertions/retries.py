@@ -233,7 +233,8 @@ def check_backoff(
                 ),
                 start,
             )
-    if jitter and not _has_jitter(ops, tolerance):
+    cap = None if max_delay is None else max_delay - tolerance
+    if jitter and not _has_jitter(ops, cap):
         raise fail(
             "retry gaps carry no jitter: every operation waits the same, exact series of delays, "
             "so clients that failed together retry together.",
@@ -242,22 +243,29 @@ def check_backoff(
         )
 
 
-def _close(a: float, b: float, tolerance: float) -> bool:
-    return abs(a - b) <= max(tolerance, 0.05 * max(a, b), NOISE)
+def _close(a: float, b: float) -> bool:
+    """Equal but for timing noise: within 10 ms or 10%."""
+    return abs(a - b) <= max(2 * NOISE, 0.1 * max(a, b))
 
 
-def _has_jitter(ops: Sequence[Operation], tolerance: float) -> bool:
+def _has_jitter(ops: Sequence[Operation], cap: float | None) -> bool:
+    """Gaps differ between operations at one retry index, or their ratios vary in one.
+
+    Gaps at the cap are left out: a capped series is flat without any jitter.
+    """
     by_index: dict[int, list[float]] = {}
     for op in ops:
-        for k, gap in enumerate(op.gaps):
+        gaps = [g for g in op.gaps if cap is None or g < cap]
+        for k, gap in enumerate(gaps):
             by_index.setdefault(k, []).append(gap)
-        ratios = [b / a for a, b in itertools.pairwise(op.gaps) if a > 0]
-        if len(ratios) >= 2 and any(not _close(r, ratios[0], 0.0) for r in ratios):
+        # Ratios of short gaps are mostly timing noise: judge them on gaps of 50 ms or more,
+        # and call them different only beyond 25%.
+        ratios = [b / a for a, b in itertools.pairwise(gaps) if a >= 0.05]
+        if len(ratios) >= 2 and any(abs(r - ratios[0]) > 0.25 * ratios[0] for r in ratios):
             return True
-    for gaps in by_index.values():
-        if len(gaps) >= 2 and any(not _close(g, gaps[0], tolerance) for g in gaps):
-            return True
-    return False
+    return any(
+        len(gaps) >= 2 and any(not _close(g, gaps[0]) for g in gaps) for gaps in by_index.values()
+    )
 
 
 def check_no_retry_storm(
