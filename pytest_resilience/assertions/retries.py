@@ -177,9 +177,10 @@ def check_backoff(
     - growth: the longest k-th gap (over all operations) at the last retry index
       below the cap is at least ``min_factor`` times the longest first gap; a
       fixed interval fails this;
-    - jitter: the gaps are not an exact geometric series: they differ from one
-      operation to another at the same retry index, or their ratios within an
-      operation vary, by more than timing noise.
+    - jitter: the gaps are not one exact series: at some retry index two
+      operations waited more than 10 ms or 10% apart, or, within one operation,
+      the ratios of gaps of 50 ms or more vary by over 25%.  Gaps at the cap are
+      left out (a capped series is flat without jitter).
 
     It needs evidence: two retries in one operation, or retries in several.
     """
