@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -197,13 +198,19 @@ def load(
     busy starts as soon as one is free (the run never makes more calls than scheduled).
     """
     for name, value in (("duration", duration), ("rate", rate)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise ConfigurationError(f"load: {name} must be a number > 0, got {value!r}.")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value <= 0
+        ):
+            raise ConfigurationError(f"load: {name} must be a finite number > 0, got {value!r}.")
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ConfigurationError(
             f"load: concurrency must be a whole number >= 1, got {concurrency!r}."
         )
-    total = max(1, int(duration * rate))
+    # Rounded first: 0.29 s at 100/s is 28.999999999999996 in binary floating point.
+    total = max(1, math.floor(round(duration * rate, 9)))
     started = time.monotonic()
     slots = iter(range(total))
     lock = threading.Lock()

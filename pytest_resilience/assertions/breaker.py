@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..errors import ConfigurationError
 from ..http.records import Exchange
 from ..runs import Call
 from .operations import failed, status_text
@@ -23,6 +24,14 @@ def check_breaker_opened(
     called but the service hears nothing for ``cooldown`` seconds; then one probe at a time.
     """
     __tracebackhide__ = True
+    if (
+        isinstance(after_failures, bool)
+        or not isinstance(after_failures, int)
+        or after_failures < 1
+    ):
+        raise ConfigurationError(
+            f"after_failures must be a whole number >= 1, got {after_failures!r}."
+        )
     ordered = sorted(exchanges, key=lambda e: e.started_at)
     start = (
         origin
@@ -77,8 +86,8 @@ def check_breaker_opened(
     during = [c for c in calls if opened_at < c.started_at < opened_at + cooldown - tolerance]
     if not during:
         raise fail(
-            f"cannot judge the breaker: the client was not called in the {cooldown:g} s after the "
-            f"{after_failures}th failure; keep calling it (resilience.load) through the cooldown.",
+            f"cannot judge the breaker: the client was not called in the {cooldown:g} s after "
+            f"{after_failures} consecutive failures; keep calling it (resilience.load) through the cooldown.",
             rows(opened_at),
             start,
         )
@@ -95,7 +104,7 @@ def check_breaker_opened(
             rows(opened_at, set(early)),
             start,
         )
-    if after:
+    while after:
         probe = after[0]
         probe_end = probe.ended_at if probe.ended_at is not None else probe.started_at + cooldown
         burst = [
@@ -110,3 +119,21 @@ def check_breaker_opened(
                 rows(opened_at, set(burst)),
                 start,
             )
+        if not failed(probe):
+            return
+        # A failed probe opens the breaker again, for another cooldown.
+        reopened = probe_end
+        early = [
+            i
+            for i, e in enumerate(ordered)
+            if reopened <= e.started_at < reopened + cooldown - tolerance and e is not probe
+        ]
+        if early:
+            raise fail(
+                f"breaker did not open again after its probe failed: the service got {len(early)} "
+                f"calls within the {cooldown:g} s that followed, the first "
+                f"{(ordered[early[0]].started_at - reopened) * 1000:.0f} ms later.",
+                rows(opened_at, set(early)),
+                start,
+            )
+        after = [e for e in after[1:] if e.started_at >= reopened + cooldown - tolerance]

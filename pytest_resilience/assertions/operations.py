@@ -71,6 +71,7 @@ def operations(
             if (
                 last is not None
                 and failed(last)
+                and _follows(last, exchange)
                 and exchange.started_at - last.started_at <= window
             ):
                 label = previous
@@ -86,6 +87,14 @@ def operations(
         Operation(_label(label, groups[label][0], n + 1), tuple(groups[label]))
         for n, label in enumerate(order)
     ]
+
+
+def _follows(failure: Exchange, exchange: Exchange) -> bool:
+    """``exchange`` started once the client could know ``failure`` failed: after its answer
+    was sent, or (no answer, lost) at least after it started."""
+    if failure.ended_at is not None and failure.delivered is not False:
+        return exchange.started_at >= failure.ended_at
+    return exchange.started_at > failure.started_at
 
 
 def _label(label: Hashable, first: Exchange, number: int) -> str:

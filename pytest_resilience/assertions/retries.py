@@ -13,6 +13,7 @@ import math
 import statistics
 from collections.abc import Sequence
 
+from ..errors import ConfigurationError
 from ..http.records import Exchange
 from .operations import Grouping, Operation, operations, status_text
 from .report import Row, fail
@@ -65,7 +66,7 @@ def check_attempts(
     """Every operation made at most ``max`` and at least ``min`` attempts."""
     __tracebackhide__ = True
     if max is None and min is None:
-        raise ValueError("assert_attempts needs max= or min= (or both).")
+        raise ConfigurationError("assert_attempts needs max= or min= (or both).")
     ops = operations(exchanges, group)
     if min is not None and not ops:
         raise fail(
@@ -217,6 +218,16 @@ def check_backoff(
             if max_delay is None or gap < max_delay - tolerance:
                 by_index.setdefault(k, []).append(gap)
     indices = sorted(by_index)
+    capped = max_delay is not None and any(
+        gap >= max_delay - tolerance for op in ops for gap in op.gaps[1:]
+    )
+    if len(indices) < 2 and min_factor > 1 and not capped:
+        raise fail(
+            "cannot judge growth: no operation retried twice below the cap, so there is no "
+            "second gap to compare with the first. Inject a longer fault.",
+            _rows(ops),
+            start,
+        )
     if len(indices) >= 2:
         first, last = max(by_index[indices[0]]), max(by_index[indices[-1]])
         if last < first * min_factor:
@@ -235,13 +246,24 @@ def check_backoff(
                 start,
             )
     cap = None if max_delay is None else max_delay - tolerance
+    if jitter and _has_jitter(ops, cap) is None:
+        raise fail(
+            "cannot judge jitter: it needs two operations that retried, or one operation with "
+            "3 retries (3 gaps) of 50 ms or more below the cap. Inject a longer fault.",
+            _rows(ops),
+            start,
+        )
     if jitter and not _has_jitter(ops, cap):
         raise fail(
             "retry gaps carry no jitter: every operation waits the same, exact series of delays, "
             "so clients that failed together retry together.",
-            _rows(ops),
+            _rows(ops, flagged=_retries(ops)),
             start,
         )
+
+
+def _retries(ops: Sequence[Operation]) -> set[tuple[int, int]]:
+    return {(i, j) for i, op in enumerate(ops) for j in range(1, len(op.attempts))}
 
 
 def _close(a: float, b: float) -> bool:
@@ -249,12 +271,14 @@ def _close(a: float, b: float) -> bool:
     return abs(a - b) <= max(2 * NOISE, 0.1 * max(a, b))
 
 
-def _has_jitter(ops: Sequence[Operation], cap: float | None) -> bool:
-    """Gaps differ between operations at one retry index, or their ratios vary in one.
+def _has_jitter(ops: Sequence[Operation], cap: float | None) -> bool | None:
+    """Gaps differ between operations at one retry index, or (one operation only) their
+    ratios vary; None when there is no evidence either way.
 
     Gaps at the cap are left out: a capped series is flat without any jitter.
     """
     by_index: dict[int, list[float]] = {}
+    varied: bool | None = None
     for op in ops:
         gaps = [g for g in op.gaps if cap is None or g < cap]
         for k, gap in enumerate(gaps):
@@ -262,11 +286,13 @@ def _has_jitter(ops: Sequence[Operation], cap: float | None) -> bool:
         # Ratios of short gaps are mostly timing noise: judge them on gaps of 50 ms or more,
         # and call them different only beyond 25%.
         ratios = [b / a for a, b in itertools.pairwise(gaps) if a >= 0.05]
-        if len(ratios) >= 2 and any(abs(r - ratios[0]) > 0.25 * ratios[0] for r in ratios):
-            return True
-    return any(
-        len(gaps) >= 2 and any(not _close(g, gaps[0]) for g in gaps) for gaps in by_index.values()
-    )
+        if len(ratios) >= 2:
+            varied = bool(varied) or any(abs(r - ratios[0]) > 0.25 * ratios[0] for r in ratios)
+    shared = [gaps for gaps in by_index.values() if len(gaps) >= 2]
+    if shared:
+        # Several operations at one retry index: whether they waited alike decides.
+        return any(any(not _close(g, gaps[0]) for g in gaps) for gaps in shared)
+    return varied
 
 
 def check_no_retry_storm(
@@ -284,27 +310,38 @@ def check_no_retry_storm(
     default, half the operations that retried, and at least 3.
     """
     __tracebackhide__ = True
+    if max_in_window is not None and max_in_window < 1:
+        raise ConfigurationError(f"max_in_window must be >= 1, got {max_in_window!r}.")
     ops = operations(exchanges, group)
     retried = [i for i, op in enumerate(ops) if len(op.attempts) > 1]
-    limit = max_in_window if max_in_window is not None else max(3, math.ceil(len(retried) / 2))
-    retries = sorted(
-        ((a.started_at, i, j) for i in retried for j, a in enumerate(ops[i].attempts) if j > 0),
-    )
-    worst: list[tuple[float, int, int]] = []
-    lo = 0
-    for hi in range(len(retries)):
-        while retries[hi][0] - retries[lo][0] > window:
-            lo += 1
-        burst = retries[lo : hi + 1]
-        if len({i for _, i, _ in burst}) > len({i for _, i, _ in worst}):
-            worst = burst
-    if len({i for _, i, _ in worst}) >= limit:
-        flagged = {(i, j) for _, i, j in worst}
-        spread = (worst[-1][0] - worst[0][0]) * 1000
+    limit = max_in_window if max_in_window is not None else max(3, math.ceil(0.8 * len(retried)))
+    depth = max((len(ops[i].attempts) - 1 for i in retried), default=0)
+    # Lockstep, not chance: jittered clients meet in one window now and then, clients
+    # without jitter meet at every retry; so the same retry (the j-th) of `limit` operations
+    # within `window`, at two retries (at the only one, if each retried once).
+    bursts: list[list[tuple[float, int, int]]] = []
+    for j in range(1, depth + 1):
+        retries = sorted(
+            (ops[i].attempts[j].started_at, i, j) for i in retried if len(ops[i].attempts) > j
+        )
+        worst: list[tuple[float, int, int]] = []
+        lo = 0
+        for hi in range(len(retries)):
+            while retries[hi][0] - retries[lo][0] > window:
+                lo += 1
+            if hi + 1 - lo > len(worst):
+                worst = retries[lo : hi + 1]
+        if len(worst) >= limit:
+            bursts.append(worst)
+    if depth and len(bursts) >= min(2, depth):
+        first = bursts[0]
+        flagged = {(i, j) for burst in bursts for _, i, j in burst}
+        spread = (first[-1][0] - first[0][0]) * 1000
         raise fail(
-            f"retry storm: {len(worst)} retries of {len({i for _, i, _ in worst})} operations started "
-            f"within {spread:.1f} ms (limit: fewer than {limit} within {window * 1000:g} ms); "
-            "without jitter, clients that failed together retry together.",
+            f"retry storm: {len(first)} operations made retry {first[0][2] + 1} within "
+            f"{spread:.1f} ms (limit: fewer than {limit} within {window * 1000:g} ms), "
+            f"and {len(bursts)} of their {depth} retries came in such bursts; without jitter, "
+            "clients that failed together retry together.",
             _rows(ops, flagged=flagged),
             _origin(exchanges, origin),
         )
@@ -316,7 +353,7 @@ def check_amplification(
     """Requests that reached the service per call of the client stay at most ``max``."""
     __tracebackhide__ = True
     if calls <= 0:
-        raise ValueError("amplification needs a run with at least one call.")
+        raise ConfigurationError("amplification needs a run with at least one call.")
     ratio = len(exchanges) / calls
     if ratio > max:
         ops = operations(exchanges)
@@ -325,6 +362,6 @@ def check_amplification(
             f"retry amplification {ratio:.2f}: the service received {len(exchanges)} requests for "
             f"{calls} client calls (at most {max:g} per call allowed; {per_call:.1f} attempts per "
             "operation on average).",
-            _rows(ops),
+            _rows(ops, flagged=_retries(ops)),
             _origin(exchanges, origin),
         )

@@ -1,0 +1,1065 @@
+"""The verdicts on synthetic timelines: records built by hand, no sockets, no plugin fixtures.
+
+Every rule is shown failing and, on a closely related timeline, passing; every failure
+message is read as a user reads it: the rule in one sentence, then the evidence table
+with the offending rows marked ``>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import email.utils
+import itertools
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from pytest_resilience import ConfigurationError, ResilienceError
+from pytest_resilience.assertions import (
+    ResilienceAssertionError,
+    check_amplification,
+    check_attempts,
+    check_backoff,
+    check_breaker_opened,
+    check_no_duplicate_side_effects,
+    check_no_retry_storm,
+    check_retry_after_honoured,
+    check_stable_idempotency_key,
+    operations,
+)
+from pytest_resilience.http.records import Effect, Exchange, fingerprint, retry_after_seconds
+from pytest_resilience.runs import Call, Run, drive, load
+
+T0 = 50.0
+"""Monotonic time the synthetic timelines start at (not 0, so that origins are exercised)."""
+WALL = 1_700_000_000.0
+"""Wall-clock 'now' against which HTTP-date Retry-After values are read."""
+CHARGE = {"amount": 1999, "currency": "eur"}
+HEADER = ["t+ms", "operation", "try", "status", "gap", "ms", "allowed"]
+
+_connections = itertools.count()
+
+
+# -- record factories -----------------------------------------------------------------
+
+
+def body_of(payload: Any) -> bytes:
+    return payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+
+
+def exchange(
+    at: float,
+    status: int | None = 503,
+    *,
+    key: str | None = None,
+    body: Any = CHARGE,
+    method: str = "POST",
+    path: str = "/charges",
+    took: float = 0.002,
+    retry_after: str | None = None,
+    delivered: bool | None = True,
+    headers: tuple[tuple[str, str], ...] = (),
+) -> Exchange:
+    """One request ``at`` seconds after T0, answered ``took`` later (never, if status is None)."""
+    if key is not None:
+        headers = (*headers, ("Idempotency-Key", key))
+    return Exchange(
+        service="payments",
+        connection=next(_connections),
+        index=0,
+        started_at=T0 + at,
+        ended_at=None if status is None else T0 + at + took,
+        method=method,
+        path=path,
+        headers=headers,
+        idempotency_key=key,
+        fingerprint=fingerprint(method, path, body_of(body)),
+        status=status,
+        scripted=status != 200,
+        step="respond" if status == 200 else "fail",
+        retry_after=retry_after,
+        retry_after_delay=retry_after_seconds(retry_after, WALL),
+        delivered=None if status is None else delivered,
+    )
+
+
+def attempts(
+    at: float,
+    gaps: list[float],
+    key: str,
+    *,
+    final: int = 200,
+    failure: int = 503,
+    mint: bool = False,
+) -> list[Exchange]:
+    """One operation: a first attempt ``at``, then a retry after each gap; the last one ``final``.
+
+    Each operation has its own body; ``mint`` gives every attempt a new key, as a client that
+    mints a key per attempt does.
+    """
+    starts = [at, *itertools.accumulate(gaps, initial=at)][1:]
+    last = len(starts) - 1
+    return [
+        exchange(
+            start,
+            final if n == last else failure,
+            key=f"{key}-{n + 1}" if mint else key,
+            body={"order": key},
+        )
+        for n, start in enumerate(starts)
+    ]
+
+
+def effect(
+    at: float,
+    *,
+    key: str | None = None,
+    body: Any = CHARGE,
+    method: str = "POST",
+    path: str = "/charges",
+    status: int = 201,
+) -> Effect:
+    return Effect(
+        service="payments",
+        at=T0 + at,
+        method=method,
+        path=path,
+        idempotency_key=key,
+        fingerprint=fingerprint(method, path, body_of(body)),
+        status=status,
+        exchange=(next(_connections), 0),
+    )
+
+
+class CircuitOpenError(Exception):
+    """What a client whose breaker is open raises at once."""
+
+
+def call(
+    index: int,
+    at: float,
+    latency: float = 0.001,
+    error: BaseException | None = None,
+    value: Any = "ok",
+) -> Call:
+    return Call(index, T0 + at, T0 + at + latency, None if error else value, error)
+
+
+# -- reading failure messages -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Line:
+    """One row of an evidence table, as printed."""
+
+    flagged: bool
+    t: str
+    operation: str
+    attempt: str
+    status: str
+    gap: str
+    allowed: str
+
+
+def failure(check: Callable[..., None], *args: Any, **kwargs: Any) -> str:
+    with pytest.raises(ResilienceAssertionError) as info:
+        check(*args, **kwargs)
+    assert isinstance(info.value, ResilienceError)
+    return str(info.value)
+
+
+def rule(message: str) -> str:
+    return message.splitlines()[0]
+
+
+def evidence(message: str) -> list[Line]:
+    """The rows of the table under the rule; fails if the table or its columns are missing."""
+    lines = message.splitlines()
+    assert lines[1].split() == HEADER, f"no evidence table under the rule:\n{message}"
+    rows = []
+    for line in lines[2:]:
+        if line[:1] not in (">", " ") or line.startswith("  ("):
+            break
+        rest = line[42:]
+        status = rest.split("  ", 1)[0].rstrip()
+        tail = rest[max(8, len(status)) :]
+        rows.append(
+            Line(
+                flagged=line[0] == ">",
+                t=line[2:10].strip(),
+                operation=line[12:36].strip(),
+                attempt=line[37:40].strip(),
+                status=status,
+                gap=tail[1:8].strip(),
+                allowed=tail[10:],
+            )
+        )
+    return rows
+
+
+def marked(message: str) -> list[tuple[str, str, str]]:
+    """(t+ms, operation, try) of the rows marked ``>``."""
+    return [(r.t, r.operation, r.attempt) for r in evidence(message) if r.flagged]
+
+
+# -- operations and attempts -----------------------------------------------------------
+
+
+def test_a_single_attempt_passes_max_one_and_fails_min_two() -> None:
+    one = [exchange(0.0, 200, key="a")]
+    check_attempts(one, max=1)
+    check_attempts(one, min=1)
+
+    message = failure(check_attempts, one, min=2)
+    assert rule(message) == (
+        "operation key=a made 1 attempts; each operation may make at least 2 "
+        "(1 of 1 operations broke it)."
+    )
+    assert marked(message) == [("0", "key=a", "1")]
+
+
+def test_attempts_over_max_fail_with_every_attempt_of_the_operation_marked() -> None:
+    timeline = attempts(0.0, [0.1, 0.2, 0.4], "a") + attempts(0.05, [0.1], "b")
+    check_attempts(timeline, max=4)
+    check_attempts(timeline, max=4, min=2)
+
+    message = failure(check_attempts, timeline, max=3, origin=T0)
+    assert rule(message) == (
+        "operation key=a made 4 attempts; each operation may make at most 3 "
+        "(1 of 2 operations broke it)."
+    )
+    rows = evidence(message)
+    assert [(r.t, r.operation, r.attempt, r.status, r.gap) for r in rows] == [
+        ("0", "key=a", "1", "503", ""),
+        ("50", "key=b", "1", "503", ""),
+        ("100", "key=a", "2", "503", "100"),
+        ("150", "key=b", "2", "200", "100"),
+        ("300", "key=a", "3", "503", "200"),
+        ("700", "key=a", "4", "200", "400"),
+    ]
+    assert marked(message) == [
+        ("0", "key=a", "1"),
+        ("100", "key=a", "2"),
+        ("300", "key=a", "3"),
+        ("700", "key=a", "4"),
+    ]
+
+
+def test_attempts_min_with_no_request_fails_and_max_with_no_request_passes() -> None:
+    check_attempts([], max=3)
+    message = failure(check_attempts, [], min=1)
+    assert rule(message) == "expected operations with at least 1 attempts, but no request arrived."
+
+
+def test_retries_with_a_minted_key_after_a_failure_are_one_operation() -> None:
+    timeline = attempts(0.0, [0.1, 0.2], "a", mint=True)
+    [op] = operations(timeline)
+    assert op.keys == ["a-1", "a-2", "a-3"]
+    check_attempts(timeline, max=3)
+
+    message = failure(check_attempts, timeline, max=2)
+    assert rule(message).startswith("operation key=a-1 made 3 attempts;")
+    assert [m[2] for m in marked(message)] == ["1", "2", "3"]
+
+
+def test_the_same_request_after_a_success_is_a_new_operation() -> None:
+    timeline = [exchange(0.0, 200, key="a"), exchange(0.1, 200, key="b")]
+    assert len(operations(timeline)) == 2
+    check_attempts(timeline, max=1)
+    check_stable_idempotency_key(timeline)
+
+
+def test_an_identical_request_after_a_failure_without_keys_is_a_retry() -> None:
+    timeline = [exchange(0.0, 503), exchange(0.1, None), exchange(0.3, 200)]
+    [op] = operations(timeline)
+    assert op.label == "#1 POST /charges"
+    assert [a.status for a in op.attempts] == [503, None, 200]
+    check_attempts(timeline, max=3)
+    message = failure(check_attempts, timeline, max=2)
+    assert [(r.attempt, r.status) for r in evidence(message)] == [
+        ("1", "503"),
+        ("2", "no answer"),
+        ("3", "200"),
+    ]
+
+
+def test_custom_group_callable_groups_attempts_the_default_cannot_see() -> None:
+    """A client that stamps each attempt's body differently is one operation by request id."""
+    timeline = [
+        exchange(0.0, 503, body={"amount": 5, "sent": 1}, headers=(("X-Request-Id", "r1"),)),
+        exchange(0.1, 503, body={"amount": 5, "sent": 2}, headers=(("X-Request-Id", "r1"),)),
+        exchange(0.3, 200, body={"amount": 5, "sent": 3}, headers=(("X-Request-Id", "r1"),)),
+    ]
+
+    def by_request_id(e: Exchange) -> str | None:
+        return e.header("x-request-id")
+
+    check_attempts(timeline, max=1)  # three bodies: three one-attempt operations by default
+    check_attempts(timeline, max=3, group=by_request_id)
+    message = failure(check_attempts, timeline, max=2, group=by_request_id)
+    assert rule(message).startswith("operation r1 made 3 attempts;")
+    assert marked(message) == [("0", "r1", "1"), ("100", "r1", "2"), ("300", "r1", "3")]
+
+
+def test_operations_starting_at_the_same_instant_stay_apart() -> None:
+    timeline = [
+        exchange(0.0, 503, key="a", body={"order": 1}),
+        exchange(0.0, 503, key="b", body={"order": 2}),
+        exchange(0.0, 200, body={"order": 3}),
+        exchange(0.2, 200, key="a", body={"order": 1}),
+        exchange(0.2, 200, key="b", body={"order": 2}),
+    ]
+    assert [op.label for op in operations(timeline)] == ["key=a", "key=b", "#3 POST /charges"]
+    check_attempts(timeline, max=2)
+    check_stable_idempotency_key(timeline)
+
+
+@pytest.mark.parametrize("keys", [("a", "b"), (None, None)], ids=["own-keys", "no-keys"])
+@pytest.mark.parametrize("second", [0.0, 0.001], ids=["same-instant", "before-the-503"])
+def test_concurrent_identical_requests_are_two_operations(
+    keys: tuple[str | None, str | None], second: float
+) -> None:
+    """Bug: a request that starts before the failure it would retry was answered (here at
+    2 ms) cannot be its retry; two customers buying the same thing at once are merged into
+    one operation, and with their own keys reported as a retry that changed its key."""
+    timeline = [exchange(0.0, 503, key=keys[0]), exchange(second, 503, key=keys[1])]
+    assert len(operations(timeline)) == 2
+    check_attempts(timeline, max=1)
+    check_stable_idempotency_key(timeline)
+
+
+# -- Retry-After -------------------------------------------------------------------------
+
+
+def retry_after_timeline(
+    retry_at: float, header: str = "1", delivered: bool = True
+) -> list[Exchange]:
+    return [
+        exchange(0.0, 429, key="a", retry_after=header, delivered=delivered),
+        exchange(retry_at, 200, key="a"),
+    ]
+
+
+def test_retry_after_honoured_when_the_retry_waits() -> None:
+    check_retry_after_honoured(retry_after_timeline(1.01))
+    check_retry_after_honoured(retry_after_timeline(0.002 + 1.0 - 0.04))  # within tolerance
+
+
+def test_retry_after_broken_by_an_early_retry() -> None:
+    message = failure(check_retry_after_honoured, retry_after_timeline(0.5))
+    assert rule(message) == (
+        "operation key=a retried 498 ms after an answer whose Retry-After asked for 1 s "
+        "(1 early attempts; tolerance 50 ms)."
+    )
+    rows = evidence(message)
+    assert [(r.flagged, r.t, r.attempt, r.status, r.gap, r.allowed) for r in rows] == [
+        (False, "0", "1", "429", "", ""),
+        (True, "500", "2", "200", "500", ">= 1000 ms after the 429"),
+    ]
+
+
+def test_retry_after_is_judged_across_minted_keys() -> None:
+    timeline = [
+        exchange(0.0, 429, key="k1", retry_after="2"),
+        exchange(0.05, 429, key="k2", retry_after="2"),
+        exchange(2.2, 200, key="k3"),
+    ]
+    message = failure(check_retry_after_honoured, timeline)
+    assert rule(message).startswith("operation key=k1 retried 48 ms after an answer")
+    assert marked(message) == [("50", "key=k1", "2")]
+
+    timeline[1] = exchange(2.1, 429, key="k2", retry_after="2")
+    timeline[2] = exchange(4.2, 200, key="k3")
+    check_retry_after_honoured(timeline)
+
+
+def http_date(seconds_from_now: float) -> str:
+    when = dt.datetime.fromtimestamp(WALL + seconds_from_now, tz=dt.timezone.utc)
+    return email.utils.format_datetime(when, usegmt=True)
+
+
+def test_retry_after_as_an_http_date_in_the_past_allows_any_retry() -> None:
+    past = http_date(-3600)
+    assert retry_after_seconds(past, WALL) == 0.0
+    check_retry_after_honoured(retry_after_timeline(0.003, header=past))
+
+
+def test_retry_after_as_an_http_date_in_the_future_is_a_wait() -> None:
+    future = http_date(2)
+    assert retry_after_seconds(future, WALL) == pytest.approx(2.0)
+    check_retry_after_honoured(retry_after_timeline(2.01, header=future))
+    message = failure(check_retry_after_honoured, retry_after_timeline(0.003, header=future))
+    assert "asked for 2 s" in rule(message)
+    assert marked(message) == [("3", "key=a", "2")]
+
+
+def test_retry_after_seconds_reads_deltas_and_rejects_garbage() -> None:
+    assert retry_after_seconds(" 120 ", WALL) == 120.0
+    assert retry_after_seconds(None, WALL) is None
+    assert retry_after_seconds("soon", WALL) is None
+    assert retry_after_seconds("-5", WALL) is None
+
+
+def test_retry_after_on_a_lost_answer_asks_nothing() -> None:
+    lost = retry_after_timeline(0.01, delivered=False)
+    check_retry_after_honoured(lost)
+    message = failure(check_retry_after_honoured, retry_after_timeline(0.01, delivered=True))
+    assert marked(message) == [("10", "key=a", "2")]
+
+
+def test_retry_after_on_the_last_answer_or_a_single_attempt_has_nothing_to_judge() -> None:
+    check_retry_after_honoured([exchange(0.0, 429, key="a", retry_after="30")])
+    check_retry_after_honoured([])
+
+
+# -- stable idempotency keys --------------------------------------------------------------
+
+
+def test_retries_that_reuse_the_key_pass() -> None:
+    check_stable_idempotency_key(attempts(0.0, [0.1, 0.2], "a"))
+
+
+def test_retries_that_mint_a_new_key_fail_with_the_changed_keys_marked() -> None:
+    timeline = attempts(0.0, [0.1, 0.2], "a", mint=True) + attempts(0.05, [0.1], "b")
+    message = failure(check_stable_idempotency_key, timeline)
+    assert rule(message) == (
+        "the 3 attempts of key=a-1 carried 3 different Idempotency-Keys ('a-1', 'a-2', 'a-3'); "
+        "a retry must reuse its operation's key, or a lost answer turns into a second side effect."
+    )
+    rows = evidence(message)
+    assert [(r.flagged, r.t, r.attempt, r.allowed) for r in rows] == [
+        (False, "0", "1", "key a-1"),
+        (True, "100", "2", "key a-1"),
+        (True, "300", "3", "key a-1"),
+    ]
+
+
+def test_a_new_key_long_after_a_failure_is_a_new_operation() -> None:
+    timeline = [exchange(0.0, 503, key="a"), exchange(2.0, 200, key="b")]
+    check_stable_idempotency_key(timeline, window=1.0)
+    failure(check_stable_idempotency_key, timeline, window=60.0)
+
+
+# -- backoff ------------------------------------------------------------------------------
+
+
+def test_exponential_backoff_without_jitter_fails_jitter_and_passes_jitter_false() -> None:
+    timeline = attempts(0.0, [0.1, 0.2, 0.4], "a") + attempts(1.0, [0.1, 0.2, 0.4], "b")
+    check_backoff(timeline, jitter=False)
+    message = failure(check_backoff, timeline)
+    assert rule(message) == (
+        "retry gaps carry no jitter: every operation waits the same, exact series of delays, "
+        "so clients that failed together retry together."
+    )
+    rows = evidence(message)
+    assert [r.gap for r in rows if r.operation == "key=a"] == ["", "100", "200", "400"]
+
+
+def test_no_jitter_failure_marks_the_retries() -> None:
+    """Message bug: the no-jitter failure prints its evidence with no row marked ``>``."""
+    timeline = attempts(0.0, [0.1, 0.2, 0.4], "a") + attempts(1.0, [0.1, 0.2, 0.4], "b")
+    message = failure(check_backoff, timeline)
+    assert [m[2] for m in marked(message)] == ["2", "3", "4", "2", "3", "4"]
+
+
+def test_exponential_backoff_with_jitter_in_one_operation_passes() -> None:
+    check_backoff(attempts(0.0, [0.1, 0.3, 0.45], "a"))
+
+
+def test_fixed_interval_fails_growth_with_the_retries_marked() -> None:
+    timeline = attempts(0.0, [0.1, 0.1, 0.1], "a") + attempts(0.02, [0.1, 0.1, 0.1], "b")
+    message = failure(check_backoff, timeline, jitter=False)
+    assert rule(message) == (
+        "retry gaps do not grow: the longest gap before retry 4 is 100 ms, less than 1.5 x the "
+        "longest first gap (100 ms); a fixed interval keeps hammering a struggling service."
+    )
+    rows = evidence(message)
+    assert all(r.flagged == (r.attempt != "1") for r in rows)
+    assert [r.allowed for r in rows if r.attempt == "4"] == [">= 1.5 x first gap"] * 2
+    check_backoff(timeline, jitter=False, min_factor=1.0)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_full_jitter_across_several_operations_passes(seed: int) -> None:
+    timeline = full_jitter(seed)
+    check_backoff(timeline)
+    check_backoff(timeline, max_delay=0.8)
+
+
+def test_capped_full_jitter_passes_under_its_cap() -> None:
+    rng = random.Random(7)
+    timeline: list[Exchange] = []
+    for n in range(4):
+        gaps = [min(0.5, rng.uniform(0, 0.1 * 2**k)) for k in range(6)]
+        timeline += attempts(n * 0.01, gaps, f"op{n}")
+    check_backoff(timeline, max_delay=0.5)
+
+
+def test_a_gap_above_the_cap_fails_with_it_marked() -> None:
+    timeline = attempts(0.0, [0.1, 0.23, 0.8], "a") + attempts(0.05, [0.12, 0.21], "b")
+    check_backoff(timeline, max_delay=0.8)
+    message = failure(check_backoff, timeline, max_delay=0.5)
+    assert rule(message) == "a retry waited 800 ms, above the cap of 500 ms."
+    rows = evidence(message)
+    assert [(r.t, r.operation, r.attempt, r.gap, r.allowed) for r in rows if r.flagged] == [
+        ("1130", "key=a", "4", "800", "<= 500 ms")
+    ]
+    assert all(r.allowed == "" for r in rows if not r.flagged)
+
+
+def test_capped_exponential_without_jitter_passes_jitter_false_with_its_cap() -> None:
+    gaps = [0.1, 0.2, 0.4, 0.5, 0.5]
+    timeline = attempts(0.0, gaps, "a") + attempts(3.0, gaps, "b")
+    check_backoff(timeline, jitter=False, max_delay=0.5)
+    failure(check_backoff, timeline, max_delay=0.5)
+
+
+def test_capped_exponential_without_jitter_fails_jitter_when_the_cap_is_not_given() -> None:
+    """Bug: the plateau at an undeclared cap reads as jitter, though every operation waits
+    the same exact series (the situation the no-jitter rule describes)."""
+    gaps = [0.1, 0.2, 0.4, 0.5, 0.5]
+    timeline = attempts(0.0, gaps, "a") + attempts(3.0, gaps, "b")
+    failure(check_backoff, timeline)
+
+
+def test_linear_backoff_shared_by_every_operation_fails_jitter() -> None:
+    """Bug: a linear series varies its ratios, which reads as jitter, though every operation
+    waits exactly the same delays."""
+    gaps = [0.1, 0.2, 0.3, 0.4]
+    timeline = attempts(0.0, gaps, "a") + attempts(2.0, gaps, "b") + attempts(4.0, gaps, "c")
+    message = failure(check_backoff, timeline)
+    assert rule(message).startswith("retry gaps carry no jitter")
+
+
+@pytest.mark.parametrize(
+    ("timeline", "seen"),
+    [
+        ([], 0),
+        ([exchange(0.0, 200, key="a"), exchange(0.1, 200, key="b")], 2),
+        (attempts(0.0, [0.1], "a"), 2),
+    ],
+    ids=["nothing", "no-retries", "one-retry"],
+)
+def test_backoff_without_evidence_says_it_cannot_judge(timeline: list[Exchange], seen: int) -> None:
+    message = failure(check_backoff, timeline, jitter=False)
+    assert rule(message) == (
+        "cannot judge backoff: it needs an operation with at least 3 attempts, or several "
+        f"operations that retried; saw {seen} attempts. Inject a longer fault."
+    )
+    assert not marked(message)
+
+
+def test_backoff_with_one_operation_of_three_attempts_is_enough_evidence() -> None:
+    check_backoff(attempts(0.0, [0.1, 0.2], "a"), jitter=False)
+
+
+def test_jitter_cannot_be_judged_on_one_operation_with_two_gaps() -> None:
+    """Bug: two jittered gaps in one operation can never show jitter (one ratio, nothing to
+    compare), yet the verdict says 'no jitter' instead of that it cannot judge."""
+    message = failure(check_backoff, attempts(0.0, [0.1, 0.27], "a"))
+    assert rule(message).startswith("cannot judge")
+
+
+def test_growth_cannot_be_judged_when_every_operation_retried_once() -> None:
+    """Bug: with one retry per operation there is no second gap to compare, and a jittered
+    fixed interval passes the growth rule silently."""
+    rng = random.Random(1)
+    timeline: list[Exchange] = []
+    for n in range(5):
+        timeline += attempts(n * 1.0, [0.1 * rng.uniform(0.9, 1.1)], f"op{n}")
+    message = failure(check_backoff, timeline)
+    assert rule(message).startswith("cannot judge")
+
+
+# -- retry storms -----------------------------------------------------------------------
+
+
+def storm(retry_offsets: list[float]) -> list[Exchange]:
+    timeline: list[Exchange] = []
+    for n, offset in enumerate(retry_offsets):
+        timeline += attempts(n * 0.001, [0.1 + offset - n * 0.001], f"op{n}")
+    return timeline
+
+
+def test_five_operations_retrying_within_a_few_ms_is_a_storm() -> None:
+    timeline = storm([0.0, 0.0005, 0.001, 0.0015, 0.002])
+    message = failure(check_no_retry_storm, timeline)
+    assert rule(message) == (
+        "retry storm: 5 operations made retry 2 within 2.0 ms (limit: fewer than 4 within "
+        "10 ms), and 1 of their 1 retries came in such bursts; without jitter, clients that "
+        "failed together retry together."
+    )
+    rows = evidence(message)
+    assert all(r.flagged == (r.attempt == "2") for r in rows)
+    assert len(marked(message)) == 5
+
+
+def test_five_operations_retrying_spread_out_is_no_storm() -> None:
+    check_no_retry_storm(storm([0.0, 0.03, 0.07, 0.12, 0.2]))
+
+
+def test_retries_at_the_same_instant_are_a_storm() -> None:
+    message = failure(check_no_retry_storm, storm([0.0] * 5))
+    assert "made retry 2 within 0.0 ms" in rule(message)
+    assert len(marked(message)) == 5
+
+
+def test_storm_limit_defaults_to_three_and_can_be_set() -> None:
+    two = storm([0.0, 0.001])
+    check_no_retry_storm(two)
+    message = failure(check_no_retry_storm, two, max_in_window=2)
+    assert "(limit: fewer than 2 within 10 ms)" in rule(message)
+    check_no_retry_storm(two, window=0.0005, max_in_window=2)
+
+
+def full_jitter(seed: int, count: int = 5, base: float = 0.1) -> list[Exchange]:
+    """``count`` operations that fail together within a few ms, then retry 4 times with full
+    jitter (a uniform wait up to base x 2^k), seeded."""
+    rng = random.Random(seed)
+    timeline: list[Exchange] = []
+    for n in range(count):
+        gaps = [rng.uniform(0, base * 2**k) for k in range(4)]
+        timeline += attempts(n * 0.003, gaps, f"op{n}")
+    return timeline
+
+
+def test_full_jitter_after_a_shared_failure_is_no_storm() -> None:
+    """Bug: full jitter is the cure for storms, yet 3 of 5 jittered retries meet in some
+    10 ms window by chance; about half of these seeds are called a storm."""
+    stormy = []
+    for seed in range(20):
+        try:
+            check_no_retry_storm(full_jitter(seed))
+        except ResilienceAssertionError:
+            stormy.append(seed)
+    assert stormy == []
+
+
+def test_no_retries_is_no_storm() -> None:
+    check_no_retry_storm([exchange(n * 0.001, 200, key=f"k{n}") for n in range(5)])
+    check_no_retry_storm([])
+
+
+# -- amplification ------------------------------------------------------------------------
+
+
+def test_amplification_at_or_under_the_ratio_passes() -> None:
+    timeline = attempts(0.0, [0.1, 0.2], "a") + attempts(0.5, [0.1, 0.2], "b")
+    check_amplification(timeline, calls=2, max=3)
+    check_amplification(timeline, calls=3, max=2)
+
+
+def test_amplification_over_the_ratio_fails() -> None:
+    timeline = attempts(0.0, [0.1, 0.2], "a") + attempts(0.5, [0.1, 0.2], "b")
+    message = failure(check_amplification, timeline, calls=2, max=2)
+    assert rule(message) == (
+        "retry amplification 3.00: the service received 6 requests for 2 client calls "
+        "(at most 2 per call allowed; 3.0 attempts per operation on average)."
+    )
+    assert len(evidence(message)) == 6
+
+
+def test_amplification_failure_marks_the_retries() -> None:
+    """Message bug: the amplification failure prints its evidence with no row marked ``>``."""
+    timeline = attempts(0.0, [0.1, 0.2], "a") + attempts(0.5, [0.1, 0.2], "b")
+    message = failure(check_amplification, timeline, calls=2, max=2)
+    assert [m[2] for m in marked(message)] == ["2", "3", "2", "3"]
+
+
+# -- duplicate side effects ------------------------------------------------------------------
+
+
+def test_the_same_business_action_applied_twice_fails() -> None:
+    effects = [
+        effect(0.0, key="a"),
+        effect(0.05, key="z", body={"amount": 5, "currency": "eur"}),
+        effect(0.2, key="b", body=b'{"currency": "eur", "amount": 1999}'),
+    ]
+    message = failure(check_no_duplicate_side_effects, effects)
+    assert rule(message) == (
+        "side effect applied 2 times: POST /charges with the same body "
+        '(POST /charges {"amount":1999,"currency":"eur"}) under keys \'a\', \'b\'; '
+        "1 business action(s) were duplicated."
+    )
+    rows = evidence(message)
+    assert [(r.flagged, r.t, r.attempt, r.status, r.allowed) for r in rows] == [
+        (False, "0", "1", "201", "key a"),
+        (True, "200", "2", "201", "key b"),
+    ]
+
+
+def test_distinct_business_actions_pass() -> None:
+    check_no_duplicate_side_effects(
+        [effect(0.0, key="a"), effect(0.2, key="b", body={"amount": 5, "currency": "eur"})]
+    )
+    check_no_duplicate_side_effects([effect(0.0)])
+    check_no_duplicate_side_effects([])
+
+
+def test_custom_key_tells_two_purchases_apart() -> None:
+    """Two identical purchases under two keys are two actions when the key says so."""
+    effects = [effect(0.0, key="a"), effect(0.2, key="b")]
+    failure(check_no_duplicate_side_effects, effects)
+    check_no_duplicate_side_effects(effects, key=lambda e: e.idempotency_key)
+
+
+def test_custom_key_finds_a_duplicate_the_body_hides() -> None:
+    """A client that stamps each attempt's body charges order 7 twice."""
+    effects = [
+        effect(0.0, key="a", path="/orders/7/charge", body={"sent": 1}),
+        effect(0.3, key="b", path="/orders/7/charge", body={"sent": 2}),
+        effect(0.4, key="c", path="/orders/8/charge", body={"sent": 3}),
+    ]
+    check_no_duplicate_side_effects(effects)
+    message = failure(check_no_duplicate_side_effects, effects, key=lambda e: e.path)
+    assert rule(message).startswith("side effect applied 2 times: POST /orders/7/charge")
+    assert marked(message) == [("300", "POST /orders/7/charge", "2")]
+
+
+# -- circuit breaker ---------------------------------------------------------------------------
+
+
+def breaker(
+    service: Iterable[tuple[float, int, float]] = (),
+    client: Iterable[float] = (0.2, 0.4, 0.6, 0.8, 1.15, 1.3, 1.4),
+) -> tuple[list[Exchange], list[Call]]:
+    """Three 503s at 0, 50 and 100 ms (the last answered at 102 ms: the breaker opens
+    there), then ``service`` (at, status, took); client calls at the first three and at
+    ``client`` (failing fast until 1.1 s, while the breaker is open)."""
+    exchanges = [exchange(at, 503, method="GET", path="/stock") for at in (0.0, 0.05, 0.1)]
+    exchanges += [
+        exchange(at, status, method="GET", path="/stock", took=took) for at, status, took in service
+    ]
+    calls = [call(n, at, 0.003, ConnectionError("503")) for n, at in enumerate((0.0, 0.05, 0.1))]
+    calls += [
+        call(3 + n, at, 0.0002, CircuitOpenError() if at < 1.1 else None)
+        for n, at in enumerate(client)
+    ]
+    return exchanges, calls
+
+
+HEALTHY = [(1.15, 200, 0.03), (1.3, 200, 0.002), (1.4, 200, 0.002)]
+
+
+def test_breaker_that_opens_stays_quiet_and_probes_once_passes() -> None:
+    check_breaker_opened(*breaker(HEALTHY), after_failures=3, cooldown=1.0)
+
+
+def test_breaker_quiet_just_short_of_the_cooldown_passes_within_tolerance() -> None:
+    check_breaker_opened(*breaker([(1.07, 200, 0.01)]), after_failures=3, cooldown=1.0)
+
+
+def test_breaker_that_keeps_calling_the_service_fails() -> None:
+    exchanges, calls = breaker([(0.2, 503, 0.002), (0.4, 503, 0.002), *HEALTHY])
+    message = failure(check_breaker_opened, exchanges, calls, after_failures=3, cooldown=1.0)
+    assert rule(message) == (
+        "breaker did not open: after 3 consecutive failures the service still got 2 calls "
+        "within the 1 s cooldown, the first 98 ms later."
+    )
+    rows = evidence(message)
+    assert [(r.t, r.operation, r.status, r.allowed) for r in rows if r.flagged] == [
+        ("200", "GET /stock", "503", "none before +1000 ms"),
+        ("400", "GET /stock", "503", "none before +1000 ms"),
+    ]
+    assert ("200", "client call", "4") in [(r.t, r.operation, r.attempt) for r in rows]
+    assert [r.allowed for r in rows if r.operation == "GET /stock" and r.t in ("0", "100")] == [
+        "",
+        "",
+    ]
+
+
+def test_breaker_without_client_calls_during_the_cooldown_cannot_be_judged() -> None:
+    exchanges, calls = breaker(HEALTHY, client=[1.15, 1.3, 1.4])
+    message = failure(check_breaker_opened, exchanges, calls, after_failures=3, cooldown=1.0)
+    assert rule(message).startswith(
+        "cannot judge the breaker: the client was not called in the 1 s after"
+    )
+    assert rule(message).endswith("keep calling it (resilience.load) through the cooldown.")
+    assert not marked(message)
+
+
+def test_breaker_letting_a_burst_through_after_the_cooldown_fails() -> None:
+    exchanges, calls = breaker([(1.15, 200, 0.05), (1.16, 200, 0.002), (1.17, 200, 0.002)])
+    message = failure(check_breaker_opened, exchanges, calls, after_failures=3, cooldown=1.0)
+    assert rule(message) == (
+        "breaker let 3 calls through at once after the cooldown; a half-open breaker sends "
+        "one probe and waits for its answer."
+    )
+    assert [(t, op) for t, op, _ in marked(message)] == [
+        ("1160", "GET /stock"),
+        ("1170", "GET /stock"),
+    ]
+    # The same calls after the probe's answer are a closed breaker at work.
+    check_breaker_opened(
+        *breaker([(1.15, 200, 0.05), (1.21, 200, 0.002), (1.22, 200, 0.002)]),
+        after_failures=3,
+        cooldown=1.0,
+    )
+
+
+def test_breaker_without_enough_consecutive_failures_cannot_be_judged() -> None:
+    exchanges = [
+        exchange(at, status, method="GET", path="/stock")
+        for at, status in ((0.0, 503), (0.05, 503), (0.1, 200), (0.15, 503), (0.2, 503))
+    ]
+    calls = [call(n, at) for n, at in enumerate((0.0, 0.05, 0.1, 0.15, 0.2, 0.5))]
+    message = failure(check_breaker_opened, exchanges, calls, after_failures=3, cooldown=1.0)
+    assert rule(message) == (
+        "cannot judge the breaker: the service never saw 3 consecutive failures; inject a "
+        "fault that lasts longer."
+    )
+    assert not marked(message)
+    assert [r.status for r in evidence(message) if r.operation == "GET /stock"] == [
+        "503",
+        "503",
+        "200",
+        "503",
+        "503",
+    ]
+    # Two in a row are there: the verdict judges (and finds the service called at 100 ms).
+    message = failure(check_breaker_opened, exchanges, calls, after_failures=2, cooldown=0.25)
+    assert rule(message).startswith("breaker did not open: after 2 consecutive failures")
+    assert marked(message)[0] == ("100", "GET /stock", "")
+
+
+def test_breaker_that_hammers_after_a_failed_probe_fails() -> None:
+    """Bug: a probe that fails must re-open the breaker; one that closes and lets every
+    call through at once passes."""
+    exchanges, calls = breaker(
+        [(1.15, 503, 0.002), *((1.16 + n * 0.01, 503, 0.002) for n in range(5))],
+        client=[0.2, 0.4, 0.6, 0.8, *(1.16 + n * 0.01 for n in range(5))],
+    )
+    failure(check_breaker_opened, exchanges, calls, after_failures=3, cooldown=1.0)
+
+
+# -- runs: what the client saw ------------------------------------------------------------
+
+
+def test_fail_fast_with_skip_ignores_the_calls_that_found_out() -> None:
+    run = Run(
+        [call(0, 0.0, 1.0, TimeoutError()), call(1, 1.0, 1.0, TimeoutError())]
+        + [call(n, 2.0 + n * 0.01, 0.001, CircuitOpenError()) for n in range(2, 6)]
+    )
+    run.assert_fail_fast(max_latency=0.1, skip=2)
+
+    message = failure(run.assert_fail_fast, max_latency=0.1)
+    assert rule(message) == (
+        "2 of 6 calls took longer than 100 ms (the slowest 1000 ms); a client that fails fast "
+        "does not wait on a service it knows is down."
+    )
+    rows = evidence(message)
+    assert [(r.flagged, r.t, r.attempt, r.status, r.gap, r.allowed) for r in rows[:3]] == [
+        (True, "0", "1", "TimeoutError", "1000", "<= 100 ms"),
+        (True, "1000", "2", "TimeoutError", "1000", "<= 100 ms"),
+        (False, "2020", "3", "CircuitOpenError", "1", ""),
+    ]
+    assert rule(failure(run.assert_fail_fast, max_latency=0.1, skip=1)).startswith("1 of 5 calls")
+
+
+def test_availability_counts_fallbacks_as_answers() -> None:
+    run = Run(
+        [
+            call(0, 0.0, value="fresh"),
+            call(1, 0.1, value="cached fallback"),
+            call(2, 0.2, value=None),
+            call(3, 0.3, error=ConnectionError("refused")),
+        ]
+    )
+    assert run.availability == 0.75
+    assert run.values == ["fresh", "cached fallback", None]
+    assert [type(e) for e in run.errors] == [ConnectionError]
+    run.assert_availability(min=0.75)
+
+    message = failure(run.assert_availability, min=0.8)
+    assert rule(message) == (
+        "availability 75% is below 80%: 1 of 4 calls raised instead of answering "
+        "(a fallback counts as an answer)."
+    )
+    assert [(r.t, r.attempt, r.status, r.allowed) for r in evidence(message) if r.flagged] == [
+        ("300", "4", "ConnectionError", "a value")
+    ]
+
+
+def test_availability_of_an_empty_run_cannot_be_judged() -> None:
+    message = failure(Run([]).assert_availability, min=0.5)
+    assert rule(message) == "cannot judge availability: the run made no calls."
+
+
+def recovery_run(heals: list[float]) -> Run:
+    calls = [
+        call(n, at, error=None if at >= 0.7 else ConnectionError())
+        for n, at in enumerate((0.0, 0.2, 0.4, 0.6, 0.7, 0.8, 0.9))
+    ]
+    return Run(calls, heals=lambda: [T0 + h for h in heals])
+
+
+def test_recovers_within_passes_when_calls_succeed_after_the_last_heal() -> None:
+    recovery_run([0.1, 0.5]).assert_recovers(within=0.15)
+
+
+def test_recovers_within_fails_when_calls_still_fail_after_the_last_heal() -> None:
+    message = failure(recovery_run([0.1, 0.5]).assert_recovers, within=0.05)
+    assert rule(message) == (
+        "no recovery: 1 calls still failed more than 0.05 s after the last fault healed "
+        "(at +500 ms)."
+    )
+    assert [(r.t, r.attempt, r.allowed) for r in evidence(message) if r.flagged] == [
+        ("600", "4", "ok")
+    ]
+
+
+def test_recovery_cannot_be_judged_without_a_heal_or_a_late_enough_call() -> None:
+    message = failure(recovery_run([]).assert_recovers, within=0.1)
+    assert rule(message) == "cannot judge recovery: no fault was healed during the run."
+    message = failure(recovery_run([0.5]).assert_recovers, within=5)
+    assert rule(message) == (
+        "cannot judge recovery: no call started 5 s after the last fault healed; "
+        "run the load longer."
+    )
+
+
+def test_run_orders_calls_by_start() -> None:
+    run = Run([call(1, 0.2), call(0, 0.1)])
+    assert [c.index for c in run.calls] == [0, 1]
+    assert len(run) == 2
+
+
+# -- drive and load ------------------------------------------------------------------------
+
+
+def test_drive_calls_a_sync_function_in_order_and_records_its_errors() -> None:
+    count = itertools.count(1)
+
+    def fn() -> int:
+        n = next(count)
+        if n == 2:
+            raise ConnectionError("refused")
+        return n
+
+    run = drive(fn, calls=3)
+    assert [c.index for c in run.calls] == [0, 1, 2]
+    assert run.values == [1, 3]
+    assert [str(e) for e in run.errors] == ["refused"]
+    assert all(c.ended_at >= c.started_at for c in run.calls)
+    assert run.calls[0].ended_at <= run.calls[1].started_at
+
+
+def test_drive_awaits_an_async_function() -> None:
+    count = itertools.count(1)
+
+    async def fn() -> int:
+        await asyncio.sleep(0)
+        n = next(count)
+        if n == 3:
+            raise TimeoutError
+        return n
+
+    run = drive(fn, calls=4)
+    assert run.values == [1, 2, 4]
+    assert [type(e) for e in run.errors] == [TimeoutError]
+
+
+@pytest.mark.parametrize(
+    ("duration", "rate", "expected"),
+    [(0.1, 50, 5), (0.2, 25.0, 5), (0.05, 10, 1), (0.29, 100, 29)],
+)
+def test_load_makes_duration_times_rate_calls_on_schedule(
+    duration: float, rate: float, expected: int
+) -> None:
+    before = time.monotonic()
+    run = load(lambda: "ok", duration=duration, rate=rate)
+    assert sorted(c.index for c in run.calls) == list(range(expected))
+    assert run.availability == 1.0
+    for c in run.calls:
+        assert c.started_at >= before + c.index / rate - 0.001
+
+
+def test_load_runs_calls_concurrently() -> None:
+    """Two calls meet at a barrier: only concurrent calls get past it."""
+    meet = threading.Barrier(2, timeout=2.0)
+    run = load(lambda: meet.wait(), duration=0.1, rate=40, concurrency=2)
+    assert len(run) == 4
+    assert run.errors == []
+    assert sorted(run.values) == [0, 0, 1, 1]
+
+
+def test_load_awaits_an_async_function_on_each_thread() -> None:
+    threads: set[str] = set()
+
+    async def fn() -> str:
+        await asyncio.sleep(0)
+        threads.add(threading.current_thread().name)
+        return "ok"
+
+    run = load(fn, duration=0.1, rate=50, concurrency=2)
+    assert run.values == ["ok"] * 5
+    assert threads <= {"pytest-resilience-load-0", "pytest-resilience-load-1"}
+
+
+@pytest.mark.parametrize("calls", [0, -1, True, 1.5, "3", None])
+def test_drive_rejects_a_bad_call_count(calls: Any) -> None:
+    with pytest.raises(ConfigurationError, match=r"drive: calls must be a whole number >= 1"):
+        drive(lambda: None, calls=calls)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"duration": 0},
+        {"duration": -0.1},
+        {"duration": True},
+        {"duration": "1"},
+        {"rate": 0},
+        {"rate": None},
+        {"concurrency": 0},
+        {"concurrency": True},
+        {"concurrency": 2.0},
+    ],
+    ids=lambda kwargs: "-".join(f"{k}={v!r}" for k, v in kwargs.items()),
+)
+def test_load_rejects_bad_arguments(kwargs: dict[str, Any]) -> None:
+    arguments = {"duration": 0.1, "rate": 10, "concurrency": 1, **kwargs}
+    name = next(iter(kwargs))
+    with pytest.raises(ConfigurationError, match=rf"load: {name} must be"):
+        load(lambda: None, **arguments)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"duration": float("nan")},
+        {"duration": float("inf")},
+        {"rate": float("nan")},
+        {"rate": float("inf")},
+    ],
+    ids=lambda kwargs: "-".join(f"{k}={v!r}" for k, v in kwargs.items()),
+)
+def test_load_rejects_a_duration_or_rate_that_is_not_finite(kwargs: dict[str, Any]) -> None:
+    """Bug: nan and inf pass the '> 0' check and crash in int() (ValueError, OverflowError)."""
+    with pytest.raises(ConfigurationError):
+        load(lambda: None, **{"duration": 0.1, "rate": 10, **kwargs})
+
+
+@pytest.mark.parametrize(
+    "check",
+    [
+        lambda: check_attempts([]),
+        lambda: check_amplification([], calls=0, max=2),
+        lambda: check_no_retry_storm([], max_in_window=0),
+        lambda: check_breaker_opened(*breaker(HEALTHY), after_failures=0, cooldown=1.0),
+    ],
+    ids=["attempts-without-bounds", "amplification-no-calls", "storm-limit-0", "breaker-after-0"],
+)
+def test_verdicts_reject_bad_arguments_with_a_configuration_error(
+    check: Callable[[], None],
+) -> None:
+    """Bug (all four): usage errors are plain ValueError, an IndexError, or a verdict."""
+    with pytest.raises(ConfigurationError):
+        check()
