@@ -335,6 +335,38 @@ def test_concurrent_identical_requests_are_two_operations(
     check_stable_idempotency_key(timeline)
 
 
+def test_lockstep_clients_with_their_own_keys_and_one_body_stay_apart() -> None:
+    """Bug: five customers paying the same amount, each retrying with its own key, were
+    chained into one operation of twenty attempts that changed its key."""
+    timeline = [
+        exchange(start + n * 0.003, 503 if start < 0.35 else 200, key=f"k{n}")
+        for start in (0.0, 0.05, 0.15, 0.35)
+        for n in range(5)
+    ]
+    ops = operations(timeline)
+    assert [op.label for op in ops] == [f"key=k{n}" for n in range(5)]
+    assert [len(op.attempts) for op in ops] == [4] * 5
+    check_stable_idempotency_key(timeline)
+
+
+def test_a_minted_key_chain_stays_one_operation_beside_a_stable_key_client() -> None:
+    """A client that mints keys is told from one that keeps its key, on the same body."""
+    minted = [
+        exchange(0.0, 503, key="m1"),
+        exchange(0.1, 503, key="m2"),
+        exchange(0.3, 200, key="m3"),
+    ]
+    stable = [
+        exchange(0.001, 503, key="s"),
+        exchange(0.101, 503, key="s"),
+        exchange(0.301, 200, key="s"),
+    ]
+    ops = operations(minted + stable)
+    assert sorted(op.keys for op in ops) == [["m1", "m2", "m3"], ["s", "s", "s"]]
+    message = failure(check_stable_idempotency_key, minted + stable)
+    assert rule(message).startswith("the 3 attempts of key=m1 carried 3 different Idempotency-Keys")
+
+
 # -- Retry-After -------------------------------------------------------------------------
 
 
@@ -460,6 +492,22 @@ def test_exponential_backoff_without_jitter_fails_jitter_and_passes_jitter_false
     )
     rows = evidence(message)
     assert [r.gap for r in rows if r.operation == "key=a"] == ["", "100", "200", "400"]
+
+
+def test_one_operation_delayed_by_a_hiccup_does_not_pass_for_jitter() -> None:
+    """Bug: one thread scheduled 15 ms late made five lockstep clients pass for jittered."""
+    gaps = [0.05, 0.1, 0.2]
+    timeline = [e for n in range(4) for e in attempts(n * 0.001, gaps, f"c{n}")]
+    timeline += attempts(0.004, [0.05, 0.115, 0.185], "late")
+    message = failure(check_backoff, timeline)
+    assert rule(message).startswith("retry gaps carry no jitter:")
+
+
+def test_small_additive_jitter_in_several_operations_passes() -> None:
+    """Jitter of a few tens of ms on top of the series, as stamina adds, is jitter."""
+    timeline = attempts(0.0, [0.025, 0.07, 0.09], "a") + attempts(0.2, [0.062, 0.06, 0.113], "b")
+    timeline += attempts(0.45, [0.057, 0.052, 0.085], "c")
+    check_backoff(timeline, min_factor=1.2)
 
 
 def test_no_jitter_failure_marks_the_retries() -> None:

@@ -98,7 +98,9 @@ def binary_on_path(monkeypatch: pytest.MonkeyPatch) -> str:
     search = os.pathsep.join([str(REPO_BIN), os.environ.get("PATH", "")])
     found = shutil.which("toxiproxy-server", path=search)
     if not found:
-        reason = f"no toxiproxy-server in {REPO_BIN} or on PATH (bash .ci/install-toxiproxy builds it)"
+        reason = (
+            f"no toxiproxy-server in {REPO_BIN} or on PATH (bash .ci/install-toxiproxy builds it)"
+        )
         if os.environ.get("RESILIENCE_REQUIRE_TOXIPROXY"):
             pytest.fail(reason, pytrace=False)
         pytest.skip(reason)

@@ -47,9 +47,9 @@ def operations(
 ) -> list[Operation]:
     """Exchanges grouped into operations, in the order their first attempts arrived."""
     ordered = sorted(exchanges, key=lambda e: e.started_at)
-    groups: dict[Hashable, list[Exchange]] = {}
-    order: list[Hashable] = []
     if group is not None:
+        groups: dict[Hashable, list[Exchange]] = {}
+        order: list[Hashable] = []
         for exchange in ordered:
             name = group(exchange)
             if name not in groups:
@@ -58,34 +58,36 @@ def operations(
             groups[name].append(exchange)
         return [Operation(str(name), tuple(groups[name])) for name in order]
 
-    by_key: dict[str, Hashable] = {}
-    by_identity: dict[str, Hashable] = {}
-    for exchange in ordered:
-        label: Hashable | None = None
+    # Attempts sharing a key, or a keyless request alone, form a strand; a strand joins
+    # the operation of the same business identity whose last attempt failed just before
+    # its first one.  Clients that keep their own keys run in parallel strands that
+    # never chain (each goes on after the others began), so they stay apart.
+    strands: dict[Hashable, list[Exchange]] = {}
+    for n, exchange in enumerate(ordered):
         key = exchange.idempotency_key
-        if key is not None and key in by_key:
-            label = by_key[key]
+        strands.setdefault(("key", key) if key is not None else ("identity", n), []).append(
+            exchange
+        )
+    chains: list[tuple[Hashable, list[Exchange]]] = []
+    for label, strand in strands.items():
+        first = strand[0]
+        candidates = [
+            chain
+            for chain in chains
+            if chain[1][-1].fingerprint == first.fingerprint
+            and failed(chain[1][-1])
+            and _follows(chain[1][-1], first)
+            and first.started_at - chain[1][-1].started_at <= window
+        ]
+        if candidates:
+            chain = max(candidates, key=lambda c: c[1][-1].started_at)
+            chain[1].extend(strand)
+            chain[1].sort(key=lambda e: e.started_at)
         else:
-            previous = by_identity.get(exchange.fingerprint)
-            last = groups[previous][-1] if previous is not None else None
-            if (
-                last is not None
-                and failed(last)
-                and _follows(last, exchange)
-                and exchange.started_at - last.started_at <= window
-            ):
-                label = previous
-        if label is None:
-            label = ("key", key) if key is not None else ("identity", len(order))
-            groups[label] = []
-            order.append(label)
-        if key is not None:
-            by_key.setdefault(key, label)
-        by_identity[exchange.fingerprint] = label
-        groups[label].append(exchange)
+            chains.append((label, list(strand)))
     return [
-        Operation(_label(label, groups[label][0], n + 1), tuple(groups[label]))
-        for n, label in enumerate(order)
+        Operation(_label(label, attempts[0], n + 1), tuple(attempts))
+        for n, (label, attempts) in enumerate(chains)
     ]
 
 

@@ -178,8 +178,10 @@ def check_backoff(
     - growth: the longest k-th gap (over all operations) at the last retry index
       below the cap is at least ``min_factor`` times the longest first gap; a
       fixed interval fails this;
-    - jitter: the gaps are not one exact series: at some retry index two
-      operations waited more than 10 ms or 10% apart, or, within one operation,
+    - jitter: the gaps are not one exact series: gaps that stand apart (by over
+      10 ms and 10%) from every other operation's gap at the same retry index
+      are seen in two operations or more (one operation apart alone is a
+      scheduling hiccup), or, with one operation only,
       the ratios of gaps of 50 ms or more vary by over 25%.  Gaps at the cap are
       left out (a capped series is flat without jitter).
 
@@ -277,12 +279,12 @@ def _has_jitter(ops: Sequence[Operation], cap: float | None) -> bool | None:
 
     Gaps at the cap are left out: a capped series is flat without any jitter.
     """
-    by_index: dict[int, list[float]] = {}
+    by_index: dict[int, list[tuple[int, float]]] = {}
     varied: bool | None = None
-    for op in ops:
+    for n, op in enumerate(ops):
         gaps = [g for g in op.gaps if cap is None or g < cap]
         for k, gap in enumerate(gaps):
-            by_index.setdefault(k, []).append(gap)
+            by_index.setdefault(k, []).append((n, gap))
         # Ratios of short gaps are mostly timing noise: judge them on gaps of 50 ms or more,
         # and call them different only beyond 25%.
         ratios = [b / a for a, b in itertools.pairwise(gaps) if a >= 0.05]
@@ -290,8 +292,16 @@ def _has_jitter(ops: Sequence[Operation], cap: float | None) -> bool | None:
             varied = bool(varied) or any(abs(r - ratios[0]) > 0.25 * ratios[0] for r in ratios)
     shared = [gaps for gaps in by_index.values() if len(gaps) >= 2]
     if shared:
-        # Several operations at one retry index: whether they waited alike decides.
-        return any(any(not _close(g, gaps[0]) for g in gaps) for gaps in shared)
+        # Several operations at one retry index: whether they waited alike decides.  A
+        # scheduling hiccup now and then puts one operation's gaps apart from the rest;
+        # jitter puts those of several operations apart.
+        apart = {
+            n
+            for gaps in shared
+            for n, gap in gaps
+            if not any(_close(gap, other) for m, other in gaps if m != n)
+        }
+        return len(apart) >= 2
     return varied
 
 

@@ -1,0 +1,643 @@
+"""Verdicts on real clients under real faults: requests, httpx, tenacity, stamina, backoff, pybreaker.
+
+Each misbehaving client is caught by the verdict written for its mistake, and
+the message opens with the rule it broke; each well-behaved client passes every
+verdict that applies to it.  The clients sleep as their retry policies say (that
+is what is judged); the tests themselves never sleep.  Jitter comes from the
+global ``random``, seeded per test, so the draws replay.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import backoff
+import httpx
+import pybreaker
+import pytest
+import requests
+import stamina
+import tenacity
+
+from pytest_resilience.assertions import ResilienceAssertionError
+from pytest_resilience.resilience import Resilience
+from pytest_resilience.services.http import HttpService
+
+CHARGES = "/charges"
+TIMEOUT = 0.3
+"""Client read timeout under a lost answer, in seconds."""
+CAP = 0.3
+"""The well-behaved clients' longest wait between attempts, in seconds."""
+RETRYABLE = frozenset({408, 425, 429, 500, 502, 503, 504})
+FALLBACK = {"id": None, "status": "queued"}
+STORM = (
+    r"^retry storm: [45] operations made retry \d within [\d.]+ ms \(limit: fewer than 4 within "
+    r"10 ms\), and [2-9] of their \d retries came in such bursts"
+)
+"""The rule five clients retrying in lockstep break (4 of 5 is the default limit)."""
+
+
+def charge(order: int) -> dict[str, Any]:
+    """The body of one business action: orders differ, so their effects do too."""
+    return {"order": order, "amount": 1999, "currency": "eur"}
+
+
+def new_key() -> str:
+    return uuid.uuid4().hex
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 3.0, what: str = "condition") -> Any:
+    """Poll ``condition`` until it is truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.005)  # poll interval
+    return value
+
+
+def settled(service: HttpService, count: int) -> list[Any]:
+    """The exchanges once ``count`` arrived and each knows whether its answer was delivered.
+
+    The verdicts tell a lost answer (a failure, so a retry belongs to its operation)
+    from one still in flight by ``delivered``, so they are run on settled records.
+    """
+
+    def ready() -> list[Any] | None:
+        exchanges = service.exchanges
+        if len(exchanges) >= count and all(e.delivered is not None for e in exchanges):
+            return exchanges
+        return None
+
+    return wait_for(ready, what=f"{count} exchanges with a known delivery")  # type: ignore[no-any-return]
+
+
+@pytest.fixture(autouse=True)
+def seeded_jitter() -> Iterator[None]:
+    """tenacity, stamina and backoff draw their jitter from the global ``random``."""
+    state = random.getstate()
+    random.seed(20261129)
+    yield
+    random.setstate(state)
+
+
+@pytest.fixture
+def payments(resilience: Resilience) -> HttpService:
+    service = resilience.http_service("payments")
+    service.respond(201, json={"id": "ch_1", "status": "succeeded"})
+    return service
+
+
+@pytest.fixture
+def session() -> Iterator[requests.Session]:
+    with requests.Session() as s:
+        yield s
+
+
+# -- what the clients share ------------------------------------------------------------
+
+
+class Retryable(Exception):
+    """A retryable answer (429, 5xx), with the Retry-After it carried."""
+
+    def __init__(self, response: requests.Response) -> None:
+        super().__init__(f"{response.status_code} from {response.url}")
+        self.response = response
+        self.status = response.status_code
+        header = response.headers.get("Retry-After")
+        self.retry_after = float(header) if header and header.isdigit() else None
+
+
+TRANSIENT = (Retryable, requests.ConnectionError, requests.Timeout)
+
+
+def post_charge(
+    session: requests.Session, url: str, order: int, key: str, timeout: float = 2.0
+) -> requests.Response:
+    """One attempt: the answer, or :class:`Retryable` for a 429/5xx."""
+    response = session.post(
+        url + CHARGES, json=charge(order), headers={"Idempotency-Key": key}, timeout=timeout
+    )
+    if response.status_code in RETRYABLE:
+        raise Retryable(response)
+    response.raise_for_status()
+    return response
+
+
+def retry_after(exc: BaseException | None) -> float | None:
+    return exc.retry_after if isinstance(exc, Retryable) else None
+
+
+def nothing() -> None:
+    pass
+
+
+# -- the well-behaved clients, one per library ------------------------------------------
+#
+# Each makes one charge: the same Idempotency-Key on every attempt, capped exponential
+# backoff with jitter, a bounded number of attempts, and the Retry-After of a 429 as
+# its wait.  ``before_retry`` runs before each retry (a test heals a fault there, so
+# that the first attempt, and only it, meets the fault).
+
+
+class wait_retry_after(tenacity.wait.wait_base):
+    """Wait what a Retry-After asked for, else what ``fallback`` says."""
+
+    def __init__(self, fallback: tenacity.wait.wait_base) -> None:
+        self.fallback = fallback
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        outcome = retry_state.outcome
+        asked = retry_after(outcome.exception() if outcome is not None else None)
+        return asked if asked is not None else float(self.fallback(retry_state))
+
+
+def tenacity_charge(
+    session: requests.Session,
+    url: str,
+    order: int,
+    before_retry: Callable[[], None] = nothing,
+    timeout: float = TIMEOUT,
+) -> requests.Response:
+    key = new_key()
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(TRANSIENT),
+        wait=wait_retry_after(tenacity.wait_random_exponential(multiplier=0.03, max=CAP)),
+        stop=tenacity.stop_after_attempt(5),
+        before_sleep=lambda _state: before_retry(),
+        reraise=True,
+    )
+    return retrying(post_charge, session, url, order, key, timeout)
+
+
+def stamina_charge(
+    session: requests.Session,
+    url: str,
+    order: int,
+    before_retry: Callable[[], None] = nothing,
+    timeout: float = TIMEOUT,
+) -> requests.Response:
+    key = new_key()
+
+    def on(exc: Exception) -> bool | float:
+        asked = retry_after(exc)
+        if asked is not None:
+            return asked  # stamina waits what a backoff hook returns
+        return isinstance(exc, TRANSIENT)
+
+    for attempt in stamina.retry_context(
+        on=on, attempts=5, wait_initial=0.02, wait_max=CAP, wait_jitter=0.04, timeout=10
+    ):
+        with attempt:
+            if attempt.num > 1:
+                before_retry()
+            return post_charge(session, url, order, key, timeout)
+    raise AssertionError("unreachable: stamina reraises after its last attempt")
+
+
+def backoff_charge(
+    session: requests.Session,
+    url: str,
+    order: int,
+    before_retry: Callable[[], None] = nothing,
+    timeout: float = TIMEOUT,
+) -> requests.Response:
+    key = new_key()
+
+    # A 429 is returned (not raised) to the outer decorator, which waits its Retry-After;
+    # other failures raise to the inner one, which backs off exponentially.
+    @backoff.on_predicate(
+        backoff.runtime,
+        predicate=lambda r: r.status_code == 429,
+        value=lambda r: float(r.headers["Retry-After"]),
+        jitter=None,
+        max_tries=3,
+        on_backoff=lambda _details: before_retry(),
+    )
+    @backoff.on_exception(
+        backoff.expo,
+        TRANSIENT,
+        giveup=lambda exc: getattr(exc, "status", None) == 429,
+        factor=0.03,
+        max_value=CAP,
+        jitter=backoff.full_jitter,
+        max_tries=5,
+        on_backoff=lambda _details: before_retry(),
+    )
+    def attempt() -> requests.Response:
+        try:
+            return post_charge(session, url, order, key, timeout)
+        except Retryable as exc:
+            if exc.status == 429:
+                return exc.response
+            raise
+
+    response: requests.Response = attempt()
+    return response
+
+
+WELL_BEHAVED: dict[str, Callable[..., requests.Response]] = {
+    "tenacity": tenacity_charge,
+    "stamina": stamina_charge,
+    "backoff": backoff_charge,
+}
+
+
+@pytest.fixture(params=list(WELL_BEHAVED))
+def good_client(request: pytest.FixtureRequest) -> Callable[..., requests.Response]:
+    return WELL_BEHAVED[request.param]
+
+
+# -- misbehaving clients, hand-written ----------------------------------------------------
+
+
+def fixed_interval_charge(
+    session: requests.Session, url: str, order: int, attempts: int = 6
+) -> requests.Response:
+    """Retries every 50 ms, whatever the answer says."""
+    key = new_key()
+    for _ in range(attempts - 1):
+        try:
+            return post_charge(session, url, order, key)
+        except Retryable:
+            time.sleep(0.05)  # the policy under test: a fixed interval
+    return post_charge(session, url, order, key)
+
+
+def exponential_charge(
+    session: requests.Session, url: str, order: int, jitter: bool, base: float = 0.05
+) -> requests.Response:
+    """Doubles its wait from ``base``: exactly (no jitter), or a random share of it (full jitter)."""
+    key = new_key()
+    for n in range(5):
+        try:
+            return post_charge(session, url, order, key)
+        except Retryable:
+            delay = base * 2**n
+            time.sleep(random.uniform(0, delay) if jitter else delay)
+    return post_charge(session, url, order, key)
+
+
+def new_key_per_attempt_charge(
+    session: requests.Session, url: str, order: int, before_retry: Callable[[], None]
+) -> requests.Response:
+    """Retries a lost answer once, but with a fresh Idempotency-Key: a second charge."""
+    try:
+        return post_charge(session, url, order, new_key(), timeout=TIMEOUT)
+    except (requests.ConnectionError, requests.Timeout):
+        before_retry()
+        return post_charge(session, url, order, new_key(), timeout=TIMEOUT)
+
+
+def same_key_charge(
+    session: requests.Session, url: str, order: int, before_retry: Callable[[], None]
+) -> requests.Response:
+    """The same loop, reusing its key: the retry replays the first charge."""
+    key = new_key()
+    try:
+        return post_charge(session, url, order, key, timeout=TIMEOUT)
+    except (requests.ConnectionError, requests.Timeout):
+        before_retry()
+        return post_charge(session, url, order, key, timeout=TIMEOUT)
+
+
+def run_concurrently(clients: int, fn: Callable[[int], Any]) -> list[Any]:
+    """``fn(0..clients-1)`` on as many threads, released together (they failed together)."""
+    start = threading.Barrier(clients)
+
+    def go(n: int) -> Any:
+        start.wait(timeout=5)
+        return fn(n)
+
+    with ThreadPoolExecutor(clients) as pool:
+        return list(pool.map(go, range(clients)))
+
+
+# -- backoff: growth, jitter, storms ---------------------------------------------------------
+
+
+def test_fixed_interval_retries_under_a_429_burst_neither_back_off_nor_honour_retry_after(
+    payments: HttpService, session: requests.Session
+) -> None:
+    payments.rate_limit(burst=3, retry_after=1)
+
+    assert fixed_interval_charge(session, payments.url, 1).status_code == 201
+
+    settled(payments, 4)
+    payments.assert_attempts(max=4)
+    with pytest.raises(ResilienceAssertionError, match=r"^retry gaps do not grow: the longest gap"):
+        payments.assert_backoff()
+    with pytest.raises(
+        ResilienceAssertionError,
+        match=r"^operation key=\w+ retried \d+ ms after an answer whose Retry-After asked for 1 s "
+        r"\(3 early attempts",
+    ):
+        payments.assert_retry_after_honoured()
+
+
+def test_exponential_backoff_without_jitter_after_a_shared_outage_retries_in_lockstep(
+    resilience: Resilience, payments: HttpService
+) -> None:
+    payments.fail(503, count=15)  # five clients, three failures each
+
+    def client(order: int) -> int:
+        with requests.Session() as session:
+            return exponential_charge(session, payments.url, order, jitter=False).status_code
+
+    assert run_concurrently(5, client) == [201] * 5
+
+    settled(payments, 20)
+    with pytest.raises(ResilienceAssertionError, match=STORM):
+        resilience.assert_no_retry_storm(payments)
+    with pytest.raises(
+        ResilienceAssertionError, match=r"^retry gaps carry no jitter: every operation"
+    ):
+        payments.assert_backoff(jitter=True)
+    payments.assert_backoff(jitter=False)
+    payments.assert_attempts(max=6)
+    payments.assert_no_duplicate_side_effects()
+
+
+def test_lockstep_clients_charging_the_same_body_are_told_apart_by_their_stable_keys(
+    resilience: Resilience, payments: HttpService
+) -> None:
+    """Five customers paying the same amount at once, each keeping its own key: five
+    operations of four attempts (bug: merged into one operation of twenty, so the storm
+    goes unseen and each client is said to change its key)."""
+    payments.fail(503, count=15)
+
+    def client(_: int) -> int:
+        with requests.Session() as session:
+            return exponential_charge(session, payments.url, 0, jitter=False).status_code
+
+    assert run_concurrently(5, client) == [201] * 5
+
+    settled(payments, 20)
+    payments.assert_stable_idempotency_key()
+    payments.assert_attempts(max=6)
+    payments.assert_backoff(jitter=False)
+    payments.assert_no_duplicate_side_effects(key=lambda effect: effect.idempotency_key)
+    with pytest.raises(ResilienceAssertionError, match=STORM):
+        resilience.assert_no_retry_storm(payments)
+
+
+def test_full_jitter_after_a_shared_outage_spreads_the_retries(
+    resilience: Resilience, payments: HttpService
+) -> None:
+    payments.fail(503, count=15)
+
+    def client(order: int) -> int:
+        with requests.Session() as session:
+            return exponential_charge(session, payments.url, order, jitter=True).status_code
+
+    assert run_concurrently(5, client) == [201] * 5
+
+    settled(payments, 20)
+    resilience.assert_no_retry_storm(payments)
+    payments.assert_backoff(jitter=True)
+    payments.assert_attempts(max=6)
+
+
+# -- Retry-After ----------------------------------------------------------------------------
+
+
+def test_httpx_client_that_ignores_retry_after_is_flagged(payments: HttpService) -> None:
+    payments.rate_limit(burst=1, retry_after=1)
+
+    with httpx.Client(timeout=2) as client:
+        response = client.post(
+            payments.url + CHARGES, json=charge(1), headers={"Idempotency-Key": "k1"}
+        )
+        while response.status_code == 429:
+            time.sleep(0.05)  # the policy under test: ignores the Retry-After
+            response = client.post(
+                payments.url + CHARGES, json=charge(1), headers={"Idempotency-Key": "k1"}
+            )
+
+    assert response.status_code == 201
+    settled(payments, 2)
+    with pytest.raises(
+        ResilienceAssertionError,
+        match=r"^operation key=k1 retried \d+ ms after an answer whose Retry-After asked for 1 s "
+        r"\(1 early attempts; tolerance 50 ms\)",
+    ):
+        payments.assert_retry_after_honoured()
+
+
+def test_httpx_client_that_waits_the_retry_after_passes(payments: HttpService) -> None:
+    payments.rate_limit(burst=1, retry_after=1)
+
+    with httpx.Client(timeout=2) as client:
+        response = client.post(
+            payments.url + CHARGES, json=charge(1), headers={"Idempotency-Key": "k1"}
+        )
+        while response.status_code == 429:
+            time.sleep(float(response.headers["Retry-After"]))  # the policy under test
+            response = client.post(
+                payments.url + CHARGES, json=charge(1), headers={"Idempotency-Key": "k1"}
+            )
+
+    assert response.status_code == 201
+    settled(payments, 2)
+    payments.assert_retry_after_honoured()
+    payments.assert_attempts(max=2)
+
+
+def test_well_behaved_client_waits_the_retry_after_of_a_429(
+    payments: HttpService, session: requests.Session, good_client: Callable[..., requests.Response]
+) -> None:
+    payments.rate_limit(burst=1, retry_after=1)
+
+    assert good_client(session, payments.url, 1).status_code == 201
+
+    [limited, ok] = settled(payments, 2)
+    assert (limited.status, ok.status) == (429, 201)
+    payments.assert_retry_after_honoured()
+    payments.assert_attempts(max=2)
+    payments.assert_stable_idempotency_key()
+    payments.assert_no_duplicate_side_effects()
+
+
+def test_well_behaved_client_backs_off_with_jitter_under_the_cap(
+    payments: HttpService, session: requests.Session, good_client: Callable[..., requests.Response]
+) -> None:
+    for order in range(3):
+        payments.fail(503, count=3)
+        assert good_client(session, payments.url, order).status_code == 201
+
+    settled(payments, 12)
+    payments.assert_attempts(max=4)
+    payments.assert_backoff(max_delay=CAP)
+    payments.assert_retry_after_honoured()
+    payments.assert_stable_idempotency_key()
+    payments.assert_no_duplicate_side_effects()
+    assert len(payments.effects) == 3
+
+
+# -- idempotency under a lost answer -------------------------------------------------------
+
+
+def test_new_key_per_attempt_after_a_lost_answer_charges_twice(
+    payments: HttpService, session: requests.Session
+) -> None:
+    cut = payments.partition(direction="downstream")
+
+    new_key_per_attempt_charge(session, payments.url, 1, before_retry=cut.heal)
+
+    [lost, retry] = settled(payments, 2)
+    assert (lost.delivered, retry.delivered) == (False, True)
+    assert len(payments.effects) == 2
+    with pytest.raises(
+        ResilienceAssertionError,
+        match=r"^side effect applied 2 times: POST /charges with the same body .* under keys "
+        r"'\w+', '\w+'; 1 business action\(s\) were duplicated\.",
+    ):
+        payments.assert_no_duplicate_side_effects()
+    with pytest.raises(
+        ResilienceAssertionError,
+        match=r"^the 2 attempts of key=\w+ carried 2 different Idempotency-Keys "
+        r"\('\w+', '\w+'\); a retry must reuse its operation's key",
+    ):
+        payments.assert_stable_idempotency_key()
+
+
+def test_same_key_after_a_lost_answer_charges_once(
+    payments: HttpService, session: requests.Session
+) -> None:
+    cut = payments.partition(direction="downstream")
+
+    assert same_key_charge(session, payments.url, 1, before_retry=cut.heal).status_code == 201
+
+    [lost, replay] = settled(payments, 2)
+    assert (lost.delivered, replay.step, replay.delivered) == (False, "replay", True)
+    payments.assert_no_duplicate_side_effects()
+    payments.assert_stable_idempotency_key()
+    payments.assert_attempts(max=2)
+
+
+def test_well_behaved_client_reuses_its_key_after_a_lost_answer(
+    payments: HttpService, session: requests.Session, good_client: Callable[..., requests.Response]
+) -> None:
+    cut = payments.partition(direction="downstream")
+
+    assert good_client(session, payments.url, 1, before_retry=cut.heal).status_code == 201
+
+    [lost, replay] = settled(payments, 2)
+    assert (lost.delivered, replay.step) == (False, "replay")
+    assert len(payments.effects) == 1
+    payments.assert_no_duplicate_side_effects()
+    payments.assert_stable_idempotency_key()
+    payments.assert_attempts(max=2)
+    payments.assert_retry_after_honoured()
+
+
+# -- circuit breakers, amplification, recovery -----------------------------------------------
+
+
+def test_client_without_a_breaker_keeps_hammering_a_failing_service(
+    resilience: Resilience, payments: HttpService, session: requests.Session
+) -> None:
+    payments.fail(503)
+
+    run = resilience.load(
+        lambda: post_charge(session, payments.url, 1, new_key()), duration=1, rate=20
+    )
+
+    with pytest.raises(
+        ResilienceAssertionError,
+        match=r"^breaker did not open: after 3 consecutive failures the service still got \d+ "
+        r"calls within the 0\.5 s cooldown",
+    ):
+        resilience.assert_breaker_opened(payments, run, after_failures=3, cooldown=0.5)
+    with pytest.raises(ResilienceAssertionError, match=r"^availability 0% is below 90%: 20 of 20"):
+        run.assert_availability(min=0.9)
+
+
+def test_pybreaker_with_a_fallback_opens_fails_fast_and_stays_available(
+    resilience: Resilience, payments: HttpService, session: requests.Session
+) -> None:
+    payments.fail(503)
+    breaker = pybreaker.CircuitBreaker(fail_max=3, reset_timeout=0.5)
+
+    def call() -> Any:
+        try:
+            return breaker.call(post_charge, session, payments.url, 1, new_key()).json()
+        except (pybreaker.CircuitBreakerError, *TRANSIENT):
+            return FALLBACK
+
+    run = resilience.load(call, duration=1, rate=20)
+
+    resilience.assert_breaker_opened(payments, run, after_failures=3, cooldown=0.5)
+    run.assert_fail_fast(max_latency=0.05, skip=3)
+    run.assert_availability(min=1.0)
+    assert run.values.count(FALLBACK) == 20
+    assert 4 <= len(payments.exchanges) <= 5  # three failures, then a probe per cooldown
+
+
+def test_retries_without_a_budget_amplify_an_outage(
+    resilience: Resilience, payments: HttpService, session: requests.Session
+) -> None:
+    payments.fail(503)
+
+    def call() -> Any:
+        return fixed_interval_charge(session, payments.url, 1, attempts=5)
+
+    run = resilience.drive(call, calls=4)
+
+    assert run.availability == 0
+    with pytest.raises(
+        ResilienceAssertionError,
+        match=r"^retry amplification 5\.00: the service received 20 requests for 4 client calls "
+        r"\(at most 2 per call allowed",
+    ):
+        resilience.assert_amplification(payments, run, max=2)
+
+
+def test_tenacity_with_two_attempts_keeps_amplification_at_two(
+    resilience: Resilience, payments: HttpService, session: requests.Session
+) -> None:
+    payments.fail(503)
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(TRANSIENT),
+        wait=tenacity.wait_random_exponential(multiplier=0.02, max=CAP),
+        stop=tenacity.stop_after_attempt(2),
+        reraise=True,
+    )
+
+    run = resilience.drive(lambda: retrying(post_charge, session, payments.url, 1, new_key()), 4)
+
+    assert run.availability == 0
+    resilience.assert_amplification(payments, run, max=2)
+
+
+@pytest.mark.http_faults("payments", status=503, duration=0.4)
+def test_client_with_retries_recovers_once_the_outage_heals(
+    resilience: Resilience, payments: HttpService, session: requests.Session
+) -> None:
+    run = resilience.load(lambda: tenacity_charge(session, payments.url, 1), duration=1, rate=20)
+
+    assert 0 < run.availability < 1
+    run.assert_recovers(within=0.2)
+
+
+@pytest.mark.http_faults("payments", status=503, duration=0.4)
+def test_breaker_that_never_closes_again_does_not_recover(
+    resilience: Resilience, payments: HttpService, session: requests.Session
+) -> None:
+    breaker = pybreaker.CircuitBreaker(fail_max=3, reset_timeout=60)
+
+    run = resilience.load(
+        lambda: breaker.call(post_charge, session, payments.url, 1, new_key()), duration=1, rate=20
+    )
+
+    with pytest.raises(
+        ResilienceAssertionError,
+        match=r"^no recovery: \d+ calls still failed more than 0\.2 s after the last fault healed",
+    ):
+        run.assert_recovers(within=0.2)
