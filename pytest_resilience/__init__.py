@@ -20,9 +20,12 @@ __all__ = [
     "ConnectionEvent",
     "Fault",
     "FaultEvent",
+    "HttpService",
     "Resilience",
+    "ResilienceAssertionError",
     "ResilienceError",
     "ResilienceSession",
+    "Run",
     "TcpService",
     "Timeline",
     "UnknownServiceError",
@@ -36,15 +39,21 @@ _LAZY = {
     "FaultEvent": ".observe",
     "Timeline": ".observe",
     "Fault": ".faults.fault",
+    "HttpService": ".services.http",
     "Resilience": ".resilience",
+    "ResilienceAssertionError": ".assertions",
     "ResilienceSession": ".session",
+    "Run": ".runs",
     "TcpService": ".services.tcp",
 }
 
 if TYPE_CHECKING:
+    from .assertions import ResilienceAssertionError
     from .faults.fault import Fault
     from .observe import Connection, ConnectionEvent, FaultEvent, Timeline
     from .resilience import Resilience
+    from .runs import Run
+    from .services.http import HttpService
     from .services.tcp import TcpService
     from .session import ResilienceSession
 

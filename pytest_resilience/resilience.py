@@ -264,7 +264,7 @@ class Resilience:
         from .assertions import check_no_retry_storm
 
         http = self._http(service, "assert_no_retry_storm")
-        self._verdict(check_no_retry_storm, http.exchanges, window, max_in_window)
+        self._verdict(check_no_retry_storm, http.settled(), window, max_in_window)
 
     def assert_amplification(self, service: str | TcpService, run: Run, max: float) -> None:
         """Requests that reached ``service`` per client call in ``run`` stay at most ``max``."""
@@ -275,7 +275,7 @@ class Resilience:
         if not run.calls:
             raise ConfigurationError("assert_amplification needs a run with at least one call.")
         first, last = run.calls[0].started_at, sorted(c.ended_at for c in run.calls)[-1]
-        exchanges = [e for e in http.exchanges if first <= e.started_at <= last]
+        exchanges = [e for e in http.settled() if first <= e.started_at <= last]
         self._verdict(check_amplification, exchanges, len(run.calls), max)
 
     def assert_breaker_opened(
@@ -295,7 +295,7 @@ class Resilience:
         http = self._http(service, "assert_breaker_opened")
         self._verdict(
             check_breaker_opened,
-            http.exchanges,
+            http.settled(),
             run.calls,
             after_failures,
             cooldown,

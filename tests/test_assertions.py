@@ -525,8 +525,8 @@ def test_fixed_interval_fails_growth_with_the_retries_marked() -> None:
     timeline = attempts(0.0, [0.1, 0.1, 0.1], "a") + attempts(0.02, [0.1, 0.1, 0.1], "b")
     message = failure(check_backoff, timeline, jitter=False)
     assert rule(message) == (
-        "retry gaps do not grow: the longest gap before retry 4 is 100 ms, less than 1.5 x the "
-        "longest first gap (100 ms); a fixed interval keeps hammering a struggling service."
+        "retry gaps do not grow: the longest gap after the first retry is 100 ms, less than 1.5 x "
+        "the longest first gap (100 ms); a fixed interval keeps hammering a struggling service."
     )
     rows = evidence(message)
     assert all(r.flagged == (r.attempt != "1") for r in rows)
@@ -539,6 +539,59 @@ def test_full_jitter_across_several_operations_passes(seed: int) -> None:
     timeline = full_jitter(seed)
     check_backoff(timeline)
     check_backoff(timeline, max_delay=0.8)
+
+
+def verdicts(timelines: Iterable[list[Exchange]], **kwargs: Any) -> list[str]:
+    """The first line of check_backoff's failure on each timeline ('' where it passed)."""
+    found = []
+    for timeline in timelines:
+        try:
+            check_backoff(timeline, **kwargs)
+        except ResilienceAssertionError as exc:
+            found.append(rule(str(exc)).split(":")[0])
+        else:
+            found.append("")
+    return found
+
+
+def test_full_jitter_passes_whatever_the_draws_of_four_operations() -> None:
+    """Bug: judging growth on the deepest retry alone, a single short draw there failed
+    one correct full-jitter client in 12; jitter judged on one gap apart failed others."""
+
+    def draws(seed: int) -> list[Exchange]:
+        rng = random.Random(seed)
+        return [
+            e
+            for n in range(4)
+            for e in attempts(
+                n * 0.01, [rng.uniform(0, min(0.4, 0.05 * 2**k)) for k in range(3)], f"op{n}"
+            )
+        ]
+
+    found = verdicts((draws(seed) for seed in range(300)), max_delay=0.4)
+    assert found.count("") >= 297, sorted(set(found))
+
+
+def test_exponential_without_jitter_fails_despite_scheduling_hiccups() -> None:
+    """One retry in ten starts 10-30 ms late, as on a loaded machine: still no jitter."""
+
+    def late(seed: int) -> list[Exchange]:
+        rng = random.Random(seed)
+        return [
+            e
+            for n in range(4)
+            for e in attempts(
+                n * 0.01,
+                [
+                    0.05 * 2**k + (rng.uniform(0.01, 0.03) if rng.random() < 0.1 else 0)
+                    for k in range(3)
+                ],
+                f"op{n}",
+            )
+        ]
+
+    found = verdicts(late(seed) for seed in range(300))
+    assert found.count("retry gaps carry no jitter") >= 280, sorted(set(found))
 
 
 def test_capped_full_jitter_passes_under_its_cap() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import time
 from collections.abc import Callable, Hashable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -195,6 +196,21 @@ class HttpService(TcpService, _Scripting):
             for p in pending
         )
 
+    def settled(self, timeout: float = 1.0) -> ExchangeList:
+        """The exchanges once each answered one knows whether its answer reached the client.
+
+        The tap learns it a moment after the client read the answer, so a verdict right
+        after the client returned would see ``delivered=None``; an answer held by a fault
+        still in force stays ``None`` and is judged as it is after ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            exchanges = self.exchanges
+            answered = [e for e in exchanges if e.ended_at is not None]
+            if all(e.delivered is not None for e in answered) or time.monotonic() >= deadline:
+                return exchanges
+            time.sleep(0.002)  # poll interval
+
     @property
     def effects(self) -> list[Effect]:
         """Side effects applied: unsafe requests processed (once per Idempotency-Key)."""
@@ -225,14 +241,14 @@ class HttpService(TcpService, _Scripting):
         __tracebackhide__ = True
         from ..assertions import check_attempts
 
-        self._verdict(check_attempts, self.exchanges, max, min, group=group)
+        self._verdict(check_attempts, self.settled(), max, min, group=group)
 
     def assert_retry_after_honoured(self, tolerance: float = 0.05) -> None:
         """No retry came before the Retry-After of the answer before it allowed."""
         __tracebackhide__ = True
         from ..assertions import check_retry_after_honoured
 
-        self._verdict(check_retry_after_honoured, self.exchanges, tolerance)
+        self._verdict(check_retry_after_honoured, self.settled(), tolerance)
 
     def assert_no_duplicate_side_effects(
         self, key: Callable[[Effect], Hashable] | None = None
@@ -248,7 +264,7 @@ class HttpService(TcpService, _Scripting):
         __tracebackhide__ = True
         from ..assertions import check_stable_idempotency_key
 
-        self._verdict(check_stable_idempotency_key, self.exchanges, window)
+        self._verdict(check_stable_idempotency_key, self.settled(), window)
 
     def assert_backoff(
         self,
@@ -263,7 +279,7 @@ class HttpService(TcpService, _Scripting):
         from ..assertions import check_backoff
 
         self._verdict(
-            check_backoff, self.exchanges, jitter, min_factor, max_delay, tolerance=tolerance
+            check_backoff, self.settled(), jitter, min_factor, max_delay, tolerance=tolerance
         )
 
     def close(self) -> None:

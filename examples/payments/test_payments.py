@@ -1,0 +1,146 @@
+"""The fixed payments client under every fault the incident had, and a few more.
+
+Each test injects one fault on the payments API, lets the client do its job, and
+asserts what the API saw: how many attempts each charge made, how they were spaced,
+whether Retry-After was waited, whether any charge was applied twice.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_resilience import HttpService, Resilience
+
+from .client import (
+    CircuitBreaker,
+    PaymentError,
+    PaymentsClient,
+    PaymentsUnavailable,
+    RetryPolicy,
+)
+from .conftest import Order
+
+
+def test_a_429_burst_is_ridden_out_waiting_the_retry_after(
+    payments: HttpService, client: PaymentsClient, order: Order
+) -> None:
+    payments.route("POST", "/charges").rate_limit(burst=1, retry_after=1)
+
+    charge = client.charge(order.amount, order.currency, order.customer)
+
+    assert charge.status == "succeeded"
+    payments.assert_retry_after_honoured()
+    payments.assert_attempts(max=2)
+    payments.assert_stable_idempotency_key()
+    payments.assert_no_duplicate_side_effects()
+
+
+def test_a_retry_after_longer_than_the_client_waits_ends_the_retries(
+    payments: HttpService, client: PaymentsClient, order: Order
+) -> None:
+    payments.route("POST", "/charges").rate_limit(burst=1, retry_after=3600)
+
+    with pytest.raises(PaymentError, match="after 1 attempt"):
+        client.charge(order.amount, order.currency, order.customer)
+
+    payments.assert_attempts(max=1)
+
+
+def test_a_503_burst_is_retried_with_growing_jittered_backoff(
+    resilience: Resilience, payments: HttpService, client: PaymentsClient, order: Order
+) -> None:
+    """Four charges caught by the same burst each back off, each on its own schedule."""
+    client.breaker = CircuitBreaker(failures=20)  # the breaker is another test's subject
+    payments.route("POST", "/charges").fail(503, count=12)
+    run = resilience.load(
+        lambda: client.charge(order.amount, order.currency, order.customer),
+        duration=0.04,
+        rate=100,
+        concurrency=4,
+    )
+
+    run.assert_availability(min=1.0)
+    payments.assert_attempts(max=5)
+    payments.assert_backoff(jitter=True, max_delay=0.4)
+    payments.assert_stable_idempotency_key()
+    resilience.assert_no_retry_storm(payments)
+
+
+@pytest.mark.partition("payments", direction="downstream", duration=0.3)
+def test_a_lost_answer_is_retried_with_the_same_key_and_charged_once(
+    payments: HttpService, client: PaymentsClient, order: Order
+) -> None:
+    charge = client.charge(order.amount, order.currency, order.customer)
+
+    assert charge.status == "succeeded"
+    assert payments.exchanges.lost(), "the partition should have eaten the first answer"
+    assert len(payments.effects) == 1
+    payments.assert_no_duplicate_side_effects()
+    payments.assert_stable_idempotency_key()
+    payments.assert_attempts(max=3)
+
+
+@pytest.mark.reset_peer("payments", duration=0.2)
+def test_reset_connections_are_retried_until_the_api_answers(
+    payments: HttpService, client: PaymentsClient, order: Order
+) -> None:
+    # Full jitter may draw short waits; eight attempts outlast the 0.2 s of resets.
+    client.policy = RetryPolicy(attempts=8, base=0.05, cap=0.4, timeout=0.5)
+    client.breaker = CircuitBreaker(failures=8)
+
+    charge = client.charge(order.amount, order.currency, order.customer)
+
+    assert charge.status == "succeeded"
+    assert any(c.outcome == "reset" for c in payments.connections)
+    assert len(payments.effects) == 1
+    payments.assert_no_duplicate_side_effects()
+
+
+@pytest.mark.latency("payments", ms=150, jitter=50)
+def test_a_slow_api_within_the_timeout_is_not_retried(
+    payments: HttpService, client: PaymentsClient, order: Order
+) -> None:
+    client.charge(order.amount, order.currency, order.customer)
+
+    payments.assert_attempts(max=1)
+
+
+def test_a_partition_ends_in_a_bounded_number_of_attempts(
+    payments: HttpService, client: PaymentsClient, order: Order
+) -> None:
+    with payments.partition(mode="refuse"), pytest.raises(PaymentError, match="after 5 attempt"):
+        client.charge(order.amount, order.currency, order.customer)
+
+    payments.assert_connections(max=0)  # refused: not one connection got through
+
+
+def test_an_outage_opens_the_breaker_and_the_cached_balance_keeps_answering(
+    resilience: Resilience, payments: HttpService, client: PaymentsClient
+) -> None:
+    seen = client.balance()
+    payments.route("GET", "/balance").fail(503)
+
+    run = resilience.load(client.balance, duration=1.2, rate=25)
+
+    resilience.assert_breaker_opened(payments, run, after_failures=5, cooldown=0.5)
+    run.assert_fail_fast(max_latency=0.05, skip=2)
+    run.assert_availability(min=1.0)
+    assert {value.available for value in run.values} == {seen.available}
+    assert all(value.stale for value in run.values)
+
+
+@pytest.mark.http_faults("payments", status=503, duration=0.8)
+def test_charges_recover_once_the_outage_heals(
+    resilience: Resilience, payments: HttpService, client: PaymentsClient, order: Order
+) -> None:
+    """The outage outlasts a charge's retries and opens the breaker; the first probe after
+    its 0.5 s cooldown closes it again."""
+
+    def charge() -> object:
+        return client.charge(order.amount, order.currency, order.customer)
+
+    run = resilience.load(charge, duration=2.0, rate=10)
+
+    assert 0 < run.availability < 1
+    assert any(isinstance(error, PaymentsUnavailable) for error in run.errors)
+    run.assert_recovers(within=0.7)
