@@ -36,7 +36,7 @@ class NaivePaymentsClient:
         self.close()
 
     def charge(self, amount: int, currency: str, customer: str) -> Charge:
-        body = {"amount": amount, "currency": currency, "customer": customer}
+        body: dict[str, str | int] = {"amount": amount, "currency": currency, "customer": customer}
         for _ in range(self.attempts):
             headers = {"Idempotency-Key": str(uuid.uuid4())}  # the bug: a new key per attempt
             try:
