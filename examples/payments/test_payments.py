@@ -50,6 +50,8 @@ def test_a_503_burst_is_retried_with_growing_jittered_backoff(
     resilience: Resilience, payments: HttpService, client: PaymentsClient, order: Order
 ) -> None:
     """Four charges caught by the same burst each back off, each on its own schedule."""
+    # The 503s go to whichever charge asks next, so one may draw more than its share.
+    client.policy = RetryPolicy(attempts=8, base=0.05, cap=0.4, timeout=0.5)
     client.breaker = CircuitBreaker(failures=20)  # the breaker is another test's subject
     payments.route("POST", "/charges").fail(503, count=12)
     run = resilience.load(
@@ -60,7 +62,7 @@ def test_a_503_burst_is_retried_with_growing_jittered_backoff(
     )
 
     run.assert_availability(min=1.0)
-    payments.assert_attempts(max=5)
+    payments.assert_attempts(max=8)
     payments.assert_backoff(jitter=True, max_delay=0.4)
     payments.assert_stable_idempotency_key()
     resilience.assert_no_retry_storm(payments)
