@@ -713,11 +713,27 @@ def test_retries_at_the_same_instant_are_a_storm() -> None:
 
 
 def test_storm_limit_defaults_to_three_and_can_be_set() -> None:
-    two = storm([0.0, 0.001])
+    """The first attempts 1 ms apart, the retries 2 ms apart: spread further, though within
+    10 ms."""
+    two = storm([0.0, 0.002])
     check_no_retry_storm(two)
     message = failure(check_no_retry_storm, two, max_in_window=2)
     assert "(limit: fewer than 2 within 10 ms)" in rule(message)
     check_no_retry_storm(two, window=0.0005, max_in_window=2)
+
+
+def test_a_herd_spread_by_a_busy_machine_retrying_with_that_spread_is_a_storm() -> None:
+    """Bug: on a loaded machine five clients' first attempts spread over 20 ms, and without
+    jitter their retries keep that spread: no 4 within 10 ms, so no storm was seen."""
+    timeline: list[Exchange] = []
+    for n in range(5):
+        timeline += attempts(n * 0.005, [0.05, 0.1, 0.2], f"op{n}")
+    message = failure(check_no_retry_storm, timeline)
+    assert rule(message).startswith(
+        "retry storm: 5 operations made retry 2 within 20.0 ms, as close as their first "
+        "attempts (20.0 ms), having waited alike (limit: fewer than 4 within 10 ms)"
+    )
+    check_no_retry_storm(full_jitter(3))  # a herd as tight, with jitter: spread apart
 
 
 def full_jitter(seed: int, count: int = 5, base: float = 0.1) -> list[Exchange]:

@@ -317,8 +317,10 @@ def check_no_retry_storm(
     """Concurrent operations do not retry in lockstep.
 
     A storm is ``max_in_window`` or more retries (attempts after the first) of
-    different operations starting within ``window`` seconds of each other; by
-    default, half the operations that retried, and at least 3.
+    different operations starting within ``window`` seconds of each other, or of
+    operations that first failed together and have waited alike since (to within
+    ``window``), at two retries (at the only one, if each retried once); by
+    default, 80% of the operations that retried, and at least 3.
     """
     __tracebackhide__ = True
     if max_in_window is not None and max_in_window < 1:
@@ -329,7 +331,11 @@ def check_no_retry_storm(
     depth = max((len(ops[i].attempts) - 1 for i in retried), default=0)
     # Lockstep, not chance: jittered clients meet in one window now and then, clients
     # without jitter meet at every retry; so the same retry (the j-th) of `limit` operations
-    # within `window`, at two retries (at the only one, if each retried once).
+    # within `window`, at two retries (at the only one, if each retried once).  On a busy
+    # machine a herd's first attempts spread over tens of ms, and without jitter its
+    # retries keep that shape: operations that failed together (within a backoff gap) and
+    # waited alike (to within `window`) since are lockstep too.
+    by_start = sorted(retried, key=lambda i: ops[i].attempts[0].started_at)
     bursts: list[list[tuple[float, int, int]]] = []
     for j in range(1, depth + 1):
         retries = sorted(
@@ -342,20 +348,54 @@ def check_no_retry_storm(
                 lo += 1
             if hi + 1 - lo > len(worst):
                 worst = retries[lo : hi + 1]
+        if len(worst) < limit:
+            worst = _herd_kept_together(ops, by_start, j, limit, window) or worst
         if len(worst) >= limit:
             bursts.append(worst)
     if depth and len(bursts) >= min(2, depth):
         first = bursts[0]
         flagged = {(i, j) for burst in bursts for _, i, j in burst}
         spread = (first[-1][0] - first[0][0]) * 1000
+        starts = [ops[i].attempts[0].started_at for _, i, _ in first]
+        kept = (
+            f", as close as their first attempts ({(max(starts) - min(starts)) * 1000:.1f} ms), "
+            "having waited alike"
+            if spread > window * 1000
+            else ""
+        )
         raise fail(
             f"retry storm: {len(first)} operations made retry {first[0][2] + 1} within "
-            f"{spread:.1f} ms (limit: fewer than {limit} within {window * 1000:g} ms), "
+            f"{spread:.1f} ms{kept} (limit: fewer than {limit} within {window * 1000:g} ms), "
             f"and {len(bursts)} of their {depth} retries came in such bursts; without jitter, "
             "clients that failed together retry together.",
             _rows(ops, flagged=flagged),
             _origin(exchanges, origin),
         )
+
+
+def _herd_kept_together(
+    ops: Sequence[Operation], by_start: Sequence[int], j: int, limit: int, window: float
+) -> list[tuple[float, int, int]] | None:
+    """The j-th retries of `limit` operations that first failed together (their first
+    attempts within a gap before retry j of each other) and waited alike since, to within
+    `window`: a herd that keeps its shape; None if there is none."""
+    waited = sorted(
+        (ops[i].attempts[j].started_at - ops[i].attempts[0].started_at, i)
+        for i in by_start
+        if len(ops[i].attempts) > j
+    )
+    best: list[int] = []
+    lo = 0
+    for hi in range(len(waited)):
+        while waited[hi][0] - waited[lo][0] > window:
+            lo += 1
+        herd = [i for _, i in waited[lo : hi + 1]]
+        if len(herd) < max(limit, len(best) + 1):
+            continue
+        firsts = [ops[i].attempts[0].started_at for i in herd]
+        if max(firsts) - min(firsts) <= statistics.median(ops[i].gaps[j - 1] for i in herd):
+            best = herd
+    return sorted((ops[i].attempts[j].started_at, i, j) for i in best) if best else None
 
 
 def check_amplification(

@@ -161,6 +161,10 @@ class _Side(asyncio.Protocol):
         self.name = name
         self.out: Pipe | None = None  # the pipe that reads this socket
         self.into: Pipe | None = None  # the pipe that writes this socket
+        # Read before the pipes exist: older CPythons (3.11.2's selector transport, for one)
+        # add the reader after connection_made even though it paused reading.
+        self.early = bytearray()
+        self.early_eof = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if self.name == "client":
@@ -171,10 +175,14 @@ class _Side(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.out is not None:
             self.out.feed(data)
+        else:
+            self.early += data
 
     def eof_received(self) -> bool:
         if self.out is not None:
             self.out.feed_eof()
+        else:
+            self.early_eof = True
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -242,6 +250,11 @@ class Link:
             self.pipes[toxic.direction].attach(toxic, live=False)
         up.started()
         down.started()
+        if client_side.early:
+            up.feed(bytes(client_side.early))
+            client_side.early.clear()
+        if client_side.early_eof:
+            up.feed_eof()
         self.client.resume_reading()
 
     def lost(self, side: _Side) -> None:

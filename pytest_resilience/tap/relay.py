@@ -45,6 +45,8 @@ class _Link:
         self.ended = False
         self.head = bytearray()
         self.digest: str | None = None
+        self.early = bytearray()
+        """Client data read before the leg to the proxy existed (see _ClientSide)."""
         self.opened_at = time.monotonic()
         self.ended_at: float | None = None
 
@@ -75,6 +77,11 @@ class _Link:
             transport.abort()
             return
         self.upstream = transport
+        if self.early:
+            transport.write(bytes(self.early))
+            self.early.clear()
+        if self.client_eof and transport.can_write_eof():
+            transport.write_eof()
         self.client.resume_reading()
 
     def end(self, exc: BaseException | None, *, by: Side) -> None:
@@ -138,11 +145,17 @@ class _ClientSide(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         link = self.link
-        assert link is not None and link.upstream is not None
+        assert link is not None
         link.bytes_up += len(data)
         if self.tap.trace_heads and link.digest is None and len(link.head) < HEAD_LIMIT:
             link.head += data
             link.digest = head_digest(bytes(link.head))
+        if link.upstream is None:
+            # Older CPythons (3.11.2's selector transport, for one) add the reader after
+            # connection_made even though it paused reading, so a client that speaks first
+            # (PostgreSQL's startup packet) is read before the leg to the proxy exists.
+            link.early += data
+            return
         link.upstream.write(data)
 
     def eof_received(self) -> bool:
