@@ -13,6 +13,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -26,7 +27,9 @@ def find_binary(name: str, package: str, *, extra: Sequence[str] = ()) -> str:
     how to install it."""
     found = shutil.which(name)
     for pattern in extra:
-        found = found or next(iter(sorted(glob.glob(os.path.join(pattern, name)), reverse=True)), None)
+        found = found or next(
+            iter(sorted(glob.glob(os.path.join(pattern, name)), reverse=True)), None
+        )
     if found:
         return found
     reason = f"{name} not found: install Debian's {package} (bash .ci/install does)"
@@ -64,27 +67,26 @@ def accepts(host: str, port: int) -> bool:
 def running(
     command: Sequence[str], ready: Callable[[], Any], what: str, **popen: Any
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """``command`` running until the block ends; its output is shown if it never gets ready."""
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **popen
-    )
-    try:
+    """``command`` running until the block ends; its output (kept in a file, so a chatty
+    server never blocks on a full pipe) is shown if it exits before it is ready."""
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, **popen)
         try:
-            wait_until(lambda: process.poll() is not None or ready(), 20.0, f"{what} to start")
-        except TimeoutError:
-            process.kill()
-            raise
-        if process.poll() is not None:
-            output = process.stdout.read().decode(errors="replace") if process.stdout else ""
-            raise RuntimeError(f"{what} exited with {process.returncode}:\n{output}")
-        yield process
-    finally:
-        if process.poll() is None:
-            process.terminate()
             try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
+                wait_until(lambda: process.poll() is not None or ready(), 20.0, f"{what} to start")
+            except TimeoutError:
                 process.kill()
-                process.wait()
-        if process.stdout:
-            process.stdout.close()
+                raise
+            if process.poll() is not None:
+                log.seek(0)
+                output = log.read().decode(errors="replace")
+                raise RuntimeError(f"{what} exited with {process.returncode}:\n{output}")
+            yield process
+        finally:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
