@@ -65,6 +65,8 @@ class Resilience:
         self._services: dict[str, TcpService] = {}
         self._prefix = session.proxy_prefix(test_id)
         self._created_listeners: list[Callable[[TcpService], None]] = []
+        self.runs: list[Run] = []
+        """Every ``drive`` and ``load`` of this test, in order."""
         self._closed = False
 
     @property
@@ -227,7 +229,9 @@ class Resilience:
         """Call ``fn`` (sync or async) ``calls`` times in a row and record each call."""
         from .runs import drive
 
-        return drive(fn, calls, heals=self._heals)
+        run = drive(fn, calls, heals=self._heals, timeline=self.timeline)
+        self.runs.append(run)
+        return run
 
     def load(
         self, fn: Callable[[], Any], duration: float, rate: float, concurrency: int = 1
@@ -235,7 +239,9 @@ class Resilience:
         """Call ``fn`` ``rate`` times a second for ``duration`` s on ``concurrency`` threads."""
         from .runs import load
 
-        return load(fn, duration, rate, concurrency, heals=self._heals)
+        run = load(fn, duration, rate, concurrency, heals=self._heals, timeline=self.timeline)
+        self.runs.append(run)
+        return run
 
     def _http(self, service: str | TcpService, what: str) -> HttpService:
         resolved = self._resolve(service)
@@ -246,15 +252,19 @@ class Resilience:
             )
         return resolved
 
-    def _verdict(self, check: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+    def _verdict(
+        self, check: Callable[..., None], service: TcpService, *args: Any, **kwargs: Any
+    ) -> None:
         __tracebackhide__ = True
         from .assertions import ResilienceAssertionError
 
-        try:
-            check(*args, origin=self.timeline.started_at, **kwargs)
-        except ResilienceAssertionError as exc:
-            exc.args = (f"{exc.args[0]}\nreplay: --resilience-seed={self.seed}",)
-            raise
+        name = check.__name__.replace("check_", "assert_", 1)
+        with self.timeline.verdict(name, service.name):
+            try:
+                check(*args, origin=self.timeline.started_at, **kwargs)
+            except ResilienceAssertionError as exc:
+                exc.args = (f"{exc.args[0]}\nreplay: --resilience-seed={self.seed}",)
+                raise
 
     def assert_no_retry_storm(
         self, service: str | TcpService, window: float = 0.01, max_in_window: int | None = None
@@ -264,7 +274,7 @@ class Resilience:
         from .assertions import check_no_retry_storm
 
         http = self._http(service, "assert_no_retry_storm")
-        self._verdict(check_no_retry_storm, http.settled(), window, max_in_window)
+        self._verdict(check_no_retry_storm, http, http.settled(), window, max_in_window)
 
     def assert_amplification(self, service: str | TcpService, run: Run, max: float) -> None:
         """Requests that reached ``service`` per client call in ``run`` stay at most ``max``."""
@@ -276,7 +286,7 @@ class Resilience:
             raise ConfigurationError("assert_amplification needs a run with at least one call.")
         first, last = run.calls[0].started_at, sorted(c.ended_at for c in run.calls)[-1]
         exchanges = [e for e in http.settled() if first <= e.started_at <= last]
-        self._verdict(check_amplification, exchanges, len(run.calls), max)
+        self._verdict(check_amplification, http, exchanges, len(run.calls), max)
 
     def assert_breaker_opened(
         self,
@@ -295,6 +305,7 @@ class Resilience:
         http = self._http(service, "assert_breaker_opened")
         self._verdict(
             check_breaker_opened,
+            http,
             http.settled(),
             run.calls,
             after_failures,

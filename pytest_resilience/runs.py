@@ -12,10 +12,14 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from .observe.timeline import Timeline
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,9 +77,21 @@ def _one(call: Callable[[], Any], index: int) -> Call:
 class Run:
     """The calls of one ``drive`` or ``load``, with the client-side verdicts."""
 
-    def __init__(self, calls: Sequence[Call], heals: Callable[[], list[float]] | None = None):
+    def __init__(
+        self,
+        calls: Sequence[Call],
+        heals: Callable[[], list[float]] | None = None,
+        timeline: Timeline | None = None,
+    ):
         self.calls = sorted(calls, key=lambda c: c.started_at)
         self._heals = heals or (lambda: [])
+        self._timeline = timeline
+
+    def _verdict(self, name: str) -> AbstractContextManager[None]:
+        """Records the verdict in the test's timeline, when the run belongs to a test."""
+        if self._timeline is None:
+            return nullcontext()
+        return self._timeline.verdict(name)
 
     def __len__(self) -> int:
         return len(self.calls)
@@ -116,71 +132,79 @@ class Run:
         __tracebackhide__ = True
         from .assertions.report import fail
 
-        slow = {c.index for c in self.calls[skip:] if c.latency > max_latency}
-        if slow:
-            worst = max(c.latency for c in self.calls if c.index in slow)
-            raise fail(
-                f"{len(slow)} of {len(self.calls) - skip} calls took longer than "
-                f"{max_latency * 1000:.0f} ms (the slowest {worst * 1000:.0f} ms); a client that "
-                "fails fast does not wait on a service it knows is down.",
-                self._rows(slow, f"<= {max_latency * 1000:.0f} ms"),
-                self._origin(),
-            )
+        with self._verdict("assert_fail_fast"):
+            slow = {c.index for c in self.calls[skip:] if c.latency > max_latency}
+            if slow:
+                worst = max(c.latency for c in self.calls if c.index in slow)
+                raise fail(
+                    f"{len(slow)} of {len(self.calls) - skip} calls took longer than "
+                    f"{max_latency * 1000:.0f} ms (the slowest {worst * 1000:.0f} ms); a client that "
+                    "fails fast does not wait on a service it knows is down.",
+                    self._rows(slow, f"<= {max_latency * 1000:.0f} ms"),
+                    self._origin(),
+                )
 
     def assert_availability(self, min: float) -> None:
         """At least a share ``min`` of calls returned a value (fallbacks included)."""
         __tracebackhide__ = True
         from .assertions.report import fail
 
-        if not self.calls:
-            raise fail("cannot judge availability: the run made no calls.", [], 0.0)
-        if self.availability < min:
-            failed = {c.index for c in self.calls if not c.ok}
-            raise fail(
-                f"availability {self.availability:.0%} is below {min:.0%}: {len(failed)} of "
-                f"{len(self.calls)} calls raised instead of answering (a fallback counts as an answer).",
-                self._rows(failed, "a value"),
-                self._origin(),
-            )
+        with self._verdict("assert_availability"):
+            if not self.calls:
+                raise fail("cannot judge availability: the run made no calls.", [], 0.0)
+            if self.availability < min:
+                failed = {c.index for c in self.calls if not c.ok}
+                raise fail(
+                    f"availability {self.availability:.0%} is below {min:.0%}: {len(failed)} of "
+                    f"{len(self.calls)} calls raised instead of answering (a fallback counts as an answer).",
+                    self._rows(failed, "a value"),
+                    self._origin(),
+                )
 
     def assert_recovers(self, within: float) -> None:
         """Every call that started ``within`` s after the last fault healed succeeded."""
         __tracebackhide__ = True
         from .assertions.report import fail
 
-        heals = self._heals()
-        if not heals:
-            raise fail(
-                "cannot judge recovery: no fault was healed during the run.",
-                self._rows(set()),
-                self._origin(),
-            )
-        healed = max(heals)
-        later = [c for c in self.calls if c.started_at >= healed + within]
-        if not later:
-            raise fail(
-                f"cannot judge recovery: no call started {within:g} s after the last fault healed; "
-                "run the load longer.",
-                self._rows(set()),
-                self._origin(),
-            )
-        failed = {c.index for c in later if not c.ok}
-        if failed:
-            raise fail(
-                f"no recovery: {len(failed)} calls still failed more than {within:g} s after the "
-                f"last fault healed (at +{(healed - self._origin()) * 1000:.0f} ms).",
-                self._rows(failed, "ok"),
-                self._origin(),
-            )
+        with self._verdict("assert_recovers"):
+            heals = self._heals()
+            if not heals:
+                raise fail(
+                    "cannot judge recovery: no fault was healed during the run.",
+                    self._rows(set()),
+                    self._origin(),
+                )
+            healed = max(heals)
+            later = [c for c in self.calls if c.started_at >= healed + within]
+            if not later:
+                raise fail(
+                    f"cannot judge recovery: no call started {within:g} s after the last fault healed; "
+                    "run the load longer.",
+                    self._rows(set()),
+                    self._origin(),
+                )
+            failed = {c.index for c in later if not c.ok}
+            if failed:
+                raise fail(
+                    f"no recovery: {len(failed)} calls still failed more than {within:g} s after the "
+                    f"last fault healed (at +{(healed - self._origin()) * 1000:.0f} ms).",
+                    self._rows(failed, "ok"),
+                    self._origin(),
+                )
 
 
-def drive(fn: Callable[[], Any], calls: int, heals: Callable[[], list[float]] | None = None) -> Run:
+def drive(
+    fn: Callable[[], Any],
+    calls: int,
+    heals: Callable[[], list[float]] | None = None,
+    timeline: Timeline | None = None,
+) -> Run:
     """Call ``fn`` (sync or async) ``calls`` times, one after another."""
     if isinstance(calls, bool) or not isinstance(calls, int) or calls < 1:
         raise ConfigurationError(f"drive: calls must be a whole number >= 1, got {calls!r}.")
     call = _caller(fn)
     try:
-        return Run([_one(call, i) for i in range(calls)], heals)
+        return Run([_one(call, i) for i in range(calls)], heals, timeline)
     finally:
         _close_loops(call)
 
@@ -191,6 +215,7 @@ def load(
     rate: float,
     concurrency: int = 1,
     heals: Callable[[], list[float]] | None = None,
+    timeline: Timeline | None = None,
 ) -> Run:
     """Call ``fn`` ``rate`` times a second for ``duration`` seconds, on ``concurrency`` threads.
 
@@ -241,4 +266,4 @@ def load(
             thread.join()
     finally:
         _close_loops(call)
-    return Run(results, heals)
+    return Run(results, heals, timeline)

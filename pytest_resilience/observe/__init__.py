@@ -1,6 +1,13 @@
 """What the plugin saw: frozen records and the per-test timeline."""
 
-from .records import Connection, ConnectionEvent, FaultEvent
+from .records import Connection, ConnectionEvent, FaultEvent, VerdictEvent
 from .timeline import ConnectionList, Timeline
 
-__all__ = ["Connection", "ConnectionEvent", "ConnectionList", "FaultEvent", "Timeline"]
+__all__ = [
+    "Connection",
+    "ConnectionEvent",
+    "ConnectionList",
+    "FaultEvent",
+    "Timeline",
+    "VerdictEvent",
+]

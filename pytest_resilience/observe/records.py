@@ -58,3 +58,17 @@ class Connection:
     @property
     def duration(self) -> float | None:
         return None if self.closed_at is None else self.closed_at - self.opened_at
+
+
+@dataclass(frozen=True, slots=True)
+class VerdictEvent:
+    """A resilience assertion was checked: which one, on what, and whether it held."""
+
+    at: float
+    service: str
+    """The service judged; "" for a verdict on the client's calls (a run)."""
+    name: str
+    """The assertion, e.g. ``assert_backoff``."""
+    passed: bool
+    message: str
+    """The rule broken (the failure's first line); "" when it held."""

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
-from .records import Connection, ConnectionEvent, FaultEvent
+from .records import Connection, ConnectionEvent, FaultEvent, VerdictEvent
 
-Event = FaultEvent | ConnectionEvent
+Event = FaultEvent | ConnectionEvent | VerdictEvent
 
 
 class ConnectionList(list[Connection]):
@@ -50,6 +51,21 @@ class Timeline:
             for e in self.events
             if isinstance(e, FaultEvent) and (service is None or e.service == service)
         ]
+
+    def verdicts(self) -> list[VerdictEvent]:
+        return [e for e in self.events if isinstance(e, VerdictEvent)]
+
+    @contextmanager
+    def verdict(self, name: str, service: str = "") -> Iterator[None]:
+        """Record whether the assertion run in the block held (an AssertionError: it broke)."""
+        __tracebackhide__ = True
+        try:
+            yield
+        except AssertionError as exc:
+            rule = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            self.add(VerdictEvent(time.monotonic(), service, name, False, rule))
+            raise
+        self.add(VerdictEvent(time.monotonic(), service, name, True, ""))
 
     def connections(self, service: str | None = None) -> ConnectionList:
         """Connections joined from their events, in the order they opened."""
@@ -96,6 +112,9 @@ class Timeline:
 
 
 def _describe(event: Event) -> str:
+    if isinstance(event, VerdictEvent):
+        held = "held" if event.passed else f"broke: {event.message}"
+        return f"verdict {event.name} {held}"
     if isinstance(event, FaultEvent):
         return f"fault #{event.fault} {event.kind} {event.action} {event.detail}".rstrip()
     by = f" by {event.by}" if event.by else ""

@@ -224,11 +224,13 @@ class HttpService(TcpService, _Scripting):
         __tracebackhide__ = True
         from ..assertions import ResilienceAssertionError
 
-        try:
-            check(*args, origin=self._timeline.started_at, **kwargs)
-        except ResilienceAssertionError as exc:
-            exc.args = (f"{exc.args[0]}\nreplay: --resilience-seed={self._seed}",)
-            raise
+        name = check.__name__.replace("check_", "assert_", 1)
+        with self._timeline.verdict(name, self.name):
+            try:
+                check(*args, origin=self._timeline.started_at, **kwargs)
+            except ResilienceAssertionError as exc:
+                exc.args = (f"{exc.args[0]}\nreplay: --resilience-seed={self._seed}",)
+                raise
 
     def assert_attempts(
         self,

@@ -85,6 +85,11 @@ class TcpService:
     def assert_connections(self, max: int | None = None, min: int | None = None) -> None:
         """Assert how many client connections the code under test opened."""
         __tracebackhide__ = True
+        with self._timeline.verdict("assert_connections", self.name):
+            self._check_connections(max, min)
+
+    def _check_connections(self, max: int | None, min: int | None) -> None:
+        __tracebackhide__ = True
         count = len(self.connections)
         broken = (max is not None and count > max) or (min is not None and count < min)
         if broken:

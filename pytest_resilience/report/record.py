@@ -1,0 +1,126 @@
+"""One test's record: the faults injected, what the code did, and the verdicts.
+
+Plain JSON-able dicts (schema below, ``SCHEMA``), built when the test's services are
+torn down, so they travel on pytest's report objects (and so through pytest-xdist) and
+into the JSON report unchanged. Times are milliseconds from the start of the test.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..http.records import Exchange
+    from ..resilience import Resilience
+    from ..runs import Run
+
+SCHEMA = 1
+"""Version of the record's shape; bumped when a field changes meaning or goes away."""
+
+
+def record_of(res: Resilience) -> dict[str, Any]:
+    """The record of the test ``res`` belongs to (call before its services close)."""
+    from ..assertions.operations import failed, operations
+    from ..services.http import HttpService
+
+    timeline = res.timeline
+    ms = timeline.relative_ms
+
+    faults: dict[tuple[str, int], dict[str, Any]] = {}
+    for event in timeline.faults():
+        key = (event.service, event.fault)
+        if event.action == "applied":
+            faults[key] = {
+                "service": event.service,
+                "kind": event.kind,
+                "detail": event.detail,
+                "applied_ms": round(ms(event.at), 3),
+                "healed_ms": None,
+            }
+        elif key in faults:
+            faults[key]["healed_ms"] = round(ms(event.at), 3)
+
+    services = []
+    for name, service in res.services.items():
+        connections = service.connections
+        entry: dict[str, Any] = {
+            "name": name,
+            "type": "tcp",
+            "connections": len(connections),
+            "resets": len(connections.reset()),
+        }
+        if isinstance(service, HttpService):
+            exchanges = service.settled(timeout=0.2)
+            ops = operations(exchanges)
+            label = {id(a): op.label for op in ops for a in op.attempts}
+            effects = service.effects
+            entry.update(
+                type="http",
+                requests=len(exchanges),
+                operations=len(ops),
+                max_attempts=max((len(op.attempts) for op in ops), default=0),
+                retried=sum(1 for op in ops if len(op.attempts) > 1),
+                failed_attempts=sum(1 for e in exchanges if failed(e)),
+                lost_answers=sum(1 for e in exchanges if e.delivered is False),
+                effects=len(effects),
+                duplicated_effects=len(effects) - len({e.fingerprint for e in effects}),
+                exchanges=[_exchange(e, label.get(id(e), ""), ms) for e in exchanges],
+            )
+        services.append(entry)
+
+    return {
+        "schema": SCHEMA,
+        "seed": res.seed,
+        "faults": list(faults.values()),
+        "services": services,
+        "runs": [_run(run, res, ms) for run in res.runs],
+        "verdicts": [
+            {
+                "name": v.name,
+                "service": v.service,
+                "passed": v.passed,
+                "message": v.message,
+                "at_ms": round(ms(v.at), 3),
+            }
+            for v in timeline.verdicts()
+        ],
+    }
+
+
+def _exchange(e: Exchange, operation: str, ms: Any) -> dict[str, Any]:
+    return {
+        "start_ms": round(ms(e.started_at), 3),
+        "end_ms": None if e.ended_at is None else round(ms(e.ended_at), 3),
+        "method": e.method,
+        "path": e.path,
+        "key": e.idempotency_key,
+        "operation": operation,
+        "status": e.status,
+        "step": e.step,
+        "scripted": e.scripted,
+        "delivered": e.delivered,
+        "retry_after_s": e.retry_after_delay,
+    }
+
+
+def _run(run: Run, res: Resilience, ms: Any) -> dict[str, Any]:
+    from ..services.http import HttpService
+
+    calls = run.calls
+    start = calls[0].started_at if calls else 0.0
+    end = max((c.ended_at for c in calls), default=0.0)
+    requests = {
+        name: sum(1 for e in service.exchanges if start <= e.started_at <= end)
+        for name, service in res.services.items()
+        if isinstance(service, HttpService)
+    }
+    return {
+        "calls": len(calls),
+        "ok": sum(1 for c in calls if c.ok),
+        "availability": round(run.availability, 4),
+        "start_ms": round(ms(start), 3) if calls else None,
+        "end_ms": round(ms(end), 3) if calls else None,
+        "slowest_ms": round(max((c.latency for c in calls), default=0.0) * 1000, 3),
+        "requests": requests,
+        "amplification": {n: round(r / len(calls), 3) for n, r in requests.items()} if calls else {},
+    }
