@@ -346,6 +346,25 @@ def test_cut_breaks_the_answer_midway_and_it_shows_as_not_delivered(
     assert payments.exchanges.lost() == [first]
 
 
+def test_a_cut_answer_replayed_under_its_key_arrives_whole(payments: HttpService) -> None:
+    """Bug: the cut marked the stored answer itself, so every replay of that key was cut
+    too, long after the cut's count was spent."""
+    payments.respond(201, json={"id": "ch_1", "padding": "x" * 200})
+    payments.cut(count=1)
+    key = {"Idempotency-Key": "k1"}
+
+    with pytest.raises(INCOMPLETE_READ["requests"]):
+        via_requests("POST", payments.url + "/charges", headers=key, body=b"{}")
+    replies = [via_requests("POST", payments.url + "/charges", headers=key, body=b"{}")]
+    replies.append(via_requests("POST", payments.url + "/charges", headers=key, body=b"{}"))
+
+    assert [json.loads(r.body)["id"] for r in replies] == ["ch_1", "ch_1"]
+    cut, *replays = settled(payments, 3)
+    assert (cut.step, cut.delivered) == ("cut", False)
+    assert [(e.step, e.delivered) for e in replays] == [("replay", True), ("replay", True)]
+    assert len(payments.effects) == 1
+
+
 def test_cut_of_an_empty_answer_still_breaks_it(payments: HttpService, client: str) -> None:
     """The default answer has no body: "close mid-response" must then cut the head.
 

@@ -20,7 +20,7 @@ import re
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..errors import ConfigurationError
@@ -270,11 +270,10 @@ class Cut(Step):
     name = "cut"
 
     async def __call__(self, request: Request, next_: Next) -> Answer:
+        # A copy: the answer may be the one stored for its Idempotency-Key, and a replay
+        # of it must arrive whole.
         answer = await next_(request)
-        answer.cut = True
-        answer.scripted = True
-        answer.step = self.name
-        return answer
+        return replace(answer, cut=True, scripted=True, step=self.name)
 
 
 def fail_step(
