@@ -18,8 +18,11 @@ __all__ = [
     "ConfigurationError",
     "Connection",
     "ConnectionEvent",
+    "Exchange",
     "Fault",
     "FaultEvent",
+    "FaultKind",
+    "FaultPlan",
     "HttpService",
     "Resilience",
     "ResilienceAssertionError",
@@ -28,7 +31,9 @@ __all__ = [
     "Run",
     "TcpService",
     "Timeline",
+    "ToxicSpec",
     "UnknownServiceError",
+    "VerdictEvent",
     "__version__",
 ]
 
@@ -38,7 +43,12 @@ _LAZY = {
     "ConnectionEvent": ".observe",
     "FaultEvent": ".observe",
     "Timeline": ".observe",
+    "VerdictEvent": ".observe",
+    "Exchange": ".http.records",
     "Fault": ".faults.fault",
+    "FaultKind": ".faults.kinds",
+    "FaultPlan": ".faults.kinds",
+    "ToxicSpec": ".faults.kinds",
     "HttpService": ".services.http",
     "Resilience": ".resilience",
     "ResilienceAssertionError": ".assertions",
@@ -50,7 +60,9 @@ _LAZY = {
 if TYPE_CHECKING:
     from .assertions import ResilienceAssertionError
     from .faults.fault import Fault
-    from .observe import Connection, ConnectionEvent, FaultEvent, Timeline
+    from .faults.kinds import FaultKind, FaultPlan, ToxicSpec
+    from .http.records import Exchange
+    from .observe import Connection, ConnectionEvent, FaultEvent, Timeline, VerdictEvent
     from .resilience import Resilience
     from .runs import Run
     from .services.http import HttpService

@@ -13,7 +13,7 @@ from typing import Any
 
 from .errors import ConfigurationError
 from .faults import kinds
-from .faults.kinds import FaultPlan
+from .faults.kinds import FaultKind, FaultPlan
 
 FAULT_MARKERS: dict[str, str] = {
     "partition": "cut the service off (blackhole hangs; refuse and reset fail fast)",
@@ -66,16 +66,25 @@ class MarkerFault:
         return f"{self.after:g}s to {end}"
 
 
-def marker_help(name: str) -> str:
-    """The line ``pytest --markers`` shows for fault marker ``name``."""
+def marker_help(name: str, extra: Mapping[str, FaultKind] | None = None) -> str:
+    """The line ``pytest --markers`` shows for fault marker ``name``.
+
+    ``extra`` holds the kinds plugins added (a session's ``fault_kinds``).
+    """
     if name in HTTP_MARKERS:
         signature = f"service, {HTTP_MARKERS[name][1]}, after=0, duration=None"
         return f"{name}({signature}): {FAULT_MARKERS[name]}, during the test body."
-    params = kinds.signature_of(name)[1:-1].split(", ")
+    text = FAULT_MARKERS[name] if name in FAULT_MARKERS else (extra or {})[name].help
+    params = kinds.signature_of(name, extra)[1:-1].split(", ")
     var_keyword = [p for p in params if p.startswith("**")]
-    named = [p for p in params if not p.startswith("**")]
+    named = [p for p in params if p and not p.startswith("**")]
     signature = ", ".join(["service", *named, "after=0", "duration=None", *var_keyword])
-    return f"{name}({signature}): {FAULT_MARKERS[name]}, on the named service during the test body."
+    return f"{name}({signature}): {text.rstrip('.')}, on the named service during the test body."
+
+
+def is_fault_marker(name: str, extra: Mapping[str, FaultKind] | None = None) -> bool:
+    """Whether ``@pytest.mark.<name>`` is a fault marker (built in, or a kind a plugin added)."""
+    return name in FAULT_MARKERS or (extra is not None and name in extra)
 
 
 def belongs_to_pytest_timeout(mark: Any) -> bool:
@@ -91,8 +100,16 @@ def _seconds(marker: str, name: str, value: Any, *, allow_zero: bool) -> float:
     return float(value)
 
 
-def parse_marker(marker: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> MarkerFault:
-    """Validate a fault marker's arguments; raise ConfigurationError naming the bad one."""
+def parse_marker(
+    marker: str,
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    extra: Mapping[str, FaultKind] | None = None,
+) -> MarkerFault:
+    """Validate a fault marker's arguments; raise ConfigurationError naming the bad one.
+
+    ``extra`` holds the kinds plugins added (a session's ``fault_kinds``).
+    """
     if not args or not isinstance(args[0], str):
         raise ConfigurationError(
             f'the first argument must be the service name, e.g. @pytest.mark.{marker}("redis", ...)'
@@ -120,5 +137,5 @@ def parse_marker(marker: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) 
             )
         build(**options)  # validates; the step itself is made when the window opens
         return MarkerFault(marker, service, None, after, duration, options)
-    plan = kinds.plan(marker, rest, options)
+    plan = kinds.plan(marker, rest, options, extra)
     return MarkerFault(marker, service, plan, after, duration, options)

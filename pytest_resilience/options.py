@@ -9,12 +9,14 @@ OPTION_BINARY = "--toxiproxy-bin"
 OPTION_LISTEN_HOST = "--toxiproxy-listen-host"
 OPTION_REACH_HOST = "--toxiproxy-reach-host"
 OPTION_SEED = "--resilience-seed"
+OPTION_REPORT = "--resilience-report"
 
 INI_BACKEND = "toxiproxy"
 INI_BINARY = "toxiproxy_bin"
 INI_LISTEN_HOST = "toxiproxy_listen_host"
 INI_REACH_HOST = "toxiproxy_reach_host"
 INI_SEED = "resilience_seed"
+INI_REPORT = "resilience_report"
 
 BACKEND_CHOICES = ("auto", "embedded", "spawn")
 URL_ENV = "TOXIPROXY_URL"

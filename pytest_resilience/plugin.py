@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from . import extensions
 from .markers import (
     FAULT_MARKERS,
     MarkerFault,
     belongs_to_pytest_timeout,
+    is_fault_marker,
     marker_help,
     parse_marker,
 )
@@ -21,15 +23,18 @@ from .options import (
     INI_BINARY,
     INI_LISTEN_HOST,
     INI_REACH_HOST,
+    INI_REPORT,
     INI_SEED,
     OPTION_BACKEND,
     OPTION_BINARY,
     OPTION_LISTEN_HOST,
     OPTION_REACH_HOST,
+    OPTION_REPORT,
     OPTION_SEED,
     parse_backend,
     parse_seed,
 )
+from .report.summary import Collector, summary_lines
 from .session import ResilienceSession
 
 if TYPE_CHECKING:
@@ -41,6 +46,10 @@ if TYPE_CHECKING:
 SESSION = pytest.StashKey[ResilienceSession]()
 MARKERS = pytest.StashKey[list[MarkerFault]]()
 MARKER_ERROR = pytest.StashKey[str]()
+RECORD = pytest.StashKey[dict[str, Any]]()
+COLLECTOR = pytest.StashKey[Collector]()
+TIMELINES = pytest.StashKey[dict[str, Any]]()
+FAILED = pytest.StashKey[bool]()
 _USES_PLUGIN = ("resilience", "toxiproxy")
 
 
@@ -52,6 +61,12 @@ def _usage(parse: Callable[[str], Any]) -> Callable[[str], Any]:
             raise pytest.UsageError(str(exc)) from None
 
     return convert
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from . import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -95,7 +110,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(INI_BINARY, "default for --toxiproxy-bin", default="")
     parser.addini(INI_LISTEN_HOST, "default for --toxiproxy-listen-host", default="127.0.0.1")
     parser.addini(INI_REACH_HOST, "default for --toxiproxy-reach-host", default="127.0.0.1")
+    group.addoption(
+        OPTION_REPORT,
+        dest="resilience_report",
+        default=None,
+        metavar="PATH",
+        help="write a JSON report of every resilience test (faults, records, verdicts) to "
+        "PATH, and an SVG timeline of each failing one next to it.",
+    )
     parser.addini(INI_SEED, "default for --resilience-seed", default="")
+    parser.addini(INI_REPORT, "default for --resilience-report", default="")
 
 
 def _setting(config: pytest.Config, dest: str, ini: str, parse: Callable[[str], Any]) -> Any:
@@ -127,6 +151,9 @@ def pytest_configure(config: pytest.Config) -> None:
         seed=seed,
         worker=os.environ.get("PYTEST_XDIST_WORKER", "main"),
     )
+    extensions.configure(config, config.stash[SESSION])
+    collector = config.stash[COLLECTOR] = Collector()
+    config.pluginmanager.register(collector, "resilience-report-collector")
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -143,15 +170,16 @@ def pytest_report_header(config: pytest.Config) -> str:
     )
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    added = config.stash[SESSION].fault_kinds
     for item in items:
         parsed: list[MarkerFault] = []
         errors: list[str] = []
         for mark in item.iter_markers():
-            if mark.name not in FAULT_MARKERS or belongs_to_pytest_timeout(mark):
+            if not is_fault_marker(mark.name, added) or belongs_to_pytest_timeout(mark):
                 continue
             try:
-                parsed.append(parse_marker(mark.name, mark.args, mark.kwargs))
+                parsed.append(parse_marker(mark.name, mark.args, mark.kwargs, added))
             except ValueError as exc:
                 errors.append(f"{item.nodeid}: @pytest.mark.{mark.name}: {str(exc).rstrip('.')}.")
         if errors:
@@ -219,10 +247,69 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     return result
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.when == "call":
+        item.stash[FAILED] = report.failed
+    record = item.stash.get(RECORD, None)
+    if report.when == "teardown" and record is not None:
+        # Plain attributes of a report travel to the xdist controller with it.
+        report.resilience = record  # type: ignore[attr-defined]
+        sections = item.config.hook.pytest_resilience_report_sections(item=item, record=record)
+        report.resilience_sections = [  # type: ignore[attr-defined]
+            [str(title), str(text)] for found in sections for title, text in found
+        ]
+        from .report.html import add_extra, html_report_requested
+
+        if item.stash.get(FAILED, False) and html_report_requested(item.config):
+            from .report.svg import render_timeline
+
+            add_extra(report, render_timeline(item.nodeid, record))
+    return report
+
+
+def _report_path(config: pytest.Config) -> str | None:
+    return getattr(config.option, "resilience_report", None) or config.getini(INI_REPORT) or None
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    # Safety net: fixtures are torn down by now; reap whatever a crash left behind.
-    session.config.stash[SESSION].close()
+    config = session.config
+    state = config.stash[SESSION]
+    try:
+        path = _report_path(config)
+        if path and not hasattr(config, "workerinput"):
+            from pathlib import Path
+
+            from .report.files import write_reports
+
+            backend = state.backend.describe() if state.started else None
+            config.stash[TIMELINES] = write_reports(
+                Path(path), config.stash[COLLECTOR].entries, state.seed, backend
+            )
+    finally:
+        # Safety net: fixtures are torn down by now; reap whatever a crash left behind.
+        state.close()
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    entries = config.stash[COLLECTOR].entries
+    lines = summary_lines(entries, verbose=config.option.verbose > 0)
+    timelines = config.stash.get(TIMELINES, {})
+    path = _report_path(config)
+    if not lines and not path:
+        return
+    terminalreporter.write_sep("=", "resilience")
+    for line in lines:
+        terminalreporter.write_line(line)
+        nodeid = line.split(" ", 1)[-1]
+        if nodeid in timelines:
+            terminalreporter.write_line(f"  timeline: {timelines[nodeid]}")
+    if path:
+        terminalreporter.write_line(f"resilience report: {path}")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -241,10 +328,23 @@ def toxiproxy(pytestconfig: pytest.Config) -> Backend:
 def resilience(request: pytest.FixtureRequest, toxiproxy: Backend) -> Iterator[Resilience]:
     """Services, faults and observations for one test; everything is undone afterwards."""
     res = request.config.stash[SESSION].new_test(request.node.nodeid)
+    extensions.watch_events(request.node, res)
     try:
         yield res
     finally:
-        res.close()
+        try:
+            _keep_record(request.node, res)
+        finally:
+            res.close()
+
+
+def _keep_record(item: pytest.Item, res: Resilience) -> None:
+    """The test's record, for its report; key figures as JUnit properties."""
+    from .report.record import junit_properties, record_of
+
+    record = record_of(res)
+    item.stash[RECORD] = record
+    item.user_properties.extend(junit_properties(record))
 
 
 @pytest.fixture

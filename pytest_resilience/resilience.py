@@ -16,6 +16,7 @@ from .services.tcp import TcpService
 from .tap import Tap
 
 if TYPE_CHECKING:
+    from .adapters import Intent
     from .runs import Run
     from .session import ResilienceSession
 
@@ -178,6 +179,7 @@ class Resilience:
             timeline=self.timeline,
             seed=self.seed,
             label=f"{self.test_id}::{name}",
+            fault_kinds=self.session.fault_kinds,
             **extra,
         )
 
@@ -198,7 +200,7 @@ class Resilience:
 
     def fault(self, service: str | TcpService, kind: str, *args: Any, **kwargs: Any) -> Fault:
         """Apply fault ``kind`` (e.g. ``"latency"``, or ``"chaos"`` with ``type=``) to a service."""
-        return self._resolve(service).apply(kinds.plan(kind, args, kwargs))
+        return self._resolve(service).fault(kind, *args, **kwargs)
 
     def partition(
         self,
@@ -288,6 +290,30 @@ class Resilience:
         exchanges = [e for e in http.settled() if first <= e.started_at <= last]
         self._verdict(check_amplification, http, exchanges, len(run.calls), max)
 
+    def intent(self, service: str | TcpService) -> Intent:
+        """Adapters for ``service``'s client libraries (tenacity, stamina, backoff, pybreaker)
+        that record what they intend: planned waits, breaker states."""
+        from .adapters import Intent
+
+        return Intent(self.timeline, self._resolve(service).name)
+
+    def assert_breaker_respected(
+        self, service: str | TcpService, *, tolerance: float = 0.01
+    ) -> None:
+        """While the client's breaker said open (``intent(service).breaker_listener()``), no
+        request reached ``service``."""
+        __tracebackhide__ = True
+        from .assertions import check_breaker_respected
+
+        http = self._http(service, "assert_breaker_respected")
+        self._verdict(
+            check_breaker_respected,
+            http,
+            http.settled(),
+            self.timeline.intents(http.name),
+            tolerance=tolerance,
+        )
+
     def assert_breaker_opened(
         self,
         service: str | TcpService,
@@ -328,5 +354,10 @@ class Resilience:
                 errors.append(exc)
             else:
                 self.session.live_proxies.discard(service.proxy)
+        try:
+            # Last: closing the services adds events (faults healed, connections closed).
+            self.timeline.close()
+        except BaseException as exc:
+            errors.append(exc)
         if errors:
             raise errors[0]

@@ -15,10 +15,12 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from .faults.kinds import FaultKind
     from .resilience import Resilience
     from .runtime.loop import BackgroundLoop
     from .toxiproxy.backends import Backend
@@ -36,6 +38,7 @@ class ResilienceSession:
         reach_host: str = "127.0.0.1",
         seed: int = 0,
         worker: str = "main",
+        choose_backend: Callable[[], Backend | str | None] | None = None,
     ) -> None:
         self.choice = choice
         self.binary = binary
@@ -51,6 +54,12 @@ class ResilienceSession:
         self._runs: dict[str, int] = {}
         self.live_proxies: set[str] = set()
         """Proxies created and not yet deleted: the safety net's work list."""
+        self.fault_kinds: dict[str, FaultKind] = {}
+        """Fault kinds plugins added, by name; services, markers and ``fault()`` accept them."""
+        self.choose_backend = choose_backend
+        """Asked first when the backend starts: a Backend to use (the session then owns and
+        closes it), a choice such as ``"embedded"`` or a URL to start instead of
+        :attr:`choice`, or None to keep :attr:`choice`."""
 
     @property
     def started(self) -> bool:
@@ -67,12 +76,19 @@ class ResilienceSession:
                 from .toxiproxy.backends import start_backend
 
                 try:
-                    self._backend = start_backend(
-                        self.choice,
-                        binary=self.binary,
-                        listen_host=self.listen_host,
-                        seed=self.seed,
-                        loop=self._get_loop,
+                    chosen = self.choose_backend() if self.choose_backend is not None else None
+                    if isinstance(chosen, str):
+                        self.choice = chosen
+                    self._backend = (
+                        start_backend(
+                            self.choice,
+                            binary=self.binary,
+                            listen_host=self.listen_host,
+                            seed=self.seed,
+                            loop=self._get_loop,
+                        )
+                        if chosen is None or isinstance(chosen, str)
+                        else chosen
                     )
                 except Exception as exc:
                     self._failure = exc

@@ -5,7 +5,7 @@ broken and the evidence as a timeline table; the services, ``resilience`` and
 runs expose them as ``assert_*`` methods.
 """
 
-from .breaker import check_breaker_opened
+from .breaker import check_breaker_opened, check_breaker_respected
 from .effects import check_no_duplicate_side_effects
 from .operations import Operation, failed, operations
 from .report import ResilienceAssertionError
@@ -25,6 +25,7 @@ __all__ = [
     "check_attempts",
     "check_backoff",
     "check_breaker_opened",
+    "check_breaker_respected",
     "check_no_duplicate_side_effects",
     "check_no_retry_storm",
     "check_retry_after_honoured",

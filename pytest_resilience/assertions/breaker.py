@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from ..errors import ConfigurationError
 from ..http.records import Exchange
+from ..observe.records import IntentEvent
 from ..runs import Call
 from .operations import failed, status_text
 from .report import Row, fail
@@ -137,3 +138,63 @@ def check_breaker_opened(
                 start,
             )
         after = [e for e in after[1:] if e.started_at >= reopened + cooldown - tolerance]
+
+
+def check_breaker_respected(
+    exchanges: Sequence[Exchange],
+    intents: Sequence[IntentEvent],
+    *,
+    tolerance: float = 0.01,
+    origin: float | None = None,
+) -> None:
+    """While the client's breaker said it was open, no request reached the service.
+
+    The windows come from the breaker's own state changes (``intent.breaker_listener()``):
+    from each change to ``open`` until the next change (half-open for a probe, or closed).
+    A request that started within ``tolerance`` of the opening was already on its way.
+    """
+    __tracebackhide__ = True
+    changes = sorted((i for i in intents if i.kind == "breaker"), key=lambda i: i.at)
+    ordered = sorted(exchanges, key=lambda e: e.started_at)
+    start = origin if origin is not None else min([e.started_at for e in ordered], default=0.0)
+    if not changes:
+        raise fail(
+            "cannot judge the breaker: it reported no state change; pass "
+            "listeners=[resilience.intent(service).breaker_listener()] to the breaker.",
+            [],
+            start,
+        )
+    windows = [
+        (change.at, changes[n + 1].at if n + 1 < len(changes) else float("inf"))
+        for n, change in enumerate(changes)
+        if str(change.value).lower() == "open"
+    ]
+    inside = [
+        (n, e)
+        for n, e in enumerate(ordered)
+        if any(opened + tolerance < e.started_at < until for opened, until in windows)
+    ]
+    if inside:
+        first = inside[0][1]
+        opened = max(o for o, _ in windows if o < first.started_at)
+        rows = [
+            Row(
+                e.started_at,
+                f"{e.method} {e.path.split('?', 1)[0]}",
+                n + 1,
+                status_text(e),
+                None,
+                "breaker open: none" if any(e is x for _, x in inside) else "",
+                any(e is x for _, x in inside),
+            )
+            for n, e in enumerate(ordered)
+        ]
+        rows += [Row(c.at, f"breaker -> {c.value}", "", "") for c in changes]
+        rows.sort(key=lambda r: r.at)
+        raise fail(
+            f"breaker said open, yet {len(inside)} request(s) reached the service; the first "
+            f"{(first.started_at - opened) * 1000:.0f} ms after it opened. Calls that bypass "
+            "the breaker (another client, a retry outside it) keep hammering the service.",
+            rows,
+            start,
+        )

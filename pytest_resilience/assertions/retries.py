@@ -20,6 +20,9 @@ from .report import Row, fail
 
 NOISE = 0.005
 """Seconds of timing noise tolerated between gaps that should be equal (or not)."""
+HERD_SHARE = 0.1
+"""Share of the wait since the first attempt that operations of a herd may differ by and
+still be waiting alike (timing noise adds up from retry to retry)."""
 JITTER_NOISE = 0.003
 """Seconds of noise on each of two gaps that jitter must exceed to set them apart."""
 
@@ -319,7 +322,7 @@ def check_no_retry_storm(
     A storm is ``max_in_window`` or more retries (attempts after the first) of
     different operations starting within ``window`` seconds of each other, or of
     operations that first failed together and have waited alike since (to within
-    ``window``), at two retries (at the only one, if each retried once); by
+    ``window`` or a tenth of the wait so far), at two retries (at the only one, if each retried once); by
     default, 80% of the operations that retried, and at least 3.
     """
     __tracebackhide__ = True
@@ -385,6 +388,9 @@ def _herd_kept_together(
         if len(ops[i].attempts) > j
     )
     best: list[int] = []
+    # Noise adds up over the waits: alike to within `window` or a tenth of the wait so far.
+    if waited:
+        window = max(window, HERD_SHARE * statistics.median(w for w, _ in waited))
     lo = 0
     for hi in range(len(waited)):
         while waited[hi][0] - waited[lo][0] > window:

@@ -10,6 +10,7 @@ attributes keep Toxiproxy's units: milliseconds, KB/s, bytes (slicer's
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -191,15 +192,63 @@ KINDS: dict[str, Builder] = {
     "chaos": chaos,
 }
 
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class FaultKind:
+    """A fault kind another plugin adds (``pytest_resilience_fault_kinds``).
+
+    ``plan`` validates its arguments (raising :class:`ConfigurationError` for a bad
+    one) and returns the :class:`FaultPlan` to apply; its signature is the one the
+    service method, ``resilience.fault`` and the marker accept.  ``help`` is the
+    marker's line in ``pytest --markers``.
+    """
+
+    name: str
+    plan: Builder
+    help: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _NAME.match(self.name):
+            raise ConfigurationError(
+                f"FaultKind name {self.name!r} must be a Python identifier (it becomes a "
+                "marker name), e.g. 'packet_loss'."
+            )
+        if not callable(self.plan):
+            raise ConfigurationError(
+                f"FaultKind {self.name!r}: plan must be a function returning a FaultPlan, "
+                f"got {self.plan!r}."
+            )
+        if not isinstance(self.help, str) or not self.help.strip():
+            raise ConfigurationError(
+                f"FaultKind {self.name!r}: help must be a non-empty string (the marker's "
+                "line in pytest --markers)."
+            )
+
+
+def _builder(kind: str, extra: Mapping[str, FaultKind] | None) -> Builder | None:
+    builder = KINDS.get(kind)
+    if builder is None and extra is not None and kind in extra:
+        builder = extra[kind].plan
+    return builder
+
 
 def plan(
-    kind: str, args: tuple[Any, ...] = (), kwargs: Mapping[str, Any] | None = None
+    kind: str,
+    args: tuple[Any, ...] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    extra: Mapping[str, FaultKind] | None = None,
 ) -> FaultPlan:
-    """Plan fault ``kind`` from call arguments, with a clear error for a bad one."""
-    builder = KINDS.get(kind)
+    """Plan fault ``kind`` from call arguments, with a clear error for a bad one.
+
+    ``extra`` holds the kinds plugins added (a session's ``fault_kinds``).
+    """
+    builder = _builder(kind, extra)
     if builder is None:
+        names = sorted([*KINDS, *(extra or {})])
         raise ConfigurationError(
-            f"unknown fault kind {kind!r}; use one of {', '.join(sorted(KINDS))}, "
+            f"unknown fault kind {kind!r}; use one of {', '.join(names)}, "
             "or chaos(type=...) for any other Toxiproxy toxic."
         )
     kwargs = dict(kwargs or {})
@@ -208,19 +257,37 @@ def plan(
         unknown = sorted(set(kwargs) - set(parameters))
         if unknown:
             raise ConfigurationError(
-                f"{kind}: unknown argument {unknown[0]!r}; it takes {signature_of(kind)}."
+                f"{kind}: unknown argument {unknown[0]!r}; it takes {signature_of(kind, extra)}."
             )
     try:
         inspect.signature(builder).bind(*args, **kwargs)
     except TypeError as exc:
-        raise ConfigurationError(f"{kind}: {exc}; it takes {signature_of(kind)}.") from None
-    return builder(*args, **kwargs)
+        raise ConfigurationError(f"{kind}: {exc}; it takes {signature_of(kind, extra)}.") from None
+    if kind in KINDS:
+        return builder(*args, **kwargs)
+    try:
+        planned = builder(*args, **kwargs)
+    except ConfigurationError:
+        raise
+    except Exception as exc:  # a plugin's kind that did not expect these arguments
+        raise ConfigurationError(
+            f"fault kind {kind!r} failed on its arguments ({exc!r}); make its plan function "
+            "raise ConfigurationError saying what to pass instead."
+        ) from exc
+    if not isinstance(planned, FaultPlan):
+        raise ConfigurationError(
+            f"fault kind {kind!r} returned {planned!r} ({type(planned).__name__}), not a "
+            "FaultPlan; its plan function must return FaultPlan(kind, toxics=(ToxicSpec(...),))."
+        )
+    return planned
 
 
-def signature_of(kind: str) -> str:
+def signature_of(kind: str, extra: Mapping[str, FaultKind] | None = None) -> str:
     """The argument list of fault ``kind``, for help and error messages."""
+    builder = _builder(kind, extra)
+    assert builder is not None, kind
     parts = []
-    for p in inspect.signature(KINDS[kind]).parameters.values():
+    for p in inspect.signature(builder).parameters.values():
         if p.kind is p.VAR_KEYWORD:
             parts.append("**attributes")
         elif p.default is p.empty:

@@ -16,6 +16,7 @@ import http
 import itertools
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -57,6 +58,8 @@ class Pending:
     retry_after_delay: float | None = None
     answer_range: tuple[int, int] | None = None
     """Offsets of the answer's bytes in its connection's outgoing stream."""
+    cut: bool = False
+    """The answer was cut halfway on purpose (so it cannot have reached the client)."""
 
 
 @dataclass
@@ -91,6 +94,9 @@ class HttpLayer:
         self.connections: dict[int, ConnectionLog] = {}
         self.effects: list[Effect] = []
         self.errors: list[BaseException] = []
+        self.on_exchange: Callable[[Pending], None] | None = None
+        """Called on the loop thread as each exchange ends (answered, cut, or its connection
+        lost); not for one cancelled because the layer closed."""
         self._stored: dict[str, Answer] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -244,6 +250,31 @@ class HttpLayer:
         with self._lock:
             self.pending.append(record)
         try:
+            keep = await self._answer(conn, log, writer, request, record)
+        except asyncio.CancelledError:
+            raise  # the layer is closing: this exchange never finished
+        except BaseException:
+            self._finished(record)
+            raise
+        self._finished(record)
+        return keep
+
+    def _finished(self, record: Pending) -> None:
+        if self.on_exchange is not None:
+            try:
+                self.on_exchange(record)
+            except Exception as exc:  # a bug of ours: hand it to the test
+                self.errors.append(exc)
+
+    async def _answer(
+        self,
+        conn: h11.Connection,
+        log: ConnectionLog,
+        writer: asyncio.StreamWriter,
+        request: Request,
+        record: Pending,
+    ) -> bool:
+        try:
             answer = await self.script.run(request, lambda r: self._last(r, record))
         except Exception as exc:
             self.errors.append(exc)
@@ -275,6 +306,7 @@ class HttpLayer:
             partial = head + body[: len(body) // 2] if body else head[: head.index(b"\r\n") // 2]
             self._send(writer, log, partial)
             record.answer_range = (start, start + len(head) + len(body))
+            record.cut = True
             await writer.drain()
             writer.close()
             return False

@@ -1,6 +1,6 @@
 """What the plugin saw: frozen records and the per-test timeline."""
 
-from .records import Connection, ConnectionEvent, FaultEvent, VerdictEvent
+from .records import Connection, ConnectionEvent, FaultEvent, IntentEvent, VerdictEvent
 from .timeline import ConnectionList, Timeline
 
 __all__ = [
@@ -8,6 +8,7 @@ __all__ = [
     "ConnectionEvent",
     "ConnectionList",
     "FaultEvent",
+    "IntentEvent",
     "Timeline",
     "VerdictEvent",
 ]

@@ -72,3 +72,18 @@ class VerdictEvent:
     passed: bool
     message: str
     """The rule broken (the failure's first line); "" when it held."""
+
+
+@dataclass(frozen=True, slots=True)
+class IntentEvent:
+    """What a client's retry or breaker library said it would do (``pytest_resilience.adapters``)."""
+
+    at: float
+    service: str
+    source: str
+    """The library: tenacity, stamina, backoff or pybreaker."""
+    kind: Literal["wait", "breaker"]
+    value: float | str | None
+    """Seconds it planned to wait before the next attempt, or the breaker's new state."""
+    attempt: int | None = None
+    """The attempt that just failed, where the library tells it."""

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-from .records import Connection, ConnectionEvent, FaultEvent, VerdictEvent
+from .records import Connection, ConnectionEvent, FaultEvent, IntentEvent, VerdictEvent
 
-Event = FaultEvent | ConnectionEvent | VerdictEvent
+if TYPE_CHECKING:
+    from .dispatch import EventDispatcher
+
+Event = FaultEvent | ConnectionEvent | VerdictEvent | IntentEvent
 
 
 class ConnectionList(list[Connection]):
@@ -35,10 +39,50 @@ class Timeline:
         self.started_at = time.monotonic() if started_at is None else started_at
         self._events: list[Event] = []
         self._lock = threading.Lock()
+        self._dispatcher: EventDispatcher | None = None
 
     def add(self, event: Event) -> None:
         with self._lock:
             self._events.append(event)
+            if self._dispatcher is not None:
+                # Under the lock, so subscribers see events in the timeline's order.
+                self._dispatcher.put(event)
+
+    def subscribe(self, listener: Callable[[object], None]) -> None:
+        """Call ``listener(event)`` for every event added from now on, and every :meth:`notify`.
+
+        Listeners run on a thread of their own, one event at a time, in order; what
+        one raises is re-raised by :meth:`flush` (the fixture's teardown calls it).
+        """
+        from .dispatch import EventDispatcher
+
+        with self._lock:
+            if self._dispatcher is None:
+                self._dispatcher = EventDispatcher()
+            self._dispatcher.listeners.append(listener)
+
+    @property
+    def subscribed(self) -> bool:
+        """Whether any listener subscribed (so building an event for :meth:`notify` pays)."""
+        return self._dispatcher is not None
+
+    def notify(self, event: object) -> None:
+        """Hand subscribers an event the timeline does not keep (a finished HTTP exchange)."""
+        with self._lock:
+            if self._dispatcher is not None:
+                self._dispatcher.put(event)
+
+    def flush(self, timeout: float = 5.0) -> None:
+        """Wait until subscribers have seen every event so far; re-raise what one raised."""
+        dispatcher = self._dispatcher
+        if dispatcher is not None:
+            dispatcher.flush(timeout)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Deliver the events left to subscribers and stop their thread (end of test)."""
+        dispatcher = self._dispatcher
+        if dispatcher is not None:
+            dispatcher.close(timeout)
 
     @property
     def events(self) -> list[Event]:
@@ -54,6 +98,13 @@ class Timeline:
 
     def verdicts(self) -> list[VerdictEvent]:
         return [e for e in self.events if isinstance(e, VerdictEvent)]
+
+    def intents(self, service: str | None = None) -> list[IntentEvent]:
+        return [
+            e
+            for e in self.events
+            if isinstance(e, IntentEvent) and (service is None or e.service == service)
+        ]
 
     @contextmanager
     def verdict(self, name: str, service: str = "") -> Iterator[None]:
@@ -112,6 +163,9 @@ class Timeline:
 
 
 def _describe(event: Event) -> str:
+    if isinstance(event, IntentEvent):
+        what = "plans to wait" if event.kind == "wait" else "breaker now"
+        return f"{event.source} {what} {event.value}"
     if isinstance(event, VerdictEvent):
         held = "held" if event.passed else f"broke: {event.message}"
         return f"verdict {event.name} {held}"

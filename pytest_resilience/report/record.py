@@ -7,6 +7,7 @@ into the JSON report unchanged. Times are milliseconds from the start of the tes
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ def record_of(res: Resilience) -> dict[str, Any]:
         key = (event.service, event.fault)
         if event.action == "applied":
             faults[key] = {
+                "id": event.fault,
                 "service": event.service,
                 "kind": event.kind,
                 "detail": event.detail,
@@ -71,9 +73,21 @@ def record_of(res: Resilience) -> dict[str, Any]:
     return {
         "schema": SCHEMA,
         "seed": res.seed,
+        "end_ms": round(ms(time.monotonic()), 3),
         "faults": list(faults.values()),
         "services": services,
         "runs": [_run(run, res, ms) for run in res.runs],
+        "intents": [
+            {
+                "at_ms": round(ms(i.at), 3),
+                "service": i.service,
+                "source": i.source,
+                "kind": i.kind,
+                "value": i.value,
+                "attempt": i.attempt,
+            }
+            for i in timeline.intents()
+        ],
         "verdicts": [
             {
                 "name": v.name,
@@ -122,5 +136,26 @@ def _run(run: Run, res: Resilience, ms: Any) -> dict[str, Any]:
         "end_ms": round(ms(end), 3) if calls else None,
         "slowest_ms": round(max((c.latency for c in calls), default=0.0) * 1000, 3),
         "requests": requests,
-        "amplification": {n: round(r / len(calls), 3) for n, r in requests.items()} if calls else {},
+        "amplification": {n: round(r / len(calls), 3) for n, r in requests.items()}
+        if calls
+        else {},
     }
+
+
+def junit_properties(record: dict[str, Any]) -> list[tuple[str, object]]:
+    """Key figures of a record, as ``(name, value)`` for JUnit XML's ``<properties>``."""
+    http = [s for s in record["services"] if s["type"] == "http"]
+    broken = [v for v in record["verdicts"] if not v["passed"]]
+    figures: list[tuple[str, object]] = [
+        ("resilience.seed", record["seed"]),
+        ("resilience.faults", len(record["faults"])),
+        ("resilience.requests", sum(s["requests"] for s in http)),
+        ("resilience.max_attempts", max((s["max_attempts"] for s in http), default=0)),
+        ("resilience.lost_answers", sum(s["lost_answers"] for s in http)),
+        ("resilience.duplicated_effects", sum(s["duplicated_effects"] for s in http)),
+        ("resilience.verdicts", len(record["verdicts"])),
+        ("resilience.verdicts_broken", len(broken)),
+    ]
+    if broken:
+        figures.append(("resilience.broken", broken[0]["name"] + ": " + broken[0]["message"]))
+    return figures

@@ -27,7 +27,7 @@ from ..observe.join import pair, reached_client
 from .tcp import TcpService
 
 if TYPE_CHECKING:
-    from ..http.server import HttpLayer
+    from ..http.server import HttpLayer, Pending
 
 
 class _Scripting:
@@ -120,6 +120,7 @@ class HttpService(TcpService, _Scripting):
         self._script = layer.script
         self._service = self
         self._route = None
+        layer.on_exchange = self._exchange_finished
 
     @property
     def url(self) -> str:
@@ -173,28 +174,40 @@ class HttpService(TcpService, _Scripting):
             connections = [(c.id, c.digest, c.accepted_at) for c in layer.connections.values()]
         traces = pair(connections, self._tap.traces())
         return ExchangeList(
-            Exchange(
-                self.name,
-                p.connection,
-                p.index,
-                p.started_at,
-                p.ended_at,
-                p.request.method,
-                p.request.path,
-                tuple(p.request.headers),
-                p.key,
-                p.fingerprint,
-                p.status,
-                p.scripted,
-                p.step,
-                p.retry_after,
-                p.retry_after_delay,
+            self._exchange_of(
+                p,
                 reached_client(
                     traces.get(p.connection), p.answer_range[1] if p.answer_range else None
                 ),
             )
             for p in pending
         )
+
+    def _exchange_of(self, p: Pending, delivered: bool | None) -> Exchange:
+        return Exchange(
+            self.name,
+            p.connection,
+            p.index,
+            p.started_at,
+            p.ended_at,
+            p.request.method,
+            p.request.path,
+            tuple(p.request.headers),
+            p.key,
+            p.fingerprint,
+            p.status,
+            p.scripted,
+            p.step,
+            p.retry_after,
+            p.retry_after_delay,
+            delivered,
+        )
+
+    def _exchange_finished(self, p: Pending) -> None:
+        # On the loop thread, as the layer writes the answer's last byte: whether the
+        # client gets it is known later (``exchanges``), except for a cut, which it never does.
+        if self._timeline.subscribed:
+            self._timeline.notify(self._exchange_of(p, False if p.cut else None))
 
     def settled(self, timeout: float = 1.0) -> ExchangeList:
         """The exchanges once each answered one knows whether its answer reached the client.

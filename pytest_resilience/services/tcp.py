@@ -5,13 +5,13 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from ..errors import ResilienceError
 from ..faults import kinds
 from ..faults.fault import Fault, FaultGroup
-from ..faults.kinds import FaultPlan
+from ..faults.kinds import FaultKind, FaultPlan
 from ..observe import ConnectionList, FaultEvent, Timeline
 from ..tap import Tap
 from ..toxiproxy.client import ToxiproxyClient
@@ -38,6 +38,7 @@ class TcpService:
         timeline: Timeline,
         seed: int = 0,
         label: str | None = None,
+        fault_kinds: Mapping[str, FaultKind] | None = None,
     ) -> None:
         self.name = name
         self.upstream = upstream
@@ -49,6 +50,8 @@ class TcpService:
         self._seed = seed
         self._label = label or proxy
         """Names this service's random streams: the same in every run of its test."""
+        self._kinds = fault_kinds
+        """Fault kinds plugins added (``pytest_resilience_fault_kinds``), for :meth:`fault`."""
         self._faults: list[Fault] = []
         self._disabled_by: set[int] = set()
         self._toxic_ids = itertools.count(1)
@@ -150,8 +153,11 @@ class TcpService:
         return self.apply(kinds.plan("partition", (direction, mode), {"toxicity": toxicity}))
 
     def fault(self, kind: str, *args: Any, **kwargs: Any) -> Fault:
-        """Apply fault ``kind`` by name (``"chaos"`` takes any Toxiproxy toxic type)."""
-        return self.apply(kinds.plan(kind, args, kwargs))
+        """Apply fault ``kind`` by name (``"chaos"`` takes any Toxiproxy toxic type).
+
+        Kinds other plugins add through ``pytest_resilience_fault_kinds`` work here too.
+        """
+        return self.apply(kinds.plan(kind, args, kwargs, self._kinds))
 
     def apply(self, plan: FaultPlan) -> Fault:
         """Apply a planned fault to this service."""

@@ -1,0 +1,241 @@
+"""What a run reports, as a user's CI shows it: the terminal's resilience section, the JSON
+report, JUnit properties, the same under pytest-xdist, and replay by seed."""
+
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from pytest_resilience.options import OPTION_BACKEND, OPTION_REPORT, OPTION_SEED
+from pytest_resilience.toxiproxy.backends import Backend
+
+CHECKOUT = """
+import requests
+import pytest
+
+
+@pytest.fixture
+def payments(resilience):
+    service = resilience.http_service("payments")
+    service.respond(201, json={"id": "ch_1"})
+    return service
+
+
+def charge(url, key):
+    return requests.post(url + "/charges", json={"amount": 5}, headers={"Idempotency-Key": key})
+
+
+def test_retries_with_a_new_key(payments):
+    payments.fail(503, count=1)
+    assert charge(payments.url, "k1").status_code == 503
+    assert charge(payments.url, "k2").status_code == 201
+    payments.assert_attempts(max=2)
+    payments.assert_stable_idempotency_key()
+
+
+def test_keeps_its_key(payments):
+    payments.fail(503, count=1)
+    charge(payments.url, "k1")
+    charge(payments.url, "k1")
+    payments.assert_stable_idempotency_key()
+
+
+def test_without_the_plugin():
+    assert True
+"""
+
+
+@pytest.fixture
+def url(toxiproxy: Backend) -> str:
+    return toxiproxy.client.url
+
+
+@pytest.fixture
+def checkout(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makepyfile(test_checkout=CHECKOUT)
+    return pytester
+
+
+def resilience_section(output: str) -> list[str]:
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if re.match(r"^=+ resilience =+$", line))
+    end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("="))
+    return lines[start + 1 : end]
+
+
+def test_terminal_summary_tells_the_failing_test_story_first(
+    checkout: pytest.Pytester, url: str
+) -> None:
+    result = checkout.runpytest(f"{OPTION_BACKEND}={url}", f"{OPTION_SEED}=4242")
+
+    result.assert_outcomes(passed=2, failed=1)
+    section = resilience_section(result.stdout.str())
+    assert section[0] == "FAILED test_checkout.py::test_retries_with_a_new_key"
+    assert re.fullmatch(
+        r"  faults:   fail on payments status=503 count=1 \(\d+-\d+ ms\)|"
+        r"  faults:   fail on payments status=503 count=1 \(from \d+ ms\)",
+        section[1],
+    ), section[1]
+    assert section[2] == (
+        "  payments: 2 requests, 1 operation (at most 2 attempts each, 1 retried), 1 effect, "
+        "2 connections"
+    )
+    # Broken verdicts before those that held.
+    assert section[3].startswith(
+        "  verdicts: assert_stable_idempotency_key on payments BROKE: the 2 attempts of key=k1 "
+        "carried 2 different Idempotency-Keys"
+    )
+    assert section[4] == "            assert_attempts on payments held"
+    assert section[5] == "  replay:   --resilience-seed=4242"
+    assert section[6] == "1 more test(s) injected faults and passed their verdicts (-v lists them)."
+
+
+def test_verbose_summary_lists_the_passing_tests_too(checkout: pytest.Pytester, url: str) -> None:
+    result = checkout.runpytest("-v", f"{OPTION_BACKEND}={url}")
+
+    section = resilience_section(result.stdout.str())
+    assert "PASSED test_checkout.py::test_keeps_its_key" in section
+    assert "            assert_stable_idempotency_key on payments held" not in section
+    assert "  verdicts: assert_stable_idempotency_key on payments held" in section
+    assert not any("test_without_the_plugin" in line for line in section)
+
+
+def test_json_report_holds_every_resilience_test(checkout: pytest.Pytester, url: str) -> None:
+    path = checkout.path / "reports" / "resilience.json"
+    result = checkout.runpytest(
+        f"{OPTION_BACKEND}={url}", f"{OPTION_REPORT}={path}", f"{OPTION_SEED}=7"
+    )
+
+    result.stdout.fnmatch_lines([f"resilience report: {path}"])
+    document = json.loads(path.read_text())
+    assert (document["schema"], document["seed"], document["replay"]) == (
+        1,
+        7,
+        "--resilience-seed=7",
+    )
+    assert document["backend"].endswith(")") and "toxiproxy" in document["backend"]
+    tests = {t["nodeid"]: t for t in document["tests"]}
+    assert set(tests) == {
+        "test_checkout.py::test_retries_with_a_new_key",
+        "test_checkout.py::test_keeps_its_key",
+    }
+    failing = tests["test_checkout.py::test_retries_with_a_new_key"]
+    assert failing["outcome"] == "failed"
+    [fault] = failing["faults"]
+    assert (fault["service"], fault["kind"], fault["detail"]) == (
+        "payments",
+        "fail",
+        "status=503 count=1",
+    )
+    [service] = failing["services"]
+    assert (service["type"], service["requests"], service["operations"]) == ("http", 2, 1)
+    assert [(e["status"], e["key"], e["operation"]) for e in service["exchanges"]] == [
+        (503, "k1", "key=k1"),
+        (201, "k2", "key=k1"),
+    ]
+    assert [(v["name"], v["passed"]) for v in failing["verdicts"]] == [
+        ("assert_attempts", True),
+        ("assert_stable_idempotency_key", False),
+    ]
+    assert tests["test_checkout.py::test_keeps_its_key"]["outcome"] == "passed"
+    # A picture of the failing test only, named in the report and in the terminal.
+    picture = failing["timeline_svg"]
+    assert picture == str(
+        path.parent / "resilience-timelines" / "test_checkout.py_test_retries_with_a_new_key.svg"
+    )
+    svg = ET.parse(picture).getroot()
+    assert svg.tag.endswith("svg")
+    assert "--resilience-seed=7" in "".join(svg.itertext())
+    assert tests["test_checkout.py::test_keeps_its_key"]["timeline_svg"] is None
+    result.stdout.fnmatch_lines(["FAILED test_checkout.py::test_retries_with_a_new_key", "*"])
+    result.stdout.fnmatch_lines([f"  timeline: {picture}"])
+
+
+def test_junit_xml_carries_the_key_figures(checkout: pytest.Pytester, url: str) -> None:
+    junit = checkout.path / "junit.xml"
+    checkout.runpytest(f"{OPTION_BACKEND}={url}", f"--junitxml={junit}", f"{OPTION_SEED}=99")
+
+    cases = {c.get("name"): c for c in ET.parse(junit).getroot().iter("testcase")}
+    properties = {
+        p.get("name"): p.get("value") for p in cases["test_retries_with_a_new_key"].iter("property")
+    }
+    assert properties["resilience.seed"] == "99"
+    assert properties["resilience.faults"] == "1"
+    assert properties["resilience.requests"] == "2"
+    assert properties["resilience.max_attempts"] == "2"
+    assert properties["resilience.verdicts_broken"] == "1"
+    assert properties["resilience.broken"].startswith("assert_stable_idempotency_key: the 2")
+    assert list(cases["test_without_the_plugin"].iter("property")) == []
+
+
+def test_summary_and_report_survive_xdist(checkout: pytest.Pytester, url: str) -> None:
+    path = checkout.path / "resilience.json"
+    result = checkout.runpytest("-n", "2", f"{OPTION_BACKEND}={url}", f"{OPTION_REPORT}={path}")
+
+    result.assert_outcomes(passed=2, failed=1)
+    section = resilience_section(result.stdout.str())
+    assert section[0] == "FAILED test_checkout.py::test_retries_with_a_new_key"
+    assert any(line.startswith("  verdicts: assert_stable_idempotency_key") for line in section)
+    tests = json.loads(path.read_text())["tests"]
+    assert sorted(t["outcome"] for t in tests) == ["failed", "passed"]
+
+
+REPLAY = """
+def test_flaky_upstream(resilience, fake):
+    import requests
+
+    payments = resilience.http_service("payments")
+    payments.fail(503, rate=0.5)
+    statuses = [requests.get(payments.url + "/quote").status_code for _ in range(24)]
+    print("STATUSES", "".join("x" if s == 503 else "." for s in statuses))
+    print("FAKE", fake.name(), fake.iban())
+    assert 503 not in statuses
+"""
+
+
+def test_a_failure_prints_its_seed_and_the_seed_replays_faults_and_data(
+    pytester: pytest.Pytester, url: str
+) -> None:
+    pytester.makepyfile(test_replay=REPLAY)
+
+    def run(*args: str) -> tuple[str, str, str]:
+        result = pytester.runpytest("-s", f"{OPTION_BACKEND}={url}", *args)
+        result.assert_outcomes(failed=1)
+        out = result.stdout.str()
+        seed = re.search(r"replay:   --resilience-seed=(\d+)", out)
+        assert seed is not None, out
+        statuses = re.search(r"STATUSES (\S+)", out)
+        fake = re.search(r"FAKE (.+)", out)
+        assert statuses and fake
+        return seed.group(1), statuses.group(1), fake.group(1)
+
+    seed, statuses, fake = run()
+    assert "x" in statuses and "." in statuses
+    assert run(f"{OPTION_SEED}={seed}") == (seed, statuses, fake)
+    other = run(f"{OPTION_SEED}={int(seed) + 1}")
+    assert other[1:] != (statuses, fake)
+
+
+def test_a_plugin_adds_a_section_to_the_summary_and_the_report(
+    checkout: pytest.Pytester, url: str
+) -> None:
+    checkout.makeconftest(
+        """
+        def pytest_resilience_report_sections(item, record):
+            requests = sum(s.get("requests", 0) for s in record["services"])
+            return [("budget", f"{requests} requests of a budget of 10")]
+        """
+    )
+    path = checkout.path / "resilience.json"
+    result = checkout.runpytest(f"{OPTION_BACKEND}={url}", f"{OPTION_REPORT}={path}")
+
+    section = resilience_section(result.stdout.str())
+    at = section.index("  budget:")
+    assert section[at + 1] == "    2 requests of a budget of 10"
+    tests = {t["nodeid"]: t for t in json.loads(path.read_text())["tests"]}
+    assert tests["test_checkout.py::test_keeps_its_key"]["sections"] == [
+        ["budget", "2 requests of a budget of 10"]
+    ]
