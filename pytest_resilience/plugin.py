@@ -255,20 +255,28 @@ def pytest_runtest_makereport(
     if report.when == "call":
         item.stash[FAILED] = report.failed
     record = item.stash.get(RECORD, None)
+    if record is None and report.when == "teardown" and "resilience" in _fixtures(item):
+        from .report.record import empty_record
+
+        record = empty_record(item.config.stash[SESSION].seed)
     if report.when == "teardown" and record is not None:
+        from .report.summary import sections_of
+
         # Plain attributes of a report travel to the xdist controller with it.
         report.resilience = record  # type: ignore[attr-defined]
-        sections = item.config.hook.pytest_resilience_report_sections(item=item, record=record)
-        report.resilience_sections = [  # type: ignore[attr-defined]
-            [str(title), str(text)] for found in sections for title, text in found
-        ]
+        report.resilience_sections = sections_of(item.config.hook, item, record)  # type: ignore[attr-defined]
         from .report.html import add_extra, html_report_requested
 
         if item.stash.get(FAILED, False) and html_report_requested(item.config):
             from .report.svg import render_timeline
 
-            add_extra(report, render_timeline(item.nodeid, record))
+            with contextlib.suppress(Exception):  # a picture must not end the run
+                add_extra(report, render_timeline(item.nodeid, record))
     return report
+
+
+def _fixtures(item: pytest.Item) -> list[str]:
+    return list(getattr(item, "fixturenames", ()))
 
 
 def _report_path(config: pytest.Config) -> str | None:
@@ -297,17 +305,14 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     entries = config.stash[COLLECTOR].entries
-    lines = summary_lines(entries, verbose=config.option.verbose > 0)
     timelines = config.stash.get(TIMELINES, {})
+    lines = summary_lines(entries, verbose=config.option.verbose > 0, timelines=timelines)
     path = _report_path(config)
     if not lines and not path:
         return
     terminalreporter.write_sep("=", "resilience")
     for line in lines:
         terminalreporter.write_line(line)
-        nodeid = line.split(" ", 1)[-1]
-        if nodeid in timelines:
-            terminalreporter.write_line(f"  timeline: {timelines[nodeid]}")
     if path:
         terminalreporter.write_line(f"resilience report: {path}")
 

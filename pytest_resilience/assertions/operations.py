@@ -69,22 +69,25 @@ def operations(
             exchange
         )
     chains: list[tuple[Hashable, list[Exchange]]] = []
+    # Chains a later strand may still join: their last attempt failed, by its identity.
+    # Strands come in the order they began, so a chain idle for over `window` is done.
+    open_chains: dict[str, list[tuple[Hashable, list[Exchange]]]] = {}
     for label, strand in strands.items():
         first = strand[0]
-        candidates = [
-            chain
-            for chain in chains
-            if chain[1][-1].fingerprint == first.fingerprint
-            and failed(chain[1][-1])
-            and _follows(chain[1][-1], first)
-            and first.started_at - chain[1][-1].started_at <= window
-        ]
+        waiting = open_chains.get(first.fingerprint, [])
+        waiting[:] = [c for c in waiting if first.started_at - c[1][-1].started_at <= window]
+        candidates = [c for c in waiting if _follows(c[1][-1], first)]
         if candidates:
             chain = max(candidates, key=lambda c: c[1][-1].started_at)
+            waiting.remove(chain)
             chain[1].extend(strand)
             chain[1].sort(key=lambda e: e.started_at)
         else:
-            chains.append((label, list(strand)))
+            chain = (label, list(strand))
+            chains.append(chain)
+        last = chain[1][-1]
+        if failed(last):
+            open_chains.setdefault(last.fingerprint, []).append(chain)
     return [
         Operation(_label(label, attempts[0], n + 1), tuple(attempts))
         for n, (label, attempts) in enumerate(chains)

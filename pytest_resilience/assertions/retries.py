@@ -23,6 +23,8 @@ NOISE = 0.005
 HERD_SHARE = 0.1
 """Share of the wait since the first attempt that operations of a herd may differ by and
 still be waiting alike (timing noise adds up from retry to retry)."""
+JITTER_FLOOR = 0.02
+"""Seconds: pairs of gaps both shorter than this say nothing about jitter."""
 JITTER_NOISE = 0.003
 """Seconds of noise on each of two gaps that jitter must exceed to set them apart."""
 
@@ -183,7 +185,8 @@ def check_backoff(
     - growth: the longest gap after the first retry (below the cap) is at least
       ``min_factor`` times the longest first gap; a fixed interval fails this;
     - jitter: the gaps are not one exact series: of the pairs of operations'
-      gaps at the same retry index, more than 40% differ by over 6 ms and 5%
+      gaps at the same retry index (one of them 20 ms or longer), more than 40%
+      differ by over 6 ms and 5%
       (a scheduling hiccup sets one gap apart, jitter most), or, with one
       operation only, the ratios of its gaps of 50 ms or more vary by over 25%.
       Gaps at the cap are left out (a capped series is flat without jitter).
@@ -294,11 +297,13 @@ def _has_jitter(ops: Sequence[Operation], cap: float | None) -> bool | None:
         ratios = [b / a for a, b in itertools.pairwise(gaps) if a >= 0.05]
         if len(ratios) >= 2:
             varied = bool(varied) or any(abs(r - ratios[0]) > 0.25 * ratios[0] for r in ratios)
+    # Pairs of gaps under 20 ms are left out: jitter that short cannot be told from noise
+    # (and would drag the share of pairs apart down for a fast backoff that does jitter).
     pairs = [
         (a, b)
         for gaps in by_index.values()
         for (n, a), (m, b) in itertools.combinations(gaps, 2)
-        if n != m
+        if n != m and max(a, b) >= JITTER_FLOOR
     ]
     if pairs:
         # Several operations at one retry index: whether they waited alike decides.  A

@@ -50,7 +50,10 @@ class EventDispatcher:
             with self._cond:
                 while not self._queue and not self._stopped:
                     self._cond.wait()
-                if not self._queue:
+                if self._stopped:
+                    # The test is over (close() already waited for what it could): events
+                    # still queued would reach listeners during the next test, so drop them.
+                    self._queue.clear()
                     return
                 event = self._queue.popleft()
                 listeners = list(self.listeners)

@@ -3,7 +3,7 @@ what the code did, the verdicts, and how to replay it; failing tests first."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,28 +28,34 @@ class ReportEntry:
         return bool(self.record.get("faults") or self.record.get("verdicts"))
 
 
-def summary_lines(entries: Iterable[ReportEntry], verbose: bool = False) -> list[str]:
+def summary_lines(
+    entries: Iterable[ReportEntry],
+    verbose: bool = False,
+    timelines: Mapping[str, object] | None = None,
+) -> list[str]:
     """The section's lines: every failing test in full, passing ones in full with ``-v``,
-    else counted."""
+    else counted; ``timelines`` names each failing test's SVG picture."""
+    timelines = timelines or {}
     notable = [e for e in entries if e.notable or e.failed]
     # A passing test whose verdict broke caught it (pytest.raises): it is told as passing.
     failing = [e for e in notable if e.failed]
-    passing = [e for e in notable if e not in failing]
+    others = [e for e in notable if e not in failing]
     lines: list[str] = []
     for entry in failing:
-        lines += _entry(entry)
+        lines += _entry(entry, timelines.get(entry.nodeid))
     if verbose:
-        for entry in passing:
+        for entry in others:
             lines += _entry(entry)
-    elif passing:
-        lines.append(
-            f"{len(passing)} more test(s) injected faults and passed their verdicts "
-            "(-v lists them)."
-        )
+    elif others:
+        counts: dict[str, int] = {}
+        for entry in others:
+            counts[entry.outcome] = counts.get(entry.outcome, 0) + 1
+        told = ", ".join(f"{n} {outcome}" for outcome, n in counts.items())
+        lines.append(f"{len(others)} more test(s) injected faults: {told} (-v lists them).")
     return lines
 
 
-def _entry(entry: ReportEntry) -> list[str]:
+def _entry(entry: ReportEntry, timeline: object = None) -> list[str]:
     record = entry.record
     lines = [f"{entry.outcome.upper()} {entry.nodeid}"]
     faults = record.get("faults", [])
@@ -68,6 +74,8 @@ def _entry(entry: ReportEntry) -> list[str]:
         lines += [f"    {line}" for line in text.splitlines()]
     if entry.failed:
         lines.append(f"  replay:   --resilience-seed={record.get('seed')}")
+    if timeline is not None:
+        lines.append(f"  timeline: {timeline}")
     return lines
 
 
@@ -169,10 +177,32 @@ class Collector:
 
 
 def _outcome(report: Any, before: str) -> str:
+    """The test's outcome so far, given one more of its reports: passed, failed, error
+    (in setup or teardown), skipped, xfailed or xpassed."""
     if before in ("failed", "error"):
         return before
-    if report.outcome == "failed":
+    if hasattr(report, "wasxfail"):
+        if report.when == "call" or report.skipped:
+            return "xpassed" if report.passed else "xfailed"
+        return before
+    if report.failed:
         return "failed" if report.when == "call" else "error"
-    if report.outcome == "skipped" and report.when != "teardown":
+    if report.skipped and report.when != "teardown":
         return "skipped"
-    return before if report.when != "call" else report.outcome
+    return report.outcome if report.when == "call" else before
+
+
+def sections_of(hook: Any, item: Any, record: dict[str, Any]) -> list[list[str]]:
+    """The (title, text) sections plugins add to a test's entry; a broken implementation
+    shows as a section saying so, rather than ending the run."""
+    try:
+        answers = hook.pytest_resilience_report_sections(item=item, record=record)
+        return [[str(title), str(text)] for found in answers for title, text in found]
+    except Exception as exc:
+        return [
+            [
+                "report sections",
+                f"a pytest_resilience_report_sections implementation failed ({exc!r}); it must "
+                "return a list of (title, text) pairs.",
+            ]
+        ]
