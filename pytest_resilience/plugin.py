@@ -348,6 +348,9 @@ def _keep_record(item: pytest.Item, res: Resilience) -> None:
     from .report.record import junit_properties, record_of
 
     record = record_of(res)
+    state = item.config.stash[SESSION]
+    # Under xdist only the workers run a backend: each record names the one it used.
+    record["backend"] = state.backend.describe() if state.started else None
     item.stash[RECORD] = record
     item.user_properties.extend(junit_properties(record))
 

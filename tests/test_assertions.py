@@ -709,7 +709,7 @@ def test_five_operations_retrying_within_a_few_ms_is_a_storm() -> None:
     timeline = storm([0.0, 0.0005, 0.001, 0.0015, 0.002])
     message = failure(check_no_retry_storm, timeline)
     assert rule(message) == (
-        "retry storm: 5 operations made retry 2 within 2.0 ms (limit: fewer than 4 within "
+        "retry storm: 5 operations made retry 1 within 2.0 ms (limit: fewer than 4 within "
         "10 ms), and 1 of their 1 retries came in such bursts; without jitter, clients that "
         "failed together retry together."
     )
@@ -724,7 +724,7 @@ def test_five_operations_retrying_spread_out_is_no_storm() -> None:
 
 def test_retries_at_the_same_instant_are_a_storm() -> None:
     message = failure(check_no_retry_storm, storm([0.0] * 5))
-    assert "made retry 2 within 0.0 ms" in rule(message)
+    assert "made retry 1 within 0.0 ms" in rule(message)
     assert len(marked(message)) == 5
 
 
@@ -746,7 +746,7 @@ def test_a_herd_spread_by_a_busy_machine_retrying_with_that_spread_is_a_storm() 
         timeline += attempts(n * 0.005, [0.05, 0.1, 0.2], f"op{n}")
     message = failure(check_no_retry_storm, timeline)
     assert rule(message).startswith(
-        "retry storm: 5 operations made retry 2 within 20.0 ms, as close as their first "
+        "retry storm: 5 operations made retry 1 within 20.0 ms, as close as their first "
         "attempts (20.0 ms), having waited alike (limit: fewer than 4 within 10 ms)"
     )
     check_no_retry_storm(full_jitter(3))  # a herd as tight, with jitter: spread apart

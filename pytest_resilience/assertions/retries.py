@@ -372,7 +372,7 @@ def check_no_retry_storm(
             else ""
         )
         raise fail(
-            f"retry storm: {len(first)} operations made retry {first[0][2] + 1} within "
+            f"retry storm: {len(first)} operations made retry {first[0][2]} within "
             f"{spread:.1f} ms{kept} (limit: fewer than {limit} within {window * 1000:g} ms), "
             f"and {len(bursts)} of their {depth} retries came in such bursts; without jitter, "
             "clients that failed together retry together.",

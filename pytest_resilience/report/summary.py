@@ -137,6 +137,8 @@ def json_report(entries: Sequence[ReportEntry], seed: int, backend: str | None) 
     """The ``--resilience-report`` document (schema: README, "Reports")."""
     from .record import SCHEMA
 
+    if backend is None:  # the xdist controller: the workers' records name theirs
+        backend = next((e.record["backend"] for e in entries if e.record.get("backend")), None)
     return {
         "schema": SCHEMA,
         "seed": seed,
