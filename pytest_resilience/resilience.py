@@ -254,20 +254,6 @@ class Resilience:
             )
         return resolved
 
-    def _verdict(
-        self, check: Callable[..., None], service: TcpService, *args: Any, **kwargs: Any
-    ) -> None:
-        __tracebackhide__ = True
-        from .assertions import ResilienceAssertionError
-
-        name = check.__name__.replace("check_", "assert_", 1)
-        with self.timeline.verdict(name, service.name):
-            try:
-                check(*args, origin=self.timeline.started_at, **kwargs)
-            except ResilienceAssertionError as exc:
-                exc.args = (f"{exc.args[0]}\nreplay: --resilience-seed={self.seed}",)
-                raise
-
     def assert_no_retry_storm(
         self, service: str | TcpService, window: float = 0.01, max_in_window: int | None = None
     ) -> None:
@@ -276,7 +262,7 @@ class Resilience:
         from .assertions import check_no_retry_storm
 
         http = self._http(service, "assert_no_retry_storm")
-        self._verdict(check_no_retry_storm, http, http.settled(), window, max_in_window)
+        http._verdict(check_no_retry_storm, http.settled(), window, max_in_window)
 
     def assert_amplification(self, service: str | TcpService, run: Run, max: float) -> None:
         """Requests that reached ``service`` per client call in ``run`` stay at most ``max``."""
@@ -284,11 +270,11 @@ class Resilience:
         from .assertions import check_amplification
 
         http = self._http(service, "assert_amplification")
-        if not run.calls:
+        span = run.span
+        if span is None:
             raise ConfigurationError("assert_amplification needs a run with at least one call.")
-        first, last = run.calls[0].started_at, sorted(c.ended_at for c in run.calls)[-1]
-        exchanges = [e for e in http.settled() if first <= e.started_at <= last]
-        self._verdict(check_amplification, http, exchanges, len(run.calls), max)
+        exchanges = http.settled().between(*span)
+        http._verdict(check_amplification, exchanges, len(run.calls), max)
 
     def intent(self, service: str | TcpService) -> Intent:
         """Adapters for ``service``'s client libraries (tenacity, stamina, backoff, pybreaker)
@@ -306,9 +292,8 @@ class Resilience:
         from .assertions import check_breaker_respected
 
         http = self._http(service, "assert_breaker_respected")
-        self._verdict(
+        http._verdict(
             check_breaker_respected,
-            http,
             http.settled(),
             self.timeline.intents(http.name),
             tolerance=tolerance,
@@ -329,9 +314,8 @@ class Resilience:
         from .assertions import check_breaker_opened
 
         http = self._http(service, "assert_breaker_opened")
-        self._verdict(
+        http._verdict(
             check_breaker_opened,
-            http,
             http.settled(),
             run.calls,
             after_failures,

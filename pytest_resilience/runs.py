@@ -105,6 +105,13 @@ class Run:
         return [c.exception for c in self.calls if c.exception is not None]
 
     @property
+    def span(self) -> tuple[float, float] | None:
+        """When the first call started and the last one ended (monotonic); None if no call."""
+        if not self.calls:
+            return None
+        return self.calls[0].started_at, max(c.ended_at for c in self.calls)
+
+    @property
     def availability(self) -> float:
         return sum(c.ok for c in self.calls) / len(self.calls) if self.calls else 0.0
 

@@ -58,6 +58,7 @@ def record_of(res: Resilience) -> dict[str, Any]:
             faults[key]["healed_ms"] = round(ms(event.at), 3)
 
     services = []
+    seen: dict[str, list[Exchange]] = {}
     for name, service in res.services.items():
         connections = service.connections
         entry: dict[str, Any] = {
@@ -67,7 +68,7 @@ def record_of(res: Resilience) -> dict[str, Any]:
             "resets": len(connections.reset()),
         }
         if isinstance(service, HttpService):
-            exchanges = service.settled(timeout=0.2)
+            exchanges = seen[name] = service.settled(timeout=0.2)
             ops = operations(exchanges)
             label = {id(a): op.label for op in ops for a in op.attempts}
             effects = service.effects
@@ -91,7 +92,7 @@ def record_of(res: Resilience) -> dict[str, Any]:
         "end_ms": round(ms(time.monotonic()), 3),
         "faults": list(faults.values()),
         "services": services,
-        "runs": [_run(run, res, ms) for run in res.runs],
+        "runs": [_run(run, seen, ms) for run in res.runs],
         "intents": [
             {
                 "at_ms": round(ms(i.at), 3),
@@ -132,16 +133,13 @@ def _exchange(e: Exchange, operation: str, ms: Any) -> dict[str, Any]:
     }
 
 
-def _run(run: Run, res: Resilience, ms: Any) -> dict[str, Any]:
-    from ..services.http import HttpService
-
+def _run(run: Run, exchanges: dict[str, list[Exchange]], ms: Any) -> dict[str, Any]:
+    """A run, with the requests each HTTP service (``exchanges`` by name) got during it."""
     calls = run.calls
-    start = calls[0].started_at if calls else 0.0
-    end = max((c.ended_at for c in calls), default=0.0)
+    start, end = run.span or (0.0, 0.0)
     requests = {
-        name: sum(1 for e in service.exchanges if start <= e.started_at <= end)
-        for name, service in res.services.items()
-        if isinstance(service, HttpService)
+        name: sum(1 for e in received if start <= e.started_at <= end)
+        for name, received in exchanges.items()
     }
     return {
         "calls": len(calls),

@@ -39,7 +39,7 @@ def summary_lines(
     notable = [e for e in entries if e.notable or e.failed]
     # A passing test whose verdict broke caught it (pytest.raises): it is told as passing.
     failing = [e for e in notable if e.failed]
-    others = [e for e in notable if e not in failing]
+    others = [e for e in notable if not e.failed]
     lines: list[str] = []
     for entry in failing:
         lines += _entry(entry, timelines.get(entry.nodeid))

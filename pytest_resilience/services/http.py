@@ -234,6 +234,8 @@ class HttpService(TcpService, _Scripting):
     # -- verdicts ----------------------------------------------------------------------
 
     def _verdict(self, check: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+        """Run ``check`` on records of this service (the service's own verdicts and those
+        of ``resilience``): recorded on the timeline, the replay flag added on failure."""
         __tracebackhide__ = True
         from ..assertions import ResilienceAssertionError
 
