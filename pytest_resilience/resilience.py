@@ -105,20 +105,26 @@ class Resilience:
         forward_to: str | None = None,
         *,
         idempotency_header: str = "Idempotency-Key",
+        error: Any = None,
     ) -> HttpService:
         """An HTTP service behind Toxiproxy: a scripted stub, or a reverse proxy to ``forward_to``.
 
         ``idempotency_header`` names the header whose value groups a request's retries
-        and makes the stub apply its side effect once.
+        and makes the stub apply its side effect once.  ``error`` is the JSON body of
+        fault answers that give none: data, or a function of the status returning data.
         """
+        from . import validate
+        from .http.answers import error_body
         from .http.script import Script
         from .http.server import HttpLayer
 
         self._check_new(name)
+        validate.header_name(idempotency_header, "idempotency_header")
+        errors = error_body(error)
         target = parse_forward_to(forward_to) if forward_to is not None else None
         reach = self.session.reach_host
         layer = HttpLayer(
-            name, Script(), host=reach, forward_to=target, key_header=idempotency_header
+            name, Script(errors), host=reach, forward_to=target, key_header=idempotency_header
         )
         port = self.session.loop.run(layer.start())
         try:

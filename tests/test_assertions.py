@@ -34,7 +34,8 @@ from pytest_resilience.assertions import (
     check_stable_idempotency_key,
     operations,
 )
-from pytest_resilience.http.records import Effect, Exchange, fingerprint, retry_after_seconds
+from pytest_resilience.http.identity import fingerprint
+from pytest_resilience.http.records import Effect, Exchange, retry_after_seconds
 from pytest_resilience.runs import Call, Run, drive, load
 
 T0 = 50.0

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import email.utils
-import hashlib
-import json
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -27,17 +27,26 @@ def retry_after_seconds(value: str | None, now: float) -> float | None:
     return max(when.timestamp() - now, 0.0)
 
 
-def fingerprint(method: str, path: str, body: bytes) -> str:
-    """The business identity of a request: method, path and canonical body.
-
-    JSON bodies are canonical (sorted keys, no spaces), so two serialisations of
-    the same payload match; other bodies are compared by their SHA-256.
-    """
+def retry_after_ms(value: str | None) -> float | None:
+    """The wait a ``retry-after-ms`` header asks for, in seconds (a finite number >= 0)."""
+    if value is None:
+        return None
     try:
-        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"))
-    except (ValueError, UnicodeDecodeError):
-        canonical = "sha256:" + hashlib.sha256(body).hexdigest()
-    return f"{method} {path} {canonical if body else ''}".rstrip()
+        ms = float(value.strip())
+    except ValueError:
+        return None
+    return ms / 1000 if math.isfinite(ms) and ms >= 0 else None
+
+
+def requested_wait(headers: Sequence[tuple[str, str]], now: float) -> tuple[float | None, str | None]:
+    """The wait an answer asks for, and the header that asked: ``retry-after-ms`` first
+    (the millisecond header SDKs of large APIs read first), then ``Retry-After``."""
+    values = {k.lower(): v for k, v in headers}
+    wait = retry_after_ms(values.get("retry-after-ms"))
+    if wait is not None:
+        return wait, "retry-after-ms"
+    wait = retry_after_seconds(values.get("retry-after"), now)
+    return (wait, "Retry-After") if wait is not None else (None, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,15 +73,32 @@ class Exchange:
     step: str
     """What answered: respond, replay, fail, rate_limit, cut, forward..."""
     retry_after: str | None
+    """The Retry-After header as sent, if any."""
     retry_after_delay: float | None
-    """Seconds the Retry-After asked the client to wait, from when the answer was sent."""
+    """Seconds the answer asked the client to wait, from when it was sent: its
+    ``retry-after-ms`` if it carried one, else its Retry-After."""
     delivered: bool | None
     """True: the whole answer reached the client; False: it was lost (partition, reset,
     cut); None: not known yet (still in flight) or the connection could not be traced."""
+    answer_headers: tuple[tuple[str, str], ...] = ()
+    """The headers of the answer (framing headers left out); empty if none was sent."""
 
     def header(self, name: str) -> str | None:
+        """A header the client sent."""
         lowered = name.lower()
         return next((v for k, v in self.headers if k.lower() == lowered), None)
+
+    def answer_header(self, name: str) -> str | None:
+        """A header of the answer."""
+        lowered = name.lower()
+        return next((v for k, v in self.answer_headers if k.lower() == lowered), None)
+
+    @property
+    def wait_header(self) -> str | None:
+        """Which header set :attr:`retry_after_delay`: ``retry-after-ms`` or ``Retry-After``."""
+        if retry_after_ms(self.answer_header("retry-after-ms")) is not None:
+            return "retry-after-ms"
+        return "Retry-After" if self.retry_after_delay is not None else None
 
     @property
     def lost(self) -> bool:

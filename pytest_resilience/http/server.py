@@ -23,8 +23,10 @@ from typing import Any
 import h11
 
 from ..observe.join import HEAD_LIMIT, head_digest
-from .records import UNSAFE_METHODS, Effect, fingerprint, retry_after_seconds
-from .script import Answer, Request, Script
+from .answers import Answer, Request
+from .identity import fingerprint
+from .records import UNSAFE_METHODS, Effect, requested_wait
+from .script import Script
 
 _HOP_BY_HOP = {
     "connection",
@@ -56,6 +58,7 @@ class Pending:
     step: str = ""
     retry_after: str | None = None
     retry_after_delay: float | None = None
+    answer_headers: tuple[tuple[str, str], ...] = ()
     answer_range: tuple[int, int] | None = None
     """Offsets of the answer's bytes in its connection's outgoing stream."""
     cut: bool = False
@@ -245,7 +248,12 @@ class HttpLayer:
             time.monotonic(),
             request,
             request.header(self.key_header),
-            fingerprint(request.method, request.path.split("?", 1)[0], request.body),
+            fingerprint(
+                request.method,
+                request.path.split("?", 1)[0],
+                request.body,
+                request.header("Content-Type"),
+            ),
         )
         with self._lock:
             self.pending.append(record)
@@ -287,14 +295,14 @@ class HttpLayer:
         record.status = answer.status
         record.scripted = answer.scripted
         record.step = answer.step
-        record.retry_after = answer.header("Retry-After")
-        record.retry_after_delay = retry_after_seconds(record.retry_after, time.time())
-
         headers = [
             (k, v)
             for k, v in answer.headers
             if k.lower() not in ("content-length", "transfer-encoding")
         ]
+        record.answer_headers = tuple(headers)
+        record.retry_after = answer.header("Retry-After")
+        record.retry_after_delay = requested_wait(headers, time.time())[0]
         headers.append(("Content-Length", str(len(answer.body))))
         reason = _reason(answer.status)
         start = log.sent

@@ -8,21 +8,13 @@ import time
 from collections.abc import Callable, Hashable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from .. import validate
 from ..errors import ResilienceError
 from ..faults.fault import Fault
 from ..faults.kinds import FaultPlan
+from ..http.answers import Answer, Shape, fault_answer, make_answer, shape
 from ..http.records import Effect, Exchange, ExchangeList
-from ..http.script import (
-    Cut,
-    Delay,
-    Route,
-    Step,
-    check_count,
-    check_seconds,
-    fail_step,
-    make_answer,
-    rate_limit_step,
-)
+from ..http.script import Cut, Delay, Route, Step, fail_step, rate_limit_step
 from ..observe.join import pair, reached_client
 from .tcp import TcpService
 
@@ -47,51 +39,129 @@ class _Scripting:
         json: Any = None,
         body: bytes | str | None = None,
         headers: Mapping[str, str] | None = None,
+        *,
+        content_type: str | None = None,
     ) -> None:
         """The default answer (to requests no fault answers)."""
-        self._service._script.set_default(make_answer(status, json, body, headers), self._route)
+        answer = make_answer(status, shape(json, body, content_type, headers))
+        self._service._script.set_default(answer, self._route)
 
     def fail(
-        self, status: int = 503, count: int | None = None, *, rate: float | None = None
+        self,
+        status: int = 503,
+        count: int | None = None,
+        *,
+        rate: float | None = None,
+        json: Any = None,
+        body: bytes | str | None = None,
+        content_type: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Fault:
         """Answer ``status`` to the next ``count`` requests (None: every request).
 
         ``rate=0.3`` fails that share of requests instead, drawn from the run's seed.
+        The answer carries ``headers`` and ``json``/``body``, else the service's error body.
         """
         step, detail = fail_step(
-            status, count, rate=rate, route=self._route, rng=self._service._rng("fail")
+            status,
+            count,
+            rate=rate,
+            shaped=shape(json, body, content_type, headers),
+            error=self._service._script.error,
+            route=self._route,
+            rng=self._service._rng("fail"),
         )
         return self._add(step, "fail", detail)
 
     def rate_limit(
         self,
         burst: int | None = None,
-        retry_after: float | dt.datetime | None = None,
+        retry_after: int | dt.datetime | None = None,
         status: int = 429,
         *,
         rate: float | None = None,
+        retry_after_ms: float | None = None,
+        json: Any = None,
+        body: bytes | str | None = None,
+        content_type: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Fault:
         """``rate_limit(burst=3, retry_after=1)``: the next 3 requests get 429 + Retry-After.
 
-        ``retry_after`` is seconds, or a timezone-aware datetime sent as an HTTP-date.
+        ``retry_after`` is whole seconds, or a timezone-aware datetime sent as an HTTP-date;
+        ``retry_after_ms=250`` sends ``retry-after-ms: 250`` (alone or beside Retry-After).
         ``rate_limit(rate=5, burst=2)``: a token bucket of 5 requests a second (bursts of
         2); the rest get 429 with the Retry-After a real limiter would send.
         """
-        step, detail = rate_limit_step(burst, retry_after, status, rate=rate, route=self._route)
+        step, detail = rate_limit_step(
+            burst,
+            retry_after,
+            status,
+            rate=rate,
+            retry_after_ms=retry_after_ms,
+            shaped=shape(json, body, content_type, headers),
+            error=self._service._script.error,
+            route=self._route,
+        )
         return self._add(step, "rate_limit", detail)
 
-    def delay(self, seconds: float, count: int | None = None) -> Fault:
-        """Hold the next ``count`` answers (None: every answer) for ``seconds``."""
-        seconds = check_seconds(seconds, "delay")
-        count = check_count(count)
-        return self._add(
-            Delay(seconds, count, self._route), "delay", f"seconds={seconds:g} count={count}"
-        )
+    def delay(
+        self,
+        seconds: float,
+        count: int | None = None,
+        *,
+        status: int | None = None,
+        json: Any = None,
+        body: bytes | str | None = None,
+        content_type: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Fault:
+        """Hold the next ``count`` answers (None: every answer) for ``seconds``.
 
-    def cut(self, count: int | None = 1) -> Fault:
-        """Close the connection halfway through the next ``count`` answers."""
-        count = check_count(count)
-        return self._add(Cut(count, self._route), "cut", f"count={count}")
+        With ``status=`` the held request gets that answer (a slow 504, say) instead of
+        the usual one; ``headers``/``json``/``body`` alone reshape the usual answer.
+        """
+        seconds = validate.seconds(seconds, "delay")
+        count = validate.count(count)
+        shaped, answer = self._reshaped("delay", status, json, body, content_type, headers)
+        step = Delay(seconds, count, self._route, shaped, answer)
+        where = "" if status is None else f" status={status}"
+        return self._add(step, "delay", f"seconds={seconds:g} count={count}{where}")
+
+    def cut(
+        self,
+        count: int | None = 1,
+        *,
+        status: int | None = None,
+        json: Any = None,
+        body: bytes | str | None = None,
+        content_type: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Fault:
+        """Close the connection halfway through the next ``count`` answers.
+
+        With ``status=`` the cut answer is that one (nothing applied) instead of the usual
+        one; ``headers``/``json``/``body`` alone reshape the usual answer before the cut.
+        """
+        count = validate.count(count)
+        shaped, answer = self._reshaped("cut", status, json, body, content_type, headers)
+        where = "" if status is None else f" status={status}"
+        return self._add(Cut(count, self._route, shaped, answer), "cut", f"count={count}{where}")
+
+    def _reshaped(
+        self,
+        step: str,
+        status: int | None,
+        json: Any,
+        body: bytes | str | None,
+        content_type: str | None,
+        headers: Mapping[str, str] | None,
+    ) -> tuple[Shape, Answer | None]:
+        """A passing step's shape, and with ``status`` the answer it gives instead."""
+        shaped = shape(json, body, content_type, headers)
+        if status is None:
+            return shaped, None
+        return shaped, fault_answer(status, shaped, self._service._script.error, step)
 
     def _add(self, step: Step, kind: str, detail: str) -> Fault:
         where = f" route={self._route!r}" if self._route is not None else ""
@@ -201,6 +271,7 @@ class HttpService(TcpService, _Scripting):
             p.retry_after,
             p.retry_after_delay,
             delivered,
+            p.answer_headers,
         )
 
     def _exchange_finished(self, p: Pending) -> None:

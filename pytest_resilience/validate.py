@@ -1,0 +1,142 @@
+"""Argument checks with one wording: each raises a one-sentence ConfigurationError.
+
+``what`` names the argument as the user wrote it (``"retry_after"``,
+``"burst"``), so the sentence points at the call that received it.
+"""
+
+from __future__ import annotations
+
+import json as jsonlib
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from .errors import ConfigurationError
+
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_MEDIA_TYPE = re.compile(
+    r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+/[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+    r"(\s*;\s*[!#$%&'*+\-.^_`|~0-9A-Za-z]+=(\"[^\"\r\n]*\"|[!#$%&'*+\-.^_`|~0-9A-Za-z]+))*$"
+)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def number(value: Any, what: str, *, minimum: float = 0.0, above: bool = False) -> float:
+    """A finite real number >= ``minimum`` (> with ``above``)."""
+    bound = f"> {minimum:g}" if above else f">= {minimum:g}"
+    if not _is_number(value) or not math.isfinite(value):
+        raise ConfigurationError(f"{what} must be a finite number {bound}, got {value!r}.")
+    if value < minimum or (above and value == minimum):
+        raise ConfigurationError(f"{what} must be a finite number {bound}, got {value!r}.")
+    return float(value)
+
+
+def seconds(value: Any, what: str) -> float:
+    """A finite number of seconds >= 0."""
+    if not _is_number(value) or not math.isfinite(value) or value < 0:
+        raise ConfigurationError(f"{what} must be a finite number of seconds >= 0, got {value!r}.")
+    return float(value)
+
+
+def count(value: Any, what: str = "count", *, allow_none: bool = True) -> int | None:
+    """A whole number >= 1, or None where that means 'every one'."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{what} must be a whole number >= 1, got {value!r}.")
+    return value
+
+
+def whole(value: Any, what: str, *, hint: str = "") -> int:
+    """A whole number >= 0 (an integral float such as 2.0 is taken as 2)."""
+    integral = _is_number(value) and math.isfinite(value) and float(value).is_integer()
+    if not integral or value < 0:
+        raise ConfigurationError(f"{what} must be a whole number >= 0, got {value!r}{hint}.")
+    return int(value)
+
+
+def status(value: Any, what: str = "status") -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 100 <= value <= 599:
+        raise ConfigurationError(f"{what} must be an HTTP status from 100 to 599, got {value!r}.")
+    return value
+
+
+def final_status(value: Any, what: str = "status") -> int:
+    """A status a final answer can carry: 1xx are interim answers the layer sends itself."""
+    status(value, what)
+    if value < 200:
+        raise ConfigurationError(
+            f"{what} {value} is informational (1xx) and cannot end an exchange; "
+            "use a status from 200 to 599."
+        )
+    return int(value)
+
+
+def method(value: Any) -> str:
+    if not isinstance(value, str) or value.upper() not in METHODS:
+        raise ConfigurationError(
+            f"unknown HTTP method {value!r}; use one of {', '.join(sorted(METHODS))}."
+        )
+    return value.upper()
+
+
+def header_name(value: Any, what: str = "header name") -> str:
+    if not isinstance(value, str) or not _TOKEN.match(value):
+        raise ConfigurationError(f"{what} {value!r} is not a valid HTTP header name.")
+    return value
+
+
+def headers(value: Any, what: str = "headers") -> list[tuple[str, str]]:
+    """A mapping of header names to str values, as the list of pairs an answer carries."""
+    if value is None:
+        return []
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(
+            f"{what} must be a mapping of header names to str values, e.g. "
+            f"{{'Retry-After': '1'}}, got {type(value).__name__} {value!r}."
+        )
+    out = []
+    for name, text in value.items():
+        header_name(name)
+        if not isinstance(text, str) or any(c in text for c in "\r\n\0"):
+            raise ConfigurationError(
+                f"header {name!r} must have a str value without CR, LF or NUL, got {text!r}."
+            )
+        out.append((name, text))
+    return out
+
+
+def content_type(value: Any) -> str:
+    """A media type such as ``application/json`` or ``text/plain; charset=utf-8``."""
+    if not isinstance(value, str) or not _MEDIA_TYPE.match(value.strip()):
+        raise ConfigurationError(
+            f"content_type must be a media type such as 'application/json' or "
+            f"'application/x-www-form-urlencoded', got {value!r}."
+        )
+    return value.strip()
+
+
+def json_body(value: Any, what: str = "json") -> bytes:
+    """``value`` as strict JSON: only JSON types, finite numbers."""
+    try:
+        return jsonlib.dumps(value, allow_nan=False, separators=(",", ":")).encode()
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(
+            f"{what} must be JSON data (dict, list, str, finite numbers, bool, None): {exc}."
+        ) from None
+
+
+def raw_body(value: Any, what: str = "body") -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    raise ConfigurationError(
+        f"{what} must be bytes or str (use json= for data), got {type(value).__name__} {value!r}."
+    )
