@@ -2,7 +2,8 @@
 
 Attempts that share an Idempotency-Key belong to one operation.  So does a
 request with the business identity (method, path, canonical body) of an
-operation whose last attempt failed (no answer, lost, 408, 425, 429 or 5xx)
+operation whose last attempt failed (no answer, lost, 408, 409, 425, 429 or
+any 5xx, 529 included: the statuses widely used SDKs retry)
 less than ``window`` seconds before — a retry follows a failure, whatever key
 it carries (a client that mints a key per attempt still retries one
 operation); a success ends the operation.  ``group=`` takes a callable
@@ -17,13 +18,17 @@ from dataclasses import dataclass
 
 from ..http.records import Exchange
 
-RETRYABLE = frozenset({408, 425, 429, 500, 502, 503, 504})
+RETRYABLE = frozenset({408, 409, 425, 429})
+"""Failing statuses below 500; every 5xx fails too (the SDKs of Stripe, OpenAI and
+Anthropic retry 409 and every status >= 500: stripe/_http_client.py
+HTTPClient._should_retry, openai and anthropic _base_client.py _should_retry)."""
 Grouping = Callable[[Exchange], Hashable]
 
 
 def failed(exchange: Exchange) -> bool:
     """True when the client saw no usable answer: none, lost, or a retryable status."""
-    return exchange.status is None or exchange.delivered is False or exchange.status in RETRYABLE
+    status = exchange.status
+    return status is None or exchange.delivered is False or status in RETRYABLE or status >= 500
 
 
 @dataclass(frozen=True)
