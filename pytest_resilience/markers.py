@@ -29,10 +29,12 @@ FAULT_MARKERS: dict[str, str] = {
     "http_faults": "answer status to count requests, or to a share rate of them (HTTP services)",
 }
 
-# HTTP markers: the HTTP service method each one calls, and its signature for help.
-HTTP_MARKERS: dict[str, tuple[str, str]] = {
-    "rate_limited": ("rate_limit", "burst, retry_after=None, status=429"),
-    "http_faults": ("fail", "status=503, count=None, rate=None"),
+# HTTP markers: the HTTP service method each one calls (the marker takes its arguments).
+HTTP_MARKERS: dict[str, str] = {"rate_limited": "rate_limit", "http_faults": "fail"}
+_SHAPE = "json=None, body=None, content_type=None, headers=None"
+_HTTP_SIGNATURES = {
+    "rate_limited": f"burst, retry_after=None, status=429, retry_after_ms=None, {_SHAPE}",
+    "http_faults": f"status=503, count=None, rate=None, {_SHAPE}",
 }
 
 
@@ -52,7 +54,7 @@ class MarkerFault:
         """Apply the fault to ``service`` and return its handle (something with ``heal()``)."""
         if self.plan is not None:
             return service.apply(self.plan)
-        method = HTTP_MARKERS[self.marker][0]
+        method = HTTP_MARKERS[self.marker]
         if not hasattr(service, "route"):
             raise ConfigurationError(
                 f"@pytest.mark.{self.marker}({self.service!r}) needs an HTTP service, but "
@@ -72,7 +74,7 @@ def marker_help(name: str, extra: Mapping[str, FaultKind] | None = None) -> str:
     ``extra`` holds the kinds plugins added (a session's ``fault_kinds``).
     """
     if name in HTTP_MARKERS:
-        signature = f"service, {HTTP_MARKERS[name][1]}, after=0, duration=None"
+        signature = f"service, {_HTTP_SIGNATURES[name]}, after=0, duration=None"
         return f"{name}({signature}): {FAULT_MARKERS[name]}, during the test body."
     text = FAULT_MARKERS[name] if name in FAULT_MARKERS else (extra or {})[name].help
     params = kinds.signature_of(name, extra)[1:-1].split(", ")
@@ -121,21 +123,29 @@ def parse_marker(
     if duration is not None:
         duration = _seconds(marker, "duration", duration, allow_zero=False)
     if marker in HTTP_MARKERS:
-        from .http.script import fail_step, rate_limit_step
-
-        build = rate_limit_step if marker == "rate_limited" else fail_step
-        names = [p.strip().split("=")[0] for p in HTTP_MARKERS[marker][1].split(",")]
-        if len(rest) > len(names):
-            raise ConfigurationError(
-                f"too many positional arguments; it takes {HTTP_MARKERS[marker][1]}"
-            )
-        options.update(zip(names, rest, strict=False))
-        unknown = sorted(set(options) - set(names))
-        if unknown:
-            raise ConfigurationError(
-                f"unknown argument {unknown[0]!r}; it takes {HTTP_MARKERS[marker][1]}"
-            )
-        build(**options)  # validates; the step itself is made when the window opens
-        return MarkerFault(marker, service, None, after, duration, options)
+        return MarkerFault(marker, service, None, after, duration, _http_arguments(marker, rest, options))
     plan = kinds.plan(marker, rest, options, extra)
     return MarkerFault(marker, service, plan, after, duration, options)
+
+
+def _http_arguments(marker: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """An HTTP marker's arguments by name, checked by the step builder its method uses."""
+    import inspect
+
+    from .http.script import fail_step, rate_limit_step
+
+    build = rate_limit_step if marker == "rate_limited" else fail_step
+    public = _HTTP_SIGNATURES[marker]
+    internal = {"error", "route", "rng"}
+    parameters = [p for p in inspect.signature(build).parameters.values() if p.name not in internal]
+    signature = inspect.Signature(parameters)
+    unknown = sorted(set(kwargs) - {p.name for p in parameters})
+    if unknown:
+        raise ConfigurationError(f"unknown argument {unknown[0]!r}; it takes {public}")
+    try:
+        bound = signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        raise ConfigurationError(f"{exc}; it takes {public}") from None
+    arguments = dict(bound.arguments)
+    build(**arguments)  # validates; the step itself is made when the window opens
+    return arguments

@@ -16,8 +16,9 @@ import math
 import random
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
+from typing import Any
 
 from .. import validate
 from ..errors import ConfigurationError
@@ -30,6 +31,7 @@ from .answers import (
     check_retry_after_ms,
     default_error,
     fault_answer,
+    shape,
     wait_headers,
 )
 
@@ -179,13 +181,17 @@ def fail_step(
     count: int | None = None,
     *,
     rate: float | None = None,
-    shaped: Shape | None = None,
+    json: Any = None,
+    body: bytes | str | None = None,
+    content_type: str | None = None,
+    headers: Mapping[str, str] | None = None,
     error: ErrorBody = default_error,
     route: Route | None = None,
     rng: random.Random | None = None,
 ) -> tuple[Step, str]:
     """Validated ``fail()`` arguments as a step, and how to describe it."""
-    answer = fault_answer(status, shaped or Shape(), error, "fail")
+    shaped = shape(json, body, content_type, headers)
+    answer = fault_answer(status, shaped, error, "fail")
     if rate is not None:
         if count is not None:
             raise ConfigurationError("fail takes count= or rate=, not both.")
@@ -211,13 +217,16 @@ def rate_limit_step(
     *,
     rate: float | None = None,
     retry_after_ms: float | None = None,
-    shaped: Shape | None = None,
+    json: Any = None,
+    body: bytes | str | None = None,
+    content_type: str | None = None,
+    headers: Mapping[str, str] | None = None,
     error: ErrorBody = default_error,
     route: Route | None = None,
 ) -> tuple[Step, str]:
     """Validated ``rate_limit()`` arguments as a step, and how to describe it."""
     validate.final_status(status)
-    shaped = shaped or Shape()
+    shaped = shape(json, body, content_type, headers)
     if rate is not None:
         rate = validate.number(rate, "rate (requests per second)", above=True)
         if retry_after is not None or retry_after_ms is not None:
