@@ -116,7 +116,7 @@ def check_retry_after_honoured(
     ops = operations(exchanges, group)
     allowed: dict[tuple[int, int], str] = {}
     flagged: set[tuple[int, int]] = set()
-    first_breach: tuple[Operation, float, float] | None = None
+    first_breach: tuple[Operation, float, Exchange] | None = None
     for i, op in enumerate(ops):
         for j in range(1, len(op.attempts)):
             before, attempt = op.attempts[j - 1], op.attempts[j]
@@ -128,12 +128,13 @@ def check_retry_after_honoured(
             if attempt.started_at < earliest - tolerance:
                 flagged.add((i, j))
                 if first_breach is None:
-                    first_breach = (op, attempt.started_at - answered, before.retry_after_delay)
+                    first_breach = (op, attempt.started_at - answered, before)
     if first_breach is not None:
-        op, waited, asked = first_breach
+        op, waited, asking = first_breach
         raise fail(
-            f"operation {op.label} retried {waited * 1000:.0f} ms after an answer whose Retry-After "
-            f"asked for {asked:g} s ({len(flagged)} early attempts; tolerance {tolerance * 1000:.0f} ms).",
+            f"operation {op.label} retried {waited * 1000:.0f} ms after an answer whose "
+            f"{asking.wait_header} asked for {asking.retry_after_delay:g} s ({len(flagged)} early "
+            f"attempts; tolerance {tolerance * 1000:.0f} ms).",
             _rows(ops, allowed, flagged),
             _origin(exchanges, origin),
         )

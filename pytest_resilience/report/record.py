@@ -18,6 +18,17 @@ if TYPE_CHECKING:
 SCHEMA = 1
 """Version of the record's shape; bumped when a field changes meaning or goes away."""
 
+SECRET_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key"}
+)
+"""Headers whose values a report shows as ``<redacted>``: reports are CI artefacts,
+and SDKs pointed at a stub still send their credentials."""
+
+
+def redacted(headers: tuple[tuple[str, str], ...]) -> list[list[str]]:
+    """``headers`` as JSON pairs, credentials hidden."""
+    return [[k, "<redacted>" if k.lower() in SECRET_HEADERS else v] for k, v in headers]
+
 
 def empty_record(seed: int) -> dict[str, Any]:
     """The record of a test that used the plugin but ended before its services were
@@ -130,6 +141,9 @@ def _exchange(e: Exchange, operation: str, ms: Any) -> dict[str, Any]:
         "scripted": e.scripted,
         "delivered": e.delivered,
         "retry_after_s": e.retry_after_delay,
+        "wait_header": e.wait_header,
+        "headers": redacted(e.headers),
+        "answer_headers": redacted(e.answer_headers),
     }
 
 

@@ -36,6 +36,8 @@ MAX_LANES = 40
 MAX_FAULT_ROWS = 12
 MAX_RUN_ROWS = 10
 MAX_VERDICT_LINES = 6
+MAX_HEADER_LINES = 30
+"""Headers listed per side in an attempt's hover text; the JSON report has them all."""
 
 # Monospace, so that truncating by character count fits the columns.
 CHAR_W = 6.7
@@ -462,7 +464,14 @@ def _attempt_title(ex: Mapping[str, Any], number: int) -> str:
     end = ex.get("end_ms")
     when = f"{_num(_float(ex.get('start_ms'), 0.0))}-{'?' if end is None else _num(float(end))} ms"
     key = f" key={ex['key']}" if ex.get("key") else ""
-    return f"try {number}: {ex.get('method', '?')} {ex.get('path', '?')} -> {answer} ({how}) {when}{key}"
+    text = f"try {number}: {ex.get('method', '?')} {ex.get('path', '?')} -> {answer} ({how}) {when}{key}"
+    for title, pairs in (("sent", ex.get("headers")), ("answered", ex.get("answer_headers"))):
+        if pairs:
+            lines = [f"  {k}: {v}" for k, v in pairs[:MAX_HEADER_LINES]]
+            more = len(pairs) - MAX_HEADER_LINES
+            lines += [f"  ... {more} more"] if more > 0 else []
+            text += f"\n{title}:\n" + "\n".join(lines)
+    return text
 
 
 def _run_rows(canvas: _Canvas, runs: Sequence[Mapping[str, Any]], scale: _Scale) -> None:

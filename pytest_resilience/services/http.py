@@ -249,10 +249,13 @@ class HttpService(TcpService, _Scripting):
             pending = list(layer.pending)
             connections = [(c.id, c.digest, c.accepted_at) for c in layer.connections.values()]
         traces = pair(connections, self._tap.traces())
+        # A cut answer never reaches the client whole, whatever the tap has seen so far.
         return ExchangeList(
             self._exchange_of(
                 p,
-                reached_client(
+                False
+                if p.cut
+                else reached_client(
                     traces.get(p.connection), p.answer_range[1] if p.answer_range else None
                 ),
             )
