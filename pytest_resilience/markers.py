@@ -123,7 +123,9 @@ def parse_marker(
     if duration is not None:
         duration = _seconds(marker, "duration", duration, allow_zero=False)
     if marker in HTTP_MARKERS:
-        return MarkerFault(marker, service, None, after, duration, _http_arguments(marker, rest, options))
+        return MarkerFault(
+            marker, service, None, after, duration, _http_arguments(marker, rest, options)
+        )
     plan = kinds.plan(marker, rest, options, extra)
     return MarkerFault(marker, service, plan, after, duration, options)
 

@@ -992,10 +992,16 @@ def test_forward_to_must_be_an_http_url(resilience: Resilience) -> None:
         (lambda s: s.fail(count=2, rate=0.5), r"fail takes count= or rate=, not both"),
         (lambda s: s.route("FETCH", "/x"), r"unknown HTTP method 'FETCH'; use one of DELETE"),
         (lambda s: s.route("GET", "charges"), r"a route path must start with '/'"),
-        (lambda s: s.rate_limit(rate=0), r"rate \(requests per second\) must be a finite number > 0, got 0"),
+        (
+            lambda s: s.rate_limit(rate=0),
+            r"rate \(requests per second\) must be a finite number > 0, got 0",
+        ),
         (lambda s: s.rate_limit(burst=-1), r"burst must be a whole number >= 1, got -1"),
         (lambda s: s.rate_limit(), r"rate_limit needs burst="),
-        (lambda s: s.rate_limit(burst=1, retry_after=-1), r"retry_after must be a whole number >= 0, got -1"),
+        (
+            lambda s: s.rate_limit(burst=1, retry_after=-1),
+            r"retry_after must be a whole number >= 0, got -1",
+        ),
         (lambda s: s.rate_limit(burst=1, status=600), r"status must be an HTTP status"),
         (lambda s: s.rate_limit(rate=1, retry_after=1), r"drop retry_after="),
         (lambda s: s.delay(-0.5), r"delay must be a finite number of seconds >= 0, got -0.5"),

@@ -107,7 +107,9 @@ def test_fail_takes_headers_and_a_body(api: HttpService) -> None:
 
 
 def test_rate_limit_sends_both_wait_headers_and_the_extra_ones(api: HttpService) -> None:
-    api.rate_limit(burst=1, retry_after=2, retry_after_ms=150, headers={"x-ratelimit-remaining": "0"})
+    api.rate_limit(
+        burst=1, retry_after=2, retry_after_ms=150, headers={"x-ratelimit-remaining": "0"}
+    )
 
     answer = get(api)
 
@@ -257,9 +259,7 @@ def test_a_client_ignoring_retry_after_ms_is_caught_naming_the_header(api: HttpS
 
     retry_loop(api, lambda answer: 0.01)
 
-    with pytest.raises(
-        ResilienceAssertionError, match=r"whose retry-after-ms asked for 0\.4 s"
-    ):
+    with pytest.raises(ResilienceAssertionError, match=r"whose retry-after-ms asked for 0\.4 s"):
         api.assert_retry_after_honoured()
 
 
@@ -435,5 +435,5 @@ def test_a_bad_service_error_body_is_one_sentence_at_the_first_call_that_uses_it
 def test_a_bad_idempotency_header_is_refused_at_the_call(
     resilience: Resilience, header: Any
 ) -> None:
-    with pytest.raises(ConfigurationError, match="idempotency_header .* is not a valid HTTP"):
+    with pytest.raises(ConfigurationError, match=r"idempotency_header .* is not a valid HTTP"):
         resilience.http_service("api", idempotency_header=header)

@@ -67,13 +67,17 @@ def openai_client(openai_api: HttpService) -> Iterator[openai.OpenAI]:
 @pytest.fixture
 def anthropic_api(resilience: Resilience) -> HttpService:
     service = resilience.http_service("anthropic", error=anthropic_error)
-    service.route("POST", "/v1/messages").respond(200, json=MESSAGE, headers={"request-id": "req_1"})
+    service.route("POST", "/v1/messages").respond(
+        200, json=MESSAGE, headers={"request-id": "req_1"}
+    )
     return service
 
 
 @pytest.fixture
 def anthropic_client(anthropic_api: HttpService) -> Iterator[anthropic.Anthropic]:
-    with anthropic.Anthropic(api_key="sk-ant-stub", base_url=anthropic_api.url, max_retries=2) as client:
+    with anthropic.Anthropic(
+        api_key="sk-ant-stub", base_url=anthropic_api.url, max_retries=2
+    ) as client:
         yield client
 
 

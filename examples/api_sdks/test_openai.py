@@ -16,6 +16,8 @@ What the SDK does, from its source (``site-packages/openai/_base_client.py``):
 
 from __future__ import annotations
 
+import itertools
+
 import openai
 import pytest
 
@@ -38,7 +40,7 @@ def test_retry_after_ms_is_what_the_sdk_waits_and_what_the_verdict_reads(
     assert [e.header("x-stainless-retry-count") for e in exchanges] == ["0", "1", "2"]
     assert [e.wait_header for e in exchanges[:2]] == ["retry-after-ms"] * 2
     assert exchanges[0].retry_after_delay == pytest.approx(0.04)
-    assert max(b.started_at - a.started_at for a, b in zip(exchanges, exchanges[1:])) < 1.0
+    assert max(b.started_at - a.started_at for a, b in itertools.pairwise(exchanges)) < 1.0
     openai_api.assert_retry_after_honoured()
     openai_api.assert_attempts(min=3, max=3)
 

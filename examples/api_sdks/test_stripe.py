@@ -15,6 +15,8 @@ What the SDK does, from its source (paths under site-packages/stripe/):
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import stripe
 
@@ -109,3 +111,13 @@ def test_the_same_charge_under_one_key_is_applied_once(
 
     assert [e.step for e in stripe_api.settled()] == ["respond", "replay"]
     stripe_api.assert_no_duplicate_side_effects()
+
+
+def test_the_readme_cookbook_shows_these_shapes() -> None:
+    """The README's cookbook block is this example's shapes.py, word for word."""
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / "README.md").read_text()
+    section = readme[readme.index("## Cookbook: answers of real APIs") :]
+    block = section[section.index("```python\n") + 10 : section.index("\n```", 10)]
+    assert "def stripe_error" in block and "def anthropic_error" in block
+    assert block.strip() in (Path(__file__).parent / "shapes.py").read_text()

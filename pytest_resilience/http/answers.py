@@ -119,7 +119,9 @@ def shape(
 
 def check_bodiless(status: int, shaped: Shape, what: str) -> None:
     if status in _NO_BODY and shaped.body:
-        raise ConfigurationError(f"a {status} answer carries no body; drop json=/body= from {what}.")
+        raise ConfigurationError(
+            f"a {status} answer carries no body; drop json=/body= from {what}."
+        )
 
 
 def make_answer(status: int, shaped: Shape) -> Answer:
@@ -200,13 +202,13 @@ def check_retry_after(value: Any) -> int | dt.datetime | None:
                 "retry_after datetime must be timezone-aware, e.g. datetime.now(timezone.utc)."
             )
         return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        if value >= 0 and not float(value).is_integer():
-            raise ConfigurationError(
-                f"retry_after={value!r} is not whole seconds: Retry-After carries whole seconds "
-                f"(RFC 9110 10.2.3); send a fractional wait as retry_after_ms="
-                f"{value * 1000:g}, the retry-after-ms header."
-            )
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if number and math.isfinite(value) and value >= 0 and not float(value).is_integer():
+        raise ConfigurationError(
+            f"retry_after={value!r} is not whole seconds: Retry-After carries whole seconds "
+            f"(RFC 9110 10.2.3); send a fractional wait as retry_after_ms="
+            f"{value * 1000:g}, the retry-after-ms header."
+        )
     return validate.whole(value, "retry_after", hint=" (or a timezone-aware datetime)")
 
 

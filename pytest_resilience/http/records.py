@@ -38,7 +38,9 @@ def retry_after_ms(value: str | None) -> float | None:
     return ms / 1000 if math.isfinite(ms) and ms >= 0 else None
 
 
-def requested_wait(headers: Sequence[tuple[str, str]], now: float) -> tuple[float | None, str | None]:
+def requested_wait(
+    headers: Sequence[tuple[str, str]], now: float
+) -> tuple[float | None, str | None]:
     """The wait an answer asks for, and the header that asked: ``retry-after-ms`` first
     (the millisecond header SDKs of large APIs read first), then ``Retry-After``."""
     values = {k.lower(): v for k, v in headers}

@@ -106,7 +106,12 @@ class TokenBucket(Step):
     name = "rate_limit"
 
     def __init__(
-        self, rate: float, burst: int, status: int, shaped: Shape, error: ErrorBody,
+        self,
+        rate: float,
+        burst: int,
+        status: int,
+        shaped: Shape,
+        error: ErrorBody,
         route: Route | None,
     ) -> None:
         super().__init__(None, route)
@@ -136,7 +141,11 @@ class Delay(Step):
     name = "delay"
 
     def __init__(
-        self, seconds: float, count: int | None, route: Route | None, shaped: Shape | None = None,
+        self,
+        seconds: float,
+        count: int | None,
+        route: Route | None,
+        shaped: Shape | None = None,
         answer: Answer | None = None,
     ) -> None:
         super().__init__(count, route)
@@ -158,7 +167,10 @@ class Cut(Step):
     name = "cut"
 
     def __init__(
-        self, count: int | None, route: Route | None, shaped: Shape | None = None,
+        self,
+        count: int | None,
+        route: Route | None,
+        shaped: Shape | None = None,
         answer: Answer | None = None,
     ) -> None:
         super().__init__(count, route)
