@@ -118,6 +118,7 @@ def test_the_readme_cookbook_shows_these_shapes() -> None:
     root = Path(__file__).resolve().parents[2]
     readme = (root / "README.md").read_text()
     section = readme[readme.index("## Cookbook: answers of real APIs") :]
-    block = section[section.index("```python\n") + 10 : section.index("\n```", 10)]
+    start = section.index("```python\n") + len("```python\n")
+    block = section[start : section.index("\n```", start)]
     assert "def stripe_error" in block and "def anthropic_error" in block
     assert block.strip() in (Path(__file__).parent / "shapes.py").read_text()
