@@ -135,8 +135,30 @@ class TokenBucket(Step):
         return fault_answer(self.status, self.shaped, self.error, self.name, first=first)
 
 
-class Delay(Step):
-    """Hold the answer ``seconds``; with ``answer`` given, answer that instead of passing on."""
+class Reshape(Step):
+    """A step that passes the request on and reshapes the answer that comes back, or,
+    given ``answer``, sends that answer instead (a fault answer: nothing applied)."""
+
+    def __init__(
+        self,
+        count: int | None,
+        route: Route | None,
+        shaped: Shape | None = None,
+        answer: Answer | None = None,
+    ) -> None:
+        super().__init__(count, route)
+        self.shaped = shaped or Shape()
+        self.answer = answer
+
+    async def _answer(self, request: Request, next_: Next) -> Answer:
+        if self.answer is not None:
+            return replace(self.answer, headers=list(self.answer.headers))
+        answer = await next_(request)
+        return answer if self.shaped.empty else self.shaped.onto(answer)
+
+
+class Delay(Reshape):
+    """Hold the answer ``seconds``."""
 
     name = "delay"
 
@@ -148,43 +170,23 @@ class Delay(Step):
         shaped: Shape | None = None,
         answer: Answer | None = None,
     ) -> None:
-        super().__init__(count, route)
+        super().__init__(count, route, shaped, answer)
         self.seconds = seconds
-        self.shaped = shaped or Shape()
-        self.answer = answer
 
     async def __call__(self, request: Request, next_: Next) -> Answer:
         await asyncio.sleep(self.seconds)
-        if self.answer is not None:
-            return replace(self.answer, headers=list(self.answer.headers))
-        answer = await next_(request)
-        return answer if self.shaped.empty else self.shaped.onto(answer)
+        return await self._answer(request, next_)
 
 
-class Cut(Step):
+class Cut(Reshape):
     """The answer starts, then the connection closes halfway through its body."""
 
     name = "cut"
 
-    def __init__(
-        self,
-        count: int | None,
-        route: Route | None,
-        shaped: Shape | None = None,
-        answer: Answer | None = None,
-    ) -> None:
-        super().__init__(count, route)
-        self.shaped = shaped or Shape()
-        self.answer = answer
-
     async def __call__(self, request: Request, next_: Next) -> Answer:
-        if self.answer is not None:
-            return replace(self.answer, headers=list(self.answer.headers), cut=True)
         # A copy: the answer may be the one stored for its Idempotency-Key, and a replay
         # of it must arrive whole.
-        answer = await next_(request)
-        if not self.shaped.empty:
-            answer = self.shaped.onto(answer)
+        answer = await self._answer(request, next_)
         return replace(answer, cut=True, scripted=True, step=self.name)
 
 
