@@ -32,10 +32,12 @@ FAULT_MARKERS: dict[str, str] = {
 # HTTP markers: the HTTP service method each one calls (the marker takes its arguments).
 HTTP_MARKERS: dict[str, str] = {"rate_limited": "rate_limit", "http_faults": "fail"}
 _SHAPE = "json=None, body=None, content_type=None, headers=None"
-_HTTP_SIGNATURES = {
-    "rate_limited": f"burst, retry_after=None, status=429, retry_after_ms=None, {_SHAPE}",
-    "http_faults": f"status=503, count=None, rate=None, {_SHAPE}",
+HTTP_SIGNATURES = {
+    "rate_limited": f"burst=None, retry_after=None, status=429, *, rate=None, retry_after_ms=None, {_SHAPE}",
+    "http_faults": f"status=503, count=None, *, rate=None, {_SHAPE}",
 }
+"""The arguments of each HTTP marker as help shows them: those of its step builder
+(``http.script``), kept here so that loading the plugin imports no HTTP code."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,7 @@ def marker_help(name: str, extra: Mapping[str, FaultKind] | None = None) -> str:
     ``extra`` holds the kinds plugins added (a session's ``fault_kinds``).
     """
     if name in HTTP_MARKERS:
-        signature = f"service, {_HTTP_SIGNATURES[name]}, after=0, duration=None"
+        signature = f"service, {HTTP_SIGNATURES[name]}, after=0, duration=None"
         return f"{name}({signature}): {FAULT_MARKERS[name]}, during the test body."
     text = FAULT_MARKERS[name] if name in FAULT_MARKERS else (extra or {})[name].help
     params = kinds.signature_of(name, extra)[1:-1].split(", ")
@@ -130,6 +132,10 @@ def parse_marker(
     return MarkerFault(marker, service, plan, after, duration, options)
 
 
+INTERNAL = frozenset({"error", "route", "rng"})
+"""Step builder parameters the service fills in, not the marker."""
+
+
 def _http_arguments(marker: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
     """An HTTP marker's arguments by name, checked by the step builder its method uses."""
     import inspect
@@ -137,9 +143,8 @@ def _http_arguments(marker: str, args: tuple[Any, ...], kwargs: dict[str, Any]) 
     from .http.script import fail_step, rate_limit_step
 
     build = rate_limit_step if marker == "rate_limited" else fail_step
-    public = _HTTP_SIGNATURES[marker]
-    internal = {"error", "route", "rng"}
-    parameters = [p for p in inspect.signature(build).parameters.values() if p.name not in internal]
+    public = HTTP_SIGNATURES[marker]
+    parameters = [p for p in inspect.signature(build).parameters.values() if p.name not in INTERNAL]
     signature = inspect.Signature(parameters)
     unknown = sorted(set(kwargs) - {p.name for p in parameters})
     if unknown:

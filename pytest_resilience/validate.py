@@ -16,11 +16,13 @@ from .errors import ConfigurationError
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
-_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _MEDIA_TYPE = re.compile(
-    r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+/[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
-    r"(\s*;\s*[!#$%&'*+\-.^_`|~0-9A-Za-z]+=(\"[^\"\r\n]*\"|[!#$%&'*+\-.^_`|~0-9A-Za-z]+))*$"
+    r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+/[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+    r"([ \t]*;[ \t]*[!#$%&'*+\-.^_`|~0-9A-Za-z]+=(\"[\x20\x21\x23-\x7e]*\"|[!#$%&'*+\-.^_`|~0-9A-Za-z]+))*"
 )
+# A header value h11 sends as it is: visible ASCII, inner spaces and tabs.
+_FIELD_VALUE = re.compile(r"([\x21-\x7e]([\x20-\x7e\t]*[\x21-\x7e])?)?")
 
 
 def _is_number(value: Any) -> bool:
@@ -87,7 +89,7 @@ def method(value: Any) -> str:
 
 
 def header_name(value: Any, what: str = "header name") -> str:
-    if not isinstance(value, str) or not _TOKEN.match(value):
+    if not isinstance(value, str) or not _TOKEN.fullmatch(value):
         raise ConfigurationError(f"{what} {value!r} is not a valid HTTP header name.")
     return value
 
@@ -102,11 +104,18 @@ def headers(value: Any, what: str = "headers") -> list[tuple[str, str]]:
             f"{{'Retry-After': '1'}}, got {type(value).__name__} {value!r}."
         )
     out = []
+    seen: set[str] = set()
     for name, text in value.items():
         header_name(name)
-        if not isinstance(text, str) or any(c in text for c in "\r\n\0"):
+        if name.lower() in seen:
             raise ConfigurationError(
-                f"header {name!r} must have a str value without CR, LF or NUL, got {text!r}."
+                f"header {name!r} is given twice (names ignore case); keep one."
+            )
+        seen.add(name.lower())
+        if not isinstance(text, str) or not _FIELD_VALUE.fullmatch(text):
+            raise ConfigurationError(
+                f"header {name!r} must have a str value of printable ASCII without leading or "
+                f"trailing spaces, got {text!r}."
             )
         out.append((name, text))
     return out
@@ -114,7 +123,7 @@ def headers(value: Any, what: str = "headers") -> list[tuple[str, str]]:
 
 def content_type(value: Any) -> str:
     """A media type such as ``application/json`` or ``text/plain; charset=utf-8``."""
-    if not isinstance(value, str) or not _MEDIA_TYPE.match(value.strip()):
+    if not isinstance(value, str) or not _MEDIA_TYPE.fullmatch(value.strip()):
         raise ConfigurationError(
             f"content_type must be a media type such as 'application/json' or "
             f"'application/x-www-form-urlencoded', got {value!r}."

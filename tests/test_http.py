@@ -1236,10 +1236,10 @@ def test_http_markers_are_accepted_under_strict_markers_and_listed(
 
     result.stdout.fnmatch_lines(
         [
-            "*@pytest.mark.rate_limited(service, burst, retry_after=None, status=429, "
-            "retry_after_ms=None, json=None, body=None, content_type=None, headers=None, "
-            "after=0, duration=None)*",
-            "*@pytest.mark.http_faults(service, status=503, count=None, rate=None, "
+            "*@pytest.mark.rate_limited(service, burst=None, retry_after=None, status=429, *, "
+            "rate=None, retry_after_ms=None, json=None, body=None, content_type=None, "
+            "headers=None, after=0, duration=None)*",
+            "*@pytest.mark.http_faults(service, status=503, count=None, *, rate=None, "
             "json=None, body=None, content_type=None, headers=None, after=0, duration=None)*",
         ]
     )
@@ -1288,7 +1288,7 @@ def test_bad_http_marker_arguments_fail_the_test_naming_the_argument(
             "*test_negative_burst: @pytest.mark.rate_limited: burst must be a whole number >= 1, got -1.",
             "*test_status_700: @pytest.mark.http_faults: status must be an HTTP status from 100 to 599, got 700.",
             "*test_count_and_rate: @pytest.mark.http_faults: fail takes count= or rate=, not both.",
-            "*test_typo: @pytest.mark.rate_limited: unknown argument 'retry_afer'; it takes burst, retry_after=None, status=429, retry_after_ms=None, json=None, body=None, content_type=None, headers=None.",
+            "*test_typo: @pytest.mark.rate_limited: unknown argument 'retry_afer'; it takes burst=None, retry_after=None, status=429, *, rate=None, retry_after_ms=None, json=None, body=None, content_type=None, headers=None.",
             "*test_negative_after: @pytest.mark.http_faults: after must be a number of seconds >= 0, got -1.",
             "*test_no_service: @pytest.mark.rate_limited: the first argument must be the service name*",
         ]

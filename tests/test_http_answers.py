@@ -17,7 +17,13 @@ from typing import Any
 import pytest
 import requests
 
-from pytest_resilience import ConfigurationError, HttpService, Resilience, ResilienceAssertionError
+from pytest_resilience import (
+    ConfigurationError,
+    HttpService,
+    Resilience,
+    ResilienceAssertionError,
+    ResilienceError,
+)
 from pytest_resilience.assertions import check_no_duplicate_side_effects
 from pytest_resilience.http.identity import canonical_body, fingerprint
 from pytest_resilience.http.records import requested_wait
@@ -328,8 +334,9 @@ def test_a_multipart_upload_sent_twice_is_a_duplicate(api: HttpService) -> None:
 def test_exchanges_carry_the_headers_of_both_sides(api: HttpService) -> None:
     api.respond(json={}, headers={"Request-Id": "req_9"})
 
-    get(api, headers={"X-Trace": "t1"})
+    answer = get(api, headers={"X-Trace": "t1"})
 
+    assert answer.headers["Request-Id"] == "req_9"
     (exchange,) = api.settled()
     assert exchange.header("X-Trace") == "t1"
     assert exchange.answer_header("request-id") == "req_9"
@@ -379,6 +386,14 @@ BAD: list[tuple[Callable[[HttpService], Any], str]] = [
     ),
     (lambda s: s.respond(headers=[("X-A", "1")]), r"headers must be a mapping"),
     (lambda s: s.fail(headers={"X-A": 1}), r"header 'X-A' must have a str value"),
+    (lambda s: s.fail(headers={"X-A": "caf\u00e9"}), r"header 'X-A' must have a str value"),
+    (lambda s: s.fail(headers={"X-A": " 1"}), r"without leading or trailing spaces"),
+    (lambda s: s.fail(headers={"X-A\n": "1"}), r"header name 'X-A\\n' is not a valid"),
+    (lambda s: s.fail(headers={"X-A": "1", "x-a": "2"}), r"header 'x-a' is given twice"),
+    (
+        lambda s: s.respond(body="x", content_type="text/plain;\r\ncharset=utf-8"),
+        r"content_type must be a media type",
+    ),
     (lambda s: s.fail(headers={"Content-Length": "3"}), r"set by the HTTP layer"),
     (lambda s: s.respond(body=123), r"body must be bytes or str"),
     (lambda s: s.fail(json=object()), r"json must be JSON data"),
@@ -423,7 +438,7 @@ def test_bad_shape_arguments_are_one_sentence_at_the_call(
     ],
     ids=["not-json", "returns-not-json", "raises"],
 )
-def test_a_bad_service_error_body_is_one_sentence_at_the_first_call_that_uses_it(
+def test_a_bad_service_error_body_is_one_sentence_at_the_call_that_meets_it(
     resilience: Resilience, error: Any, message: str
 ) -> None:
     with pytest.raises(ConfigurationError, match=message):
@@ -437,3 +452,66 @@ def test_a_bad_idempotency_header_is_refused_at_the_call(
 ) -> None:
     with pytest.raises(ConfigurationError, match=r"idempotency_header .* is not a valid HTTP"):
         resilience.http_service("api", idempotency_header=header)
+
+
+def test_a_body_reshape_onto_an_answer_without_body_fails_the_test_saying_why(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        """
+        import requests
+
+        def test_it(resilience):
+            api = resilience.http_service("api")
+            api.respond(204)
+            api.delay(0, count=1, json={"late": True})
+            assert requests.get(api.url, timeout=2).status_code == 500
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*cannot go on the 204 answer a delay or cut passed on*"])
+
+
+def test_a_cut_answer_without_body_stops_inside_the_status_code(api: HttpService) -> None:
+    api.cut(count=1, status=429, headers={"Retry-After": "1"})
+
+    with pytest.raises(requests.exceptions.RequestException):
+        requests.head(api.url, timeout=2)
+
+    (cut,) = api.settled()
+    assert (cut.method, cut.status, cut.delivered) == ("HEAD", 429, False)
+
+
+def test_a_replay_sends_the_stored_answer_without_a_delays_reshaping(api: HttpService) -> None:
+    """As the README says: the stub stores its answer before a delay or cut reshapes it."""
+    api.respond(201, json={"id": "ch_1"})
+    api.delay(0, count=1, headers={"X-Slow": "1"})
+    key = {"Idempotency-Key": "k1"}
+
+    first, replay = post(api, "/charges", headers=key), post(api, "/charges", headers=key)
+
+    assert first.headers.get("X-Slow") == "1" and "X-Slow" not in replay.headers
+    assert replay.json() == first.json()
+    assert [e.step for e in api.settled()] == ["respond", "replay"]
+
+
+def test_the_http_markers_help_shows_their_step_builders_arguments() -> None:
+    """The help text is kept apart (loading the plugin imports no HTTP code); it must not drift."""
+    import inspect
+
+    from pytest_resilience.http.script import fail_step, rate_limit_step
+    from pytest_resilience.markers import HTTP_SIGNATURES, INTERNAL
+
+    for marker, build in (("rate_limited", rate_limit_step), ("http_faults", fail_step)):
+        parameters = inspect.signature(build).parameters.values()
+        public = inspect.Signature([p for p in parameters if p.name not in INTERNAL])
+        shown = str(public.replace(return_annotation=inspect.Signature.empty))
+        assert HTTP_SIGNATURES[marker] == _without_annotations(shown), marker
+
+
+def _without_annotations(signature: str) -> str:
+    """``(burst: 'int | None' = None, *, rate: ...)`` -> ``burst=None, *, rate=...``."""
+    import re
+
+    return re.sub(r": '[^']*'", "", signature)[1:-1].replace(" = ", "=")

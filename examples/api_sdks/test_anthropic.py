@@ -14,6 +14,8 @@ What the SDK does, from its source (``site-packages/anthropic/``):
 
 from __future__ import annotations
 
+import itertools
+
 import anthropic
 import pytest
 
@@ -44,7 +46,10 @@ def test_an_overload_burst_is_ridden_out_on_the_waits_it_asked_for(
 
     assert ask_claude(anthropic_client) == "hi"
 
-    assert [e.status for e in anthropic_api.settled()] == [529, 529, 200]
+    exchanges = anthropic_api.settled()
+    assert [e.status for e in exchanges] == [529, 529, 200]
+    # The SDK waited the 30 ms of retry-after-ms, not the 5 s of retry-after.
+    assert max(b.started_at - a.started_at for a, b in itertools.pairwise(exchanges)) < 1.0
     anthropic_api.assert_retry_after_honoured()
     anthropic_api.assert_attempts(max=3)
 

@@ -68,7 +68,13 @@ class Shape:
         return not self.headers and self.body is None
 
     def onto(self, answer: Answer) -> Answer:
-        """``answer`` with these headers set (replacing same-named ones) and this body."""
+        """``answer`` with these headers set (replacing same-named ones) and this body; a
+        new body replaces the answer's Content-Type with its own (or none)."""
+        if self.body is not None and answer.status in _NO_BODY:
+            raise ConfigurationError(
+                f"json=/body= cannot go on the {answer.status} answer a delay or cut passed on "
+                "(it carries no body); give status= to send another answer instead."
+            )
         names = {k.lower() for k, _ in self.headers}
         if self.body is not None:
             names.add("content-type")  # the new body brings its own (or none)
@@ -207,7 +213,7 @@ def check_retry_after(value: Any) -> int | dt.datetime | None:
         raise ConfigurationError(
             f"retry_after={value!r} is not whole seconds: Retry-After carries whole seconds "
             f"(RFC 9110 10.2.3); send a fractional wait as retry_after_ms="
-            f"{value * 1000:g}, the retry-after-ms header."
+            f"{value * 1000:.15g}, the retry-after-ms header."
         )
     return validate.whole(value, "retry_after", hint=" (or a timezone-aware datetime)")
 

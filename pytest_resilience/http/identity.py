@@ -56,10 +56,12 @@ def fingerprint(method: str, path: str, body: bytes, content_type: str | None = 
 
 
 def _form(body: bytes) -> str:
-    text = body.decode("utf-8", "surrogateescape")
-    fields = parse_qsl(text, keep_blank_values=True)
+    # Latin-1 maps every byte to one character and back, so distinct bytes stay distinct
+    # (UTF-8 with replacement would make %FF and %FE one value).
+    fields = parse_qsl(body.decode("latin-1"), keep_blank_values=True, encoding="latin-1")
     # A stable sort: the values of one repeated name keep their order.
-    return "form:" + urlencode(sorted(fields, key=lambda field: field[0]), safe="[]")
+    ordered = sorted(fields, key=lambda field: field[0])
+    return "form:" + urlencode(ordered, safe="[]", encoding="latin-1")
 
 
 def _multipart(body: bytes, content_type: str) -> str | None:

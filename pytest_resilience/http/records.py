@@ -43,7 +43,9 @@ def requested_wait(
 ) -> tuple[float | None, str | None]:
     """The wait an answer asks for, and the header that asked: ``retry-after-ms`` first
     (the millisecond header SDKs of large APIs read first), then ``Retry-After``."""
-    values = {k.lower(): v for k, v in headers}
+    values: dict[str, str] = {}
+    for name, value in headers:
+        values.setdefault(name.lower(), value)  # the first of a repeated header, as header() reads
     wait = retry_after_ms(values.get("retry-after-ms"))
     if wait is not None:
         return wait, "retry-after-ms"

@@ -309,9 +309,9 @@ class HttpLayer:
         head = conn.send(h11.Response(status_code=answer.status, headers=headers, reason=reason))
         body = b"" if request.method == "HEAD" else answer.body
         if answer.cut:
-            # Halfway through the body; with no body, halfway through the status line
-            # (clients take a head cut after it as a head that ended).
-            partial = head + body[: len(body) // 2] if body else head[: head.index(b"\r\n") // 2]
+            # Halfway through the body; with no body, inside the status code ("HTTP/1.1 5"),
+            # so no client can take what arrived for an answer.
+            partial = head + body[: len(body) // 2] if body else head[: len(b"HTTP/1.1 ") + 1]
             self._send(writer, log, partial)
             record.answer_range = (start, start + len(head) + len(body))
             record.cut = True

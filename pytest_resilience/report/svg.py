@@ -467,7 +467,7 @@ def _attempt_title(ex: Mapping[str, Any], number: int) -> str:
     text = f"try {number}: {ex.get('method', '?')} {ex.get('path', '?')} -> {answer} ({how}) {when}{key}"
     for title, pairs in (("sent", ex.get("headers")), ("answered", ex.get("answer_headers"))):
         if pairs:
-            lines = [f"  {k}: {v}" for k, v in pairs[:MAX_HEADER_LINES]]
+            lines = [f"  {k}: {_clip(v, 160)}" for k, v in pairs[:MAX_HEADER_LINES]]
             more = len(pairs) - MAX_HEADER_LINES
             lines += [f"  ... {more} more"] if more > 0 else []
             text += f"\n{title}:\n" + "\n".join(lines)
