@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Generator, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
@@ -51,6 +51,8 @@ COLLECTOR = pytest.StashKey[Collector]()
 TIMELINES = pytest.StashKey[dict[str, Any]]()
 FAILED = pytest.StashKey[bool]()
 _USES_PLUGIN = ("resilience", "toxiproxy")
+
+T = TypeVar("T")
 
 
 def _usage(parse: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -323,16 +325,27 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         state.close()
 
 
+def _one_line(call: Callable[[], T]) -> T:
+    """``call()``; a Toxiproxy that cannot be reached fails the test with its sentence alone."""
+    from .errors import BackendError
+
+    try:
+        return call()
+    except BackendError as exc:
+        message = str(exc)
+    pytest.fail(message, pytrace=False)  # outside the except: no chained traceback
+
+
 @pytest.fixture(scope="session")
 def toxiproxy(pytestconfig: pytest.Config) -> Backend:
     """The session's Toxiproxy control plane (real server, remote, or embedded engine)."""
-    return pytestconfig.stash[SESSION].backend
+    return _one_line(lambda: pytestconfig.stash[SESSION].backend)
 
 
 @pytest.fixture
 def resilience(request: pytest.FixtureRequest, toxiproxy: Backend) -> Iterator[Resilience]:
     """Services, faults and observations for one test; everything is undone afterwards."""
-    res = request.config.stash[SESSION].new_test(request.node.nodeid)
+    res = _one_line(lambda: request.config.stash[SESSION].new_test(request.node.nodeid))
     extensions.watch_events(request.node, res)
     try:
         yield res
@@ -340,7 +353,7 @@ def resilience(request: pytest.FixtureRequest, toxiproxy: Backend) -> Iterator[R
         try:
             _keep_record(request.node, res)
         finally:
-            res.close()
+            _one_line(res.close)
 
 
 def _keep_record(item: pytest.Item, res: Resilience) -> None:

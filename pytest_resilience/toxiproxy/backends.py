@@ -99,6 +99,7 @@ def _remote(url: str, listen_host: str) -> Backend:
 def _spawned(binary: str, listen_host: str) -> Backend:
     server = SpawnedToxiproxy(binary)
     client = server.start()
+    client.explain = server.death
     try:
         version = client.version()
         _check_version(version, binary)

@@ -17,6 +17,7 @@ import http.client
 import json as jsonlib
 import socket
 import threading
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -42,6 +43,8 @@ class ToxiproxyClient:
         self.host = parts.hostname
         self.timeout = timeout
         self._api = _bind(parts.hostname, parts.port)
+        self.explain: Callable[[], str | None] = lambda: None
+        """Why the server stopped answering, when its owner knows (a spawned server died)."""
 
     # -- low level -----------------------------------------------------------------
 
@@ -55,9 +58,11 @@ class ToxiproxyClient:
             call = getattr(self._api, method.lower())
             return call(path, **kwargs)  # type: ignore[no-any-return]
         except (OSError, http.client.HTTPException) as exc:
+            reason = self.explain()
+            advice = reason or "check that it is running or choose another with --toxiproxy."
             raise BackendError(
-                f"Toxiproxy at {self.url} did not answer {method} {path} ({exc.__class__.__name__}); "
-                "check that it is running or choose another with --toxiproxy."
+                f"Toxiproxy at {self.url} did not answer {method} {path} "
+                f"({exc.__class__.__name__}); {advice}"
             ) from exc
         except (
             tp_exceptions.ProxyExists,

@@ -61,6 +61,9 @@ class SpawnedToxiproxy:
                     stdout=self._log,
                     stderr=subprocess.STDOUT,
                     preexec_fn=_die_with_parent if _prctl is not None else None,
+                    # Not in the terminal's process group: Ctrl-C interrupts pytest, which
+                    # then tears down against a live server and stops it itself.
+                    start_new_session=True,
                 )
             except OSError as exc:
                 raise BackendError(
@@ -72,11 +75,18 @@ class SpawnedToxiproxy:
                 self.client.timeout = 5.0
                 return self.client
             log = self._read_log()
+            exited = self.process.poll() if self.process is not None else None
             self.stop()
             if _ADDRESS_IN_USE not in log:
+                printed = log.strip()[-500:] or "(nothing)"
+                if exited is not None:
+                    raise BackendError(
+                        f"toxiproxy-server {self.binary!r} exited with status {exited} before "
+                        f"its API answered (is it toxiproxy-server?); it printed: {printed}"
+                    )
                 raise BackendError(
-                    f"toxiproxy-server {self.binary!r} did not start within {START_DEADLINE:.0f} s; "
-                    f"it printed: {log.strip()[-500:] or '(nothing)'}"
+                    f"toxiproxy-server {self.binary!r} did not answer within "
+                    f"{START_DEADLINE:.0f} s; it printed: {printed}"
                 )
         raise BackendError("toxiproxy-server could not bind a free loopback port after 3 tries.")
 
@@ -113,6 +123,16 @@ class SpawnedToxiproxy:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+    def death(self) -> str | None:
+        """Why the server is gone, if it died on its own; None while it runs."""
+        process = self.process
+        if process is None or process.poll() is None:
+            return None
+        code = process.returncode
+        how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with {code}"
+        printed = self._read_log().strip()[-300:] or "(nothing)"
+        return f"toxiproxy-server (pid {process.pid}) {how}; it printed: {printed}"
 
     @property
     def pid(self) -> int | None:

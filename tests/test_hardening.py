@@ -1,0 +1,145 @@
+"""The plugin under hostile conditions: Ctrl-C in a terminal, a dead or wrong Toxiproxy,
+impossible numbers, request bodies that never end.
+
+The signal tests run pytest as a user's terminal does: in its own process group,
+which the signal is sent to whole.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from pytest_resilience import ConfigurationError, HttpService, Resilience
+
+BLOCKING_TEST = """
+import pathlib, threading
+
+def test_blocks(resilience):
+    resilience.tcp_service("x", upstream="127.0.0.1:9")
+    pathlib.Path("ready").write_text("1")
+    threading.Event().wait(60)  # until the signal comes
+"""
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+    """Poll ``condition`` until it is truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)  # poll interval
+    return value
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie has exited; only its parent's wait is missing.
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")
+
+
+def run_in_terminal(pytester: pytest.Pytester, *args: str) -> tuple[subprocess.Popen[bytes], Path]:
+    """pytest started as a terminal starts it: a process group of its own; output to a file."""
+    out = pytester.path / "out.txt"
+    with out.open("wb") as sink:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+            cwd=pytester.path,
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return process, out
+
+
+@pytest.mark.skipif(not shutil.which("toxiproxy-server"), reason="needs toxiproxy-server on PATH")
+def test_ctrl_c_with_a_spawned_toxiproxy_ends_like_pytest_and_reaps_the_server(
+    pytester: pytest.Pytester,
+) -> None:
+    """Ctrl-C reaches the whole foreground group: the server must not die of it before
+    teardown (once an 80-line BackendError and exit code 1), and must be gone after."""
+    pytester.makepyfile(BLOCKING_TEST)
+    process, out = run_in_terminal(pytester, "--toxiproxy=spawn")
+    try:
+        wait_for((pytester.path / "ready").exists, what="the test to start")
+        pid = int(re.search(rb"pid (\d+)\)", out.read_bytes()).group(1))  # type: ignore[union-attr]
+        os.killpg(process.pid, signal.SIGINT)
+        code = process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    text = out.read_text()
+    assert code == pytest.ExitCode.INTERRUPTED, text
+    assert "BackendError" not in text, text
+    wait_for(lambda: not alive(pid), timeout=10, what=f"toxiproxy-server {pid} to exit")
+
+
+def test_teardown_against_a_toxiproxy_that_died_is_one_line(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import os, signal
+
+        def test_server_dies(resilience, toxiproxy):
+            resilience.tcp_service("x", upstream="127.0.0.1:9")
+            toxiproxy.close()  # the server goes away under the test
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "--toxiproxy=embedded")
+
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*did not answer DELETE /proxies/*"])
+    text = result.stdout.str()
+    assert "Traceback" not in text and "During handling" not in text, text
+    assert "direct cause" not in text and "client.py" not in text, text
+
+
+@pytest.mark.parametrize(
+    ("option", "sentence"),
+    [
+        ("--toxiproxy=http://127.0.0.1:{dead}", "did not answer GET /version"),
+        ("--toxiproxy-bin=/bin/true", "exited with status 0 before its API answered"),
+        ("--toxiproxy-bin=/nonexistent/toxiproxy-server", "cannot run toxiproxy-server"),
+    ],
+    ids=["dead-url", "not-toxiproxy-binary", "missing-binary"],
+)
+def test_a_backend_that_cannot_start_fails_each_test_in_one_line(
+    pytester: pytest.Pytester, option: str, sentence: str
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = sock.getsockname()[1]
+    pytester.makepyfile(
+        """
+        def test_one(resilience):
+            pass
+
+        def test_two(resilience):
+            pass
+        """
+    )
+    spawn = ["--toxiproxy=spawn"] if "bin" in option else []
+    result = pytester.runpytest("-p", "no:cacheprovider", *spawn, option.format(dead=dead))
+
+    result.assert_outcomes(errors=2)
+    text = result.stdout.str()
+    assert text.count(sentence) >= 2, text
+    assert "Traceback" not in text and "During handling" not in text, text
+    assert "direct cause" not in text and "backends.py" not in text, text
