@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -20,9 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
-from pytest_resilience import ConfigurationError, HttpService, Resilience
+from pytest_resilience import HttpService, Resilience
 
 BLOCKING_TEST = """
 import pathlib, threading
@@ -143,3 +143,44 @@ def test_a_backend_that_cannot_start_fails_each_test_in_one_line(
     assert text.count(sentence) >= 2, text
     assert "Traceback" not in text and "During handling" not in text, text
     assert "direct cause" not in text and "backends.py" not in text, text
+
+
+def test_a_request_body_that_never_ends_is_cut_off_at_the_cap(resilience: Resilience) -> None:
+    """A chunked upload without end was buffered whole (59 MB -> 1.3 GB in 5 s): the layer
+    now answers 413 and ends the connection once the body passes the cap (the answer itself
+    may be lost to the reset a client still sending meets)."""
+    from pytest_resilience.http.server import MAX_REQUEST_BODY
+
+    api: HttpService = resilience.http_service("api")
+    chunk = b"x" * (1024 * 1024)
+    frame = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
+    answer: bytes | None = None
+    sent = 0
+    with socket.create_connection((api.host, api.port), timeout=5) as sock:
+        sock.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        try:
+            while sent < 4 * MAX_REQUEST_BODY:
+                if select.select([sock], [], [], 0)[0]:
+                    break
+                sock.sendall(frame)
+                sent += len(chunk)
+            answer = sock.recv(65536)
+        except OSError:
+            answer = b""  # reset: the layer ended the connection
+
+    assert sent < 4 * MAX_REQUEST_BODY, "the layer kept taking the body"
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert api.exchanges == []  # refused before it was a request
+
+
+def test_a_declared_body_over_the_cap_gets_413_at_once(resilience: Resilience) -> None:
+    from pytest_resilience.http.server import MAX_REQUEST_BODY
+
+    api: HttpService = resilience.http_service("api")
+    head = f"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {MAX_REQUEST_BODY + 1}\r\n\r\n"
+    with socket.create_connection((api.host, api.port), timeout=5) as sock:
+        sock.sendall(head.encode())
+        answer = sock.recv(65536)
+
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b"request body over 16 MiB" in answer

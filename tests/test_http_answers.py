@@ -22,7 +22,6 @@ from pytest_resilience import (
     HttpService,
     Resilience,
     ResilienceAssertionError,
-    ResilienceError,
 )
 from pytest_resilience.assertions import check_no_duplicate_side_effects
 from pytest_resilience.http.identity import canonical_body, fingerprint

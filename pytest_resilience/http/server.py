@@ -28,6 +28,16 @@ from .identity import fingerprint
 from .records import UNSAFE_METHODS, Effect, requested_wait
 from .script import Script
 
+MAX_REQUEST_BODY = 16 * 1024 * 1024
+"""Bytes of request body the layer holds; a longer one gets 413 and the connection ends
+(a body that never ends must not fill the test process's memory)."""
+TOO_LARGE = (
+    f"request body over {MAX_REQUEST_BODY // (1024 * 1024)} MiB refused by pytest-resilience"
+)
+
+LINGER = 1.0
+"""Seconds a refused connection is drained before it closes (as servers' lingering close)."""
+
 _HOP_BY_HOP = {
     "connection",
     "keep-alive",
@@ -179,6 +189,10 @@ class HttpLayer:
                 if isinstance(event, h11.ConnectionClosed):
                     return
                 assert isinstance(event, h11.Request), event
+                if _declared_length(event) > MAX_REQUEST_BODY:
+                    await self._refuse(conn, log, writer, 413, TOO_LARGE)
+                    await _linger(reader, writer)
+                    return
                 body = bytearray()
                 while True:
                     if conn.they_are_waiting_for_100_continue:
@@ -193,6 +207,11 @@ class HttpLayer:
                     if isinstance(part, h11.ConnectionClosed):
                         return
                     body += part.data
+                    if len(body) > MAX_REQUEST_BODY:
+                        del body
+                        await self._refuse(conn, log, writer, 413, TOO_LARGE)
+                        await _linger(reader, writer)
+                        return
             except h11.RemoteProtocolError as exc:
                 await self._refuse_garbage(conn, log, writer, exc)
                 return
@@ -216,9 +235,20 @@ class HttpLayer:
         writer: asyncio.StreamWriter,
         exc: h11.RemoteProtocolError,
     ) -> None:
+        await self._refuse(conn, log, writer, exc.error_status_hint, f"bad request: {exc}")
+
+    async def _refuse(
+        self,
+        conn: h11.Connection,
+        log: ConnectionLog,
+        writer: asyncio.StreamWriter,
+        status: int,
+        reason: str,
+    ) -> None:
+        """Answer ``status`` with ``reason`` and end the connection (not an exchange)."""
         if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
-        body = f"bad request: {exc}\n".encode()
+        body = f"{reason}\n".encode()
         headers = [
             ("Content-Type", "text/plain"),
             ("Content-Length", str(len(body))),
@@ -228,7 +258,7 @@ class HttpLayer:
             self._send(
                 writer,
                 log,
-                conn.send(h11.Response(status_code=exc.error_status_hint, headers=headers)),
+                conn.send(h11.Response(status_code=status, headers=headers)),
             )
             self._send(writer, log, conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage()))
         await writer.drain()
@@ -402,6 +432,26 @@ class HttpLayer:
             return Answer(502, [("Content-Type", "text/plain")], text, "forward")
         finally:
             writer.close()
+
+
+def _declared_length(request: h11.Request) -> int:
+    """The Content-Length a request declared (h11 has checked it is a number), else 0."""
+    for name, value in request.headers:
+        if name == b"content-length":
+            return int(value)
+    return 0
+
+
+async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """End our side, then read and drop what the client still sends, for a while: closing
+    with unread data would reset the connection and could lose the answer just sent."""
+    with contextlib.suppress(OSError, RuntimeError):
+        writer.write_eof()
+    deadline = time.monotonic() + LINGER
+    with contextlib.suppress(OSError, asyncio.TimeoutError):
+        while (left := deadline - time.monotonic()) > 0:
+            if not await asyncio.wait_for(reader.read(65536), left):
+                return
 
 
 def _reason(status: int) -> bytes:
