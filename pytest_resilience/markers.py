@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import validate
 from .errors import ConfigurationError
 from .faults import kinds
 from .faults.kinds import FaultKind, FaultPlan
@@ -96,12 +97,18 @@ def belongs_to_pytest_timeout(mark: Any) -> bool:
     return bool(mark.name == "timeout" and (not mark.args or not isinstance(mark.args[0], str)))
 
 
+MAX_WINDOW = 1e6
+"""The longest ``after=`` or ``duration=`` a marker takes, in seconds (over 11 days)."""
+
+
 def _seconds(marker: str, name: str, value: Any, *, allow_zero: bool) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not ok or value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ConfigurationError(f"{name} must be a number of seconds {bound}, got {value!r}")
-    return float(value)
+    seconds = validate.number(value, f"{name} (seconds)", above=not allow_zero)
+    if seconds > MAX_WINDOW:
+        raise ConfigurationError(
+            f"{name} (seconds) must be at most {MAX_WINDOW:g} (a window inside one test), "
+            f"got {value!r}."
+        )
+    return seconds
 
 
 def parse_marker(

@@ -184,3 +184,58 @@ def test_a_declared_body_over_the_cap_gets_413_at_once(resilience: Resilience) -
 
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     assert b"request body over 16 MiB" in answer
+
+
+def test_impossible_marker_windows_fail_their_test_in_one_line(pytester: pytest.Pytester) -> None:
+    """after=/duration= of inf or >= 1e10 killed the timer thread (a 0.6 s fault stayed on);
+    nan made a silent no-op."""
+    pytester.makepyfile(
+        """
+        import math, pytest
+
+        @pytest.fixture
+        def api(resilience):
+            return resilience.http_service("api")
+
+        @pytest.mark.http_faults("api", 503, after=math.inf)
+        def test_inf_after(api): pass
+
+        @pytest.mark.latency("api", ms=10, duration=1e10)
+        def test_huge_duration(api): pass
+
+        @pytest.mark.http_faults("api", 503, duration=math.nan)
+        def test_nan_duration(api): pass
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+
+    result.assert_outcomes(errors=3)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_inf_after: @pytest.mark.http_faults: after (seconds) must be a finite number >= 0, got inf.",
+            "*test_huge_duration: @pytest.mark.latency: duration (seconds) must be at most 1e+06*got 10000000000.0.",
+            "*test_nan_duration: @pytest.mark.http_faults: duration (seconds) must be a finite number > 0, got nan.",
+        ]
+    )
+
+
+def test_a_long_marker_window_leaves_the_others_on_time(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import time, pytest, requests
+
+        @pytest.fixture
+        def api(resilience):
+            return resilience.http_service("api")
+
+        @pytest.mark.http_faults("api", 500, after=1e6)
+        @pytest.mark.http_faults("api", 503, duration=0.2)
+        def test_short_one_heals(api):
+            assert requests.get(api.url, timeout=2).status_code == 503
+            deadline = time.monotonic() + 5
+            while requests.get(api.url, timeout=2).status_code != 200:
+                assert time.monotonic() < deadline, "the 0.2 s fault never healed"
+                time.sleep(0.02)  # poll interval
+        """
+    )
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)

@@ -241,8 +241,8 @@ def test_bad_marker_argument_fails_that_test_naming_node_marker_and_argument(
             "test_markers.py::test_negative_latency: @pytest.mark.latency: *ms must be >= 0, "
             "got -5.",
             "test_markers.py::test_unknown_kwarg: @pytest.mark.latency: *'wobble'*",
-            "test_markers.py::test_text_duration: @pytest.mark.reset_peer: after must be a "
-            "number of seconds >= 0, got 'soon'.",
+            "test_markers.py::test_text_duration: @pytest.mark.reset_peer: after (seconds) must be "
+            "a finite number >= 0, got 'soon'.",
         ],
         consecutive=False,
     )
@@ -724,7 +724,7 @@ def test_unreachable_toxiproxy_errors_the_tests_that_use_it(pytester: pytest.Pyt
 
     result.assert_outcomes(passed=1, errors=2)
     result.stdout.fnmatch_lines(
-        [f"E * Toxiproxy at http://127.0.0.1:{port} did not answer GET /version*"]
+        [f"Toxiproxy at http://127.0.0.1:{port} did not answer GET /version*"]
     )
 
 

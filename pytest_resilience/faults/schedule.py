@@ -17,6 +17,7 @@ from ..markers import MarkerFault
 from .fault import Fault
 
 Clock = Callable[[], float]
+_LONGEST_WAIT = 3600.0
 
 
 class _Timer:
@@ -47,7 +48,8 @@ class _Timer:
                     not self._queue or self._queue[0][0] > time.monotonic()
                 ):
                     wait = self._queue[0][0] - time.monotonic() if self._queue else None
-                    self._cond.wait(wait)
+                    # Capped: a far deadline must not overflow the wait and end the thread.
+                    self._cond.wait(None if wait is None else min(wait, _LONGEST_WAIT))
                 if self._stopped:
                     return
                 _, _, action = heapq.heappop(self._queue)

@@ -66,6 +66,7 @@ class SpawnedToxiproxy:
                     start_new_session=True,
                 )
             except OSError as exc:
+                self.stop()  # closes the log file
                 raise BackendError(
                     f"cannot run toxiproxy-server at {self.binary!r} ({exc.strerror}); "
                     "point --toxiproxy-bin at the binary or use --toxiproxy=embedded."
