@@ -16,6 +16,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from . import validate
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -207,6 +208,7 @@ def drive(
     timeline: Timeline | None = None,
 ) -> Run:
     """Call ``fn`` (sync or async) ``calls`` times, one after another."""
+    validate.callable_(fn, "drive")
     if isinstance(calls, bool) or not isinstance(calls, int) or calls < 1:
         raise ConfigurationError(f"drive: calls must be a whole number >= 1, got {calls!r}.")
     call = _caller(fn)
@@ -229,6 +231,7 @@ def load(
     Calls are scheduled at fixed times; a call whose slot comes while every thread is
     busy starts as soon as one is free (the run never makes more calls than scheduled).
     """
+    validate.callable_(fn, "load")
     for name, value in (("duration", duration), ("rate", rate)):
         if (
             isinstance(value, bool)

@@ -80,6 +80,35 @@ def final_status(value: Any, what: str = "status") -> int:
     return int(value)
 
 
+def error_status(value: Any, fault: str) -> int:
+    """A status a failing answer carries (400-599)."""
+    status(value)
+    if value < 400:
+        raise ConfigurationError(
+            f"{fault}() answers an error status (400 to 599), got {value}; set the usual "
+            "answer with respond(), or reshape it with delay(..., status=) or cut(..., status=)."
+        )
+    return int(value)
+
+
+def callable_(value: Any, what: str) -> Any:
+    if not callable(value):
+        raise ConfigurationError(
+            f"{what} takes the code under test as a callable (e.g. lambda: client.get(...)), "
+            f"got {type(value).__name__} {value!r}."
+        )
+    return value
+
+
+def bound(value: Any, what: str) -> int | None:
+    """A whole-number bound >= 0, or None for no bound."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigurationError(f"{what} must be a whole number >= 0 or None, got {value!r}.")
+    return value
+
+
 def method(value: Any) -> str:
     if not isinstance(value, str) or value.upper() not in METHODS:
         raise ConfigurationError(

@@ -620,11 +620,29 @@ def test_capped_full_jitter_passes_under_its_cap() -> None:
     check_backoff(timeline, max_delay=0.5)
 
 
+def test_the_cap_is_judged_from_the_answer_not_from_the_start_of_the_attempt() -> None:
+    """A busy machine slowed an answer by 60 ms: the client still waited at most its cap of
+    1 s after getting it, though its next attempt came 1,060 ms after the previous one began
+    (a full-jitter herd failed so once in 2 runs under two CPU hogs)."""
+    first = exchange(0.0, 503, key="a", body={"order": "a"}, took=0.06)
+    second = exchange(1.06, 503, key="a", body={"order": "a"}, took=0.002)
+    third = exchange(1.062 + 0.9, 200, key="a", body={"order": "a"})
+    check_backoff([first, second, third], max_delay=1.0, jitter=False, min_factor=0)
+    message = failure(
+        check_backoff, [first, second, third], max_delay=0.9, jitter=False, min_factor=0
+    )
+    assert rule(message) == (
+        "a retry waited 1000 ms after the answer before it, above the cap of 900 ms."
+    )
+
+
 def test_a_gap_above_the_cap_fails_with_it_marked() -> None:
     timeline = attempts(0.0, [0.1, 0.23, 0.8], "a") + attempts(0.05, [0.12, 0.21], "b")
     check_backoff(timeline, max_delay=0.8)
     message = failure(check_backoff, timeline, max_delay=0.5)
-    assert rule(message) == "a retry waited 800 ms, above the cap of 500 ms."
+    assert rule(message) == (
+        "a retry waited 798 ms after the answer before it, above the cap of 500 ms."
+    )
     rows = evidence(message)
     assert [(r.t, r.operation, r.attempt, r.gap, r.allowed) for r in rows if r.flagged] == [
         ("1130", "key=a", "4", "800", "<= 500 ms")

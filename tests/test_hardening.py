@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from pytest_resilience import HttpService, Resilience
+from pytest_resilience import ConfigurationError, HttpService, Resilience
 
 BLOCKING_TEST = """
 import pathlib, threading
@@ -239,3 +239,22 @@ def test_a_long_marker_window_leaves_the_others_on_time(pytester: pytest.Pyteste
         """
     )
     pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda r, s: s.assert_connections(max="2"), r"assert_connections: max must be a whole"),
+        (lambda r, s: s.assert_connections(min=-1), r"assert_connections: min must be a whole"),
+        (lambda r, s: r.drive(5, calls=3), r"drive takes the code under test as a callable"),
+        (lambda r, s: r.load(None, duration=1, rate=1), r"load takes the code under test"),
+    ],
+    ids=["max-text", "min-negative", "drive-int", "load-none"],
+)
+def test_bad_arguments_to_verdicts_and_runs_are_one_sentence_at_the_call(
+    resilience: Resilience, echo_server: Any, call: Callable[..., Any], message: str
+) -> None:
+    service = resilience.tcp_service("echo", upstream=echo_server.address)
+    with pytest.raises(ConfigurationError, match=message) as raised:
+        call(resilience, service)
+    assert "\n" not in str(raised.value)

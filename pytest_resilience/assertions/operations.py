@@ -43,6 +43,16 @@ class Operation:
         return [b - a for a, b in itertools.pairwise(starts)]
 
     @property
+    def waits(self) -> list[float]:
+        """Seconds from each attempt's answer (its start, if none reached the client) to
+        the next attempt: the client's own wait plus transit, without the service's time."""
+        out = []
+        for a, b in itertools.pairwise(self.attempts):
+            answered = a.ended_at is not None and a.delivered is not False
+            out.append(b.started_at - (a.ended_at if answered else a.started_at))  # type: ignore[operator]
+        return out
+
+    @property
     def keys(self) -> list[str | None]:
         return [a.idempotency_key for a in self.attempts]
 

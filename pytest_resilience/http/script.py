@@ -204,6 +204,7 @@ def fail_step(
     rng: random.Random | None = None,
 ) -> tuple[Step, str]:
     """Validated ``fail()`` arguments as a step, and how to describe it."""
+    validate.error_status(status, "fail")
     shaped = shape(json, body, content_type, headers)
     answer = fault_answer(status, shaped, error, "fail")
     if rate is not None:
@@ -239,7 +240,7 @@ def rate_limit_step(
     route: Route | None = None,
 ) -> tuple[Step, str]:
     """Validated ``rate_limit()`` arguments as a step, and how to describe it."""
-    validate.final_status(status)
+    validate.error_status(status, "rate_limit")
     shaped = shape(json, body, content_type, headers)
     if rate is not None:
         rate = validate.number(rate, "rate (requests per second)", above=True)

@@ -88,6 +88,10 @@ class TcpService:
     def assert_connections(self, max: int | None = None, min: int | None = None) -> None:
         """Assert how many client connections the code under test opened."""
         __tracebackhide__ = True
+        from .. import validate
+
+        validate.bound(max, "assert_connections: max")
+        validate.bound(min, "assert_connections: min")
         with self._timeline.verdict("assert_connections", self.name):
             self._check_connections(max, min)
 
