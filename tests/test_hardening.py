@@ -258,3 +258,55 @@ def test_bad_arguments_to_verdicts_and_runs_are_one_sentence_at_the_call(
     with pytest.raises(ConfigurationError, match=message) as raised:
         call(resilience, service)
     assert "\n" not in str(raised.value)
+
+
+def test_chaos_toxics_of_known_types_are_checked_at_collection(pytester: pytest.Pytester) -> None:
+    """bandwidth rate=-1 and slicer average_size=0 crash a real Toxiproxy 2.12; every test
+    after them then said only 'did not answer'."""
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.fixture
+        def svc(resilience, echo_address):
+            return resilience.tcp_service("svc", upstream=echo_address)
+
+        @pytest.mark.chaos("svc", type="bandwidth", rate=-1)
+        def test_negative_rate(svc): pass
+
+        @pytest.mark.chaos("svc", type="slicer", average_size=0)
+        def test_zero_slices(svc): pass
+
+        @pytest.mark.chaos("svc", type="latency", wobble=3)
+        def test_unknown_attribute(svc): pass
+        """
+    )
+    pytester.makeconftest(
+        """
+        import pytest
+
+        @pytest.fixture
+        def echo_address():
+            return "127.0.0.1:9"
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+
+    result.assert_outcomes(errors=3)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_negative_rate: @pytest.mark.chaos: chaos(type='bandwidth'): rate must be >= 0, got -1.",
+            "*test_zero_slices: @pytest.mark.chaos: chaos(type='slicer'): average_size must be >= 1, got 0.",
+            "*test_unknown_attribute: @pytest.mark.chaos: chaos(type='latency'): the latency toxic has no attribute 'wobble'; it takes latency, jitter.",
+        ]
+    )
+
+
+def test_a_toxic_type_toxiproxy_does_not_know_is_one_sentence(
+    resilience: Resilience, echo_server: Any
+) -> None:
+    service = resilience.tcp_service("echo", upstream=echo_server.address)
+
+    with pytest.raises(ConfigurationError, match=r"refused the 'wobbly' toxic of the wobbly fault"):
+        service.fault("chaos", type="wobbly", amount=3)
+    assert service.faults == []  # nothing was applied

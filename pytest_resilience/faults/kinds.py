@@ -162,11 +162,48 @@ def chaos(
     """Any toxic Toxiproxy knows, by type name and attributes (custom builds too)."""
     if not isinstance(type, str) or not type:
         raise ConfigurationError(f"chaos: type must be a toxic type name, got {type!r}.")
+    if type in STANDARD_TOXICS:
+        attributes = _standard_attributes(type, attributes)
     spec = ToxicSpec(
         type, _stream("chaos", stream), tuple(attributes.items()), _toxicity("chaos", toxicity)
     )
     detail = " ".join(f"{k}={v}" for k, v in attributes.items())
     return FaultPlan(type, (spec,), detail=f"{detail} stream={stream}".strip())
+
+
+STANDARD_TOXICS: dict[str, dict[str, int]] = {
+    "latency": {"latency": 0, "jitter": 0},
+    "bandwidth": {"rate": 0},
+    "slow_close": {"delay": 0},
+    "timeout": {"timeout": 0},
+    "reset_peer": {"timeout": 0},
+    "slicer": {"average_size": 1, "size_variation": 0, "delay": 0},
+    "limit_data": {"bytes": 0},
+}
+"""Toxiproxy 2.12's toxics: each attribute and its least value.  Out of range, some crash
+the real server (bandwidth rate=-1, slicer average_size=0), so chaos checks them too."""
+
+
+def _standard_attributes(type: str, attributes: dict[str, Any]) -> dict[str, Any]:
+    known = STANDARD_TOXICS[type]
+    where = f"chaos(type={type!r})"
+    for name in attributes:
+        if name not in known:
+            raise ConfigurationError(
+                f"{where}: the {type} toxic has no attribute {name!r}; it takes {', '.join(known)}."
+            )
+    for name, least in known.items():
+        if least > 0 and name not in attributes:
+            raise ConfigurationError(
+                f"{where}: give {name}= (>= {least}); Toxiproxy's default of 0 is not allowed."
+            )
+    checked = {n: _whole(where, n, v, minimum=known[n]) for n, v in attributes.items()}
+    if type == "slicer" and checked.get("size_variation", 0) >= checked.get("average_size", 1):
+        raise ConfigurationError(
+            f"{where}: size_variation must be smaller than average_size, got "
+            f"{checked.get('size_variation', 0)} and {checked.get('average_size')}."
+        )
+    return checked
 
 
 def _partition(

@@ -8,13 +8,13 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from ..errors import ResilienceError
+from ..errors import ConfigurationError, ResilienceError
 from ..faults import kinds
 from ..faults.fault import Fault, FaultGroup
 from ..faults.kinds import FaultKind, FaultPlan
 from ..observe import ConnectionList, FaultEvent, Timeline
 from ..tap import Tap
-from ..toxiproxy.client import ToxiproxyClient
+from ..toxiproxy.client import ToxiproxyAPIError, ToxiproxyClient
 
 _fault_ids = itertools.count(1)
 T = TypeVar("T")
@@ -173,14 +173,23 @@ class TcpService:
                     self._disable(fault_id)
                 for spec in plan.toxics:
                     name = f"{spec.type}_{spec.stream}_{next(self._toxic_ids)}"
-                    self._client.add_toxic(
-                        self.proxy,
-                        name=name,
-                        type=spec.type,
-                        stream=spec.stream,
-                        toxicity=spec.toxicity,
-                        attributes=spec.as_dict(),
-                    )
+                    try:
+                        self._client.add_toxic(
+                            self.proxy,
+                            name=name,
+                            type=spec.type,
+                            stream=spec.stream,
+                            toxicity=spec.toxicity,
+                            attributes=spec.as_dict(),
+                        )
+                    except ToxiproxyAPIError as exc:
+                        if exc.status != 400:
+                            raise
+                        raise ConfigurationError(
+                            f"Toxiproxy at {self._client.url} refused the {spec.type!r} toxic of "
+                            f"the {plan.kind} fault on {self.name!r} ({exc.detail}); check its "
+                            "type and attributes."
+                        ) from None
                     added.append(name)
             except BaseException:
                 self._undo(fault_id, added)
