@@ -19,11 +19,14 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from .errors import BackendError
+
 if TYPE_CHECKING:
     from .faults.kinds import FaultKind
     from .resilience import Resilience
     from .runtime.loop import BackgroundLoop
     from .toxiproxy.backends import Backend
+    from .toxiproxy.client import ToxiproxyClient
 
 
 class ResilienceSession:
@@ -90,6 +93,8 @@ class ResilienceSession:
                         if chosen is None or isinstance(chosen, str)
                         else chosen
                     )
+                    if self._backend.kind == "remote":
+                        reclaim_leftovers(self._backend.client)
                 except Exception as exc:
                     self._failure = exc
                     raise
@@ -121,8 +126,9 @@ class ResilienceSession:
         digest = f"{derive(0, test_id):016x}"[:10]
         rerun = f"-r{runs}" if runs > 1 else ""
         if self._backend is not None and self._backend.kind == "remote":
-            # Other workers and processes may share this server.
-            return f"pr-{self.worker}-{os.getpid()}-{digest}{rerun}"
+            # Other workers and processes may share this server; the host and pid let a
+            # later run on this host reclaim what a killed run left (reclaim_leftovers).
+            return f"{_remote_prefix()}-{os.getpid()}-{self.worker}-{digest}{rerun}"
         # A server of this process's own: the same name on any xdist worker.
         return f"pr-{digest}{rerun}"
 
@@ -159,3 +165,39 @@ class ResilienceSession:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _remote_prefix() -> str:
+    """``pr-`` and a tag of this host and boot: pids are comparable only under one tag."""
+    import hashlib
+    import socket
+    from pathlib import Path
+
+    boot = Path("/proc/sys/kernel/random/boot_id")
+    where = socket.gethostname() + (boot.read_text().strip() if boot.exists() else "")
+    return "pr-" + hashlib.sha256(where.encode()).hexdigest()[:8]
+
+
+def reclaim_leftovers(client: ToxiproxyClient) -> list[str]:
+    """Delete the proxies runs on this host left on a shared Toxiproxy when killed: those
+    under this host's tag whose pid no longer runs.  Others' proxies are left alone."""
+    prefix = _remote_prefix() + "-"
+    gone: list[str] = []
+    for name in client.proxies():
+        pid = name[len(prefix) :].split("-", 1)[0]
+        if not name.startswith(prefix) or not pid.isdigit() or _running(int(pid)):
+            continue
+        with contextlib.suppress(BackendError):  # another run reclaimed it first
+            client.delete_proxy(name)
+            gone.append(name)
+    return gone
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from pytest_resilience import ConfigurationError, HttpService, Resilience
+from pytest_resilience.toxiproxy.backends import Backend
 
 BLOCKING_TEST = """
 import pathlib, threading
@@ -310,3 +311,35 @@ def test_a_toxic_type_toxiproxy_does_not_know_is_one_sentence(
     with pytest.raises(ConfigurationError, match=r"refused the 'wobbly' toxic of the wobbly fault"):
         service.fault("chaos", type="wobbly", amount=3)
     assert service.faults == []  # nothing was applied
+
+
+def test_a_later_run_reclaims_what_a_killed_run_left_on_a_shared_toxiproxy(
+    pytester: pytest.Pytester, toxiproxy: Backend
+) -> None:
+    """After kill -9 of a run against a remote Toxiproxy its proxies stayed forever."""
+    from pytest_resilience.session import _remote_prefix
+
+    url = toxiproxy.client.url
+    pytester.makepyfile(BLOCKING_TEST)
+    process, out = run_in_terminal(pytester, f"--toxiproxy={url}")
+    try:
+        wait_for((pytester.path / "ready").exists, what="the test to start")
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    mine = f"{_remote_prefix()}-{process.pid}-"
+    assert [n for n in toxiproxy.client.proxies() if n.startswith(mine)], out.read_text()
+    # A live run's proxy under this host's tag: not to be touched.
+    live = f"{_remote_prefix()}-{os.getpid()}-main-0000000000-live"
+    toxiproxy.client.create_proxy(live, "127.0.0.1:9", "127.0.0.1:0")
+    try:
+        (pytester.path / "ready").unlink()
+        pytester.makepyfile("def test_next(resilience):\n    pass\n")
+        pytester.runpytest("-p", "no:cacheprovider", f"--toxiproxy={url}").assert_outcomes(
+            passed=1
+        )
+        left = toxiproxy.client.proxies()
+        assert not [n for n in left if n.startswith(mine)], left
+        assert live in left
+    finally:
+        toxiproxy.client.delete_proxy(live)
