@@ -56,6 +56,11 @@ def parse_address(value: object, what: str) -> tuple[str, int]:
     return str(host), port
 
 
+def join_address(host: str, port: int) -> str:
+    """``host:port``, an IPv6 host in brackets (``[::1]:0``), as Toxiproxy reads it."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 class Resilience:
     """Services, faults and observations for one test (the ``resilience`` fixture)."""
 
@@ -97,7 +102,7 @@ class Resilience:
         """Put Toxiproxy (and the tap) between the code under test and ``upstream``."""
         self._check_new(name)
         host, port = parse_address(upstream, f"upstream of service {name!r}")
-        return self._add(self._wire(name, f"{host}:{port}", TcpService))
+        return self._add(self._wire(name, join_address(host, port), TcpService))
 
     def http_service(
         self,
@@ -129,7 +134,7 @@ class Resilience:
         port = self.session.loop.run(layer.start())
         try:
             service = self._wire(
-                name, f"{reach}:{port}", HttpService, layer=layer, trace_heads=True
+                name, join_address(reach, port), HttpService, layer=layer, trace_heads=True
             )
         except BaseException:
             self.session.loop.run(layer.close())
@@ -160,7 +165,7 @@ class Resilience:
         """Create the proxy to ``upstream`` and the tap in front of it."""
         backend = self.session.backend
         proxy = f"{self._prefix}-{name}"
-        created = backend.client.create_proxy(proxy, upstream, f"{backend.listen_host}:0")
+        created = backend.client.create_proxy(proxy, upstream, join_address(backend.listen_host, 0))
         self.session.live_proxies.add(proxy)
         try:
             _, proxy_port = parse_address(created["listen"], "Toxiproxy's listen address")

@@ -343,3 +343,60 @@ def test_a_later_run_reclaims_what_a_killed_run_left_on_a_shared_toxiproxy(
         assert live in left
     finally:
         toxiproxy.client.delete_proxy(live)
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "embedded",
+        pytest.param(
+            "spawn",
+            marks=pytest.mark.skipif(
+                not shutil.which("toxiproxy-server"), reason="needs toxiproxy-server on PATH"
+            ),
+        ),
+    ],
+)
+def test_proxies_listen_on_an_ipv6_loopback_when_asked(
+    pytester: pytest.Pytester, backend: str
+) -> None:
+    """--toxiproxy-listen-host=::1 was sent without brackets (500 from Toxiproxy), and the
+    embedded engine ignored the option."""
+    pytester.makeconftest(
+        """
+        import socketserver, threading, pytest
+
+        class Echo(socketserver.BaseRequestHandler):
+            def handle(self):
+                while data := self.request.recv(65536):
+                    self.request.sendall(data)
+
+        @pytest.fixture
+        def echo():
+            server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Echo)
+            server.daemon_threads = True
+            thread = threading.Thread(target=server.serve_forever, args=(0.02,))
+            thread.start()
+            yield f"127.0.0.1:{server.server_address[1]}"
+            server.shutdown()
+            server.server_close()
+            thread.join()
+        """
+    )
+    pytester.makepyfile(
+        """
+        import socket
+
+        def test_echo_through_ipv6(resilience, toxiproxy, echo):
+            svc = resilience.tcp_service("echo", upstream=echo)
+            listen = toxiproxy.client.get_proxy(svc.proxy)["listen"]
+            assert listen.startswith("[::1]:"), listen
+            with socket.create_connection((svc.host, svc.port), timeout=2) as sock:
+                sock.sendall(b"ping")
+                assert sock.recv(4) == b"ping"
+        """
+    )
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", f"--toxiproxy={backend}", "--toxiproxy-listen-host=::1"
+    )
+    result.assert_outcomes(passed=1)

@@ -65,7 +65,7 @@ def start_backend(
                 "(go install github.com/Shopify/toxiproxy/v2/cmd/server@v2.12.0) "
                 "and pass --toxiproxy-bin=PATH, or use --toxiproxy=embedded."
             )
-    return _embedded(seed, loop() if loop is not None else None)
+    return _embedded(seed, loop() if loop is not None else None, listen_host)
 
 
 def _check_version(version: str, where: str) -> None:
@@ -82,6 +82,12 @@ def _check_version(version: str, where: str) -> None:
         )
 
 
+def _reach(listen_host: str, server_host: str) -> str:
+    """Where the tap reaches proxies that listen on ``listen_host``: the server's own host
+    for a wildcard, else that host itself."""
+    return server_host if listen_host in ("0.0.0.0", "::", "") else listen_host
+
+
 def _remote(url: str, listen_host: str) -> Backend:
     client = ToxiproxyClient(url)
     try:
@@ -90,9 +96,8 @@ def _remote(url: str, listen_host: str) -> Backend:
     except BaseException:
         client.close()
         raise
-    wildcard = listen_host in ("0.0.0.0", "::", "")
     return Backend(
-        "remote", client, version, "remote", listen_host, client.host if wildcard else listen_host
+        "remote", client, version, "remote", listen_host, _reach(listen_host, client.host)
     )
 
 
@@ -112,12 +117,12 @@ def _spawned(binary: str, listen_host: str) -> Backend:
         version,
         f"{binary}, pid {server.pid}",
         listen_host,
-        "127.0.0.1",
+        _reach(listen_host, "127.0.0.1"),
         _close=server.stop,
     )
 
 
-def _embedded(seed: int, loop: BackgroundLoop | None) -> Backend:
+def _embedded(seed: int, loop: BackgroundLoop | None, listen_host: str) -> Backend:
     from ..engine import Engine
 
     engine = Engine("127.0.0.1", 0, seed=seed, loop=loop)
@@ -133,7 +138,7 @@ def _embedded(seed: int, loop: BackgroundLoop | None) -> Backend:
         client,
         version,
         "in-process engine",
-        "127.0.0.1",
-        "127.0.0.1",
+        listen_host,
+        _reach(listen_host, "127.0.0.1"),
         _close=engine.stop,
     )
