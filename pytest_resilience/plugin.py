@@ -50,6 +50,7 @@ RECORD = pytest.StashKey[dict[str, Any]]()
 COLLECTOR = pytest.StashKey[Collector]()
 TIMELINES = pytest.StashKey[dict[str, Any]]()
 FAILED = pytest.StashKey[bool]()
+ORPHAN_WATCH = pytest.StashKey[Any]()
 _USES_PLUGIN = ("resilience", "toxiproxy")
 
 T = TypeVar("T")
@@ -154,6 +155,10 @@ def pytest_configure(config: pytest.Config) -> None:
         worker=os.environ.get("PYTEST_XDIST_WORKER", "main"),
     )
     extensions.configure(config, config.stash[SESSION])
+    if workerinput is not None:
+        from .runtime.orphan import OrphanWatch
+
+        config.stash[ORPHAN_WATCH] = OrphanWatch().start()
     collector = config.stash[COLLECTOR] = Collector()
     config.pluginmanager.register(collector, "resilience-report-collector")
 
@@ -320,6 +325,9 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    watch = config.stash.get(ORPHAN_WATCH, None)
+    if watch is not None:
+        watch.stop()
     state = config.stash.get(SESSION, None)
     if state is not None:
         state.close()

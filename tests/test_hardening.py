@@ -335,9 +335,7 @@ def test_a_later_run_reclaims_what_a_killed_run_left_on_a_shared_toxiproxy(
     try:
         (pytester.path / "ready").unlink()
         pytester.makepyfile("def test_next(resilience):\n    pass\n")
-        pytester.runpytest("-p", "no:cacheprovider", f"--toxiproxy={url}").assert_outcomes(
-            passed=1
-        )
+        pytester.runpytest("-p", "no:cacheprovider", f"--toxiproxy={url}").assert_outcomes(passed=1)
         left = toxiproxy.client.proxies()
         assert not [n for n in left if n.startswith(mine)], left
         assert live in left
@@ -400,3 +398,48 @@ def test_proxies_listen_on_an_ipv6_loopback_when_asked(
         "-p", "no:cacheprovider", f"--toxiproxy={backend}", "--toxiproxy-listen-host=::1"
     )
     result.assert_outcomes(passed=1)
+
+
+WORKER_TEST = """
+import os, pathlib, threading, pytest
+
+@pytest.mark.parametrize("n", [0, 1])
+def test_blocks(resilience, toxiproxy, n):
+    resilience.tcp_service("x", upstream="127.0.0.1:9")
+    server = toxiproxy.describe().rpartition("pid ")[2].rstrip(")")
+    pathlib.Path(f"ready-{os.getpid()}").write_text(server if server.isdigit() else "")
+    threading.Event().wait(60)  # until the controller is killed
+"""
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "embedded",
+        pytest.param(
+            "spawn",
+            marks=pytest.mark.skipif(
+                not shutil.which("toxiproxy-server"), reason="needs toxiproxy-server on PATH"
+            ),
+        ),
+    ],
+)
+def test_workers_and_their_servers_end_soon_after_the_controller_is_killed(
+    pytester: pytest.Pytester, backend: str
+) -> None:
+    """kill -9 of the xdist controller left workers and their servers running ~6 s."""
+    pytester.makepyfile(WORKER_TEST)
+    process, out = run_in_terminal(pytester, "-n", "2", f"--toxiproxy={backend}")
+    try:
+        ready = wait_for(
+            lambda: len(files := list(pytester.path.glob("ready-*"))) == 2 and files,
+            what="both workers to start",
+        )
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+    workers = [int(f.name.split("-")[1]) for f in ready]
+    servers = [int(text) for f in ready if (text := f.read_text())]
+    assert len(servers) == (2 if backend == "spawn" else 0), out.read_text()
+    for pid in workers + servers:
+        wait_for(lambda pid=pid: not alive(pid), timeout=3, what=f"process {pid} to end")
