@@ -194,10 +194,14 @@ def reclaim_leftovers(client: ToxiproxyClient) -> list[str]:
 
 
 def _running(pid: int) -> bool:
+    """Whether ``pid`` runs: a zombie (ended, its parent has not waited yet) does not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True  # another user's process
+    with contextlib.suppress(OSError, IndexError):
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
     return True

@@ -1,14 +1,12 @@
-"""The plugin under hostile conditions: Ctrl-C in a terminal, a dead or wrong Toxiproxy,
-impossible numbers, request bodies that never end.
+"""The plugin under hostile conditions: a dead or wrong Toxiproxy, impossible numbers,
+request bodies that never end, leftovers on a shared Toxiproxy.
 
-The signal tests run pytest as a user's terminal does: in its own process group,
-which the signal is sent to whole.
+Runs interrupted by signals, on every backend, are in ``test_chaos.py``.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import select
 import shutil
 import signal
@@ -68,29 +66,6 @@ def run_in_terminal(pytester: pytest.Pytester, *args: str) -> tuple[subprocess.P
             start_new_session=True,
         )
     return process, out
-
-
-@pytest.mark.skipif(not shutil.which("toxiproxy-server"), reason="needs toxiproxy-server on PATH")
-def test_ctrl_c_with_a_spawned_toxiproxy_ends_like_pytest_and_reaps_the_server(
-    pytester: pytest.Pytester,
-) -> None:
-    """Ctrl-C reaches the whole foreground group: the server must not die of it before
-    teardown (once an 80-line BackendError and exit code 1), and must be gone after."""
-    pytester.makepyfile(BLOCKING_TEST)
-    process, out = run_in_terminal(pytester, "--toxiproxy=spawn")
-    try:
-        wait_for((pytester.path / "ready").exists, what="the test to start")
-        pid = int(re.search(rb"pid (\d+)\)", out.read_bytes()).group(1))  # type: ignore[union-attr]
-        os.killpg(process.pid, signal.SIGINT)
-        code = process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    text = out.read_text()
-    assert code == pytest.ExitCode.INTERRUPTED, text
-    assert "BackendError" not in text, text
-    wait_for(lambda: not alive(pid), timeout=10, what=f"toxiproxy-server {pid} to exit")
 
 
 def test_teardown_against_a_toxiproxy_that_died_is_one_line(pytester: pytest.Pytester) -> None:
@@ -398,48 +373,3 @@ def test_proxies_listen_on_an_ipv6_loopback_when_asked(
         "-p", "no:cacheprovider", f"--toxiproxy={backend}", "--toxiproxy-listen-host=::1"
     )
     result.assert_outcomes(passed=1)
-
-
-WORKER_TEST = """
-import os, pathlib, threading, pytest
-
-@pytest.mark.parametrize("n", [0, 1])
-def test_blocks(resilience, toxiproxy, n):
-    resilience.tcp_service("x", upstream="127.0.0.1:9")
-    server = toxiproxy.describe().rpartition("pid ")[2].rstrip(")")
-    pathlib.Path(f"ready-{os.getpid()}").write_text(server if server.isdigit() else "")
-    threading.Event().wait(60)  # until the controller is killed
-"""
-
-
-@pytest.mark.parametrize(
-    "backend",
-    [
-        "embedded",
-        pytest.param(
-            "spawn",
-            marks=pytest.mark.skipif(
-                not shutil.which("toxiproxy-server"), reason="needs toxiproxy-server on PATH"
-            ),
-        ),
-    ],
-)
-def test_workers_and_their_servers_end_soon_after_the_controller_is_killed(
-    pytester: pytest.Pytester, backend: str
-) -> None:
-    """kill -9 of the xdist controller left workers and their servers running ~6 s."""
-    pytester.makepyfile(WORKER_TEST)
-    process, out = run_in_terminal(pytester, "-n", "2", f"--toxiproxy={backend}")
-    try:
-        ready = wait_for(
-            lambda: len(files := list(pytester.path.glob("ready-*"))) == 2 and files,
-            what="both workers to start",
-        )
-    finally:
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
-    workers = [int(f.name.split("-")[1]) for f in ready]
-    servers = [int(text) for f in ready if (text := f.read_text())]
-    assert len(servers) == (2 if backend == "spawn" else 0), out.read_text()
-    for pid in workers + servers:
-        wait_for(lambda pid=pid: not alive(pid), timeout=3, what=f"process {pid} to end")

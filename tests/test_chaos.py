@@ -1,0 +1,139 @@
+"""Chaos on the plugin itself: a run interrupted or killed, on every backend, leaves nothing.
+
+Each case starts pytest as a terminal does (a process group of its own) on a test
+that holds a proxy open, then interrupts it one way: Ctrl-C to the whole group,
+SIGTERM or SIGKILL to pytest, SIGKILL to the xdist controller.  Afterwards no
+process of the run is left, the proxy's port is closed, and on a shared
+Toxiproxy its proxies are gone: deleted by the run's teardown, or reclaimed by
+the next run on this host.  (The spawned server's log is an unlinked temporary
+file: nothing of it stays on disk.)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_resilience.toxiproxy.backends import Backend
+
+HOLDING_TEST = """
+import os, pathlib, threading, pytest
+
+@pytest.mark.parametrize("n", [0, 1])
+def test_holds_a_proxy(resilience, toxiproxy, n):
+    svc = resilience.tcp_service("x", upstream="127.0.0.1:9")
+    server = toxiproxy.describe().rpartition("pid ")[2].rstrip(")")
+    pathlib.Path(f"ready-{os.getpid()}-{n}").write_text(
+        f"{server if server.isdigit() else ''}|{svc.proxy}|{svc.port}"
+    )
+    threading.Event().wait(60)  # until the run is interrupted
+"""
+
+SPAWN = pytest.mark.skipif(
+    not shutil.which("toxiproxy-server"), reason="needs toxiproxy-server on PATH"
+)
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+    """Poll ``condition`` until it is truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)  # poll interval
+    return value
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, awaiting its parent's wait, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return stat.read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def refused(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+@pytest.mark.parametrize("backend", ["embedded", pytest.param("spawn", marks=SPAWN), "remote"])
+@pytest.mark.parametrize("action", ["ctrl-c", "sigterm", "sigkill", "sigkill-xdist-controller"])
+def test_an_interrupted_run_leaves_nothing_behind(
+    pytester: pytest.Pytester, toxiproxy: Backend, backend: str, action: str
+) -> None:
+    choice = toxiproxy.client.url if backend == "remote" else backend
+    workers = ["-n", "2"] if action == "sigkill-xdist-controller" else ["-x"]
+    pytester.makepyfile(HOLDING_TEST)
+    out = pytester.path / "out.txt"
+    with out.open("wb") as sink:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-p",
+                "no:cacheprovider",
+                f"--toxiproxy={choice}",
+                *workers,
+            ],
+            cwd=pytester.path,
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    expected = 2 if workers[0] == "-n" else 1
+    try:
+        ready = wait_for(
+            lambda: len(files := sorted(pytester.path.glob("ready-*"))) >= expected and files,
+            what="the run to hold its proxies",
+        )
+        if action == "ctrl-c":
+            os.killpg(process.pid, signal.SIGINT)
+        else:
+            os.kill(process.pid, signal.SIGTERM if action == "sigterm" else signal.SIGKILL)
+        code = process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    log = out.read_text()
+    if action == "ctrl-c":
+        assert code == pytest.ExitCode.INTERRUPTED, log
+        assert "Traceback" not in log, log
+
+    held = [f.read_text().split("|") for f in ready]  # server pid (or ''), proxy, port
+    pids = {int(f.name.split("-")[1]) for f in ready} | {process.pid}
+    pids |= {int(server) for server, _, _ in held if server}
+    for pid in pids:
+        wait_for(lambda pid=pid: not alive(pid), timeout=5, what=f"process {pid} to end")
+    if backend != "remote":
+        for _, _, port in held:
+            wait_for(lambda port=port: refused(int(port)), timeout=5, what=f"port {port} to close")
+        return
+    names = {name for _, name, _ in held}
+    if action != "ctrl-c":
+        # Killed before its teardown: the next run on this host reclaims its proxies.
+        for f in ready:
+            f.unlink()
+        pytester.makepyfile("def test_next(resilience):\n    pass\n")
+        pytester.runpytest("-p", "no:cacheprovider", f"--toxiproxy={choice}").assert_outcomes(
+            passed=1
+        )
+    assert not names & set(toxiproxy.client.proxies()), log
