@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import validate
-from .errors import ConfigurationError
 
 if TYPE_CHECKING:
     from .observe.timeline import Timeline
@@ -138,6 +137,8 @@ class Run:
     def assert_fail_fast(self, max_latency: float, skip: int = 0) -> None:
         """Every call after the first ``skip`` returned or failed within ``max_latency`` s."""
         __tracebackhide__ = True
+        validate.number(max_latency, "max_latency (seconds)", above=True)
+        validate.integer(skip, "skip")
         from .assertions.report import fail
 
         with self._verdict("assert_fail_fast"):
@@ -155,6 +156,7 @@ class Run:
     def assert_availability(self, min: float) -> None:
         """At least a share ``min`` of calls returned a value (fallbacks included)."""
         __tracebackhide__ = True
+        validate.share(min, "min (the share of calls that returned)")
         from .assertions.report import fail
 
         with self._verdict("assert_availability"):
@@ -172,6 +174,7 @@ class Run:
     def assert_recovers(self, within: float) -> None:
         """Every call that started ``within`` s after the last fault healed succeeded."""
         __tracebackhide__ = True
+        validate.seconds(within, "within")
         from .assertions.report import fail
 
         with self._verdict("assert_recovers"):
@@ -209,8 +212,7 @@ def drive(
 ) -> Run:
     """Call ``fn`` (sync or async) ``calls`` times, one after another."""
     validate.callable_(fn, "drive")
-    if isinstance(calls, bool) or not isinstance(calls, int) or calls < 1:
-        raise ConfigurationError(f"drive: calls must be a whole number >= 1, got {calls!r}.")
+    validate.count(calls, "drive: calls", allow_none=False)
     call = _caller(fn)
     try:
         return Run([_one(call, i) for i in range(calls)], heals, timeline)
@@ -232,18 +234,9 @@ def load(
     busy starts as soon as one is free (the run never makes more calls than scheduled).
     """
     validate.callable_(fn, "load")
-    for name, value in (("duration", duration), ("rate", rate)):
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not math.isfinite(value)
-            or value <= 0
-        ):
-            raise ConfigurationError(f"load: {name} must be a finite number > 0, got {value!r}.")
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise ConfigurationError(
-            f"load: concurrency must be a whole number >= 1, got {concurrency!r}."
-        )
+    validate.number(duration, "load: duration", above=True)
+    validate.number(rate, "load: rate", above=True)
+    validate.count(concurrency, "load: concurrency", allow_none=False)
     # Rounded first: 0.29 s at 100/s is 28.999999999999996 in binary floating point.
     total = max(1, math.floor(round(duration * rate, 9)))
     started = time.monotonic()

@@ -201,7 +201,6 @@ def _running(pid: int) -> bool:
         return False
     except PermissionError:
         return True  # another user's process
-    with contextlib.suppress(OSError, IndexError):
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    with contextlib.suppress(OSError, IndexError), open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rpartition(")")[2].split()[0] != "Z"
     return True

@@ -39,6 +39,27 @@ def number(value: Any, what: str, *, minimum: float = 0.0, above: bool = False) 
     return float(value)
 
 
+def share(value: Any, what: str) -> float:
+    """A finite number from 0 to 1 (a share of connections, requests or calls)."""
+    if not _is_number(value) or not math.isfinite(value) or not 0 <= value <= 1:
+        raise ConfigurationError(f"{what} must be a number from 0 to 1, got {value!r}.")
+    return float(value)
+
+
+def flag(value: Any, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{what} must be True or False, got {value!r}.")
+    return value
+
+
+def integer(value: Any, what: str, *, minimum: int = 0) -> int:
+    """A whole number >= ``minimum`` (an integral float such as 2.0 is taken as 2)."""
+    integral = _is_number(value) and math.isfinite(value) and float(value).is_integer()
+    if not integral or value < minimum:
+        raise ConfigurationError(f"{what} must be a whole number >= {minimum}, got {value!r}.")
+    return int(value)
+
+
 def seconds(value: Any, what: str) -> float:
     """A finite number of seconds >= 0."""
     if not _is_number(value) or not math.isfinite(value) or value < 0:

@@ -6,6 +6,7 @@ Runs interrupted by signals, on every backend, are in ``test_chaos.py``.
 
 from __future__ import annotations
 
+import math
 import os
 import select
 import shutil
@@ -271,8 +272,8 @@ def test_chaos_toxics_of_known_types_are_checked_at_collection(pytester: pytest.
     result.assert_outcomes(errors=3)
     result.stdout.fnmatch_lines(
         [
-            "*test_negative_rate: @pytest.mark.chaos: chaos(type='bandwidth'): rate must be >= 0, got -1.",
-            "*test_zero_slices: @pytest.mark.chaos: chaos(type='slicer'): average_size must be >= 1, got 0.",
+            "*test_negative_rate: @pytest.mark.chaos: chaos(type='bandwidth'): rate must be a whole number >= 0, got -1.",
+            "*test_zero_slices: @pytest.mark.chaos: chaos(type='slicer'): average_size must be a whole number >= 1, got 0.",
             "*test_unknown_attribute: @pytest.mark.chaos: chaos(type='latency'): the latency toxic has no attribute 'wobble'; it takes latency, jitter.",
         ]
     )
@@ -373,3 +374,39 @@ def test_proxies_listen_on_an_ipv6_loopback_when_asked(
         "-p", "no:cacheprovider", f"--toxiproxy={backend}", "--toxiproxy-listen-host=::1"
     )
     result.assert_outcomes(passed=1)
+
+
+VERDICT_ARGUMENTS: list[tuple[Callable[..., Any], str]] = [
+    (lambda r, s, run: s.assert_attempts(max="2"), r"max must be a whole number >= 0 or None"),
+    (lambda r, s, run: s.assert_backoff(jitter="yes"), r"jitter must be True or False"),
+    (lambda r, s, run: s.assert_backoff(max_delay=math.nan), r"max_delay \(seconds\) must be"),
+    (lambda r, s, run: s.assert_retry_after_honoured(tolerance=-1), r"tolerance must be a"),
+    (lambda r, s, run: s.assert_stable_idempotency_key(window=0), r"window \(seconds\) must be"),
+    (lambda r, s, run: r.assert_no_retry_storm(s, window=math.inf), r"window \(seconds\) must"),
+    (lambda r, s, run: r.assert_amplification(s, run, max=-1), r"max \(requests per call\)"),
+    (
+        lambda r, s, run: r.assert_breaker_opened(s, run, after_failures=0, cooldown=1),
+        r"after_failures must be a whole number >= 1",
+    ),
+    (
+        lambda r, s, run: r.assert_breaker_opened(s, run, after_failures=3, cooldown=math.nan),
+        r"cooldown \(seconds\) must be a finite number > 0",
+    ),
+    (lambda r, s, run: run.assert_availability(min=2), r"min \(the share of calls"),
+    (lambda r, s, run: run.assert_fail_fast(max_latency=math.inf), r"max_latency \(seconds\)"),
+    (lambda r, s, run: run.assert_recovers(within=math.nan), r"within must be a finite"),
+    (lambda r, s, run: r.load(lambda: None, duration=math.nan, rate=1), r"load: duration must"),
+]
+
+
+@pytest.mark.parametrize(
+    ("call", "message"), VERDICT_ARGUMENTS, ids=[m for _, m in VERDICT_ARGUMENTS]
+)
+def test_bad_verdict_arguments_are_one_sentence_at_the_call(
+    resilience: Resilience, call: Callable[..., Any], message: str
+) -> None:
+    api = resilience.http_service("api")
+    run = resilience.drive(lambda: None, calls=1)
+    with pytest.raises(ConfigurationError, match=message) as raised:
+        call(resilience, api, run)
+    assert "\n" not in str(raised.value) and str(raised.value).endswith(".")

@@ -414,7 +414,10 @@ BAD: list[tuple[Callable[[HttpService], Any], str]] = [
         r"header 'Retry-After' is set by the rate_limit fault's own arguments",
     ),
     (lambda s: s.delay(math.nan), r"delay must be a finite number of seconds"),
-    (lambda s: s.fail(rate=math.nan), r"rate must be the share of requests"),
+    (
+        lambda s: s.fail(rate=math.nan),
+        r"rate \(the share of requests to fail\) must be a number from 0 to 1",
+    ),
 ]
 
 

@@ -238,8 +238,8 @@ def test_bad_marker_argument_fails_that_test_naming_node_marker_and_argument(
     result.assert_outcomes(passed=2, errors=3)
     result.stdout.fnmatch_lines(
         [
-            "test_markers.py::test_negative_latency: @pytest.mark.latency: *ms must be >= 0, "
-            "got -5.",
+            "test_markers.py::test_negative_latency: @pytest.mark.latency: *ms must be a whole number "
+            ">= 0, got -5.",
             "test_markers.py::test_unknown_kwarg: @pytest.mark.latency: *'wobble'*",
             "test_markers.py::test_text_duration: @pytest.mark.reset_peer: after (seconds) must be "
             "a finite number >= 0, got 'soon'.",

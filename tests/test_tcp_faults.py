@@ -252,10 +252,13 @@ def test_assert_connections_reports_the_timeline(echo):  # type: ignore[no-untyp
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda s: s.latency(-1), "latency: ms must be >= 0, got -1"),
+        (lambda s: s.latency(-1), "latency: ms must be a whole number >= 0, got -1"),
         (lambda s: s.latency(1.5), "whole number"),
         (lambda s: s.latency(10, stream="sideways"), "stream must be 'upstream'"),
-        (lambda s: s.latency(10, toxicity=2), "toxicity must be a number between 0 and 1"),
+        (
+            lambda s: s.latency(10, toxicity=2),
+            "toxicity \\(the share of connections affected\\) must be a number from 0 to 1",
+        ),
         (lambda s: s.slicer(10, 10), "size_variation"),
         (lambda s: s.partition(direction="left"), "direction must be"),
         (lambda s: s.partition(mode="explode"), "mode must be"),

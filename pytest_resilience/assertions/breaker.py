@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..errors import ConfigurationError
+from .. import validate
 from ..http.records import Exchange
 from ..observe.records import IntentEvent
 from ..runs import Call
@@ -25,14 +25,9 @@ def check_breaker_opened(
     called but the service hears nothing for ``cooldown`` seconds; then one probe at a time.
     """
     __tracebackhide__ = True
-    if (
-        isinstance(after_failures, bool)
-        or not isinstance(after_failures, int)
-        or after_failures < 1
-    ):
-        raise ConfigurationError(
-            f"after_failures must be a whole number >= 1, got {after_failures!r}."
-        )
+    validate.count(after_failures, "after_failures", allow_none=False)
+    validate.number(cooldown, "cooldown (seconds)", above=True)
+    validate.seconds(tolerance, "tolerance")
     ordered = sorted(exchanges, key=lambda e: e.started_at)
     start = (
         origin
@@ -153,6 +148,7 @@ def check_breaker_respected(
     from each change to ``open`` until the next change (half-open for a probe, or closed).
     A request that started within ``tolerance`` of the opening was already on its way.
     """
+    validate.seconds(tolerance, "tolerance")
     __tracebackhide__ = True
     changes = sorted((i for i in intents if i.kind == "breaker"), key=lambda i: i.at)
     ordered = sorted(exchanges, key=lambda e: e.started_at)

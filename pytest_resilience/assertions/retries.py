@@ -13,6 +13,7 @@ import math
 import statistics
 from collections.abc import Sequence
 
+from .. import validate
 from ..errors import ConfigurationError
 from ..http.records import Exchange
 from .operations import Grouping, Operation, operations, status_text
@@ -72,6 +73,8 @@ def check_attempts(
 ) -> None:
     """Every operation made at most ``max`` and at least ``min`` attempts."""
     __tracebackhide__ = True
+    validate.bound(max, "max")
+    validate.bound(min, "min")
     if max is None and min is None:
         raise ConfigurationError("assert_attempts needs max= or min= (or both).")
     ops = operations(exchanges, group)
@@ -113,6 +116,7 @@ def check_retry_after_honoured(
 ) -> None:
     """No attempt came before the moment the previous answer's Retry-After allowed."""
     __tracebackhide__ = True
+    validate.seconds(tolerance, "tolerance")
     ops = operations(exchanges, group)
     allowed: dict[tuple[int, int], str] = {}
     flagged: set[tuple[int, int]] = set()
@@ -145,6 +149,7 @@ def check_stable_idempotency_key(
 ) -> None:
     """Retries of one logical operation (same business identity, after a failure) reuse its key."""
     __tracebackhide__ = True
+    validate.number(window, "window (seconds)", above=True)
     ops = operations(exchanges, window=window)
     broken = [op for op in ops if len(set(op.keys)) > 1]
     if broken:
@@ -196,6 +201,11 @@ def check_backoff(
     It needs evidence: two retries in one operation, or retries in several.
     """
     __tracebackhide__ = True
+    validate.flag(jitter, "jitter")
+    validate.number(min_factor, "min_factor")
+    if max_delay is not None:
+        validate.number(max_delay, "max_delay (seconds)", above=True)
+    validate.seconds(tolerance, "tolerance")
     ops = [op for op in operations(exchanges, group) if len(op.attempts) > 1]
     start = _origin(exchanges, origin)
     if not ops or (len(ops) == 1 and len(ops[0].attempts) < 3):
@@ -337,8 +347,8 @@ def check_no_retry_storm(
     default, 80% of the operations that retried, and at least 3.
     """
     __tracebackhide__ = True
-    if max_in_window is not None and max_in_window < 1:
-        raise ConfigurationError(f"max_in_window must be >= 1, got {max_in_window!r}.")
+    validate.number(window, "window (seconds)", above=True)
+    validate.count(max_in_window, "max_in_window")
     ops = operations(exchanges, group)
     retried = [i for i, op in enumerate(ops) if len(op.attempts) > 1]
     limit = max_in_window if max_in_window is not None else max(3, math.ceil(0.8 * len(retried)))
@@ -420,6 +430,7 @@ def check_amplification(
 ) -> None:
     """Requests that reached the service per call of the client stay at most ``max``."""
     __tracebackhide__ = True
+    validate.number(max, "max (requests per call)", above=True)
     if calls <= 0:
         raise ConfigurationError("amplification needs a run with at least one call.")
     ratio = len(exchanges) / calls

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .. import validate
 from ..errors import ConfigurationError
 
 STREAMS = ("upstream", "downstream")
@@ -44,27 +45,11 @@ class FaultPlan:
 
 
 def _whole(kind: str, name: str, value: Any, *, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigurationError(
-            f"{kind}: {name} must be a whole number >= {minimum}, got {value!r}."
-        )
-    if isinstance(value, float) and not value.is_integer():
-        raise ConfigurationError(
-            f"{kind}: {name} must be a whole number >= {minimum} "
-            f"(Toxiproxy takes integers), got {value!r}; round it."
-        )
-    if value < minimum:
-        raise ConfigurationError(f"{kind}: {name} must be >= {minimum}, got {value!r}.")
-    return int(value)
+    return validate.integer(value, f"{kind}: {name}", minimum=minimum)
 
 
 def _toxicity(kind: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise ConfigurationError(
-            f"{kind}: toxicity must be a number between 0 and 1 "
-            f"(the share of connections affected), got {value!r}."
-        )
-    return float(value)
+    return validate.share(value, f"{kind}: toxicity (the share of connections affected)")
 
 
 def _stream(kind: str, value: Any) -> str:

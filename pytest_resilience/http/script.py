@@ -210,14 +210,9 @@ def fail_step(
     if rate is not None:
         if count is not None:
             raise ConfigurationError("fail takes count= or rate=, not both.")
-        if (
-            isinstance(rate, bool)
-            or not isinstance(rate, (int, float))
-            or not math.isfinite(rate)
-            or not 0 < rate <= 1
-        ):
+        if validate.share(rate, "rate (the share of requests to fail)") == 0:
             raise ConfigurationError(
-                f"rate must be the share of requests to fail, above 0 and at most 1, got {rate!r}."
+                "rate (the share of requests to fail) must be above 0; drop the fault instead."
             )
         share = FailShare(answer, float(rate), rng or random.Random(0), route)
         return share, f"status={status} rate={rate:g}"
