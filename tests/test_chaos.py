@@ -17,12 +17,9 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 import pytest
+from processes import alive, wait_for
 
 from pytest_resilience.toxiproxy.backends import Backend
 
@@ -42,29 +39,6 @@ def test_holds_a_proxy(resilience, toxiproxy, n):
 SPAWN = pytest.mark.skipif(
     not shutil.which("toxiproxy-server"), reason="needs toxiproxy-server on PATH"
 )
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    """Poll ``condition`` until it is truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)  # poll interval
-    return value
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie, awaiting its parent's wait, does not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    try:
-        return stat.read_text().rpartition(")")[2].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def refused(port: int) -> bool:

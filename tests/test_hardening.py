@@ -14,12 +14,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from processes import wait_for
 
 from pytest_resilience import ConfigurationError, HttpService, Resilience
 from pytest_resilience.toxiproxy.backends import Backend
@@ -32,26 +32,6 @@ def test_blocks(resilience):
     pathlib.Path("ready").write_text("1")
     threading.Event().wait(60)  # until the signal comes
 """
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    """Poll ``condition`` until it is truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)  # poll interval
-    return value
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie has exited; only its parent's wait is missing.
-    stat = Path(f"/proc/{pid}/stat")
-    return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")
 
 
 def run_in_terminal(pytester: pytest.Pytester, *args: str) -> tuple[subprocess.Popen[bytes], Path]:
