@@ -30,9 +30,9 @@ import os, pathlib, threading, pytest
 def test_holds_a_proxy(resilience, toxiproxy, n):
     svc = resilience.tcp_service("x", upstream="127.0.0.1:9")
     server = toxiproxy.describe().rpartition("pid ")[2].rstrip(")")
-    pathlib.Path(f"ready-{os.getpid()}-{n}").write_text(
-        f"{server if server.isdigit() else ''}|{svc.proxy}|{svc.port}"
-    )
+    note = pathlib.Path(f"writing-{os.getpid()}-{n}")
+    note.write_text(f"{server if server.isdigit() else ''}|{svc.proxy}|{svc.port}")
+    note.rename(f"ready-{os.getpid()}-{n}")  # whole when it appears
     threading.Event().wait(60)  # until the run is interrupted
 """
 
