@@ -190,8 +190,7 @@ class HttpLayer:
                     return
                 assert isinstance(event, h11.Request), event
                 if _declared_length(event) > MAX_REQUEST_BODY:
-                    await self._refuse(conn, log, writer, 413, TOO_LARGE)
-                    await _linger(reader, writer)
+                    await self._refuse(conn, log, reader, writer, 413, TOO_LARGE)
                     return
                 body = bytearray()
                 while True:
@@ -209,11 +208,11 @@ class HttpLayer:
                     body += part.data
                     if len(body) > MAX_REQUEST_BODY:
                         del body
-                        await self._refuse(conn, log, writer, 413, TOO_LARGE)
-                        await _linger(reader, writer)
+                        await self._refuse(conn, log, reader, writer, 413, TOO_LARGE)
                         return
             except h11.RemoteProtocolError as exc:
-                await self._refuse_garbage(conn, log, writer, exc)
+                status = exc.error_status_hint
+                await self._refuse(conn, log, reader, writer, status, f"bad request: {exc}")
                 return
             request = Request(
                 event.method.decode("ascii", "replace").upper(),
@@ -228,24 +227,17 @@ class HttpLayer:
                 return
             conn.start_next_cycle()
 
-    async def _refuse_garbage(
-        self,
-        conn: h11.Connection,
-        log: ConnectionLog,
-        writer: asyncio.StreamWriter,
-        exc: h11.RemoteProtocolError,
-    ) -> None:
-        await self._refuse(conn, log, writer, exc.error_status_hint, f"bad request: {exc}")
-
     async def _refuse(
         self,
         conn: h11.Connection,
         log: ConnectionLog,
+        reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         status: int,
         reason: str,
     ) -> None:
-        """Answer ``status`` with ``reason`` and end the connection (not an exchange)."""
+        """Answer ``status`` with ``reason`` and end the connection (not an exchange), after
+        draining what the client still sends, so that the answer is not lost to a reset."""
         if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
         body = f"{reason}\n".encode()
@@ -262,6 +254,7 @@ class HttpLayer:
             )
             self._send(writer, log, conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage()))
         await writer.drain()
+        await _linger(reader, writer)
 
     async def _exchange(
         self,
