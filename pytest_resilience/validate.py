@@ -32,9 +32,8 @@ def _is_number(value: Any) -> bool:
 def number(value: Any, what: str, *, minimum: float = 0.0, above: bool = False) -> float:
     """A finite real number >= ``minimum`` (> with ``above``)."""
     bound = f"> {minimum:g}" if above else f">= {minimum:g}"
-    if not _is_number(value) or not math.isfinite(value):
-        raise ConfigurationError(f"{what} must be a finite number {bound}, got {value!r}.")
-    if value < minimum or (above and value == minimum):
+    finite = _is_number(value) and math.isfinite(value)
+    if not finite or value < minimum or (above and value == minimum):
         raise ConfigurationError(f"{what} must be a finite number {bound}, got {value!r}.")
     return float(value)
 
@@ -52,11 +51,14 @@ def flag(value: Any, what: str) -> bool:
     return value
 
 
-def integer(value: Any, what: str, *, minimum: int = 0) -> int:
-    """A whole number >= ``minimum`` (an integral float such as 2.0 is taken as 2)."""
+def integer(value: Any, what: str, *, minimum: int = 0, hint: str = "") -> int:
+    """A whole number >= ``minimum`` (an integral float such as 2.0 is taken as 2);
+    ``hint`` follows the value in the sentence."""
     integral = _is_number(value) and math.isfinite(value) and float(value).is_integer()
     if not integral or value < minimum:
-        raise ConfigurationError(f"{what} must be a whole number >= {minimum}, got {value!r}.")
+        raise ConfigurationError(
+            f"{what} must be a whole number >= {minimum}, got {value!r}{hint}."
+        )
     return int(value)
 
 
@@ -74,14 +76,6 @@ def count(value: Any, what: str = "count", *, allow_none: bool = True) -> int | 
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigurationError(f"{what} must be a whole number >= 1, got {value!r}.")
     return value
-
-
-def whole(value: Any, what: str, *, hint: str = "") -> int:
-    """A whole number >= 0 (an integral float such as 2.0 is taken as 2)."""
-    integral = _is_number(value) and math.isfinite(value) and float(value).is_integer()
-    if not integral or value < 0:
-        raise ConfigurationError(f"{what} must be a whole number >= 0, got {value!r}{hint}.")
-    return int(value)
 
 
 def status(value: Any, what: str = "status") -> int:

@@ -148,8 +148,8 @@ def check_breaker_respected(
     from each change to ``open`` until the next change (half-open for a probe, or closed).
     A request that started within ``tolerance`` of the opening was already on its way.
     """
-    validate.seconds(tolerance, "tolerance")
     __tracebackhide__ = True
+    validate.seconds(tolerance, "tolerance")
     changes = sorted((i for i in intents if i.kind == "breaker"), key=lambda i: i.at)
     ordered = sorted(exchanges, key=lambda e: e.started_at)
     start = origin if origin is not None else min([e.started_at for e in ordered], default=0.0)

@@ -215,7 +215,7 @@ def check_retry_after(value: Any) -> int | dt.datetime | None:
             f"(RFC 9110 10.2.3); send a fractional wait as retry_after_ms="
             f"{value * 1000:.15g}, the retry-after-ms header."
         )
-    return validate.whole(value, "retry_after", hint=" (or a timezone-aware datetime)")
+    return validate.integer(value, "retry_after", hint=" (or a timezone-aware datetime)")
 
 
 def wait_headers(

@@ -100,8 +100,9 @@ class Exchange:
     @property
     def wait_header(self) -> str | None:
         """Which header set :attr:`retry_after_delay`: ``retry-after-ms`` or ``Retry-After``."""
-        if retry_after_ms(self.answer_header("retry-after-ms")) is not None:
-            return "retry-after-ms"
+        if self.answer_headers:
+            return requested_wait(self.answer_headers, 0.0)[1]  # the name, whatever the time
+        # A record made without the answer's headers (e.g. built by hand).
         return "Retry-After" if self.retry_after_delay is not None else None
 
     @property

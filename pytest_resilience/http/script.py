@@ -101,26 +101,18 @@ class Burst(Fail):
 
 
 class TokenBucket(Step):
-    """``rate`` requests a second with bursts of ``burst``; the rest get 429 and an honest Retry-After."""
+    """``rate`` requests a second with bursts of ``burst``; the rest get ``answer`` (a 429)
+    with the Retry-After a real limiter would send."""
 
     name = "rate_limit"
 
-    def __init__(
-        self,
-        rate: float,
-        burst: int,
-        status: int,
-        shaped: Shape,
-        error: ErrorBody,
-        route: Route | None,
-    ) -> None:
+    def __init__(self, rate: float, burst: int, answer: Answer, route: Route | None) -> None:
         super().__init__(None, route)
         self.rate = rate
         self.capacity = float(burst)
         self.tokens = float(burst)
-        self.status = status
-        self.shaped = shaped
-        self.error = error
+        self.answer = answer
+        """The limited answer; its Retry-After is set per request."""
         self.stamp = time.monotonic()
 
     async def __call__(self, request: Request, next_: Next) -> Answer:
@@ -130,9 +122,9 @@ class TokenBucket(Step):
         if self.tokens >= 1:
             self.tokens -= 1
             return await next_(request)
-        wait = (1 - self.tokens) / self.rate
-        first = (("Retry-After", str(math.ceil(wait))),)
-        return fault_answer(self.status, self.shaped, self.error, self.name, first=first)
+        wait = str(math.ceil((1 - self.tokens) / self.rate))
+        headers = [(k, wait if k == "Retry-After" else v) for k, v in self.answer.headers]
+        return replace(self.answer, headers=headers)
 
 
 class Reshape(Step):
@@ -246,8 +238,9 @@ def rate_limit_step(
             )
         size = validate.count(burst if burst is not None else max(1, int(rate)), "burst")
         assert size is not None
-        fault_answer(status, shaped, error, "rate_limit", first=(("Retry-After", "1"),))
-        bucket = TokenBucket(rate, size, status, shaped, error, route)
+        # Made once; its Retry-After is set per request.
+        limited = fault_answer(status, shaped, error, "rate_limit", first=(("Retry-After", "1"),))
+        bucket = TokenBucket(rate, size, limited, route)
         return bucket, f"rate={rate:g}/s burst={size} status={status}"
     if burst is None:
         raise ConfigurationError(
