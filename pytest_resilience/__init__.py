@@ -14,6 +14,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [
+    "DEFAULT_FAILURES",
     "BackendError",
     "ConfigurationError",
     "Connection",
@@ -24,6 +25,7 @@ __all__ = [
     "FaultKind",
     "FaultPlan",
     "HttpService",
+    "InsufficientEvidence",
     "Resilience",
     "ResilienceAssertionError",
     "ResilienceError",
@@ -44,6 +46,8 @@ _LAZY = {
     "FaultEvent": ".observe",
     "Timeline": ".observe",
     "VerdictEvent": ".observe",
+    "DEFAULT_FAILURES": ".assertions",
+    "InsufficientEvidence": ".assertions",
     "Exchange": ".http.records",
     "Fault": ".faults.fault",
     "FaultKind": ".faults.kinds",
@@ -58,7 +62,7 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
-    from .assertions import ResilienceAssertionError
+    from .assertions import DEFAULT_FAILURES, InsufficientEvidence, ResilienceAssertionError
     from .faults.fault import Fault
     from .faults.kinds import FaultKind, FaultPlan, ToxicSpec
     from .http.records import Exchange

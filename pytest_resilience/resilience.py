@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Hashable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from .errors import ConfigurationError, ResilienceError, UnknownServiceError
 from .faults import kinds
 from .faults.fault import Fault, FaultGroup
-from .observe import Timeline
+from .http.records import Exchange
+from .observe import FaultEvent, Timeline
+from .observe.noise import NoiseProbe
 from .services.http import HttpService
 from .services.tcp import TcpService
 from .tap import Tap
@@ -21,6 +24,8 @@ if TYPE_CHECKING:
     from .session import ResilienceSession
 
 S = TypeVar("S", bound=TcpService)
+BLINDING_KINDS = frozenset({"timeout", "reset_peer", "partition", "down", "limit_data", "chaos"})
+"""Fault kinds under which a request may never reach the HTTP layer, so leaves no record."""
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
@@ -74,6 +79,7 @@ class Resilience:
         self.runs: list[Run] = []
         """Every ``drive`` and ``load`` of this test, in order."""
         self._closed = False
+        self._noise = NoiseProbe()
 
     @property
     def seed(self) -> int:
@@ -111,20 +117,25 @@ class Resilience:
         *,
         idempotency_header: str = "Idempotency-Key",
         error: Any = None,
+        failures: Iterable[Any] | None = None,
     ) -> HttpService:
         """An HTTP service behind Toxiproxy: a scripted stub, or a reverse proxy to ``forward_to``.
 
         ``idempotency_header`` names the header whose value groups a request's retries
         and makes the stub apply its side effect once.  ``error`` is the JSON body of
         fault answers that give none: data, or a function of the status returning data.
+        ``failures`` (statuses and predicates over an exchange) says which answers its
+        verdicts count as failed attempts; by default ``DEFAULT_FAILURES``.
         """
         from . import validate
+        from .assertions.operations import FailureSet
         from .http.answers import error_body
         from .http.script import Script
         from .http.server import HttpLayer
 
         self._check_new(name)
         validate.header_name(idempotency_header, "idempotency_header")
+        failure_set = FailureSet(failures, "failures of http_service()")
         errors = error_body(error)
         target = parse_forward_to(forward_to) if forward_to is not None else None
         reach = self.session.reach_host
@@ -134,11 +145,18 @@ class Resilience:
         port = self.session.loop.run(layer.start())
         try:
             service = self._wire(
-                name, join_address(reach, port), HttpService, layer=layer, trace_heads=True
+                name,
+                join_address(reach, port),
+                HttpService,
+                layer=layer,
+                trace_heads=True,
+                failures=failure_set,
+                noise=self._noise,
             )
         except BaseException:
             self.session.loop.run(layer.close())
             raise
+        self._noise.start()
         return self._add(service)
 
     def _check_new(self, name: str) -> None:
@@ -266,14 +284,44 @@ class Resilience:
         return resolved
 
     def assert_no_retry_storm(
-        self, service: str | TcpService, window: float = 0.01, max_in_window: int | None = None
+        self,
+        service: str | TcpService,
+        *,
+        min_herd: int = 3,
+        group: Callable[[Exchange], Hashable] | None = None,
+        failures: Iterable[Any] | None = None,
     ) -> None:
-        """Concurrent operations on ``service`` did not retry in lockstep."""
+        """Operations on ``service`` that failed together did not retry in lockstep."""
         __tracebackhide__ = True
         from .assertions import check_no_retry_storm
 
         http = self._http(service, "assert_no_retry_storm")
-        http._verdict(check_no_retry_storm, http.settled(), window, max_in_window)
+        http._verdict(
+            check_no_retry_storm,
+            http.settled(),
+            min_herd=min_herd,
+            group=group,
+            failures=http._failures(failures),
+            noise=self._noise.samples(),
+            blind=self._blind(http.name),
+        )
+
+    def _blind(self, service: str) -> list[tuple[float, float, str]]:
+        """Spans in which a fault on ``service`` kept requests from its HTTP layer
+        (refused, reset or swallowed connections): retries then leave no HTTP record."""
+        spans: list[tuple[float, float, str]] = []
+        applied: dict[int, FaultEvent] = {}
+        for event in self.timeline.faults():
+            if event.service != service or event.kind not in BLINDING_KINDS:
+                continue
+            if event.action == "applied":
+                applied[event.fault] = event
+            elif event.fault in applied:
+                began = applied.pop(event.fault)
+                spans.append((began.at, event.at, began.kind))
+        now = time.monotonic()
+        spans.extend((event.at, now, event.kind) for event in applied.values())
+        return spans
 
     def assert_amplification(self, service: str | TcpService, run: Run, max: float) -> None:
         """Requests that reached ``service`` per client call in ``run`` stay at most ``max``."""
@@ -349,6 +397,7 @@ class Resilience:
                 errors.append(exc)
             else:
                 self.session.live_proxies.discard(service.proxy)
+        self._noise.stop()
         try:
             # Last: closing the services adds events (faults healed, connections closed).
             self.timeline.close()

@@ -193,3 +193,32 @@ def raw_body(value: Any, what: str = "body") -> bytes:
     raise ConfigurationError(
         f"{what} must be bytes or str (use json= for data), got {type(value).__name__} {value!r}."
     )
+
+
+def failures(value: Any, what: str = "failures") -> tuple[frozenset[int], tuple[Any, ...]]:
+    """A failure set: HTTP statuses and predicates over an exchange, as (statuses, predicates)."""
+    if isinstance(value, (str, bytes, int)) or callable(value):
+        raise ConfigurationError(
+            f"{what} takes a collection of statuses and predicates (e.g. "
+            f"{{*DEFAULT_FAILURES, is_throttled}}), got {value!r}; wrap a single one in a set."
+        )
+    try:
+        rules = list(value)
+    except TypeError:
+        raise ConfigurationError(
+            f"{what} takes a collection of HTTP statuses and predicates, got "
+            f"{type(value).__name__} {value!r}."
+        ) from None
+    statuses: set[int] = set()
+    predicates: list[Any] = []
+    for rule in rules:
+        if callable(rule):
+            predicates.append(rule)
+        elif isinstance(rule, int) and not isinstance(rule, bool):
+            statuses.add(status(rule, f"a status in {what}"))
+        else:
+            raise ConfigurationError(
+                f"{what} holds HTTP statuses (ints) and predicates (exchange -> bool), "
+                f"got {type(rule).__name__} {rule!r}."
+            )
+    return frozenset(statuses), tuple(predicates)

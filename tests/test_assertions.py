@@ -11,22 +11,30 @@ import asyncio
 import datetime as dt
 import email.utils
 import itertools
-import json
-import random
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from records import (
+    T0,
+    WALL,
+    CircuitOpenError,
+    attempts,
+    call,
+    effect,
+    evidence,
+    exchange,
+    failure,
+    marked,
+    rule,
+)
 
-from pytest_resilience import ConfigurationError, ResilienceError
+from pytest_resilience import ConfigurationError
 from pytest_resilience.assertions import (
-    ResilienceAssertionError,
     check_amplification,
     check_attempts,
-    check_backoff,
     check_breaker_opened,
     check_no_duplicate_side_effects,
     check_no_retry_storm,
@@ -34,181 +42,8 @@ from pytest_resilience.assertions import (
     check_stable_idempotency_key,
     operations,
 )
-from pytest_resilience.http.identity import fingerprint
-from pytest_resilience.http.records import Effect, Exchange, retry_after_seconds
+from pytest_resilience.http.records import Exchange, retry_after_seconds
 from pytest_resilience.runs import Call, Run, drive, load
-
-T0 = 50.0
-"""Monotonic time the synthetic timelines start at (not 0, so that origins are exercised)."""
-WALL = 1_700_000_000.0
-"""Wall-clock 'now' against which HTTP-date Retry-After values are read."""
-CHARGE = {"amount": 1999, "currency": "eur"}
-HEADER = ["t+ms", "operation", "try", "status", "gap", "ms", "allowed"]
-
-_connections = itertools.count()
-
-
-# -- record factories -----------------------------------------------------------------
-
-
-def body_of(payload: Any) -> bytes:
-    return payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-
-
-def exchange(
-    at: float,
-    status: int | None = 503,
-    *,
-    key: str | None = None,
-    body: Any = CHARGE,
-    method: str = "POST",
-    path: str = "/charges",
-    took: float = 0.002,
-    retry_after: str | None = None,
-    delivered: bool | None = True,
-    headers: tuple[tuple[str, str], ...] = (),
-) -> Exchange:
-    """One request ``at`` seconds after T0, answered ``took`` later (never, if status is None)."""
-    if key is not None:
-        headers = (*headers, ("Idempotency-Key", key))
-    return Exchange(
-        service="payments",
-        connection=next(_connections),
-        index=0,
-        started_at=T0 + at,
-        ended_at=None if status is None else T0 + at + took,
-        method=method,
-        path=path,
-        headers=headers,
-        idempotency_key=key,
-        fingerprint=fingerprint(method, path, body_of(body)),
-        status=status,
-        scripted=status != 200,
-        step="respond" if status == 200 else "fail",
-        retry_after=retry_after,
-        retry_after_delay=retry_after_seconds(retry_after, WALL),
-        delivered=None if status is None else delivered,
-    )
-
-
-def attempts(
-    at: float,
-    gaps: list[float],
-    key: str,
-    *,
-    final: int = 200,
-    failure: int = 503,
-    mint: bool = False,
-) -> list[Exchange]:
-    """One operation: a first attempt ``at``, then a retry after each gap; the last one ``final``.
-
-    Each operation has its own body; ``mint`` gives every attempt a new key, as a client that
-    mints a key per attempt does.
-    """
-    starts = [at, *itertools.accumulate(gaps, initial=at)][1:]
-    last = len(starts) - 1
-    return [
-        exchange(
-            start,
-            final if n == last else failure,
-            key=f"{key}-{n + 1}" if mint else key,
-            body={"order": key},
-        )
-        for n, start in enumerate(starts)
-    ]
-
-
-def effect(
-    at: float,
-    *,
-    key: str | None = None,
-    body: Any = CHARGE,
-    method: str = "POST",
-    path: str = "/charges",
-    status: int = 201,
-) -> Effect:
-    return Effect(
-        service="payments",
-        at=T0 + at,
-        method=method,
-        path=path,
-        idempotency_key=key,
-        fingerprint=fingerprint(method, path, body_of(body)),
-        status=status,
-        exchange=(next(_connections), 0),
-    )
-
-
-class CircuitOpenError(Exception):
-    """What a client whose breaker is open raises at once."""
-
-
-def call(
-    index: int,
-    at: float,
-    latency: float = 0.001,
-    error: BaseException | None = None,
-    value: Any = "ok",
-) -> Call:
-    return Call(index, T0 + at, T0 + at + latency, None if error else value, error)
-
-
-# -- reading failure messages -----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Line:
-    """One row of an evidence table, as printed."""
-
-    flagged: bool
-    t: str
-    operation: str
-    attempt: str
-    status: str
-    gap: str
-    allowed: str
-
-
-def failure(check: Callable[..., None], *args: Any, **kwargs: Any) -> str:
-    with pytest.raises(ResilienceAssertionError) as info:
-        check(*args, **kwargs)
-    assert isinstance(info.value, ResilienceError)
-    return str(info.value)
-
-
-def rule(message: str) -> str:
-    return message.splitlines()[0]
-
-
-def evidence(message: str) -> list[Line]:
-    """The rows of the table under the rule; fails if the table or its columns are missing."""
-    lines = message.splitlines()
-    assert lines[1].split() == HEADER, f"no evidence table under the rule:\n{message}"
-    rows = []
-    for line in lines[2:]:
-        if line[:1] not in (">", " ") or line.startswith("  ("):
-            break
-        rest = line[42:]
-        status = rest.split("  ", 1)[0].rstrip()
-        tail = rest[max(8, len(status)) :]
-        rows.append(
-            Line(
-                flagged=line[0] == ">",
-                t=line[2:10].strip(),
-                operation=line[12:36].strip(),
-                attempt=line[37:40].strip(),
-                status=status,
-                gap=tail[1:8].strip(),
-                allowed=tail[10:],
-            )
-        )
-    return rows
-
-
-def marked(message: str) -> list[tuple[str, str, str]]:
-    """(t+ms, operation, try) of the rows marked ``>``."""
-    return [(r.t, r.operation, r.attempt) for r in evidence(message) if r.flagged]
-
 
 # -- operations and attempts -----------------------------------------------------------
 
@@ -474,329 +309,16 @@ def test_retries_that_mint_a_new_key_fail_with_the_changed_keys_marked() -> None
     ]
 
 
-def test_a_new_key_long_after_a_failure_is_a_new_operation() -> None:
-    timeline = [exchange(0.0, 503, key="a"), exchange(2.0, 200, key="b")]
-    check_stable_idempotency_key(timeline, window=1.0)
-    failure(check_stable_idempotency_key, timeline, window=60.0)
-
-
-# -- backoff ------------------------------------------------------------------------------
-
-
-def test_exponential_backoff_without_jitter_fails_jitter_and_passes_jitter_false() -> None:
-    timeline = attempts(0.0, [0.1, 0.2, 0.4], "a") + attempts(1.0, [0.1, 0.2, 0.4], "b")
-    check_backoff(timeline, jitter=False)
-    message = failure(check_backoff, timeline)
-    assert rule(message) == (
-        "retry gaps carry no jitter: every operation waits the same, exact series of delays, "
-        "so clients that failed together retry together."
-    )
-    rows = evidence(message)
-    assert [r.gap for r in rows if r.operation == "key=a"] == ["", "100", "200", "400"]
-
-
-def test_one_operation_delayed_by_a_hiccup_does_not_pass_for_jitter() -> None:
-    """Bug: one thread scheduled 15 ms late made five lockstep clients pass for jittered."""
-    gaps = [0.05, 0.1, 0.2]
-    timeline = [e for n in range(4) for e in attempts(n * 0.001, gaps, f"c{n}")]
-    timeline += attempts(0.004, [0.05, 0.115, 0.185], "late")
-    message = failure(check_backoff, timeline)
-    assert rule(message).startswith("retry gaps carry no jitter:")
-
-
-def test_small_additive_jitter_in_several_operations_passes() -> None:
-    """Jitter of a few tens of ms on top of the series, as stamina adds, is jitter."""
-    timeline = attempts(0.0, [0.025, 0.07, 0.09], "a") + attempts(0.2, [0.062, 0.06, 0.113], "b")
-    timeline += attempts(0.45, [0.057, 0.052, 0.085], "c")
-    check_backoff(timeline, min_factor=1.2)
-
-
-def test_no_jitter_failure_marks_the_retries() -> None:
-    """Message bug: the no-jitter failure prints its evidence with no row marked ``>``."""
-    timeline = attempts(0.0, [0.1, 0.2, 0.4], "a") + attempts(1.0, [0.1, 0.2, 0.4], "b")
-    message = failure(check_backoff, timeline)
-    assert [m[2] for m in marked(message)] == ["2", "3", "4", "2", "3", "4"]
-
-
-def test_exponential_backoff_with_jitter_in_one_operation_passes() -> None:
-    check_backoff(attempts(0.0, [0.1, 0.3, 0.45], "a"))
-
-
-def test_fixed_interval_fails_growth_with_the_retries_marked() -> None:
-    timeline = attempts(0.0, [0.1, 0.1, 0.1], "a") + attempts(0.02, [0.1, 0.1, 0.1], "b")
-    message = failure(check_backoff, timeline, jitter=False)
-    assert rule(message) == (
-        "retry gaps do not grow: the longest gap after the first retry is 100 ms, less than 1.5 x "
-        "the longest first gap (100 ms); a fixed interval keeps hammering a struggling service."
-    )
-    rows = evidence(message)
-    assert all(r.flagged == (r.attempt != "1") for r in rows)
-    assert [r.allowed for r in rows if r.attempt == "4"] == [">= 1.5 x first gap"] * 2
-    check_backoff(timeline, jitter=False, min_factor=1.0)
-
-
-@pytest.mark.parametrize("seed", range(6))
-def test_full_jitter_across_several_operations_passes(seed: int) -> None:
-    timeline = full_jitter(seed)
-    check_backoff(timeline)
-    check_backoff(timeline, max_delay=0.8)
-
-
-def verdicts(timelines: Iterable[list[Exchange]], **kwargs: Any) -> list[str]:
-    """The first line of check_backoff's failure on each timeline ('' where it passed)."""
-    found = []
-    for timeline in timelines:
-        try:
-            check_backoff(timeline, **kwargs)
-        except ResilienceAssertionError as exc:
-            found.append(rule(str(exc)).split(":")[0])
-        else:
-            found.append("")
-    return found
-
-
-def test_full_jitter_passes_whatever_the_draws_of_four_operations() -> None:
-    """Bug: judging growth on the deepest retry alone, a single short draw there failed
-    one correct full-jitter client in 12; jitter judged on one gap apart failed others."""
-
-    def draws(seed: int) -> list[Exchange]:
-        rng = random.Random(seed)
-        return [
-            e
-            for n in range(4)
-            for e in attempts(
-                n * 0.01, [rng.uniform(0, min(0.4, 0.05 * 2**k)) for k in range(3)], f"op{n}"
-            )
-        ]
-
-    found = verdicts((draws(seed) for seed in range(300)), max_delay=0.4)
-    assert found.count("") >= 297, sorted(set(found))
-
-
-def test_fast_full_jitter_passes_though_its_first_gaps_are_within_noise() -> None:
-    """Bug: a 10 ms base draws first gaps of a few ms that never differ by 6 ms; pooled with
-    the rest, they made one correct client in four 'carry no jitter'."""
-
-    def draws(seed: int) -> list[Exchange]:
-        rng = random.Random(seed)
-        return [
-            e
-            for n in range(5)
-            for e in attempts(n * 0.002, [rng.uniform(0, 0.01 * 2**k) for k in range(4)], f"op{n}")
-        ]
-
-    found = verdicts(draws(seed) for seed in range(300))
-    assert found.count("retry gaps carry no jitter") <= 3, sorted(set(found))
-
-
-def test_exponential_without_jitter_fails_despite_scheduling_hiccups() -> None:
-    """One retry in ten starts 10-30 ms late, as on a loaded machine: still no jitter."""
-
-    def late(seed: int) -> list[Exchange]:
-        rng = random.Random(seed)
-        return [
-            e
-            for n in range(4)
-            for e in attempts(
-                n * 0.01,
-                [
-                    0.05 * 2**k + (rng.uniform(0.01, 0.03) if rng.random() < 0.1 else 0)
-                    for k in range(3)
-                ],
-                f"op{n}",
-            )
-        ]
-
-    found = verdicts(late(seed) for seed in range(300))
-    assert found.count("retry gaps carry no jitter") >= 280, sorted(set(found))
-
-
-def test_capped_full_jitter_passes_under_its_cap() -> None:
-    rng = random.Random(7)
-    timeline: list[Exchange] = []
-    for n in range(4):
-        gaps = [min(0.5, rng.uniform(0, 0.1 * 2**k)) for k in range(6)]
-        timeline += attempts(n * 0.01, gaps, f"op{n}")
-    check_backoff(timeline, max_delay=0.5)
-
-
-def test_the_cap_is_judged_from_the_answer_not_from_the_start_of_the_attempt() -> None:
-    """A busy machine slowed an answer by 60 ms: the client still waited at most its cap of
-    1 s after getting it, though its next attempt came 1,060 ms after the previous one began
-    (a full-jitter herd failed so once in 2 runs under two CPU hogs)."""
-    first = exchange(0.0, 503, key="a", body={"order": "a"}, took=0.06)
-    second = exchange(1.06, 503, key="a", body={"order": "a"}, took=0.002)
-    third = exchange(1.062 + 0.9, 200, key="a", body={"order": "a"})
-    check_backoff([first, second, third], max_delay=1.0, jitter=False, min_factor=0)
-    message = failure(
-        check_backoff, [first, second, third], max_delay=0.9, jitter=False, min_factor=0
-    )
-    assert rule(message) == (
-        "a retry waited 1000 ms after the answer before it, above the cap of 900 ms."
-    )
-
-
-def test_a_gap_above_the_cap_fails_with_it_marked() -> None:
-    timeline = attempts(0.0, [0.1, 0.23, 0.8], "a") + attempts(0.05, [0.12, 0.21], "b")
-    check_backoff(timeline, max_delay=0.8)
-    message = failure(check_backoff, timeline, max_delay=0.5)
-    assert rule(message) == (
-        "a retry waited 798 ms after the answer before it, above the cap of 500 ms."
-    )
-    rows = evidence(message)
-    assert [(r.t, r.operation, r.attempt, r.gap, r.allowed) for r in rows if r.flagged] == [
-        ("1130", "key=a", "4", "800", "<= 500 ms")
-    ]
-    assert all(r.allowed == "" for r in rows if not r.flagged)
-
-
-def test_capped_exponential_without_jitter_passes_jitter_false_with_its_cap() -> None:
-    gaps = [0.1, 0.2, 0.4, 0.5, 0.5]
-    timeline = attempts(0.0, gaps, "a") + attempts(3.0, gaps, "b")
-    check_backoff(timeline, jitter=False, max_delay=0.5)
-    failure(check_backoff, timeline, max_delay=0.5)
-
-
-def test_capped_exponential_without_jitter_fails_jitter_when_the_cap_is_not_given() -> None:
-    """Bug: the plateau at an undeclared cap reads as jitter, though every operation waits
-    the same exact series (the situation the no-jitter rule describes)."""
-    gaps = [0.1, 0.2, 0.4, 0.5, 0.5]
-    timeline = attempts(0.0, gaps, "a") + attempts(3.0, gaps, "b")
-    failure(check_backoff, timeline)
-
-
-def test_linear_backoff_shared_by_every_operation_fails_jitter() -> None:
-    """Bug: a linear series varies its ratios, which reads as jitter, though every operation
-    waits exactly the same delays."""
-    gaps = [0.1, 0.2, 0.3, 0.4]
-    timeline = attempts(0.0, gaps, "a") + attempts(2.0, gaps, "b") + attempts(4.0, gaps, "c")
-    message = failure(check_backoff, timeline)
-    assert rule(message).startswith("retry gaps carry no jitter")
-
-
-@pytest.mark.parametrize(
-    ("timeline", "seen"),
-    [
-        ([], 0),
-        ([exchange(0.0, 200, key="a"), exchange(0.1, 200, key="b")], 2),
-        (attempts(0.0, [0.1], "a"), 2),
-    ],
-    ids=["nothing", "no-retries", "one-retry"],
-)
-def test_backoff_without_evidence_says_it_cannot_judge(timeline: list[Exchange], seen: int) -> None:
-    message = failure(check_backoff, timeline, jitter=False)
-    assert rule(message) == (
-        "cannot judge backoff: it needs an operation with at least 3 attempts, or several "
-        f"operations that retried; saw {seen} attempts. Inject a longer fault."
-    )
-    assert not marked(message)
-
-
-def test_backoff_with_one_operation_of_three_attempts_is_enough_evidence() -> None:
-    check_backoff(attempts(0.0, [0.1, 0.2], "a"), jitter=False)
-
-
-def test_jitter_cannot_be_judged_on_one_operation_with_two_gaps() -> None:
-    """Bug: two jittered gaps in one operation can never show jitter (one ratio, nothing to
-    compare), yet the verdict says 'no jitter' instead of that it cannot judge."""
-    message = failure(check_backoff, attempts(0.0, [0.1, 0.27], "a"))
-    assert rule(message).startswith("cannot judge")
-
-
-def test_growth_cannot_be_judged_when_every_operation_retried_once() -> None:
-    """Bug: with one retry per operation there is no second gap to compare, and a jittered
-    fixed interval passes the growth rule silently."""
-    rng = random.Random(1)
-    timeline: list[Exchange] = []
-    for n in range(5):
-        timeline += attempts(n * 1.0, [0.1 * rng.uniform(0.9, 1.1)], f"op{n}")
-    message = failure(check_backoff, timeline)
-    assert rule(message).startswith("cannot judge")
-
-
-# -- retry storms -----------------------------------------------------------------------
-
-
-def storm(retry_offsets: list[float]) -> list[Exchange]:
-    timeline: list[Exchange] = []
-    for n, offset in enumerate(retry_offsets):
-        timeline += attempts(n * 0.001, [0.1 + offset - n * 0.001], f"op{n}")
-    return timeline
-
-
-def test_five_operations_retrying_within_a_few_ms_is_a_storm() -> None:
-    timeline = storm([0.0, 0.0005, 0.001, 0.0015, 0.002])
-    message = failure(check_no_retry_storm, timeline)
-    assert rule(message) == (
-        "retry storm: 5 operations made retry 1 within 2.0 ms (limit: fewer than 4 within "
-        "10 ms), and 1 of their 1 retries came in such bursts; without jitter, clients that "
-        "failed together retry together."
-    )
-    rows = evidence(message)
-    assert all(r.flagged == (r.attempt == "2") for r in rows)
-    assert len(marked(message)) == 5
-
-
-def test_five_operations_retrying_spread_out_is_no_storm() -> None:
-    check_no_retry_storm(storm([0.0, 0.03, 0.07, 0.12, 0.2]))
-
-
-def test_retries_at_the_same_instant_are_a_storm() -> None:
-    message = failure(check_no_retry_storm, storm([0.0] * 5))
-    assert "made retry 1 within 0.0 ms" in rule(message)
-    assert len(marked(message)) == 5
-
-
-def test_storm_limit_defaults_to_three_and_can_be_set() -> None:
-    """The first attempts 1 ms apart, the retries 15 ms apart: their waits differ by 14%,
-    more than a herd's, so only the window decides."""
-    two = storm([0.0, 0.015])
-    check_no_retry_storm(two)
-    message = failure(check_no_retry_storm, two, window=0.02, max_in_window=2)
-    assert "(limit: fewer than 2 within 20 ms)" in rule(message)
-    check_no_retry_storm(two, window=0.01, max_in_window=2)
-
-
-def test_a_herd_spread_by_a_busy_machine_retrying_with_that_spread_is_a_storm() -> None:
-    """Bug: on a loaded machine five clients' first attempts spread over 20 ms, and without
-    jitter their retries keep that spread: no 4 within 10 ms, so no storm was seen."""
-    timeline: list[Exchange] = []
-    for n in range(5):
-        timeline += attempts(n * 0.005, [0.05, 0.1, 0.2], f"op{n}")
-    message = failure(check_no_retry_storm, timeline)
-    assert rule(message).startswith(
-        "retry storm: 5 operations made retry 1 within 20.0 ms, as close as their first "
-        "attempts (20.0 ms), having waited alike (limit: fewer than 4 within 10 ms)"
-    )
-    check_no_retry_storm(full_jitter(3))  # a herd as tight, with jitter: spread apart
-
-
-def full_jitter(seed: int, count: int = 5, base: float = 0.1) -> list[Exchange]:
-    """``count`` operations that fail together within a few ms, then retry 4 times with full
-    jitter (a uniform wait up to base x 2^k), seeded."""
-    rng = random.Random(seed)
-    timeline: list[Exchange] = []
-    for n in range(count):
-        gaps = [rng.uniform(0, base * 2**k) for k in range(4)]
-        timeline += attempts(n * 0.003, gaps, f"op{n}")
-    return timeline
-
-
-def test_full_jitter_after_a_shared_failure_is_no_storm() -> None:
-    """Bug: full jitter is the cure for storms, yet 3 of 5 jittered retries meet in some
-    10 ms window by chance; about half of these seeds are called a storm."""
-    stormy = []
-    for seed in range(20):
-        try:
-            check_no_retry_storm(full_jitter(seed))
-        except ResilienceAssertionError:
-            stormy.append(seed)
-    assert stormy == []
-
-
-def test_no_retries_is_no_storm() -> None:
-    check_no_retry_storm([exchange(n * 0.001, 200, key=f"k{n}") for n in range(5)])
-    check_no_retry_storm([])
+def test_a_new_key_long_after_a_failure_is_still_a_retry() -> None:
+    """No window: a client that mints a key per attempt and honours a 600 s Retry-After
+    still retries one operation (the old 60 s window split it, a false pass)."""
+    timeline = [exchange(0.0, 503, key="a"), exchange(600.0, 200, key="b")]
+    failure(check_stable_idempotency_key, timeline)
+
+
+def test_the_same_order_after_a_success_is_a_new_operation() -> None:
+    timeline = [exchange(0.0, 200, key="a"), exchange(1.0, 200, key="b")]
+    check_stable_idempotency_key(timeline)
 
 
 # -- amplification ------------------------------------------------------------------------
@@ -1204,7 +726,7 @@ def test_load_rejects_a_duration_or_rate_that_is_not_finite(kwargs: dict[str, An
     [
         lambda: check_attempts([]),
         lambda: check_amplification([], calls=0, max=2),
-        lambda: check_no_retry_storm([], max_in_window=0),
+        lambda: check_no_retry_storm([], min_herd=1),
         lambda: check_breaker_opened(*breaker(HEALTHY), after_failures=0, cooldown=1.0),
     ],
     ids=["attempts-without-bounds", "amplification-no-calls", "storm-limit-0", "breaker-after-0"],

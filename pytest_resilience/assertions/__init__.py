@@ -7,8 +7,8 @@ runs expose them as ``assert_*`` methods.
 
 from .breaker import check_breaker_opened, check_breaker_respected
 from .effects import check_no_duplicate_side_effects
-from .operations import Operation, failed, operations
-from .report import ResilienceAssertionError
+from .operations import DEFAULT_FAILURES, FailureSet, Operation, failed, operations
+from .report import InsufficientEvidence, ResilienceAssertionError
 from .retries import (
     check_amplification,
     check_attempts,
@@ -19,6 +19,9 @@ from .retries import (
 )
 
 __all__ = [
+    "DEFAULT_FAILURES",
+    "FailureSet",
+    "InsufficientEvidence",
     "Operation",
     "ResilienceAssertionError",
     "check_amplification",

@@ -1,34 +1,108 @@
-"""Operations: one logical request and all its retries.
+"""Operations: one logical request and all its retries, told apart by what is on the wire.
 
-Attempts that share an Idempotency-Key belong to one operation.  So does a
-request with the business identity (method, path, canonical body) of an
-operation whose last attempt failed (no answer, lost, 408, 409, 425, 429 or
-any 5xx, 529 included: the statuses widely used SDKs retry)
-less than ``window`` seconds before — a retry follows a failure, whatever key
-it carries (a client that mints a key per attempt still retries one
-operation); a success ends the operation.  ``group=`` takes a callable
-(exchange -> hashable) to group otherwise.
+An attempt *failed* when it got no answer, lost its answer (cut, reset, partition), or
+got an answer in the failure set: by default :data:`DEFAULT_FAILURES` (408, 409, 425,
+429 and every 5xx, 529 included: what widely used SDKs retry), or statuses and
+predicates over the exchange given per service or per verdict.
+
+Attempts belong to one operation when they share
+- the service's idempotency header (``Idempotency-Key`` unless set otherwise), or
+- an SDK invocation id (``amz-sdk-invocation-id``, which AWS SDKs keep across retries).
+
+A request with neither is a retry of the operation of the same business identity
+(method, path, canonical body) whose last attempt failed before it began, however long
+ago: a client that honours a 600 s Retry-After still retries one operation.  What the
+client says of the attempt decides when it says it: an attempt counter at 0
+(``x-stainless-retry-count: 0``, ``amz-sdk-request: attempt=1``) starts a new
+operation; one above it (or ``grpc-previous-rpc-attempts``, sent on gRPC retries) is a
+retry.  Among several failed operations it could
+retry, a request takes the one whose last attempt came on its own connection, else the
+one that failed first: concurrent keyless clients stay separate operations.  A success
+ends an operation.  ``group=`` (exchange -> hashable) groups otherwise.
 """
 
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
+from .. import validate
+from ..errors import ConfigurationError
 from ..http.records import Exchange
 
-RETRYABLE = frozenset({408, 409, 425, 429})
-"""Failing statuses below 500; every 5xx fails too (the SDKs of Stripe, OpenAI and
-Anthropic retry 409 and every status >= 500: stripe/_http_client.py
-HTTPClient._should_retry, openai and anthropic _base_client.py _should_retry)."""
+DEFAULT_FAILURES: frozenset[int] = frozenset({408, 409, 425, 429, *range(500, 600)})
+"""Statuses that count as failed attempts by default: the SDKs of Stripe, OpenAI and
+Anthropic retry 409 and every status >= 500 (stripe/_http_client.py
+HTTPClient._should_retry; openai and anthropic _base_client.py BaseClient._should_retry),
+408 and 429 (the latter two), and 425 is RFC 8470's "retry later"."""
 Grouping = Callable[[Exchange], Hashable]
 
+INVOCATION_HEADERS = ("amz-sdk-invocation-id",)
+"""Headers whose value names one operation across its retries."""
+_AMZ_ATTEMPT = re.compile(r"(?:^|;)\s*attempt=(\d+)")
 
-def failed(exchange: Exchange) -> bool:
-    """True when the client saw no usable answer: none, lost, or a retryable status."""
-    status = exchange.status
-    return status is None or exchange.delivered is False or status in RETRYABLE or status >= 500
+
+class FailureSet:
+    """Which answers are failed attempts: statuses, and predicates over the exchange."""
+
+    __slots__ = ("predicates", "statuses")
+    statuses: frozenset[int]
+    predicates: tuple[Callable[[Exchange], Any], ...]
+
+    def __init__(self, rules: Iterable[Any] | None = None, what: str = "failures") -> None:
+        if rules is None:
+            self.statuses, self.predicates = DEFAULT_FAILURES, ()
+        else:
+            self.statuses, self.predicates = validate.failures(rules, what)
+
+    def __call__(self, exchange: Exchange) -> bool:
+        if exchange.status is None or exchange.delivered is False:
+            return True
+        if exchange.status in self.statuses:
+            return True
+        for predicate in self.predicates:
+            try:
+                verdict = predicate(exchange)
+            except Exception as exc:
+                raise ConfigurationError(
+                    f"the failure predicate {predicate!r} raised {exc!r} on the {exchange.status} "
+                    f"answer to {exchange.method} {exchange.path}; make it return True or False."
+                ) from exc
+            if verdict:
+                return True
+        return False
+
+
+DEFAULT = FailureSet()
+
+
+def failed(exchange: Exchange, failures: FailureSet = DEFAULT) -> bool:
+    """True when the attempt failed: no answer, a lost one, or one in ``failures``."""
+    return failures(exchange)
+
+
+def attempt_number(exchange: Exchange) -> int | None:
+    """Which attempt the client says this is (0 for the first), if it says so."""
+    for name in ("x-stainless-retry-count", "grpc-previous-rpc-attempts"):
+        value = exchange.header(name)
+        if value is not None and value.strip().isdigit():
+            return int(value)
+    value = exchange.header("amz-sdk-request")
+    if value is not None and (match := _AMZ_ATTEMPT.search(value)):
+        return max(int(match.group(1)) - 1, 0)
+    return None
+
+
+def _operation_id(exchange: Exchange) -> str | None:
+    if exchange.idempotency_key is not None:
+        return exchange.idempotency_key
+    for name in INVOCATION_HEADERS:
+        if (value := exchange.header(name)) is not None:
+            return value
+    return None
 
 
 @dataclass(frozen=True)
@@ -46,54 +120,46 @@ class Operation:
     def waits(self) -> list[float]:
         """Seconds from each attempt's answer (its start, if none reached the client) to
         the next attempt: the client's own wait plus transit, without the service's time."""
-        out = []
-        for a, b in itertools.pairwise(self.attempts):
-            answered = a.ended_at is not None and a.delivered is not False
-            out.append(b.started_at - (a.ended_at if answered else a.started_at))  # type: ignore[operator]
-        return out
+        return [b.started_at - answered_at(a) for a, b in itertools.pairwise(self.attempts)]
 
     @property
     def keys(self) -> list[str | None]:
         return [a.idempotency_key for a in self.attempts]
 
 
+def answered_at(exchange: Exchange) -> float:
+    """When the client could know how the attempt went: its answer, else its start."""
+    if exchange.ended_at is not None and exchange.delivered is not False:
+        return exchange.ended_at
+    return exchange.started_at
+
+
 def operations(
-    exchanges: Iterable[Exchange], group: Grouping | None = None, window: float = 60.0
+    exchanges: Iterable[Exchange],
+    group: Grouping | None = None,
+    failures: FailureSet = DEFAULT,
 ) -> list[Operation]:
     """Exchanges grouped into operations, in the order their first attempts arrived."""
     ordered = sorted(exchanges, key=lambda e: e.started_at)
     if group is not None:
         groups: dict[Hashable, list[Exchange]] = {}
-        order: list[Hashable] = []
         for exchange in ordered:
-            name = group(exchange)
-            if name not in groups:
-                groups[name] = []
-                order.append(name)
-            groups[name].append(exchange)
-        return [Operation(str(name), tuple(groups[name])) for name in order]
+            groups.setdefault(group(exchange), []).append(exchange)
+        return [Operation(str(name), tuple(attempts)) for name, attempts in groups.items()]
 
-    # Attempts sharing a key, or a keyless request alone, form a strand; a strand joins
-    # the operation of the same business identity whose last attempt failed just before
-    # its first one.  Clients that keep their own keys run in parallel strands that
-    # never chain (each goes on after the others began), so they stay apart.
+    # Attempts sharing an id form a strand; a keyless request is a strand alone.  A strand
+    # joins the failed operation of its business identity that it can retry.
     strands: dict[Hashable, list[Exchange]] = {}
     for n, exchange in enumerate(ordered):
-        key = exchange.idempotency_key
-        strands.setdefault(("key", key) if key is not None else ("identity", n), []).append(
-            exchange
-        )
+        op_id = _operation_id(exchange)
+        strands.setdefault(("key", op_id) if op_id is not None else ("one", n), []).append(exchange)
     chains: list[tuple[Hashable, list[Exchange]]] = []
-    # Chains a later strand may still join: their last attempt failed, by its identity.
-    # Strands come in the order they began, so a chain idle for over `window` is done.
     open_chains: dict[str, list[tuple[Hashable, list[Exchange]]]] = {}
     for label, strand in strands.items():
         first = strand[0]
         waiting = open_chains.get(first.fingerprint, [])
-        waiting[:] = [c for c in waiting if first.started_at - c[1][-1].started_at <= window]
-        candidates = [c for c in waiting if _follows(c[1][-1], first)]
-        if candidates:
-            chain = max(candidates, key=lambda c: c[1][-1].started_at)
+        chain = None if attempt_number(first) == 0 else _retried(waiting, first)
+        if chain is not None:
             waiting.remove(chain)
             chain[1].extend(strand)
             chain[1].sort(key=lambda e: e.started_at)
@@ -101,7 +167,7 @@ def operations(
             chain = (label, list(strand))
             chains.append(chain)
         last = chain[1][-1]
-        if failed(last):
+        if failures(last):
             open_chains.setdefault(last.fingerprint, []).append(chain)
     return [
         Operation(_label(label, attempts[0], n + 1), tuple(attempts))
@@ -109,12 +175,16 @@ def operations(
     ]
 
 
-def _follows(failure: Exchange, exchange: Exchange) -> bool:
-    """``exchange`` started once the client could know ``failure`` failed: after its answer
-    was sent, or (no answer, lost) at least after it started."""
-    if failure.ended_at is not None and failure.delivered is not False:
-        return exchange.started_at >= failure.ended_at
-    return exchange.started_at > failure.started_at
+def _retried(
+    waiting: list[tuple[Hashable, list[Exchange]]], exchange: Exchange
+) -> tuple[Hashable, list[Exchange]] | None:
+    """The failed operation ``exchange`` retries: one whose failure it could know of, on
+    its own connection if there is one, else the one that failed first."""
+    known = [c for c in waiting if answered_at(c[1][-1]) <= exchange.started_at]
+    if not known:
+        return None
+    same = [c for c in known if c[1][-1].connection == exchange.connection]
+    return min(same or known, key=lambda c: answered_at(c[1][-1]))
 
 
 def _label(label: Hashable, first: Exchange, number: int) -> str:

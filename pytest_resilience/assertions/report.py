@@ -54,3 +54,14 @@ def fail(rule: str, rows: Iterable[Row], origin: float, *notes: str) -> Resilien
     text = [rule, table(list(rows), origin)]
     text.extend(note for note in notes if note)
     return ResilienceAssertionError("\n".join(text))
+
+
+class InsufficientEvidence(ResilienceAssertionError):
+    """The records cannot decide the verdict either way; the message says what would."""
+
+
+def insufficient(reason: str, rows: Iterable[Row], origin: float) -> InsufficientEvidence:
+    """The error to raise when the records cannot decide: ``reason``, then the table."""
+    return InsufficientEvidence(
+        "\n".join([f"insufficient evidence: {reason}", table(list(rows), origin)])
+    )

@@ -8,26 +8,19 @@ the test, or the first attempt).
 
 from __future__ import annotations
 
-import itertools
-import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from .. import validate
 from ..errors import ConfigurationError
 from ..http.records import Exchange
-from .operations import Grouping, Operation, operations, status_text
-from .report import Row, fail
+from .operations import FailureSet, Grouping, Operation, answered_at, operations, status_text
+from .report import Row, fail, insufficient
+from .timing import ALPHA, MIN_JITTER, Judgement, Noise, judge_growth, judge_no_jitter
 
-NOISE = 0.005
-"""Seconds of timing noise tolerated between gaps that should be equal (or not)."""
-HERD_SHARE = 0.1
-"""Share of the wait since the first attempt that operations of a herd may differ by and
-still be waiting alike (timing noise adds up from retry to retry)."""
-JITTER_FLOOR = 0.02
-"""Seconds: pairs of gaps both shorter than this say nothing about jitter."""
-JITTER_NOISE = 0.003
-"""Seconds of noise on each of two gaps that jitter must exceed to set them apart."""
+Failures = Iterable[Any] | None
+"""Statuses and predicates (exchange -> bool) that count as failed attempts; None: the default."""
 
 
 def _origin(exchanges: Sequence[Exchange], origin: float | None) -> float:
@@ -69,6 +62,7 @@ def check_attempts(
     min: int | None = None,
     *,
     group: Grouping | None = None,
+    failures: Failures = None,
     origin: float | None = None,
 ) -> None:
     """Every operation made at most ``max`` and at least ``min`` attempts."""
@@ -77,7 +71,7 @@ def check_attempts(
     validate.bound(min, "min")
     if max is None and min is None:
         raise ConfigurationError("assert_attempts needs max= or min= (or both).")
-    ops = operations(exchanges, group)
+    ops = operations(exchanges, group, FailureSet(failures))
     if min is not None and not ops:
         raise fail(
             f"expected operations with at least {min} attempts, but no request arrived.", [], 0.0
@@ -112,12 +106,13 @@ def check_retry_after_honoured(
     tolerance: float = 0.05,
     *,
     group: Grouping | None = None,
+    failures: Failures = None,
     origin: float | None = None,
 ) -> None:
     """No attempt came before the moment the previous answer's Retry-After allowed."""
     __tracebackhide__ = True
     validate.seconds(tolerance, "tolerance")
-    ops = operations(exchanges, group)
+    ops = operations(exchanges, group, FailureSet(failures))
     allowed: dict[tuple[int, int], str] = {}
     flagged: set[tuple[int, int]] = set()
     first_breach: tuple[Operation, float, Exchange] | None = None
@@ -145,12 +140,15 @@ def check_retry_after_honoured(
 
 
 def check_stable_idempotency_key(
-    exchanges: Sequence[Exchange], window: float = 60.0, *, origin: float | None = None
+    exchanges: Sequence[Exchange],
+    *,
+    group: Grouping | None = None,
+    failures: Failures = None,
+    origin: float | None = None,
 ) -> None:
     """Retries of one logical operation (same business identity, after a failure) reuse its key."""
     __tracebackhide__ = True
-    validate.number(window, "window (seconds)", above=True)
-    ops = operations(exchanges, window=window)
+    ops = operations(exchanges, group, FailureSet(failures))
     broken = [op for op in ops if len(set(op.keys)) > 1]
     if broken:
         op = broken[0]
@@ -175,6 +173,46 @@ def check_stable_idempotency_key(
         )
 
 
+def _columns(ops: Sequence[Operation], cap: float | None) -> list[list[float]]:
+    """The waits before each retry, by retry index (one per operation), below ``cap``."""
+    columns: list[list[float]] = []
+    for op in ops:
+        for k, wait in enumerate(op.waits):
+            if cap is None or wait < cap:
+                while len(columns) <= k:
+                    columns.append([])
+                columns[k].append(wait)
+    return columns
+
+
+def _measured(noise: Noise | Sequence[float]) -> Noise:
+    return noise if isinstance(noise, Noise) else Noise(noise)
+
+
+def _spread(columns: Sequence[Sequence[float]]) -> str:
+    judged = [c for c in columns if len(c) >= 2 and max(c) > 0]
+    widest = max(((max(c) - min(c)) / max(c) for c in judged), default=0.0)
+    return (
+        f"at {len(judged)} retries the waits of {max(len(c) for c in judged)} operations lie "
+        f"within {widest * 100:.1f}% of each other"
+    )
+
+
+def _undecided_jitter(
+    judgement: Judgement, columns: Sequence[Sequence[float]], noise: Noise
+) -> str:
+    if not any(len(c) >= 2 for c in columns):
+        return (
+            "jitter needs waits at the same retry in at least 2 operations (concurrent, or one "
+            "after another): one operation's waits cannot show randomness; run it several times"
+        )
+    return (
+        f"{_spread(columns)}: too alike to rule out timing noise (p = {judgement.clear_p:.2g}; "
+        f"{noise.describe()}) and too apart to rule out jitter (p = {judgement.claim_p:.2g}); "
+        "use longer waits or more operations"
+    )
+
+
 def check_backoff(
     exchanges: Sequence[Exchange],
     jitter: bool = True,
@@ -183,22 +221,21 @@ def check_backoff(
     *,
     tolerance: float = 0.02,
     group: Grouping | None = None,
+    failures: Failures = None,
+    noise: Noise | Sequence[float] = (),
     origin: float | None = None,
 ) -> None:
-    """Gaps between retries grow, carry jitter, and stay under the cap.
+    """Waits between retries grow, carry jitter, and stay under the cap.
 
     - cap: no retry more than ``max_delay`` (+ ``tolerance``) after the answer before it
       (after its start when no answer reached the client);
-    - growth: the longest gap after the first retry (below the cap) is at least
-      ``min_factor`` times the longest first gap; a fixed interval fails this;
-    - jitter: the gaps are not one exact series: of the pairs of operations'
-      gaps at the same retry index (one of them 20 ms or longer), more than 40%
-      differ by over 6 ms and 5%
-      (a scheduling hiccup sets one gap apart, jitter most), or, with one
-      operation only, the ratios of its gaps of 50 ms or more vary by over 25%.
-      Gaps at the cap are left out (a capped series is flat without jitter).
-
-    It needs evidence: two retries in one operation, or retries in several.
+    - growth and jitter are statistical tests on the waits below the cap
+      (:mod:`.timing`): "does not grow by ``min_factor``" and "no jitter" are each claimed
+      at a false-alarm rate under 1 in 1,000; growth is clear when a later wait, less the
+      noise, reaches ``min_factor`` times every first one; jitter is clear when waits at
+      the same retry of several operations lie further apart than the measured ``noise``
+      (delays in seconds, or a :class:`Noise`) explains.  When the evidence decides
+      neither way, :class:`InsufficientEvidence` says what would.
     """
     __tracebackhide__ = True
     validate.flag(jitter, "jitter")
@@ -206,14 +243,14 @@ def check_backoff(
     if max_delay is not None:
         validate.number(max_delay, "max_delay (seconds)", above=True)
     validate.seconds(tolerance, "tolerance")
-    ops = [op for op in operations(exchanges, group) if len(op.attempts) > 1]
+    all_ops = operations(exchanges, group, FailureSet(failures))
+    ops = [op for op in all_ops if len(op.attempts) > 1]
     start = _origin(exchanges, origin)
-    if not ops or (len(ops) == 1 and len(ops[0].attempts) < 3):
-        raise fail(
-            "cannot judge backoff: it needs an operation with at least 3 attempts, or several "
-            f"operations that retried; saw {sum(len(o.attempts) for o in ops) or len(exchanges)} "
-            "attempts. Inject a longer fault.",
-            _rows(operations(exchanges, group)),
+    if not ops:
+        raise insufficient(
+            f"no operation retried ({len(exchanges)} attempts in {len(all_ops)} operations), so "
+            "there is no wait to judge; inject a longer fault.",
+            _rows(all_ops),
             start,
         )
     if max_delay is not None:
@@ -235,194 +272,131 @@ def check_backoff(
                 _rows(ops, allowed, over),
                 start,
             )
-
-    by_index: dict[int, list[float]] = {}
-    for op in ops:
-        for k, gap in enumerate(op.gaps):
-            if max_delay is None or gap < max_delay - tolerance:
-                by_index.setdefault(k, []).append(gap)
-    indices = sorted(by_index)
-    capped = max_delay is not None and any(
-        gap >= max_delay - tolerance for op in ops for gap in op.gaps[1:]
-    )
-    if len(indices) < 2 and min_factor > 1 and not capped:
-        raise fail(
-            "cannot judge growth: no operation retried twice below the cap, so there is no "
-            "second gap to compare with the first. Inject a longer fault.",
-            _rows(ops),
-            start,
-        )
-    if len(indices) >= 2:
-        # The longest of every later gap against the longest first gap: a randomised
-        # backoff draws short gaps at any retry, but its range, and so its longest draw,
-        # grows; a fixed interval's does not.
-        first = max(by_index[indices[0]])
-        later = max(gap for k in indices[1:] for gap in by_index[k])
-        if later < first * min_factor:
-            allowed = {
-                (i, j + 1): f">= {min_factor:g} x first gap"
-                for i, op in enumerate(ops)
-                for j in range(1, len(op.gaps))
-            }
+    cap = None if max_delay is None else max_delay - tolerance
+    columns = _columns(ops, cap)
+    measured = _measured(noise)
+    # Each claim at half the false-alarm rate: growth may use what the jitter test showed.
+    lockstep = judge_no_jitter(columns, measured, ALPHA / 2)
+    missing: list[str] = []
+    if min_factor > 1:
+        capped = cap is not None and any(w >= cap for op in ops for w in op.waits[1:])
+        growth = judge_growth(columns, min_factor, measured, lockstep.outcome == "claim", ALPHA / 2)
+        if growth.outcome == "claim":
             raise fail(
-                f"retry gaps do not grow: the longest gap after the first retry is "
-                f"{later * 1000:.0f} ms, less than {min_factor:g} x the longest first gap "
-                f"({first * 1000:.0f} ms); a fixed interval keeps hammering a struggling service.",
-                _rows(
-                    ops,
-                    allowed,
-                    {(i, j + 1) for i, op in enumerate(ops) for j in range(len(op.gaps))},
-                ),
+                f"retry waits do not grow: the longest wait after the first retry is "
+                f"{max(w for c in columns[1:] for w in c) * 1000:.0f} ms, against "
+                f"{max(columns[0]) * 1000:.0f} ms before the first; a backoff growing "
+                f"{min_factor:g}x a retry would leave them this low with p = "
+                f"{growth.claim_p:.2g} (false-alarm rate {ALPHA:g}). A fixed interval keeps "
+                "hammering a struggling service.",
+                _rows(ops, flagged=_retries(ops)),
                 start,
             )
-    cap = None if max_delay is None else max_delay - tolerance
-    if jitter and _has_jitter(ops, cap) is None:
-        raise fail(
-            "cannot judge jitter: it needs two operations that retried, or one operation with "
-            "3 retries (3 gaps) of 50 ms or more below the cap. Inject a longer fault.",
-            _rows(ops),
-            start,
-        )
-    if jitter and not _has_jitter(ops, cap):
-        raise fail(
-            "retry gaps carry no jitter: every operation waits the same, exact series of delays, "
-            "so clients that failed together retry together.",
-            _rows(ops, flagged=_retries(ops)),
-            start,
-        )
+        if growth.outcome == "undecided" and not capped:
+            missing.append(
+                "growth needs a second retry below the cap"
+                if len(columns) < 2
+                else f"no later wait reaches {min_factor:g}x the first beyond timing noise, "
+                f"nor stays low enough to rule growth out (p = {growth.claim_p:.2g})"
+            )
+    if jitter:
+        if lockstep.outcome == "claim":
+            raise fail(
+                f"retry waits carry no jitter: {_spread(columns)}, where jitter of at least "
+                f"x{1 - MIN_JITTER:g}-1.0 would leave them this close with p = "
+                f"{lockstep.claim_p:.2g} (false-alarm rate {ALPHA:g}); clients that failed "
+                "together retry together.",
+                _rows(ops, flagged=_retries(ops)),
+                start,
+            )
+        if lockstep.outcome == "undecided":
+            missing.append(_undecided_jitter(lockstep, columns, measured))
+    if missing:
+        raise insufficient("; ".join(missing) + ".", _rows(ops), start)
 
 
 def _retries(ops: Sequence[Operation]) -> set[tuple[int, int]]:
     return {(i, j) for i, op in enumerate(ops) for j in range(1, len(op.attempts))}
 
 
-def _has_jitter(ops: Sequence[Operation], cap: float | None) -> bool | None:
-    """Gaps differ between operations at one retry index, or (one operation only) their
-    ratios vary; None when there is no evidence either way.
-
-    Gaps at the cap are left out: a capped series is flat without any jitter.
-    """
-    by_index: dict[int, list[tuple[int, float]]] = {}
-    varied: bool | None = None
-    for n, op in enumerate(ops):
-        gaps = [g for g in op.gaps if cap is None or g < cap]
-        for k, gap in enumerate(gaps):
-            by_index.setdefault(k, []).append((n, gap))
-        # Ratios of short gaps are mostly timing noise: judge them on gaps of 50 ms or more,
-        # and call them different only beyond 25%.
-        ratios = [b / a for a, b in itertools.pairwise(gaps) if a >= 0.05]
-        if len(ratios) >= 2:
-            varied = bool(varied) or any(abs(r - ratios[0]) > 0.25 * ratios[0] for r in ratios)
-    # Pairs of gaps under 20 ms are left out: jitter that short cannot be told from noise
-    # (and would drag the share of pairs apart down for a fast backoff that does jitter).
-    pairs = [
-        (a, b)
-        for gaps in by_index.values()
-        for (n, a), (m, b) in itertools.combinations(gaps, 2)
-        if n != m and max(a, b) >= JITTER_FLOOR
-    ]
-    if pairs:
-        # Several operations at one retry index: whether they waited alike decides.  A
-        # scheduling hiccup now and then sets one gap apart from its peers; jitter sets
-        # most pairs apart.
-        apart = sum(1 for a, b in pairs if abs(a - b) > max(2 * JITTER_NOISE, 0.05 * max(a, b)))
-        return apart > 0.4 * len(pairs)
-    return varied
+def _herd(ops: Sequence[Operation]) -> list[Operation]:
+    """The most operations that failed together: their first failures within the spread
+    that jitter of ``x0.75-1.0`` would give their first retries (a quarter of the median
+    first wait), so without jitter their retries come together too."""
+    ordered = sorted(ops, key=lambda op: answered_at(op.attempts[0]))
+    span = MIN_JITTER * statistics.median(op.waits[0] for op in ops)
+    best: list[Operation] = []
+    lo = 0
+    for hi in range(len(ordered)):
+        while answered_at(ordered[hi].attempts[0]) - answered_at(ordered[lo].attempts[0]) > span:
+            lo += 1
+        if hi + 1 - lo > len(best):
+            best = ordered[lo : hi + 1]
+    return best
 
 
 def check_no_retry_storm(
     exchanges: Sequence[Exchange],
-    window: float = 0.01,
-    max_in_window: int | None = None,
     *,
+    min_herd: int = 3,
     group: Grouping | None = None,
+    failures: Failures = None,
+    noise: Noise | Sequence[float] = (),
+    blind: Sequence[tuple[float, float, str]] = (),
     origin: float | None = None,
 ) -> None:
-    """Concurrent operations do not retry in lockstep.
+    """Operations that failed together do not retry in lockstep.
 
-    A storm is ``max_in_window`` or more retries (attempts after the first) of
-    different operations starting within ``window`` seconds of each other, or of
-    operations that first failed together and have waited alike since (to within
-    ``window`` or a tenth of the wait so far), at two retries (at the only one, if each retried once); by
-    default, 80% of the operations that retried, and at least 3.
+    A storm is ``min_herd`` or more operations whose first failures came together (within
+    a quarter of their median first wait) and whose waits, retry by retry, are alike
+    beyond what jitter of at least ``x0.75-1.0`` would leave them (the "no jitter" test of
+    :mod:`.timing`, false-alarm rate under 1 in 1,000).  The fleet is clear when its
+    waits lie further apart than the measured ``noise`` explains.  ``blind`` lists spans
+    (start, end, why) in which attempts could leave no HTTP record (connections refused or
+    swallowed): a fleet not caught outright is then insufficient evidence.
     """
     __tracebackhide__ = True
-    validate.number(window, "window (seconds)", above=True)
-    validate.count(max_in_window, "max_in_window")
-    ops = operations(exchanges, group)
-    retried = [i for i, op in enumerate(ops) if len(op.attempts) > 1]
-    limit = max_in_window if max_in_window is not None else max(3, math.ceil(0.8 * len(retried)))
-    depth = max((len(ops[i].attempts) - 1 for i in retried), default=0)
-    # Lockstep, not chance: jittered clients meet in one window now and then, clients
-    # without jitter meet at every retry; so the same retry (the j-th) of `limit` operations
-    # within `window`, at two retries (at the only one, if each retried once).  On a busy
-    # machine a herd's first attempts spread over tens of ms, and without jitter its
-    # retries keep that shape: operations that failed together (within a backoff gap) and
-    # waited alike (to within `window`) since are lockstep too.
-    by_start = sorted(retried, key=lambda i: ops[i].attempts[0].started_at)
-    bursts: list[list[tuple[float, int, int]]] = []
-    for j in range(1, depth + 1):
-        retries = sorted(
-            (ops[i].attempts[j].started_at, i, j) for i in retried if len(ops[i].attempts) > j
-        )
-        worst: list[tuple[float, int, int]] = []
-        lo = 0
-        for hi in range(len(retries)):
-            while retries[hi][0] - retries[lo][0] > window:
-                lo += 1
-            if hi + 1 - lo > len(worst):
-                worst = retries[lo : hi + 1]
-        if len(worst) < limit:
-            worst = _herd_kept_together(ops, by_start, j, limit, window) or worst
-        if len(worst) >= limit:
-            bursts.append(worst)
-    if depth and len(bursts) >= min(2, depth):
-        first = bursts[0]
-        flagged = {(i, j) for burst in bursts for _, i, j in burst}
-        spread = (first[-1][0] - first[0][0]) * 1000
-        starts = [ops[i].attempts[0].started_at for _, i, _ in first]
-        kept = (
-            f", as close as their first attempts ({(max(starts) - min(starts)) * 1000:.1f} ms), "
-            "having waited alike"
-            if spread > window * 1000
-            else ""
-        )
+    validate.integer(min_herd, "min_herd", minimum=2)
+    ops = operations(exchanges, group, FailureSet(failures))
+    retried = [op for op in ops if len(op.attempts) > 1]
+    start = _origin(exchanges, origin)
+    herd = _herd(retried) if retried else []
+    measured = _measured(noise)
+    judgement = judge_no_jitter(_columns(herd, None), measured) if len(herd) >= min_herd else None
+    if judgement is not None and judgement.outcome == "claim":
+        firsts = [answered_at(op.attempts[0]) for op in herd]
+        retries = max(len(op.attempts) for op in herd) - 1
+        flagged = {(ops.index(op), j) for op in herd for j in range(1, len(op.attempts))}
         raise fail(
-            f"retry storm: {len(first)} operations made retry {first[0][2]} within "
-            f"{spread:.1f} ms{kept} (limit: fewer than {limit} within {window * 1000:g} ms), "
-            f"and {len(bursts)} of their {depth} retries came in such bursts; without jitter, "
-            "clients that failed together retry together.",
+            f"retry storm: {len(herd)} operations failed together (within "
+            f"{(max(firsts) - min(firsts)) * 1000:.1f} ms) and retried in lockstep over "
+            f"{retries} retries: {_spread(_columns(herd, None))}, where jitter of at least "
+            f"x{1 - MIN_JITTER:g}-1.0 would leave them this close with p = "
+            f"{judgement.claim_p:.2g} (false-alarm rate {ALPHA:g}); without jitter, clients "
+            "that failed together retry together.",
             _rows(ops, flagged=flagged),
-            _origin(exchanges, origin),
+            start,
         )
-
-
-def _herd_kept_together(
-    ops: Sequence[Operation], by_start: Sequence[int], j: int, limit: int, window: float
-) -> list[tuple[float, int, int]] | None:
-    """The j-th retries of `limit` operations that first failed together (their first
-    attempts within a gap before retry j of each other) and waited alike since, to within
-    `window`: a herd that keeps its shape; None if there is none."""
-    waited = sorted(
-        (ops[i].attempts[j].started_at - ops[i].attempts[0].started_at, i)
-        for i in by_start
-        if len(ops[i].attempts) > j
-    )
-    best: list[int] = []
-    # Noise adds up over the waits: alike to within `window` or a tenth of the wait so far.
-    if waited:
-        window = max(window, HERD_SHARE * statistics.median(w for w, _ in waited))
-    lo = 0
-    for hi in range(len(waited)):
-        while waited[hi][0] - waited[lo][0] > window:
-            lo += 1
-        herd = [i for _, i in waited[lo : hi + 1]]
-        if len(herd) < max(limit, len(best) + 1):
-            continue
-        firsts = [ops[i].attempts[0].started_at for i in herd]
-        if max(firsts) - min(firsts) <= statistics.median(ops[i].gaps[j - 1] for i in herd):
-            best = herd
-    return sorted((ops[i].attempts[j].started_at, i, j) for i in best) if best else None
+    reasons = []
+    if blind:
+        spans = ", ".join(
+            f"{why} from t+{(a - start) * 1000:.0f} to t+{(b - start) * 1000:.0f} ms"
+            for a, b, why in blind
+        )
+        reasons.append(
+            f"attempts could leave no record ({spans}): a client reconnecting in lockstep then "
+            "is invisible to HTTP records; judge the fleet on a fault that answers (fail, "
+            "rate_limit, cut) or count connections"
+        )
+    if judgement is None:
+        reasons.append(
+            f"a storm needs at least {min_herd} operations that failed together and retried; "
+            f"the largest such herd here has {len(herd)} ({len(retried)} operations retried)"
+        )
+    elif judgement.outcome == "undecided":
+        reasons.append(_undecided_jitter(judgement, _columns(herd, None), measured))
+    if reasons:
+        raise insufficient("; ".join(reasons) + ".", _rows(ops), start)
 
 
 def check_amplification(

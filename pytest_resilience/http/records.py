@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+ANSWER_BODY_KEPT = 64 * 1024
+"""Bytes of each answer's body kept on its record."""
 
 
 def retry_after_seconds(value: str | None, now: float) -> float | None:
@@ -86,6 +88,8 @@ class Exchange:
     cut); None: not known yet (still in flight) or the connection could not be traced."""
     answer_headers: tuple[tuple[str, str], ...] = ()
     """The headers of the answer (framing headers left out); empty if none was sent."""
+    answer_body: bytes = b""
+    """The body of the answer (its first 64 KiB), for failure predicates to read."""
 
     def header(self, name: str) -> str | None:
         """A header the client sent."""

@@ -25,7 +25,7 @@ import h11
 from ..observe.join import HEAD_LIMIT, head_digest
 from .answers import Answer, Request
 from .identity import fingerprint
-from .records import UNSAFE_METHODS, Effect, requested_wait
+from .records import ANSWER_BODY_KEPT, UNSAFE_METHODS, Effect, requested_wait
 from .script import Script
 
 MAX_REQUEST_BODY = 16 * 1024 * 1024
@@ -69,6 +69,7 @@ class Pending:
     retry_after: str | None = None
     retry_after_delay: float | None = None
     answer_headers: tuple[tuple[str, str], ...] = ()
+    answer_body: bytes = b""
     answer_range: tuple[int, int] | None = None
     """Offsets of the answer's bytes in its connection's outgoing stream."""
     cut: bool = False
@@ -324,6 +325,7 @@ class HttpLayer:
             if k.lower() not in ("content-length", "transfer-encoding")
         ]
         record.answer_headers = tuple(headers)
+        record.answer_body = answer.body[:ANSWER_BODY_KEPT]
         record.retry_after = answer.header("Retry-After")
         record.retry_after_delay = requested_wait(headers, time.time())[0]
         headers.append(("Content-Length", str(len(answer.body))))

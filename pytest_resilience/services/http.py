@@ -5,10 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import random
 import time
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .. import validate
+from ..assertions.operations import FailureSet, Grouping
 from ..errors import ResilienceError
 from ..faults.fault import Fault
 from ..faults.kinds import FaultPlan
@@ -20,6 +21,7 @@ from .tcp import TcpService
 
 if TYPE_CHECKING:
     from ..http.server import HttpLayer, Pending
+    from ..observe.noise import NoiseProbe
 
 
 class _Scripting:
@@ -190,9 +192,20 @@ class HttpService(TcpService, _Scripting):
     upstream.  Every TCP fault applies too.
     """
 
-    def __init__(self, name: str, upstream: str, *, layer: HttpLayer, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        name: str,
+        upstream: str,
+        *,
+        layer: HttpLayer,
+        failures: FailureSet,
+        noise: NoiseProbe,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(name, upstream, **kwargs)
         self._layer = layer
+        self._failure_set = failures
+        self._noise = noise
         self._script = layer.script
         self._service = self
         self._route = None
@@ -281,6 +294,7 @@ class HttpService(TcpService, _Scripting):
             p.retry_after_delay,
             delivered,
             p.answer_headers,
+            p.answer_body,
         )
 
     def _exchange_finished(self, p: Pending) -> None:
@@ -327,25 +341,49 @@ class HttpService(TcpService, _Scripting):
                 exc.args = (f"{exc.args[0]}\nreplay: --resilience-seed={self._seed}",)
                 raise
 
+    def _failures(self, failures: Iterable[Any] | None) -> FailureSet:
+        """The failure set a verdict uses: its own ``failures=``, else the service's."""
+        return self._failure_set if failures is None else FailureSet(failures)
+
     def assert_attempts(
         self,
         max: int | None = None,
         min: int | None = None,
         *,
-        group: Callable[[Exchange], Hashable] | None = None,
+        group: Grouping | None = None,
+        failures: Iterable[Any] | None = None,
     ) -> None:
-        """Each operation (attempts sharing an Idempotency-Key) made between min and max attempts."""
+        """Each operation made between ``min`` and ``max`` attempts."""
         __tracebackhide__ = True
         from ..assertions import check_attempts
 
-        self._verdict(check_attempts, self.settled(), max, min, group=group)
+        self._verdict(
+            check_attempts,
+            self.settled(),
+            max,
+            min,
+            group=group,
+            failures=self._failures(failures),
+        )
 
-    def assert_retry_after_honoured(self, tolerance: float = 0.05) -> None:
+    def assert_retry_after_honoured(
+        self,
+        tolerance: float = 0.05,
+        *,
+        group: Grouping | None = None,
+        failures: Iterable[Any] | None = None,
+    ) -> None:
         """No retry came before the Retry-After of the answer before it allowed."""
         __tracebackhide__ = True
         from ..assertions import check_retry_after_honoured
 
-        self._verdict(check_retry_after_honoured, self.settled(), tolerance)
+        self._verdict(
+            check_retry_after_honoured,
+            self.settled(),
+            tolerance,
+            group=group,
+            failures=self._failures(failures),
+        )
 
     def assert_no_duplicate_side_effects(
         self, key: Callable[[Effect], Hashable] | None = None
@@ -356,12 +394,19 @@ class HttpService(TcpService, _Scripting):
 
         self._verdict(check_no_duplicate_side_effects, self.effects, key)
 
-    def assert_stable_idempotency_key(self, window: float = 60.0) -> None:
+    def assert_stable_idempotency_key(
+        self, *, group: Grouping | None = None, failures: Iterable[Any] | None = None
+    ) -> None:
         """Retries of one logical operation reused its Idempotency-Key."""
         __tracebackhide__ = True
         from ..assertions import check_stable_idempotency_key
 
-        self._verdict(check_stable_idempotency_key, self.settled(), window)
+        self._verdict(
+            check_stable_idempotency_key,
+            self.settled(),
+            group=group,
+            failures=self._failures(failures),
+        )
 
     def assert_backoff(
         self,
@@ -370,13 +415,24 @@ class HttpService(TcpService, _Scripting):
         max_delay: float | None = None,
         *,
         tolerance: float = 0.02,
+        group: Grouping | None = None,
+        failures: Iterable[Any] | None = None,
     ) -> None:
-        """Retry gaps grow (by ``min_factor``), carry jitter and stay under ``max_delay``."""
+        """Retry waits grow (by ``min_factor``), carry jitter and stay under ``max_delay``;
+        growth and jitter are statistical tests against the timing noise of this run."""
         __tracebackhide__ = True
         from ..assertions import check_backoff
 
         self._verdict(
-            check_backoff, self.settled(), jitter, min_factor, max_delay, tolerance=tolerance
+            check_backoff,
+            self.settled(),
+            jitter,
+            min_factor,
+            max_delay,
+            tolerance=tolerance,
+            group=group,
+            failures=self._failures(failures),
+            noise=self._noise.samples(),
         )
 
     def close(self) -> None:

@@ -1,0 +1,167 @@
+"""Timing verdicts as statistical tests: no jitter, lockstep, no growth.
+
+A client's wait before retry k of operation i is modelled as ``D_k * u + e``: ``D_k`` the
+longest wait its policy allows at that retry, ``u`` its jitter draw in ``[1 - a, 1]``
+(``a = 0`` without jitter; full jitter ``a = 1``, equal jitter ``a = 0.5``, SDK-style
+``x0.75-1.0`` ``a = 0.25``), ``e >= 0`` the timing noise of this run: the time the machine
+took to wake the client, pass its request on and notice it, measured while the test ran
+(:class:`Noise`).
+
+Each claim is made only when its p-value is below :data:`ALPHA`, so a client that does
+what the claim denies is accused at most once in 1,000 verdicts:
+
+- "no jitter": waits at the same retry index of several operations are closer together
+  than jitter of at least ``x0.75-1.0`` would leave them (:func:`alike_under_jitter`);
+- jitter shown: they are further apart than the measured noise spreads equal waits
+  (:meth:`Noise.apart`);
+- "does not grow": the later waits stay so far below ``factor ** k`` times the first
+  ones that even full jitter would rarely draw them (:func:`judge_growth`).
+
+Evidence from several retry indices is combined with Fisher's method (the exact tail of
+a product of independent p-values).  When neither side reaches ``ALPHA``, the verdict says
+the evidence is insufficient.  ``tests/test_timing_statistics.py`` proves the rates by
+seeded simulation over strategies, fleet sizes and noise levels.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+ALPHA = 0.001
+"""Largest chance of a false claim per verdict."""
+MIN_JITTER = 0.25
+"""The smallest jitter recognised as jitter: each wait drawn from ``[0.75, 1]`` of its range."""
+HOPS = 4
+"""Wake-ups between a client's decision and the record of its request (the client on the
+answer, its timer, the proxy, the HTTP layer): a wait's noise is the sum of this many
+measured delays."""
+DRAWS = 4000
+"""Sums drawn from the measured delays to tabulate the noise of one wait."""
+
+Outcome = Literal["claim", "clear", "undecided"]
+
+
+def combined(pvalues: Sequence[float]) -> float:
+    """Fisher's method: the chance that independent p-values have a product this small."""
+    ps = [min(max(p, 0.0), 1.0) for p in pvalues]
+    if not ps:
+        return 1.0
+    if min(ps) == 0.0:
+        return 0.0
+    x = math.prod(ps)
+    log = -math.log(x)
+    return min(1.0, x * sum(log**i / math.factorial(i) for i in range(len(ps))))
+
+
+def alike_under_jitter(waits: Sequence[float]) -> float:
+    """The chance that jitter of at least ``x0.75-1.0`` leaves ``waits`` this close.
+
+    The spread (max - min) / max of ``n`` waits ``D * u`` is at least the range of the
+    ``u``, whose law for ``u`` uniform on ``[0.75, 1]`` is ``n t^(n-1) - (n-1) t^n`` at
+    ``t = spread / 0.25``; wider jitter and noise only spread the waits further.
+    """
+    n, top = len(waits), max(waits)
+    if n < 2 or top <= 0:
+        return 1.0
+    t = (top - min(waits)) / top / MIN_JITTER
+    return 1.0 if t >= 1 else n * t ** (n - 1) - (n - 1) * t**n
+
+
+class Noise:
+    """The timing noise measured in this run: delays in waking a sleeping thread."""
+
+    def __init__(self, samples: Sequence[float] = (), seed: int = 0) -> None:
+        self.samples = tuple(max(s, 0.0) for s in samples)
+        if self.samples:
+            rng = random.Random(seed)
+            draws = [sum(rng.choices(self.samples, k=HOPS)) for _ in range(DRAWS)]
+            self.sums = sorted(draws)
+        else:
+            self.sums = [0.0]
+
+    def quantile(self, q: float) -> float:
+        """The ``q`` quantile of one wait's noise (seconds)."""
+        return self.sums[min(int(q * len(self.sums)), len(self.sums) - 1)]
+
+    def apart(self, n: int, spread: float) -> float:
+        """An upper bound on the chance that noise alone spreads ``n`` equal waits by
+        ``spread`` or more: some wait's noise is then at least ``spread`` (union bound,
+        with no tail thinner than one draw in :data:`DRAWS`)."""
+        above = len(self.sums) - bisect.bisect_left(self.sums, spread)
+        return min(1.0, n * max(above, 1) / len(self.sums))
+
+    def describe(self) -> str:
+        return (
+            f"timing noise measured in this run: {len(self.samples)} samples, one wait's "
+            f"noise p50 {self.quantile(0.5) * 1000:.1f} ms, p99.9 {self.quantile(0.999) * 1000:.1f} ms"
+        )
+
+
+@dataclass(frozen=True)
+class Judgement:
+    outcome: Outcome
+    claim_p: float
+    """Chance of evidence this strong for the claim if the claim were false."""
+    clear_p: float
+    """Chance of evidence this strong against the claim if the claim were true."""
+    samples: int
+    """Waits that carried evidence."""
+
+
+def _decide(claim_p: float, clear_p: float, samples: int, alpha: float) -> Judgement:
+    if claim_p < alpha:
+        return Judgement("claim", claim_p, clear_p, samples)
+    if clear_p < alpha:
+        return Judgement("clear", claim_p, clear_p, samples)
+    return Judgement("undecided", claim_p, clear_p, samples)
+
+
+def judge_no_jitter(
+    columns: Sequence[Sequence[float]], noise: Noise, alpha: float = ALPHA
+) -> Judgement:
+    """Claim "no jitter" from waits at the same retry index (one column per index, one
+    wait per operation); clear it when noise cannot explain their spread."""
+    columns = [c for c in columns if len(c) >= 2 and max(c) > 0]
+    claim = combined([alike_under_jitter(c) for c in columns]) if columns else 1.0
+    clear = combined([noise.apart(len(c), max(c) - min(c)) for c in columns]) if columns else 1.0
+    return _decide(claim, clear, sum(len(c) for c in columns), alpha)
+
+
+def judge_growth(
+    columns: Sequence[Sequence[float]],
+    factor: float,
+    noise: Noise,
+    jitter_free: bool,
+    alpha: float = ALPHA,
+) -> Judgement:
+    """Claim "the waits do not grow by ``factor`` a retry" from waits by retry index.
+
+    If they grew, the range of retry k would be at least ``factor ** k`` times the first,
+    itself at least the longest first wait less the noise; the chance that ``n`` waits of
+    retry k all stay below ``M`` is then at most ``(M / range) ** n`` with full jitter
+    (the least favourable), and with jitter under ``x0.75-1.0`` (``jitter_free``, shown
+    by :func:`judge_no_jitter`) at most ``((M / range - 0.75) / 0.25) ** n``.  Growth is
+    clear when a later wait, less the noise, reaches ``factor`` times every first one.
+    """
+    columns = [list(c) for c in columns if c]
+    if len(columns) < 2:
+        return Judgement("undecided", 1.0, 1.0, sum(len(c) for c in columns))
+    noise_hi = noise.quantile(1 - alpha)
+    first = max(columns[0]) - noise_hi
+    pvalues = []
+    for k, column in enumerate(columns[1:], start=1):
+        if first <= 0:
+            break
+        ratio = max(column) / (first * factor**k)
+        if jitter_free:
+            ratio = (ratio - (1 - MIN_JITTER)) / MIN_JITTER
+        pvalues.append(min(1.0, max(ratio, 0.0)) ** len(column))
+    claim = combined(pvalues) if pvalues else 1.0
+    later = max(w for column in columns[1:] for w in column)
+    clear = 0.0 if later - noise_hi >= factor * max(columns[0]) else 1.0
+    return _decide(claim, clear, sum(len(c) for c in columns), alpha)

@@ -1,0 +1,60 @@
+"""How late this machine wakes a sleeping thread, measured while a test runs.
+
+The timing verdicts tell jitter from noise with it (``assertions/timing.py``): on a
+loaded machine equal waits come out unequal by what these samples show.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+
+PERIOD = 0.01
+"""Seconds the probe sleeps between samples."""
+KEPT = 6000
+"""Samples kept (the last minute at one per PERIOD)."""
+ENOUGH = 50
+"""Samples a verdict wants; a short test's verdict takes the rest itself."""
+
+
+def _overshoot(seconds: float) -> float:
+    began = time.monotonic()
+    time.sleep(seconds)
+    return time.monotonic() - began - seconds
+
+
+class NoiseProbe:
+    """A thread that sleeps :data:`PERIOD` again and again and records how late it woke."""
+
+    def __init__(self) -> None:
+        self._samples: deque[float] = deque(maxlen=KEPT)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name="pytest-resilience noise probe", daemon=True
+            )
+            self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            began = time.monotonic()
+            if self._stop.wait(PERIOD):
+                return
+            self._samples.append(time.monotonic() - began - PERIOD)
+
+    def samples(self) -> tuple[float, ...]:
+        """The delays measured so far (seconds); topped up to :data:`ENOUGH` on the spot."""
+        taken = tuple(self._samples)
+        if len(taken) >= ENOUGH:
+            return taken
+        return taken + tuple(_overshoot(0.001) for _ in range(ENOUGH - len(taken)))
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None

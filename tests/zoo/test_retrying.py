@@ -1,0 +1,227 @@
+"""``retrying`` (1.4.2), the decorator library, wrapping requests calls.
+
+What it does, from its source (``site-packages/retrying.py``):
+- ``Retrying.__init__``: ``stop`` is ``any(...)`` of the stop functions *given*: with
+  neither ``stop_max_attempt_number`` nor ``stop_max_delay`` the list is empty and it never
+  stops.  ``retry_on_exception=None`` is ``always_reject``: every exception is retried.
+  ``wait`` is the ``max`` of the wait functions given, over a base of 0: with none given
+  there is no wait at all.  Times are milliseconds.
+- ``Retrying.fixed_sleep``: ``wait_fixed`` every time.
+- ``Retrying.exponential_sleep``: ``wait_exponential_multiplier * 2 ** attempt`` (the
+  attempt that failed, from 1), clamped to ``wait_exponential_max``.
+- ``Retrying.call``: after a rejected attempt it sleeps ``self.wait(attempt_number,
+  delay_since_first_attempt_ms)`` plus ``random.random() * wait_jitter_max``, added after
+  the ``wait_exponential_max`` clamp.  The wait is a function of the attempt number and the
+  time spent only: the failed result (its ``Retry-After``) never reaches it.
+
+The clients sleep as their policies say (that is what is judged); the tests never sleep.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import requests
+from retrying import Retrying
+
+from pytest_resilience import Exchange, HttpService, Resilience, ResilienceAssertionError
+
+HERD = 5
+"""Clients that an outage fails together."""
+RETRYABLE = frozenset({429, 502, 503, 504})
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
+    """Poll ``condition`` until it is truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.005)  # poll interval
+    return value
+
+
+def settled(service: HttpService, count: int) -> list[Exchange]:
+    """The exchanges once ``count`` arrived and each knows whether its answer arrived."""
+
+    def ready() -> list[Exchange] | None:
+        exchanges = service.exchanges
+        if len(exchanges) >= count and all(e.delivered is not None for e in exchanges):
+            return list(exchanges)
+        return None
+
+    return wait_for(ready, what=f"{count} exchanges with a known delivery")  # type: ignore[no-any-return]
+
+
+def waits(attempts: list[Exchange]) -> list[float]:
+    """Seconds from each answer's last byte to the next attempt: the client's sleep."""
+    return [b.started_at - a.ended_at for a, b in zip(attempts, attempts[1:])]  # type: ignore[operator]
+
+
+def retryable(response: requests.Response) -> bool:
+    return response.status_code in RETRYABLE
+
+
+def fetch(retrying: Retrying, session: requests.Session, url: str) -> requests.Response:
+    """GET ``url`` through ``retrying``: a retryable status is a rejected result."""
+    response: requests.Response = retrying.call(session.get, url, timeout=5)
+    return response
+
+
+def herd(make: Callable[[], Retrying], service: HttpService) -> list[int]:
+    """HERD clients, each GETting its own order, released together; their final statuses."""
+    start = threading.Barrier(HERD)
+
+    def client(n: int) -> int:
+        with requests.Session() as session:
+            start.wait(timeout=5)
+            return fetch(make(), session, f"{service.url}/orders/{n}").status_code
+
+    with ThreadPoolExecutor(HERD) as pool:  # the with block joins every thread
+        return list(pool.map(client, range(HERD)))
+
+
+@pytest.fixture(autouse=True)
+def seeded_jitter() -> Iterator[None]:
+    """``Retrying.call`` draws ``wait_jitter_max`` jitter from the global ``random``."""
+    state = random.getstate()
+    random.seed(20261202)
+    yield
+    random.setstate(state)
+
+
+@pytest.fixture
+def orders(resilience: Resilience) -> HttpService:
+    service = resilience.http_service("orders")
+    service.respond(200, json={"id": "o_1", "status": "paid"})
+    return service
+
+
+def test_the_bare_decorator_retries_every_error_without_end_or_pause(
+    orders: HttpService,
+) -> None:
+    """``Retrying()`` with no arguments: no stop function (never stops), ``always_reject``
+    (every exception retried), wait 0.  Eight 503s in a row: nine attempts, back to back."""
+    orders.fail(503, count=8)
+
+    def charge() -> requests.Response:
+        response = requests.get(f"{orders.url}/orders/1", timeout=5)
+        response.raise_for_status()
+        return response
+
+    assert Retrying().call(charge).status_code == 200
+
+    attempts = settled(orders, 9)
+    assert len(attempts) == 9
+    assert max(waits(attempts)) < 0.1
+    with pytest.raises(
+        ResilienceAssertionError, match=r"^operation .+ made 9 attempts; each operation may make"
+    ):
+        orders.assert_attempts(max=5)
+
+
+def test_a_fixed_interval_neither_backs_off_nor_waits_the_retry_after(
+    orders: HttpService,
+) -> None:
+    """``Retrying.fixed_sleep``: 300 ms after every 429, whatever its ``Retry-After``
+    (``Retrying.call`` passes the wait function the attempt number and elapsed time only)."""
+    orders.rate_limit(burst=3, retry_after=1)
+    retrying = Retrying(retry_on_result=retryable, stop_max_attempt_number=5, wait_fixed=300)
+
+    with requests.Session() as session:
+        assert fetch(retrying, session, f"{orders.url}/orders/1").status_code == 200
+
+    attempts = settled(orders, 4)
+    assert all(0.29 <= w < 0.6 for w in waits(attempts)), waits(attempts)
+    orders.assert_attempts(max=5)
+    with pytest.raises(ResilienceAssertionError, match=r"^retry gaps do not grow"):
+        orders.assert_backoff(jitter=False)
+    with pytest.raises(
+        ResilienceAssertionError,
+        match=r"^operation .+ retried \d+ ms after an answer whose Retry-After asked for 1 s "
+        r"\(3 early attempts",
+    ):
+        orders.assert_retry_after_honoured()
+
+
+def test_exponential_backoff_with_jitter_still_ignores_the_retry_after(
+    orders: HttpService,
+) -> None:
+    """Even a jittered exponential wait (``exponential_sleep`` + ``wait_jitter_max``) is
+    blind to the answer: 100 + U(0, 400) ms after a 429 that asked for 1 s."""
+    orders.rate_limit(burst=1, retry_after=1)
+    retrying = Retrying(
+        retry_on_result=retryable,
+        stop_max_attempt_number=5,
+        wait_exponential_multiplier=50,
+        wait_exponential_max=2000,
+        wait_jitter_max=400,
+    )
+
+    with requests.Session() as session:
+        assert fetch(retrying, session, f"{orders.url}/orders/1").status_code == 200
+
+    limited, ok = settled(orders, 2)
+    assert 0.09 <= waits([limited, ok])[0] < 0.6
+    with pytest.raises(
+        ResilienceAssertionError,
+        match=r"^operation .+ retried \d+ ms after an answer whose Retry-After asked for 1 s",
+    ):
+        orders.assert_retry_after_honoured()
+
+
+def test_a_herd_with_exponential_waits_and_no_jitter_retries_in_lockstep(
+    resilience: Resilience, orders: HttpService
+) -> None:
+    """``Retrying.exponential_sleep`` with ``wait_exponential_multiplier=150``: 300, 600,
+    1200 ms for every client, no jitter (``wait_jitter_max`` unset): the retries land
+    together, and each client's waits grow."""
+    for n in range(HERD):
+        orders.route("GET", f"/orders/{n}").fail(503, count=3)
+
+    def make() -> Retrying:
+        return Retrying(
+            retry_on_result=retryable, stop_max_attempt_number=5, wait_exponential_multiplier=150
+        )
+
+    assert herd(make, orders) == [200] * HERD
+
+    settled(orders, 4 * HERD)
+    orders.assert_attempts(min=4, max=4)
+    orders.assert_backoff(jitter=False)
+    with pytest.raises(ResilienceAssertionError, match=r"^retry storm"):
+        resilience.assert_no_retry_storm(orders)
+    with pytest.raises(ResilienceAssertionError, match=r"^retry gaps carry no jitter"):
+        orders.assert_backoff(jitter=True)
+
+
+def test_a_herd_with_wait_jitter_max_spreads_out_even_at_the_cap(
+    resilience: Resilience, orders: HttpService
+) -> None:
+    """``Retrying.call`` adds ``random.random() * wait_jitter_max`` after the
+    ``wait_exponential_max`` clamp: 200, 400, 800 (the cap) ms, each + U(0, 300) ms, so the
+    waits grow, stay jittered at the cap, and the herd spreads out."""
+    for n in range(HERD):
+        orders.route("GET", f"/orders/{n}").fail(503, count=3)
+
+    def make() -> Retrying:
+        return Retrying(
+            retry_on_result=retryable,
+            stop_max_attempt_number=5,
+            wait_exponential_multiplier=100,
+            wait_exponential_max=800,
+            wait_jitter_max=300,
+        )
+
+    assert herd(make, orders) == [200] * HERD
+
+    settled(orders, 4 * HERD)
+    orders.assert_attempts(min=4, max=4)
+    resilience.assert_no_retry_storm(orders)
+    orders.assert_backoff(jitter=True, max_delay=1.1)
