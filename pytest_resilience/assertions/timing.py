@@ -12,7 +12,7 @@ what the claim denies is accused at most once in 1,000 verdicts:
 
 - "no jitter": waits at the same retry index of several operations are closer together
   than jitter of at least ``x0.75-1.0`` would leave them (:func:`alike_under_jitter`);
-- jitter shown: they are further apart than the measured noise spreads equal waits
+- jitter shown: they lie further apart than the measured noise spreads equal waits
   (:meth:`Noise.apart`);
 - "does not grow": the later waits stay so far below ``factor ** k`` times the first
   ones that even full jitter would rarely draw them (:func:`judge_growth`).
@@ -34,7 +34,7 @@ from typing import Literal
 
 ALPHA = 0.001
 """Largest chance of a false claim per verdict."""
-MIN_JITTER = 0.25
+MIN_JITTER = 0.2
 """The smallest jitter recognised as jitter: each wait drawn from ``[0.75, 1]`` of its range."""
 HOPS = 4
 """Wake-ups between a client's decision and the record of its request (the client on the
@@ -79,8 +79,8 @@ class Noise:
         self.samples = tuple(max(s, 0.0) for s in samples)
         if self.samples:
             rng = random.Random(seed)
-            draws = [sum(rng.choices(self.samples, k=HOPS)) for _ in range(DRAWS)]
-            self.sums = sorted(draws)
+            flat = rng.choices(self.samples, k=HOPS * DRAWS)
+            self.sums = sorted(map(sum, zip(*[iter(flat)] * HOPS, strict=True)))
         else:
             self.sums = [0.0]
 
@@ -88,18 +88,39 @@ class Noise:
         """The ``q`` quantile of one wait's noise (seconds)."""
         return self.sums[min(int(q * len(self.sums)), len(self.sums) - 1)]
 
-    def apart(self, n: int, spread: float) -> float:
-        """An upper bound on the chance that noise alone spreads ``n`` equal waits by
-        ``spread`` or more: some wait's noise is then at least ``spread`` (union bound,
-        with no tail thinner than one draw in :data:`DRAWS`)."""
-        above = len(self.sums) - bisect.bisect_left(self.sums, spread)
-        return min(1.0, n * max(above, 1) / len(self.sums))
+    def tail(self, seconds: float) -> float:
+        """The chance that one wait's noise is ``seconds`` or more: as measured, and never
+        taken thinner than the chance that one of its :data:`HOPS` delays exceeds every
+        sample (beyond what was measured the tail is not known)."""
+        above = (len(self.sums) - bisect.bisect_left(self.sums, seconds)) / len(self.sums)
+        return max(above, HOPS / (len(self.samples) + 1))
+
+    def apart(self, waits: Sequence[float]) -> float:
+        """An upper bound on the chance that noise alone spreads equal waits this far.
+
+        Equal waits ``D + e_i`` lie above their least by at most their own noise, so the
+        k-th largest of those excesses reaches ``d`` only if k noises do: a binomial tail;
+        the least of them over k, times the k tried (Bonferroni).
+        """
+        least = min(waits)
+        excesses = sorted((w - least for w in waits), reverse=True)[:-1]
+        n = len(waits)
+        best = min(
+            (_binomial_tail(n, self.tail(d), k) for k, d in enumerate(excesses, start=1)),
+            default=1.0,
+        )
+        return min(1.0, best * len(excesses))
 
     def describe(self) -> str:
         return (
             f"timing noise measured in this run: {len(self.samples)} samples, one wait's "
             f"noise p50 {self.quantile(0.5) * 1000:.1f} ms, p99.9 {self.quantile(0.999) * 1000:.1f} ms"
         )
+
+
+def _binomial_tail(n: int, q: float, k: int) -> float:
+    """P(Binomial(n, q) >= k)."""
+    return min(1.0, sum(math.comb(n, i) * q**i * (1 - q) ** (n - i) for i in range(k, n + 1)))
 
 
 @dataclass(frozen=True)
@@ -128,7 +149,7 @@ def judge_no_jitter(
     wait per operation); clear it when noise cannot explain their spread."""
     columns = [c for c in columns if len(c) >= 2 and max(c) > 0]
     claim = combined([alike_under_jitter(c) for c in columns]) if columns else 1.0
-    clear = combined([noise.apart(len(c), max(c) - min(c)) for c in columns]) if columns else 1.0
+    clear = combined([noise.apart(c) for c in columns]) if columns else 1.0
     return _decide(claim, clear, sum(len(c) for c in columns), alpha)
 
 

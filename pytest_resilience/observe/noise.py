@@ -10,11 +10,11 @@ import threading
 import time
 from collections import deque
 
-PERIOD = 0.01
+PERIOD = 0.005
 """Seconds the probe sleeps between samples."""
 KEPT = 6000
-"""Samples kept (the last minute at one per PERIOD)."""
-ENOUGH = 50
+"""Samples kept (the last 30 s at one per PERIOD)."""
+ENOUGH = 100
 """Samples a verdict wants; a short test's verdict takes the rest itself."""
 
 

@@ -155,14 +155,15 @@ def test_a_429_without_retry_after_and_without_a_forcelist_is_not_retried(
 
 def test_an_http_date_retry_after_is_waited_until(orders: HttpService) -> None:
     """``Retry.parse_retry_after``: an HTTP-date is waited until (``mktime_tz(date) - time.time()``)."""
-    until = dt.datetime.fromtimestamp(math.floor(time.time()) + 2, tz=dt.timezone.utc)
+    # An HTTP-date has whole seconds: the next one at least half a second away.
+    until = dt.datetime.fromtimestamp(math.ceil(time.time() + 0.5), tz=dt.timezone.utc)
     orders.rate_limit(burst=1, retry_after=until)
 
     with session_with(Retry(total=2, status_forcelist={429})) as session:
         assert session.get(f"{orders.url}/orders/1", timeout=5).status_code == 200
 
     limited, ok = settled(orders, 2)
-    assert limited.retry_after_delay is not None and limited.retry_after_delay > 0.5
+    assert limited.retry_after_delay is not None and limited.retry_after_delay > 0.3
     assert waits([limited, ok])[0] >= limited.retry_after_delay - 0.05
     orders.assert_retry_after_honoured()
     orders.assert_attempts(max=2)

@@ -1,0 +1,311 @@
+"""The timing verdicts (jitter, growth, storm) as statistical tests.
+
+The simulation at the end is the proof of their error rates: seeded fleets of clients
+with each backoff strategy, at several fleet sizes and noise levels, judged by the
+verdicts as shipped.  Jittered strategies must never be called jitter-free or a storm,
+growing ones never "do not grow" (at most 1 in 1,000 is allowed; 0 of 4,800 bounds the
+rate under 1 in 1,600 at 95% confidence); lockstep herds of 3 or more must be caught
+when the noise is small against their waits, and never be called jittered.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Callable, Sequence
+
+import pytest
+from records import T0, attempts, exchange, failure, marked, rule
+
+from pytest_resilience.assertions import (
+    InsufficientEvidence,
+    ResilienceAssertionError,
+    check_backoff,
+    check_no_retry_storm,
+)
+from pytest_resilience.assertions.timing import (
+    Noise,
+    alike_under_jitter,
+    combined,
+)
+from pytest_resilience.http.records import Exchange
+
+QUIET = Noise([0.0001] * 500)
+"""A machine that wakes threads 0.1 ms late."""
+
+
+def herd(waits: Sequence[Sequence[float]], spread: float = 0.001) -> list[Exchange]:
+    """One operation per row of waits, first attempts ``spread`` apart; each fails until its last."""
+    return [e for n, row in enumerate(waits) for e in attempts(n * spread, list(row), f"op{n}")]
+
+
+def insufficient(check: Callable[..., None], *args: object, **kwargs: object) -> str:
+    with pytest.raises(InsufficientEvidence) as info:
+        check(*args, **kwargs)
+    message = str(info.value)
+    assert message.startswith("insufficient evidence: ")
+    return message
+
+
+# -- the statistics ---------------------------------------------------------------------
+
+
+def test_fisher_combination_is_the_tail_of_a_product_of_uniforms() -> None:
+    assert combined([]) == 1.0
+    assert combined([0.3]) == pytest.approx(0.3)
+    # Two p-values of 0.05: P(U1*U2 <= 0.0025) = x(1 - ln x).
+    assert combined([0.05, 0.05]) == pytest.approx(0.0025 * (1 + 5.991464547), rel=1e-6)
+    rng = random.Random(0)
+    draws = [combined([rng.random() for _ in range(3)]) for _ in range(20000)]
+    assert sum(d < 0.05 for d in draws) / len(draws) == pytest.approx(0.05, abs=0.005)
+
+
+def test_alike_under_jitter_is_the_law_of_the_range_of_uniform_draws() -> None:
+    rng = random.Random(1)
+    for n in (2, 3, 5):
+        spreads = []
+        for _ in range(20000):
+            u = [rng.uniform(0.75, 1.0) for _ in range(n)]
+            spreads.append(alike_under_jitter(u))
+        # p-values of the least favourable jitter are uniform or larger (conservative).
+        assert sum(p < 0.05 for p in spreads) / len(spreads) <= 0.05 + 0.005
+
+
+def test_noise_apart_bounds_the_chance_that_noise_spreads_equal_waits() -> None:
+    rng = random.Random(2)
+    samples = [rng.expovariate(1000) for _ in range(300)]
+    noise = Noise(samples, seed=3)
+    assert noise.apart([0.5, 0.5, 0.5]) == 1.0
+    unseen = 4 / 301  # no wait's noise is taken rarer than one delay beyond every sample
+    assert noise.tail(1.0) == pytest.approx(unseen)
+    assert noise.apart([0.5, 1.5, 2.5]) == pytest.approx(
+        2 * (3 * unseen**2 * (1 - unseen) + unseen**3)
+    )
+    for n in (3, 10):
+        hits = 0
+        for _ in range(4000):
+            waits = [0.5 + sum(rng.choices(samples, k=4)) for _ in range(n)]
+            hits += noise.apart(waits) < 0.01
+        assert hits / 4000 <= 0.01
+
+
+# -- the verdicts on synthetic timelines --------------------------------------------------
+
+
+def test_lockstep_exponential_fails_jitter_with_its_p_value_and_passes_jitter_false() -> None:
+    timeline = herd([[0.4, 0.8, 1.6]] * 3)
+    check_backoff(timeline, jitter=False, noise=QUIET)
+    message = failure(check_backoff, timeline, noise=QUIET)
+    assert rule(message).startswith(
+        "retry waits carry no jitter: at 3 retries the waits of 3 operations lie within 0.0% "
+        "of each other, where jitter of at least x0.8-1.0 would leave them this close with p = "
+    )
+    assert [m[2] for m in marked(message)] == ["2", "2", "2", "3", "3", "3", "4", "4", "4"]
+
+
+def test_a_single_operation_cannot_show_jitter() -> None:
+    """Issue 10: one call with SDK-style x0.75-1.0 jitter failed "cannot judge jitter" with
+    3 attempts and "no jitter" with 4; one operation's waits cannot show randomness."""
+    rng = random.Random(4)
+    timeline = attempts(0.0, [0.5 * 2**k * rng.uniform(0.75, 1) for k in range(3)], "a")
+    message = insufficient(check_backoff, timeline, noise=QUIET)
+    assert "jitter needs waits at the same retry in at least 2 operations" in message
+    check_backoff(timeline, jitter=False, noise=QUIET)  # growth: 0.5 -> 2 s is clear
+
+
+def test_small_multiplicative_jitter_in_two_operations_passes() -> None:
+    rng = random.Random(5)
+    timeline = herd([[0.5 * 2**k * rng.uniform(0.75, 1) for k in range(3)] for _ in range(2)])
+    check_backoff(timeline, noise=QUIET)
+
+
+def test_fixed_interval_fails_growth_when_the_fleet_shows_no_jitter() -> None:
+    timeline = herd([[0.4, 0.4, 0.4]] * 3)
+    message = failure(check_backoff, timeline, jitter=False, noise=QUIET)
+    assert rule(message).startswith(
+        "retry waits do not grow: the longest wait after the first retry is 398 ms, against "
+        "398 ms before the first; a backoff growing 1.5x a retry would leave them this low"
+    )
+    check_backoff(timeline, jitter=False, min_factor=1.0, noise=QUIET)
+
+
+def test_waits_alike_within_the_noise_measured_are_insufficient_evidence() -> None:
+    """A loaded machine: 30 ms of noise against waits of 50 ms cannot tell jitter apart."""
+    loud = Noise([0.008] * 50)
+    timeline = herd([[0.05, 0.1, 0.2], [0.052, 0.104, 0.195], [0.049, 0.101, 0.21]])
+    message = insufficient(check_backoff, timeline, noise=loud)
+    assert "too alike to rule out timing noise" in message
+    assert "one wait's noise p50 32.0 ms" in message
+
+
+def test_no_retry_is_insufficient_evidence_for_backoff() -> None:
+    message = insufficient(check_backoff, [exchange(0.0, 200, key="a")])
+    assert "no operation retried (1 attempts in 1 operations)" in message
+
+
+def test_a_gap_above_the_cap_fails_first() -> None:
+    timeline = attempts(0.0, [0.1, 0.23, 0.8], "a")
+    message = failure(check_backoff, timeline, max_delay=0.5, noise=QUIET)
+    assert (
+        rule(message)
+        == "a retry waited 798 ms after the answer before it, above the cap of 500 ms."
+    )
+
+
+def test_a_lockstep_herd_is_a_storm_and_a_jittered_one_is_not() -> None:
+    lockstep = herd([[0.4, 0.8, 1.6]] * 4, spread=0.002)
+    message = failure(check_no_retry_storm, lockstep, noise=QUIET, origin=T0)
+    assert rule(message).startswith(
+        "retry storm: 4 operations failed together (within 6.0 ms) and retried in lockstep "
+        "over 3 retries: at 3 retries the waits of 4 operations lie within 0.0% of each other"
+    )
+    rng = random.Random(6)
+    jittered = herd([[rng.uniform(0, 0.4 * 2**k) for k in range(3)] for _ in range(4)])
+    check_no_retry_storm(jittered, noise=QUIET)
+
+
+def test_a_storm_needs_a_herd() -> None:
+    message = insufficient(check_no_retry_storm, herd([[0.4, 0.8]] * 2), noise=QUIET)
+    assert "the largest such herd here has 2 (2 operations retried)" in message
+    staggered = herd([[0.4, 0.8, 1.6]] * 3, spread=0.5)
+    insufficient(check_no_retry_storm, staggered, noise=QUIET)
+
+
+def test_a_refusing_fault_makes_a_clear_fleet_insufficient_evidence() -> None:
+    """Issue 10: retries refused at connect leave no HTTP record; a reconnect storm then
+    passed.  Spans in which a fault swallowed requests make the verdict say so."""
+    rng = random.Random(7)
+    jittered = herd([[rng.uniform(0, 0.4 * 2**k) for k in range(3)] for _ in range(4)])
+    message = insufficient(
+        check_no_retry_storm, jittered, noise=QUIET, blind=[(T0, T0 + 1.0, "down")], origin=T0
+    )
+    assert "attempts could leave no record (down from t+0 to t+1000 ms)" in message
+
+
+# -- the simulation: error rates over strategies x fleet sizes x noise ----------------------
+
+BASE = 0.4
+RETRIES = 3
+
+
+def _full(rng: random.Random, k: int, last: float) -> float:
+    return rng.uniform(0, BASE * 2**k)
+
+
+def _equal(rng: random.Random, k: int, last: float) -> float:
+    half = BASE * 2**k / 2
+    return half + rng.uniform(0, half)
+
+
+def _decorrelated(rng: random.Random, k: int, last: float) -> float:
+    return min(20.0, rng.uniform(BASE, 3 * (last or BASE)))
+
+
+def _multiplicative(rng: random.Random, k: int, last: float) -> float:
+    return BASE * 2**k * rng.uniform(0.75, 1.0)
+
+
+def _exponential(rng: random.Random, k: int, last: float) -> float:
+    return BASE * 2**k
+
+
+def _fixed(rng: random.Random, k: int, last: float) -> float:
+    return BASE
+
+
+JITTERED = {
+    "full": _full,
+    "equal": _equal,
+    "decorrelated": _decorrelated,
+    "x0.75-1": _multiplicative,
+}
+LOCKSTEP = {"exponential": _exponential, "fixed": _fixed}
+FLEETS = (2, 3, 5, 10)
+NOISE_SCALES = (0.0001, 0.001, 0.005)
+"""Mean delay of one wake-up (s): an idle machine, a busy one, an overloaded one."""
+
+
+def delay(rng: random.Random, scale: float) -> float:
+    """One wake-up delay: exponential with mean ``scale``, 1 in 100 a 10x hiccup."""
+    return rng.expovariate(1 / scale) * (10 if rng.random() < 0.01 else 1)
+
+
+def fleet(
+    strategy: Callable[[random.Random, int, float], float],
+    size: int,
+    scale: float,
+    rng: random.Random,
+) -> list[Exchange]:
+    """``size`` clients failing together, each waiting as ``strategy`` says plus noise (the
+    sum of 4 wake-up delays)."""
+    rows = []
+    for _ in range(size):
+        waits, last = [], 0.0
+        for k in range(RETRIES):
+            last = strategy(rng, k, last)
+            waits.append(last + sum(delay(rng, scale) for _ in range(4)))
+        rows.append(waits)
+    return herd(rows, spread=0.0005)
+
+
+def outcome(check: Callable[..., None], timeline: list[Exchange], **kwargs: object) -> str:
+    try:
+        check(timeline, **kwargs)
+    except InsufficientEvidence:
+        return "insufficient"
+    except ResilienceAssertionError as exc:
+        return str(exc).split(":", 1)[0]
+    return "pass"
+
+
+RUNS = 100
+
+
+def simulate(strategies: dict[str, Callable[[random.Random, int, float], float]]) -> dict:
+    rng = random.Random(20261202)
+    tally: dict[tuple[str, int, float], dict[str, list[str]]] = {}
+    for (name, strategy), size, scale in itertools.product(
+        strategies.items(), FLEETS, NOISE_SCALES
+    ):
+        cell = tally.setdefault((name, size, scale), {"backoff": [], "storm": []})
+        # What the probe measures on such a machine while the test runs.
+        noise = Noise([delay(rng, scale) for _ in range(500)], seed=rng.randrange(2**32))
+        for _ in range(RUNS):
+            timeline = fleet(strategy, size, scale, rng)
+            cell["backoff"].append(outcome(check_backoff, timeline, min_factor=1.5, noise=noise))
+            cell["storm"].append(outcome(check_no_retry_storm, timeline, noise=noise))
+    return tally
+
+
+def test_jittered_fleets_are_called_jitter_free_a_storm_or_not_growing_under_1_in_1000() -> None:
+    """At most one false claim per verdict in 4,800 fleets: the exact (Clopper-Pearson) 95%
+    upper bound on its rate is then 4.74 / 4,800 < 1 / 1,000."""
+    tally = simulate(JITTERED)
+    runs = sum(len(v["backoff"]) for v in tally.values())
+    assert runs == len(JITTERED) * len(FLEETS) * len(NOISE_SCALES) * RUNS == 4800
+    for verdict in ("backoff", "storm"):
+        claims = {
+            cell: claimed
+            for cell, verdicts in tally.items()
+            if (claimed := [o for o in verdicts[verdict] if o not in ("pass", "insufficient")])
+        }
+        assert sum(map(len, claims.values())) <= 1, (verdict, claims)
+    # And the verdicts are not vacuous: quiet and busy machines clear jittered fleets.
+    for scale in (0.0001, 0.001):
+        backoff = [o for (_, _, s), v in tally.items() if s == scale for o in v["backoff"]]
+        storm = [o for (_, n, s), v in tally.items() if s == scale and n >= 3 for o in v["storm"]]
+        assert backoff.count("pass") >= 0.9 * len(backoff)
+        assert storm.count("pass") >= 0.95 * len(storm)
+
+
+def test_lockstep_herds_of_three_or_more_are_caught_and_never_cleared() -> None:
+    tally = simulate(LOCKSTEP)
+    for (name, size, scale), verdicts in tally.items():
+        assert "pass" not in verdicts["storm"], (name, size, scale)
+        assert "pass" not in verdicts["backoff"], (name, size, scale, verdicts["backoff"])
+        if size >= 3 and scale <= 0.001:
+            caught = verdicts["storm"].count("retry storm")
+            assert caught >= 0.99 * RUNS, (name, size, scale, caught)  # 1 missed in 100
+        if size >= 3 and scale <= 0.001:
+            rule = "retry waits do not grow" if name == "fixed" else "retry waits carry no jitter"
+            assert verdicts["backoff"].count(rule) >= 0.95 * RUNS, (name, size, scale)

@@ -1,0 +1,261 @@
+"""``aiohttp-retry`` (2.9.1): ``RetryClient`` with its retry options, on asyncio.
+
+What it does, from its source (``site-packages/aiohttp_retry/``):
+- ``retry_options.py`` ``RetryOptionsBase.__init__``: ``attempts=3`` counts every attempt;
+  ``methods`` default is every verb, POST and PATCH included; ``exceptions`` default is
+  empty (no exception is retried); ``retry_all_server_errors=True`` retries every 5xx;
+  ``statuses`` default is empty (a 429 is not retried unless listed).
+- ``client.py`` ``_RequestContext._is_skip_retry``: stops at ``attempts``, for a method
+  outside ``methods``, and for a status that is neither a 5xx (with
+  ``retry_all_server_errors``) nor in ``statuses``.  ``_RequestContext._do_request``: an
+  exception is retried only if it is an instance of one in ``exceptions``; the wait is
+  ``retry_options.get_timeout(attempt=current_attempt, response=response)`` (the attempt
+  that failed, from 1), slept with ``asyncio.sleep``.
+- ``retry_options.py`` ``ExponentialRetry.get_timeout``: ``start_timeout * factor **
+  attempt`` capped at ``max_timeout``; the response (its ``Retry-After``) is not read.
+  ``JitterRetry.get_timeout``: that plus ``random.uniform(0, random_interval_size) **
+  factor``.  ``ListRetry.get_timeout``: ``timeouts[attempt]``.  ``RetryOptionsBase.get_timeout``
+  is the documented hook, and it is given the response.
+
+The clients sleep as their policies say (that is what is judged); the tests never sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp_retry import ExponentialRetry, JitterRetry, ListRetry, RetryClient, RetryOptionsBase
+
+from pytest_resilience import Exchange, HttpService, Resilience, ResilienceAssertionError
+
+HERD = 5
+"""Clients that an outage fails together."""
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
+    """Poll ``condition`` until it is truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.005)  # poll interval
+    return value
+
+
+def settled(service: HttpService, count: int) -> list[Exchange]:
+    """The exchanges once ``count`` arrived and each knows whether its answer arrived."""
+
+    def ready() -> list[Exchange] | None:
+        exchanges = service.exchanges
+        if len(exchanges) >= count and all(e.delivered is not None for e in exchanges):
+            return list(exchanges)
+        return None
+
+    return wait_for(ready, what=f"{count} exchanges with a known delivery")  # type: ignore[no-any-return]
+
+
+def waits(attempts: list[Exchange]) -> list[float]:
+    """Seconds from each answer's last byte to the next attempt: the client's sleep."""
+    return [b.started_at - a.ended_at for a, b in zip(attempts, attempts[1:])]  # type: ignore[operator]
+
+
+async def status_of(
+    options: RetryOptionsBase, method: str, url: str, timeout: float = 5.0, **kwargs: Any
+) -> int:
+    """One request through a fresh ``RetryClient``; the final status."""
+    async with RetryClient(
+        retry_options=options, timeout=aiohttp.ClientTimeout(total=timeout)
+    ) as client:
+        async with client.request(method, url, **kwargs) as response:
+            await response.read()
+            return response.status
+
+
+def get(options: RetryOptionsBase, url: str) -> int:
+    return asyncio.run(status_of(options, "GET", url))
+
+
+def herd(make: Callable[[], RetryOptionsBase], service: HttpService) -> list[int]:
+    """HERD clients, each GETting its own order, started together; their final statuses."""
+
+    async def all_of_them() -> list[int]:
+        return list(
+            await asyncio.gather(
+                *(status_of(make(), "GET", f"{service.url}/orders/{n}") for n in range(HERD))
+            )
+        )
+
+    return asyncio.run(all_of_them())
+
+
+class RetryAfterRetry(ExponentialRetry):
+    """The documented hook: ``get_timeout`` is given the response, so it can wait its
+    Retry-After (whole seconds here), and back off exponentially otherwise."""
+
+    def get_timeout(self, attempt: int, response: aiohttp.ClientResponse | None = None) -> float:
+        asked = response.headers.get("Retry-After") if response is not None else None
+        if asked is not None and asked.strip().isdigit():
+            return float(asked)
+        return super().get_timeout(attempt, response)
+
+
+@pytest.fixture(autouse=True)
+def seeded_jitter() -> Iterator[None]:
+    """``JitterRetry.get_timeout`` draws its jitter from the global ``random``."""
+    state = random.getstate()
+    random.seed(20261202)
+    yield
+    random.setstate(state)
+
+
+@pytest.fixture
+def orders(resilience: Resilience) -> HttpService:
+    service = resilience.http_service("orders")
+    service.respond(200, json={"id": "o_1", "status": "paid"})
+    return service
+
+
+# -- Retry-After -----------------------------------------------------------------------------
+
+
+def test_a_429_is_not_retried_unless_listed_in_statuses(orders: HttpService) -> None:
+    """``_is_skip_retry``: 429 is no 5xx and ``statuses`` is empty by default."""
+    orders.rate_limit(burst=1, retry_after=1)
+
+    assert get(ExponentialRetry(), f"{orders.url}/orders/1") == 429
+
+    settled(orders, 1)
+    orders.assert_attempts(max=1)
+
+
+def test_exponential_retry_ignores_the_retry_after_of_a_listed_429(orders: HttpService) -> None:
+    """``ExponentialRetry.get_timeout`` reads no header: 0.1 * 2 ** 1 = 0.2 s after a 429
+    that asked for 1 s."""
+    orders.rate_limit(burst=1, retry_after=1)
+
+    assert get(ExponentialRetry(statuses={429}), f"{orders.url}/orders/1") == 200
+
+    limited, ok = settled(orders, 2)
+    assert 0.19 <= waits([limited, ok])[0] < 0.6
+    with pytest.raises(
+        ResilienceAssertionError,
+        match=r"^operation .+ retried \d+ ms after an answer whose Retry-After asked for 1 s",
+    ):
+        orders.assert_retry_after_honoured()
+
+
+def test_a_get_timeout_that_reads_the_retry_after_honours_it(orders: HttpService) -> None:
+    """``_do_request`` passes the response to ``get_timeout``: a subclass that returns its
+    Retry-After waits the second asked."""
+    orders.rate_limit(burst=1, retry_after=1)
+
+    assert get(RetryAfterRetry(statuses={429}), f"{orders.url}/orders/1") == 200
+
+    limited, ok = settled(orders, 2)
+    assert waits([limited, ok])[0] >= 0.95
+    orders.assert_retry_after_honoured()
+    orders.assert_attempts(min=2, max=2)
+
+
+# -- methods and exceptions ------------------------------------------------------------------
+
+
+def test_a_lost_post_answer_is_not_retried_by_default(orders: HttpService) -> None:
+    """``_do_request``: the timeout is no instance of the (empty) ``exceptions``: raised."""
+    orders.delay(0.4, count=1)
+
+    with pytest.raises(TimeoutError):
+        asyncio.run(
+            status_of(
+                ExponentialRetry(), "POST", f"{orders.url}/orders", timeout=0.15, json={"sku": "a1"}
+            )
+        )
+
+    [lost] = settled(orders, 1)
+    assert lost.delivered is False
+    assert len(orders.effects) == 1
+    orders.assert_attempts(max=1)
+    orders.assert_no_duplicate_side_effects()
+
+
+def test_retrying_timeouts_retries_a_lost_post_and_places_the_order_twice(
+    orders: HttpService,
+) -> None:
+    """``RetryOptionsBase``: POST is in the default ``methods``; once ``exceptions`` lists
+    the timeout, a POST whose answer was lost is sent again, unkeyed: applied twice."""
+    orders.delay(0.4, count=1)
+    options = ExponentialRetry(exceptions={TimeoutError})
+
+    status = asyncio.run(
+        status_of(options, "POST", f"{orders.url}/orders", timeout=0.15, json={"sku": "a1"})
+    )
+
+    assert status == 200
+    lost, retried = settled(orders, 2)
+    assert (lost.delivered, retried.delivered) == (False, True)
+    assert len(orders.effects) == 2
+    with pytest.raises(
+        ResilienceAssertionError,
+        match=r"^side effect applied 2 times: POST /orders with the same body",
+    ):
+        orders.assert_no_duplicate_side_effects()
+
+
+# -- backoff and jitter ----------------------------------------------------------------------
+
+
+def test_list_retry_with_equal_timeouts_is_a_fixed_interval(orders: HttpService) -> None:
+    """``ListRetry.get_timeout`` returns ``timeouts[attempt]`` (from attempt 1), and
+    ``attempts`` is ``len(timeouts)``: [0.3] * 4 is three retries 0.3 s apart."""
+    orders.fail(503, count=3)
+
+    assert get(ListRetry(timeouts=[0.3] * 4), f"{orders.url}/orders/1") == 200
+
+    attempts = settled(orders, 4)
+    assert all(0.29 <= w < 0.6 for w in waits(attempts)), waits(attempts)
+    orders.assert_attempts(min=4, max=4)
+    with pytest.raises(ResilienceAssertionError, match=r"^retry gaps do not grow"):
+        orders.assert_backoff(jitter=False)
+
+
+def test_a_herd_with_exponential_retry_retries_in_lockstep(
+    resilience: Resilience, orders: HttpService
+) -> None:
+    """``ExponentialRetry.get_timeout`` with ``start_timeout=0.15``: 0.3, 0.6, 1.2 s for
+    every client: growing, unjittered, together."""
+    for n in range(HERD):
+        orders.route("GET", f"/orders/{n}").fail(503, count=3)
+
+    assert herd(lambda: ExponentialRetry(attempts=4, start_timeout=0.15), orders) == [200] * HERD
+
+    settled(orders, 4 * HERD)
+    orders.assert_attempts(min=4, max=4)
+    orders.assert_backoff(jitter=False)
+    with pytest.raises(ResilienceAssertionError, match=r"^retry storm"):
+        resilience.assert_no_retry_storm(orders)
+    with pytest.raises(ResilienceAssertionError, match=r"^retry gaps carry no jitter"):
+        orders.assert_backoff(jitter=True)
+
+
+def test_a_herd_with_jitter_retry_spreads_out(
+    resilience: Resilience, orders: HttpService
+) -> None:
+    """``JitterRetry.get_timeout``: 0.1 * 2 ** n + U(0, 0.6) ** 2 s for n = 1, 2, 3."""
+    for n in range(HERD):
+        orders.route("GET", f"/orders/{n}").fail(503, count=3)
+
+    def make() -> JitterRetry:
+        return JitterRetry(attempts=4, start_timeout=0.1, random_interval_size=0.6)
+
+    assert herd(make, orders) == [200] * HERD
+
+    settled(orders, 4 * HERD)
+    orders.assert_attempts(min=4, max=4)
+    resilience.assert_no_retry_storm(orders)
+    orders.assert_backoff(jitter=True)

@@ -1,0 +1,271 @@
+"""``httpx-retries`` (0.6.0): ``RetryTransport(retry=Retry(...))`` under an ``httpx.Client``.
+
+What it does, from its source (``site-packages/httpx_retries/``):
+- ``retry.py`` ``Retry.__init__``: ``total=10``, ``backoff_factor=0.0`` (no backoff at
+  all), ``backoff_jitter=1.0`` (full jitter), ``max_backoff_wait=120``; ``allowed_methods``
+  default ``RETRYABLE_METHODS`` (HEAD, GET, PUT, DELETE, OPTIONS, TRACE: no POST),
+  ``status_forcelist`` default 429, 502, 503, 504, ``retry_on_exceptions`` default
+  ``httpx.TimeoutException``, ``NetworkError``, ``RemoteProtocolError``.
+- ``transport.py`` ``RetryTransport.handle_request``: a method outside ``allowed_methods``
+  is sent once, never retried (not even on a timeout).  ``_retry_operation``: on a
+  retryable status or exception it calls ``retry.increment()`` *then* ``retry.sleep()``,
+  so the first sleep already has ``attempts_made == 1``; it stops once ``is_exhausted``
+  (``attempts_made >= total``), returning the last response: ``total + 1`` attempts.
+- ``retry.py`` ``Retry._calculate_sleep``: with ``respect_retry_after_header`` (default) a
+  ``Retry-After`` (``parse_retry_after``: delta-seconds or HTTP-date; ``retry-after-ms`` is
+  never read) is waited, but ``min(..., max_backoff_wait)``; else ``backoff_strategy()``.
+- ``retry.py`` ``Retry.backoff_strategy``: ``backoff_factor * 2 ** attempts_made``, times
+  ``random.uniform(1 - backoff_jitter, 1)``, then ``min(..., max_backoff_wait)``: the clamp
+  comes after the jitter, so a cap below the jittered range makes every wait the cap.
+
+The clients sleep as their policies say (that is what is judged); the tests never sleep.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+from httpx_retries import Retry, RetryTransport
+
+from pytest_resilience import Exchange, HttpService, Resilience, ResilienceAssertionError
+
+HERD = 5
+"""Clients that an outage fails together."""
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
+    """Poll ``condition`` until it is truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.005)  # poll interval
+    return value
+
+
+def settled(service: HttpService, count: int) -> list[Exchange]:
+    """The exchanges once ``count`` arrived and each knows whether its answer arrived."""
+
+    def ready() -> list[Exchange] | None:
+        exchanges = service.exchanges
+        if len(exchanges) >= count and all(e.delivered is not None for e in exchanges):
+            return list(exchanges)
+        return None
+
+    return wait_for(ready, what=f"{count} exchanges with a known delivery")  # type: ignore[no-any-return]
+
+
+def waits(attempts: list[Exchange]) -> list[float]:
+    """Seconds from each answer's last byte to the next attempt: the client's sleep."""
+    return [b.started_at - a.ended_at for a, b in zip(attempts, attempts[1:])]  # type: ignore[operator]
+
+
+def client_with(retry: Retry, timeout: float = 5.0) -> httpx.Client:
+    return httpx.Client(transport=RetryTransport(retry=retry), timeout=timeout)
+
+
+def herd(retry: Retry, service: HttpService) -> list[int]:
+    """HERD clients, each GETting its own order, released together; their final statuses."""
+    start = threading.Barrier(HERD)
+
+    def client(n: int) -> int:
+        with client_with(retry) as http:
+            start.wait(timeout=5)
+            return http.get(f"{service.url}/orders/{n}").status_code
+
+    with ThreadPoolExecutor(HERD) as pool:  # the with block joins every thread
+        return list(pool.map(client, range(HERD)))
+
+
+@pytest.fixture(autouse=True)
+def seeded_jitter() -> Iterator[None]:
+    """``Retry.backoff_strategy`` draws its jitter from the global ``random``."""
+    state = random.getstate()
+    random.seed(20261202)
+    yield
+    random.setstate(state)
+
+
+@pytest.fixture
+def orders(resilience: Resilience) -> HttpService:
+    service = resilience.http_service("orders")
+    service.respond(200, json={"id": "o_1", "status": "paid"})
+    return service
+
+
+# -- defaults ------------------------------------------------------------------------------
+
+
+def test_the_default_retry_hammers_an_outage_eleven_times_without_a_pause(
+    orders: HttpService,
+) -> None:
+    """``Retry()``: ``total=10`` and ``backoff_factor=0.0``, so ``backoff_strategy`` is 0:
+    eleven attempts back to back, and the last 503 is returned."""
+    orders.fail(503)
+
+    with client_with(Retry()) as http:
+        assert http.get(f"{orders.url}/orders/1").status_code == 503
+
+    attempts = settled(orders, 11)
+    assert len(attempts) == 11
+    assert max(waits(attempts)) < 0.1
+    with pytest.raises(
+        ResilienceAssertionError, match=r"^operation .+ made 11 attempts; each operation may make"
+    ):
+        orders.assert_attempts(max=5)
+
+
+# -- Retry-After -----------------------------------------------------------------------------
+
+
+def test_a_429_is_retried_after_its_retry_after(orders: HttpService) -> None:
+    """``Retry._calculate_sleep``: the Retry-After (1 s) is waited instead of the backoff."""
+    orders.rate_limit(burst=1, retry_after=1)
+
+    with client_with(Retry(total=3, backoff_factor=0.1)) as http:
+        assert http.get(f"{orders.url}/orders/1").status_code == 200
+
+    limited, ok = settled(orders, 2)
+    assert waits([limited, ok])[0] >= 0.95
+    orders.assert_retry_after_honoured()
+    orders.assert_attempts(min=2, max=2)
+
+
+def test_max_backoff_wait_also_caps_the_retry_after(orders: HttpService) -> None:
+    """``Retry._calculate_sleep``: ``min(parse_retry_after(...), max_backoff_wait)``; asked
+    1 s, waited 0.5 s: the retry is early."""
+    orders.rate_limit(burst=1, retry_after=1)
+
+    with client_with(Retry(total=3, backoff_factor=0.1, max_backoff_wait=0.5)) as http:
+        assert http.get(f"{orders.url}/orders/1").status_code == 200
+
+    limited, ok = settled(orders, 2)
+    assert 0.45 <= waits([limited, ok])[0] < 0.9
+    with pytest.raises(
+        ResilienceAssertionError,
+        match=r"^operation .+ retried \d+ ms after an answer whose Retry-After asked for 1 s",
+    ):
+        orders.assert_retry_after_honoured()
+
+
+def test_retry_after_ms_is_not_read(orders: HttpService) -> None:
+    """``Retry._calculate_sleep`` reads ``Retry-After`` only: a 429 asking for 600 ms in
+    ``retry-after-ms`` gets the backoff, 0.05 * 2 * U(0, 1) s."""
+    orders.rate_limit(burst=1, retry_after_ms=600)
+
+    with client_with(Retry(total=3, backoff_factor=0.05)) as http:
+        assert http.get(f"{orders.url}/orders/1").status_code == 200
+
+    limited, ok = settled(orders, 2)
+    assert waits([limited, ok])[0] < 0.3
+    with pytest.raises(
+        ResilienceAssertionError,
+        match=r"^operation .+ retried \d+ ms after an answer whose retry-after-ms asked for "
+        r"0\.6 s",
+    ):
+        orders.assert_retry_after_honoured()
+
+
+# -- allowed_methods -------------------------------------------------------------------------
+
+
+def test_a_post_is_sent_once_even_when_its_answer_is_lost(orders: HttpService) -> None:
+    """``RetryTransport.handle_request``: POST is not in ``RETRYABLE_METHODS``, so it bypasses
+    ``_retry_operation``: the timeout reaches the caller, the order is placed once."""
+    orders.delay(0.4, count=1)
+
+    with client_with(Retry(total=3, backoff_factor=0.1), timeout=0.15) as http:
+        with pytest.raises(httpx.ReadTimeout):
+            http.post(f"{orders.url}/orders", json={"sku": "a1"})
+
+    [lost] = settled(orders, 1)
+    assert lost.delivered is False
+    assert len(orders.effects) == 1
+    orders.assert_attempts(max=1)
+    orders.assert_no_duplicate_side_effects()
+
+
+def test_allowing_post_retries_a_lost_answer_and_places_the_order_twice(
+    orders: HttpService,
+) -> None:
+    """``_retry_operation``: ``httpx.ReadTimeout`` is a ``TimeoutException``, retried once
+    POST is allowed; nothing keys the request, so the service applies it twice."""
+    orders.delay(0.4, count=1)
+    retry = Retry(total=3, allowed_methods=["GET", "POST"])
+
+    with client_with(retry, timeout=0.15) as http:
+        assert http.post(f"{orders.url}/orders", json={"sku": "a1"}).status_code == 200
+
+    lost, retried = settled(orders, 2)
+    assert (lost.delivered, retried.delivered) == (False, True)
+    assert len(orders.effects) == 2
+    with pytest.raises(
+        ResilienceAssertionError,
+        match=r"^side effect applied 2 times: POST /orders with the same body",
+    ):
+        orders.assert_no_duplicate_side_effects()
+
+
+# -- backoff and jitter ----------------------------------------------------------------------
+
+
+def test_a_herd_with_the_default_full_jitter_spreads_out(
+    resilience: Resilience, orders: HttpService
+) -> None:
+    """``Retry.backoff_strategy`` with ``backoff_jitter=1.0`` (the default):
+    0.15 * 2 ** n * U(0, 1) s for n = 1, 2, 3: full jitter, growing ranges."""
+    for n in range(HERD):
+        orders.route("GET", f"/orders/{n}").fail(503, count=3)
+
+    assert herd(Retry(total=3, backoff_factor=0.15), orders) == [200] * HERD
+
+    settled(orders, 4 * HERD)
+    orders.assert_attempts(min=4, max=4)
+    resilience.assert_no_retry_storm(orders)
+    orders.assert_backoff(jitter=True, max_delay=1.2)
+
+
+def test_a_herd_without_jitter_retries_in_lockstep(
+    resilience: Resilience, orders: HttpService
+) -> None:
+    """``Retry.backoff_strategy`` with ``backoff_jitter=0``: 0.3, 0.6, 1.2 s for every client."""
+    for n in range(HERD):
+        orders.route("GET", f"/orders/{n}").fail(503, count=3)
+
+    assert herd(Retry(total=3, backoff_factor=0.15, backoff_jitter=0), orders) == [200] * HERD
+
+    settled(orders, 4 * HERD)
+    orders.assert_attempts(min=4, max=4)
+    orders.assert_backoff(jitter=False)
+    with pytest.raises(ResilienceAssertionError, match=r"^retry storm"):
+        resilience.assert_no_retry_storm(orders)
+    with pytest.raises(ResilienceAssertionError, match=r"^retry gaps carry no jitter"):
+        orders.assert_backoff(jitter=True)
+
+
+def test_max_backoff_wait_below_the_jittered_range_erases_the_jitter(
+    resilience: Resilience, orders: HttpService
+) -> None:
+    """``Retry.backoff_strategy`` clamps after the jitter: ``min(0.3 * 2 ** n * U(0.5, 1),
+    0.3)`` is 0.3 s for every n >= 1, so the herd is in lockstep despite ``backoff_jitter``."""
+    for n in range(HERD):
+        orders.route("GET", f"/orders/{n}").fail(503, count=3)
+    retry = Retry(total=3, backoff_factor=0.3, backoff_jitter=0.5, max_backoff_wait=0.3)
+
+    assert herd(retry, orders) == [200] * HERD
+
+    settled(orders, 4 * HERD)
+    with pytest.raises(ResilienceAssertionError, match=r"^retry storm"):
+        resilience.assert_no_retry_storm(orders)
+    # A flat 0.3 s series: it neither grows nor (judged alone, growth waived) jitters.
+    with pytest.raises(ResilienceAssertionError, match=r"^retry gaps do not grow"):
+        orders.assert_backoff(jitter=False)
+    with pytest.raises(ResilienceAssertionError, match=r"^retry gaps carry no jitter"):
+        orders.assert_backoff(jitter=True, min_factor=1.0)
