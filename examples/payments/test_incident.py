@@ -127,7 +127,7 @@ def test_the_incident_client_fails_every_check_the_fixed_one_passes(
         ]
     )
     result.stdout.fnmatch_lines(
-        ["E * retry gaps do not grow: *; a fixed interval keeps hammering*"]
+        ["E * retry waits do not grow: *. A fixed interval keeps hammering*"]
     )
     result.stdout.fnmatch_lines(
         ["E * side effect applied 2 times: POST /charges with the same body * under keys *"]

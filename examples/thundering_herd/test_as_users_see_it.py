@@ -31,7 +31,7 @@ import pytest
 from examples.thundering_herd.inventory import Backoff, InventoryClient
 from examples.thundering_herd.workers import Order, reserve_all
 
-NO_JITTER = Backoff(base=0.1, cap=1.0, attempts=10, jitter=False, timeout=0.5)
+NO_JITTER = Backoff(base=0.25, cap=1.0, attempts=10, jitter=False, timeout=0.5)
 
 
 @pytest.fixture
@@ -51,14 +51,13 @@ async def clients(inventory):
 
 
 @pytest.mark.anyio
-@pytest.mark.http_faults("inventory", status=503, duration=0.4)
+@pytest.mark.http_faults("inventory", status=503, duration=1.0)
 async def test_the_herd_comes_back_spread_out(resilience, inventory, clients):
     orders = [Order(f"order-{n}", f"SKU-{n}", 1) for n in range(8)]
 
     await reserve_all(clients, orders)
 
-    # Tasks on one busy event loop send "at once" up to ~20 ms apart: judge bursts in 30 ms.
-    resilience.assert_no_retry_storm(inventory, window=0.03)
+    resilience.assert_no_retry_storm(inventory)
 """
 
 
@@ -75,9 +74,9 @@ def test_a_herd_without_jitter_fails_the_storm_verdict_with_its_timeline(
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
-            "E *ResilienceAssertionError: retry storm: * operations made retry * within * ms*"
-            " (limit: fewer than 7 within 30 ms), and * of their * retries came in such bursts"
-            "; without jitter, clients that failed together retry together.",
+            "E *ResilienceAssertionError: retry storm: * operations failed together (within * ms)"
+            " and retried in lockstep over * retries: *; without jitter, clients that failed"
+            " together retry together.",
             "E * t+ms  operation * try  status    gap ms  allowed",
             "E * replay: --resilience-seed=*",
         ]

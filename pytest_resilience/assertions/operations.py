@@ -9,7 +9,9 @@ Attempts belong to one operation when they share
 - the service's idempotency header (``Idempotency-Key`` unless set otherwise), or
 - an SDK invocation id (``amz-sdk-invocation-id``, which AWS SDKs keep across retries).
 
-A request with neither is a retry of the operation of the same business identity
+A client that kept its id over several attempts made one operation of them.  A request
+with no id, or an id used once (a client that mints a key per attempt), is a retry of the
+operation of the same business identity
 (method, path, canonical body) whose last attempt failed before it began, however long
 ago: a client that honours a 600 s Retry-After still retries one operation.  What the
 client says of the attempt decides when it says it: an attempt counter at 0
@@ -55,6 +57,8 @@ class FailureSet:
     def __init__(self, rules: Iterable[Any] | None = None, what: str = "failures") -> None:
         if rules is None:
             self.statuses, self.predicates = DEFAULT_FAILURES, ()
+        elif isinstance(rules, FailureSet):
+            self.statuses, self.predicates = rules.statuses, rules.predicates
         else:
             self.statuses, self.predicates = validate.failures(rules, what)
 
@@ -158,7 +162,10 @@ def operations(
     for label, strand in strands.items():
         first = strand[0]
         waiting = open_chains.get(first.fingerprint, [])
-        chain = None if attempt_number(first) == 0 else _retried(waiting, first)
+        # A client that kept its id over several attempts retries under it, so such a
+        # strand is an operation of its own, and no other id continues it.
+        kept = len(strand) > 1 and label[0] == "key"
+        chain = None if attempt_number(first) == 0 or kept else _retried(waiting, first)
         if chain is not None:
             waiting.remove(chain)
             chain[1].extend(strand)
@@ -167,7 +174,7 @@ def operations(
             chain = (label, list(strand))
             chains.append(chain)
         last = chain[1][-1]
-        if failures(last):
+        if failures(last) and not kept:
             open_chains.setdefault(last.fingerprint, []).append(chain)
     return [
         Operation(_label(label, attempts[0], n + 1), tuple(attempts))

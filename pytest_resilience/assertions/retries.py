@@ -321,7 +321,7 @@ def _retries(ops: Sequence[Operation]) -> set[tuple[int, int]]:
 
 def _herd(ops: Sequence[Operation]) -> list[Operation]:
     """The most operations that failed together: their first failures within the spread
-    that jitter of ``x0.75-1.0`` would give their first retries (a quarter of the median
+    that jitter of ``x0.8-1.0`` would give their first retries (a fifth of the median
     first wait), so without jitter their retries come together too."""
     ordered = sorted(ops, key=lambda op: answered_at(op.attempts[0]))
     span = MIN_JITTER * statistics.median(op.waits[0] for op in ops)
@@ -348,10 +348,10 @@ def check_no_retry_storm(
     """Operations that failed together do not retry in lockstep.
 
     A storm is ``min_herd`` or more operations whose first failures came together (within
-    a quarter of their median first wait) and whose waits, retry by retry, are alike
-    beyond what jitter of at least ``x0.75-1.0`` would leave them (the "no jitter" test of
-    :mod:`.timing`, false-alarm rate under 1 in 1,000).  The fleet is clear when its
-    waits lie further apart than the measured ``noise`` explains.  ``blind`` lists spans
+    a fifth of their median first wait) and whose waits, retry by retry, are alike
+    beyond what jitter of at least ``x0.8-1.0`` would leave them (the "no jitter" test of
+    :mod:`.timing`, false-alarm rate under 1 in 1,000).  The fleet is clear when the waits
+    of the operations that retried lie further apart than the measured ``noise`` explains.  ``blind`` lists spans
     (start, end, why) in which attempts could leave no HTTP record (connections refused or
     swallowed): a fleet not caught outright is then insufficient evidence.
     """
@@ -363,6 +363,8 @@ def check_no_retry_storm(
     herd = _herd(retried) if retried else []
     measured = _measured(noise)
     judgement = judge_no_jitter(_columns(herd, None), measured) if len(herd) >= min_herd else None
+    # Jitter shown among every operation that retried clears the fleet, herd or not.
+    fleet = judge_no_jitter(_columns(retried, None), measured)
     if judgement is not None and judgement.outcome == "claim":
         firsts = [answered_at(op.attempts[0]) for op in herd]
         retries = max(len(op.attempts) for op in herd) - 1
@@ -377,6 +379,8 @@ def check_no_retry_storm(
             _rows(ops, flagged=flagged),
             start,
         )
+    if fleet.outcome == "clear" and not blind:
+        return
     reasons = []
     if blind:
         spans = ", ".join(
@@ -388,12 +392,14 @@ def check_no_retry_storm(
             "is invisible to HTTP records; judge the fleet on a fault that answers (fail, "
             "rate_limit, cut) or count connections"
         )
-    if judgement is None:
+    if fleet.outcome == "clear":
+        pass
+    elif judgement is None:
         reasons.append(
             f"a storm needs at least {min_herd} operations that failed together and retried; "
             f"the largest such herd here has {len(herd)} ({len(retried)} operations retried)"
         )
-    elif judgement.outcome == "undecided":
+    else:
         reasons.append(_undecided_jitter(judgement, _columns(herd, None), measured))
     if reasons:
         raise insufficient("; ".join(reasons) + ".", _rows(ops), start)

@@ -11,7 +11,8 @@ Each claim is made only when its p-value is below :data:`ALPHA`, so a client tha
 what the claim denies is accused at most once in 1,000 verdicts:
 
 - "no jitter": waits at the same retry index of several operations are closer together
-  than jitter of at least ``x0.75-1.0`` would leave them (:func:`alike_under_jitter`);
+  than jitter of at least ``x0.8-1.0`` would leave them (:func:`alike_under_jitter`; SDK
+  jitter of ``x0.75-1.0`` is wider still, so its false-alarm rate is far below);
 - jitter shown: they lie further apart than the measured noise spreads equal waits
   (:meth:`Noise.apart`);
 - "does not grow": the later waits stay so far below ``factor ** k`` times the first
@@ -35,7 +36,7 @@ from typing import Literal
 ALPHA = 0.001
 """Largest chance of a false claim per verdict."""
 MIN_JITTER = 0.2
-"""The smallest jitter recognised as jitter: each wait drawn from ``[0.75, 1]`` of its range."""
+"""The smallest jitter recognised as jitter: each wait drawn from ``[0.8, 1]`` of its range."""
 HOPS = 4
 """Wake-ups between a client's decision and the record of its request (the client on the
 answer, its timer, the proxy, the HTTP layer): a wait's noise is the sum of this many
@@ -59,11 +60,11 @@ def combined(pvalues: Sequence[float]) -> float:
 
 
 def alike_under_jitter(waits: Sequence[float]) -> float:
-    """The chance that jitter of at least ``x0.75-1.0`` leaves ``waits`` this close.
+    """The chance that jitter of at least ``x0.8-1.0`` leaves ``waits`` this close.
 
     The spread (max - min) / max of ``n`` waits ``D * u`` is at least the range of the
-    ``u``, whose law for ``u`` uniform on ``[0.75, 1]`` is ``n t^(n-1) - (n-1) t^n`` at
-    ``t = spread / 0.25``; wider jitter and noise only spread the waits further.
+    ``u``, whose law for ``u`` uniform on ``[0.8, 1]`` is ``n t^(n-1) - (n-1) t^n`` at
+    ``t = spread / 0.2``; wider jitter and noise only spread the waits further.
     """
     n, top = len(waits), max(waits)
     if n < 2 or top <= 0:
@@ -165,8 +166,8 @@ def judge_growth(
     If they grew, the range of retry k would be at least ``factor ** k`` times the first,
     itself at least the longest first wait less the noise; the chance that ``n`` waits of
     retry k all stay below ``M`` is then at most ``(M / range) ** n`` with full jitter
-    (the least favourable), and with jitter under ``x0.75-1.0`` (``jitter_free``, shown
-    by :func:`judge_no_jitter`) at most ``((M / range - 0.75) / 0.25) ** n``.  Growth is
+    (the least favourable), and with jitter under ``x0.8-1.0`` (``jitter_free``, shown
+    by :func:`judge_no_jitter`) at most ``((M / range - 0.8) / 0.2) ** n``.  Growth is
     clear when a later wait, less the noise, reaches ``factor`` times every first one.
     """
     columns = [list(c) for c in columns if c]

@@ -142,13 +142,19 @@ def throttle(service: HttpService, count: int | None = None) -> None:
     service.fail(400, count=count, body=json.dumps(THROTTLED), content_type=AMZ_JSON)
 
 
-def client(service: HttpService, **retries: Any) -> Any:
-    """A DynamoDB client of its own session (clients are made on one thread; calls may run
-    on many), aimed at the stub."""
+@pytest.fixture
+def aws(aws_env: None) -> boto3.session.Session:
+    """The test's session: clients are made from it on the test's thread (a session is not
+    thread-safe); their calls may run on many (a client is)."""
+    return boto3.session.Session()
+
+
+def client(aws: boto3.session.Session, service: HttpService, **retries: Any) -> Any:
+    """A DynamoDB client aimed at the stub, with ``retries`` as its retry configuration."""
     config = botocore.config.Config(
         retries=retries or None, connect_timeout=2, read_timeout=2, region_name="us-east-1"
     )
-    return boto3.session.Session().client("dynamodb", endpoint_url=service.url, config=config)
+    return aws.client("dynamodb", endpoint_url=service.url, config=config)
 
 
 def get_item(ddb: Any) -> dict[str, Any]:
@@ -179,24 +185,24 @@ def by_invocation(exchanges: list[Exchange]) -> dict[str, list[Exchange]]:
 
 
 def test_the_default_retry_mode_is_legacy_unless_new_retries_are_enabled(
-    dynamodb: HttpService,
+    aws: boto3.session.Session, dynamodb: HttpService
 ) -> None:
     """``configprovider.py`` ``_DEFAULT_RETRY_MODE``; ``args.py``
     ``ClientArgsCreator._compute_retry_mode``.  (No request is sent.)"""
-    ddb = client(dynamodb)
+    ddb = client(aws, dynamodb)
     assert ddb.meta.config.retries["mode"] == ("standard" if NEW_RETRIES_ENABLED else "legacy")
-    assert client(dynamodb, mode="standard").meta.config.retries == {"mode": "standard"}
+    assert client(aws, dynamodb, mode="standard").meta.config.retries == {"mode": "standard"}
 
 
 def test_standard_mode_retries_a_throttled_get_item_under_one_invocation_id(
-    dynamodb: HttpService,
+    aws: boto3.session.Session, dynamodb: HttpService
 ) -> None:
     """``retries/standard.py`` ``ThrottledRetryableChecker.is_retryable`` retries the 400
     throttle; ``endpoint.py`` ``Endpoint._update_retries_context`` and ``handlers.py``
     ``add_retry_headers`` mark each attempt of the call."""
     throttle(dynamodb, count=1)
 
-    reply = get_item(client(dynamodb, mode="standard", total_max_attempts=3))
+    reply = get_item(client(aws, dynamodb, mode="standard", total_max_attempts=3))
 
     assert reply["Item"]["name"] == {"S": "Ada"}
     assert reply["ResponseMetadata"]["RetryAttempts"] == 1
@@ -212,14 +218,16 @@ def test_standard_mode_retries_a_throttled_get_item_under_one_invocation_id(
         dynamodb.assert_attempts(max=1, failures=FAILURES)
 
 
-def test_max_attempts_in_the_client_config_counts_retries(dynamodb: HttpService) -> None:
+def test_max_attempts_in_the_client_config_counts_retries(
+    aws: boto3.session.Session, dynamodb: HttpService
+) -> None:
     """``args.py`` ``ClientArgsCreator._compute_retry_max_attempts``: ``max_attempts=1`` is
     ``total_max_attempts=2``; ``retries/standard.py`` ``MaxAttemptsChecker.is_retryable``
     stops there and the throttle reaches the caller as a ``ClientError``."""
     throttle(dynamodb)
 
     with pytest.raises(botocore.exceptions.ClientError) as raised:
-        get_item(client(dynamodb, mode="standard", max_attempts=1))
+        get_item(client(aws, dynamodb, mode="standard", max_attempts=1))
 
     assert raised.value.response["Error"]["Code"] == "ProvisionedThroughputExceededException"
     assert raised.value.response["ResponseMetadata"]["MaxAttemptsReached"] is True
@@ -233,7 +241,7 @@ def test_max_attempts_in_the_client_config_counts_retries(dynamodb: HttpService)
 
 
 def test_standard_mode_fleet_is_bounded_grouped_by_invocation_and_fully_jittered(
-    dynamodb: HttpService, resilience: Resilience
+    aws: boto3.session.Session, dynamodb: HttpService, resilience: Resilience
 ) -> None:
     """Five clients send the same GetItem at once into a throttle that does not end: every
     operation stops at ``total_max_attempts`` (``MaxAttemptsChecker``), the operations are
@@ -241,7 +249,7 @@ def test_standard_mode_fleet_is_bounded_grouped_by_invocation_and_fully_jittered
     idempotency key), and ``ExponentialBackoff.delay_amount`` draws full jitter,
     ``random() * 2 ** (attempt - 1)`` s: neither "no jitter" nor a retry storm may be claimed."""
     throttle(dynamodb)
-    clients = [client(dynamodb, mode="standard", total_max_attempts=3) for _ in range(HERD)]
+    clients = [client(aws, dynamodb, mode="standard", total_max_attempts=3) for _ in range(HERD)]
 
     outcomes = herd(clients, get_item)
 
@@ -263,7 +271,7 @@ def test_standard_mode_fleet_is_bounded_grouped_by_invocation_and_fully_jittered
 
 
 def test_legacy_dynamodb_retries_in_lockstep_and_is_called_a_storm(
-    dynamodb: HttpService, resilience: Resilience
+    aws: boto3.session.Session, dynamodb: HttpService, resilience: Resilience
 ) -> None:
     """``data/_retry.json`` ``retry.dynamodb``: base 0.05 s, growth factor 2, and
     ``retryhandler.py`` ``delay_exponential`` uses the base as it is (no ``'rand'``): five
@@ -271,7 +279,7 @@ def test_legacy_dynamodb_retries_in_lockstep_and_is_called_a_storm(
     waits grow but carry no jitter, and the herd comes back as one.  ``max_attempts=5``
     retries is 6 attempts (``translate.py`` ``_merge_client_retry_config``)."""
     throttle(dynamodb)
-    clients = [client(dynamodb, mode="legacy", max_attempts=5) for _ in range(HERD)]
+    clients = [client(aws, dynamodb, mode="legacy", max_attempts=5) for _ in range(HERD)]
 
     outcomes = herd(clients, get_item)
 

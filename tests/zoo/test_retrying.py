@@ -19,6 +19,7 @@ The clients sleep as their policies say (that is what is judged); the tests neve
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 import time
@@ -61,7 +62,7 @@ def settled(service: HttpService, count: int) -> list[Exchange]:
 
 def waits(attempts: list[Exchange]) -> list[float]:
     """Seconds from each answer's last byte to the next attempt: the client's sleep."""
-    return [b.started_at - a.ended_at for a, b in zip(attempts, attempts[1:])]  # type: ignore[operator]
+    return [b.started_at - a.ended_at for a, b in itertools.pairwise(attempts)]  # type: ignore[operator]
 
 
 def retryable(response: requests.Response) -> bool:
@@ -127,27 +128,34 @@ def test_the_bare_decorator_retries_every_error_without_end_or_pause(
 
 
 def test_a_fixed_interval_neither_backs_off_nor_waits_the_retry_after(
-    orders: HttpService,
+    resilience: Resilience, orders: HttpService
 ) -> None:
     """``Retrying.fixed_sleep``: 300 ms after every 429, whatever its ``Retry-After``
-    (``Retrying.call`` passes the wait function the attempt number and elapsed time only)."""
-    orders.rate_limit(burst=3, retry_after=1)
-    retrying = Retrying(retry_on_result=retryable, stop_max_attempt_number=5, wait_fixed=300)
+    (``Retrying.call`` passes the wait function the attempt number and elapsed time only).
+    A herd of clients shows it beyond doubt: equal waits at every retry, in lockstep."""
+    for n in range(HERD):
+        orders.route("GET", f"/orders/{n}").rate_limit(burst=3, retry_after=1)
 
-    with requests.Session() as session:
-        assert fetch(retrying, session, f"{orders.url}/orders/1").status_code == 200
+    def make() -> Retrying:
+        return Retrying(retry_on_result=retryable, stop_max_attempt_number=5, wait_fixed=300)
 
-    attempts = settled(orders, 4)
-    assert all(0.29 <= w < 0.6 for w in waits(attempts)), waits(attempts)
-    orders.assert_attempts(max=5)
-    with pytest.raises(ResilienceAssertionError, match=r"^retry gaps do not grow"):
+    assert herd(make, orders) == [200] * HERD
+
+    attempts = settled(orders, 4 * HERD)
+    for n in range(HERD):
+        mine = [e for e in attempts if e.path == f"/orders/{n}"]
+        assert all(0.29 <= w < 0.6 for w in waits(mine)), waits(mine)
+    orders.assert_attempts(min=4, max=4)
+    with pytest.raises(ResilienceAssertionError, match=r"^retry waits do not grow"):
         orders.assert_backoff(jitter=False)
     with pytest.raises(
         ResilienceAssertionError,
         match=r"^operation .+ retried \d+ ms after an answer whose Retry-After asked for 1 s "
-        r"\(3 early attempts",
+        r"\(15 early attempts",
     ):
         orders.assert_retry_after_honoured()
+    with pytest.raises(ResilienceAssertionError, match=r"^retry storm"):
+        resilience.assert_no_retry_storm(orders)
 
 
 def test_exponential_backoff_with_jitter_still_ignores_the_retry_after(
@@ -197,7 +205,7 @@ def test_a_herd_with_exponential_waits_and_no_jitter_retries_in_lockstep(
     orders.assert_backoff(jitter=False)
     with pytest.raises(ResilienceAssertionError, match=r"^retry storm"):
         resilience.assert_no_retry_storm(orders)
-    with pytest.raises(ResilienceAssertionError, match=r"^retry gaps carry no jitter"):
+    with pytest.raises(ResilienceAssertionError, match=r"^retry waits carry no jitter"):
         orders.assert_backoff(jitter=True)
 
 
