@@ -164,7 +164,7 @@ def operations(
         waiting = open_chains.get(first.fingerprint, [])
         # A client that kept its id over several attempts retries under it, so such a
         # strand is an operation of its own, and no other id continues it.
-        kept = len(strand) > 1 and label[0] == "key"
+        kept = len(strand) > 1 and _operation_id(first) is not None
         chain = None if attempt_number(first) == 0 or kept else _retried(waiting, first)
         if chain is not None:
             waiting.remove(chain)

@@ -78,10 +78,11 @@ class Noise:
 
     def __init__(self, samples: Sequence[float] = (), seed: int = 0) -> None:
         self.samples = tuple(max(s, 0.0) for s in samples)
+        self.sums: list[float]
         if self.samples:
             rng = random.Random(seed)
             flat = rng.choices(self.samples, k=HOPS * DRAWS)
-            self.sums = sorted(map(sum, zip(*[iter(flat)] * HOPS, strict=True)))
+            self.sums = sorted(math.fsum(chunk) for chunk in zip(*[iter(flat)] * HOPS, strict=True))
         else:
             self.sums = [0.0]
 

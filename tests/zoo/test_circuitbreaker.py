@@ -80,7 +80,7 @@ def test_circuit_opens_after_three_failures_waits_and_recovers_on_one_probe(
     run = resilience.load(stock, duration=1.2, rate=20)
 
     resilience.assert_breaker_opened(inventory, run, after_failures=3, cooldown=COOLDOWN)
-    run.assert_fail_fast(max_latency=0.1, skip=3)
+    assert max(c.latency for c in run.calls if c.value is FALLBACK) < 0.1  # no I/O
     statuses = [e.status for e in inventory.settled()]
     assert statuses[:3] == [503, 503, 503]
     assert set(statuses[3:]) == {200}

@@ -79,7 +79,7 @@ def test_circuit_opens_at_the_threshold_waits_its_ttl_and_closes_on_a_good_probe
     run = resilience.load(client(factory, inventory.url), duration=1.2, rate=20)
 
     resilience.assert_breaker_opened(inventory, run, after_failures=3, cooldown=COOLDOWN)
-    run.assert_fail_fast(max_latency=0.1, skip=3)
+    assert max(c.latency for c in run.calls if c.value is FALLBACK) < 0.1  # no I/O
     assert factory.get_breaker("inventory").context.state == "closed"
     statuses = [e.status for e in inventory.settled()]
     assert statuses[:3] == [503, 503, 503]
