@@ -135,9 +135,12 @@ def test_a_threshold_above_the_outage_never_opens(
 def test_half_open_lets_every_concurrent_caller_through(
     resilience: Resilience, inventory: HttpService
 ) -> None:
-    """Four threads share one breaker and every answer is a slow 503: after the cooldown
-    ``state`` reads ``half_open`` and ``opened`` is false for each caller until the first
-    probe fails, so the probes overlap; a half-open breaker should send one."""
+    """Three quick 503s, one call after another, open the circuit; then four threads share
+    it while every answer is a slow 503.  After the cooldown ``state`` reads ``half_open``
+    and ``opened`` is false for each caller until the first probe fails, so the probes
+    overlap; a half-open breaker should send one.  (Opening it from one thread first keeps
+    the threads from racing the third failure to the breaker.)"""
+    inventory.fail(503, count=3)
     inventory.delay(0.15, status=503)
     breaker = CircuitBreaker(
         failure_threshold=3,
@@ -147,8 +150,10 @@ def test_half_open_lets_every_concurrent_caller_through(
     )
     stock = breaker(lambda: fetch(inventory.url))
 
-    run = resilience.load(stock, duration=1.2, rate=40, concurrency=4)
+    opening = resilience.drive(stock, calls=3)
+    run = resilience.load(stock, duration=1.0, rate=40, concurrency=4)
 
+    assert len(opening.errors) == 3
     with pytest.raises(
         ResilienceAssertionError,
         match=r"^breaker let [2-9] calls through at once after the cooldown; a half-open breaker "

@@ -116,7 +116,7 @@ def test_the_default_retry_hammers_an_outage_eleven_times_without_a_pause(
 
     attempts = settled(orders, 11)
     assert len(attempts) == 11
-    assert max(waits(attempts)) < 0.1
+    assert max(waits(attempts)) < 0.25  # no backoff; a busy machine adds a little
     with pytest.raises(
         ResilienceAssertionError, match=r"^operation .+ made 11 attempts; each operation may make"
     ):

@@ -131,14 +131,20 @@ def test_an_exclusion_predicate_for_client_errors_only_still_opens_on_503s(
 def test_half_open_lets_every_concurrent_caller_through(
     resilience: Resilience, inventory: HttpService
 ) -> None:
-    """Four threads share the circuit and every answer is a slow 503: once the TTL has
-    passed, ``HalfOpenedState.handle_new_request`` lets each caller through until the first
-    probe fails, so the probes overlap; a half-open breaker should send one."""
+    """Three quick 503s, one call after another, open the circuit; then four threads share
+    it while every answer is a slow 503.  Once the TTL has passed,
+    ``HalfOpenedState.handle_new_request`` lets each caller through until the first probe
+    fails, so the probes overlap; a half-open breaker should send one.  (Opening it from one
+    thread first keeps the threads from racing the third failure to the breaker.)"""
+    inventory.fail(503, count=3)
     inventory.delay(0.15, status=503)
     factory = SyncCircuitBreakerFactory(default_threshold=3, default_ttl=COOLDOWN)
+    call = client(factory, inventory.url)
 
-    run = resilience.load(client(factory, inventory.url), duration=1.2, rate=40, concurrency=4)
+    opening = resilience.drive(call, calls=3)
+    run = resilience.load(call, duration=1.0, rate=40, concurrency=4)
 
+    assert len(opening.errors) == 3
     with pytest.raises(
         ResilienceAssertionError,
         match=r"^breaker let [2-9] calls through at once after the cooldown; a half-open breaker "

@@ -120,7 +120,7 @@ def test_the_bare_decorator_retries_every_error_without_end_or_pause(
 
     attempts = settled(orders, 9)
     assert len(attempts) == 9
-    assert max(waits(attempts)) < 0.1
+    assert max(waits(attempts)) < 0.25  # no backoff; a busy machine adds a little
     with pytest.raises(
         ResilienceAssertionError, match=r"^operation .+ made 9 attempts; each operation may make"
     ):
