@@ -108,7 +108,8 @@ class RetryAfterRetry(ExponentialRetry):
 
 @pytest.fixture(autouse=True)
 def seeded_jitter() -> Iterator[None]:
-    """``JitterRetry.get_timeout`` draws its jitter from the global ``random``."""
+    """``aiohttp_retry/retry_options.py:JitterRetry.get_timeout`` draws its jitter from the global
+    ``random``."""
     state = random.getstate()
     random.seed(20261202)
     yield
@@ -126,7 +127,8 @@ def orders(resilience: Resilience) -> HttpService:
 
 
 def test_a_429_is_not_retried_unless_listed_in_statuses(orders: HttpService) -> None:
-    """``_is_skip_retry``: 429 is no 5xx and ``statuses`` is empty by default."""
+    """``aiohttp_retry/client.py:_RequestContext._is_skip_retry``: 429 is no 5xx and ``statuses`` is
+    empty by default."""
     orders.rate_limit(burst=1, retry_after=1)
 
     assert get(ExponentialRetry(), f"{orders.url}/orders/1") == 429
@@ -136,8 +138,8 @@ def test_a_429_is_not_retried_unless_listed_in_statuses(orders: HttpService) -> 
 
 
 def test_exponential_retry_ignores_the_retry_after_of_a_listed_429(orders: HttpService) -> None:
-    """``ExponentialRetry.get_timeout`` reads no header: 0.1 * 2 ** 1 = 0.2 s after a 429
-    that asked for 1 s."""
+    """``aiohttp_retry/retry_options.py:ExponentialRetry.get_timeout`` reads no header: 0.1 * 2 ** 1
+    = 0.2 s after a 429 that asked for 1 s."""
     orders.rate_limit(burst=1, retry_after=1)
 
     assert get(ExponentialRetry(statuses={429}), f"{orders.url}/orders/1") == 200
@@ -152,8 +154,8 @@ def test_exponential_retry_ignores_the_retry_after_of_a_listed_429(orders: HttpS
 
 
 def test_a_get_timeout_that_reads_the_retry_after_honours_it(orders: HttpService) -> None:
-    """``_do_request`` passes the response to ``get_timeout``: a subclass that returns its
-    Retry-After waits the second asked."""
+    """``aiohttp_retry/client.py:_RequestContext._do_request`` passes the response to
+    ``get_timeout``: a subclass that returns its Retry-After waits the second asked."""
     orders.rate_limit(burst=1, retry_after=1)
 
     assert get(RetryAfterRetry(statuses={429}), f"{orders.url}/orders/1") == 200
@@ -168,7 +170,8 @@ def test_a_get_timeout_that_reads_the_retry_after_honours_it(orders: HttpService
 
 
 def test_a_lost_post_answer_is_not_retried_by_default(orders: HttpService) -> None:
-    """``_do_request``: the timeout is no instance of the (empty) ``exceptions``: raised."""
+    """``aiohttp_retry/client.py:_RequestContext._do_request``: the timeout is no instance of the
+    (empty) ``exceptions``: raised."""
     orders.delay(0.4, count=1)
 
     with pytest.raises(TimeoutError):
@@ -188,8 +191,9 @@ def test_a_lost_post_answer_is_not_retried_by_default(orders: HttpService) -> No
 def test_retrying_timeouts_retries_a_lost_post_and_places_the_order_twice(
     orders: HttpService,
 ) -> None:
-    """``RetryOptionsBase``: POST is in the default ``methods``; once ``exceptions`` lists
-    the timeout, a POST whose answer was lost is sent again, unkeyed: applied twice."""
+    """``aiohttp_retry/retry_options.py:RetryOptionsBase.__init__``: POST is in the default
+    ``methods``; once ``exceptions`` lists the timeout, a POST whose answer was lost is sent again,
+    unkeyed: applied twice."""
     orders.delay(0.4, count=1)
     options = ExponentialRetry(exceptions={TimeoutError})
 
@@ -214,9 +218,9 @@ def test_retrying_timeouts_retries_a_lost_post_and_places_the_order_twice(
 def test_list_retry_with_equal_timeouts_is_a_fixed_interval(
     resilience: Resilience, orders: HttpService
 ) -> None:
-    """``ListRetry.get_timeout`` returns ``timeouts[attempt]``, the attempt counted from 1, and
-    ``attempts`` is ``len(timeouts)``: ``[9.9, 0.3, 0.3, 0.3]`` is three retries 0.3 s apart
-    (the first entry is never used).  Every client of a herd waits the same."""
+    """``aiohttp_retry/retry_options.py:ListRetry.get_timeout`` returns ``timeouts[attempt]``, the
+    attempt counted from 1, and ``attempts`` is ``len(timeouts)``: ``[9.9, 0.3, 0.3, 0.3]`` is three
+    retries 0.3 s apart (the first entry is never used).  Every client of a herd waits the same."""
     for n in range(HERD):
         orders.route("GET", f"/orders/{n}").fail(503, count=3)
 
@@ -236,8 +240,8 @@ def test_list_retry_with_equal_timeouts_is_a_fixed_interval(
 def test_a_herd_with_exponential_retry_retries_in_lockstep(
     resilience: Resilience, orders: HttpService
 ) -> None:
-    """``ExponentialRetry.get_timeout`` with ``start_timeout=0.15``: 0.3, 0.6, 1.2 s for
-    every client: growing, unjittered, together."""
+    """``aiohttp_retry/retry_options.py:ExponentialRetry.get_timeout`` with ``start_timeout=0.15``:
+    0.3, 0.6, 1.2 s for every client: growing, unjittered, together."""
     for n in range(HERD):
         orders.route("GET", f"/orders/{n}").fail(503, count=3)
 
@@ -253,7 +257,8 @@ def test_a_herd_with_exponential_retry_retries_in_lockstep(
 
 
 def test_a_herd_with_jitter_retry_spreads_out(resilience: Resilience, orders: HttpService) -> None:
-    """``JitterRetry.get_timeout``: 0.1 * 2 ** n + U(0, 0.6) ** 2 s for n = 1, 2, 3."""
+    """``aiohttp_retry/retry_options.py:JitterRetry.get_timeout``: 0.1 * 2 ** n + U(0, 0.6) ** 2 s
+    for n = 1, 2, 3."""
     for n in range(HERD):
         orders.route("GET", f"/orders/{n}").fail(503, count=3)
 

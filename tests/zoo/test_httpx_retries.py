@@ -87,7 +87,8 @@ def herd(retry: Retry, service: HttpService) -> list[int]:
 
 @pytest.fixture(autouse=True)
 def seeded_jitter() -> Iterator[None]:
-    """``Retry.backoff_strategy`` draws its jitter from the global ``random``."""
+    """``httpx_retries/retry.py:Retry.backoff_strategy`` draws its jitter from the global
+    ``random``."""
     state = random.getstate()
     random.seed(20261202)
     yield
@@ -107,8 +108,8 @@ def orders(resilience: Resilience) -> HttpService:
 def test_the_default_retry_hammers_an_outage_eleven_times_without_a_pause(
     orders: HttpService,
 ) -> None:
-    """``Retry()``: ``total=10`` and ``backoff_factor=0.0``, so ``backoff_strategy`` is 0:
-    eleven attempts back to back, and the last 503 is returned."""
+    """``httpx_retries/retry.py:Retry.__init__``: ``total=10`` and ``backoff_factor=0.0``, so
+    ``backoff_strategy`` is 0: eleven attempts back to back, and the last 503 is returned."""
     orders.fail(503)
 
     with client_with(Retry()) as http:
@@ -127,7 +128,8 @@ def test_the_default_retry_hammers_an_outage_eleven_times_without_a_pause(
 
 
 def test_a_429_is_retried_after_its_retry_after(orders: HttpService) -> None:
-    """``Retry._calculate_sleep``: the Retry-After (1 s) is waited instead of the backoff."""
+    """``httpx_retries/retry.py:Retry._calculate_sleep``: the Retry-After (1 s) is waited instead of
+    the backoff."""
     orders.rate_limit(burst=1, retry_after=1)
 
     with client_with(Retry(total=3, backoff_factor=0.1)) as http:
@@ -140,8 +142,8 @@ def test_a_429_is_retried_after_its_retry_after(orders: HttpService) -> None:
 
 
 def test_max_backoff_wait_also_caps_the_retry_after(orders: HttpService) -> None:
-    """``Retry._calculate_sleep``: ``min(parse_retry_after(...), max_backoff_wait)``; asked
-    1 s, waited 0.5 s: the retry is early."""
+    """``httpx_retries/retry.py:Retry._calculate_sleep``: ``min(parse_retry_after(...),
+    max_backoff_wait)``; asked 1 s, waited 0.5 s: the retry is early."""
     orders.rate_limit(burst=1, retry_after=1)
 
     with client_with(Retry(total=3, backoff_factor=0.1, max_backoff_wait=0.5)) as http:
@@ -157,8 +159,8 @@ def test_max_backoff_wait_also_caps_the_retry_after(orders: HttpService) -> None
 
 
 def test_retry_after_ms_is_not_read(orders: HttpService) -> None:
-    """``Retry._calculate_sleep`` reads ``Retry-After`` only: a 429 asking for 600 ms in
-    ``retry-after-ms`` gets the backoff, 0.05 * 2 * U(0, 1) s."""
+    """``httpx_retries/retry.py:Retry._calculate_sleep`` reads ``Retry-After`` only: a 429 asking
+    for 600 ms in ``retry-after-ms`` gets the backoff, 0.05 * 2 * U(0, 1) s."""
     orders.rate_limit(burst=1, retry_after_ms=600)
 
     with client_with(Retry(total=3, backoff_factor=0.05)) as http:
@@ -178,8 +180,9 @@ def test_retry_after_ms_is_not_read(orders: HttpService) -> None:
 
 
 def test_a_post_is_sent_once_even_when_its_answer_is_lost(orders: HttpService) -> None:
-    """``RetryTransport.handle_request``: POST is not in ``RETRYABLE_METHODS``, so it bypasses
-    ``_retry_operation``: the timeout reaches the caller, the order is placed once."""
+    """``httpx_retries/transport.py:RetryTransport.handle_request``: POST is not in
+    ``RETRYABLE_METHODS``, so it bypasses ``_retry_operation``: the timeout reaches the caller, the
+    order is placed once."""
     orders.delay(0.4, count=1)
 
     with (
@@ -198,8 +201,9 @@ def test_a_post_is_sent_once_even_when_its_answer_is_lost(orders: HttpService) -
 def test_allowing_post_retries_a_lost_answer_and_places_the_order_twice(
     orders: HttpService,
 ) -> None:
-    """``_retry_operation``: ``httpx.ReadTimeout`` is a ``TimeoutException``, retried once
-    POST is allowed; nothing keys the request, so the service applies it twice."""
+    """``httpx_retries/transport.py:_retry_operation``: ``httpx.ReadTimeout`` is a
+    ``TimeoutException``, retried once POST is allowed; nothing keys the request, so the service
+    applies it twice."""
     orders.delay(0.4, count=1)
     retry = Retry(total=3, allowed_methods=["GET", "POST"])
 
@@ -222,7 +226,7 @@ def test_allowing_post_retries_a_lost_answer_and_places_the_order_twice(
 def test_a_herd_with_the_default_full_jitter_spreads_out(
     resilience: Resilience, orders: HttpService
 ) -> None:
-    """``Retry.backoff_strategy`` with ``backoff_jitter=1.0`` (the default):
+    """``httpx_retries/retry.py:Retry.backoff_strategy`` with ``backoff_jitter=1.0`` (the default):
     0.15 * 2 ** n * U(0, 1) s for n = 1, 2, 3: full jitter, growing ranges."""
     for n in range(HERD):
         orders.route("GET", f"/orders/{n}").fail(503, count=3)
@@ -238,7 +242,8 @@ def test_a_herd_with_the_default_full_jitter_spreads_out(
 def test_a_herd_without_jitter_retries_in_lockstep(
     resilience: Resilience, orders: HttpService
 ) -> None:
-    """``Retry.backoff_strategy`` with ``backoff_jitter=0``: 0.3, 0.6, 1.2 s for every client."""
+    """``httpx_retries/retry.py:Retry.backoff_strategy`` with ``backoff_jitter=0``: 0.3, 0.6, 1.2 s
+    for every client."""
     for n in range(HERD):
         orders.route("GET", f"/orders/{n}").fail(503, count=3)
 
@@ -256,8 +261,9 @@ def test_a_herd_without_jitter_retries_in_lockstep(
 def test_max_backoff_wait_below_the_jittered_range_erases_the_jitter(
     resilience: Resilience, orders: HttpService
 ) -> None:
-    """``Retry.backoff_strategy`` clamps after the jitter: ``min(0.3 * 2 ** n * U(0.5, 1),
-    0.3)`` is 0.3 s for every n >= 1, so the herd is in lockstep despite ``backoff_jitter``."""
+    """``httpx_retries/retry.py:Retry.backoff_strategy`` clamps after the jitter: ``min(0.3 * 2 ** n
+    * U(0.5, 1), 0.3)`` is 0.3 s for every n >= 1, so the herd is in lockstep despite
+    ``backoff_jitter``."""
     for n in range(HERD):
         orders.route("GET", f"/orders/{n}").fail(503, count=3)
     retry = Retry(total=3, backoff_factor=0.3, backoff_jitter=0.5, max_backoff_wait=0.3)

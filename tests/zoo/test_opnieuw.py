@@ -63,7 +63,7 @@ def fetch(session: requests.Session, url: str) -> requests.Response:
 
 @pytest.fixture(autouse=True)
 def seeded_jitter() -> Iterator[None]:
-    """``BackoffCalculator.get_backoff`` draws from the global ``random``."""
+    """``opnieuw/retries.py:BackoffCalculator.get_backoff`` draws from the global ``random``."""
     state = random.getstate()
     random.seed(20261202)
     yield
@@ -78,8 +78,8 @@ def orders(resilience: Resilience) -> HttpService:
 
 
 def test_max_calls_total_bounds_an_outage(orders: HttpService) -> None:
-    """``retry``: ``max_calls_total=3`` calls, then ``get_backoff`` returns None and the last
-    error is raised."""
+    """``opnieuw/retries.py:retry``: ``max_calls_total=3`` calls, then ``get_backoff`` returns None
+    and the last error is raised."""
     orders.fail(503)
     patient = retry(
         retry_on_exceptions=requests.HTTPError,
@@ -95,8 +95,8 @@ def test_max_calls_total_bounds_an_outage(orders: HttpService) -> None:
 
 
 def test_the_retry_after_of_a_429_is_not_waited(orders: HttpService) -> None:
-    """``BackoffCalculator.get_backoff``: U(0, 3 / 7) s after a 429 that asked for 1 s
-    (``max_calls_total=4`` in a 3 s window)."""
+    """``opnieuw/retries.py:BackoffCalculator.get_backoff``: U(0, 3 / 7) s after a 429 that asked
+    for 1 s (``max_calls_total=4`` in a 3 s window)."""
     orders.rate_limit(burst=1, retry_after=1)
     patient = retry(
         retry_on_exceptions=requests.HTTPError,
@@ -116,8 +116,9 @@ def test_the_retry_after_of_a_429_is_not_waited(orders: HttpService) -> None:
 
 
 def test_a_herd_with_full_jitter_spreads_out(resilience: Resilience, orders: HttpService) -> None:
-    """``get_backoff`` with ``max_calls_total=4`` in a 3 s window: U(0, 3/7), U(0, 6/7),
-    U(0, 12/7) s (their sum stays inside the window, so every client makes its 4 calls)."""
+    """``opnieuw/retries.py:BackoffCalculator.get_backoff`` with ``max_calls_total=4`` in a 3 s
+    window: U(0, 3/7), U(0, 6/7), U(0, 12/7) s (their sum stays inside the window, so every client
+    makes its 4 calls)."""
     for n in range(HERD):
         orders.route("GET", f"/orders/{n}").fail(503, count=3)
     start = threading.Barrier(HERD)

@@ -85,7 +85,7 @@ def herd(service: HttpService, **policy: float) -> list[int]:
 
 @pytest.fixture(autouse=True)
 def seeded_jitter() -> Iterator[None]:
-    """``redo.retrier`` draws its jitter from the global ``random``."""
+    """``redo/__init__.py:retrier`` draws its jitter from the global ``random``."""
     state = random.getstate()
     random.seed(20261202)
     yield
@@ -100,7 +100,8 @@ def orders(resilience: Resilience) -> HttpService:
 
 
 def test_attempts_bound_an_outage_and_the_last_error_is_raised(orders: HttpService) -> None:
-    """``retry``: at most ``attempts`` calls; on the last, the caught exception is re-raised."""
+    """``redo/__init__.py:retry``: at most ``attempts`` calls; on the last, the caught exception is
+    re-raised."""
     orders.fail(503)
 
     with requests.Session() as session, pytest.raises(requests.HTTPError, match="503"):
@@ -115,8 +116,8 @@ def test_attempts_bound_an_outage_and_the_last_error_is_raised(orders: HttpServi
 
 
 def test_the_retry_after_of_a_429_is_not_waited(orders: HttpService) -> None:
-    """``retrier`` sleeps its own series (0.2 s first, no jitter here), blind to the 429's
-    Retry-After of 1 s."""
+    """``redo/__init__.py:retrier`` sleeps its own series (0.2 s first, no jitter here), blind to
+    the 429's Retry-After of 1 s."""
     orders.rate_limit(burst=1, retry_after=1)
 
     with requests.Session() as session:
@@ -137,8 +138,9 @@ def test_the_retry_after_of_a_429_is_not_waited(orders: HttpService) -> None:
 def test_a_herd_with_the_default_jitter_proportion_retries_in_lockstep(
     resilience: Resilience, orders: HttpService
 ) -> None:
-    """``retrier`` with redo's default proportion (``jitter=1`` on ``sleeptime=60``) scaled to
-    0.3 s: waits of 0.3, 0.45, 0.675 s, each +-1/60 (5 to 11 ms): the herd stays together."""
+    """``redo/__init__.py:retrier`` with redo's default proportion (``jitter=1`` on
+    ``sleeptime=60``) scaled to 0.3 s: waits of 0.3, 0.45, 0.675 s, each +-1/60 (5 to 11 ms): the
+    herd stays together."""
     for n in range(HERD):
         orders.route("GET", f"/orders/{n}").fail(503, count=3)
 
@@ -155,8 +157,8 @@ def test_a_herd_with_the_default_jitter_proportion_retries_in_lockstep(
 def test_a_herd_with_jitter_of_half_the_wait_spreads_out(
     resilience: Resilience, orders: HttpService
 ) -> None:
-    """``retrier`` with ``sleeptime=0.2, sleepscale=2, jitter=0.1``: 0.2, 0.4, 0.8 s, each
-    +-50%: growing, jittered waits."""
+    """``redo/__init__.py:retrier`` with ``sleeptime=0.2, sleepscale=2, jitter=0.1``: 0.2, 0.4, 0.8
+    s, each +-50%: growing, jittered waits."""
     for n in range(HERD):
         orders.route("GET", f"/orders/{n}").fail(503, count=3)
 

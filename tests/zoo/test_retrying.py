@@ -90,7 +90,7 @@ def herd(make: Callable[[], Retrying], service: HttpService) -> list[int]:
 
 @pytest.fixture(autouse=True)
 def seeded_jitter() -> Iterator[None]:
-    """``Retrying.call`` draws ``wait_jitter_max`` jitter from the global ``random``."""
+    """``retrying.py:Retrying.call`` draws ``wait_jitter_max`` jitter from the global ``random``."""
     state = random.getstate()
     random.seed(20261202)
     yield
@@ -107,8 +107,9 @@ def orders(resilience: Resilience) -> HttpService:
 def test_the_bare_decorator_retries_every_error_without_end_or_pause(
     orders: HttpService,
 ) -> None:
-    """``Retrying()`` with no arguments: no stop function (never stops), ``always_reject``
-    (every exception retried), wait 0.  Eight 503s in a row: nine attempts, back to back."""
+    """``retrying.py:Retrying.__init__`` with no arguments: no stop function (never stops),
+    ``always_reject`` (every exception retried), wait 0.  Eight 503s in a row: nine attempts, back
+    to back."""
     orders.fail(503, count=8)
 
     def charge() -> requests.Response:
@@ -130,7 +131,7 @@ def test_the_bare_decorator_retries_every_error_without_end_or_pause(
 def test_a_fixed_interval_neither_backs_off_nor_waits_the_retry_after(
     resilience: Resilience, orders: HttpService
 ) -> None:
-    """``Retrying.fixed_sleep``: 300 ms after every 429, whatever its ``Retry-After``
+    """``retrying.py:Retrying.fixed_sleep``: 300 ms after every 429, whatever its ``Retry-After``
     (``Retrying.call`` passes the wait function the attempt number and elapsed time only).
     A herd of clients shows it beyond doubt: equal waits at every retry, in lockstep."""
     for n in range(HERD):
@@ -161,8 +162,9 @@ def test_a_fixed_interval_neither_backs_off_nor_waits_the_retry_after(
 def test_exponential_backoff_with_jitter_still_ignores_the_retry_after(
     orders: HttpService,
 ) -> None:
-    """Even a jittered exponential wait (``exponential_sleep`` + ``wait_jitter_max``) is
-    blind to the answer: 100 + U(0, 400) ms after a 429 that asked for 1 s."""
+    """``retrying.py:Retrying.call``: even a jittered exponential wait (``exponential_sleep`` +
+    ``wait_jitter_max``) is blind to the answer: 100 + U(0, 400) ms after a 429 that asked for 1 s.
+    """
     orders.rate_limit(burst=1, retry_after=1)
     retrying = Retrying(
         retry_on_result=retryable,
@@ -187,9 +189,9 @@ def test_exponential_backoff_with_jitter_still_ignores_the_retry_after(
 def test_a_herd_with_exponential_waits_and_no_jitter_retries_in_lockstep(
     resilience: Resilience, orders: HttpService
 ) -> None:
-    """``Retrying.exponential_sleep`` with ``wait_exponential_multiplier=150``: 300, 600,
-    1200 ms for every client, no jitter (``wait_jitter_max`` unset): the retries land
-    together, and each client's waits grow."""
+    """``retrying.py:Retrying.exponential_sleep`` with ``wait_exponential_multiplier=150``: 300,
+    600, 1200 ms for every client, no jitter (``wait_jitter_max`` unset): the retries land together,
+    and each client's waits grow."""
     for n in range(HERD):
         orders.route("GET", f"/orders/{n}").fail(503, count=3)
 
@@ -212,7 +214,7 @@ def test_a_herd_with_exponential_waits_and_no_jitter_retries_in_lockstep(
 def test_a_herd_with_wait_jitter_max_spreads_out_even_at_the_cap(
     resilience: Resilience, orders: HttpService
 ) -> None:
-    """``Retrying.call`` adds ``random.random() * wait_jitter_max`` after the
+    """``retrying.py:Retrying.call`` adds ``random.random() * wait_jitter_max`` after the
     ``wait_exponential_max`` clamp: 200, 400, 800 (the cap) ms, each + U(0, 300) ms, so the
     waits grow, stay jittered at the cap, and the herd spreads out."""
     for n in range(HERD):

@@ -106,7 +106,7 @@ def herd(retry: Retry, service: HttpService) -> list[int]:
 
 @pytest.fixture(autouse=True)
 def seeded_jitter() -> Iterator[None]:
-    """``Retry.get_backoff_time`` draws its jitter from the global ``random``."""
+    """``urllib3/util/retry.py:Retry.get_backoff_time`` draws its jitter from the global ``random``."""
     state = random.getstate()
     random.seed(20261202)
     yield
@@ -126,8 +126,9 @@ def orders(resilience: Resilience) -> HttpService:
 def test_a_429_with_retry_after_is_retried_after_the_wait_without_a_forcelist(
     orders: HttpService,
 ) -> None:
-    """``Retry.is_retry``: 429 is in ``RETRY_AFTER_STATUS_CODES``, so with a Retry-After it is
-    retried even with no ``status_forcelist``; ``Retry.sleep_for_retry`` sleeps the 1 s."""
+    """``urllib3/util/retry.py:Retry.is_retry``: 429 is in ``RETRY_AFTER_STATUS_CODES``, so with a
+    Retry-After it is retried even with no ``status_forcelist``; ``Retry.sleep_for_retry`` sleeps
+    the 1 s."""
     orders.rate_limit(burst=1, retry_after=1)
     http = urllib3.PoolManager(retries=Retry(total=3))
 
@@ -144,7 +145,8 @@ def test_a_429_with_retry_after_is_retried_after_the_wait_without_a_forcelist(
 def test_a_429_without_retry_after_and_without_a_forcelist_is_not_retried(
     orders: HttpService,
 ) -> None:
-    """``Retry.is_retry``: with no ``status_forcelist`` a 429 needs a Retry-After to be retried."""
+    """``urllib3/util/retry.py:Retry.is_retry``: with no ``status_forcelist`` a 429 needs a
+    Retry-After to be retried."""
     orders.rate_limit(burst=1)
     http = urllib3.PoolManager(retries=Retry(total=3))
 
@@ -155,7 +157,8 @@ def test_a_429_without_retry_after_and_without_a_forcelist_is_not_retried(
 
 
 def test_an_http_date_retry_after_is_waited_until(orders: HttpService) -> None:
-    """``Retry.parse_retry_after``: an HTTP-date is waited until (``mktime_tz(date) - time.time()``)."""
+    """``urllib3/util/retry.py:Retry.parse_retry_after``: an HTTP-date is waited until
+    (``mktime_tz(date) - time.time()``)."""
     # An HTTP-date has whole seconds: the next one at least half a second away.
     until = dt.datetime.fromtimestamp(math.ceil(time.time() + 0.5), tz=dt.timezone.utc)
     orders.rate_limit(burst=1, retry_after=until)
@@ -171,8 +174,9 @@ def test_an_http_date_retry_after_is_waited_until(orders: HttpService) -> None:
 
 
 def test_respect_retry_after_header_false_retries_a_429_at_once(orders: HttpService) -> None:
-    """``Retry.sleep``: with ``respect_retry_after_header=False`` only ``_sleep_backoff`` runs,
-    and ``get_backoff_time`` is 0 for the first retry: the retry comes at once."""
+    """``urllib3/util/retry.py:Retry.sleep``: with ``respect_retry_after_header=False`` only
+    ``_sleep_backoff`` runs, and ``get_backoff_time`` is 0 for the first retry: the retry comes at
+    once."""
     orders.rate_limit(burst=1, retry_after=1)
     retry = Retry(total=3, status_forcelist={429}, respect_retry_after_header=False)
 
@@ -190,8 +194,8 @@ def test_respect_retry_after_header_false_retries_a_429_at_once(orders: HttpServ
 
 
 def test_retry_after_max_cuts_the_wait_short(orders: HttpService) -> None:
-    """``Retry.parse_retry_after`` clamps the asked wait to ``retry_after_max``: 2 s asked,
-    1 s waited, so the retry is a second early."""
+    """``urllib3/util/retry.py:Retry.parse_retry_after`` clamps the asked wait to
+    ``retry_after_max``: 2 s asked, 1 s waited, so the retry is a second early."""
     orders.rate_limit(burst=1, retry_after=2)
     retry = Retry(total=3, status_forcelist={429}, retry_after_max=1)
 
@@ -210,8 +214,8 @@ def test_retry_after_max_cuts_the_wait_short(orders: HttpService) -> None:
 def test_retry_after_ms_is_not_read_so_a_forcelisted_429_is_retried_at_once(
     orders: HttpService,
 ) -> None:
-    """``Retry.get_retry_after`` reads ``Retry-After`` only: a 429 asking for 500 ms in
-    ``retry-after-ms`` is retried after ``get_backoff_time()``, 0 for the first retry."""
+    """``urllib3/util/retry.py:Retry.get_retry_after`` reads ``Retry-After`` only: a 429 asking for
+    500 ms in ``retry-after-ms`` is retried after ``get_backoff_time()``, 0 for the first retry."""
     orders.rate_limit(burst=1, retry_after_ms=500)
 
     with session_with(Retry(total=3, status_forcelist={429})) as session:
@@ -232,7 +236,7 @@ def test_retry_after_ms_is_not_read_so_a_forcelisted_429_is_retried_at_once(
 
 
 def test_post_is_not_retried_on_a_forcelisted_status_by_default(orders: HttpService) -> None:
-    """``Retry.is_retry`` asks ``_is_method_retryable`` first: POST is not in
+    """``urllib3/util/retry.py:Retry.is_retry`` asks ``_is_method_retryable`` first: POST is not in
     ``DEFAULT_ALLOWED_METHODS``, so its 503 is returned, not retried."""
     orders.fail(503, count=1)
 
@@ -245,7 +249,8 @@ def test_post_is_not_retried_on_a_forcelisted_status_by_default(orders: HttpServ
 
 
 def test_allowed_methods_none_retries_a_post_on_a_forcelisted_status(orders: HttpService) -> None:
-    """``Retry._is_method_retryable``: ``allowed_methods=None`` allows every verb."""
+    """``urllib3/util/retry.py:Retry._is_method_retryable``: ``allowed_methods=None`` allows every
+    verb."""
     orders.fail(503, count=1)
     retry = Retry(total=3, status_forcelist={503}, allowed_methods=None)
 
@@ -259,8 +264,8 @@ def test_allowed_methods_none_retries_a_post_on_a_forcelisted_status(orders: Htt
 
 
 def test_a_post_whose_answer_is_lost_is_not_retried_by_default(orders: HttpService) -> None:
-    """``Retry.increment``: a ``ReadTimeoutError`` is a read error, re-raised for POST
-    (not in ``DEFAULT_ALLOWED_METHODS``): the order placed once, the client told so."""
+    """``urllib3/util/retry.py:Retry.increment``: a ``ReadTimeoutError`` is a read error, re-raised
+    for POST (not in ``DEFAULT_ALLOWED_METHODS``): the order placed once, the client told so."""
     orders.delay(0.4, count=1)
 
     with (
@@ -279,8 +284,9 @@ def test_a_post_whose_answer_is_lost_is_not_retried_by_default(orders: HttpServi
 def test_allowed_methods_none_retries_a_lost_post_and_places_the_order_twice(
     orders: HttpService,
 ) -> None:
-    """``Retry.increment``: with ``allowed_methods=None`` the read error of a POST is retried,
-    and urllib3 sends no idempotency key: the service applies the order a second time."""
+    """``urllib3/util/retry.py:Retry.increment``: with ``allowed_methods=None`` the read error of a
+    POST is retried, and urllib3 sends no idempotency key: the service applies the order a second
+    time."""
     orders.delay(0.4, count=1)
     retry = Retry(total=3, status_forcelist={503}, allowed_methods=None)
 
@@ -302,8 +308,9 @@ def test_allowed_methods_none_retries_a_lost_post_and_places_the_order_twice(
 
 
 def test_backoff_is_zero_then_doubles_up_to_backoff_max(orders: HttpService) -> None:
-    """``Retry.get_backoff_time`` with ``backoff_factor=0.1, backoff_max=0.3``: 0, 0.2,
-    min(0.3, 0.4), min(0.3, 0.8).  One operation cannot show jitter either way."""
+    """``urllib3/util/retry.py:Retry.get_backoff_time`` with ``backoff_factor=0.1,
+    backoff_max=0.3``: 0, 0.2, min(0.3, 0.4), min(0.3, 0.8).  One operation cannot show jitter
+    either way."""
     orders.fail(503, count=4)
     retry = Retry(total=4, status_forcelist={503}, backoff_factor=0.1, backoff_max=0.3)
 
@@ -326,8 +333,9 @@ def test_backoff_is_zero_then_doubles_up_to_backoff_max(orders: HttpService) -> 
 def test_a_herd_without_backoff_jitter_retries_in_lockstep(
     resilience: Resilience, orders: HttpService
 ) -> None:
-    """``Retry.get_backoff_time`` with ``backoff_jitter=0`` (the default): every client waits
-    0, 0.3, 0.6 s after the same failures, so the herd's retries land together."""
+    """``urllib3/util/retry.py:Retry.get_backoff_time`` with ``backoff_jitter=0`` (the default):
+    every client waits 0, 0.3, 0.6 s after the same failures, so the herd's retries land together.
+    """
     for n in range(HERD):
         orders.route("GET", f"/orders/{n}").fail(503, count=3)
     retry = Retry(total=3, status_forcelist={503}, backoff_factor=0.15)
@@ -346,9 +354,9 @@ def test_a_herd_without_backoff_jitter_retries_in_lockstep(
 def test_a_herd_with_backoff_jitter_spreads_out(
     resilience: Resilience, orders: HttpService
 ) -> None:
-    """``Retry.get_backoff_time`` adds ``random.random() * backoff_jitter``: waits of 0,
-    0.3 + U(0, 0.6), 0.6 + U(0, 0.6) s.  The first retry stays immediate for every client
-    (no jitter on a zero backoff); the later ones spread."""
+    """``urllib3/util/retry.py:Retry.get_backoff_time`` adds ``random.random() * backoff_jitter``:
+    waits of 0, 0.3 + U(0, 0.6), 0.6 + U(0, 0.6) s.  The first retry stays immediate for every
+    client (no jitter on a zero backoff); the later ones spread."""
     for n in range(HERD):
         orders.route("GET", f"/orders/{n}").fail(503, count=3)
     retry = Retry(total=3, status_forcelist={503}, backoff_factor=0.15, backoff_jitter=0.6)
@@ -364,7 +372,7 @@ def test_a_herd_with_backoff_jitter_spreads_out(
 def test_backoff_max_below_the_backoff_erases_the_jitter(
     resilience: Resilience, orders: HttpService
 ) -> None:
-    """``Retry.get_backoff_time`` clamps after adding the jitter:
+    """``urllib3/util/retry.py:Retry.get_backoff_time`` clamps after adding the jitter:
     ``min(backoff_max, factor * 2 ** (n - 1) + U(0, backoff_jitter))`` with factor 0.3,
     jitter 0.3 and ``backoff_max=0.3`` is 0.3 s for every client, so the herd is in lockstep
     although ``backoff_jitter`` is set."""
