@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 
 import pytest
+import requests
 from records import exchange, failure, rule
 
-from pytest_resilience import DEFAULT_FAILURES, ConfigurationError
+from pytest_resilience import DEFAULT_FAILURES, ConfigurationError, Resilience
 from pytest_resilience.assertions import (
     FailureSet,
+    ResilienceAssertionError,
     check_attempts,
     check_retry_after_honoured,
     failed,
@@ -189,3 +191,21 @@ def test_a_client_keeping_its_key_is_its_own_operation_beside_another_same_body(
 
 def _fields(e: Exchange) -> dict[str, object]:
     return {name: getattr(e, name) for name in Exchange.__slots__}  # type: ignore[attr-defined]
+
+
+def test_a_service_failure_set_reaches_its_verdicts_and_a_verdict_may_override_it(
+    resilience: Resilience,
+) -> None:
+    """A client that retries a standby's 412 (the rule of this API, not of HTTP)."""
+    replica = resilience.http_service("replica", failures={*DEFAULT_FAILURES, 412})
+    replica.respond(200, json={"ok": True})
+    replica.fail(412, count=2)
+    with requests.Session() as session:
+        for _ in range(3):
+            if session.post(f"{replica.url}/rows", json={"id": 1}).status_code != 412:
+                break
+
+    assert [e.status for e in replica.settled()] == [412, 412, 200]
+    replica.assert_attempts(min=3, max=3)
+    with pytest.raises(ResilienceAssertionError, match=r"made 1 attempts; .* at least 3"):
+        replica.assert_attempts(min=3, failures=DEFAULT_FAILURES)
