@@ -17,6 +17,7 @@ an outage                 assert_attempts(max=5)       10 attempts per charge
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -126,8 +127,13 @@ def test_the_incident_client_fails_every_check_the_fixed_one_passes(
             "E * replay: --resilience-seed=*",
         ]
     )
-    result.stdout.fnmatch_lines(
-        ["E * retry waits do not grow: *. A fixed interval keeps hammering*"]
+    # A fixed 50 ms interval in lockstep: caught outright, or, on a machine so loaded that
+    # its timing noise rivals the interval, failed as insufficient evidence (never passed).
+    assert re.search(
+        r"^E .*(retry waits do not grow: .*\. A fixed interval keeps hammering|"
+        r"InsufficientEvidence: insufficient evidence: )",
+        result.stdout.str(),
+        re.MULTILINE,
     )
     result.stdout.fnmatch_lines(
         ["E * side effect applied 2 times: POST /charges with the same body * under keys *"]

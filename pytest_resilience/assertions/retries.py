@@ -320,11 +320,10 @@ def _retries(ops: Sequence[Operation]) -> set[tuple[int, int]]:
 
 
 def _herd(ops: Sequence[Operation]) -> list[Operation]:
-    """The most operations that failed together: their first failures within the spread
-    that jitter of ``x0.8-1.0`` would give their first retries (a fifth of the median
-    first wait), so without jitter their retries come together too."""
+    """The most operations that failed together: their first failures within their median
+    first wait of each other, so that each had failed before the others retried."""
     ordered = sorted(ops, key=lambda op: answered_at(op.attempts[0]))
-    span = MIN_JITTER * statistics.median(op.waits[0] for op in ops)
+    span = statistics.median(op.waits[0] for op in ops)
     best: list[Operation] = []
     lo = 0
     for hi in range(len(ordered)):
@@ -348,7 +347,7 @@ def check_no_retry_storm(
     """Operations that failed together do not retry in lockstep.
 
     A storm is ``min_herd`` or more operations whose first failures came together (within
-    a fifth of their median first wait) and whose waits, retry by retry, are alike
+    their median first wait: each failed before the others retried) and whose waits, retry by retry, are alike
     beyond what jitter of at least ``x0.8-1.0`` would leave them (the "no jitter" test of
     :mod:`.timing`, false-alarm rate under 1 in 1,000).  The fleet is clear when the waits
     of the operations that retried lie further apart than the measured ``noise`` explains.  ``blind`` lists spans

@@ -58,7 +58,8 @@ async def fetch(url: str) -> dict[str, Any]:
     async with httpx.AsyncClient(timeout=2, verify=TLS) as client:
         reply = await client.get(f"{url}/stock/A1")
         reply.raise_for_status()
-        return reply.json()  # type: ignore[no-any-return]
+        data: dict[str, Any] = reply.json()
+        return data
 
 
 def guarded(breaker: aiobreaker.CircuitBreaker, url: str) -> Any:
@@ -66,9 +67,10 @@ def guarded(breaker: aiobreaker.CircuitBreaker, url: str) -> Any:
 
     async def call() -> dict[str, Any]:
         try:
-            return await breaker.call_async(fetch, url)
+            stock: dict[str, Any] = await breaker.call_async(fetch, url)
         except aiobreaker.CircuitBreakerError:
             return FALLBACK
+        return stock
 
     return call
 

@@ -52,8 +52,13 @@ import botocore.exceptions
 import pytest
 from botocore.configprovider import NEW_RETRIES_ENABLED
 
-import pytest_resilience
-from pytest_resilience import Exchange, HttpService, Resilience, ResilienceAssertionError
+from pytest_resilience import (
+    Exchange,
+    HttpService,
+    InsufficientEvidence,
+    Resilience,
+    ResilienceAssertionError,
+)
 
 THROTTLED = {
     "__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
@@ -70,7 +75,7 @@ HERD = 5
 def aws_error_code(exchange: Exchange) -> str | None:
     """The error code botocore reads from a JSON-protocol answer: ``__type`` after ``#``."""
     try:
-        body = json.loads(exchange.answer_body)  # type: ignore[attr-defined]
+        body = json.loads(exchange.answer_body)
     except (TypeError, ValueError):
         return None
     code = body.get("__type") if isinstance(body, dict) else None
@@ -91,17 +96,12 @@ FAILURES: tuple[int | Callable[[Exchange], bool], ...] = (500, 502, 503, 504, th
 statuses and ``ThrottledRetryableChecker``'s codes (here, DynamoDB's throttle)."""
 
 
-def insufficient_evidence() -> type[Exception]:
-    """The verdicts' "cannot decide" outcome (a subclass of ResilienceAssertionError)."""
-    return pytest_resilience.InsufficientEvidence  # type: ignore[attr-defined,no-any-return]
-
-
 def no_claim(verdict: Callable[..., None], *args: Any, **kwargs: Any) -> str:
     """Run ``verdict``: it may pass or say it cannot decide, but it may not break a rule."""
     __tracebackhide__ = True
     try:
         verdict(*args, **kwargs)
-    except insufficient_evidence():
+    except InsufficientEvidence:
         return "insufficient"
     return "passed"
 
@@ -295,7 +295,7 @@ def test_legacy_dynamodb_retries_in_lockstep_and_is_called_a_storm(
     dynamodb.assert_backoff(jitter=False, min_factor=1.5, failures=FAILURES)
     with pytest.raises(ResilienceAssertionError, match=r"(?i)jitter") as raised:
         dynamodb.assert_backoff(jitter=True, failures=FAILURES)
-    assert not isinstance(raised.value, insufficient_evidence()), str(raised.value)
+    assert not isinstance(raised.value, InsufficientEvidence), str(raised.value)
     with pytest.raises(ResilienceAssertionError, match=r"^retry storm") as raised:
         resilience.assert_no_retry_storm(dynamodb, failures=FAILURES)
-    assert not isinstance(raised.value, insufficient_evidence()), str(raised.value)
+    assert not isinstance(raised.value, InsufficientEvidence), str(raised.value)

@@ -67,7 +67,7 @@ def test_circuit_opens_after_three_failures_waits_and_recovers_on_one_probe(
     and ``reset()`` closes the circuit."""
     inventory.fail(503, count=3)
 
-    @circuit(
+    @circuit(  # type: ignore[untyped-decorator]
         failure_threshold=3,
         recovery_timeout=COOLDOWN,
         expected_exception=requests.RequestException,
@@ -121,7 +121,7 @@ def test_a_threshold_above_the_outage_never_opens(
     ``__call_failed`` never opens the circuit."""
     inventory.fail(503)
 
-    @circuit(failure_threshold=100, recovery_timeout=COOLDOWN, name=name())
+    @circuit(failure_threshold=100, recovery_timeout=COOLDOWN, name=name())  # type: ignore[untyped-decorator]
     def stock() -> dict[str, Any]:
         return fetch(inventory.url)
 

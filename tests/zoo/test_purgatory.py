@@ -54,7 +54,7 @@ def fetch(url: str) -> dict[str, Any]:
 def client(factory: SyncCircuitBreakerFactory, url: str) -> Any:
     """The client's call through the ``inventory`` circuit, the fallback while it is open."""
 
-    @factory("inventory")
+    @factory("inventory")  # type: ignore[untyped-decorator]
     def stock() -> dict[str, Any]:
         return fetch(url)
 
