@@ -366,6 +366,7 @@ class Resilience:
         cooldown: float,
         *,
         tolerance: float = 0.05,
+        failures: Iterable[Any] | None = None,
     ) -> None:
         """After ``after_failures`` consecutive failures, ``service`` heard nothing for
         ``cooldown`` s while the client kept being called; then one probe at a time."""
@@ -380,6 +381,7 @@ class Resilience:
             after_failures,
             cooldown,
             tolerance=tolerance,
+            failures=http._failures(failures),
         )
 
     # -- teardown -----------------------------------------------------------------

@@ -497,10 +497,22 @@ def test_breaker_without_enough_consecutive_failures_cannot_be_judged() -> None:
         "503",
         "503",
     ]
-    # Two in a row are there: the verdict judges (and finds the service called at 100 ms).
+    # Two in a row are there: the verdict judges, and finds the service called at 150 ms
+    # (the call at 100 ms began within the 50 ms tolerance of the failure at 52 ms).
     message = failure(check_breaker_opened, exchanges, calls, after_failures=2, cooldown=0.25)
     assert rule(message).startswith("breaker did not open: after 2 consecutive failures")
-    assert marked(message)[0] == ("100", "GET /stock", "")
+    assert marked(message)[0] == ("150", "GET /stock", "")
+
+
+def test_a_request_sent_before_the_opening_failure_reached_the_client_is_no_breach() -> None:
+    """Zoo (circuitbreaker, purgatory): a concurrent caller's request 10 ms after the
+    server sent the third failure left before the client's breaker counted it."""
+    exchanges, calls = breaker([(0.112, 503, 0.002), *HEALTHY])
+    check_breaker_opened(exchanges, calls, after_failures=3, cooldown=1.0)
+    message = failure(
+        check_breaker_opened, exchanges, calls, after_failures=3, cooldown=1.0, tolerance=0.005
+    )
+    assert rule(message).startswith("breaker did not open: after 3 consecutive failures")
 
 
 def test_breaker_that_hammers_after_a_failed_probe_fails() -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from .. import validate
 from ..http.records import Exchange
 from ..observe.records import IntentEvent
 from ..runs import Call
-from .operations import failed, status_text
+from .operations import FailureSet, status_text
 from .report import Row, fail
 
 
@@ -19,15 +20,18 @@ def check_breaker_opened(
     cooldown: float,
     *,
     tolerance: float = 0.05,
+    failures: Iterable[Any] | None = None,
     origin: float | None = None,
 ) -> None:
-    """After ``after_failures`` consecutive failures at the service, the client keeps being
-    called but the service hears nothing for ``cooldown`` seconds; then one probe at a time.
+    """After ``after_failures`` consecutive failures at the service (``failures``: its
+    failure set), the client keeps being called but the service hears nothing for
+    ``cooldown`` seconds; then one probe at a time.
     """
     __tracebackhide__ = True
     validate.count(after_failures, "after_failures", allow_none=False)
     validate.number(cooldown, "cooldown (seconds)", above=True)
     validate.seconds(tolerance, "tolerance")
+    failed = FailureSet(failures)
     ordered = sorted(exchanges, key=lambda e: e.started_at)
     start = (
         origin
@@ -78,7 +82,9 @@ def check_breaker_opened(
             rows(),
             start,
         )
-    after = [e for e in ordered[opened_index + 1 :] if e.started_at > opened_at]
+    # A request begun within ``tolerance`` of the failure that opens the breaker may have
+    # left before that answer reached the client (concurrent callers on a busy machine).
+    after = [e for e in ordered[opened_index + 1 :] if e.started_at > opened_at + tolerance]
     during = [c for c in calls if opened_at < c.started_at < opened_at + cooldown - tolerance]
     if not during:
         raise fail(
@@ -91,7 +97,7 @@ def check_breaker_opened(
         early = [
             i
             for i, e in enumerate(ordered)
-            if opened_at < e.started_at < opened_at + cooldown - tolerance
+            if opened_at + tolerance < e.started_at < opened_at + cooldown - tolerance
         ]
         raise fail(
             f"breaker did not open: after {after_failures} consecutive failures the service still "

@@ -17,7 +17,15 @@ from ..errors import ConfigurationError
 from ..http.records import Exchange
 from .operations import FailureSet, Grouping, Operation, answered_at, operations, status_text
 from .report import Row, fail, insufficient
-from .timing import ALPHA, MIN_JITTER, Judgement, Noise, judge_growth, judge_no_jitter
+from .timing import (
+    ALPHA,
+    MIN_JITTER,
+    Judgement,
+    Noise,
+    judge_growth,
+    judge_no_jitter,
+    judged,
+)
 
 Failures = Iterable[Any] | None
 """Statuses and predicates (exchange -> bool) that count as failed attempts; None: the default."""
@@ -189,12 +197,12 @@ def _measured(noise: Noise | Sequence[float]) -> Noise:
     return noise if isinstance(noise, Noise) else Noise(noise)
 
 
-def _spread(columns: Sequence[Sequence[float]]) -> str:
-    judged = [c for c in columns if len(c) >= 2 and max(c) > 0]
-    widest = max(((max(c) - min(c)) / max(c) for c in judged), default=0.0)
+def _spread(columns: Sequence[Sequence[float]], noise: Noise) -> str:
+    shown = judged(columns, noise)
+    widest = max(((max(c) - min(c)) / max(c) for c in shown), default=0.0)
     return (
-        f"at {len(judged)} retries the waits of {max(len(c) for c in judged)} operations lie "
-        f"within {widest * 100:.1f}% of each other"
+        f"at {len(shown)} retries the waits of {max((len(c) for c in shown), default=0)} "
+        f"operations lie within {widest * 100:.1f}% of each other"
     )
 
 
@@ -207,7 +215,7 @@ def _undecided_jitter(
             "after another): one operation's waits cannot show randomness; run it several times"
         )
     return (
-        f"{_spread(columns)}: too alike to rule out timing noise (p = {judgement.clear_p:.2g}; "
+        f"{_spread(columns, noise)}: too alike to rule out timing noise (p = {judgement.clear_p:.2g}; "
         f"{noise.describe()}) and too apart to rule out jitter (p = {judgement.claim_p:.2g}); "
         "use longer waits or more operations"
     )
@@ -302,7 +310,7 @@ def check_backoff(
     if jitter:
         if lockstep.outcome == "claim":
             raise fail(
-                f"retry waits carry no jitter: {_spread(columns)}, where jitter of at least "
+                f"retry waits carry no jitter: {_spread(columns, measured)}, where jitter of at least "
                 f"x{1 - MIN_JITTER:g}-1.0 would leave them this close with p = "
                 f"{lockstep.claim_p:.2g} (false-alarm rate {ALPHA:g}); clients that failed "
                 "together retry together.",
@@ -319,11 +327,14 @@ def _retries(ops: Sequence[Operation]) -> set[tuple[int, int]]:
     return {(i, j) for i, op in enumerate(ops) for j in range(1, len(op.attempts))}
 
 
-def _herd(ops: Sequence[Operation]) -> list[Operation]:
+def _herd(ops: Sequence[Operation], noise: Noise) -> list[Operation]:
     """The most operations that failed together: their first failures within their median
-    first wait of each other, so that each had failed before the others retried."""
+    first wait of each other (the first the client chose: above the noise), so that each
+    had failed before the others waited it out."""
     ordered = sorted(ops, key=lambda op: answered_at(op.attempts[0]))
-    span = statistics.median(op.waits[0] for op in ops)
+    columns = _columns(ops, None)
+    chosen = judged(columns, noise) or columns
+    span = statistics.median(chosen[0])
     best: list[Operation] = []
     lo = 0
     for hi in range(len(ordered)):
@@ -359,8 +370,8 @@ def check_no_retry_storm(
     ops = operations(exchanges, group, FailureSet(failures))
     retried = [op for op in ops if len(op.attempts) > 1]
     start = _origin(exchanges, origin)
-    herd = _herd(retried) if retried else []
     measured = _measured(noise)
+    herd = _herd(retried, measured) if retried else []
     judgement = judge_no_jitter(_columns(herd, None), measured) if len(herd) >= min_herd else None
     # Jitter shown among every operation that retried clears the fleet, herd or not.
     fleet = judge_no_jitter(_columns(retried, None), measured)
@@ -371,7 +382,7 @@ def check_no_retry_storm(
         raise fail(
             f"retry storm: {len(herd)} operations failed together (within "
             f"{(max(firsts) - min(firsts)) * 1000:.1f} ms) and retried in lockstep over "
-            f"{retries} retries: {_spread(_columns(herd, None))}, where jitter of at least "
+            f"{retries} retries: {_spread(_columns(herd, None), measured)}, where jitter of at least "
             f"x{1 - MIN_JITTER:g}-1.0 would leave them this close with p = "
             f"{judgement.claim_p:.2g} (false-alarm rate {ALPHA:g}); without jitter, clients "
             "that failed together retry together.",

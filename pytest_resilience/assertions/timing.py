@@ -144,12 +144,24 @@ def _decide(claim_p: float, clear_p: float, samples: int, alpha: float) -> Judge
     return Judgement("undecided", claim_p, clear_p, samples)
 
 
+NOISE_CEILING = 0.99
+"""Quantile of one wait's noise that a wait must pass to be a wait the client chose."""
+
+
+def judged(columns: Sequence[Sequence[float]], noise: Noise) -> list[Sequence[float]]:
+    """The columns of waits that carry evidence on jitter: two waits or more, one of them
+    above the noise of 99 in 100 waits.  A retry the client makes at once (urllib3's
+    first) shows no jitter to judge, only noise."""
+    ceiling = noise.quantile(NOISE_CEILING)
+    return [c for c in columns if len(c) >= 2 and max(c) > ceiling and max(c) > 0]
+
+
 def judge_no_jitter(
     columns: Sequence[Sequence[float]], noise: Noise, alpha: float = ALPHA
 ) -> Judgement:
     """Claim "no jitter" from waits at the same retry index (one column per index, one
     wait per operation); clear it when noise cannot explain their spread."""
-    columns = [c for c in columns if len(c) >= 2 and max(c) > 0]
+    columns = judged(columns, noise)
     claim = combined([alike_under_jitter(c) for c in columns]) if columns else 1.0
     clear = combined([noise.apart(c) for c in columns]) if columns else 1.0
     return _decide(claim, clear, sum(len(c) for c in columns), alpha)
@@ -169,7 +181,8 @@ def judge_growth(
     retry k all stay below ``M`` is then at most ``(M / range) ** n`` with full jitter
     (the least favourable), and with jitter under ``x0.8-1.0`` (``jitter_free``, shown
     by :func:`judge_no_jitter`) at most ``((M / range - 0.8) / 0.2) ** n``.  Growth is
-    clear when a later wait, less the noise, reaches ``factor`` times every first one.
+    clear when a later wait, less the noise of 99 in 100 waits, reaches ``factor`` times
+    every first one.
     """
     columns = [list(c) for c in columns if c]
     if len(columns) < 2:
@@ -186,5 +199,5 @@ def judge_growth(
         pvalues.append(min(1.0, max(ratio, 0.0)) ** len(column))
     claim = combined(pvalues) if pvalues else 1.0
     later = max(w for column in columns[1:] for w in column)
-    clear = 0.0 if later - noise_hi >= factor * max(columns[0]) else 1.0
+    clear = 0.0 if later - noise.quantile(NOISE_CEILING) >= factor * max(columns[0]) else 1.0
     return _decide(claim, clear, sum(len(c) for c in columns), alpha)
