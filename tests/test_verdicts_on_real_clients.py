@@ -397,6 +397,37 @@ def test_lockstep_clients_charging_the_same_body_are_told_apart_by_their_stable_
         resilience.assert_no_retry_storm(payments)
 
 
+def test_a_reconnect_storm_while_the_service_is_down_is_insufficient_evidence(
+    resilience: Resilience, payments: HttpService
+) -> None:
+    """Issue 10: clients reconnecting in lockstep while connections are refused leave no
+    HTTP record, and the storm verdict passed them.  It now says what it cannot see."""
+    outage = payments.down()
+    tries = [0] * 4
+
+    def client(order: int) -> int:
+        with requests.Session() as session:
+            while True:
+                try:
+                    return session.post(payments.url + CHARGES, json=charge(order)).status_code
+                except requests.ConnectionError:
+                    tries[order] += 1
+                    time.sleep(0.05)  # the policy under test: a fixed reconnect interval
+
+    with ThreadPoolExecutor(4) as pool:
+        results = [pool.submit(client, n) for n in range(4)]
+        wait_for(lambda: min(tries) >= 3, what="every client refused three times")
+        outage.heal()
+        assert [r.result(timeout=5) for r in results] == [201] * 4
+
+    settled(payments, 4)
+    with pytest.raises(
+        InsufficientEvidence,
+        match=r"attempts could leave no record \(down from t\+\d+ to t\+\d+ ms\)",
+    ):
+        resilience.assert_no_retry_storm(payments)
+
+
 def test_full_jitter_after_a_shared_outage_spreads_the_retries(
     resilience: Resilience, payments: HttpService
 ) -> None:
