@@ -117,14 +117,14 @@ class Resilience:
         *,
         idempotency_header: str = "Idempotency-Key",
         error: Any = None,
-        failures: Iterable[Any] | None = None,
+        failure_statuses: Iterable[Any] | None = None,
     ) -> HttpService:
         """An HTTP service behind Toxiproxy: a scripted stub, or a reverse proxy to ``forward_to``.
 
         ``idempotency_header`` names the header whose value groups a request's retries
         and makes the stub apply its side effect once.  ``error`` is the JSON body of
         fault answers that give none: data, or a function of the status returning data.
-        ``failures`` (statuses and predicates over an exchange) says which answers its
+        ``failure_statuses`` (statuses and predicates over an exchange) says which answers its
         verdicts count as failed attempts; by default ``DEFAULT_FAILURES``.
         """
         from . import validate
@@ -135,7 +135,7 @@ class Resilience:
 
         self._check_new(name)
         validate.header_name(idempotency_header, "idempotency_header")
-        failure_set = FailureSet(failures, "failures of http_service()")
+        failure_set = FailureSet(failure_statuses, "failure_statuses of http_service()")
         errors = error_body(error)
         target = parse_forward_to(forward_to) if forward_to is not None else None
         reach = self.session.reach_host
@@ -150,7 +150,7 @@ class Resilience:
                 HttpService,
                 layer=layer,
                 trace_heads=True,
-                failures=failure_set,
+                failure_statuses=failure_set,
                 noise=self._noise,
             )
         except BaseException:
@@ -289,7 +289,7 @@ class Resilience:
         *,
         min_herd: int = 3,
         group: Callable[[Exchange], Hashable] | None = None,
-        failures: Iterable[Any] | None = None,
+        failure_statuses: Iterable[Any] | None = None,
     ) -> None:
         """Operations on ``service`` that failed together did not retry in lockstep."""
         __tracebackhide__ = True
@@ -301,7 +301,7 @@ class Resilience:
             http.settled(),
             min_herd=min_herd,
             group=group,
-            failures=http._failures(failures),
+            failure_statuses=http._failures(failure_statuses),
             noise=self._noise.samples(),
             blind=self._blind(http.name),
         )
@@ -366,7 +366,7 @@ class Resilience:
         cooldown: float,
         *,
         tolerance: float = 0.05,
-        failures: Iterable[Any] | None = None,
+        failure_statuses: Iterable[Any] | None = None,
     ) -> None:
         """After ``after_failures`` consecutive failures, ``service`` heard nothing for
         ``cooldown`` s while the client kept being called; then one probe at a time."""
@@ -381,7 +381,7 @@ class Resilience:
             after_failures,
             cooldown,
             tolerance=tolerance,
-            failures=http._failures(failures),
+            failure_statuses=http._failures(failure_statuses),
         )
 
     # -- teardown -----------------------------------------------------------------

@@ -195,7 +195,7 @@ def raw_body(value: Any, what: str = "body") -> bytes:
     )
 
 
-def failures(value: Any, what: str = "failures") -> tuple[frozenset[int], tuple[Any, ...]]:
+def failures(value: Any, what: str = "failure_statuses") -> tuple[frozenset[int], tuple[Any, ...]]:
     """A failure set: HTTP statuses and predicates over an exchange, as (statuses, predicates)."""
     if isinstance(value, (str, bytes, int)) or callable(value):
         raise ConfigurationError(

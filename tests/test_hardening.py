@@ -361,8 +361,14 @@ VERDICT_ARGUMENTS: list[tuple[Callable[..., Any], str]] = [
     (lambda r, s, run: s.assert_backoff(jitter="yes"), r"jitter must be True or False"),
     (lambda r, s, run: s.assert_backoff(max_delay=math.nan), r"max_delay \(seconds\) must be"),
     (lambda r, s, run: s.assert_retry_after_honoured(tolerance=-1), r"tolerance must be a"),
-    (lambda r, s, run: s.assert_stable_idempotency_key(failures=503), r"failures takes a collect"),
-    (lambda r, s, run: s.assert_attempts(max=1, failures=["503"]), r"failures holds HTTP statuses"),
+    (
+        lambda r, s, run: s.assert_stable_idempotency_key(failure_statuses=503),
+        r"failure_statuses takes a collect",
+    ),
+    (
+        lambda r, s, run: s.assert_attempts(max=1, failure_statuses=["503"]),
+        r"failure_statuses holds HTTP statuses",
+    ),
     (lambda r, s, run: r.assert_no_retry_storm(s, min_herd=1), r"min_herd must be a whole number"),
     (lambda r, s, run: r.assert_amplification(s, run, max=-1), r"max \(requests per call\)"),
     (

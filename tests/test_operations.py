@@ -71,26 +71,26 @@ def test_a_predicate_makes_a_throttling_400_a_failed_attempt() -> None:
     timeline = [answered_throttled(0.0), answered_throttled(0.2), exchange(0.5, 200)]
     assert len(operations(timeline)) == 3  # by default a 400 ends its operation
     failures = FailureSet([*DEFAULT_FAILURES, throttled])
-    [op] = operations(timeline, failures=failures)
+    [op] = operations(timeline, failure_statuses=failures)
     assert len(op.attempts) == 3
-    check_attempts(timeline, max=3, failures=[*DEFAULT_FAILURES, throttled])
-    failure(check_attempts, timeline, max=2, failures=[*DEFAULT_FAILURES, throttled])
+    check_attempts(timeline, max=3, failure_statuses=[*DEFAULT_FAILURES, throttled])
+    failure(check_attempts, timeline, max=2, failure_statuses=[*DEFAULT_FAILURES, throttled])
 
 
 def test_a_status_in_the_set_makes_a_412_from_a_standby_a_failed_attempt() -> None:
     timeline = [exchange(0.0, 412), exchange(0.1, 412), exchange(0.3, 200)]
     assert len(operations(timeline)) == 3
-    assert len(operations(timeline, failures=FailureSet({*DEFAULT_FAILURES, 412}))) == 1
+    assert len(operations(timeline, failure_statuses=FailureSet({*DEFAULT_FAILURES, 412}))) == 1
 
 
 @pytest.mark.parametrize(
     ("rules", "message"),
     [
-        (503, "failures takes a collection of statuses and predicates"),
-        ("503", "failures takes a collection"),
-        ([503, "x"], "failures holds HTTP statuses (ints) and predicates"),
-        ([True], "failures holds HTTP statuses"),
-        ([700], "a status in failures must be an HTTP status from 100 to 599"),
+        (503, "failure_statuses takes a collection of statuses and predicates"),
+        ("503", "failure_statuses takes a collection"),
+        ([503, "x"], "failure_statuses holds HTTP statuses (ints) and predicates"),
+        ([True], "failure_statuses holds HTTP statuses"),
+        ([700], "a status in failure_statuses must be an HTTP status from 100 to 599"),
     ],
 )
 def test_a_bad_failure_set_is_one_sentence(rules: object, message: str) -> None:
@@ -103,7 +103,7 @@ def test_a_predicate_that_raises_is_named() -> None:
         raise KeyError("code")
 
     with pytest.raises(ConfigurationError, match=r"the failure predicate .*broken.* raised"):
-        operations([exchange(0.0, 400), exchange(0.1, 200)], failures=FailureSet([broken]))
+        operations([exchange(0.0, 400), exchange(0.1, 200)], failure_statuses=FailureSet([broken]))
 
 
 # -- identity from the wire -----------------------------------------------------------------
@@ -197,7 +197,7 @@ def test_a_service_failure_set_reaches_its_verdicts_and_a_verdict_may_override_i
     resilience: Resilience,
 ) -> None:
     """A client that retries a standby's 412 (the rule of this API, not of HTTP)."""
-    replica = resilience.http_service("replica", failures={*DEFAULT_FAILURES, 412})
+    replica = resilience.http_service("replica", failure_statuses={*DEFAULT_FAILURES, 412})
     replica.respond(200, json={"ok": True})
     replica.fail(412, count=2)
     with requests.Session() as session:
@@ -208,4 +208,4 @@ def test_a_service_failure_set_reaches_its_verdicts_and_a_verdict_may_override_i
     assert [e.status for e in replica.settled()] == [412, 412, 200]
     replica.assert_attempts(min=3, max=3)
     with pytest.raises(ResilienceAssertionError, match=r"made 1 attempts; .* at least 3"):
-        replica.assert_attempts(min=3, failures=DEFAULT_FAILURES)
+        replica.assert_attempts(min=3, failure_statuses=DEFAULT_FAILURES)

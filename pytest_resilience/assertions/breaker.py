@@ -20,10 +20,10 @@ def check_breaker_opened(
     cooldown: float,
     *,
     tolerance: float = 0.05,
-    failures: Iterable[Any] | None = None,
+    failure_statuses: Iterable[Any] | None = None,
     origin: float | None = None,
 ) -> None:
-    """After ``after_failures`` consecutive failures at the service (``failures``: its
+    """After ``after_failures`` consecutive failures at the service (``failure_statuses``: its
     failure set), the client keeps being called but the service hears nothing for
     ``cooldown`` seconds; then one probe at a time.
     """
@@ -31,7 +31,7 @@ def check_breaker_opened(
     validate.count(after_failures, "after_failures", allow_none=False)
     validate.number(cooldown, "cooldown (seconds)", above=True)
     validate.seconds(tolerance, "tolerance")
-    failed = FailureSet(failures)
+    is_failure = FailureSet(failure_statuses)
     ordered = sorted(exchanges, key=lambda e: e.started_at)
     start = (
         origin
@@ -70,7 +70,7 @@ def check_breaker_opened(
     opened_at: float | None = None
     opened_index = -1
     for index, exchange in enumerate(ordered):
-        streak = streak + 1 if failed(exchange) else 0
+        streak = streak + 1 if is_failure(exchange) else 0
         if streak >= after_failures:
             opened_at = exchange.ended_at if exchange.ended_at is not None else exchange.started_at
             opened_index = index
@@ -121,7 +121,7 @@ def check_breaker_opened(
                 rows(opened_at, set(burst)),
                 start,
             )
-        if not failed(probe):
+        if not is_failure(probe):
             return
         # A failed probe opens the breaker again, for another cooldown.
         reopened = probe_end

@@ -54,7 +54,7 @@ class FailureSet:
     statuses: frozenset[int]
     predicates: tuple[Callable[[Exchange], Any], ...]
 
-    def __init__(self, rules: Iterable[Any] | None = None, what: str = "failures") -> None:
+    def __init__(self, rules: Iterable[Any] | None = None, what: str = "failure_statuses") -> None:
         if rules is None:
             self.statuses, self.predicates = DEFAULT_FAILURES, ()
         elif isinstance(rules, FailureSet):
@@ -83,9 +83,9 @@ class FailureSet:
 DEFAULT = FailureSet()
 
 
-def failed(exchange: Exchange, failures: FailureSet = DEFAULT) -> bool:
-    """True when the attempt failed: no answer, a lost one, or one in ``failures``."""
-    return failures(exchange)
+def failed(exchange: Exchange, failure_statuses: FailureSet = DEFAULT) -> bool:
+    """True when the attempt failed: no answer, a lost one, or one in ``failure_statuses``."""
+    return failure_statuses(exchange)
 
 
 def attempt_number(exchange: Exchange) -> int | None:
@@ -141,7 +141,7 @@ def answered_at(exchange: Exchange) -> float:
 def operations(
     exchanges: Iterable[Exchange],
     group: Grouping | None = None,
-    failures: FailureSet = DEFAULT,
+    failure_statuses: FailureSet = DEFAULT,
 ) -> list[Operation]:
     """Exchanges grouped into operations, in the order their first attempts arrived."""
     ordered = sorted(exchanges, key=lambda e: e.started_at)
@@ -174,7 +174,7 @@ def operations(
             chain = (label, list(strand))
             chains.append(chain)
         last = chain[1][-1]
-        if failures(last) and not kept:
+        if failure_statuses(last) and not kept:
             open_chains.setdefault(last.fingerprint, []).append(chain)
     return [
         Operation(_label(label, attempts[0], n + 1), tuple(attempts))

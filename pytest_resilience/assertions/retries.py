@@ -70,7 +70,7 @@ def check_attempts(
     min: int | None = None,
     *,
     group: Grouping | None = None,
-    failures: Failures = None,
+    failure_statuses: Failures = None,
     origin: float | None = None,
 ) -> None:
     """Every operation made at most ``max`` and at least ``min`` attempts."""
@@ -79,7 +79,7 @@ def check_attempts(
     validate.bound(min, "min")
     if max is None and min is None:
         raise ConfigurationError("assert_attempts needs max= or min= (or both).")
-    ops = operations(exchanges, group, FailureSet(failures))
+    ops = operations(exchanges, group, FailureSet(failure_statuses))
     if min is not None and not ops:
         raise fail(
             f"expected operations with at least {min} attempts, but no request arrived.", [], 0.0
@@ -114,13 +114,13 @@ def check_retry_after_honoured(
     tolerance: float = 0.05,
     *,
     group: Grouping | None = None,
-    failures: Failures = None,
+    failure_statuses: Failures = None,
     origin: float | None = None,
 ) -> None:
     """No attempt came before the moment the previous answer's Retry-After allowed."""
     __tracebackhide__ = True
     validate.seconds(tolerance, "tolerance")
-    ops = operations(exchanges, group, FailureSet(failures))
+    ops = operations(exchanges, group, FailureSet(failure_statuses))
     allowed: dict[tuple[int, int], str] = {}
     flagged: set[tuple[int, int]] = set()
     first_breach: tuple[Operation, float, Exchange] | None = None
@@ -151,12 +151,12 @@ def check_stable_idempotency_key(
     exchanges: Sequence[Exchange],
     *,
     group: Grouping | None = None,
-    failures: Failures = None,
+    failure_statuses: Failures = None,
     origin: float | None = None,
 ) -> None:
     """Retries of one logical operation (same business identity, after a failure) reuse its key."""
     __tracebackhide__ = True
-    ops = operations(exchanges, group, FailureSet(failures))
+    ops = operations(exchanges, group, FailureSet(failure_statuses))
     broken = [op for op in ops if len(set(op.keys)) > 1]
     if broken:
         op = broken[0]
@@ -229,7 +229,7 @@ def check_backoff(
     *,
     tolerance: float = 0.02,
     group: Grouping | None = None,
-    failures: Failures = None,
+    failure_statuses: Failures = None,
     noise: Noise | Sequence[float] = (),
     origin: float | None = None,
 ) -> None:
@@ -251,7 +251,7 @@ def check_backoff(
     if max_delay is not None:
         validate.number(max_delay, "max_delay (seconds)", above=True)
     validate.seconds(tolerance, "tolerance")
-    all_ops = operations(exchanges, group, FailureSet(failures))
+    all_ops = operations(exchanges, group, FailureSet(failure_statuses))
     ops = [op for op in all_ops if len(op.attempts) > 1]
     start = _origin(exchanges, origin)
     if not ops:
@@ -350,7 +350,7 @@ def check_no_retry_storm(
     *,
     min_herd: int = 3,
     group: Grouping | None = None,
-    failures: Failures = None,
+    failure_statuses: Failures = None,
     noise: Noise | Sequence[float] = (),
     blind: Sequence[tuple[float, float, str]] = (),
     origin: float | None = None,
@@ -367,7 +367,7 @@ def check_no_retry_storm(
     """
     __tracebackhide__ = True
     validate.integer(min_herd, "min_herd", minimum=2)
-    ops = operations(exchanges, group, FailureSet(failures))
+    ops = operations(exchanges, group, FailureSet(failure_statuses))
     retried = [op for op in ops if len(op.attempts) > 1]
     start = _origin(exchanges, origin)
     measured = _measured(noise)

@@ -198,13 +198,13 @@ class HttpService(TcpService, _Scripting):
         upstream: str,
         *,
         layer: HttpLayer,
-        failures: FailureSet,
+        failure_statuses: FailureSet,
         noise: NoiseProbe,
         **kwargs: Any,
     ) -> None:
         super().__init__(name, upstream, **kwargs)
         self._layer = layer
-        self._failure_set = failures
+        self._failure_set = failure_statuses
         self._noise = noise
         self._script = layer.script
         self._service = self
@@ -341,9 +341,9 @@ class HttpService(TcpService, _Scripting):
                 exc.args = (f"{exc.args[0]}\nreplay: --resilience-seed={self._seed}",)
                 raise
 
-    def _failures(self, failures: Iterable[Any] | None) -> FailureSet:
-        """The failure set a verdict uses: its own ``failures=``, else the service's."""
-        return self._failure_set if failures is None else FailureSet(failures)
+    def _failures(self, failure_statuses: Iterable[Any] | None) -> FailureSet:
+        """The failure set a verdict uses: its own ``failure_statuses=``, else the service's."""
+        return self._failure_set if failure_statuses is None else FailureSet(failure_statuses)
 
     def assert_attempts(
         self,
@@ -351,7 +351,7 @@ class HttpService(TcpService, _Scripting):
         min: int | None = None,
         *,
         group: Grouping | None = None,
-        failures: Iterable[Any] | None = None,
+        failure_statuses: Iterable[Any] | None = None,
     ) -> None:
         """Each operation made between ``min`` and ``max`` attempts."""
         __tracebackhide__ = True
@@ -363,7 +363,7 @@ class HttpService(TcpService, _Scripting):
             max,
             min,
             group=group,
-            failures=self._failures(failures),
+            failure_statuses=self._failures(failure_statuses),
         )
 
     def assert_retry_after_honoured(
@@ -371,7 +371,7 @@ class HttpService(TcpService, _Scripting):
         tolerance: float = 0.05,
         *,
         group: Grouping | None = None,
-        failures: Iterable[Any] | None = None,
+        failure_statuses: Iterable[Any] | None = None,
     ) -> None:
         """No retry came before the Retry-After of the answer before it allowed."""
         __tracebackhide__ = True
@@ -382,7 +382,7 @@ class HttpService(TcpService, _Scripting):
             self.settled(),
             tolerance,
             group=group,
-            failures=self._failures(failures),
+            failure_statuses=self._failures(failure_statuses),
         )
 
     def assert_no_duplicate_side_effects(
@@ -395,7 +395,7 @@ class HttpService(TcpService, _Scripting):
         self._verdict(check_no_duplicate_side_effects, self.effects, key)
 
     def assert_stable_idempotency_key(
-        self, *, group: Grouping | None = None, failures: Iterable[Any] | None = None
+        self, *, group: Grouping | None = None, failure_statuses: Iterable[Any] | None = None
     ) -> None:
         """Retries of one logical operation reused its Idempotency-Key."""
         __tracebackhide__ = True
@@ -405,7 +405,7 @@ class HttpService(TcpService, _Scripting):
             check_stable_idempotency_key,
             self.settled(),
             group=group,
-            failures=self._failures(failures),
+            failure_statuses=self._failures(failure_statuses),
         )
 
     def assert_backoff(
@@ -416,7 +416,7 @@ class HttpService(TcpService, _Scripting):
         *,
         tolerance: float = 0.02,
         group: Grouping | None = None,
-        failures: Iterable[Any] | None = None,
+        failure_statuses: Iterable[Any] | None = None,
     ) -> None:
         """Retry waits grow (by ``min_factor``), carry jitter and stay under ``max_delay``;
         growth and jitter are statistical tests against the timing noise of this run."""
@@ -431,7 +431,7 @@ class HttpService(TcpService, _Scripting):
             max_delay,
             tolerance=tolerance,
             group=group,
-            failures=self._failures(failures),
+            failure_statuses=self._failures(failure_statuses),
             noise=self._noise.samples(),
         )
 

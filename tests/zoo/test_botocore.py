@@ -213,9 +213,9 @@ def test_standard_mode_retries_a_throttled_get_item_under_one_invocation_id(
     assert first.header("amz-sdk-invocation-id") == second.header("amz-sdk-invocation-id")
     assert first.header("amz-sdk-request") == "attempt=1"
     assert second.header("amz-sdk-request") == "attempt=2; max=3"
-    dynamodb.assert_attempts(min=2, max=2, failures=FAILURES)
+    dynamodb.assert_attempts(min=2, max=2, failure_statuses=FAILURES)
     with pytest.raises(ResilienceAssertionError, match=r"made 2 attempts"):
-        dynamodb.assert_attempts(max=1, failures=FAILURES)
+        dynamodb.assert_attempts(max=1, failure_statuses=FAILURES)
 
 
 def test_max_attempts_in_the_client_config_counts_retries(
@@ -235,9 +235,9 @@ def test_max_attempts_in_the_client_config_counts_retries(
         "attempt=1",
         "attempt=2; max=2",
     ]
-    dynamodb.assert_attempts(min=2, max=2, failures=FAILURES)
+    dynamodb.assert_attempts(min=2, max=2, failure_statuses=FAILURES)
     with pytest.raises(ResilienceAssertionError, match=r"each operation may make at most 1"):
-        dynamodb.assert_attempts(max=1, failures=FAILURES)
+        dynamodb.assert_attempts(max=1, failure_statuses=FAILURES)
 
 
 def test_standard_mode_fleet_is_bounded_grouped_by_invocation_and_fully_jittered(
@@ -265,9 +265,9 @@ def test_standard_mode_fleet_is_bounded_grouped_by_invocation_and_fully_jittered
             "attempt=2; max=3",
             "attempt=3; max=3",
         ]
-    dynamodb.assert_attempts(min=3, max=3, failures=FAILURES)
-    resilience.assert_no_retry_storm(dynamodb, failures=FAILURES)
-    no_claim(dynamodb.assert_backoff, jitter=True, max_delay=20, failures=FAILURES)
+    dynamodb.assert_attempts(min=3, max=3, failure_statuses=FAILURES)
+    resilience.assert_no_retry_storm(dynamodb, failure_statuses=FAILURES)
+    no_claim(dynamodb.assert_backoff, jitter=True, max_delay=20, failure_statuses=FAILURES)
 
 
 def test_legacy_dynamodb_retries_in_lockstep_and_is_called_a_storm(
@@ -291,11 +291,11 @@ def test_legacy_dynamodb_retries_in_lockstep_and_is_called_a_storm(
             "attempt=1",
             *(f"attempt={n}; max=6" for n in range(2, 7)),
         ]
-    dynamodb.assert_attempts(min=6, max=6, failures=FAILURES)
-    dynamodb.assert_backoff(jitter=False, min_factor=1.5, failures=FAILURES)
+    dynamodb.assert_attempts(min=6, max=6, failure_statuses=FAILURES)
+    dynamodb.assert_backoff(jitter=False, min_factor=1.5, failure_statuses=FAILURES)
     with pytest.raises(ResilienceAssertionError, match=r"(?i)jitter") as raised:
-        dynamodb.assert_backoff(jitter=True, failures=FAILURES)
+        dynamodb.assert_backoff(jitter=True, failure_statuses=FAILURES)
     assert not isinstance(raised.value, InsufficientEvidence), str(raised.value)
     with pytest.raises(ResilienceAssertionError, match=r"^retry storm") as raised:
-        resilience.assert_no_retry_storm(dynamodb, failures=FAILURES)
+        resilience.assert_no_retry_storm(dynamodb, failure_statuses=FAILURES)
     assert not isinstance(raised.value, InsufficientEvidence), str(raised.value)
