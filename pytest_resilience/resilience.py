@@ -323,7 +323,15 @@ class Resilience:
         spans.extend((event.at, now, event.kind) for event in applied.values())
         return spans
 
-    def assert_amplification(self, service: str | TcpService, run: Run, max: float) -> None:
+    def assert_amplification(
+        self,
+        service: str | TcpService,
+        run: Run,
+        max: float,
+        *,
+        group: Callable[[Exchange], Hashable] | None = None,
+        failure_statuses: Iterable[Any] | None = None,
+    ) -> None:
         """Requests that reached ``service`` per client call in ``run`` stay at most ``max``."""
         __tracebackhide__ = True
         from .assertions import check_amplification
@@ -333,7 +341,14 @@ class Resilience:
         if span is None:
             raise ConfigurationError("assert_amplification needs a run with at least one call.")
         exchanges = http.settled().between(*span)
-        http._verdict(check_amplification, exchanges, len(run.calls), max)
+        http._verdict(
+            check_amplification,
+            exchanges,
+            len(run.calls),
+            max,
+            group=group,
+            failure_statuses=http._failures(failure_statuses),
+        )
 
     def intent(self, service: str | TcpService) -> Intent:
         """Adapters for ``service``'s client libraries (tenacity, stamina, backoff, pybreaker)

@@ -16,8 +16,8 @@ operation of the same business identity
 ago: a client that honours a 600 s Retry-After still retries one operation.  What the
 client says of the attempt decides when it says it: an attempt counter at 0
 (``x-stainless-retry-count: 0``, ``amz-sdk-request: attempt=1``) starts a new
-operation; one above it (or ``grpc-previous-rpc-attempts``, sent on gRPC retries) is a
-retry.  Among several failed operations it could
+operation; one above it is a retry.  (gRPC's ``grpc-previous-rpc-attempts`` needs
+HTTP/2, which the HTTP layer does not speak.)  Among several failed operations it could
 retry, a request takes the one whose last attempt came on its own connection, else the
 one that failed first: concurrent keyless clients stay separate operations.  A success
 ends an operation.  ``group=`` (exchange -> hashable) groups otherwise.
@@ -90,10 +90,9 @@ def failed(exchange: Exchange, failure_statuses: FailureSet = DEFAULT) -> bool:
 
 def attempt_number(exchange: Exchange) -> int | None:
     """Which attempt the client says this is (0 for the first), if it says so."""
-    for name in ("x-stainless-retry-count", "grpc-previous-rpc-attempts"):
-        value = exchange.header(name)
-        if value is not None and value.strip().isdigit():
-            return int(value)
+    value = exchange.header("x-stainless-retry-count")
+    if value is not None and value.strip().isdigit():
+        return int(value)
     value = exchange.header("amz-sdk-request")
     if value is not None and (match := _AMZ_ATTEMPT.search(value)):
         return max(int(match.group(1)) - 1, 0)

@@ -22,9 +22,9 @@ from .timing import (
     MIN_JITTER,
     Judgement,
     Noise,
+    evident,
     judge_growth,
     judge_no_jitter,
-    judged,
 )
 
 Failures = Iterable[Any] | None
@@ -182,15 +182,16 @@ def check_stable_idempotency_key(
 
 
 def _columns(ops: Sequence[Operation], cap: float | None) -> list[list[float]]:
-    """The waits before each retry, by retry index (one per operation), below ``cap``."""
+    """The waits before each retry, by retry index (one per operation).  A retry at which
+    some wait reached ``cap`` is left empty: the cap flattens its draws, whether it applies
+    before or after the jitter, so neither growth nor jitter can be read there."""
     columns: list[list[float]] = []
     for op in ops:
         for k, wait in enumerate(op.waits):
-            if cap is None or wait < cap:
-                while len(columns) <= k:
-                    columns.append([])
-                columns[k].append(wait)
-    return columns
+            while len(columns) <= k:
+                columns.append([])
+            columns[k].append(wait)
+    return [[] if cap is not None and max(c) >= cap else c for c in columns]
 
 
 def _measured(noise: Noise | Sequence[float]) -> Noise:
@@ -198,7 +199,7 @@ def _measured(noise: Noise | Sequence[float]) -> Noise:
 
 
 def _spread(columns: Sequence[Sequence[float]], noise: Noise) -> str:
-    shown = judged(columns, noise)
+    shown = evident(columns, noise)
     widest = max(((max(c) - min(c)) / max(c) for c in shown), default=0.0)
     return (
         f"at {len(shown)} retries the waits of {max((len(c) for c in shown), default=0)} "
@@ -213,6 +214,11 @@ def _undecided_jitter(
         return (
             "jitter needs waits at the same retry in at least 2 operations (concurrent, or one "
             "after another): one operation's waits cannot show randomness; run it several times"
+        )
+    if not evident(columns, noise):
+        return (
+            "no retry was made after a wait longer than timing noise (at once, or under the "
+            f"cap), so no jitter can show ({noise.describe()}); use longer waits"
         )
     return (
         f"{_spread(columns, noise)}: too alike to rule out timing noise (p = {judgement.clear_p:.2g}; "
@@ -293,7 +299,7 @@ def check_backoff(
             raise fail(
                 f"retry waits do not grow: the longest wait after the first retry is "
                 f"{max(w for c in columns[1:] for w in c) * 1000:.0f} ms, against "
-                f"{max(columns[0]) * 1000:.0f} ms before the first; a backoff growing "
+                f"{max(columns[0]) * 1000:.0f} ms before the first; jitter-free waits growing "
                 f"{min_factor:g}x a retry would leave them this low with p = "
                 f"{growth.claim_p:.2g} (false-alarm rate {ALPHA:g}). A fixed interval keeps "
                 "hammering a struggling service.",
@@ -302,8 +308,11 @@ def check_backoff(
             )
         if growth.outcome == "undecided" and not capped:
             missing.append(
-                "growth needs a second retry below the cap"
-                if len(columns) < 2
+                "growth needs waits before a first and a later retry (below the cap, if any)"
+                if sum(1 for c in columns if c) < 2 or not columns[0]
+                else f"no later wait reaches {min_factor:g}x the first beyond timing noise, "
+                "and only waits shown free of jitter can rule growth out"
+                if lockstep.outcome != "claim"
                 else f"no later wait reaches {min_factor:g}x the first beyond timing noise, "
                 f"nor stays low enough to rule growth out (p = {growth.claim_p:.2g})"
             )
@@ -333,12 +342,15 @@ def _herd(ops: Sequence[Operation], noise: Noise) -> list[Operation]:
     had failed before the others waited it out."""
     ordered = sorted(ops, key=lambda op: answered_at(op.attempts[0]))
     columns = _columns(ops, None)
-    chosen = judged(columns, noise) or columns
-    span = statistics.median(chosen[0])
+    chosen = evident(columns, noise) or columns
+    span = max(statistics.median(chosen[0]), 0.0)
     best: list[Operation] = []
     lo = 0
     for hi in range(len(ordered)):
-        while answered_at(ordered[hi].attempts[0]) - answered_at(ordered[lo].attempts[0]) > span:
+        while (
+            lo < hi
+            and answered_at(ordered[hi].attempts[0]) - answered_at(ordered[lo].attempts[0]) > span
+        ):
             lo += 1
         if hi + 1 - lo > len(best):
             best = ordered[lo : hi + 1]
@@ -403,7 +415,7 @@ def check_no_retry_storm(
             "rate_limit, cut) or count connections"
         )
     if fleet.outcome == "clear":
-        pass
+        pass  # only the blind spans stand in the way
     elif judgement is None:
         reasons.append(
             f"a storm needs at least {min_herd} operations that failed together and retried; "
@@ -416,7 +428,13 @@ def check_no_retry_storm(
 
 
 def check_amplification(
-    exchanges: Sequence[Exchange], calls: int, max: float, *, origin: float | None = None
+    exchanges: Sequence[Exchange],
+    calls: int,
+    max: float,
+    *,
+    group: Grouping | None = None,
+    failure_statuses: Failures = None,
+    origin: float | None = None,
 ) -> None:
     """Requests that reached the service per call of the client stay at most ``max``."""
     __tracebackhide__ = True
@@ -425,7 +443,7 @@ def check_amplification(
         raise ConfigurationError("amplification needs a run with at least one call.")
     ratio = len(exchanges) / calls
     if ratio > max:
-        ops = operations(exchanges)
+        ops = operations(exchanges, group, FailureSet(failure_statuses))
         per_call = statistics.mean(len(op.attempts) for op in ops) if ops else 0
         raise fail(
             f"retry amplification {ratio:.2f}: the service received {len(exchanges)} requests for "

@@ -15,13 +15,13 @@ what the claim denies is accused at most once in 1,000 verdicts:
   jitter of ``x0.75-1.0`` is wider still, so its false-alarm rate is far below);
 - jitter shown: they lie further apart than the measured noise spreads equal waits
   (:meth:`Noise.apart`);
-- "does not grow": the later waits stay so far below ``factor ** k`` times the first
-  ones that even full jitter would rarely draw them (:func:`judge_growth`).
+- "does not grow": waits shown jitter-free stay so far below ``factor ** k`` times the
+  first ones that jitter of ``x0.8-1.0`` would rarely draw them (:func:`judge_growth`).
 
 Evidence from several retry indices is combined with Fisher's method (the exact tail of
 a product of independent p-values).  When neither side reaches ``ALPHA``, the verdict says
-the evidence is insufficient.  ``tests/test_timing_statistics.py`` proves the rates by
-seeded simulation over strategies, fleet sizes and noise levels.
+the evidence is insufficient.  ``tests/test_timing_verdicts.py`` proves the rates by
+seeded simulation over strategies, fleet sizes, wait lengths and noise levels.
 """
 
 from __future__ import annotations
@@ -59,17 +59,20 @@ def combined(pvalues: Sequence[float]) -> float:
     return min(1.0, x * sum(log**i / math.factorial(i) for i in range(len(ps))))
 
 
-def alike_under_jitter(waits: Sequence[float]) -> float:
+def alike_under_jitter(waits: Sequence[float], noise_hi: float = 0.0) -> float:
     """The chance that jitter of at least ``x0.8-1.0`` leaves ``waits`` this close.
 
-    The spread (max - min) / max of ``n`` waits ``D * u`` is at least the range of the
+    The spread (max - min) / D of ``n`` waits ``D * u + e`` is about the range of the
     ``u``, whose law for ``u`` uniform on ``[0.8, 1]`` is ``n t^(n-1) - (n-1) t^n`` at
-    ``t = spread / 0.2``; wider jitter and noise only spread the waits further.
+    ``t = spread / 0.2``; wider jitter and independent noise spread the waits further.
+    ``D`` is taken as the longest wait less ``noise_hi`` (a high quantile of one wait's
+    noise), so that noise lengthening every wait alike cannot make them look alike.
     """
-    n, top = len(waits), max(waits)
+    n = len(waits)
+    top = max(waits) - noise_hi
     if n < 2 or top <= 0:
         return 1.0
-    t = (top - min(waits)) / top / MIN_JITTER
+    t = (max(waits) - min(waits)) / top / MIN_JITTER
     return 1.0 if t >= 1 else n * t ** (n - 1) - (n - 1) * t**n
 
 
@@ -125,6 +128,12 @@ def _binomial_tail(n: int, q: float, k: int) -> float:
     return min(1.0, sum(math.comb(n, i) * q**i * (1 - q) ** (n - i) for i in range(k, n + 1)))
 
 
+NOISE_CEILING = 0.99
+"""Quantile of one wait's noise that a wait must pass to be a wait the client chose."""
+NOISE_BOUND = 0.999
+"""Quantile of one wait's noise taken as its most, where a wait is read net of noise."""
+
+
 @dataclass(frozen=True)
 class Judgement:
     outcome: Outcome
@@ -132,28 +141,22 @@ class Judgement:
     """Chance of evidence this strong for the claim if the claim were false."""
     clear_p: float
     """Chance of evidence this strong against the claim if the claim were true."""
-    samples: int
-    """Waits that carried evidence."""
 
 
-def _decide(claim_p: float, clear_p: float, samples: int, alpha: float) -> Judgement:
+def _decide(claim_p: float, clear_p: float, alpha: float) -> Judgement:
     if claim_p < alpha:
-        return Judgement("claim", claim_p, clear_p, samples)
+        return Judgement("claim", claim_p, clear_p)
     if clear_p < alpha:
-        return Judgement("clear", claim_p, clear_p, samples)
-    return Judgement("undecided", claim_p, clear_p, samples)
+        return Judgement("clear", claim_p, clear_p)
+    return Judgement("undecided", claim_p, clear_p)
 
 
-NOISE_CEILING = 0.99
-"""Quantile of one wait's noise that a wait must pass to be a wait the client chose."""
-
-
-def judged(columns: Sequence[Sequence[float]], noise: Noise) -> list[Sequence[float]]:
+def evident(columns: Sequence[Sequence[float]], noise: Noise) -> list[Sequence[float]]:
     """The columns of waits that carry evidence on jitter: two waits or more, one of them
     above the noise of 99 in 100 waits.  A retry the client makes at once (urllib3's
     first) shows no jitter to judge, only noise."""
     ceiling = noise.quantile(NOISE_CEILING)
-    return [c for c in columns if len(c) >= 2 and max(c) > ceiling and max(c) > 0]
+    return [c for c in columns if len(c) >= 2 and max(c) > max(ceiling, 0.0)]
 
 
 def judge_no_jitter(
@@ -161,10 +164,13 @@ def judge_no_jitter(
 ) -> Judgement:
     """Claim "no jitter" from waits at the same retry index (one column per index, one
     wait per operation); clear it when noise cannot explain their spread."""
-    columns = judged(columns, noise)
-    claim = combined([alike_under_jitter(c) for c in columns]) if columns else 1.0
-    clear = combined([noise.apart(c) for c in columns]) if columns else 1.0
-    return _decide(claim, clear, sum(len(c) for c in columns), alpha)
+    shown = evident(columns, noise)
+    if not shown:
+        return Judgement("undecided", 1.0, 1.0)
+    noise_hi = noise.quantile(NOISE_BOUND)
+    claim = combined([alike_under_jitter(c, noise_hi) for c in shown])
+    clear = combined([noise.apart(c) for c in shown])
+    return _decide(claim, clear, alpha)
 
 
 def judge_growth(
@@ -174,30 +180,28 @@ def judge_growth(
     jitter_free: bool,
     alpha: float = ALPHA,
 ) -> Judgement:
-    """Claim "the waits do not grow by ``factor`` a retry" from waits by retry index.
+    """Claim "the waits do not grow by ``factor`` a retry" from waits by retry index
+    (``columns[k]``: the waits before retry k+1; an empty column is not judged).
 
-    If they grew, the range of retry k would be at least ``factor ** k`` times the first,
-    itself at least the longest first wait less the noise; the chance that ``n`` waits of
-    retry k all stay below ``M`` is then at most ``(M / range) ** n`` with full jitter
-    (the least favourable), and with jitter under ``x0.8-1.0`` (``jitter_free``, shown
-    by :func:`judge_no_jitter`) at most ``((M / range - 0.8) / 0.2) ** n``.  Growth is
-    clear when a later wait, less the noise of 99 in 100 waits, reaches ``factor`` times
-    every first one.
+    The claim is made only of waits shown jitter-free (``jitter_free``: jitter under
+    ``x0.8-1.0``, by :func:`judge_no_jitter`): had they grown, the longest wait ``D_k``
+    the policy allows at retry k would be at least ``factor ** k`` times ``D_0``, itself
+    at least the longest first wait less the noise, and ``n`` waits ``D_k * u`` all
+    staying below ``M`` has a chance of at most ``((M / D_k - 0.8) / 0.2) ** n``.  (With
+    full jitter possible, few waits never rule growth out.)  Growth is clear when a later
+    wait, less the noise of 99 in 100 waits, reaches ``factor`` times every first one.
     """
-    columns = [list(c) for c in columns if c]
-    if len(columns) < 2:
-        return Judgement("undecided", 1.0, 1.0, sum(len(c) for c in columns))
-    noise_hi = noise.quantile(1 - alpha)
-    first = max(columns[0]) - noise_hi
+    judged = [(k, c) for k, c in enumerate(columns) if c]
+    if len(judged) < 2 or judged[0][0] != 0:
+        return Judgement("undecided", 1.0, 1.0)
+    first = max(judged[0][1]) - noise.quantile(NOISE_BOUND)
     pvalues = []
-    for k, column in enumerate(columns[1:], start=1):
-        if first <= 0:
-            break
-        ratio = max(column) / (first * factor**k)
-        if jitter_free:
-            ratio = (ratio - (1 - MIN_JITTER)) / MIN_JITTER
-        pvalues.append(min(1.0, max(ratio, 0.0)) ** len(column))
+    if jitter_free and first > 0:
+        for k, column in judged[1:]:
+            ratio = max(column) / (first * factor**k)
+            share = (ratio - (1 - MIN_JITTER)) / MIN_JITTER
+            pvalues.append(min(1.0, max(share, 0.0)) ** len(column))
     claim = combined(pvalues) if pvalues else 1.0
-    later = max(w for column in columns[1:] for w in column)
-    clear = 0.0 if later - noise.quantile(NOISE_CEILING) >= factor * max(columns[0]) else 1.0
-    return _decide(claim, clear, sum(len(c) for c in columns), alpha)
+    later = max(w for _, column in judged[1:] for w in column)
+    reached = later - noise.quantile(NOISE_CEILING) >= factor * max(judged[0][1])
+    return _decide(claim, 0.0 if reached else 1.0, alpha)

@@ -80,7 +80,7 @@ def record_of(res: Resilience) -> dict[str, Any]:
         }
         if isinstance(service, HttpService):
             exchanges = seen[name] = service.settled(timeout=0.2)
-            ops = operations(exchanges)
+            ops = operations(exchanges, failure_statuses=service._failure_set)
             label = {id(a): op.label for op in ops for a in op.attempts}
             effects = service.effects
             entry.update(
