@@ -93,6 +93,33 @@ def test_terminal_summary_tells_the_failing_test_story_first(
     assert section[6] == "1 more test(s) injected faults: 1 passed (-v lists them)."
 
 
+def test_a_verdict_without_enough_evidence_is_reported_undecided_not_broken(
+    pytester: pytest.Pytester, url: str
+) -> None:
+    pytester.makepyfile(
+        test_once="""
+        import requests
+
+        def test_one_call_cannot_show_jitter(resilience):
+            payments = resilience.http_service("payments")
+            payments.fail(503, count=2)
+            for _ in range(3):
+                if requests.post(payments.url + "/charges", json={"a": 1}).status_code < 500:
+                    break
+            payments.assert_backoff(min_factor=1.0)
+        """
+    )
+    result = pytester.runpytest(f"{OPTION_BACKEND}={url}")
+
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["E *.InsufficientEvidence: insufficient evidence: *"])
+    section = resilience_section(result.stdout.str())
+    assert section[3].startswith(
+        "  verdicts: assert_backoff on payments UNDECIDED: insufficient evidence: jitter needs "
+        "waits at the same retry in at least 2 operations"
+    ), section
+
+
 def test_verbose_summary_lists_the_passing_tests_too(checkout: pytest.Pytester, url: str) -> None:
     result = checkout.runpytest("-v", f"{OPTION_BACKEND}={url}")
 

@@ -130,6 +130,8 @@ def _verdict(verdict: dict[str, Any]) -> str:
     target = f" on {verdict['service']}" if verdict["service"] else ""
     if verdict["passed"]:
         return f"{verdict['name']}{target} held"
+    if verdict["message"].startswith("insufficient evidence:"):
+        return f"{verdict['name']}{target} UNDECIDED: {verdict['message']}"
     return f"{verdict['name']}{target} BROKE: {verdict['message']}"
 
 
