@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socketserver
 import threading
@@ -41,6 +42,18 @@ def echo_server() -> Iterator[EchoServer]:
     server.shutdown()
     server.server_close()
     thread.join()
+
+
+@pytest.fixture
+def seeded_jitter(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The global ``random``, from which retry libraries draw their jitter, seeded with the
+    test module's ``JITTER_SEED`` so that the draws replay; its state is restored after.
+
+    A module opts in with ``pytestmark = pytest.mark.usefixtures("seeded_jitter")``."""
+    state = random.getstate()
+    random.seed(request.module.JITTER_SEED)
+    yield
+    random.setstate(state)
 
 
 def pytest_configure(config: pytest.Config) -> None:

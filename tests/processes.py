@@ -9,13 +9,19 @@ from pathlib import Path
 from typing import Any
 
 
-def wait_for(condition: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    """Poll ``condition`` until it is truthy; fail after ``timeout`` seconds."""
+def wait_for(
+    condition: Callable[[], Any],
+    timeout: float = 20.0,
+    what: str = "condition",
+    interval: float = 0.02,
+) -> Any:
+    """Poll ``condition`` every ``interval`` seconds until it is truthy; fail after ``timeout``
+    seconds."""
     deadline = time.monotonic() + timeout
     while not (value := condition()):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)  # poll interval
+        time.sleep(interval)
     return value
 
 

@@ -10,7 +10,6 @@ global ``random``, seeded per test, so the draws replay.
 from __future__ import annotations
 
 import random
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,6 +23,8 @@ import pytest
 import requests
 import stamina
 import tenacity
+from processes import wait_for
+from real_clients import released_together, settled
 
 from pytest_resilience.assertions import InsufficientEvidence, ResilienceAssertionError
 from pytest_resilience.resilience import Resilience
@@ -45,6 +46,9 @@ together and waited alike, beyond what jitter would leave them."""
 HERD_BASE = 0.2
 """Seconds of the herds' first wait: long against a busy machine's timing noise (tens of
 ms under two CPU hogs), so that lockstep can be told from jitter."""
+pytestmark = pytest.mark.usefixtures("seeded_jitter")
+JITTER_SEED = 20261129
+"""tenacity, stamina and backoff draw their jitter from the global ``random``."""
 
 
 def charge(order: int) -> dict[str, Any]:
@@ -54,41 +58,6 @@ def charge(order: int) -> dict[str, Any]:
 
 def new_key() -> str:
     return uuid.uuid4().hex
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 3.0, what: str = "condition") -> Any:
-    """Poll ``condition`` until it is truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.005)  # poll interval
-    return value
-
-
-def settled(service: HttpService, count: int) -> list[Any]:
-    """The exchanges once ``count`` arrived and each knows whether its answer was delivered.
-
-    The verdicts tell a lost answer (a failure, so a retry belongs to its operation)
-    from one still in flight by ``delivered``, so they are run on settled records.
-    """
-
-    def ready() -> list[Any] | None:
-        exchanges = service.exchanges
-        if len(exchanges) >= count and all(e.delivered is not None for e in exchanges):
-            return exchanges
-        return None
-
-    return wait_for(ready, what=f"{count} exchanges with a known delivery")  # type: ignore[no-any-return]
-
-
-@pytest.fixture(autouse=True)
-def seeded_jitter() -> Iterator[None]:
-    """tenacity, stamina and backoff draw their jitter from the global ``random``."""
-    state = random.getstate()
-    random.seed(20261129)
-    yield
-    random.setstate(state)
 
 
 @pytest.fixture
@@ -311,18 +280,6 @@ def same_key_charge(
         return post_charge(session, url, order, key, timeout=TIMEOUT)
 
 
-def run_concurrently(clients: int, fn: Callable[[int], Any]) -> list[Any]:
-    """``fn(0..clients-1)`` on as many threads, released together (they failed together)."""
-    start = threading.Barrier(clients)
-
-    def go(n: int) -> Any:
-        start.wait(timeout=5)
-        return fn(n)
-
-    with ThreadPoolExecutor(clients) as pool:
-        return list(pool.map(go, range(clients)))
-
-
 # -- backoff: growth, jitter, storms ---------------------------------------------------------
 
 
@@ -358,7 +315,7 @@ def test_exponential_backoff_without_jitter_after_a_shared_outage_retries_in_loc
                 session, payments.url, order, jitter=False, base=HERD_BASE
             ).status_code
 
-    assert run_concurrently(5, client) == [201] * 5
+    assert released_together(5, client) == [201] * 5
 
     settled(payments, 20)
     with pytest.raises(ResilienceAssertionError, match=STORM):
@@ -386,7 +343,7 @@ def test_lockstep_clients_charging_the_same_body_are_told_apart_by_their_stable_
                 session, payments.url, 0, jitter=False, base=HERD_BASE
             ).status_code
 
-    assert run_concurrently(5, client) == [201] * 5
+    assert released_together(5, client) == [201] * 5
 
     settled(payments, 20)
     payments.assert_stable_idempotency_key()
@@ -416,7 +373,12 @@ def test_a_reconnect_storm_while_the_service_is_down_is_insufficient_evidence(
 
     with ThreadPoolExecutor(4) as pool:
         results = [pool.submit(client, n) for n in range(4)]
-        wait_for(lambda: min(tries) >= 3, what="every client refused three times")
+        wait_for(
+            lambda: min(tries) >= 3,
+            timeout=3.0,
+            interval=0.005,
+            what="every client refused three times",
+        )
         outage.heal()
         assert [r.result(timeout=5) for r in results] == [201] * 4
 
@@ -439,7 +401,7 @@ def test_full_jitter_after_a_shared_outage_spreads_the_retries(
                 session, payments.url, order, jitter=True, base=HERD_BASE
             ).status_code
 
-    assert run_concurrently(5, client) == [201] * 5
+    assert released_together(5, client) == [201] * 5
 
     settled(payments, 20)
     resilience.assert_no_retry_storm(payments)

@@ -32,6 +32,8 @@ import pytest
 
 from pytest_resilience import HttpService, Resilience, ResilienceAssertionError
 
+from .shop import FALLBACK, STOCK
+
 # aiobreaker stamps opened_at with datetime.utcnow(), deprecated from Python 3.12 on.
 pytestmark = pytest.mark.filterwarnings(
     "ignore:datetime.datetime.utcnow\\(\\) is deprecated:DeprecationWarning"
@@ -39,17 +41,8 @@ pytestmark = pytest.mark.filterwarnings(
 
 COOLDOWN = 0.5
 """The breakers' timeout_duration, in seconds."""
-FALLBACK = {"sku": "A1", "stock": None, "cached": True}
-STOCK = {"sku": "A1", "stock": 3}
 TLS = ssl.create_default_context()
 """Made once: each AsyncClient would otherwise build its own (some 30 ms of CPU a call)."""
-
-
-@pytest.fixture
-def inventory(resilience: Resilience) -> HttpService:
-    service = resilience.http_service("inventory")
-    service.respond(200, json=STOCK)
-    return service
 
 
 async def fetch(url: str) -> dict[str, Any]:

@@ -23,47 +23,22 @@ The clients sleep as their policies say (that is what is judged); the tests neve
 from __future__ import annotations
 
 import asyncio
-import itertools
-import random
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp_retry import ExponentialRetry, JitterRetry, ListRetry, RetryClient, RetryOptionsBase
+from real_clients import settled, waits
 
-from pytest_resilience import Exchange, HttpService, Resilience, ResilienceAssertionError
+from pytest_resilience import HttpService, Resilience, ResilienceAssertionError
 
-HERD = 5
-"""Clients that an outage fails together."""
+from .shop import HERD
 
-
-def wait_for(condition: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
-    """Poll ``condition`` until it is truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.005)  # poll interval
-    return value
-
-
-def settled(service: HttpService, count: int) -> list[Exchange]:
-    """The exchanges once ``count`` arrived and each knows whether its answer arrived."""
-
-    def ready() -> list[Exchange] | None:
-        exchanges = service.exchanges
-        if len(exchanges) >= count and all(e.delivered is not None for e in exchanges):
-            return list(exchanges)
-        return None
-
-    return wait_for(ready, what=f"{count} exchanges with a known delivery")  # type: ignore[no-any-return]
-
-
-def waits(attempts: list[Exchange]) -> list[float]:
-    """Seconds from each answer's last byte to the next attempt: the client's sleep."""
-    return [b.started_at - a.ended_at for a, b in itertools.pairwise(attempts)]  # type: ignore[operator]
+pytestmark = pytest.mark.usefixtures("seeded_jitter")
+JITTER_SEED = 20261202
+"""``aiohttp_retry/retry_options.py:JitterRetry.get_timeout`` draws its jitter from the global
+``random``."""
 
 
 async def status_of(
@@ -104,23 +79,6 @@ class RetryAfterRetry(ExponentialRetry):
         if asked is not None and asked.strip().isdigit():
             return float(asked)
         return super().get_timeout(attempt, response)
-
-
-@pytest.fixture(autouse=True)
-def seeded_jitter() -> Iterator[None]:
-    """``aiohttp_retry/retry_options.py:JitterRetry.get_timeout`` draws its jitter from the global
-    ``random``."""
-    state = random.getstate()
-    random.seed(20261202)
-    yield
-    random.setstate(state)
-
-
-@pytest.fixture
-def orders(resilience: Resilience) -> HttpService:
-    service = resilience.http_service("orders")
-    service.respond(200, json={"id": "o_1", "status": "paid"})
-    return service
 
 
 # -- Retry-After -----------------------------------------------------------------------------

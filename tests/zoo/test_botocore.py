@@ -41,9 +41,7 @@ sleep as their policies say (that is what is judged); the tests never sleep.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import boto3
@@ -51,6 +49,7 @@ import botocore.config
 import botocore.exceptions
 import pytest
 from botocore.configprovider import NEW_RETRIES_ENABLED
+from real_clients import released_together
 
 from pytest_resilience import (
     Exchange,
@@ -164,17 +163,14 @@ def get_item(ddb: Any) -> dict[str, Any]:
 def herd(clients: list[Any], call: Callable[[Any], Any]) -> list[Any]:
     """Call ``call`` on every client at once (released by a barrier); outcomes in order,
     an exception as itself.  Every thread is joined when the pool closes."""
-    gate = threading.Barrier(len(clients))
 
-    def one(ddb: Any) -> Any:
-        gate.wait(timeout=10)
+    def one(n: int) -> Any:
         try:
-            return call(ddb)
+            return call(clients[n])
         except botocore.exceptions.ClientError as error:
             return error
 
-    with ThreadPoolExecutor(max_workers=len(clients)) as pool:
-        return list(pool.map(one, clients))
+    return released_together(len(clients), one, timeout=10)
 
 
 def by_invocation(exchanges: list[Exchange]) -> dict[str, list[Exchange]]:

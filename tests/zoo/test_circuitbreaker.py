@@ -33,30 +33,16 @@ from circuitbreaker import STATE_CLOSED, CircuitBreaker, circuit
 
 from pytest_resilience import HttpService, Resilience, ResilienceAssertionError
 
+from .shop import FALLBACK, STOCK, get_stock
+
 COOLDOWN = 0.5
 """The breakers' recovery_timeout, in seconds."""
-FALLBACK = {"sku": "A1", "stock": None, "cached": True}
-STOCK = {"sku": "A1", "stock": 3}
 NAMES = itertools.count()
 
 
 def name() -> str:
     """A breaker name of its own: ``CircuitBreakerMonitor`` keeps every breaker by name."""
     return f"zoo-inventory-{next(NAMES)}"
-
-
-@pytest.fixture
-def inventory(resilience: Resilience) -> HttpService:
-    service = resilience.http_service("inventory")
-    service.respond(200, json=STOCK)
-    return service
-
-
-def fetch(url: str) -> dict[str, Any]:
-    """One GET on a connection of its own (calls may run on several threads)."""
-    reply = requests.get(f"{url}/stock/A1", timeout=2)
-    reply.raise_for_status()
-    return reply.json()  # type: ignore[no-any-return]
 
 
 def test_circuit_opens_after_three_failures_waits_and_recovers_on_one_probe(
@@ -75,7 +61,7 @@ def test_circuit_opens_after_three_failures_waits_and_recovers_on_one_probe(
         name=name(),
     )
     def stock() -> dict[str, Any]:
-        return fetch(inventory.url)
+        return get_stock(inventory.url)
 
     run = resilience.load(stock, duration=1.2, rate=20)
 
@@ -102,7 +88,7 @@ def test_a_breaker_counting_only_connection_errors_never_opens_on_503s(
         name=name(),
     )
 
-    run = resilience.load(lambda: breaker.call(fetch, inventory.url), duration=0.8, rate=20)
+    run = resilience.load(lambda: breaker.call(get_stock, inventory.url), duration=0.8, rate=20)
 
     assert breaker.state == STATE_CLOSED and breaker.failure_count == 0
     assert all(isinstance(e, requests.HTTPError) for e in run.errors)
@@ -123,7 +109,7 @@ def test_a_threshold_above_the_outage_never_opens(
 
     @circuit(failure_threshold=100, recovery_timeout=COOLDOWN, name=name())  # type: ignore[untyped-decorator]
     def stock() -> dict[str, Any]:
-        return fetch(inventory.url)
+        return get_stock(inventory.url)
 
     run = resilience.load(stock, duration=0.8, rate=20)
 
@@ -148,7 +134,7 @@ def test_half_open_lets_every_concurrent_caller_through(
         fallback_function=lambda: FALLBACK,
         name=name(),
     )
-    stock = breaker(lambda: fetch(inventory.url))
+    stock = breaker(lambda: get_stock(inventory.url))
 
     opening = resilience.drive(stock, calls=3)
     run = resilience.load(stock, duration=1.0, rate=40, concurrency=4)

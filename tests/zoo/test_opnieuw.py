@@ -15,66 +15,18 @@ The clients sleep as their policies say (that is what is judged); the tests neve
 
 from __future__ import annotations
 
-import random
-import threading
-import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
-
 import pytest
 import requests
 from opnieuw import retry
+from real_clients import released_together, settled
 
-from pytest_resilience import Exchange, HttpService, Resilience, ResilienceAssertionError
+from pytest_resilience import HttpService, Resilience, ResilienceAssertionError
 
-HERD = 5
-"""Clients that an outage fails together."""
+from .shop import HERD, get_or_raise
 
-
-def wait_for(condition: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
-    """Poll ``condition`` until it is truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.005)  # poll interval
-    return value
-
-
-def settled(service: HttpService, count: int) -> list[Exchange]:
-    """The exchanges once ``count`` arrived and each knows whether its answer arrived."""
-
-    def ready() -> list[Exchange] | None:
-        exchanges = service.exchanges
-        if len(exchanges) >= count and all(e.delivered is not None for e in exchanges):
-            return list(exchanges)
-        return None
-
-    return wait_for(ready, what=f"{count} exchanges with a known delivery")  # type: ignore[no-any-return]
-
-
-def fetch(session: requests.Session, url: str) -> requests.Response:
-    """One attempt: the answer, or ``requests.HTTPError`` for a 4xx/5xx."""
-    response = session.get(url, timeout=5)
-    response.raise_for_status()
-    return response
-
-
-@pytest.fixture(autouse=True)
-def seeded_jitter() -> Iterator[None]:
-    """``opnieuw/retries.py:BackoffCalculator.get_backoff`` draws from the global ``random``."""
-    state = random.getstate()
-    random.seed(20261202)
-    yield
-    random.setstate(state)
-
-
-@pytest.fixture
-def orders(resilience: Resilience) -> HttpService:
-    service = resilience.http_service("orders")
-    service.respond(200, json={"id": "o_1", "status": "paid"})
-    return service
+pytestmark = pytest.mark.usefixtures("seeded_jitter")
+JITTER_SEED = 20261202
+"""``opnieuw/retries.py:BackoffCalculator.get_backoff`` draws from the global ``random``."""
 
 
 def test_max_calls_total_bounds_an_outage(orders: HttpService) -> None:
@@ -85,7 +37,7 @@ def test_max_calls_total_bounds_an_outage(orders: HttpService) -> None:
         retry_on_exceptions=requests.HTTPError,
         max_calls_total=3,
         retry_window_after_first_call_in_seconds=1,
-    )(fetch)
+    )(get_or_raise)
 
     with requests.Session() as session, pytest.raises(requests.HTTPError, match="503"):
         patient(session, f"{orders.url}/orders/1")
@@ -102,7 +54,7 @@ def test_the_retry_after_of_a_429_is_not_waited(orders: HttpService) -> None:
         retry_on_exceptions=requests.HTTPError,
         max_calls_total=4,
         retry_window_after_first_call_in_seconds=3,
-    )(fetch)
+    )(get_or_raise)
 
     with requests.Session() as session:
         assert patient(session, f"{orders.url}/orders/1").status_code == 200
@@ -121,7 +73,6 @@ def test_a_herd_with_full_jitter_spreads_out(resilience: Resilience, orders: Htt
     makes its 4 calls)."""
     for n in range(HERD):
         orders.route("GET", f"/orders/{n}").fail(503, count=3)
-    start = threading.Barrier(HERD)
 
     @retry(
         retry_on_exceptions=requests.HTTPError,
@@ -129,15 +80,13 @@ def test_a_herd_with_full_jitter_spreads_out(resilience: Resilience, orders: Htt
         retry_window_after_first_call_in_seconds=3,
     )
     def order(session: requests.Session, n: int) -> requests.Response:
-        return fetch(session, f"{orders.url}/orders/{n}")
+        return get_or_raise(session, f"{orders.url}/orders/{n}")
 
     def client(n: int) -> int:
         with requests.Session() as session:
-            start.wait(timeout=5)
             return int(order(session, n).status_code)
 
-    with ThreadPoolExecutor(HERD) as pool:  # the with block joins every thread
-        assert list(pool.map(client, range(HERD))) == [200] * HERD
+    assert released_together(HERD, client) == [200] * HERD
 
     settled(orders, 4 * HERD)
     orders.assert_attempts(min=4, max=4)

@@ -31,24 +31,10 @@ from purgatory.domain.model import OpenedState
 
 from pytest_resilience import HttpService, Resilience, ResilienceAssertionError
 
+from .shop import FALLBACK, STOCK, get_stock
+
 COOLDOWN = 0.5
 """The breakers' ttl, in seconds."""
-FALLBACK = {"sku": "A1", "stock": None, "cached": True}
-STOCK = {"sku": "A1", "stock": 3}
-
-
-@pytest.fixture
-def inventory(resilience: Resilience) -> HttpService:
-    service = resilience.http_service("inventory")
-    service.respond(200, json=STOCK)
-    return service
-
-
-def fetch(url: str) -> dict[str, Any]:
-    """One GET on a connection of its own."""
-    reply = requests.get(f"{url}/stock/A1", timeout=2)
-    reply.raise_for_status()
-    return reply.json()  # type: ignore[no-any-return]
 
 
 def client(factory: SyncCircuitBreakerFactory, url: str) -> Any:
@@ -56,7 +42,7 @@ def client(factory: SyncCircuitBreakerFactory, url: str) -> Any:
 
     @factory("inventory")  # type: ignore[untyped-decorator]
     def stock() -> dict[str, Any]:
-        return fetch(url)
+        return get_stock(url)
 
     def call() -> dict[str, Any]:
         try:

@@ -15,88 +15,31 @@ The clients sleep as their policies say (that is what is judged); the tests neve
 
 from __future__ import annotations
 
-import itertools
-import random
-import threading
-import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
-
 import pytest
 import redo
 import requests
+from real_clients import released_together, settled, waits
 
-from pytest_resilience import Exchange, HttpService, Resilience, ResilienceAssertionError
+from pytest_resilience import HttpService, Resilience, ResilienceAssertionError
 
-HERD = 5
-"""Clients that an outage fails together."""
+from .shop import HERD, get_or_raise
 
-
-def wait_for(condition: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
-    """Poll ``condition`` until it is truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.005)  # poll interval
-    return value
-
-
-def settled(service: HttpService, count: int) -> list[Exchange]:
-    """The exchanges once ``count`` arrived and each knows whether its answer arrived."""
-
-    def ready() -> list[Exchange] | None:
-        exchanges = service.exchanges
-        if len(exchanges) >= count and all(e.delivered is not None for e in exchanges):
-            return list(exchanges)
-        return None
-
-    return wait_for(ready, what=f"{count} exchanges with a known delivery")  # type: ignore[no-any-return]
-
-
-def waits(attempts: list[Exchange]) -> list[float]:
-    """Seconds from each answer's last byte to the next attempt: the client's sleep."""
-    return [b.started_at - a.ended_at for a, b in itertools.pairwise(attempts)]  # type: ignore[operator]
-
-
-def fetch(session: requests.Session, url: str) -> requests.Response:
-    """One attempt: the answer, or ``requests.HTTPError`` for a 4xx/5xx."""
-    response = session.get(url, timeout=5)
-    response.raise_for_status()
-    return response
+pytestmark = pytest.mark.usefixtures("seeded_jitter")
+JITTER_SEED = 20261202
+"""``redo/__init__.py:retrier`` draws its jitter from the global ``random``."""
 
 
 def herd(service: HttpService, **policy: float) -> list[int]:
     """HERD clients, each GETting its own order through ``redo.retry(**policy)``, released
     together; their final statuses."""
-    start = threading.Barrier(HERD)
 
     def client(n: int) -> int:
         with requests.Session() as session:
-            start.wait(timeout=5)
             url = f"{service.url}/orders/{n}"
-            response = redo.retry(fetch, args=(session, url), attempts=5, **policy)
+            response = redo.retry(get_or_raise, args=(session, url), attempts=5, **policy)
             return int(response.status_code)
 
-    with ThreadPoolExecutor(HERD) as pool:  # the with block joins every thread
-        return list(pool.map(client, range(HERD)))
-
-
-@pytest.fixture(autouse=True)
-def seeded_jitter() -> Iterator[None]:
-    """``redo/__init__.py:retrier`` draws its jitter from the global ``random``."""
-    state = random.getstate()
-    random.seed(20261202)
-    yield
-    random.setstate(state)
-
-
-@pytest.fixture
-def orders(resilience: Resilience) -> HttpService:
-    service = resilience.http_service("orders")
-    service.respond(200, json={"id": "o_1", "status": "paid"})
-    return service
+    return released_together(HERD, client)
 
 
 def test_attempts_bound_an_outage_and_the_last_error_is_raised(orders: HttpService) -> None:
@@ -106,7 +49,11 @@ def test_attempts_bound_an_outage_and_the_last_error_is_raised(orders: HttpServi
 
     with requests.Session() as session, pytest.raises(requests.HTTPError, match="503"):
         redo.retry(
-            fetch, args=(session, f"{orders.url}/orders/1"), attempts=3, sleeptime=0.05, jitter=0
+            get_or_raise,
+            args=(session, f"{orders.url}/orders/1"),
+            attempts=3,
+            sleeptime=0.05,
+            jitter=0,
         )
 
     settled(orders, 3)
@@ -122,7 +69,7 @@ def test_the_retry_after_of_a_429_is_not_waited(orders: HttpService) -> None:
 
     with requests.Session() as session:
         response = redo.retry(
-            fetch, args=(session, f"{orders.url}/orders/1"), sleeptime=0.2, jitter=0
+            get_or_raise, args=(session, f"{orders.url}/orders/1"), sleeptime=0.2, jitter=0
         )
 
     assert response.status_code == 200

@@ -31,58 +31,29 @@ The clients sleep as their policies say (that is what is judged); the tests neve
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import math
-import random
-import threading
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import pytest
 import requests
 import urllib3
+from real_clients import released_together, settled, waits
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 import pytest_resilience
-from pytest_resilience import Exchange, HttpService, Resilience, ResilienceAssertionError
+from pytest_resilience import HttpService, Resilience, ResilienceAssertionError
 
-HERD = 5
-"""Clients that an outage fails together."""
+from .shop import HERD
+
+pytestmark = pytest.mark.usefixtures("seeded_jitter")
+JITTER_SEED = 20261202
+"""``urllib3/util/retry.py:Retry.get_backoff_time`` draws its jitter from the global ``random``."""
 
 
 def insufficient_evidence() -> type[Exception]:
     """The verdicts' "cannot decide" outcome (a subclass of ResilienceAssertionError)."""
     return pytest_resilience.InsufficientEvidence
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
-    """Poll ``condition`` until it is truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.005)  # poll interval
-    return value
-
-
-def settled(service: HttpService, count: int) -> list[Exchange]:
-    """The exchanges once ``count`` arrived and each knows whether its answer arrived."""
-
-    def ready() -> list[Exchange] | None:
-        exchanges = service.exchanges
-        if len(exchanges) >= count and all(e.delivered is not None for e in exchanges):
-            return list(exchanges)
-        return None
-
-    return wait_for(ready, what=f"{count} exchanges with a known delivery")  # type: ignore[no-any-return]
-
-
-def waits(attempts: list[Exchange]) -> list[float]:
-    """Seconds from each answer's last byte to the next attempt: the client's sleep."""
-    return [b.started_at - a.ended_at for a, b in itertools.pairwise(attempts)]  # type: ignore[operator]
 
 
 def session_with(retry: Retry) -> requests.Session:
@@ -94,31 +65,12 @@ def session_with(retry: Retry) -> requests.Session:
 
 def herd(retry: Retry, service: HttpService) -> list[int]:
     """HERD clients, each GETting its own order, released together; their final statuses."""
-    start = threading.Barrier(HERD)
 
     def client(n: int) -> int:
         with session_with(retry) as session:
-            start.wait(timeout=5)
             return session.get(f"{service.url}/orders/{n}", timeout=5).status_code
 
-    with ThreadPoolExecutor(HERD) as pool:  # the with block joins every thread
-        return list(pool.map(client, range(HERD)))
-
-
-@pytest.fixture(autouse=True)
-def seeded_jitter() -> Iterator[None]:
-    """``urllib3/util/retry.py:Retry.get_backoff_time`` draws its jitter from the global ``random``."""
-    state = random.getstate()
-    random.seed(20261202)
-    yield
-    random.setstate(state)
-
-
-@pytest.fixture
-def orders(resilience: Resilience) -> HttpService:
-    service = resilience.http_service("orders")
-    service.respond(200, json={"id": "o_1", "status": "paid"})
-    return service
+    return released_together(HERD, client)
 
 
 # -- Retry-After -------------------------------------------------------------------------
