@@ -20,6 +20,7 @@ from .report import Row, fail, insufficient
 from .timing import (
     ALPHA,
     MIN_JITTER,
+    NOISE_CEILING,
     Judgement,
     Noise,
     evident,
@@ -338,11 +339,12 @@ def _retries(ops: Sequence[Operation]) -> set[tuple[int, int]]:
 
 def _herd(ops: Sequence[Operation], noise: Noise) -> list[Operation]:
     """The most operations that failed together: their first failures within their median
-    first wait of each other (the first the client chose: above the noise), so that each
-    had failed before the others waited it out."""
+    first wait of each other (the first wait the client chose: typically above the noise,
+    not urllib3's immediate first retry), so that each failed before the others waited."""
     ordered = sorted(ops, key=lambda op: answered_at(op.attempts[0]))
     columns = _columns(ops, None)
-    chosen = evident(columns, noise) or columns
+    ceiling = noise.quantile(NOISE_CEILING)
+    chosen = [c for c in columns if c and statistics.median(c) > ceiling] or columns
     span = max(statistics.median(chosen[0]), 0.0)
     best: list[Operation] = []
     lo = 0
