@@ -77,14 +77,21 @@ def alike_under_jitter(waits: Sequence[float], noise_hi: float = 0.0) -> float:
 
 
 class Noise:
-    """The timing noise measured in this run: delays in waking a sleeping thread."""
+    """The timing noise measured in this run: delays in waking a sleeping thread.
 
-    def __init__(self, samples: Sequence[float] = (), seed: int = 0) -> None:
+    ``samples`` are how late a thread woke from sleeps of ``period`` seconds.  A client
+    wakes at any moment, and lands in a long stall more often than the probe, which
+    records one sample however long the stall: each sample is weighted by the time it
+    covers (``period`` plus the delay), so a stall of a second counts as such.
+    """
+
+    def __init__(self, samples: Sequence[float] = (), seed: int = 0, period: float = 0.005) -> None:
         self.samples = tuple(max(s, 0.0) for s in samples)
         self.sums: list[float]
         if self.samples:
             rng = random.Random(seed)
-            flat = rng.choices(self.samples, k=HOPS * DRAWS)
+            weights = [period + s for s in self.samples]
+            flat = rng.choices(self.samples, weights=weights, k=HOPS * DRAWS)
             self.sums = sorted(math.fsum(chunk) for chunk in zip(*[iter(flat)] * HOPS, strict=True))
         else:
             self.sums = [0.0]
