@@ -343,7 +343,7 @@ def _herd(ops: Sequence[Operation], noise: Noise) -> list[Operation]:
     not urllib3's immediate first retry), so that each failed before the others waited."""
     ordered = sorted(ops, key=lambda op: answered_at(op.attempts[0]))
     columns = _columns(ops, None)
-    ceiling = noise.quantile(NOISE_CEILING)
+    ceiling = noise.quantile(NOISE_CEILING, steady=True)
     chosen = [c for c in columns if c and statistics.median(c) > ceiling] or columns
     span = max(statistics.median(chosen[0]), 0.0)
     best: list[Operation] = []

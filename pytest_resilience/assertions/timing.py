@@ -29,6 +29,7 @@ from __future__ import annotations
 import bisect
 import math
 import random
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -59,17 +60,18 @@ def combined(pvalues: Sequence[float]) -> float:
     return min(1.0, x * sum(log**i / math.factorial(i) for i in range(len(ps))))
 
 
-def alike_under_jitter(waits: Sequence[float], noise_hi: float = 0.0) -> float:
+def alike_under_jitter(waits: Sequence[float], floor: float = 0.0) -> float:
     """The chance that jitter of at least ``x0.8-1.0`` leaves ``waits`` this close.
 
     The spread (max - min) / D of ``n`` waits ``D * u + e`` is about the range of the
     ``u``, whose law for ``u`` uniform on ``[0.8, 1]`` is ``n t^(n-1) - (n-1) t^n`` at
     ``t = spread / 0.2``; wider jitter and independent noise spread the waits further.
-    ``D`` is taken as the longest wait less ``noise_hi`` (a high quantile of one wait's
-    noise), so that noise lengthening every wait alike cannot make them look alike.
+    ``D`` is taken as the longest wait less ``floor`` (a high quantile of the steady noise),
+    so that noise lengthening every wait alike cannot make them look alike; a stall
+    lengthening one wait widens their spread as much as their longest.
     """
     n = len(waits)
-    top = max(waits) - noise_hi
+    top = max(waits) - floor
     if n < 2 or top <= 0:
         return 1.0
     t = (max(waits) - min(waits)) / top / MIN_JITTER
@@ -79,26 +81,34 @@ def alike_under_jitter(waits: Sequence[float], noise_hi: float = 0.0) -> float:
 class Noise:
     """The timing noise measured in this run: delays in waking a sleeping thread.
 
-    ``samples`` are how late a thread woke from sleeps of ``period`` seconds.  A client
-    wakes at any moment, and lands in a long stall more often than the probe, which
-    records one sample however long the stall: each sample is weighted by the time it
-    covers (``period`` plus the delay), so a stall of a second counts as such.
+    ``samples`` are how late a thread woke from sleeps of ``period`` seconds.  One wait's
+    noise is modelled two ways, and the longer is taken: the sum of :data:`HOPS` wake-up
+    delays drawn alike (the *steady* noise of a busy machine), or one stall of the whole
+    process, drawn by the time it covers (``period`` plus the delay: a client waking at
+    any moment lands in a long stall as often as the stall lasts, though the probe records
+    it once, and a stall delays every thread at once, so it counts once a wait).
     """
 
     def __init__(self, samples: Sequence[float] = (), seed: int = 0, period: float = 0.005) -> None:
         self.samples = tuple(max(s, 0.0) for s in samples)
+        self.steady: list[float]
         self.sums: list[float]
         if self.samples:
             rng = random.Random(seed)
+            flat = rng.choices(self.samples, k=HOPS * DRAWS)
+            steady = [math.fsum(c) for c in zip(*[iter(flat)] * HOPS, strict=True)]
             weights = [period + s for s in self.samples]
-            flat = rng.choices(self.samples, weights=weights, k=HOPS * DRAWS)
-            self.sums = sorted(math.fsum(chunk) for chunk in zip(*[iter(flat)] * HOPS, strict=True))
+            stalls = rng.choices(self.samples, weights=weights, k=DRAWS)
+            self.steady = sorted(steady)
+            self.sums = sorted(map(max, steady, stalls))
         else:
-            self.sums = [0.0]
+            self.steady = self.sums = [0.0]
 
-    def quantile(self, q: float) -> float:
-        """The ``q`` quantile of one wait's noise (seconds)."""
-        return self.sums[min(int(q * len(self.sums)), len(self.sums) - 1)]
+    def quantile(self, q: float, steady: bool = False) -> float:
+        """The ``q`` quantile of one wait's noise (seconds); of its steady part alone
+        with ``steady`` (what lengthens every wait alike)."""
+        table = self.steady if steady else self.sums
+        return table[min(int(q * len(table)), len(table) - 1)]
 
     def tail(self, seconds: float) -> float:
         """The chance that one wait's noise is ``seconds`` or more: as measured, and never
@@ -159,11 +169,11 @@ def _decide(claim_p: float, clear_p: float, alpha: float) -> Judgement:
 
 
 def evident(columns: Sequence[Sequence[float]], noise: Noise) -> list[Sequence[float]]:
-    """The columns of waits that carry evidence on jitter: two waits or more, one of them
-    above the noise of 99 in 100 waits.  A retry the client makes at once (urllib3's
-    first) shows no jitter to judge, only noise."""
-    ceiling = noise.quantile(NOISE_CEILING)
-    return [c for c in columns if len(c) >= 2 and max(c) > max(ceiling, 0.0)]
+    """The columns of waits that carry evidence on jitter: two waits or more, typically
+    (their median) above the steady noise of 99 in 100 waits.  A retry the client makes at
+    once (urllib3's first) shows no jitter to judge, only noise."""
+    ceiling = max(noise.quantile(NOISE_CEILING, steady=True), 0.0)
+    return [c for c in columns if len(c) >= 2 and statistics.median(c) > ceiling]
 
 
 def judge_no_jitter(
@@ -174,8 +184,8 @@ def judge_no_jitter(
     shown = evident(columns, noise)
     if not shown:
         return Judgement("undecided", 1.0, 1.0)
-    noise_hi = noise.quantile(NOISE_BOUND)
-    claim = combined([alike_under_jitter(c, noise_hi) for c in shown])
+    floor = noise.quantile(NOISE_CEILING, steady=True)
+    claim = combined([alike_under_jitter(c, floor) for c in shown])
     clear = combined([noise.apart(c) for c in shown])
     return _decide(claim, clear, alpha)
 
