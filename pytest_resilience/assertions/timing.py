@@ -66,9 +66,10 @@ def alike_under_jitter(waits: Sequence[float], floor: float = 0.0) -> float:
     The spread (max - min) / D of ``n`` waits ``D * u + e`` is about the range of the
     ``u``, whose law for ``u`` uniform on ``[0.8, 1]`` is ``n t^(n-1) - (n-1) t^n`` at
     ``t = spread / 0.2``; wider jitter and independent noise spread the waits further.
-    ``D`` is taken as the longest wait less ``floor`` (a high quantile of the steady noise),
-    so that noise lengthening every wait alike cannot make them look alike; a stall
-    lengthening one wait widens their spread as much as their longest.
+    ``D`` is taken as the longest wait less ``floor`` (the median steady noise, more than
+    the least of the waits' noises, which is all they share), so that noise lengthening
+    every wait alike cannot make them look alike; noise lengthening some waits more than
+    others widens their spread as much as their longest.
     """
     n = len(waits)
     top = max(waits) - floor
@@ -83,7 +84,8 @@ class Noise:
 
     ``samples`` are how late a thread woke from sleeps of ``period`` seconds.  One wait's
     noise is modelled two ways, and the longer is taken: the sum of :data:`HOPS` wake-up
-    delays drawn alike (the *steady* noise of a busy machine), or one stall of the whole
+    delays drawn alike from all but the longest 1% (the *steady* noise of a busy
+    machine), or one stall of the whole
     process, drawn by the time it covers (``period`` plus the delay: a client waking at
     any moment lands in a long stall as often as the stall lasts, though the probe records
     it once, and a stall delays every thread at once, so it counts once a wait).
@@ -95,7 +97,10 @@ class Noise:
         self.sums: list[float]
         if self.samples:
             rng = random.Random(seed)
-            flat = rng.choices(self.samples, k=HOPS * DRAWS)
+            # Steady delays: all but the longest 1% of samples (those are stalls, drawn apart).
+            ordered = sorted(self.samples)
+            usual = ordered[: max(1, len(ordered) - len(ordered) // 100)]
+            flat = rng.choices(usual, k=HOPS * DRAWS)
             steady = [math.fsum(c) for c in zip(*[iter(flat)] * HOPS, strict=True)]
             weights = [period + s for s in self.samples]
             stalls = rng.choices(self.samples, weights=weights, k=DRAWS)
@@ -184,7 +189,7 @@ def judge_no_jitter(
     shown = evident(columns, noise)
     if not shown:
         return Judgement("undecided", 1.0, 1.0)
-    floor = noise.quantile(NOISE_CEILING, steady=True)
+    floor = noise.quantile(0.5, steady=True)
     claim = combined([alike_under_jitter(c, floor) for c in shown])
     clear = combined([noise.apart(c) for c in shown])
     return _decide(claim, clear, alpha)
