@@ -210,6 +210,17 @@ def test_a_cap_after_the_jitter_is_not_read_as_no_growth_or_no_jitter() -> None:
     assert found <= {"pass", "insufficient"}, found
 
 
+def test_a_retry_made_at_once_is_no_evidence_of_lockstep() -> None:
+    """Stress run (urllib3 2.7, Retry.get_backoff_time: no wait before the first retry,
+    then jitter): five clients' immediate first retries came 7 ms after their failures,
+    all alike, and a well-jittered herd was called a storm."""
+    rng = random.Random(10)
+    rows = [[0.007, 0.3 + rng.uniform(0, 0.6), 0.6 + rng.uniform(0, 0.6)] for _ in range(5)]
+    timeline = herd(rows, spread=0.0001)
+    assert outcome(check_no_retry_storm, timeline, noise=QUIET) == "pass"
+    assert outcome(check_backoff, timeline, noise=QUIET) in ("pass", "insufficient")
+
+
 def test_a_herd_grouped_by_the_user_with_overlapping_attempts_is_judged() -> None:
     """Review: a group= that puts overlapping attempts together made the first wait
     negative, and the herd search crashed with an IndexError."""

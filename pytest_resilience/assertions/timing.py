@@ -175,10 +175,20 @@ def _decide(claim_p: float, clear_p: float, alpha: float) -> Judgement:
 
 def evident(columns: Sequence[Sequence[float]], noise: Noise) -> list[Sequence[float]]:
     """The columns of waits that carry evidence on jitter: two waits or more, typically
-    (their median) above the steady noise of 99 in 100 waits.  A retry the client makes at
-    once (urllib3's first) shows no jitter to judge, only noise."""
+    (their median) above the steady noise of 99 in 100 waits, and not a retry made at once.
+
+    A retry the client makes at once (urllib3's first) shows no jitter to judge, only the
+    noise and the client's own work between attempts; it is told by its typical wait being
+    under :data:`MIN_JITTER` of the next retry's, shorter than any backoff that grows.
+    """
     ceiling = max(noise.quantile(NOISE_CEILING, steady=True), 0.0)
-    return [c for c in columns if len(c) >= 2 and statistics.median(c) > ceiling]
+    medians = [statistics.median(c) if c else 0.0 for c in columns]
+    kept = []
+    for k, column in enumerate(columns):
+        at_once = k + 1 < len(columns) and medians[k] < MIN_JITTER * medians[k + 1]
+        if len(column) >= 2 and medians[k] > ceiling and not at_once:
+            kept.append(column)
+    return kept
 
 
 def judge_no_jitter(
