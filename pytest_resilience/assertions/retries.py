@@ -372,12 +372,13 @@ def check_no_retry_storm(
     """Operations that failed together do not retry in lockstep.
 
     A storm is ``min_herd`` or more operations whose first failures came together (within
-    their median first wait: each failed before the others retried) and whose waits, retry by retry, are alike
-    beyond what jitter of at least ``x0.8-1.0`` would leave them (the "no jitter" test of
-    :mod:`.timing`, false-alarm rate under 1 in 1,000).  The fleet is clear when the waits
-    of the operations that retried lie further apart than the measured ``noise`` explains.  ``blind`` lists spans
-    (start, end, why) in which attempts could leave no HTTP record (connections refused or
-    swallowed): a fleet not caught outright is then insufficient evidence.
+    their median first wait: each failed before the others retried) and whose waits, retry
+    by retry, are alike beyond what jitter of at least ``x0.8-1.0`` would leave them (the
+    "no jitter" test of :mod:`.timing`, false-alarm rate under 1 in 1,000).  The fleet is
+    clear when the waits of the operations that retried lie further apart than the
+    measured ``noise`` explains.  ``blind`` lists spans (start, end, why) in which attempts
+    could leave no HTTP record (connections refused or swallowed): a fleet not caught
+    outright is then insufficient evidence.
     """
     __tracebackhide__ = True
     validate.integer(min_herd, "min_herd", minimum=2)
@@ -386,7 +387,8 @@ def check_no_retry_storm(
     start = _origin(exchanges, origin)
     measured = _measured(noise)
     herd = _herd(retried, measured) if retried else []
-    judgement = judge_no_jitter(_columns(herd, None), measured) if len(herd) >= min_herd else None
+    herd_columns = _columns(herd, None)
+    judgement = judge_no_jitter(herd_columns, measured) if len(herd) >= min_herd else None
     # Jitter shown among every operation that retried clears the fleet, herd or not.
     fleet = judge_no_jitter(_columns(retried, None), measured)
     if judgement is not None and judgement.outcome == "claim":
@@ -396,7 +398,7 @@ def check_no_retry_storm(
         raise fail(
             f"retry storm: {len(herd)} operations failed together (within "
             f"{(max(firsts) - min(firsts)) * 1000:.1f} ms) and retried in lockstep over "
-            f"{retries} retries: {_spread(_columns(herd, None), measured)}, where jitter of at least "
+            f"{retries} retries: {_spread(herd_columns, measured)}, where jitter of at least "
             f"x{1 - MIN_JITTER:g}-1.0 would leave them this close with p = "
             f"{judgement.claim_p:.2g} (false-alarm rate {ALPHA:g}); without jitter, clients "
             "that failed together retry together.",
@@ -416,17 +418,14 @@ def check_no_retry_storm(
             "is invisible to HTTP records; judge the fleet on a fault that answers (fail, "
             "rate_limit, cut) or count connections"
         )
-    if fleet.outcome == "clear":
-        pass  # only the blind spans stand in the way
-    elif judgement is None:
+    if fleet.outcome != "clear":  # when it is, only the blind spans stand in the way
         reasons.append(
             f"a storm needs at least {min_herd} operations that failed together and retried; "
             f"the largest such herd here has {len(herd)} ({len(retried)} operations retried)"
+            if judgement is None
+            else _undecided_jitter(judgement, herd_columns, measured)
         )
-    else:
-        reasons.append(_undecided_jitter(judgement, _columns(herd, None), measured))
-    if reasons:
-        raise insufficient("; ".join(reasons) + ".", _rows(ops), start)
+    raise insufficient("; ".join(reasons) + ".", _rows(ops), start)
 
 
 def check_amplification(

@@ -34,6 +34,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from ..observe.noise import PERIOD as PROBE_PERIOD
+
 ALPHA = 0.001
 """Largest chance of a false claim per verdict."""
 MIN_JITTER = 0.2
@@ -91,7 +93,9 @@ class Noise:
     it once, and a stall delays every thread at once, so it counts once a wait).
     """
 
-    def __init__(self, samples: Sequence[float] = (), seed: int = 0, period: float = 0.005) -> None:
+    def __init__(
+        self, samples: Sequence[float] = (), seed: int = 0, period: float = PROBE_PERIOD
+    ) -> None:
         self.samples = tuple(max(s, 0.0) for s in samples)
         self.steady: list[float]
         self.sums: list[float]
