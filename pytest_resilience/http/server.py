@@ -37,6 +37,8 @@ TOO_LARGE = (
 
 LINGER = 1.0
 """Seconds a refused connection is drained before it closes (as servers' lingering close)."""
+QUIET = 0.05
+"""Seconds without a byte from a refused client after which it is taken to be waiting."""
 
 _HOP_BY_HOP = {
     "connection",
@@ -438,11 +440,17 @@ def _declared_length(request: h11.Request) -> int:
 
 
 async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """End our side, then read and drop what the client still sends, for a while: closing
-    with unread data would reset the connection and could lose the answer just sent."""
+    """Read and drop what the client still sends until it pauses, then end our side and
+    drop the rest, for a while: closing with unread data would reset the connection and
+    could lose the answer just sent.  (Toxiproxy closes the client's connection when ours
+    ends, so the client's bytes must have passed through it before our end does.)"""
+    deadline = time.monotonic() + LINGER
+    with contextlib.suppress(OSError, asyncio.TimeoutError):
+        while (left := deadline - time.monotonic()) > 0:
+            if not await asyncio.wait_for(reader.read(65536), min(left, QUIET)):
+                return
     with contextlib.suppress(OSError, RuntimeError):
         writer.write_eof()
-    deadline = time.monotonic() + LINGER
     with contextlib.suppress(OSError, asyncio.TimeoutError):
         while (left := deadline - time.monotonic()) > 0:
             if not await asyncio.wait_for(reader.read(65536), left):
