@@ -328,13 +328,13 @@ def test_backoff_max_below_the_backoff_erases_the_jitter(
     resilience: Resilience, orders: HttpService
 ) -> None:
     """``urllib3/util/retry.py:Retry.get_backoff_time`` clamps after adding the jitter:
-    ``min(backoff_max, factor * 2 ** (n - 1) + U(0, backoff_jitter))`` with factor 0.3,
-    jitter 0.3 and ``backoff_max=0.3`` is 0.3 s for every client, so the herd is in lockstep
+    ``min(backoff_max, factor * 2 ** (n - 1) + U(0, backoff_jitter))`` with factor 0.6,
+    jitter 0.3 and ``backoff_max=0.6`` is 0.6 s for every client, so the herd is in lockstep
     although ``backoff_jitter`` is set."""
     for n in range(HERD):
         orders.route("GET", f"/orders/{n}").fail(503, count=3)
     retry = Retry(
-        total=3, status_forcelist={503}, backoff_factor=0.3, backoff_jitter=0.3, backoff_max=0.3
+        total=3, status_forcelist={503}, backoff_factor=0.6, backoff_jitter=0.3, backoff_max=0.6
     )
 
     assert herd(retry, orders) == [200] * HERD
