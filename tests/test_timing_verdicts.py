@@ -116,9 +116,16 @@ def test_a_single_operation_cannot_show_jitter() -> None:
     check_backoff(timeline, jitter=False, noise=QUIET)  # growth: 0.5 -> 2 s is clear
 
 
-def test_small_multiplicative_jitter_in_two_operations_passes() -> None:
+def test_small_multiplicative_jitter_is_never_called_jitter_free_and_six_operations_show_it() -> (
+    None
+):
+    """SDK-style ``x0.75-1.0`` jitter: two operations often lie within the ``x0.95-1.0``
+    that is not taken as jitter (insufficient evidence, never "no jitter"); six show it."""
     rng = random.Random(5)
-    timeline = herd([[0.5 * 2**k * rng.uniform(0.75, 1) for k in range(3)] for _ in range(2)])
+    for _ in range(20):
+        pair = herd([[0.5 * 2**k * rng.uniform(0.75, 1) for k in range(3)] for _ in range(2)])
+        assert outcome(check_backoff, pair, noise=QUIET) in ("pass", "insufficient")
+    timeline = herd([[0.5 * 2**k * rng.uniform(0.75, 1) for k in range(3)] for _ in range(6)])
     check_backoff(timeline, noise=QUIET)
 
 
@@ -219,6 +226,24 @@ def test_a_retry_made_at_once_is_no_evidence_of_lockstep() -> None:
     timeline = herd(rows, spread=0.0001)
     assert outcome(check_no_retry_storm, timeline, noise=QUIET) == "pass"
     assert outcome(check_backoff, timeline, noise=QUIET) in ("pass", "insufficient")
+
+
+def test_lockstep_clients_served_one_after_another_are_not_cleared() -> None:
+    """Stress run (3 urllib3 clients, ``Retry(backoff_factor=0.15)``: no jitter, waits 0,
+    0.3, 0.6 s by ``urllib3/util/retry.py:Retry.get_backoff_time``; embedded engine, two CPU
+    hogs): the waits came 301-305 and 601-609 ms while the noise probe's longest delay was
+    2.2 ms.  Clients woken together are served one after another, a spread the probe cannot
+    see; read against the probe alone, the herd was "shown jittered" (p = 1e-4) and, too
+    small for a storm claim, would have passed."""
+    probe = Noise([0.0002] * 170 + [0.0006, 0.0022], seed=11)
+    timeline = herd(
+        [[0.00377, 0.30123, 0.60477], [0.00375, 0.30516, 0.60872], [0.00374, 0.30338, 0.60123]]
+    )
+    assert outcome(check_no_retry_storm, timeline, noise=probe) in ("retry storm", "insufficient")
+    assert outcome(check_backoff, timeline, noise=probe) in (
+        "retry waits carry no jitter",
+        "insufficient",
+    )
 
 
 def test_a_herd_grouped_by_the_user_with_overlapping_attempts_is_judged() -> None:
@@ -339,16 +364,16 @@ def test_jittered_fleets_are_called_jitter_free_a_storm_or_not_growing_under_1_i
             if (claimed := [o for o in verdicts[verdict] if o not in ("pass", "insufficient")])
         }
         assert sum(map(len, claims.values())) <= 1, (verdict, claims)
-    # And the verdicts are not vacuous: fleets of 3 or more with waits long against the
-    # noise are cleared.
+    # And the verdicts are not vacuous: fleets of 5 or more with waits long against the
+    # noise are cleared (fleets of 3 often lie within the x0.95-1.0 not taken as jitter).
     for verdict in ("backoff", "storm"):
         judged = [
             o
             for (_, size, base, scale), v in tally.items()
-            if size >= 3 and base == 0.4 and scale <= 0.001
+            if size >= 5 and base == 0.4 and scale <= 0.001
             for o in v[verdict]
         ]
-        assert judged.count("pass") >= 0.9 * len(judged), verdict
+        assert judged.count("pass") >= 0.95 * len(judged), verdict
 
 
 def test_lockstep_herds_of_three_or_more_are_caught_and_never_cleared() -> None:
