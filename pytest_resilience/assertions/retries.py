@@ -21,6 +21,7 @@ from .timing import (
     ALPHA,
     MIN_JITTER,
     NOISE_CEILING,
+    SHOWN_JITTER,
     Judgement,
     Noise,
     evident,
@@ -222,7 +223,8 @@ def _undecided_jitter(
             f"cap), so no jitter can show ({noise.describe()}); use longer waits"
         )
     return (
-        f"{_spread(columns, noise)}: too alike to rule out timing noise (p = {judgement.clear_p:.2g}; "
+        f"{_spread(columns, noise)}: too alike to rule out timing noise and jitter under "
+        f"x{1 - SHOWN_JITTER:g}-1.0 (p = {judgement.clear_p:.2g}; "
         f"{noise.describe()}) and too apart to rule out jitter (p = {judgement.claim_p:.2g}); "
         "use longer waits or more operations"
     )

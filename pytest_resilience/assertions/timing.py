@@ -45,9 +45,10 @@ SHOWN_JITTER = 0.05
 the measured noise could leave are not taken as jitter (between it and :data:`MIN_JITTER`
 neither claim is made).  The noise probe, one sleeping thread, does not see the client's
 own work between an answer and its next request, which a busy machine stretches unevenly:
-under two CPU hogs, lockstep herds of 3-5 clients without jitter came up to 4 ms apart at
-waits of 0.3 s and 15 ms at 0.2 s while the probe's longest delay was 2-10 ms; read
-against the probe alone, a herd of 3 was "shown jittered" (p = 1e-4)."""
+under two CPU hogs, lockstep herds of 3-5 clients without jitter came 1-4% apart at waits
+of 0.3-1.2 s (7% once, at 0.22 s; what lies beyond the 5% must still beat the noise) while
+the probe's longest delay was 2-10 ms; read against the probe alone, a herd of 3 was
+"shown jittered" (p = 1e-4)."""
 HOPS = 4
 """Wake-ups between a client's decision and the record of its request (the client on the
 answer, its timer, the proxy, the HTTP layer): a wait's noise is the sum of this many
