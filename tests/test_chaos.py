@@ -71,6 +71,9 @@ def test_an_interrupted_run_leaves_nothing_behind(
             stdout=sink,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            # A terminal's Ctrl-C reaches a run whose SIGINT is live; a run started from a
+            # background job inherits it ignored, and would sit out the signal.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
     expected = 2 if workers[0] == "-n" else 1
     try:

@@ -49,16 +49,19 @@ def test_a_retry_after_longer_than_the_client_waits_ends_the_retries(
 def test_a_503_burst_is_retried_with_growing_jittered_backoff(
     resilience: Resilience, payments: HttpService, client: PaymentsClient, order: Order
 ) -> None:
-    """Four charges caught by the same burst each back off, each on its own schedule."""
+    """Six charges caught by the same burst each back off, each on its own schedule."""
     # The 503s go to whichever charge asks next, so one may draw more than its share.
-    client.policy = RetryPolicy(attempts=8, base=0.05, cap=0.4, timeout=0.5)
+    # Waits drawn below 150, 300, 400 ms: long enough to stand out of a busy machine's
+    # timing noise, in enough charges to show it (four charges with a 50 ms base left
+    # their jitter undecided under two CPU hogs).
+    client.policy = RetryPolicy(attempts=8, base=0.15, cap=0.4, timeout=0.5)
     client.breaker = CircuitBreaker(failures=20)  # the breaker is another test's subject
-    payments.route("POST", "/charges").fail(503, count=12)
+    payments.route("POST", "/charges").fail(503, count=18)
     run = resilience.load(
         lambda: client.charge(order.amount, order.currency, order.customer),
-        duration=0.04,
+        duration=0.06,
         rate=100,
-        concurrency=4,
+        concurrency=6,
     )
 
     run.assert_availability(min=1.0)
@@ -87,7 +90,10 @@ def test_reset_connections_are_retried_until_the_api_answers(
     payments: HttpService, client: PaymentsClient, order: Order
 ) -> None:
     # Full jitter may draw short waits; eight attempts outlast the 0.2 s of resets.
-    client.policy = RetryPolicy(attempts=8, base=0.05, cap=0.4, timeout=0.5)
+    # Waits drawn below 150, 300, 400 ms: long enough to stand out of a busy machine's
+    # timing noise, in enough charges to show it (four charges with a 50 ms base left
+    # their jitter undecided under two CPU hogs).
+    client.policy = RetryPolicy(attempts=8, base=0.15, cap=0.4, timeout=0.5)
     client.breaker = CircuitBreaker(failures=8)
 
     charge = client.charge(order.amount, order.currency, order.customer)
