@@ -201,7 +201,9 @@ def backoff_charge(
         backoff.expo,
         TRANSIENT,
         giveup=lambda exc: getattr(exc, "status", None) == 429,
-        factor=0.03,
+        # backoff/_wait_gen.py:expo yields 0.1 * 2 ** n up to CAP; full_jitter draws below
+        # it: waits long enough to stand out of a busy machine's noise.
+        factor=0.1,
         max_value=CAP,
         jitter=backoff.full_jitter,
         max_tries=5,
