@@ -116,9 +116,7 @@ def test_a_single_operation_cannot_show_jitter() -> None:
     check_backoff(timeline, jitter=False, noise=QUIET)  # growth: 0.5 -> 2 s is clear
 
 
-def test_small_multiplicative_jitter_is_never_called_jitter_free_and_six_operations_show_it() -> (
-    None
-):
+def test_small_multiplicative_jitter_is_never_called_jitter_free() -> None:
     """SDK-style ``x0.75-1.0`` jitter: two operations often lie within the ``x0.95-1.0``
     that is not taken as jitter (insufficient evidence, never "no jitter"); six show it."""
     rng = random.Random(5)

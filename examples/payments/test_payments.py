@@ -90,10 +90,7 @@ def test_reset_connections_are_retried_until_the_api_answers(
     payments: HttpService, client: PaymentsClient, order: Order
 ) -> None:
     # Full jitter may draw short waits; eight attempts outlast the 0.2 s of resets.
-    # Waits drawn below 150, 300, 400 ms: long enough to stand out of a busy machine's
-    # timing noise, in enough charges to show it (four charges with a 50 ms base left
-    # their jitter undecided under two CPU hogs).
-    client.policy = RetryPolicy(attempts=8, base=0.15, cap=0.4, timeout=0.5)
+    client.policy = RetryPolicy(attempts=8, base=0.05, cap=0.4, timeout=0.5)
     client.breaker = CircuitBreaker(failures=8)
 
     charge = client.charge(order.amount, order.currency, order.customer)
