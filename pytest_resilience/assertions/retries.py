@@ -248,8 +248,9 @@ def check_backoff(
       (after its start when no answer reached the client);
     - growth and jitter are statistical tests on the waits below the cap
       (:mod:`.timing`): "does not grow by ``min_factor``" and "no jitter" are each claimed
-      at a false-alarm rate under 1 in 1,000; growth is clear when a later wait, less the
-      noise, reaches ``min_factor`` times every first one; jitter is clear when waits at
+      at a false-alarm rate under 1 in 1,000; growth is clear when the later waits lie so
+      far above ``min_factor`` times the first ones that a client never growing by it would
+      leave them there under 1 in 1,000 times (:func:`.timing.outgrown`); jitter is clear when waits at
       the same retry of several operations lie further apart than the measured ``noise``
       (delays in seconds, or a :class:`Noise`) explains.  When the evidence decides
       neither way, :class:`InsufficientEvidence` says what would.
@@ -297,7 +298,7 @@ def check_backoff(
     missing: list[str] = []
     if min_factor > 1:
         capped = cap is not None and any(w >= cap for op in ops for w in op.waits[1:])
-        growth = judge_growth(columns, min_factor, measured, lockstep.outcome == "claim", ALPHA / 2)
+        growth = judge_growth(columns, min_factor, measured, ALPHA / 2)
         if growth.outcome == "claim":
             raise fail(
                 f"retry waits do not grow: the longest wait after the first retry is "
@@ -313,11 +314,15 @@ def check_backoff(
             missing.append(
                 "growth needs waits before a first and a later retry (below the cap, if any)"
                 if sum(1 for c in columns if c) < 2 or not columns[0]
-                else f"no later wait reaches {min_factor:g}x the first beyond timing noise, "
-                "and only waits shown free of jitter can rule growth out"
-                if lockstep.outcome != "claim"
-                else f"no later wait reaches {min_factor:g}x the first beyond timing noise, "
-                f"nor stays low enough to rule growth out (p = {growth.claim_p:.2g})"
+                else f"the later waits do not lie far enough above {min_factor:g}x the first "
+                f"ones to rule out a client that never grows (p = {growth.clear_p:.2g}): with "
+                f"jitter possible, {len(columns[0])} first wait(s) may all be low draws, so "
+                "growth shows in more operations (about 10 with full jitter) or more retries"
+                + (
+                    ""
+                    if growth.claim_p == 1.0
+                    else f"; nor low enough to rule growth out (p = {growth.claim_p:.2g})"
+                )
             )
     if jitter:
         if lockstep.outcome == "claim":

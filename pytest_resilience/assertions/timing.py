@@ -71,12 +71,15 @@ def combined(pvalues: Sequence[float]) -> float:
     return min(1.0, x * sum(log**i / math.factorial(i) for i in range(len(ps))))
 
 
-def alike_under_jitter(waits: Sequence[float], floor: float = 0.0) -> float:
-    """The chance that jitter of at least ``x0.8-1.0`` leaves ``waits`` this close.
+def alike_under_jitter(
+    waits: Sequence[float], floor: float = 0.0, jitter: float = MIN_JITTER
+) -> float:
+    """The chance that jitter of at least ``jitter`` (``x0.8-1.0`` unless told) leaves
+    ``waits`` this close.
 
     The spread (max - min) / D of ``n`` waits ``D * u + e`` is about the range of the
-    ``u``, whose law for ``u`` uniform on ``[0.8, 1]`` is ``n t^(n-1) - (n-1) t^n`` at
-    ``t = spread / 0.2``; wider jitter and independent noise spread the waits further.
+    ``u``, whose law for ``u`` uniform on ``[1 - jitter, 1]`` is ``n t^(n-1) - (n-1) t^n``
+    at ``t = spread / jitter``; wider jitter and independent noise spread the waits further.
     ``D`` is taken as the longest wait less ``floor`` (the median steady noise, more than
     the least of the waits' noises, which is all they share), so that noise lengthening
     every wait alike cannot make them look alike; noise lengthening some waits more than
@@ -86,7 +89,7 @@ def alike_under_jitter(waits: Sequence[float], floor: float = 0.0) -> float:
     top = max(waits) - floor
     if n < 2 or top <= 0:
         return 1.0
-    t = (max(waits) - min(waits)) / top / MIN_JITTER
+    t = (max(waits) - min(waits)) / top / jitter
     return 1.0 if t >= 1 else n * t ** (n - 1) - (n - 1) * t**n
 
 
@@ -164,7 +167,18 @@ class Noise:
 
 def _binomial_tail(n: int, q: float, k: int) -> float:
     """P(Binomial(n, q) >= k)."""
-    return min(1.0, sum(math.comb(n, i) * q**i * (1 - q) ** (n - i) for i in range(k, n + 1)))
+    if k <= 0 or q >= 1:
+        return 1.0
+    if k > n or q <= 0:
+        return 0.0
+    term = math.comb(n, k) * q**k * (1 - q) ** (n - k)
+    total = 0.0
+    for i in range(k, n + 1):
+        total += term
+        if i > n * q and term <= total * 1e-16:  # past the mode the terms only shrink
+            break
+        term *= (n - i) / (i + 1) * q / (1 - q)
+    return min(1.0, total)
 
 
 NOISE_CEILING = 0.99
@@ -222,35 +236,116 @@ def judge_no_jitter(
     return _decide(claim, clear, alpha)
 
 
+def jitter_bound(columns: Sequence[Sequence[float]], noise: Noise, level: float) -> float:
+    """The widest jitter (a share of the wait) that the waits at each retry index leave
+    likely: jitter wider than this would spread them further than they lie, with a chance
+    under ``level`` (:func:`alike_under_jitter` at that width).  1 (full jitter) when the
+    columns cannot rule any jitter out."""
+    shown = evident(columns, noise)
+    floor = noise.quantile(0.5, steady=True)
+
+    def alike(width: float) -> float:
+        return combined([alike_under_jitter(c, floor, width) for c in shown])
+
+    if not shown or alike(1.0) >= level:
+        return 1.0
+    narrow, wide = 0.0, 1.0  # alike() falls as the width grows: >= level at narrow, < at wide
+    for _ in range(30):
+        middle = (narrow + wide) / 2
+        narrow, wide = (middle, wide) if alike(middle) >= level else (narrow, middle)
+    return wide
+
+
+RANKS = (1, 2, 4, 8, 16, 32)
+"""The k tried as evidence of growth: the k-th longest later wait (a few, spread out, so
+that the Bonferroni factor stays small)."""
+GRID = 400
+"""Steps of the sum that bounds an integral over the longest first wait's jitter draw."""
+
+
+def outgrown(
+    first: Sequence[float], later: Sequence[float], factor: float, noise: Noise, jitter: float
+) -> float:
+    """An upper bound on the chance that a client whose waits never grow beyond ``factor``
+    times its first (``D_k <= factor * D_0``) leaves ``later`` waits this far above ``factor``
+    times the longest of the ``first`` ones, with jitter of at most ``jitter``.
+
+    With ``M`` the longest first wait and ``q`` the noise of 999 in 1,000 waits, the k-th
+    longest later wait reaching ``q + s * factor * M`` needs k later waits whose jitter draw
+    reaches ``s`` times the longest first draw ``V`` (``M >= D_0 * V``: noise only lengthens
+    it), or whose noise passes ``q`` (:meth:`Noise.tail`).  Given ``V`` that is a binomial
+    tail; it is summed over the law of ``V`` (the largest of ``len(first)`` draws on
+    ``[1 - jitter, 1]``) from above, and the least bound over the k tried (:data:`RANKS`)
+    is taken times their number (Bonferroni).  Only ``s > 1`` is evidence: jitter-free waits equal to
+    ``factor * M`` would reach it.  For ``s > 1`` the bound is largest at the widest
+    jitter allowed (checked by ``tests/test_timing_verdicts.py``), so ``jitter`` is an upper
+    bound on the client's, not a guess.
+    """
+    longest = max(first)
+    if longest <= 0 or not later:
+        return 1.0
+    q = noise.quantile(NOISE_BOUND)
+    unseen = noise.tail(math.nextafter(q, math.inf))  # noise beyond q: up to q, jitter must
+    ratios = sorted(((w - q) / (factor * longest) for w in later), reverse=True)
+    tried = [k for k in RANKS if k <= len(ratios)]
+    bounds = [
+        _beyond(len(first), len(later), ratios[k - 1], k, unseen, jitter)
+        for k in tried
+        if ratios[k - 1] > 1
+    ]
+    return min(1.0, min(bounds, default=1.0) * len(tried))
+
+
+def _beyond(n: int, trials: int, s: float, k: int, unseen: float, jitter: float) -> float:
+    """P(at least k of ``trials`` draws ``u`` reach ``s * V``, or their noise ``unseen``
+    odds), ``V`` the largest of ``n``, all uniform on ``[1 - jitter, 1]``: summed over
+    :data:`GRID` steps of ``V``, each step's chance times the summand at its low end (an
+    upper bound, as the summand falls as ``V`` grows)."""
+    total = 0.0
+    for i in range(GRID):
+        v = 1 - jitter + jitter * i / GRID
+        reach = min(max((1 - s * v) / jitter, 0.0), 1.0)
+        if reach == 0.0:  # from here on, noise alone: the rest of V's law at once
+            return total + (1 - (i / GRID) ** n) * _binomial_tail(trials, unseen, k)
+        step = ((i + 1) / GRID) ** n - (i / GRID) ** n
+        total += step * _binomial_tail(trials, min(1.0, reach + unseen), k)
+    return total
+
+
 def judge_growth(
     columns: Sequence[Sequence[float]],
     factor: float,
     noise: Noise,
-    jitter_free: bool,
     alpha: float = ALPHA,
 ) -> Judgement:
     """Claim "the waits do not grow by ``factor`` a retry" from waits by retry index
-    (``columns[k]``: the waits before retry k+1; an empty column is not judged).
+    (``columns[k]``: the waits before retry k+1; an empty column is not judged), or clear it.
 
-    The claim is made only of waits shown jitter-free (``jitter_free``: jitter under
-    ``x0.8-1.0``, by :func:`judge_no_jitter`): had they grown, the longest wait ``D_k``
-    the policy allows at retry k would be at least ``factor ** k`` times ``D_0``, itself
-    at least the longest first wait less the noise, and ``n`` waits ``D_k * u`` all
-    staying below ``M`` has a chance of at most ``((M / D_k - 0.8) / 0.2) ** n``.  (With
-    full jitter possible, few waits never rule growth out.)  Growth is clear when a later
-    wait, less the noise of 99 in 100 waits, reaches ``factor`` times every first one.
+    The client's jitter is first bounded from the waits (:func:`jitter_bound`, wrong at
+    most ``alpha / 2`` of the time); each side then spends the other ``alpha / 2``.  The claim is made only of waits shown jitter-free (under ``x0.8-1.0``):
+    had they grown, the longest wait ``D_k`` the policy allows at retry k would be at
+    least ``factor ** k`` times ``D_0``, itself at least the longest first wait less the
+    noise, and ``n`` waits ``D_k * u`` all staying below ``M`` has a chance of at most
+    ``((M / D_k - 0.8) / 0.2) ** n``.  (With full jitter possible, few waits never rule
+    growth out.)  Growth is clear when the later waits lie so far above ``factor`` times
+    the first ones that a client never growing by ``factor`` would rarely leave them there
+    (:func:`outgrown`); the base is the first retry unless it came at once (its typical
+    wait within the noise of 99 in 100 waits, as urllib3's does), then the second.
     """
     judged = [(k, c) for k, c in enumerate(columns) if c]
     if len(judged) < 2 or judged[0][0] != 0:
         return Judgement("undecided", 1.0, 1.0)
+    jitter = jitter_bound(columns, noise, alpha / 2)
     first = max(judged[0][1]) - noise.quantile(NOISE_BOUND)
     pvalues = []
-    if jitter_free and first > 0:
+    if jitter < MIN_JITTER and first > 0:
         for k, column in judged[1:]:
             ratio = max(column) / (first * factor**k)
             share = (ratio - (1 - MIN_JITTER)) / MIN_JITTER
             pvalues.append(min(1.0, max(share, 0.0)) ** len(column))
     claim = combined(pvalues) if pvalues else 1.0
-    later = max(w for _, column in judged[1:] for w in column)
-    reached = later - noise.quantile(NOISE_CEILING) >= factor * max(judged[0][1])
-    return _decide(claim, 0.0 if reached else 1.0, alpha)
+    at_once = statistics.median(judged[0][1]) <= noise.quantile(NOISE_CEILING, steady=True)
+    base = judged[1:] if at_once else judged
+    later = [w for _, column in base[1:] for w in column]
+    clear = outgrown(base[0][1], later, factor, noise, jitter) if later else 1.0
+    return _decide(claim, clear, alpha / 2)
