@@ -411,7 +411,9 @@ def test_full_jitter_after_a_shared_outage_spreads_the_retries(
 
     settled(payments, 20)
     resilience.assert_no_retry_storm(payments)
-    payments.assert_backoff(jitter=True)
+    # Growth is not judged: five first waits drawn with full jitter may all be low draws
+    # (timing.outgrown), so whether the client grows is insufficient evidence here.
+    payments.assert_backoff(jitter=True, min_factor=1)
     payments.assert_attempts(max=6)
 
 
@@ -479,16 +481,17 @@ def test_well_behaved_client_backs_off_with_jitter_under_the_cap(
     payments: HttpService, session: requests.Session, good_client: Callable[..., requests.Response]
 ) -> None:
     # Eight calls one after another: jitter shows across operations (one operation's waits
-    # cannot show it), beyond the timing noise of a busy machine; and with full jitter a
-    # later wait reaches 1.5x every first one only among enough operations (five left
-    # growth undecided in a clean-clone CI run).
+    # cannot show it), beyond the timing noise of a busy machine.  Growth is not judged:
+    # the cap (3x the first range) ends it at the second retry, and eight first waits that
+    # may be full-jitter draws may all be low ones (timing.outgrown: a client never growing
+    # cannot be ruled out; tests/test_timing_verdicts.py proves growth on larger fleets).
     for order in range(8):
         payments.fail(503, count=3)
         assert good_client(session, payments.url, order).status_code == 201
 
     settled(payments, 32)
     payments.assert_attempts(max=4)
-    payments.assert_backoff(max_delay=CAP)
+    payments.assert_backoff(max_delay=CAP, min_factor=1)
     payments.assert_retry_after_honoured()
     payments.assert_stable_idempotency_key()
     payments.assert_no_duplicate_side_effects()

@@ -56,7 +56,9 @@ async def test_a_503_burst_on_every_carrier_is_ridden_out_with_capped_jittered_b
 
     assert cheapest.carrier == min(CARRIERS, key=CARRIERS.__getitem__)
     shipping.assert_attempts(min=5, max=FAST.attempts)
-    shipping.assert_backoff(jitter=True, max_delay=FAST.cap)
+    # Growth is not judged: five first waits drawn with full jitter may all be low draws,
+    # so five quotes cannot rule out a client that never grows (about ten would).
+    shipping.assert_backoff(jitter=True, max_delay=FAST.cap, min_factor=1)
 
 
 async def test_a_carrier_that_stays_down_is_retried_a_bounded_number_of_times_and_left_out(

@@ -66,7 +66,9 @@ def test_a_503_burst_is_retried_with_growing_jittered_backoff(
 
     run.assert_availability(min=1.0)
     payments.assert_attempts(max=8)
-    payments.assert_backoff(jitter=True, max_delay=0.4)
+    # Growth is not judged: the cap stops it at 2.7x the first range, and six first waits
+    # drawn with full jitter may all be low draws, so a fixed range cannot be ruled out.
+    payments.assert_backoff(jitter=True, max_delay=0.4, min_factor=1)
     payments.assert_stable_idempotency_key()
     resilience.assert_no_retry_storm(payments)
 

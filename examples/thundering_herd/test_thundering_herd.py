@@ -56,6 +56,8 @@ async def test_full_jitter_spreads_the_herd_out(
 
     assert len(reservations) == WORKERS
     resilience.assert_no_retry_storm(inventory)
-    inventory.assert_backoff(jitter=True, max_delay=FULL_JITTER.cap)
+    # Growth is not judged: the cap stops it at 4x the first range, and eight first waits
+    # drawn with full jitter may all be low draws, so a fixed range cannot be ruled out.
+    inventory.assert_backoff(jitter=True, max_delay=FULL_JITTER.cap, min_factor=1)
     inventory.assert_attempts(max=FULL_JITTER.attempts)
     inventory.assert_no_duplicate_side_effects()

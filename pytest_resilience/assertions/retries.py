@@ -317,7 +317,8 @@ def check_backoff(
                 else f"the later waits do not lie far enough above {min_factor:g}x the first "
                 f"ones to rule out a client that never grows (p = {growth.clear_p:.2g}): with "
                 f"jitter possible, {len(columns[0])} first wait(s) may all be low draws, so "
-                "growth shows in more operations (about 10 with full jitter) or more retries"
+                "growth shows in more operations and retries (about 10 with 5 retries under full "
+                "jitter), or pass min_factor=1 to judge the cap and jitter alone"
                 + (
                     ""
                     if growth.claim_p == 1.0

@@ -228,4 +228,7 @@ def test_a_herd_with_jitter_retry_spreads_out(resilience: Resilience, orders: Ht
     settled(orders, 4 * HERD)
     orders.assert_attempts(min=4, max=4)
     resilience.assert_no_retry_storm(orders)
-    orders.assert_backoff(jitter=True)
+    # Growth is not judged: with jitter this wide possible, the herd's first waits may all
+    # be low draws, so a client that never grows cannot be ruled out (timing.outgrown;
+    # the sim in tests/test_timing_verdicts.py shows growth needing about 10 clients).
+    orders.assert_backoff(jitter=True, min_factor=1)

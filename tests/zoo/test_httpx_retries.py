@@ -188,7 +188,10 @@ def test_a_herd_with_the_default_full_jitter_spreads_out(
     settled(orders, 4 * HERD)
     orders.assert_attempts(min=4, max=4)
     resilience.assert_no_retry_storm(orders)
-    orders.assert_backoff(jitter=True, max_delay=1.2)
+    # Growth is not judged: with jitter this wide possible, the herd's first waits may all
+    # be low draws, so a client that never grows cannot be ruled out (timing.outgrown;
+    # the sim in tests/test_timing_verdicts.py shows growth needing about 10 clients).
+    orders.assert_backoff(jitter=True, max_delay=1.2, min_factor=1)
 
 
 def test_a_herd_without_jitter_retries_in_lockstep(

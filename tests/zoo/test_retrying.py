@@ -186,4 +186,7 @@ def test_a_herd_with_wait_jitter_max_spreads_out_even_at_the_cap(
     settled(orders, 4 * HERD)
     orders.assert_attempts(min=4, max=4)
     resilience.assert_no_retry_storm(orders)
-    orders.assert_backoff(jitter=True, max_delay=1.1)
+    # Growth is not judged: with jitter this wide possible, the herd's first waits may all
+    # be low draws, so a client that never grows cannot be ruled out (timing.outgrown;
+    # the sim in tests/test_timing_verdicts.py shows growth needing about 10 clients).
+    orders.assert_backoff(jitter=True, max_delay=1.1, min_factor=1)
