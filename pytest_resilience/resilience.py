@@ -296,13 +296,14 @@ class Resilience:
         from .assertions import check_no_retry_storm
 
         http = self._http(service, "assert_no_retry_storm")
+        exchanges = http.settled()
         http._verdict(
             check_no_retry_storm,
-            http.settled(),
+            exchanges,
             min_herd=min_herd,
             group=group,
             failure_statuses=http._failures(failure_statuses),
-            noise=self._noise.samples(),
+            noise=self._noise.samples(since=min((e.started_at for e in exchanges), default=None)),
             blind=self._blind(http.name),
         )
 

@@ -250,7 +250,8 @@ def check_backoff(
       (:mod:`.timing`): "does not grow by ``min_factor``" and "no jitter" are each claimed
       at a false-alarm rate under 1 in 1,000; growth is clear when the later waits lie so
       far above ``min_factor`` times the first ones that a client never growing by it would
-      leave them there under 1 in 1,000 times (:func:`.timing.outgrown`); jitter is clear when waits at
+      leave them there under 1 in 2,000 times (:func:`.timing.judge_growth`); a cap that
+      stops the growth leaves it undecided, never passed; jitter is clear when waits at
       the same retry of several operations lie further apart than the measured ``noise``
       (delays in seconds, or a :class:`Noise`) explains.  When the evidence decides
       neither way, :class:`InsufficientEvidence` says what would.
@@ -293,11 +294,11 @@ def check_backoff(
     cap = None if max_delay is None else max_delay - tolerance
     columns = _columns(ops, cap)
     measured = _measured(noise)
-    # Each claim at half the false-alarm rate: growth may use what the jitter test showed.
+    # Jitter and growth at half the false-alarm rate each, so that together they keep it.
     lockstep = judge_no_jitter(columns, measured, ALPHA / 2)
     missing: list[str] = []
     if min_factor > 1:
-        capped = cap is not None and any(w >= cap for op in ops for w in op.waits[1:])
+        capped = cap is not None and any(w >= cap for op in ops for w in op.waits)
         growth = judge_growth(columns, min_factor, measured, ALPHA / 2)
         if growth.outcome == "claim":
             raise fail(
@@ -310,15 +311,17 @@ def check_backoff(
                 _rows(ops, flagged=_retries(ops)),
                 start,
             )
-        if growth.outcome == "undecided" and not capped:
+        if growth.outcome == "undecided":
+            below = " below the cap" if capped else ""
             missing.append(
-                "growth needs waits before a first and a later retry (below the cap, if any)"
+                f"growth needs waits before a first and a later retry{below}"
                 if sum(1 for c in columns if c) < 2 or not columns[0]
-                else f"the later waits do not lie far enough above {min_factor:g}x the first "
-                f"ones to rule out a client that never grows (p = {growth.clear_p:.2g}): with "
-                f"jitter possible, {len(columns[0])} first wait(s) may all be low draws, so "
-                "growth shows in more operations and retries (about 10 with 5 retries under full "
-                "jitter), or pass min_factor=1 to judge the cap and jitter alone"
+                else f"the later waits{below} do not lie far enough above {min_factor:g}x the "
+                f"first ones to rule out a client that never grows (p = {growth.clear_p:.2g}, "
+                f"against {growth.level:g}): the first waits may all be low jitter draws and "
+                f"any wait may carry noise beyond the {len(measured.samples)} measured; growth "
+                f"shows with more operations and retries{below} (about 10 with 5 retries "
+                "under full jitter), or pass min_factor=1 to judge the cap and jitter alone"
                 + (
                     ""
                     if growth.claim_p == 1.0

@@ -16,7 +16,10 @@ what the claim denies is accused at most once in 1,000 verdicts:
 - jitter shown: they lie further apart than jitter of ``x0.95-1.0`` and the measured noise
   would leave them (:meth:`Noise.apart`; :data:`SHOWN_JITTER` says why not the noise alone);
 - "does not grow": waits shown jitter-free stay so far below ``factor ** k`` times the
-  first ones that jitter of ``x0.8-1.0`` would rarely draw them (:func:`judge_growth`).
+  first ones that jitter of ``x0.8-1.0`` would rarely draw them (:func:`judge_growth`);
+- growth shown: the later waits lie so far above ``factor`` times the first ones that a
+  client whose waits never grow beyond that, with the widest jitter its waits leave
+  likely (:func:`jitter_bound`), would rarely leave them there (:func:`outgrown`).
 
 Evidence from several retry indices is combined with Fisher's method (the exact tail of
 a product of independent p-values).  When neither side reaches ``ALPHA``, the verdict says
@@ -194,14 +197,16 @@ class Judgement:
     """Chance of evidence this strong for the claim if the claim were false."""
     clear_p: float
     """Chance of evidence this strong against the claim if the claim were true."""
+    level: float = ALPHA
+    """The p-value either side had to pass."""
 
 
 def _decide(claim_p: float, clear_p: float, alpha: float) -> Judgement:
     if claim_p < alpha:
-        return Judgement("claim", claim_p, clear_p)
+        return Judgement("claim", claim_p, clear_p, alpha)
     if clear_p < alpha:
-        return Judgement("clear", claim_p, clear_p)
-    return Judgement("undecided", claim_p, clear_p)
+        return Judgement("clear", claim_p, clear_p, alpha)
+    return Judgement("undecided", claim_p, clear_p, alpha)
 
 
 def evident(columns: Sequence[Sequence[float]], noise: Noise) -> list[Sequence[float]]:
@@ -220,6 +225,17 @@ def evident(columns: Sequence[Sequence[float]], noise: Noise) -> list[Sequence[f
         if len(column) >= 2 and medians[k] > ceiling and not at_once:
             kept.append(column)
     return kept
+
+
+def _at_once(column: Sequence[float], following: Sequence[float], noise: Noise) -> bool:
+    """Whether the retry of ``column`` was made at once (as :func:`evident` tells it): its
+    typical wait within the steady noise of 99 in 100 waits, or under :data:`MIN_JITTER`
+    of the next retry's."""
+    typical = statistics.median(column)
+    ceiling = noise.quantile(NOISE_CEILING, steady=True)
+    return typical <= ceiling or (
+        bool(following) and typical < MIN_JITTER * statistics.median(following)
+    )
 
 
 def judge_no_jitter(
@@ -297,8 +313,9 @@ def outgrown(
 
 
 def _beyond(n: int, trials: int, s: float, k: int, unseen: float, jitter: float) -> float:
-    """P(at least k of ``trials`` draws ``u`` reach ``s * V``, or their noise ``unseen``
-    odds), ``V`` the largest of ``n``, all uniform on ``[1 - jitter, 1]``: summed over
+    """P(at least k of ``trials`` later waits reach their threshold: each by its draw ``u``
+    reaching ``s * V`` or, with chance ``unseen``, by its noise), ``V`` the largest of ``n``
+    first draws, all uniform on ``[1 - jitter, 1]``: summed over
     :data:`GRID` steps of ``V``, each step's chance times the summand at its low end (an
     upper bound, as the summand falls as ``V`` grows)."""
     total = 0.0
@@ -329,8 +346,9 @@ def judge_growth(
     ``((M / D_k - 0.8) / 0.2) ** n``.  (With full jitter possible, few waits never rule
     growth out.)  Growth is clear when the later waits lie so far above ``factor`` times
     the first ones that a client never growing by ``factor`` would rarely leave them there
-    (:func:`outgrown`); the base is the first retry unless it came at once (its typical
-    wait within the noise of 99 in 100 waits, as urllib3's does), then the second.
+    (:func:`outgrown`).  The base is the first retry's waits, unless that retry came at
+    once (:func:`_at_once`, as urllib3's does): then the second's, and growth is read
+    from there (an immediate retry followed by a fixed interval does not grow).
     """
     judged = [(k, c) for k, c in enumerate(columns) if c]
     if len(judged) < 2 or judged[0][0] != 0:
@@ -344,8 +362,7 @@ def judge_growth(
             share = (ratio - (1 - MIN_JITTER)) / MIN_JITTER
             pvalues.append(min(1.0, max(share, 0.0)) ** len(column))
     claim = combined(pvalues) if pvalues else 1.0
-    at_once = statistics.median(judged[0][1]) <= noise.quantile(NOISE_CEILING, steady=True)
-    base = judged[1:] if at_once else judged
+    base = judged[1:] if _at_once(judged[0][1], judged[1][1], noise) else judged
     later = [w for _, column in base[1:] for w in column]
     clear = outgrown(base[0][1], later, factor, noise, jitter) if later else 1.0
     return _decide(claim, clear, alpha / 2)

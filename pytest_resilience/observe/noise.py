@@ -28,7 +28,8 @@ class NoiseProbe:
     """A thread that sleeps :data:`PERIOD` again and again and records how late it woke."""
 
     def __init__(self) -> None:
-        self._samples: deque[float] = deque(maxlen=KEPT)
+        self._samples: deque[tuple[float, float]] = deque(maxlen=KEPT)
+        """(when the probe woke, how late), oldest first."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -44,11 +45,17 @@ class NoiseProbe:
             began = time.monotonic()
             if self._stop.wait(PERIOD):
                 return
-            self._samples.append(time.monotonic() - began - PERIOD)
+            woke = time.monotonic()
+            self._samples.append((woke, woke - began - PERIOD))
 
-    def samples(self) -> tuple[float, ...]:
-        """The delays measured so far (seconds); topped up to :data:`ENOUGH` on the spot."""
-        taken = tuple(self._samples)
+    def samples(self, since: float | None = None) -> tuple[float, ...]:
+        """The delays measured so far (seconds), from the wake-ups at or after ``since``
+        (monotonic) when given: the noise of the span a verdict judges, not of what the
+        test did before it (building a botocore client holds the GIL for hundreds of ms,
+        which the probe records as a stall no wait of the herd lived through); topped up
+        to :data:`ENOUGH` on the spot."""
+        kept = tuple(self._samples)  # one copy, made while the probe thread waits (the GIL)
+        taken = tuple(delay for woke, delay in kept if since is None or woke >= since)
         if len(taken) >= ENOUGH:
             return taken
         return taken + tuple(_overshoot(0.001) for _ in range(ENOUGH - len(taken)))

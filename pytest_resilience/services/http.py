@@ -423,16 +423,17 @@ class HttpService(TcpService, _Scripting):
         __tracebackhide__ = True
         from ..assertions import check_backoff
 
+        exchanges = self.settled()
         self._verdict(
             check_backoff,
-            self.settled(),
+            exchanges,
             jitter,
             min_factor,
             max_delay,
             tolerance=tolerance,
             group=group,
             failure_statuses=self._failures(failure_statuses),
-            noise=self._noise.samples(),
+            noise=self._noise.samples(since=min((e.started_at for e in exchanges), default=None)),
         )
 
     def close(self) -> None:
