@@ -1,0 +1,141 @@
+"""Records lockstep herds (clients retrying without jitter) for ``lockstep_herds.json.gz``.
+
+The timing verdicts' noise model is checked against these recordings
+(``tests/test_recorded_herds.py``).  To record afresh, under the load the verdicts must
+hold on (two CPU hogs, two workers), once per backend::
+
+    python3 -c "while True: pass" & python3 -c "while True: pass" &
+    HERDS=/tmp/herds.jsonl python3 -m pytest -p no:cacheprovider -n 2 --toxiproxy=embedded \\
+        tests/data/record_lockstep_herds.py
+    HERDS=/tmp/herds.jsonl python3 -m pytest -p no:cacheprovider -n 2 --toxiproxy=spawn \\
+        tests/data/record_lockstep_herds.py
+    kill %1 %2
+    PYTHONPATH=. python3 tests/data/record_lockstep_herds.py /tmp/herds.jsonl
+
+Each run appends one line a herd to ``$HERDS``; the last command writes the archive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import itertools
+import json
+import os
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import urllib3
+from urllib3.util.retry import Retry
+
+from examples.payments.incident import NaivePaymentsClient
+from pytest_resilience.assertions.operations import FailureSet, answered_at, operations
+
+REPEATS = 20
+ARCHIVE = Path(__file__).with_name("lockstep_herds.json.gz")
+
+
+def _record(resilience, service, client: str) -> None:
+    ops = operations(service.settled(), None, FailureSet(None))
+    start = min(a.started_at for op in ops for a in op.attempts)
+    line = {
+        "client": client,
+        "backend": f"{resilience.session.backend.kind} {resilience.session.backend.version}",
+        "operations": [[(answered_at(a), a.started_at) for a in op.attempts] for op in ops],
+        "probe": resilience._noise.samples(since=start),
+    }
+    with open(os.environ["HERDS"], "a") as f:
+        f.write(json.dumps(line) + "\n")
+
+
+def _together(calls: list[Callable[[], object]]) -> None:
+    """Runs the calls in threads released at one instant."""
+    barrier = threading.Barrier(len(calls))
+
+    def run(call: Callable[[], object]) -> None:
+        barrier.wait()
+        with contextlib.suppress(Exception):  # a client that gave up is still a herd
+            call()
+
+    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+@pytest.mark.parametrize("repeat", range(REPEATS))
+@pytest.mark.parametrize(("size", "interval"), [(6, 0.05), (4, 0.15), (8, 0.1)])
+def test_fixed_interval_herd(resilience, size: int, interval: float, repeat: int) -> None:
+    service = resilience.http_service("payments")
+    service.respond(201, json={"id": "ch_1", "amount": 1, "currency": "eur", "status": "ok"})
+    service.fail(503, count=3 * size)
+    clients = [NaivePaymentsClient(service.url, attempts=5, interval=interval) for _ in range(size)]
+    _together(
+        [lambda c=c, i=i: c.charge(100 + i, "eur", "x@example.org") for i, c in enumerate(clients)]
+    )
+    for client in clients:
+        client.close()
+    _record(resilience, service, f"requests, {size} clients, fixed {interval} s")
+
+
+@pytest.mark.parametrize("repeat", range(REPEATS))
+def test_fixed_interval_clients_under_load(resilience, repeat: int) -> None:
+    service = resilience.http_service("payments")
+    service.respond(201, json={"id": "ch_1", "amount": 1, "currency": "eur", "status": "ok"})
+    with NaivePaymentsClient(service.url, attempts=10, interval=0.05, timeout=0.5) as client:
+        service.fail(503, count=18)
+        amounts = itertools.count(1000)
+        resilience.load(
+            lambda: client.charge(next(amounts), "eur", "x@example.org"),
+            duration=0.06,
+            rate=100,
+            concurrency=6,
+        )
+    _record(resilience, service, "requests, 6 clients under load, fixed 0.05 s")
+
+
+@pytest.mark.parametrize("repeat", range(REPEATS))
+@pytest.mark.parametrize("size", [3, 5])
+def test_urllib3_herd(resilience, size: int, repeat: int) -> None:
+    service = resilience.http_service("api")
+    service.respond(200, json={"ok": True})
+    service.fail(503, count=3 * size)
+
+    def call(i: int) -> None:
+        retry = Retry(total=3, status_forcelist={503}, backoff_factor=0.1)
+        with urllib3.PoolManager(retries=retry) as pool:
+            pool.request("GET", f"{service.url}/x/{i}")
+
+    _together([lambda i=i: call(i) for i in range(size)])
+    _record(resilience, service, f"urllib3, {size} clients, backoff_factor 0.1")
+
+
+def build(lines: Path) -> None:
+    """Writes the archive from recorded lines: times in microseconds from the first answer."""
+    herds = []
+    for line in lines.read_text().splitlines():
+        herd = json.loads(line)
+        t0 = min(answered for op in herd["operations"] for answered, _ in op)
+        herd["operations"] = [
+            [[round((a - t0) * 1e6), round((b - t0) * 1e6)] for a, b in op]
+            for op in herd["operations"]
+        ]
+        herd["probe"] = [round(d * 1e6) for d in herd["probe"]]
+        herds.append(herd)
+    about = (
+        "Lockstep herds recorded under two CPU hogs with -n 2 on a 2-core machine by "
+        "record_lockstep_herds.py: per operation, its attempts as [answered at, arrived at] "
+        "in microseconds from the herd's first answer; probe: the noise probe's delays "
+        "(microseconds) from the herd's first request on."
+    )
+    doc = {"about": about, "herds": herds}
+    with gzip.open(ARCHIVE, "wt") as f:
+        json.dump(doc, f, separators=(",", ":"))
+
+
+if __name__ == "__main__":
+    build(Path(sys.argv[1]))
