@@ -49,24 +49,25 @@ def test_a_retry_after_longer_than_the_client_waits_ends_the_retries(
 def test_a_503_burst_is_retried_with_growing_jittered_backoff(
     resilience: Resilience, payments: HttpService, client: PaymentsClient, order: Order
 ) -> None:
-    """Six charges caught by the same burst each back off, each on its own schedule."""
+    """Ten charges caught by the same burst each back off, each on its own schedule."""
     # The 503s go to whichever charge asks next, so one may draw more than its share.
     # Waits drawn below 150, 300, 400 ms: long enough to stand out of a busy machine's
-    # timing noise, in enough charges to show it (four charges with a 50 ms base left
-    # their jitter undecided under two CPU hogs).
+    # timing noise, in enough charges to show it (six left their jitter undecided under
+    # two CPU hogs once in nine runs: full-jitter waits may fall together, and waits
+    # lying together may be lockstep clients held by one delay).
     client.policy = RetryPolicy(attempts=8, base=0.15, cap=0.4, timeout=0.5)
-    client.breaker = CircuitBreaker(failures=20)  # the breaker is another test's subject
-    payments.route("POST", "/charges").fail(503, count=18)
+    client.breaker = CircuitBreaker(failures=40)  # the breaker is another test's subject
+    payments.route("POST", "/charges").fail(503, count=30)
     run = resilience.load(
         lambda: client.charge(order.amount, order.currency, order.customer),
-        duration=0.06,
+        duration=0.1,
         rate=100,
-        concurrency=6,
+        concurrency=10,
     )
 
     run.assert_availability(min=1.0)
     payments.assert_attempts(max=8)
-    # Growth is not judged: the cap stops it at 2.7x the first range, and six first waits
+    # Growth is not judged: the cap stops it at 2.7x the first range, and ten first waits
     # drawn with full jitter may all be low draws, so a fixed range cannot be ruled out.
     payments.assert_backoff(jitter=True, max_delay=0.4, min_factor=1)
     payments.assert_stable_idempotency_key()
