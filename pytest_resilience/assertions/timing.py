@@ -24,7 +24,9 @@ what the claim denies is accused at most once in 1,000 verdicts:
 Evidence from several retry indices is combined with Fisher's method (the exact tail of
 a product of independent p-values).  When neither side reaches ``ALPHA``, the verdict says
 the evidence is insufficient.  ``tests/test_timing_verdicts.py`` proves the rates by
-seeded simulation over strategies, fleet sizes, wait lengths and noise levels.
+seeded simulation over strategies, fleet sizes, wait lengths and noise levels; its noise
+is drawn wait by wait, so one delay holding several clients at once is checked on
+lockstep herds recorded under load instead (``tests/test_recorded_herds.py``).
 """
 
 from __future__ import annotations
@@ -153,8 +155,10 @@ class Noise:
         of its level starts the next.  The k-th highest level reaching ``d`` beyond
         ``jitter * D`` needs k noises that reach it: a binomial tail; the least of them over
         k, times the k tried (Bonferroni).  ``D`` is taken as its most, the longest wait
-        over ``1 - jitter``.  ``tests/test_recorded_herds.py`` checks the bound on lockstep
-        herds recorded under load.
+        over ``1 - jitter``.  A group held by one delay that straddles a level's bound
+        still counts twice, its second level barely above the first: a small excess, weak
+        evidence.  ``tests/test_recorded_herds.py`` checks the bound on lockstep herds
+        recorded under load.
         """
         ordered = sorted(waits)
         slack = jitter * ordered[-1] / (1 - jitter)

@@ -1,9 +1,11 @@
 """Records lockstep herds (clients retrying without jitter) for ``lockstep_herds.json.gz``.
 
-The timing verdicts' noise model is checked against these recordings
-(``tests/test_recorded_herds.py``).  To record afresh, under the load the verdicts must
-hold on (two CPU hogs, two workers), once per backend::
+The clear side of the timing verdicts' jitter test is checked against these recordings
+(``tests/test_recorded_herds.py``).  To record afresh, from the repository's root (so that
+``examples`` is importable), under the load the verdicts must hold on (two CPU hogs, two
+workers), once per backend::
 
+    rm -f /tmp/herds.jsonl
     python3 -c "while True: pass" & python3 -c "while True: pass" &
     HERDS=/tmp/herds.jsonl python3 -m pytest -p no:cacheprovider -n 2 --toxiproxy=embedded \\
         tests/data/record_lockstep_herds.py
@@ -12,7 +14,8 @@ hold on (two CPU hogs, two workers), once per backend::
     kill %1 %2
     PYTHONPATH=. python3 tests/data/record_lockstep_herds.py /tmp/herds.jsonl
 
-Each run appends one line a herd to ``$HERDS``; the last command writes the archive.
+Each run appends one line a herd to ``$HERDS`` (40 herds of each of 6 kinds); the last
+command writes the archive.
 """
 
 from __future__ import annotations
@@ -34,8 +37,14 @@ from urllib3.util.retry import Retry
 from examples.payments.incident import NaivePaymentsClient
 from pytest_resilience.assertions.operations import FailureSet, answered_at, operations
 
-REPEATS = 20
+REPEATS = 40
 ARCHIVE = Path(__file__).with_name("lockstep_herds.json.gz")
+
+
+@pytest.fixture(autouse=True)
+def _herds_file() -> None:
+    if "HERDS" not in os.environ:
+        pytest.skip("set HERDS to the file that recorded herds are appended to")
 
 
 def _record(resilience, service, client: str) -> None:
