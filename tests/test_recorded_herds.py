@@ -2,7 +2,7 @@
 
 ``data/lockstep_herds.json.gz`` holds 480 herds of clients retrying at a fixed interval
 or with urllib3's backoff, without jitter, recorded under two CPU hogs on both backends
-(``data/record_lockstep_herds.py`` says how).  What they show is the ground truth the
+(``record_lockstep_herds.py`` says how).  What they show is the ground truth the
 simulation in ``test_timing_verdicts.py`` cannot give: how far apart equal waits come out
 when the clients' own work, the proxy and the HTTP layer share a busy machine.
 """

@@ -1,4 +1,4 @@
-"""Records lockstep herds (clients retrying without jitter) for ``lockstep_herds.json.gz``.
+"""Records lockstep herds (clients retrying without jitter) for ``data/lockstep_herds.json.gz``.
 
 The clear side of the timing verdicts' jitter test is checked against these recordings
 (``tests/test_recorded_herds.py``).  To record afresh, from the repository's root (so that
@@ -8,11 +8,11 @@ workers), once per backend::
     rm -f /tmp/herds.jsonl
     python3 -c "while True: pass" & python3 -c "while True: pass" &
     HERDS=/tmp/herds.jsonl python3 -m pytest -p no:cacheprovider -n 2 --toxiproxy=embedded \\
-        tests/data/record_lockstep_herds.py
+        tests/record_lockstep_herds.py
     HERDS=/tmp/herds.jsonl python3 -m pytest -p no:cacheprovider -n 2 --toxiproxy=spawn \\
-        tests/data/record_lockstep_herds.py
+        tests/record_lockstep_herds.py
     kill %1 %2
-    PYTHONPATH=. python3 tests/data/record_lockstep_herds.py /tmp/herds.jsonl
+    PYTHONPATH=. python3 tests/record_lockstep_herds.py /tmp/herds.jsonl
 
 Each run appends one line a herd to ``$HERDS`` (40 herds of each of 6 kinds); the last
 command writes the archive.
@@ -26,19 +26,18 @@ import itertools
 import json
 import os
 import sys
-import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import urllib3
+from real_clients import released_together
 from urllib3.util.retry import Retry
 
 from examples.payments.incident import NaivePaymentsClient
 from pytest_resilience.assertions.operations import FailureSet, answered_at, operations
 
 REPEATS = 40
-ARCHIVE = Path(__file__).with_name("lockstep_herds.json.gz")
+ARCHIVE = Path(__file__).parent / "data" / "lockstep_herds.json.gz"
 
 
 @pytest.fixture(autouse=True)
@@ -60,22 +59,6 @@ def _record(resilience, service, client: str) -> None:
         f.write(json.dumps(line) + "\n")
 
 
-def _together(calls: list[Callable[[], object]]) -> None:
-    """Runs the calls in threads released at one instant."""
-    barrier = threading.Barrier(len(calls))
-
-    def run(call: Callable[[], object]) -> None:
-        barrier.wait()
-        with contextlib.suppress(Exception):  # a client that gave up is still a herd
-            call()
-
-    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-
 @pytest.mark.parametrize("repeat", range(REPEATS))
 @pytest.mark.parametrize(("size", "interval"), [(6, 0.05), (4, 0.15), (8, 0.1)])
 def test_fixed_interval_herd(resilience, size: int, interval: float, repeat: int) -> None:
@@ -83,9 +66,12 @@ def test_fixed_interval_herd(resilience, size: int, interval: float, repeat: int
     service.respond(201, json={"id": "ch_1", "amount": 1, "currency": "eur", "status": "ok"})
     service.fail(503, count=3 * size)
     clients = [NaivePaymentsClient(service.url, attempts=5, interval=interval) for _ in range(size)]
-    _together(
-        [lambda c=c, i=i: c.charge(100 + i, "eur", "x@example.org") for i, c in enumerate(clients)]
-    )
+
+    def call(i: int) -> None:
+        with contextlib.suppress(Exception):  # a client that gave up is still in the herd
+            clients[i].charge(100 + i, "eur", "x@example.org")
+
+    released_together(size, call)
     for client in clients:
         client.close()
     _record(resilience, service, f"requests, {size} clients, fixed {interval} s")
@@ -116,10 +102,10 @@ def test_urllib3_herd(resilience, size: int, repeat: int) -> None:
 
     def call(i: int) -> None:
         retry = Retry(total=3, status_forcelist={503}, backoff_factor=0.1)
-        with urllib3.PoolManager(retries=retry) as pool:
+        with urllib3.PoolManager(retries=retry) as pool, contextlib.suppress(Exception):
             pool.request("GET", f"{service.url}/x/{i}")
 
-    _together([lambda i=i: call(i) for i in range(size)])
+    released_together(size, call)
     _record(resilience, service, f"urllib3, {size} clients, backoff_factor 0.1")
 
 
