@@ -51,8 +51,8 @@ _LAZY = {
     "Exchange": ".http.records",
     "Fault": ".faults.fault",
     "FaultKind": ".faults.kinds",
-    "FaultPlan": ".faults.kinds",
-    "ToxicSpec": ".faults.kinds",
+    "FaultPlan": ".faults.plan",
+    "ToxicSpec": ".faults.plan",
     "HttpService": ".services.http",
     "Resilience": ".resilience",
     "ResilienceAssertionError": ".assertions",
@@ -64,7 +64,8 @@ _LAZY = {
 if TYPE_CHECKING:
     from .assertions import DEFAULT_FAILURES, InsufficientEvidence, ResilienceAssertionError
     from .faults.fault import Fault
-    from .faults.kinds import FaultKind, FaultPlan, ToxicSpec
+    from .faults.kinds import FaultKind
+    from .faults.plan import FaultPlan, ToxicSpec
     from .http.records import Exchange
     from .observe import Connection, ConnectionEvent, FaultEvent, Timeline, VerdictEvent
     from .resilience import Resilience

@@ -227,7 +227,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     if not markers or res is None:
         return (yield)
 
-    from .faults.schedule import MarkerWindows
+    from .markers.windows import MarkerWindows
 
     windows = MarkerWindows(markers, lambda name: res.services.get(name))
     res.on_service_created(windows.service_created)

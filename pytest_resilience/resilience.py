@@ -17,6 +17,7 @@ from .observe.noise import NoiseProbe
 from .services.http import HttpService
 from .services.tcp import TcpService
 from .tap import Tap
+from .verdicts import Verdicts
 
 if TYPE_CHECKING:
     from .adapters import Intent
@@ -73,6 +74,8 @@ class Resilience:
         self.session = session
         self.test_id = test_id
         self.timeline = Timeline()
+        self._verdicts = Verdicts(self.timeline, session.seed)
+        """Runs every verdict of this test (see :mod:`pytest_resilience.verdicts`)."""
         self._services: dict[str, TcpService] = {}
         self._prefix = session.proxy_prefix(test_id)
         self._created_listeners: list[Callable[[TcpService], None]] = []
@@ -206,6 +209,7 @@ class Resilience:
             client=backend.client,
             tap=tap,
             timeline=self.timeline,
+            verdicts=self._verdicts,
             seed=self.seed,
             label=f"{self.test_id}::{name}",
             fault_kinds=self.session.fault_kinds,
@@ -260,7 +264,7 @@ class Resilience:
         """Call ``fn`` (sync or async) ``calls`` times in a row and record each call."""
         from .runs import drive
 
-        run = drive(fn, calls, heals=self._heals, timeline=self.timeline)
+        run = drive(fn, calls, heals=self._heals, verdicts=self._verdicts)
         self.runs.append(run)
         return run
 
@@ -270,7 +274,7 @@ class Resilience:
         """Call ``fn`` ``rate`` times a second for ``duration`` s on ``concurrency`` threads."""
         from .runs import load
 
-        run = load(fn, duration, rate, concurrency, heals=self._heals, timeline=self.timeline)
+        run = load(fn, duration, rate, concurrency, heals=self._heals, verdicts=self._verdicts)
         self.runs.append(run)
         return run
 
@@ -297,7 +301,8 @@ class Resilience:
 
         http = self._http(service, "assert_no_retry_storm")
         exchanges = http.settled()
-        http._verdict(
+        self._verdicts.judge(
+            http.name,
             check_no_retry_storm,
             exchanges,
             min_herd=min_herd,
@@ -342,7 +347,8 @@ class Resilience:
         if span is None:
             raise ConfigurationError("assert_amplification needs a run with at least one call.")
         exchanges = http.settled().between(*span)
-        http._verdict(
+        self._verdicts.judge(
+            http.name,
             check_amplification,
             exchanges,
             len(run.calls),
@@ -367,7 +373,8 @@ class Resilience:
         from .assertions import check_breaker_respected
 
         http = self._http(service, "assert_breaker_respected")
-        http._verdict(
+        self._verdicts.judge(
+            http.name,
             check_breaker_respected,
             http.settled(),
             self.timeline.intents(http.name),
@@ -390,7 +397,8 @@ class Resilience:
         from .assertions import check_breaker_opened
 
         http = self._http(service, "assert_breaker_opened")
-        http._verdict(
+        self._verdicts.judge(
+            http.name,
             check_breaker_opened,
             http.settled(),
             run.calls,

@@ -12,34 +12,13 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import validate
+from .observe.records import Call
 
 if TYPE_CHECKING:
-    from .observe.timeline import Timeline
-
-
-@dataclass(frozen=True, slots=True)
-class Call:
-    """One call of the code under test."""
-
-    index: int
-    started_at: float
-    ended_at: float
-    value: Any
-    exception: BaseException | None
-
-    @property
-    def latency(self) -> float:
-        return self.ended_at - self.started_at
-
-    @property
-    def ok(self) -> bool:
-        """The call returned (a fallback value counts) rather than raised."""
-        return self.exception is None
+    from .verdicts import Verdicts
 
 
 def _caller(fn: Callable[[], Any]) -> Callable[[], Any]:
@@ -81,17 +60,14 @@ class Run:
         self,
         calls: Sequence[Call],
         heals: Callable[[], list[float]] | None = None,
-        timeline: Timeline | None = None,
+        verdicts: Verdicts | None = None,
     ):
+        from .verdicts import Verdicts
+
         self.calls = sorted(calls, key=lambda c: c.started_at)
         self._heals = heals or (lambda: [])
-        self._timeline = timeline
-
-    def _verdict(self, name: str) -> AbstractContextManager[None]:
-        """Records the verdict in the test's timeline, when the run belongs to a test."""
-        if self._timeline is None:
-            return nullcontext()
-        return self._timeline.verdict(name)
+        # Outside a test, failures count t+ms from the first call.
+        self._verdicts = verdicts or Verdicts(origin=self.calls[0].started_at if calls else 0.0)
 
     def __len__(self) -> int:
         return len(self.calls)
@@ -115,107 +91,44 @@ class Run:
     def availability(self) -> float:
         return sum(c.ok for c in self.calls) / len(self.calls) if self.calls else 0.0
 
-    def _rows(self, flagged: set[int], allowed: str = "") -> list[Any]:
-        from .assertions.report import Row
-
-        return [
-            Row(
-                c.started_at,
-                "client call",
-                c.index + 1,
-                "ok" if c.ok else type(c.exception).__name__,
-                c.latency,
-                allowed if c.index in flagged else "",
-                c.index in flagged,
-            )
-            for c in self.calls
-        ]
-
-    def _origin(self) -> float:
-        return self.calls[0].started_at if self.calls else 0.0
-
     def assert_fail_fast(self, max_latency: float, skip: int = 0) -> None:
         """Every call after the first ``skip`` returned or failed within ``max_latency`` s."""
         __tracebackhide__ = True
+        from .assertions.calls import check_fail_fast
+
         validate.number(max_latency, "max_latency (seconds)", above=True)
         validate.integer(skip, "skip")
-        from .assertions.report import fail
-
-        with self._verdict("assert_fail_fast"):
-            slow = {c.index for c in self.calls[skip:] if c.latency > max_latency}
-            if slow:
-                worst = max(c.latency for c in self.calls if c.index in slow)
-                raise fail(
-                    f"{len(slow)} of {len(self.calls) - skip} calls took longer than "
-                    f"{max_latency * 1000:.0f} ms (the slowest {worst * 1000:.0f} ms); a client that "
-                    "fails fast does not wait on a service it knows is down.",
-                    self._rows(slow, f"<= {max_latency * 1000:.0f} ms"),
-                    self._origin(),
-                )
+        self._verdicts.judge("", check_fail_fast, self.calls, max_latency, skip)
 
     def assert_availability(self, min: float) -> None:
         """At least a share ``min`` of calls returned a value (fallbacks included)."""
         __tracebackhide__ = True
-        validate.share(min, "min (the share of calls that returned)")
-        from .assertions.report import fail
+        from .assertions.calls import check_availability
 
-        with self._verdict("assert_availability"):
-            if not self.calls:
-                raise fail("cannot judge availability: the run made no calls.", [], 0.0)
-            if self.availability < min:
-                failed = {c.index for c in self.calls if not c.ok}
-                raise fail(
-                    f"availability {self.availability:.0%} is below {min:.0%}: {len(failed)} of "
-                    f"{len(self.calls)} calls raised instead of answering (a fallback counts as an answer).",
-                    self._rows(failed, "a value"),
-                    self._origin(),
-                )
+        validate.share(min, "min (the share of calls that returned)")
+        self._verdicts.judge("", check_availability, self.calls, min)
 
     def assert_recovers(self, within: float) -> None:
         """Every call that started ``within`` s after the last fault healed succeeded."""
         __tracebackhide__ = True
-        validate.seconds(within, "within")
-        from .assertions.report import fail
+        from .assertions.calls import check_recovers
 
-        with self._verdict("assert_recovers"):
-            heals = self._heals()
-            if not heals:
-                raise fail(
-                    "cannot judge recovery: no fault was healed during the run.",
-                    self._rows(set()),
-                    self._origin(),
-                )
-            healed = max(heals)
-            later = [c for c in self.calls if c.started_at >= healed + within]
-            if not later:
-                raise fail(
-                    f"cannot judge recovery: no call started {within:g} s after the last fault healed; "
-                    "run the load longer.",
-                    self._rows(set()),
-                    self._origin(),
-                )
-            failed = {c.index for c in later if not c.ok}
-            if failed:
-                raise fail(
-                    f"no recovery: {len(failed)} calls still failed more than {within:g} s after the "
-                    f"last fault healed (at +{(healed - self._origin()) * 1000:.0f} ms).",
-                    self._rows(failed, "ok"),
-                    self._origin(),
-                )
+        validate.seconds(within, "within")
+        self._verdicts.judge("", check_recovers, self.calls, self._heals(), within)
 
 
 def drive(
     fn: Callable[[], Any],
     calls: int,
     heals: Callable[[], list[float]] | None = None,
-    timeline: Timeline | None = None,
+    verdicts: Verdicts | None = None,
 ) -> Run:
     """Call ``fn`` (sync or async) ``calls`` times, one after another."""
     validate.callable_(fn, "drive")
     validate.count(calls, "drive: calls", allow_none=False)
     call = _caller(fn)
     try:
-        return Run([_one(call, i) for i in range(calls)], heals, timeline)
+        return Run([_one(call, i) for i in range(calls)], heals, verdicts)
     finally:
         _close_loops(call)
 
@@ -226,7 +139,7 @@ def load(
     rate: float,
     concurrency: int = 1,
     heals: Callable[[], list[float]] | None = None,
-    timeline: Timeline | None = None,
+    verdicts: Verdicts | None = None,
 ) -> Run:
     """Call ``fn`` ``rate`` times a second for ``duration`` seconds, on ``concurrency`` threads.
 
@@ -269,4 +182,4 @@ def load(
             thread.join()
     finally:
         _close_loops(call)
-    return Run(results, heals, timeline)
+    return Run(results, heals, verdicts)

@@ -45,6 +45,11 @@ def share(value: Any, what: str) -> float:
     return float(value)
 
 
+def toxicity(value: Any, kind: str) -> float:
+    """A fault's toxicity: the share of connections it affects."""
+    return share(value, f"{kind}: toxicity (the share of connections affected)")
+
+
 def flag(value: Any, what: str) -> bool:
     if not isinstance(value, bool):
         raise ConfigurationError(f"{what} must be True or False, got {value!r}.")

@@ -14,7 +14,7 @@ from pytest_resilience import ResilienceError
 from pytest_resilience.assertions import ResilienceAssertionError
 from pytest_resilience.http.identity import fingerprint
 from pytest_resilience.http.records import Effect, Exchange, retry_after_seconds
-from pytest_resilience.runs import Call
+from pytest_resilience.observe import Call
 
 T0 = 50.0
 """Monotonic time the synthetic timelines start at (not 0, so that origins are exercised)."""

@@ -43,7 +43,8 @@ from pytest_resilience.assertions import (
     operations,
 )
 from pytest_resilience.http.records import Exchange, retry_after_seconds
-from pytest_resilience.runs import Call, Run, drive, load
+from pytest_resilience.observe import Call
+from pytest_resilience.runs import Run, drive, load
 
 # -- operations and attempts -----------------------------------------------------------
 

@@ -1090,7 +1090,7 @@ def test_an_error_inside_the_http_layer_is_raised_in_the_test(
     inner.makepyfile(
         """
         import requests
-        from pytest_resilience.faults.kinds import FaultPlan
+        from pytest_resilience.faults.plan import FaultPlan
         from pytest_resilience.http.script import Step
 
 

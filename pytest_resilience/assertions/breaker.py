@@ -7,8 +7,8 @@ from typing import Any
 
 from .. import validate
 from ..http.records import Exchange
-from ..observe.records import IntentEvent
-from ..runs import Call
+from ..observe.records import Call, IntentEvent
+from .calls import call_rows
 from .operations import FailureSet, status_text
 from .report import Row, fail
 
@@ -54,16 +54,7 @@ def check_breaker_opened(
             )
             for i, e in enumerate(ordered)
         ]
-        out += [
-            Row(
-                c.started_at,
-                "client call",
-                c.index + 1,
-                "ok" if c.ok else type(c.exception).__name__,
-                c.latency,
-            )
-            for c in calls
-        ]
+        out += call_rows(calls)
         return sorted(out, key=lambda r: r.at)
 
     streak = 0

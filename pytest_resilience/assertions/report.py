@@ -9,7 +9,14 @@ from ..errors import ResilienceError
 
 
 class ResilienceAssertionError(AssertionError, ResilienceError):
-    """A resilience property does not hold; the message carries the evidence."""
+    """A resilience property does not hold; the message carries the evidence, and ends
+    with the flag that replays the test once the verdict runner gave it the ``seed``."""
+
+    seed: int | None = None
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return text if self.seed is None else f"{text}\nreplay: --resilience-seed={self.seed}"
 
 
 @dataclass(frozen=True)
@@ -50,7 +57,7 @@ def table(rows: Sequence[Row], origin: float, limit: int = 30) -> str:
 
 
 def fail(rule: str, rows: Iterable[Row], origin: float, *notes: str) -> ResilienceAssertionError:
-    """The error to raise: ``rule``, then the table, then any notes (e.g. the replay flag)."""
+    """The error to raise: ``rule``, then the table, then any notes."""
     text = [rule, table(list(rows), origin)]
     text.extend(note for note in notes if note)
     return ResilienceAssertionError("\n".join(text))

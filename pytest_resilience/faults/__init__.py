@@ -1,6 +1,7 @@
 """Fault kinds, partitions and the handles that apply and heal them."""
 
 from .fault import Fault
-from .kinds import KINDS, FaultPlan, ToxicSpec, plan
+from .kinds import KINDS, plan
+from .plan import FaultPlan, ToxicSpec
 
 __all__ = ["KINDS", "Fault", "FaultPlan", "ToxicSpec", "plan"]

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from .kinds import FaultPlan
+from .plan import FaultPlan
 
 if TYPE_CHECKING:
     from typing_extensions import Self

@@ -17,39 +17,14 @@ from typing import Any
 
 from .. import validate
 from ..errors import ConfigurationError
+from .partition import plan_partition
+from .plan import FaultPlan, ToxicSpec
 
 STREAMS = ("upstream", "downstream")
 
 
-@dataclass(frozen=True, slots=True)
-class ToxicSpec:
-    """One toxic to add to a proxy."""
-
-    type: str
-    stream: str
-    attributes: tuple[tuple[str, Any], ...]
-    toxicity: float = 1.0
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.attributes)
-
-
-@dataclass(frozen=True, slots=True)
-class FaultPlan:
-    """What applying a fault does: toxics to add, and whether to disable the proxy."""
-
-    kind: str
-    toxics: tuple[ToxicSpec, ...] = ()
-    disable: bool = False
-    detail: str = ""
-
-
 def _whole(kind: str, name: str, value: Any, *, minimum: int = 0) -> int:
     return validate.integer(value, f"{kind}: {name}", minimum=minimum)
-
-
-def _toxicity(kind: str, value: Any) -> float:
-    return validate.share(value, f"{kind}: toxicity (the share of connections affected)")
 
 
 def _stream(kind: str, value: Any) -> str:
@@ -63,7 +38,7 @@ def _stream(kind: str, value: Any) -> str:
 
 def _single(kind: str, stream: str, toxicity: float, **attributes: int) -> FaultPlan:
     spec = ToxicSpec(
-        kind, _stream(kind, stream), tuple(attributes.items()), _toxicity(kind, toxicity)
+        kind, _stream(kind, stream), tuple(attributes.items()), validate.toxicity(toxicity, kind)
     )
     detail = " ".join(f"{k}={v}" for k, v in attributes.items())
     return FaultPlan(kind, (spec,), detail=f"{detail} stream={stream}".strip())
@@ -150,7 +125,10 @@ def chaos(
     if type in STANDARD_TOXICS:
         attributes = _standard_attributes(type, attributes)
     spec = ToxicSpec(
-        type, _stream("chaos", stream), tuple(attributes.items()), _toxicity("chaos", toxicity)
+        type,
+        _stream("chaos", stream),
+        tuple(attributes.items()),
+        validate.toxicity(toxicity, "chaos"),
     )
     detail = " ".join(f"{k}={v}" for k, v in attributes.items())
     return FaultPlan(type, (spec,), detail=f"{detail} stream={stream}".strip())
@@ -194,8 +172,6 @@ def _standard_attributes(type: str, attributes: dict[str, Any]) -> dict[str, Any
 def _partition(
     direction: str = "both", mode: str = "blackhole", *, toxicity: float = 1.0
 ) -> FaultPlan:
-    from .partition import plan_partition
-
     return plan_partition(direction, mode, toxicity)
 
 

@@ -13,8 +13,9 @@ their answers lost) or ``both``.
 
 from __future__ import annotations
 
+from .. import validate
 from ..errors import ConfigurationError
-from .kinds import FaultPlan, ToxicSpec, _toxicity
+from .plan import FaultPlan, ToxicSpec
 
 DIRECTIONS = {
     "both": ("upstream", "downstream"),
@@ -29,7 +30,7 @@ def plan_partition(direction: str, mode: str, toxicity: float) -> FaultPlan:
         raise ConfigurationError(
             f"partition: direction must be 'both', 'upstream' or 'downstream', got {direction!r}."
         )
-    toxicity = _toxicity("partition", toxicity)
+    toxicity = validate.toxicity(toxicity, "partition")
     detail = f"direction={direction} mode={mode}"
     if mode == "refuse":
         if direction != "both" or toxicity != 1.0:

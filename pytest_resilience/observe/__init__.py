@@ -1,9 +1,10 @@
 """What the plugin saw: frozen records and the per-test timeline."""
 
-from .records import Connection, ConnectionEvent, FaultEvent, IntentEvent, VerdictEvent
+from .records import Call, Connection, ConnectionEvent, FaultEvent, IntentEvent, VerdictEvent
 from .timeline import ConnectionList, Timeline
 
 __all__ = [
+    "Call",
     "Connection",
     "ConnectionEvent",
     "ConnectionList",

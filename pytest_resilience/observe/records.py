@@ -7,7 +7,7 @@ relative to the start of the test.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 ConnectionEventKind = Literal["opened", "closed", "reset"]
 Side = Literal["client", "upstream", "plugin", ""]
@@ -87,3 +87,23 @@ class IntentEvent:
     """Seconds it planned to wait before the next attempt, or the breaker's new state."""
     attempt: int | None = None
     """The attempt that just failed, where the library tells it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One call of the code under test (``resilience.drive`` and ``resilience.load``)."""
+
+    index: int
+    started_at: float
+    ended_at: float
+    value: Any
+    exception: BaseException | None
+
+    @property
+    def latency(self) -> float:
+        return self.ended_at - self.started_at
+
+    @property
+    def ok(self) -> bool:
+        """The call returned (a fallback value counts) rather than raised."""
+        return self.exception is None

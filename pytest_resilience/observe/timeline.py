@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from .records import Connection, ConnectionEvent, FaultEvent, IntentEvent, VerdictEvent
@@ -27,9 +26,6 @@ class ConnectionList(list[Connection]):
 
     def still_open(self) -> ConnectionList:
         return ConnectionList(c for c in self if c.outcome == "open")
-
-    def opened_between(self, start: float, end: float) -> ConnectionList:
-        return ConnectionList(c for c in self if start <= c.opened_at <= end)
 
 
 class Timeline:
@@ -105,18 +101,6 @@ class Timeline:
             for e in self.events
             if isinstance(e, IntentEvent) and (service is None or e.service == service)
         ]
-
-    @contextmanager
-    def verdict(self, name: str, service: str = "") -> Iterator[None]:
-        """Record whether the assertion run in the block held (an AssertionError: it broke)."""
-        __tracebackhide__ = True
-        try:
-            yield
-        except AssertionError as exc:
-            rule = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            self.add(VerdictEvent(time.monotonic(), service, name, False, rule))
-            raise
-        self.add(VerdictEvent(time.monotonic(), service, name, True, ""))
 
     def connections(self, service: str | None = None) -> ConnectionList:
         """Connections joined from their events, in the order they opened."""

@@ -12,7 +12,7 @@ from .. import validate
 from ..assertions.operations import FailureSet, Grouping
 from ..errors import ResilienceError
 from ..faults.fault import Fault
-from ..faults.kinds import FaultPlan
+from ..faults.plan import FaultPlan
 from ..http.answers import Answer, Shape, fault_answer, make_answer, shape
 from ..http.records import Effect, Exchange, ExchangeList
 from ..http.script import Cut, Delay, Route, Step, fail_step, rate_limit_step
@@ -327,20 +327,6 @@ class HttpService(TcpService, _Scripting):
 
     # -- verdicts ----------------------------------------------------------------------
 
-    def _verdict(self, check: Callable[..., None], *args: Any, **kwargs: Any) -> None:
-        """Run ``check`` on records of this service (the service's own verdicts and those
-        of ``resilience``): recorded on the timeline, the replay flag added on failure."""
-        __tracebackhide__ = True
-        from ..assertions import ResilienceAssertionError
-
-        name = check.__name__.replace("check_", "assert_", 1)
-        with self._timeline.verdict(name, self.name):
-            try:
-                check(*args, origin=self._timeline.started_at, **kwargs)
-            except ResilienceAssertionError as exc:
-                exc.args = (f"{exc.args[0]}\nreplay: --resilience-seed={self._seed}",)
-                raise
-
     def _failures(self, failure_statuses: Iterable[Any] | None) -> FailureSet:
         """The failure set a verdict uses: its own ``failure_statuses=``, else the service's."""
         return self._failure_set if failure_statuses is None else FailureSet(failure_statuses)
@@ -357,7 +343,8 @@ class HttpService(TcpService, _Scripting):
         __tracebackhide__ = True
         from ..assertions import check_attempts
 
-        self._verdict(
+        self._verdicts.judge(
+            self.name,
             check_attempts,
             self.settled(),
             max,
@@ -377,7 +364,8 @@ class HttpService(TcpService, _Scripting):
         __tracebackhide__ = True
         from ..assertions import check_retry_after_honoured
 
-        self._verdict(
+        self._verdicts.judge(
+            self.name,
             check_retry_after_honoured,
             self.settled(),
             tolerance,
@@ -392,7 +380,7 @@ class HttpService(TcpService, _Scripting):
         __tracebackhide__ = True
         from ..assertions import check_no_duplicate_side_effects
 
-        self._verdict(check_no_duplicate_side_effects, self.effects, key)
+        self._verdicts.judge(self.name, check_no_duplicate_side_effects, self.effects, key)
 
     def assert_stable_idempotency_key(
         self, *, group: Grouping | None = None, failure_statuses: Iterable[Any] | None = None
@@ -401,7 +389,8 @@ class HttpService(TcpService, _Scripting):
         __tracebackhide__ = True
         from ..assertions import check_stable_idempotency_key
 
-        self._verdict(
+        self._verdicts.judge(
+            self.name,
             check_stable_idempotency_key,
             self.settled(),
             group=group,
@@ -424,7 +413,8 @@ class HttpService(TcpService, _Scripting):
         from ..assertions import check_backoff
 
         exchanges = self.settled()
-        self._verdict(
+        self._verdicts.judge(
+            self.name,
             check_backoff,
             exchanges,
             jitter,

@@ -6,15 +6,19 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import ConfigurationError, ResilienceError
 from ..faults import kinds
 from ..faults.fault import Fault, FaultGroup
-from ..faults.kinds import FaultKind, FaultPlan
+from ..faults.kinds import FaultKind
+from ..faults.plan import FaultPlan
 from ..observe import ConnectionList, FaultEvent, Timeline
 from ..tap import Tap
 from ..toxiproxy.client import ToxiproxyAPIError, ToxiproxyClient
+
+if TYPE_CHECKING:
+    from ..verdicts import Verdicts
 
 _fault_ids = itertools.count(1)
 T = TypeVar("T")
@@ -36,6 +40,7 @@ class TcpService:
         client: ToxiproxyClient,
         tap: Tap,
         timeline: Timeline,
+        verdicts: Verdicts,
         seed: int = 0,
         label: str | None = None,
         fault_kinds: Mapping[str, FaultKind] | None = None,
@@ -47,6 +52,7 @@ class TcpService:
         self._client = client
         self._tap = tap
         self._timeline = timeline
+        self._verdicts = verdicts
         self._seed = seed
         self._label = label or proxy
         """Names this service's random streams: the same in every run of its test."""
@@ -89,30 +95,19 @@ class TcpService:
         """Assert how many client connections the code under test opened."""
         __tracebackhide__ = True
         from .. import validate
+        from ..assertions.connections import check_connections
 
         validate.bound(max, "assert_connections: max")
         validate.bound(min, "assert_connections: min")
-        with self._timeline.verdict("assert_connections", self.name):
-            self._check_connections(max, min)
-
-    def _check_connections(self, max: int | None, min: int | None) -> None:
-        __tracebackhide__ = True
-        count = len(self.connections)
-        broken = (max is not None and count > max) or (min is not None and count < min)
-        if broken:
-            bound = " and ".join(
-                s
-                for s in (
-                    f"at least {min}" if min is not None else "",
-                    f"at most {max}" if max is not None else "",
-                )
-                if s
-            )
-            events = [e for e in self._timeline.events if e.service == self.name]
-            raise AssertionError(
-                f"service {self.name!r} saw {count} connections, expected {bound}.\n"
-                + self._timeline.render(events)
-            )
+        self._verdicts.judge(
+            self.name,
+            check_connections,
+            self.name,
+            self.connections,
+            self._timeline.faults(self.name),
+            max,
+            min,
+        )
 
     # -- faults -------------------------------------------------------------------
 

@@ -13,10 +13,9 @@ import threading
 import time
 from collections.abc import Callable
 
-from ..markers import MarkerFault
-from .fault import Fault
+from ..faults.fault import Fault
+from . import MarkerFault
 
-Clock = Callable[[], float]
 _LONGEST_WAIT = 3600.0
 
 

@@ -11,10 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import validate
-from .errors import ConfigurationError
-from .faults import kinds
-from .faults.kinds import FaultKind, FaultPlan
+from .. import validate
+from ..errors import ConfigurationError
+from ..faults import kinds
+from ..faults.kinds import FaultKind
+from ..faults.plan import FaultPlan
 
 FAULT_MARKERS: dict[str, str] = {
     "partition": "cut the service off (blackhole hangs; refuse and reset fail fast)",
@@ -147,7 +148,7 @@ def _http_arguments(marker: str, args: tuple[Any, ...], kwargs: dict[str, Any]) 
     """An HTTP marker's arguments by name, checked by the step builder its method uses."""
     import inspect
 
-    from .http.script import fail_step, rate_limit_step
+    from ..http.script import fail_step, rate_limit_step
 
     build = rate_limit_step if marker == "rate_limited" else fail_step
     public = HTTP_SIGNATURES[marker]

@@ -1,0 +1,52 @@
+"""The one path every verdict takes, from the assertion call to its report entry.
+
+``service.assert_*``, ``resilience.assert_*`` and ``run.assert_*`` check their own
+arguments, gather the records they judge, and hand both to :meth:`Verdicts.judge`
+with the pure check that decides (``assertions.check_*``).  ``judge`` runs the check,
+puts the outcome on the test's timeline as a :class:`~.observe.VerdictEvent` (the
+report, the SVG timeline and the ``pytest_resilience_event`` hook read it there), and
+gives a failure the seed that replays the test.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .assertions.report import ResilienceAssertionError
+from .observe.records import VerdictEvent
+
+if TYPE_CHECKING:
+    from .observe.timeline import Timeline
+
+
+class Verdicts:
+    """Runs the verdicts of one test (or of a run made outside a test: no timeline, no seed)."""
+
+    def __init__(
+        self, timeline: Timeline | None = None, seed: int | None = None, origin: float = 0.0
+    ) -> None:
+        self._timeline = timeline
+        self._seed = seed
+        self.origin = timeline.started_at if timeline is not None else origin
+        """Where a failure's table counts t+ms from: the start of the test."""
+
+    def judge(self, service: str, check: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+        """Run ``check(*args, origin=..., **kwargs)``, the verdict ``assert_<name>`` of
+        ``check_<name>`` on ``service`` ("" for one on the client's calls), and record it."""
+        __tracebackhide__ = True
+        name = "assert_" + check.__name__.removeprefix("check_")
+        try:
+            check(*args, origin=self.origin, **kwargs)
+        except ResilienceAssertionError as exc:
+            exc.seed = self._seed
+            self._record(service, name, str(exc).splitlines()[0])
+            raise
+        self._record(service, name, None)
+
+    def _record(self, service: str, name: str, broken: str | None) -> None:
+        if self._timeline is not None:
+            self._timeline.add(
+                VerdictEvent(time.monotonic(), service, name, broken is None, broken or "")
+            )
