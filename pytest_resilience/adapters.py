@@ -17,11 +17,11 @@ None of the libraries is imported until its adapter is used.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Literal
 
+from .clock import CLOCK
 from .observe.records import IntentEvent
 
 if TYPE_CHECKING:
@@ -42,9 +42,7 @@ class Intent:
         value: float | str | None,
         attempt: int | None = None,
     ) -> None:
-        self._timeline.add(
-            IntentEvent(time.monotonic(), self.service, source, kind, value, attempt)
-        )
+        self._timeline.add(IntentEvent(CLOCK.now(), self.service, source, kind, value, attempt))
 
     def tenacity_before_sleep(self, retry_state: Any) -> None:
         """tenacity's ``before_sleep=``: the wait it is about to sleep."""

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Hashable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
+from .clock import CLOCK
 from .errors import ConfigurationError, ResilienceError, UnknownServiceError
 from .faults import kinds
 from .faults.fault import Fault, FaultGroup
@@ -325,7 +325,7 @@ class Resilience:
             elif event.fault in applied:
                 began = applied.pop(event.fault)
                 spans.append((began.at, event.at, began.kind))
-        now = time.monotonic()
+        now = CLOCK.now()
         spans.extend((event.at, now, event.kind) for event in applied.values())
         return spans
 

@@ -10,11 +10,11 @@ import asyncio
 import inspect
 import math
 import threading
-import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import validate
+from .clock import CLOCK
 from .observe.records import Call
 
 if TYPE_CHECKING:
@@ -45,12 +45,12 @@ def _close_loops(call: Callable[[], Any]) -> None:
 
 
 def _one(call: Callable[[], Any], index: int) -> Call:
-    started = time.monotonic()
+    started = CLOCK.now()
     try:
         value = call()
     except Exception as exc:  # the code under test failing is what is being measured
-        return Call(index, started, time.monotonic(), None, exc)
-    return Call(index, started, time.monotonic(), value, None)
+        return Call(index, started, CLOCK.now(), None, exc)
+    return Call(index, started, CLOCK.now(), value, None)
 
 
 class Run:
@@ -152,7 +152,7 @@ def load(
     validate.count(concurrency, "load: concurrency", allow_none=False)
     # Rounded first: 0.29 s at 100/s is 28.999999999999996 in binary floating point.
     total = max(1, math.floor(round(duration * rate, 9)))
-    started = time.monotonic()
+    started = CLOCK.now()
     slots = iter(range(total))
     lock = threading.Lock()
     results: list[Call] = []
@@ -164,9 +164,9 @@ def load(
                 index = next(slots, None)
             if index is None:
                 return
-            wait = started + index / rate - time.monotonic()
+            wait = started + index / rate - CLOCK.now()
             if wait > 0:
-                time.sleep(wait)  # the schedule itself, not a wait for a result
+                CLOCK.sleep(wait)  # the schedule itself, not a wait for a result
             outcome = _one(call, index)
             with lock:
                 results.append(outcome)

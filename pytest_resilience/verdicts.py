@@ -10,11 +10,11 @@ gives a failure the seed that replays the test.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .assertions.report import ResilienceAssertionError
+from .clock import CLOCK
 from .observe.records import VerdictEvent
 
 if TYPE_CHECKING:
@@ -48,5 +48,5 @@ class Verdicts:
     def _record(self, service: str, name: str, broken: str | None) -> None:
         if self._timeline is not None:
             self._timeline.add(
-                VerdictEvent(time.monotonic(), service, name, broken is None, broken or "")
+                VerdictEvent(CLOCK.now(), service, name, broken is None, broken or "")
             )

@@ -15,12 +15,12 @@ import datetime as dt
 import math
 import random
 import threading
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
 from .. import validate
+from ..clock import CLOCK
 from ..errors import ConfigurationError
 from .answers import (
     Answer,
@@ -113,10 +113,10 @@ class TokenBucket(Step):
         self.tokens = float(burst)
         self.answer = answer
         """The limited answer; its Retry-After is set per request."""
-        self.stamp = time.monotonic()
+        self.stamp = CLOCK.now()
 
     async def __call__(self, request: Request, next_: Next) -> Answer:
-        now = time.monotonic()
+        now = CLOCK.now()
         self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
         if self.tokens >= 1:

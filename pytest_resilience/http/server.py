@@ -22,6 +22,7 @@ from typing import Any
 
 import h11
 
+from ..clock import CLOCK
 from ..observe.join import HEAD_LIMIT, head_digest
 from .answers import Answer, Request
 from .identity import fingerprint
@@ -85,7 +86,7 @@ class ConnectionLog:
     digest: str | None = None
     sent: int = 0
     closed: bool = False
-    accepted_at: float = field(default_factory=time.monotonic)
+    accepted_at: float = field(default_factory=CLOCK.now)
 
 
 class HttpLayer:
@@ -271,7 +272,7 @@ class HttpLayer:
         record = Pending(
             log.id,
             index,
-            time.monotonic(),
+            CLOCK.now(),
             request,
             request.header(self.key_header),
             fingerprint(
@@ -329,7 +330,7 @@ class HttpLayer:
         record.answer_headers = tuple(headers)
         record.answer_body = answer.body[:ANSWER_BODY_KEPT]
         record.retry_after = answer.header("Retry-After")
-        record.retry_after_delay = requested_wait(headers, time.time())[0]
+        record.retry_after_delay = requested_wait(headers, CLOCK.wall())[0]
         headers.append(("Content-Length", str(len(answer.body))))
         reason = _reason(answer.status)
         start = log.sent
@@ -351,7 +352,7 @@ class HttpLayer:
         self._send(writer, log, out)
         record.answer_range = (start, log.sent)
         await writer.drain()
-        record.ended_at = time.monotonic()
+        record.ended_at = CLOCK.now()
         return True
 
     # -- the last step: the default answer, or the upstream's --------------------------
@@ -379,7 +380,7 @@ class HttpLayer:
         request = record.request
         effect = Effect(
             self.service,
-            time.monotonic(),
+            CLOCK.now(),
             request.method,
             request.path.split("?", 1)[0],
             record.key,

@@ -10,9 +10,9 @@ import functools
 import heapq
 import itertools
 import threading
-import time
 from collections.abc import Callable
 
+from ..clock import CLOCK
 from ..faults.fault import Fault
 from . import MarkerFault
 
@@ -43,10 +43,8 @@ class _Timer:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._stopped and (
-                    not self._queue or self._queue[0][0] > time.monotonic()
-                ):
-                    wait = self._queue[0][0] - time.monotonic() if self._queue else None
+                while not self._stopped and (not self._queue or self._queue[0][0] > CLOCK.now()):
+                    wait = self._queue[0][0] - CLOCK.now() if self._queue else None
                     # Capped: a far deadline must not overflow the wait and end the thread.
                     self._cond.wait(None if wait is None else min(wait, _LONGEST_WAIT))
                 if self._stopped:
@@ -86,7 +84,7 @@ class MarkerWindows:
 
     def start(self) -> None:
         """Apply the ``after=0`` faults now and schedule the rest."""
-        self.started_at = time.monotonic()
+        self.started_at = CLOCK.now()
         for marker in self.markers:
             if marker.after == 0:
                 self._open(marker)
@@ -114,7 +112,7 @@ class MarkerWindows:
         with self._lock:
             ready = [m for m in self._waiting if m.service == name]
             self._waiting = [m for m in self._waiting if m.service != name]
-        now = time.monotonic()
+        now = CLOCK.now()
         for marker in ready:
             if marker.duration is None or now < self.started_at + marker.after + marker.duration:
                 self._open(marker)

@@ -10,6 +10,8 @@ import threading
 import time
 from collections import deque
 
+from ..clock import CLOCK
+
 PERIOD = 0.005
 """Seconds the probe sleeps between samples."""
 KEPT = 6000
@@ -46,11 +48,13 @@ class NoiseProbe:
             if self._stop.wait(PERIOD):
                 return
             woke = time.monotonic()
-            self._samples.append((woke, woke - began - PERIOD))
+            # Stamped on the plugin's clock, like the records it is read beside; the
+            # delay itself is real time, which is what the machine's noise is.
+            self._samples.append((CLOCK.now(), woke - began - PERIOD))
 
     def samples(self, since: float | None = None) -> tuple[float, ...]:
         """The delays measured so far (seconds), from the wake-ups at or after ``since``
-        (monotonic) when given: the noise of the span a verdict judges, not of what the
+        (on the plugin's clock) when given: the noise of the span a verdict judges, not of what the
         test did before it (building a botocore client holds the GIL for hundreds of ms,
         which the probe records as a stall no wait of the herd lived through); topped up
         to :data:`ENOUGH` on the spot."""

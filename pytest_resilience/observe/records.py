@@ -1,6 +1,6 @@
 """Frozen records of what happened on the wire and to the faults.
 
-Times are ``time.monotonic()`` seconds; :class:`~.timeline.Timeline` renders them
+Times are seconds on the plugin's clock (:data:`pytest_resilience.clock.CLOCK`); :class:`~.timeline.Timeline` renders them
 relative to the start of the test.
 """
 

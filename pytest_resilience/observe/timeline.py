@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
+from ..clock import CLOCK
 from .records import Connection, ConnectionEvent, FaultEvent, IntentEvent, VerdictEvent
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ class Timeline:
     """Events of one test, appended from any thread, read as snapshots."""
 
     def __init__(self, started_at: float | None = None) -> None:
-        self.started_at = time.monotonic() if started_at is None else started_at
+        self.started_at = CLOCK.now() if started_at is None else started_at
         self._events: list[Event] = []
         self._lock = threading.Lock()
         self._dispatcher: EventDispatcher | None = None

@@ -7,8 +7,9 @@ into the JSON report unchanged. Times are milliseconds from the start of the tes
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
+
+from ..clock import CLOCK
 
 if TYPE_CHECKING:
     from ..http.records import Exchange
@@ -100,7 +101,7 @@ def record_of(res: Resilience) -> dict[str, Any]:
     return {
         "schema": SCHEMA,
         "seed": res.seed,
-        "end_ms": round(ms(time.monotonic()), 3),
+        "end_ms": round(ms(CLOCK.now()), 3),
         "faults": list(faults.values()),
         "services": services,
         "runs": [_run(run, seen, ms) for run in res.runs],

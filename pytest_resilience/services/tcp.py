@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import itertools
 import threading
-import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..clock import CLOCK
 from ..errors import ConfigurationError, ResilienceError
 from ..faults import kinds
 from ..faults.fault import Fault, FaultGroup
@@ -240,7 +240,7 @@ class TcpService:
 
     def _record(self, fault_id: int, plan: FaultPlan, action: str) -> None:
         self._timeline.add(
-            FaultEvent(time.monotonic(), self.name, plan.kind, action, fault_id, plan.detail)  # type: ignore[arg-type]
+            FaultEvent(CLOCK.now(), self.name, plan.kind, action, fault_id, plan.detail)  # type: ignore[arg-type]
         )
 
     def close(self) -> None:

@@ -18,10 +18,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
-import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from ..clock import CLOCK
 from ..observe.join import HEAD_LIMIT, Trace, head_digest
 from ..observe.records import ConnectionEvent, Side
 from ..runtime.loop import BackgroundLoop
@@ -47,13 +47,13 @@ class _Link:
         self.digest: str | None = None
         self.early = bytearray()
         """Client data read before the leg to the proxy existed (see _ClientSide)."""
-        self.opened_at = time.monotonic()
+        self.opened_at = CLOCK.now()
         self.ended_at: float | None = None
 
     def record(self, kind: str, by: Side, undelivered: int = 0) -> None:
         self.tap.record(
             ConnectionEvent(
-                time.monotonic(),
+                CLOCK.now(),
                 self.tap.service,
                 self.id,
                 kind,  # type: ignore[arg-type]
@@ -89,7 +89,7 @@ class _Link:
         if self.ended:
             return
         self.ended = True
-        self.ended_at = time.monotonic()
+        self.ended_at = CLOCK.now()
         self.tap.links.discard(self)
         other = self.upstream if by == "client" else self.client
         undelivered = self.client.get_write_buffer_size() if by == "upstream" else 0
