@@ -14,6 +14,7 @@ import pytest
 
 if TYPE_CHECKING:
     from .faults.kinds import FaultKind
+    from .report.record import TestRecord
     from .toxiproxy.backends import Backend
 
 
@@ -120,18 +121,18 @@ def pytest_resilience_backend(config: pytest.Config) -> Backend | str | None:
 
 
 def pytest_resilience_report_sections(
-    item: pytest.Item, record: dict[str, Any]
+    item: pytest.Item, record: TestRecord
 ) -> list[tuple[str, str]]:
     """Return sections, as ``(title, text)`` pairs, to add to test ``item``'s resilience report.
 
-    ``record`` is the test's JSON-able record (``pytest_resilience.report.record``):
-    its faults, services, runs and verdicts.  Called once per test that used the
+    ``record`` is the test's :class:`~pytest_resilience.report.record.TestRecord`: its
+    faults, services, runs and verdicts (the JSON report holds it as ``record.to_json()``).  Called once per test that used the
     ``resilience`` fixture, after its teardown; every implementation's sections are
     kept, in order.
 
     Example::
 
         def pytest_resilience_report_sections(item, record):
-            lost = sum(s.get("lost_answers", 0) for s in record["services"])
+            lost = sum(s.lost_answers for s in record.http_services)
             return [("lost answers", f"{lost} answer(s) never reached the client")]
     """

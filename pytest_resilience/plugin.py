@@ -40,13 +40,14 @@ from .session import ResilienceSession
 if TYPE_CHECKING:
     from faker import Faker
 
+    from .report.record import TestRecord
     from .resilience import Resilience
     from .toxiproxy.backends import Backend
 
 SESSION = pytest.StashKey[ResilienceSession]()
 MARKERS = pytest.StashKey[list[MarkerFault]]()
 MARKER_ERROR = pytest.StashKey[str]()
-RECORD = pytest.StashKey[dict[str, Any]]()
+RECORD: pytest.StashKey[TestRecord] = pytest.StashKey()
 COLLECTOR = pytest.StashKey[Collector]()
 TIMELINES = pytest.StashKey[dict[str, Any]]()
 FAILED = pytest.StashKey[bool]()
@@ -265,12 +266,13 @@ def pytest_runtest_makereport(
     if record is None and report.when == "teardown" and "resilience" in _fixtures(item):
         from .report.record import empty_record
 
-        record = empty_record(item.config.stash[SESSION].seed)
+        record = empty_record(item.config.stash[SESSION].seed, _backend(item.config))
     if report.when == "teardown" and record is not None:
         from .report.summary import sections_of
 
-        # Plain attributes of a report travel to the xdist controller with it.
-        report.resilience = record  # type: ignore[attr-defined]
+        # Plain attributes of a report travel to the xdist controller with it: the record
+        # as JSON data, which the summary and the JSON report read back into its types.
+        report.resilience = record.to_json()  # type: ignore[attr-defined]
         report.resilience_sections = sections_of(item.config.hook, item, record)  # type: ignore[attr-defined]
         from .report.html import add_extra, html_report_requested
 
@@ -364,14 +366,18 @@ def resilience(request: pytest.FixtureRequest, toxiproxy: Backend) -> Iterator[R
             _one_line(res.close)
 
 
+def _backend(config: pytest.Config) -> str | None:
+    """The backend the tests of this process run against (under xdist only the workers run
+    one: each record names the one it used)."""
+    state = config.stash[SESSION]
+    return state.backend.describe() if state.started else None
+
+
 def _keep_record(item: pytest.Item, res: Resilience) -> None:
     """The test's record, for its report; key figures as JUnit properties."""
     from .report.record import junit_properties, record_of
 
-    record = record_of(res)
-    state = item.config.stash[SESSION]
-    # Under xdist only the workers run a backend: each record names the one it used.
-    record["backend"] = state.backend.describe() if state.started else None
+    record = record_of(res, _backend(item.config))
     item.stash[RECORD] = record
     item.user_properties.extend(junit_properties(record))
 

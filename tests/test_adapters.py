@@ -192,8 +192,8 @@ def test_intents_reach_the_record(
     )
     retrying(get, session, payments)
 
-    [intent] = record_of(resilience)["intents"]
-    assert (intent["service"], intent["source"], intent["kind"], intent["value"]) == (
+    [intent] = record_of(resilience, None).intents
+    assert (intent.service, intent.source, intent.kind, intent.value) == (
         "payments",
         "tenacity",
         "wait",

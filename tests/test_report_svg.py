@@ -6,18 +6,25 @@ import base64
 import sys
 import xml.etree.ElementTree as ET
 from types import SimpleNamespace
-from typing import Any
 
 import pytest
 
 from pytest_resilience.report.html import add_extra, html_report_requested
+from pytest_resilience.report.record import (
+    ExchangeRecord,
+    FaultRecord,
+    ServiceRecord,
+    TestRecord,
+    VerdictRecord,
+    empty_record,
+)
 from pytest_resilience.report.svg import MAX_LANES, render_timeline
 
 NS = "{http://www.w3.org/2000/svg}"
 GREEN, ORANGE, RED, GREY = "#2ca02c", "#ff7f0e", "#d62728", "#8c8c8c"
 
 
-# --- synthetic records, shaped as record_of builds them -----------------------------
+# --- synthetic records, as record_of builds them -----------------------------
 
 
 def exchange(
@@ -29,64 +36,64 @@ def exchange(
     delivered: bool | None = True,
     retry_after: float | None = None,
     path: str = "/charges",
-) -> dict[str, Any]:
-    return {
-        "start_ms": start,
-        "end_ms": end,
-        "method": "POST",
-        "path": path,
-        "key": operation.removeprefix("key="),
-        "operation": operation,
-        "status": status,
-        "step": "rate_limit" if status == 429 else "respond",
-        "scripted": status == 429,
-        "delivered": delivered,
-        "retry_after_s": retry_after,
-    }
+) -> ExchangeRecord:
+    return ExchangeRecord(
+        start_ms=start,
+        end_ms=end,
+        method="POST",
+        path=path,
+        key=operation.removeprefix("key="),
+        operation=operation,
+        status=status,
+        step="rate_limit" if status == 429 else "respond",
+        scripted=status == 429,
+        delivered=delivered,
+        retry_after_s=retry_after,
+        wait_header=None if retry_after is None else "Retry-After",
+        headers=(),
+        answer_headers=(),
+    )
 
 
-def http_service(name: str, exchanges: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "name": name,
-        "type": "http",
-        "connections": 2,
-        "resets": 0,
-        "requests": len(exchanges),
-        "operations": len({e["operation"] for e in exchanges}),
-        "max_attempts": 0,
-        "retried": 0,
-        "failed_attempts": 0,
-        "lost_answers": sum(1 for e in exchanges if e["delivered"] is False),
-        "effects": 0,
-        "duplicated_effects": 0,
-        "exchanges": exchanges,
-    }
+def http_service(name: str, exchanges: list[ExchangeRecord]) -> ServiceRecord:
+    return ServiceRecord(
+        name=name,
+        type="http",
+        connections=2,
+        resets=0,
+        requests=len(exchanges),
+        operations=len({e.operation for e in exchanges}),
+        max_attempts=0,
+        retried=0,
+        failed_attempts=0,
+        lost_answers=sum(1 for e in exchanges if e.delivered is False),
+        effects=0,
+        duplicated_effects=0,
+        exchanges=tuple(exchanges),
+    )
 
 
 def record(
-    services: list[dict[str, Any]] | None = None,
-    faults: list[dict[str, Any]] | None = None,
-    verdicts: list[dict[str, Any]] | None = None,
+    services: list[ServiceRecord] | None = None,
+    faults: list[FaultRecord] | None = None,
+    verdicts: list[VerdictRecord] | None = None,
     seed: int = 749499662,
-) -> dict[str, Any]:
-    return {
-        "schema": 1,
-        "seed": seed,
-        "faults": faults or [],
-        "services": services or [],
-        "runs": [],
-        "verdicts": verdicts or [],
-    }
+) -> TestRecord:
+    return TestRecord(
+        schema=1,
+        seed=seed,
+        end_ms=None,
+        faults=tuple(faults or ()),
+        services=tuple(services or ()),
+        runs=(),
+        intents=(),
+        verdicts=tuple(verdicts or ()),
+        backend=None,
+    )
 
 
-def fault(kind: str, applied: float, healed: float | None) -> dict[str, Any]:
-    return {
-        "service": "payments",
-        "kind": kind,
-        "detail": "",
-        "applied_ms": applied,
-        "healed_ms": healed,
-    }
+def fault(kind: str, applied: float, healed: float | None) -> FaultRecord:
+    return FaultRecord(1, "payments", kind, "", applied, healed)
 
 
 BURST = [
@@ -144,7 +151,7 @@ def test_each_attempt_gets_one_mark_at_its_start_coloured_by_status() -> None:
     marks = by_class(root, "attempt")
     assert [m.get("fill") for m in marks] == [ORANGE, ORANGE, ORANGE, GREEN]
     for mark, ex in zip(marks, BURST, strict=True):
-        assert float(mark.get("x", "nan")) == pytest.approx(x_of(root, ex["start_ms"]), abs=0.05)
+        assert float(mark.get("x", "nan")) == pytest.approx(x_of(root, ex.start_ms), abs=0.05)
     # One lane for the operation: all four marks on one row.
     assert len({m.get("y") for m in marks}) == 1
 
@@ -171,8 +178,8 @@ def test_retry_after_is_a_bar_from_the_answer_to_the_end_of_the_wait() -> None:
     assert len(bars) == 3  # the 201 asked for no wait
     for bar, ex in zip(bars, BURST[:3], strict=True):
         left, _, right, _ = box(bar)
-        assert left == pytest.approx(x_of(root, ex["end_ms"]), abs=0.05)
-        assert right == pytest.approx(x_of(root, ex["end_ms"] + 1000), abs=0.05)
+        assert left == pytest.approx(x_of(root, ex.end_ms), abs=0.05)
+        assert right == pytest.approx(x_of(root, ex.end_ms + 1000), abs=0.05)
         assert float(bar.get("height", "nan")) <= 3  # thin, under the mark's height
 
 
@@ -263,7 +270,7 @@ def test_long_operation_labels_are_cut_and_kept_whole_in_a_tooltip() -> None:
 
 
 def test_a_tcp_service_gets_a_lane_with_its_connection_count() -> None:
-    tcp = {"name": "redis", "type": "tcp", "connections": 7, "resets": 2}
+    tcp = ServiceRecord("redis", "tcp", connections=7, resets=2)
     root = parse(render_timeline("t::tcp", record([tcp])))
 
     (row,) = by_class(root, "tcp")
@@ -273,7 +280,7 @@ def test_a_tcp_service_gets_a_lane_with_its_connection_count() -> None:
 
 
 def test_an_empty_record_still_renders_an_axis_and_says_nothing_was_recorded() -> None:
-    for empty in (record(), {}):
+    for empty in (record(), empty_record(1, None)):
         root = parse(render_timeline("t::empty", empty))
         assert by_class(root, "attempt") == []
         assert len(by_class(root, "tick-label")) >= 2
@@ -286,14 +293,8 @@ def test_an_empty_record_still_renders_an_axis_and_says_nothing_was_recorded() -
 def test_failing_verdict_messages_are_listed_escaped_under_the_title() -> None:
     message = "retried <50 ms after 429 & Retry-After 1 s\n   t+ms  operation  try"
     verdicts = [
-        {
-            "name": "retry_after",
-            "service": "payments",
-            "passed": False,
-            "message": message,
-            "at_ms": 9,
-        },
-        {"name": "attempts", "service": "payments", "passed": True, "message": "fine", "at_ms": 9},
+        VerdictRecord("retry_after", "payments", False, message, 9),
+        VerdictRecord("attempts", "payments", True, "fine", 9),
     ]
     svg = render_timeline("tests/t.py::test_x[a<b]", record(verdicts=verdicts, seed=42))
     root = parse(svg)
@@ -368,6 +369,7 @@ def test_the_timeline_reaches_a_pytest_html_report(pytester: pytest.Pytester) ->
         """
         import pytest
         from pytest_resilience.report.html import add_extra, html_report_requested
+        from pytest_resilience.report.record import empty_record
         from pytest_resilience.report.svg import render_timeline
 
         @pytest.hookimpl(hookwrapper=True)
@@ -375,7 +377,7 @@ def test_the_timeline_reaches_a_pytest_html_report(pytester: pytest.Pytester) ->
             outcome = yield
             report = outcome.get_result()
             if report.when == "teardown" and html_report_requested(item.config):
-                add_extra(report, render_timeline(item.nodeid, {"seed": 31337}))
+                add_extra(report, render_timeline(item.nodeid, empty_record(31337, None)))
         """
     )
     pytester.makepyfile("def test_one(): pass")

@@ -6,10 +6,14 @@ from __future__ import annotations
 import json
 import re
 import xml.etree.ElementTree as ET
+from importlib.resources import files
 
+import jsonschema
 import pytest
 
 from pytest_resilience.options import OPTION_BACKEND, OPTION_REPORT, OPTION_SEED
+from pytest_resilience.report.record import ExchangeRecord, TestRecord
+from pytest_resilience.report.schema import text as schema_text
 from pytest_resilience.toxiproxy.backends import Backend
 
 CHECKOUT = """
@@ -130,6 +134,24 @@ def test_verbose_summary_lists_the_passing_tests_too(checkout: pytest.Pytester, 
     assert not any("test_without_the_plugin" in line for line in section)
 
 
+def test_the_shipped_schema_is_the_one_the_record_types_give() -> None:
+    """schema.json is written from the types (python -m pytest_resilience.report.schema)."""
+    shipped = (files("pytest_resilience") / "report" / "schema.json").read_text()
+    assert shipped == schema_text(), "rewrite it: python -m pytest_resilience.report.schema"
+    jsonschema.Draft202012Validator.check_schema(json.loads(shipped))
+
+
+def test_a_record_survives_its_json_form(checkout: pytest.Pytester, url: str) -> None:
+    """What travels through xdist and into the report rebuilds the same typed record."""
+    path = checkout.path / "resilience.json"
+    checkout.runpytest(f"{OPTION_BACKEND}={url}", f"{OPTION_REPORT}={path}")
+    for test in json.loads(path.read_text())["tests"]:
+        data = {k: v for k, v in test.items() if k in TestRecord.__dataclass_fields__}
+        record = TestRecord.from_json(data)
+        assert record.services and isinstance(record.services[0].exchanges[0], ExchangeRecord)
+        assert record.to_json() == data
+
+
 def test_json_report_holds_every_resilience_test(checkout: pytest.Pytester, url: str) -> None:
     path = checkout.path / "reports" / "resilience.json"
     result = checkout.runpytest(
@@ -138,6 +160,9 @@ def test_json_report_holds_every_resilience_test(checkout: pytest.Pytester, url:
 
     result.stdout.fnmatch_lines([f"resilience report: {path}"])
     document = json.loads(path.read_text())
+    # The schema shipped in the package, read as a user would, holds for the document.
+    schema = json.loads((files("pytest_resilience") / "report" / "schema.json").read_text())
+    jsonschema.validate(document, schema, cls=jsonschema.Draft202012Validator)
     assert (document["schema"], document["seed"], document["replay"]) == (
         1,
         7,
@@ -256,7 +281,7 @@ def test_a_plugin_adds_a_section_to_the_summary_and_the_report(
     checkout.makeconftest(
         """
         def pytest_resilience_report_sections(item, record):
-            requests = sum(s.get("requests", 0) for s in record["services"])
+            requests = sum(s.requests for s in record.http_services)
             return [("budget", f"{requests} requests of a budget of 10")]
         """
     )

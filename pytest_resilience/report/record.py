@@ -1,15 +1,23 @@
 """One test's record: the faults injected, what the code did, and the verdicts.
 
-Plain JSON-able dicts (schema below, ``SCHEMA``), built when the test's services are
-torn down, so they travel on pytest's report objects (and so through pytest-xdist) and
-into the JSON report unchanged. Times are milliseconds from the start of the test.
+Typed, frozen records (:class:`TestRecord` and the records it holds), built from the
+test's evidence when its services are torn down.  They travel on pytest's report objects
+(and so through pytest-xdist) as the plain JSON data :func:`~.jsontypes.to_json` makes
+of them, and are rebuilt with :meth:`TestRecord.from_json` where they are read: the
+terminal summary, the SVG timeline, JUnit properties, the JSON report and the
+``pytest_resilience_report_sections`` hook.  ``schema.json`` beside this module is their
+JSON Schema, written from these types (``python -m pytest_resilience.report.schema``).
+Times are milliseconds from the start of the test.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..clock import CLOCK
+from .jsontypes import from_json, to_json
 
 if TYPE_CHECKING:
     from ..http.records import Exchange
@@ -25,66 +33,193 @@ SECRET_HEADERS = frozenset(
 """Headers whose values a report shows as ``<redacted>``: reports are CI artefacts,
 and SDKs pointed at a stub still send their credentials."""
 
-
-def redacted(headers: tuple[tuple[str, str], ...]) -> list[list[str]]:
-    """``headers`` as JSON pairs, credentials hidden."""
-    return [[k, "<redacted>" if k.lower() in SECRET_HEADERS else v] for k, v in headers]
+Headers = tuple[tuple[str, str], ...]
 
 
-def empty_record(seed: int) -> dict[str, Any]:
+@dataclass(frozen=True)
+class FaultRecord:
+    """A fault injected into a service, and when it was in force."""
+
+    id: int
+    """Shared by the fault's applied and healed events."""
+    service: str
+    kind: str
+    detail: str
+    applied_ms: float
+    healed_ms: float | None
+    """None: in force until the test's services closed."""
+
+
+@dataclass(frozen=True)
+class ExchangeRecord:
+    """One request an HTTP service received, and its answer."""
+
+    start_ms: float
+    end_ms: float | None
+    method: str
+    path: str
+    key: str | None
+    """The request's idempotency key."""
+    operation: str
+    """The operation it is an attempt of, as the verdicts grouped it."""
+    status: int | None
+    step: str
+    """The script step that answered: a fault's name, 'default', 'forward'."""
+    scripted: bool
+    delivered: bool | None
+    """Whether the answer reached the client; None: unknown."""
+    retry_after_s: float | None
+    wait_header: str | None
+    """The header that asked the client to wait."""
+    headers: Headers
+    """The request's headers, credentials redacted."""
+    answer_headers: Headers
+
+
+@dataclass(frozen=True)
+class ServiceRecord:
+    """A service's figures; the HTTP ones are None for a TCP service."""
+
+    name: str
+    type: Literal["tcp", "http"]
+    connections: int
+    resets: int
+    requests: int | None = None
+    operations: int | None = None
+    max_attempts: int | None = None
+    retried: int | None = None
+    failed_attempts: int | None = None
+    lost_answers: int | None = None
+    effects: int | None = None
+    duplicated_effects: int | None = None
+    exchanges: tuple[ExchangeRecord, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A ``drive`` or ``load``: the client's calls, and the requests each HTTP service got
+    during them."""
+
+    calls: int
+    ok: int
+    availability: float
+    start_ms: float | None
+    end_ms: float | None
+    slowest_ms: float
+    requests: dict[str, int]
+    amplification: dict[str, float]
+
+
+@dataclass(frozen=True)
+class IntentRecord:
+    """What a client's retry or breaker library said it would do."""
+
+    at_ms: float
+    service: str
+    source: str
+    kind: Literal["wait", "breaker"]
+    value: float | str | None
+    attempt: int | None
+
+
+@dataclass(frozen=True)
+class VerdictRecord:
+    """A resilience assertion, and whether it held."""
+
+    name: str
+    service: str
+    passed: bool
+    message: str
+    """The rule broken (the failure's first line); empty when it held."""
+    at_ms: float
+
+    @property
+    def undecided(self) -> bool:
+        """It failed for want of evidence, not because the rule broke."""
+        return not self.passed and self.message.startswith("insufficient evidence:")
+
+
+@dataclass(frozen=True)
+class TestRecord:
+    """One test's record: faults, services, runs, intents and verdicts."""
+
+    __test__ = False  # a record, not a test class for pytest to collect
+
+    schema: int
+    seed: int
+    """The run's --resilience-seed, which replays the test."""
+    end_ms: float | None
+    faults: tuple[FaultRecord, ...]
+    services: tuple[ServiceRecord, ...]
+    runs: tuple[RunRecord, ...]
+    intents: tuple[IntentRecord, ...]
+    verdicts: tuple[VerdictRecord, ...]
+    backend: str | None
+    """The Toxiproxy the test ran against."""
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = to_json(self)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TestRecord:
+        return from_json(cls, data)
+
+    @property
+    def http_services(self) -> list[ServiceRecord]:
+        return [s for s in self.services if s.type == "http"]
+
+    @property
+    def broken(self) -> list[VerdictRecord]:
+        return [v for v in self.verdicts if not v.passed]
+
+
+def redacted(headers: Headers) -> Headers:
+    """``headers`` with credentials hidden."""
+    return tuple((k, "<redacted>" if k.lower() in SECRET_HEADERS else v) for k, v in headers)
+
+
+def empty_record(seed: int, backend: str | None) -> TestRecord:
     """The record of a test that used the plugin but ended before its services were
     recorded (an unreachable backend, a bad marker): it still shows in the report."""
-    return {
-        "schema": SCHEMA,
-        "seed": seed,
-        "end_ms": None,
-        "faults": [],
-        "services": [],
-        "runs": [],
-        "intents": [],
-        "verdicts": [],
-    }
+    return TestRecord(SCHEMA, seed, None, (), (), (), (), (), backend)
 
 
-def record_of(res: Resilience) -> dict[str, Any]:
+def record_of(res: Resilience, backend: str | None) -> TestRecord:
     """The record of the test ``res`` belongs to (call before its services close)."""
     from ..assertions.operations import failed, operations
     from ..services.http import HttpService
 
     timeline = res.timeline
-    ms = timeline.relative_ms
 
-    faults: dict[tuple[str, int], dict[str, Any]] = {}
+    def ms(at: float) -> float:
+        return round(timeline.relative_ms(at), 3)
+
+    faults: dict[tuple[str, int], FaultRecord] = {}
     for event in timeline.faults():
         key = (event.service, event.fault)
         if event.action == "applied":
-            faults[key] = {
-                "id": event.fault,
-                "service": event.service,
-                "kind": event.kind,
-                "detail": event.detail,
-                "applied_ms": round(ms(event.at), 3),
-                "healed_ms": None,
-            }
+            faults[key] = FaultRecord(
+                event.fault, event.service, event.kind, event.detail, ms(event.at), None
+            )
         elif key in faults:
-            faults[key]["healed_ms"] = round(ms(event.at), 3)
+            faults[key] = replace(faults[key], healed_ms=ms(event.at))
 
     services = []
     seen: dict[str, list[Exchange]] = {}
     for name, service in res.services.items():
         connections = service.connections
-        entry: dict[str, Any] = {
-            "name": name,
-            "type": "tcp",
-            "connections": len(connections),
-            "resets": len(connections.reset()),
-        }
-        if isinstance(service, HttpService):
-            exchanges = seen[name] = service.settled(timeout=0.2)
-            ops = operations(exchanges, failure_statuses=service._failure_set)
-            label = {id(a): op.label for op in ops for a in op.attempts}
-            effects = service.effects
-            entry.update(
+        tcp = ServiceRecord(name, "tcp", len(connections), len(connections.reset()))
+        if not isinstance(service, HttpService):
+            services.append(tcp)
+            continue
+        exchanges = seen[name] = service.settled(timeout=0.2)
+        ops = operations(exchanges, failure_statuses=service._failure_set)
+        label = {id(a): op.label for op in ops for a in op.attempts}
+        effects = service.effects
+        services.append(
+            replace(
+                tcp,
                 type="http",
                 requests=len(exchanges),
                 operations=len(ops),
@@ -94,61 +229,49 @@ def record_of(res: Resilience) -> dict[str, Any]:
                 lost_answers=sum(1 for e in exchanges if e.delivered is False),
                 effects=len(effects),
                 duplicated_effects=len(effects) - len({e.fingerprint for e in effects}),
-                exchanges=[_exchange(e, label.get(id(e), ""), ms) for e in exchanges],
+                exchanges=tuple(_exchange(e, label.get(id(e), ""), ms) for e in exchanges),
             )
-        services.append(entry)
+        )
 
-    return {
-        "schema": SCHEMA,
-        "seed": res.seed,
-        "end_ms": round(ms(CLOCK.now()), 3),
-        "faults": list(faults.values()),
-        "services": services,
-        "runs": [_run(run, seen, ms) for run in res.runs],
-        "intents": [
-            {
-                "at_ms": round(ms(i.at), 3),
-                "service": i.service,
-                "source": i.source,
-                "kind": i.kind,
-                "value": i.value,
-                "attempt": i.attempt,
-            }
+    return TestRecord(
+        SCHEMA,
+        res.seed,
+        ms(CLOCK.now()),
+        tuple(faults.values()),
+        tuple(services),
+        tuple(_run(run, seen, ms) for run in res.runs),
+        tuple(
+            IntentRecord(ms(i.at), i.service, i.source, i.kind, i.value, i.attempt)
             for i in timeline.intents()
-        ],
-        "verdicts": [
-            {
-                "name": v.name,
-                "service": v.service,
-                "passed": v.passed,
-                "message": v.message,
-                "at_ms": round(ms(v.at), 3),
-            }
+        ),
+        tuple(
+            VerdictRecord(v.name, v.service, v.passed, v.message, ms(v.at))
             for v in timeline.verdicts()
-        ],
-    }
+        ),
+        backend,
+    )
 
 
-def _exchange(e: Exchange, operation: str, ms: Any) -> dict[str, Any]:
-    return {
-        "start_ms": round(ms(e.started_at), 3),
-        "end_ms": None if e.ended_at is None else round(ms(e.ended_at), 3),
-        "method": e.method,
-        "path": e.path,
-        "key": e.idempotency_key,
-        "operation": operation,
-        "status": e.status,
-        "step": e.step,
-        "scripted": e.scripted,
-        "delivered": e.delivered,
-        "retry_after_s": e.retry_after_delay,
-        "wait_header": e.wait_header,
-        "headers": redacted(e.headers),
-        "answer_headers": redacted(e.answer_headers),
-    }
+def _exchange(e: Exchange, operation: str, ms: Callable[[float], float]) -> ExchangeRecord:
+    return ExchangeRecord(
+        ms(e.started_at),
+        None if e.ended_at is None else ms(e.ended_at),
+        e.method,
+        e.path,
+        e.idempotency_key,
+        operation,
+        e.status,
+        e.step,
+        e.scripted,
+        e.delivered,
+        e.retry_after_delay,
+        e.wait_header,
+        redacted(e.headers),
+        redacted(e.answer_headers),
+    )
 
 
-def _run(run: Run, exchanges: dict[str, list[Exchange]], ms: Any) -> dict[str, Any]:
+def _run(run: Run, exchanges: dict[str, list[Exchange]], ms: Callable[[float], float]) -> RunRecord:
     """A run, with the requests each HTTP service (``exchanges`` by name) got during it."""
     calls = run.calls
     start, end = run.span or (0.0, 0.0)
@@ -156,34 +279,32 @@ def _run(run: Run, exchanges: dict[str, list[Exchange]], ms: Any) -> dict[str, A
         name: sum(1 for e in received if start <= e.started_at <= end)
         for name, received in exchanges.items()
     }
-    return {
-        "calls": len(calls),
-        "ok": sum(1 for c in calls if c.ok),
-        "availability": round(run.availability, 4),
-        "start_ms": round(ms(start), 3) if calls else None,
-        "end_ms": round(ms(end), 3) if calls else None,
-        "slowest_ms": round(max((c.latency for c in calls), default=0.0) * 1000, 3),
-        "requests": requests,
-        "amplification": {n: round(r / len(calls), 3) for n, r in requests.items()}
-        if calls
-        else {},
-    }
+    return RunRecord(
+        len(calls),
+        sum(1 for c in calls if c.ok),
+        round(run.availability, 4),
+        ms(start) if calls else None,
+        ms(end) if calls else None,
+        round(max((c.latency for c in calls), default=0.0) * 1000, 3),
+        requests,
+        {n: round(r / len(calls), 3) for n, r in requests.items()} if calls else {},
+    )
 
 
-def junit_properties(record: dict[str, Any]) -> list[tuple[str, object]]:
+def junit_properties(record: TestRecord) -> list[tuple[str, object]]:
     """Key figures of a record, as ``(name, value)`` for JUnit XML's ``<properties>``."""
-    http = [s for s in record["services"] if s["type"] == "http"]
-    broken = [v for v in record["verdicts"] if not v["passed"]]
+    http = record.http_services
+    broken = record.broken
     figures: list[tuple[str, object]] = [
-        ("resilience.seed", record["seed"]),
-        ("resilience.faults", len(record["faults"])),
-        ("resilience.requests", sum(s["requests"] for s in http)),
-        ("resilience.max_attempts", max((s["max_attempts"] for s in http), default=0)),
-        ("resilience.lost_answers", sum(s["lost_answers"] for s in http)),
-        ("resilience.duplicated_effects", sum(s["duplicated_effects"] for s in http)),
-        ("resilience.verdicts", len(record["verdicts"])),
+        ("resilience.seed", record.seed),
+        ("resilience.faults", len(record.faults)),
+        ("resilience.requests", sum(s.requests or 0 for s in http)),
+        ("resilience.max_attempts", max((s.max_attempts or 0 for s in http), default=0)),
+        ("resilience.lost_answers", sum(s.lost_answers or 0 for s in http)),
+        ("resilience.duplicated_effects", sum(s.duplicated_effects or 0 for s in http)),
+        ("resilience.verdicts", len(record.verdicts)),
         ("resilience.verdicts_broken", len(broken)),
     ]
     if broken:
-        figures.append(("resilience.broken", broken[0]["name"] + ": " + broken[0]["message"]))
+        figures.append(("resilience.broken", f"{broken[0].name}: {broken[0].message}"))
     return figures

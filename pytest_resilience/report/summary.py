@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .record import FaultRecord, RunRecord, ServiceRecord, TestRecord, VerdictRecord
 
 
 @dataclass
@@ -14,7 +17,7 @@ class ReportEntry:
 
     nodeid: str
     outcome: str
-    record: dict[str, Any]
+    record: TestRecord
     sections: list[tuple[str, str]] = field(default_factory=list)
     """Extra (title, text) sections other plugins added."""
 
@@ -25,7 +28,7 @@ class ReportEntry:
     @property
     def notable(self) -> bool:
         """Worth a line: it injected faults or judged something."""
-        return bool(self.record.get("faults") or self.record.get("verdicts"))
+        return bool(self.record.faults or self.record.verdicts)
 
 
 def summary_lines(
@@ -58,14 +61,13 @@ def summary_lines(
 def _entry(entry: ReportEntry, timeline: object = None) -> list[str]:
     record = entry.record
     lines = [f"{entry.outcome.upper()} {entry.nodeid}"]
-    faults = record.get("faults", [])
-    if faults:
-        lines.append("  faults:   " + "; ".join(_fault(f) for f in faults))
-    for service in record.get("services", []):
-        lines.append(f"  {service['name'] + ':':<9} {_service(service)}")
-    for run in record.get("runs", []):
+    if record.faults:
+        lines.append("  faults:   " + "; ".join(_fault(f) for f in record.faults))
+    for service in record.services:
+        lines.append(f"  {service.name + ':':<9} {_service(service)}")
+    for run in record.runs:
         lines.append("  run:      " + _run(run))
-    verdicts = sorted(record.get("verdicts", []), key=lambda v: v["passed"])
+    verdicts = sorted(record.verdicts, key=lambda v: v.passed)
     for n, verdict in enumerate(verdicts):
         head = "  verdicts: " if n == 0 else "            "
         lines.append(head + _verdict(verdict))
@@ -73,7 +75,7 @@ def _entry(entry: ReportEntry, timeline: object = None) -> list[str]:
         lines.append(f"  {title}:")
         lines += [f"    {line}" for line in text.splitlines()]
     if entry.failed:
-        lines.append(f"  replay:   --resilience-seed={record.get('seed')}")
+        lines.append(f"  replay:   --resilience-seed={record.seed}")
     if timeline is not None:
         lines.append(f"  timeline: {timeline}")
     return lines
@@ -83,56 +85,53 @@ def _window(start: float, end: float | None) -> str:
     return f"{start:.0f}-{end:.0f} ms" if end is not None else f"from {start:.0f} ms"
 
 
-def _fault(fault: dict[str, Any]) -> str:
-    detail = f" {fault['detail']}" if fault.get("detail") else ""
-    return (
-        f"{fault['kind']} on {fault['service']}{detail} "
-        f"({_window(fault['applied_ms'], fault['healed_ms'])})"
-    )
+def _fault(fault: FaultRecord) -> str:
+    detail = f" {fault.detail}" if fault.detail else ""
+    return f"{fault.kind} on {fault.service}{detail} ({_window(fault.applied_ms, fault.healed_ms)})"
 
 
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-def _service(service: dict[str, Any]) -> str:
-    tcp = f"{_plural(service['connections'], 'connection')}"
-    if service.get("resets"):
-        tcp += f" ({service['resets']} reset)"
-    if service["type"] != "http":
+def _service(service: ServiceRecord) -> str:
+    tcp = f"{_plural(service.connections, 'connection')}"
+    if service.resets:
+        tcp += f" ({service.resets} reset)"
+    if service.type != "http":
         return tcp
     parts = [
-        _plural(service["requests"], "request"),
-        f"{_plural(service['operations'], 'operation')} (at most "
-        f"{_plural(service['max_attempts'], 'attempt')} each, {service['retried']} retried)",
+        _plural(service.requests or 0, "request"),
+        f"{_plural(service.operations or 0, 'operation')} (at most "
+        f"{_plural(service.max_attempts or 0, 'attempt')} each, {service.retried} retried)",
     ]
-    if service["lost_answers"]:
-        parts.append(_plural(service["lost_answers"], "lost answer"))
-    effects = _plural(service["effects"], "effect")
-    if service["duplicated_effects"]:
-        effects += f" ({service['duplicated_effects']} duplicated)"
+    if service.lost_answers:
+        parts.append(_plural(service.lost_answers, "lost answer"))
+    effects = _plural(service.effects or 0, "effect")
+    if service.duplicated_effects:
+        effects += f" ({service.duplicated_effects} duplicated)"
     parts.append(effects)
     parts.append(tcp)
     return ", ".join(parts)
 
 
-def _run(run: dict[str, Any]) -> str:
+def _run(run: RunRecord) -> str:
     text = (
-        f"{_plural(run['calls'], 'call')}, {run['availability']:.0%} answered, "
-        f"slowest {run['slowest_ms']:.0f} ms"
+        f"{_plural(run.calls, 'call')}, {run.availability:.0%} answered, "
+        f"slowest {run.slowest_ms:.0f} ms"
     )
-    for name, ratio in sorted(run.get("amplification", {}).items()):
+    for name, ratio in sorted(run.amplification.items()):
         text += f", {ratio:g} requests per call to {name}"
     return text
 
 
-def _verdict(verdict: dict[str, Any]) -> str:
-    target = f" on {verdict['service']}" if verdict["service"] else ""
-    if verdict["passed"]:
-        return f"{verdict['name']}{target} held"
-    if verdict["message"].startswith("insufficient evidence:"):
-        return f"{verdict['name']}{target} UNDECIDED: {verdict['message']}"
-    return f"{verdict['name']}{target} BROKE: {verdict['message']}"
+def _verdict(verdict: VerdictRecord) -> str:
+    target = f" on {verdict.service}" if verdict.service else ""
+    if verdict.passed:
+        return f"{verdict.name}{target} held"
+    if verdict.undecided:
+        return f"{verdict.name}{target} UNDECIDED: {verdict.message}"
+    return f"{verdict.name}{target} BROKE: {verdict.message}"
 
 
 def json_report(entries: Sequence[ReportEntry], seed: int, backend: str | None) -> dict[str, Any]:
@@ -140,7 +139,7 @@ def json_report(entries: Sequence[ReportEntry], seed: int, backend: str | None) 
     from .record import SCHEMA
 
     if backend is None:  # the xdist controller: the workers' records name theirs
-        backend = next((e.record["backend"] for e in entries if e.record.get("backend")), None)
+        backend = next((e.record.backend for e in entries if e.record.backend), None)
     return {
         "schema": SCHEMA,
         "seed": seed,
@@ -150,7 +149,7 @@ def json_report(entries: Sequence[ReportEntry], seed: int, backend: str | None) 
             {
                 "nodeid": e.nodeid,
                 "outcome": e.outcome,
-                **e.record,
+                **e.record.to_json(),
                 "sections": [list(s) for s in e.sections],
             }
             for e in entries
@@ -163,21 +162,28 @@ class Collector:
     and the record its teardown report carries."""
 
     def __init__(self) -> None:
-        self._entries: dict[str, ReportEntry] = {}
+        self._outcomes: dict[str, str] = {}
+        self._records: dict[str, tuple[TestRecord, list[tuple[str, str]]]] = {}
 
     def pytest_runtest_logreport(self, report: Any) -> None:
-        entry = self._entries.setdefault(report.nodeid, ReportEntry(report.nodeid, "passed", {}))
+        from .record import TestRecord
+
+        before = self._outcomes.setdefault(report.nodeid, "passed")
         if report.when == "call" or report.outcome != "passed":
-            entry.outcome = _outcome(report, entry.outcome)
+            self._outcomes[report.nodeid] = _outcome(report, before)
         record = getattr(report, "resilience", None)
         if record:
-            entry.record = record
-            entry.sections = [tuple(s) for s in getattr(report, "resilience_sections", [])]
+            sections = [(str(t), str(x)) for t, x in getattr(report, "resilience_sections", [])]
+            self._records[report.nodeid] = (TestRecord.from_json(record), sections)
 
     @property
     def entries(self) -> list[ReportEntry]:
         """Tests that used the plugin, in the order they ran."""
-        return [e for e in self._entries.values() if e.record]
+        return [
+            ReportEntry(nodeid, outcome, *self._records[nodeid])
+            for nodeid, outcome in self._outcomes.items()
+            if nodeid in self._records
+        ]
 
 
 def _outcome(report: Any, before: str) -> str:
@@ -196,7 +202,7 @@ def _outcome(report: Any, before: str) -> str:
     return report.outcome if report.when == "call" else before
 
 
-def sections_of(hook: Any, item: Any, record: dict[str, Any]) -> list[list[str]]:
+def sections_of(hook: Any, item: Any, record: TestRecord) -> list[list[str]]:
     """The (title, text) sections plugins add to a test's entry; a broken implementation
     shows as a section saying so, rather than ending the run."""
     try:

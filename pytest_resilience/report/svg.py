@@ -1,8 +1,8 @@
 """One test's record drawn as an SVG timeline: faults, every HTTP attempt, the verdicts.
 
-``render_timeline(nodeid, record)`` takes the dict :func:`~.record.record_of` builds (so
-it also works on a record read back from the JSON report) and returns a standalone SVG
-document. The text is written directly, with no plotting library, and depends only on
+``render_timeline(nodeid, record)`` takes the :class:`~.record.TestRecord` of a test (as
+:func:`~.record.record_of` builds it, or read back from the JSON report with
+``TestRecord.from_json``) and returns a standalone SVG document. The text is written directly, with no plotting library, and depends only on
 its arguments: the same record gives the same bytes.
 
 Styling is done with presentation attributes, not a ``<style>`` sheet, and no element
@@ -16,8 +16,11 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape, quoteattr
+
+if TYPE_CHECKING:
+    from .record import ExchangeRecord, FaultRecord, RunRecord, ServiceRecord, TestRecord
 
 __all__ = ["MAX_LANES", "render_timeline"]
 
@@ -64,11 +67,9 @@ LOST_DASH = "3,2"
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
-def render_timeline(nodeid: str, record: Mapping[str, Any]) -> str:
+def render_timeline(nodeid: str, record: TestRecord) -> str:
     """A standalone SVG document picturing the test ``nodeid`` from its ``record``."""
-    services = list(record.get("services") or [])
-    faults = list(record.get("faults") or [])
-    runs = list(record.get("runs") or [])
+    services, faults, runs = record.services, record.faults, record.runs
     scale = _scale(_times(record))
     canvas = _Canvas()
 
@@ -158,21 +159,17 @@ class _Scale:
         return PLOT_X0 + (ms - self.lo) / (self.hi - self.lo) * (PLOT_X1 - PLOT_X0)
 
 
-def _times(record: Mapping[str, Any]) -> list[float]:
+def _times(record: TestRecord) -> list[float]:
     """Every time the picture must show, in ms."""
     times: list[float] = []
-    for fault in record.get("faults") or []:
-        times += _numbers(fault.get("applied_ms"), fault.get("healed_ms"))
-    for service in record.get("services") or []:
-        for ex in service.get("exchanges") or []:
-            times += _numbers(ex.get("start_ms"), ex.get("end_ms"))
-            wait_end = _retry_after_end(ex)
-            if wait_end is not None:
-                times.append(wait_end)
-    for run in record.get("runs") or []:
-        times += _numbers(run.get("start_ms"), run.get("end_ms"))
-    for verdict in record.get("verdicts") or []:
-        times += _numbers(verdict.get("at_ms"))
+    for fault in record.faults:
+        times += _numbers(fault.applied_ms, fault.healed_ms)
+    for service in record.services:
+        for ex in service.exchanges:
+            times += _numbers(ex.start_ms, ex.end_ms, _retry_after_end(ex))
+    for run in record.runs:
+        times += _numbers(run.start_ms, run.end_ms)
+    times += [verdict.at_ms for verdict in record.verdicts]
     return times
 
 
@@ -197,28 +194,28 @@ def _tick_step(span: float, target: int = 8) -> float:
 # --- sections -----------------------------------------------------------------------
 
 
-def _header(canvas: _Canvas, nodeid: str, record: Mapping[str, Any]) -> None:
+def _header(canvas: _Canvas, nodeid: str, record: TestRecord) -> None:
     canvas.line_text(nodeid, size=13, cls="title", **{"font-weight": "bold"})
-    verdicts = list(record.get("verdicts") or [])
-    failing = [v for v in verdicts if v.get("passed") is False]
+    verdicts = record.verdicts
+    failing = record.broken
     for verdict in failing[:MAX_VERDICT_LINES]:
-        message = str(verdict.get("message") or "")
+        message = verdict.message
         # The message's first line is the rule broken; the evidence table follows on the
         # next lines and goes into the tooltip.
         first = message.splitlines()[0] if message else ""
-        name = verdict.get("name") or "verdict"
-        where = f" ({verdict['service']})" if verdict.get("service") else ""
+        where = f" ({verdict.service})" if verdict.service else ""
         canvas.line_text(
-            f"FAILED {name}{where}: {first}", colour=FAIL_TEXT, title=message, cls="verdict"
+            f"FAILED {verdict.name}{where}: {first}",
+            colour=FAIL_TEXT,
+            title=message,
+            cls="verdict",
         )
     if len(failing) > MAX_VERDICT_LINES:
         more = len(failing) - MAX_VERDICT_LINES
         canvas.line_text(f"+{more} more failing verdicts", colour=FAIL_TEXT, cls="more")
     if verdicts and not failing:
         canvas.line_text(f"{len(verdicts)} verdicts, all passed", colour=COLOURS["2xx"])
-    seed = record.get("seed")
-    if seed is not None:
-        canvas.line_text(f"replay: --resilience-seed={seed}", colour=AXIS, cls="seed")
+    canvas.line_text(f"replay: --resilience-seed={record.seed}", colour=AXIS, cls="seed")
 
 
 def _legend(canvas: _Canvas) -> None:
@@ -264,12 +261,12 @@ def _axis(scale: _Scale, plot_top: float, plot_bottom: float) -> list[str]:
     return parts
 
 
-def _fault_rows(canvas: _Canvas, faults: Sequence[Mapping[str, Any]], scale: _Scale) -> None:
+def _fault_rows(canvas: _Canvas, faults: Sequence[FaultRecord], scale: _Scale) -> None:
     """One row per fault: a bar over its window, named by kind and service."""
     for fault in faults[:MAX_FAULT_ROWS]:
         name = _fault_name(fault)
-        detail = str(fault.get("detail") or "")
-        healed = fault.get("healed_ms")
+        detail = fault.detail
+        healed = fault.healed_ms
         top = canvas.lane(name, title=f"{name} {detail}".rstrip())
         x0, x1 = _fault_extent(fault, scale)
         canvas.front.append(
@@ -292,7 +289,7 @@ def _fault_rows(canvas: _Canvas, faults: Sequence[Mapping[str, Any]], scale: _Sc
 
 
 def _fault_bands(
-    faults: Iterable[Mapping[str, Any]], scale: _Scale, top: float, bottom: float
+    faults: Iterable[FaultRecord], scale: _Scale, top: float, bottom: float
 ) -> list[str]:
     """Shade each fault's window across every lane, so an attempt reads against it."""
     bands = []
@@ -313,24 +310,23 @@ def _fault_bands(
     return bands
 
 
-def _fault_extent(fault: Mapping[str, Any], scale: _Scale) -> tuple[float, float]:
+def _fault_extent(fault: FaultRecord, scale: _Scale) -> tuple[float, float]:
     """x of the fault's start and end; a fault never healed runs to the end of the picture."""
-    applied = _float(fault.get("applied_ms"), scale.lo)
-    healed = _float(fault.get("healed_ms"), scale.hi)
-    x0 = scale.x(applied)
+    healed = scale.hi if fault.healed_ms is None else fault.healed_ms
+    x0 = scale.x(fault.applied_ms)
     return x0, max(scale.x(healed), x0 + 1)
 
 
-def _fault_name(fault: Mapping[str, Any]) -> str:
-    return f"{fault.get('kind') or 'fault'} {fault.get('service') or ''}".rstrip()
+def _fault_name(fault: FaultRecord) -> str:
+    return f"{fault.kind} {fault.service}"
 
 
-def _lanes(canvas: _Canvas, services: Sequence[Mapping[str, Any]], scale: _Scale) -> None:
+def _lanes(canvas: _Canvas, services: Sequence[ServiceRecord], scale: _Scale) -> None:
     budget = MAX_LANES
     hidden_ops = hidden_attempts = 0
     for service in services:
-        if service.get("type") == "http":
-            operations = _operations(service.get("exchanges") or [])
+        if service.type == "http":
+            operations = _operations(service.exchanges)
             _service_row(canvas, service, len(operations))
             for label, attempts in operations[:budget]:
                 _operation_lane(canvas, label, attempts, scale)
@@ -349,70 +345,65 @@ def _lanes(canvas: _Canvas, services: Sequence[Mapping[str, Any]], scale: _Scale
 
 
 def _operations(
-    exchanges: Iterable[Mapping[str, Any]],
-) -> list[tuple[str, list[Mapping[str, Any]]]]:
+    exchanges: Iterable[ExchangeRecord],
+) -> list[tuple[str, list[ExchangeRecord]]]:
     """Attempts grouped by operation label, in the order the operations began."""
-    grouped: dict[str, list[Mapping[str, Any]]] = {}
+    grouped: dict[str, list[ExchangeRecord]] = {}
     for ex in exchanges:
         # record_of labels every attempt; a hand-made record may not, so fall back to the route.
-        label = ex.get("operation") or f"{ex.get('method', '?')} {ex.get('path', '?')}"
+        label = ex.operation or f"{ex.method} {ex.path}"
         grouped.setdefault(label, []).append(ex)
     return list(grouped.items())
 
 
-def _service_row(canvas: _Canvas, service: Mapping[str, Any], operations: int) -> None:
-    name = str(service.get("name") or "?")
-    canvas.lane(f"{name} (http)", bold=True)
+def _service_row(canvas: _Canvas, service: ServiceRecord, operations: int) -> None:
+    canvas.lane(f"{service.name} (http)", bold=True)
     figures = (
-        f"{_count(service.get('requests', 0), 'request')}, {_count(operations, 'operation')}, "
-        f"{service.get('retried', 0)} retried, {service.get('failed_attempts', 0)} failed, "
-        f"{service.get('lost_answers', 0)} lost, {_count(service.get('effects', 0), 'effect')} "
-        f"({service.get('duplicated_effects', 0)} duplicated), "
-        f"{_count(service.get('connections', 0), 'connection')}"
+        f"{_count(service.requests or 0, 'request')}, {_count(operations, 'operation')}, "
+        f"{service.retried or 0} retried, {service.failed_attempts or 0} failed, "
+        f"{service.lost_answers or 0} lost, {_count(service.effects or 0, 'effect')} "
+        f"({service.duplicated_effects or 0} duplicated), "
+        f"{_count(service.connections, 'connection')}"
     )
     canvas.front.append(_bar_label(PLOT_X0, canvas.y - 5, figures, fill=AXIS, cls="service"))
 
 
-def _tcp_row(canvas: _Canvas, service: Mapping[str, Any]) -> None:
+def _tcp_row(canvas: _Canvas, service: ServiceRecord) -> None:
     # The record keeps only counts for TCP services, so the lane says them rather than
     # drawing connections it does not know the times of.
-    name = str(service.get("name") or "?")
-    canvas.lane(f"{name} (tcp)", bold=True)
-    text = (
-        f"{_count(service.get('connections', 0), 'connection')}, {service.get('resets', 0)} reset"
-    )
+    canvas.lane(f"{service.name} (tcp)", bold=True)
+    text = f"{_count(service.connections, 'connection')}, {service.resets} reset"
     canvas.front.append(_bar_label(PLOT_X0, canvas.y - 5, text, fill=AXIS, cls="tcp"))
 
 
 def _operation_lane(
-    canvas: _Canvas, label: str, attempts: Sequence[Mapping[str, Any]], scale: _Scale
+    canvas: _Canvas, label: str, attempts: Sequence[ExchangeRecord], scale: _Scale
 ) -> None:
     top = canvas.lane(label)
     for number, ex in enumerate(attempts, start=1):
         canvas.front.extend(_attempt(ex, number, top, scale))
 
 
-def _attempt(ex: Mapping[str, Any], number: int, top: float, scale: _Scale) -> list[str]:
+def _attempt(ex: ExchangeRecord, number: int, top: float, scale: _Scale) -> list[str]:
     """The attempt's mark, then the Retry-After wait its answer asked for, if any."""
-    start = _float(ex.get("start_ms"), 0.0)
-    end = ex.get("end_ms")
+    start, end = ex.start_ms, ex.end_ms
     x0 = scale.x(start)
-    width = MIN_MARK_W if end is None else max(scale.x(float(end)) - x0, MIN_MARK_W)
-    colour = COLOURS[_outcome(ex.get("status"))]
-    lost = ex.get("delivered") is False
+    width = MIN_MARK_W if end is None else max(scale.x(end) - x0, MIN_MARK_W)
+    colour = COLOURS[_outcome(ex.status)]
+    lost = ex.delivered is False
     style = _lost_style(colour) if lost else {"fill": colour}
     cls = "attempt lost" if lost else "attempt"
     y = top + (LANE_H - MARK_H) / 2
     parts = [_rect(x0, y, width, MARK_H, cls=cls, title=_attempt_title(ex, number), **style)]
     wait_end = _retry_after_end(ex)
     if wait_end is not None:
-        parts += _retry_after(scale.x(_float(end, start)), scale.x(wait_end), y, ex)
+        parts += _retry_after(scale.x(start if end is None else end), scale.x(wait_end), y, ex)
     return parts
 
 
-def _retry_after(x0: float, x1: float, y: float, ex: Mapping[str, Any]) -> list[str]:
+def _retry_after(x0: float, x1: float, y: float, ex: ExchangeRecord) -> list[str]:
     """A thin bar over the wait, closed by a tick where the earliest polite retry may start."""
-    title = f"Retry-After {float(ex['retry_after_s']):g} s"
+    title = f"Retry-After {ex.retry_after_s:g} s"
     mid = y + MARK_H / 2
     return [
         _rect(
@@ -422,16 +413,15 @@ def _retry_after(x0: float, x1: float, y: float, ex: Mapping[str, Any]) -> list[
     ]
 
 
-def _retry_after_end(ex: Mapping[str, Any]) -> float | None:
+def _retry_after_end(ex: ExchangeRecord) -> float | None:
     """When the wait the answer's Retry-After asked for ends (ms), counted from the answer."""
-    wait = ex.get("retry_after_s")
-    if wait is None:
+    if ex.retry_after_s is None:
         return None
-    answered = ex.get("end_ms") if ex.get("end_ms") is not None else ex.get("start_ms")
-    return None if answered is None else float(answered) + float(wait) * 1000.0
+    answered = ex.start_ms if ex.end_ms is None else ex.end_ms
+    return answered + ex.retry_after_s * 1000.0
 
 
-def _outcome(status: Any) -> str:
+def _outcome(status: int | None) -> str:
     if status is None:
         return "none"
     if 200 <= status < 300:
@@ -453,19 +443,15 @@ def _lost_style(colour: str) -> dict[str, Any]:
     }
 
 
-def _attempt_title(ex: Mapping[str, Any], number: int) -> str:
-    status = ex.get("status")
-    answer = "no answer" if status is None else str(status)
-    if ex.get("delivered") is False:
+def _attempt_title(ex: ExchangeRecord, number: int) -> str:
+    answer = "no answer" if ex.status is None else str(ex.status)
+    if ex.delivered is False:
         answer += " lost"
-    how = ex.get("step") or ""
-    if ex.get("scripted"):
-        how += ", scripted"
-    end = ex.get("end_ms")
-    when = f"{_num(_float(ex.get('start_ms'), 0.0))}-{'?' if end is None else _num(float(end))} ms"
-    key = f" key={ex['key']}" if ex.get("key") else ""
-    text = f"try {number}: {ex.get('method', '?')} {ex.get('path', '?')} -> {answer} ({how}) {when}{key}"
-    for title, pairs in (("sent", ex.get("headers")), ("answered", ex.get("answer_headers"))):
+    how = ex.step + (", scripted" if ex.scripted else "")
+    when = f"{_num(ex.start_ms)}-{'?' if ex.end_ms is None else _num(ex.end_ms)} ms"
+    key = f" key={ex.key}" if ex.key else ""
+    text = f"try {number}: {ex.method} {ex.path} -> {answer} ({how}) {when}{key}"
+    for title, pairs in (("sent", ex.headers), ("answered", ex.answer_headers)):
         if pairs:
             lines = [f"  {k}: {_clip(v, 160)}" for k, v in pairs[:MAX_HEADER_LINES]]
             more = len(pairs) - MAX_HEADER_LINES
@@ -474,19 +460,18 @@ def _attempt_title(ex: Mapping[str, Any], number: int) -> str:
     return text
 
 
-def _run_rows(canvas: _Canvas, runs: Sequence[Mapping[str, Any]], scale: _Scale) -> None:
+def _run_rows(canvas: _Canvas, runs: Sequence[RunRecord], scale: _Scale) -> None:
     for number, run in enumerate(runs[:MAX_RUN_ROWS], start=1):
         top = canvas.lane(f"run {number}", bold=True)
-        start, end = run.get("start_ms"), run.get("end_ms")
-        availability = _float(run.get("availability"), 0.0) * 100
+        start, end = run.start_ms, run.end_ms
         text = (
-            f"{run.get('ok', 0)}/{run.get('calls', 0)} calls ok ({availability:.1f}%), "
-            f"slowest {_num(_float(run.get('slowest_ms'), 0.0))} ms"
+            f"{run.ok}/{run.calls} calls ok ({run.availability * 100:.1f}%), "
+            f"slowest {_num(run.slowest_ms)} ms"
         )
         x0: float = PLOT_X0
         if start is not None and end is not None:
-            x0 = scale.x(float(start))
-            width = max(scale.x(float(end)) - x0, 1.0)
+            x0 = scale.x(start)
+            width = max(scale.x(end) - x0, 1.0)
             canvas.front.append(_rect(x0, top + 11, width, 4, fill=AXIS, cls="run", title=text))
         canvas.front.append(_bar_label(x0, top + 9, text, size=9, fill=AXIS, cls="run-label"))
     if len(runs) > MAX_RUN_ROWS:
@@ -585,9 +570,5 @@ def _ms_label(ms: float, step: float) -> str:
     return f"{ms:.{decimals}f}"
 
 
-def _float(value: Any, default: float) -> float:
-    return default if value is None else float(value)
-
-
-def _numbers(*values: Any) -> list[float]:
-    return [float(v) for v in values if v is not None]
+def _numbers(*values: float | None) -> list[float]:
+    return [v for v in values if v is not None]
