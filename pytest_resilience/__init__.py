@@ -15,23 +15,33 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "DEFAULT_FAILURES",
+    "Backend",
     "BackendError",
+    "Call",
     "ConfigurationError",
     "Connection",
     "ConnectionEvent",
+    "ConnectionList",
+    "Effect",
     "Exchange",
+    "ExchangeList",
     "Fault",
     "FaultEvent",
+    "FaultGroup",
     "FaultKind",
     "FaultPlan",
     "HttpService",
     "InsufficientEvidence",
+    "Intent",
+    "IntentEvent",
     "Resilience",
     "ResilienceAssertionError",
     "ResilienceError",
     "ResilienceSession",
+    "RouteScript",
     "Run",
     "TcpService",
+    "TestRecord",
     "Timeline",
     "ToxicSpec",
     "UnknownServiceError",
@@ -41,6 +51,16 @@ __all__ = [
 
 # Loaded on first use, so that loading the plugin stays cheap.
 _LAZY = {
+    "Backend": ".toxiproxy.backends",
+    "Call": ".observe",
+    "ConnectionList": ".observe",
+    "Effect": ".http.records",
+    "ExchangeList": ".http.records",
+    "FaultGroup": ".faults.fault",
+    "Intent": ".adapters",
+    "IntentEvent": ".observe",
+    "RouteScript": ".services.http",
+    "TestRecord": ".report.record",
     "Connection": ".observe",
     "ConnectionEvent": ".observe",
     "FaultEvent": ".observe",
@@ -62,17 +82,29 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
+    from .adapters import Intent
     from .assertions import DEFAULT_FAILURES, InsufficientEvidence, ResilienceAssertionError
-    from .faults.fault import Fault
+    from .faults.fault import Fault, FaultGroup
     from .faults.kinds import FaultKind
     from .faults.plan import FaultPlan, ToxicSpec
-    from .http.records import Exchange
-    from .observe import Connection, ConnectionEvent, FaultEvent, Timeline, VerdictEvent
+    from .http.records import Effect, Exchange, ExchangeList
+    from .observe import (
+        Call,
+        Connection,
+        ConnectionEvent,
+        ConnectionList,
+        FaultEvent,
+        IntentEvent,
+        Timeline,
+        VerdictEvent,
+    )
+    from .report.record import TestRecord
     from .resilience import Resilience
     from .runs import Run
-    from .services.http import HttpService
+    from .services.http import HttpService, RouteScript
     from .services.tcp import TcpService
     from .session import ResilienceSession
+    from .toxiproxy.backends import Backend
 
 
 def __getattr__(name: str) -> Any:

@@ -231,7 +231,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     from .markers.windows import MarkerWindows
 
     windows = MarkerWindows(markers, lambda name: res.services.get(name))
-    res.on_service_created(windows.service_created)
+    res._on_service_created(windows.service_created)
     try:
         windows.start()
         result = yield

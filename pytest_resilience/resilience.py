@@ -222,7 +222,7 @@ class Resilience:
             listener(service)
         return service
 
-    def on_service_created(self, listener: Callable[[TcpService], None]) -> None:
+    def _on_service_created(self, listener: Callable[[TcpService], None]) -> None:
         """Call ``listener`` for each service created from now on (marker windows use it)."""
         self._created_listeners.append(listener)
 

@@ -1100,7 +1100,7 @@ def test_an_error_inside_the_http_layer_is_raised_in_the_test(
 
 
         def test_broken_step(payments):
-            payments.apply_step(Broken(None, None), FaultPlan("broken"))
+            payments._apply_step(Broken(None, None), FaultPlan("broken"))
             assert requests.get(payments.url, timeout=2).status_code == 500
             payments.check()
         """

@@ -764,3 +764,15 @@ def test_ini_toxiproxy_url_selects_that_server(pytester: pytest.Pytester, url: s
 
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines([f"resilience: remote toxiproxy 2.12.0 at {url} (remote)"])
+
+
+def test_the_package_exports_what_the_readme_documents_and_nothing_else() -> None:
+    import pytest_resilience
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## What the package exports", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"`(\w+)`", section)) - {"pytest_resilience", "__all__"}
+    documented -= {"resilience", "toxiproxy", "drive", "load"}  # fixtures and methods named
+    assert set(pytest_resilience.__all__) == documented
+    for name in pytest_resilience.__all__:
+        assert getattr(pytest_resilience, name) is not None

@@ -173,7 +173,7 @@ class _Scripting:
 
     def _add(self, step: Step, kind: str, detail: str) -> Fault:
         where = f" route={self._route!r}" if self._route is not None else ""
-        return self._service.apply_step(step, FaultPlan(kind, detail=detail + where))
+        return self._service._apply_step(step, FaultPlan(kind, detail=detail + where))
 
 
 class RouteScript(_Scripting):
@@ -227,7 +227,7 @@ class HttpService(TcpService, _Scripting):
         """Script calls that apply only to ``method path`` (the query string is ignored)."""
         return RouteScript(self, Route(method, path))
 
-    def apply_step(self, step: Step, plan: FaultPlan) -> Fault:
+    def _apply_step(self, step: Step, plan: FaultPlan) -> Fault:
         """Add a script step as a fault: recorded on the timeline, healed by retiring it."""
         script = self._script
         return self._apply_with(
