@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-import time
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +16,7 @@ from ..http.answers import Answer, Shape, fault_answer, make_answer, shape
 from ..http.records import Effect, Exchange, ExchangeList
 from ..http.script import Cut, Delay, Route, Step, fail_step, rate_limit_step
 from ..observe.join import pair, reached_client
+from ..observe.settle import Settling
 from .tcp import TcpService
 
 if TYPE_CHECKING:
@@ -209,7 +209,9 @@ class HttpService(TcpService, _Scripting):
         self._script = layer.script
         self._service = self
         self._route = None
+        self._settling = Settling()
         layer.on_exchange = self._exchange_finished
+        self._tap.on_progress = self._settling.changed
 
     @property
     def url(self) -> str:
@@ -300,6 +302,7 @@ class HttpService(TcpService, _Scripting):
     def _exchange_finished(self, p: Pending) -> None:
         # On the loop thread, as the layer writes the answer's last byte: whether the
         # client gets it is known later (``exchanges``), except for a cut, which it never does.
+        self._settling.changed()
         if self._timeline.subscribed:
             self._timeline.notify(self._exchange_of(p, False if p.cut else None))
 
@@ -310,13 +313,13 @@ class HttpService(TcpService, _Scripting):
         after the client returned would see ``delivered=None``; an answer held by a fault
         still in force stays ``None`` and is judged as it is after ``timeout`` seconds.
         """
-        deadline = time.monotonic() + timeout
-        while True:
-            exchanges = self.exchanges
-            answered = [e for e in exchanges if e.ended_at is not None]
-            if all(e.delivered is not None for e in answered) or time.monotonic() >= deadline:
-                return exchanges
-            time.sleep(0.002)  # poll interval
+        return self._settling.until(
+            lambda: self.exchanges,
+            lambda exchanges: all(
+                e.delivered is not None for e in exchanges if e.ended_at is not None
+            ),
+            timeout,
+        )
 
     @property
     def effects(self) -> list[Effect]:

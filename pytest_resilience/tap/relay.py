@@ -102,6 +102,7 @@ class _Link:
                 other.close()
             self.record("closed", by)
         self.tap.finished.append(self.trace(undelivered, ended=True))
+        self.tap.progressed()
 
     def trace(self, undelivered: int | None = None, *, ended: bool = False) -> Trace:
         if undelivered is None:
@@ -138,6 +139,10 @@ class _ClientSide(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         transport.pause_reading()
+        # No buffering past the kernel's: writing pauses (and so does reading from the
+        # proxy) while anything waits in our buffer, and resume_writing says when the
+        # client's socket took the last byte, which is when an answer was delivered.
+        transport.set_write_buffer_limits(high=0)
         self.link = _Link(self.tap, transport, next(self.tap.ids))
         self.tap.links.add(self.link)
         self.link.record("opened", "")
@@ -174,6 +179,7 @@ class _ClientSide(asyncio.Protocol):
     def resume_writing(self) -> None:
         if self.link is not None and self.link.upstream is not None:
             self.link.upstream.resume_reading()
+        self.tap.progressed()
 
 
 class _UpstreamSide(asyncio.Protocol):
@@ -183,6 +189,8 @@ class _UpstreamSide(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.link.bytes_down += len(data)
         self.link.client.write(data)
+        if not self.link.client.get_write_buffer_size():
+            self.link.tap.progressed()  # all of it is in the client's socket already
 
     def eof_received(self) -> bool:
         self.link.half_close("upstream")
@@ -223,9 +231,15 @@ class Tap:
         self.trace_heads = trace_heads
         """Hash each connection's first request head, to pair it with the HTTP layer's."""
         self.finished: list[Trace] = []
+        self.on_progress: Callable[[], None] | None = None
+        """Called on the loop when bytes reached a client's socket or a connection ended."""
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._lock = threading.Lock()
+
+    def progressed(self) -> None:
+        if self.on_progress is not None:
+            self.on_progress()
 
     @property
     def listening(self) -> bool:
