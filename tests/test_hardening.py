@@ -24,6 +24,9 @@ from processes import wait_for
 from pytest_resilience import ConfigurationError, HttpService, Resilience
 from pytest_resilience.toxiproxy.backends import Backend
 
+ECHO = Path(__file__).with_name("echo.py")
+"""The echo upstream (its ``upstream`` fixture), written into inner projects' conftest."""
+
 BLOCKING_TEST = """
 import pathlib, threading
 
@@ -317,33 +320,13 @@ def test_proxies_listen_on_an_ipv6_loopback_when_asked(
 ) -> None:
     """--toxiproxy-listen-host=::1 was sent without brackets (500 from Toxiproxy), and the
     embedded engine ignored the option."""
-    pytester.makeconftest(
-        """
-        import socketserver, threading, pytest
-
-        class Echo(socketserver.BaseRequestHandler):
-            def handle(self):
-                while data := self.request.recv(65536):
-                    self.request.sendall(data)
-
-        @pytest.fixture
-        def echo():
-            server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Echo)
-            server.daemon_threads = True
-            thread = threading.Thread(target=server.serve_forever, args=(0.02,))
-            thread.start()
-            yield f"127.0.0.1:{server.server_address[1]}"
-            server.shutdown()
-            server.server_close()
-            thread.join()
-        """
-    )
+    pytester.makeconftest(ECHO.read_text())  # the echo upstream: tests/echo.py
     pytester.makepyfile(
         """
         import socket
 
-        def test_echo_through_ipv6(resilience, toxiproxy, echo):
-            svc = resilience.tcp_service("echo", upstream=echo)
+        def test_echo_through_ipv6(resilience, toxiproxy, upstream):
+            svc = resilience.tcp_service("echo", upstream=upstream)
             listen = toxiproxy.client.get_proxy(svc.proxy)["listen"]
             assert listen.startswith("[::1]:"), listen
             with socket.create_connection((svc.host, svc.port), timeout=2) as sock:

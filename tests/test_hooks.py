@@ -45,63 +45,17 @@ def pytest_resilience_fault_kinds():
     return [FaultKind("packet_loss", packet_loss, help)]
 '''
 
-# An upstream for inner runs (a threaded TCP echo server) and a round trip, as a plugin.
-ECHO_PLUGIN = """
-import socket
-import socketserver
-import threading
-import time
-
-import pytest
-
-
-class _Echo(socketserver.BaseRequestHandler):
-    def handle(self):
-        try:
-            while data := self.request.recv(65536):
-                self.request.sendall(data)
-        except OSError:
-            pass
-
-
-class _Server(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    block_on_close = False
-
-
-@pytest.fixture(scope="session")
-def upstream():
-    server = _Server(("127.0.0.1", 0), _Echo)
-    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    yield "127.0.0.1:%d" % server.server_address[1]
-    server.shutdown()
-    server.server_close()
-    thread.join()
-
-
-@pytest.fixture
-def round_trip():
-    def measure(service, timeout=10.0):
-        started = time.monotonic()
-        with socket.create_connection((service.host, service.port), timeout=timeout) as conn:
-            conn.sendall(b"ping")
-            received = b""
-            while len(received) < 4:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    raise ConnectionError("the service closed before echoing")
-                received += chunk
-        return time.monotonic() - started
-
-    return measure
-
+# The echo upstream and round trip (tests/echo.py), and a service in front of it, as a
+# plugin inner runs load with ``-p echo``.
+ECHO_PLUGIN = (
+    Path(__file__).with_name("echo.py").read_text()
+    + """
 
 @pytest.fixture
 def svc(resilience, upstream):
     return resilience.tcp_service("svc", upstream)
 """
+)
 
 
 @pytest.fixture
@@ -409,14 +363,9 @@ def test_event_hook_sees_faults_connections_exchanges_and_verdicts_in_order(
     pytester.makeconftest(EVENT_RECORDER)
     pytester.makepyfile(
         """
-        import time
         import urllib.request
 
-        def wait_for(condition, timeout=10.0):
-            deadline = time.monotonic() + timeout
-            while not condition():
-                assert time.monotonic() < deadline, "timed out"
-                time.sleep(0.005)
+        from processes import wait_for  # tests/processes.py: the inner run shares sys.path
 
         def test_events(resilience):
             api = resilience.http_service("api")

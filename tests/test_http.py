@@ -23,6 +23,7 @@ import aiohttp
 import httpx
 import pytest
 import requests
+from processes import wait_for
 
 from pytest_resilience import ConfigurationError
 from pytest_resilience.http.identity import fingerprint
@@ -38,18 +39,6 @@ FAST = 0.25
 DELAY = 0.3
 """Delays and latencies the timing tests inject, in seconds; above FAST."""
 CHARGE = {"amount": 1999, "currency": "eur"}
-
-
-def wait_for(condition: Callable[[], T | None], timeout: float = 3.0, what: str = "condition") -> T:
-    """Poll ``condition`` until it is truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.005)  # poll interval
 
 
 def settled(service: HttpService, count: int) -> list[Any]:

@@ -25,58 +25,8 @@ LATENCY = 0.3
 """Latency the timing tests inject, in seconds; well above FAST."""
 REPO_BIN = Path(__file__).resolve().parents[1] / ".bin"
 
-# An upstream for inner runs (a threaded TCP echo server) and a round-trip timer.
-INNER_CONFTEST = """
-import socket
-import socketserver
-import threading
-import time
-
-import pytest
-
-
-class _Echo(socketserver.BaseRequestHandler):
-    def handle(self):
-        try:
-            while data := self.request.recv(65536):
-                self.request.sendall(data)
-        except OSError:
-            pass
-
-
-class _Server(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    block_on_close = False
-
-
-@pytest.fixture(scope="session")
-def upstream():
-    server = _Server(("127.0.0.1", 0), _Echo)
-    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    yield "127.0.0.1:%d" % server.server_address[1]
-    server.shutdown()
-    server.server_close()
-    thread.join()
-
-
-@pytest.fixture
-def round_trip():
-    def measure(service, payload=b"ping"):
-        started = time.monotonic()
-        with socket.create_connection((service.host, service.port), timeout=10) as conn:
-            conn.sendall(payload)
-            received = b""
-            while len(received) < len(payload):
-                chunk = conn.recv(65536)
-                if not chunk:
-                    raise ConnectionError("the service closed before echoing")
-                received += chunk
-        return time.monotonic() - started
-
-    return measure
-"""
+# The echo upstream and round-trip timer (tests/echo.py), for inner runs' conftest.
+ECHO = Path(__file__).with_name("echo.py")
 
 
 @pytest.fixture
@@ -88,7 +38,7 @@ def url(toxiproxy: Backend) -> str:
 @pytest.fixture
 def inner(pytester: pytest.Pytester) -> pytest.Pytester:
     """A pytester project with the echo upstream in its conftest."""
-    pytester.makeconftest(INNER_CONFTEST)
+    pytester.makeconftest(ECHO.read_text())
     return pytester
 
 

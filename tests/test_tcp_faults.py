@@ -8,6 +8,7 @@ import socket
 import time
 
 import pytest
+from processes import wait_for
 
 from pytest_resilience import ConfigurationError, UnknownServiceError
 
@@ -36,16 +37,6 @@ def round_trip(address: str, payload: bytes = PAYLOAD, timeout: float = 2.0) -> 
         sock.sendall(payload)
         assert read_exactly(sock, len(payload)) == payload
         return time.monotonic() - started
-
-
-def wait_for(condition, timeout: float = 3.0, what: str = "condition"):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.005)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @pytest.fixture

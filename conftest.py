@@ -1,47 +1,16 @@
+"""Fixtures and checks the whole suite shares: the tests in tests/ and the examples."""
+
 from __future__ import annotations
 
 import os
 import random
 import shutil
-import socketserver
-import threading
 from collections.abc import Iterator
 
 import pytest
 
-pytest_plugins = ["pytester"]
-
-
-class _Echo(socketserver.BaseRequestHandler):
-    def handle(self) -> None:
-        try:
-            while data := self.request.recv(65536):
-                self.request.sendall(data)
-        except OSError:
-            pass  # a reset is what some tests inject
-
-
-class EchoServer(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    block_on_close = False
-
-    @property
-    def address(self) -> str:
-        host, port = self.server_address[:2]
-        return f"{host}:{port}"
-
-
-@pytest.fixture
-def echo_server() -> Iterator[EchoServer]:
-    """A TCP echo server on a loopback port the OS chose."""
-    server = EchoServer(("127.0.0.1", 0), _Echo)
-    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join()
+# The echo upstream (tests/echo.py) is shared with inner pytest runs, so it is a plugin.
+pytest_plugins = ["pytester", "tests.echo"]
 
 
 @pytest.fixture
