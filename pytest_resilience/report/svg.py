@@ -2,8 +2,9 @@
 
 ``render_timeline(nodeid, record)`` takes the :class:`~.record.TestRecord` of a test (as
 :func:`~.record.record_of` builds it, or read back from the JSON report with
-``TestRecord.from_json``) and returns a standalone SVG document. The text is written directly, with no plotting library, and depends only on
-its arguments: the same record gives the same bytes.
+``TestRecord.from_json``) and returns a standalone SVG document, built with the standard
+library's ``xml.etree`` (which escapes what it writes) and no plotting library.  It
+depends only on its arguments: the same record gives the same bytes.
 
 Styling is done with presentation attributes, not a ``<style>`` sheet, and no element
 has an ``id``: pytest-html inlines the SVG into its page, where a stylesheet would apply
@@ -14,10 +15,11 @@ from __future__ import annotations
 
 import math
 import re
+import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from xml.sax.saxutils import escape, quoteattr
+from xml.etree.ElementTree import Element
 
 if TYPE_CHECKING:
     from .record import ExchangeRecord, FaultRecord, RunRecord, ServiceRecord, TestRecord
@@ -99,8 +101,8 @@ class _Canvas:
     """Elements drawn so far, top to bottom; ``back`` is painted under ``front``."""
 
     y: float = PAD
-    back: list[str] = field(default_factory=list)
-    front: list[str] = field(default_factory=list)
+    back: list[Element] = field(default_factory=list)
+    front: list[Element] = field(default_factory=list)
     lanes: int = 0
     """Lanes drawn so far, to shade every other one."""
 
@@ -242,7 +244,7 @@ def _legend(canvas: _Canvas) -> None:
     canvas.y += MARK_H + 4
 
 
-def _axis(scale: _Scale, plot_top: float, plot_bottom: float) -> list[str]:
+def _axis(scale: _Scale, plot_top: float, plot_bottom: float) -> list[Element]:
     parts = [
         _text(PAD + 2, plot_top - 6, "ms since the test began", fill=AXIS, cls="axis-label"),
         _line(PLOT_X0, plot_top, PLOT_X1, plot_top, stroke=AXIS),
@@ -290,7 +292,7 @@ def _fault_rows(canvas: _Canvas, faults: Sequence[FaultRecord], scale: _Scale) -
 
 def _fault_bands(
     faults: Iterable[FaultRecord], scale: _Scale, top: float, bottom: float
-) -> list[str]:
+) -> list[Element]:
     """Shade each fault's window across every lane, so an attempt reads against it."""
     bands = []
     for fault in faults:
@@ -384,7 +386,7 @@ def _operation_lane(
         canvas.front.extend(_attempt(ex, number, top, scale))
 
 
-def _attempt(ex: ExchangeRecord, number: int, top: float, scale: _Scale) -> list[str]:
+def _attempt(ex: ExchangeRecord, number: int, top: float, scale: _Scale) -> list[Element]:
     """The attempt's mark, then the Retry-After wait its answer asked for, if any."""
     start, end = ex.start_ms, ex.end_ms
     x0 = scale.x(start)
@@ -401,7 +403,7 @@ def _attempt(ex: ExchangeRecord, number: int, top: float, scale: _Scale) -> list
     return parts
 
 
-def _retry_after(x0: float, x1: float, y: float, ex: ExchangeRecord) -> list[str]:
+def _retry_after(x0: float, x1: float, y: float, ex: ExchangeRecord) -> list[Element]:
     """A thin bar over the wait, closed by a tick where the earliest polite retry may start."""
     title = f"Retry-After {ex.retry_after_s:g} s"
     mid = y + MARK_H / 2
@@ -482,35 +484,51 @@ def _run_rows(canvas: _Canvas, runs: Sequence[RunRecord], scale: _Scale) -> None
 
 
 def _document(nodeid: str, height: int, canvas: _Canvas) -> str:
-    head = (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
-        f'viewBox="0 0 {WIDTH} {height}" font-family="monospace" font-size="11">'
+    root = ET.Element(
+        "svg",
+        {
+            "xmlns": "http://www.w3.org/2000/svg",
+            "width": str(WIDTH),
+            "height": str(height),
+            "viewBox": f"0 0 {WIDTH} {height}",
+            "font-family": "monospace",
+            "font-size": "11",
+        },
     )
-    body = [
-        f"<title>{_esc('resilience timeline: ' + nodeid)}</title>",
-        _rect(0, 0, WIDTH, height, fill="#ffffff"),
-        *canvas.back,
-        *canvas.front,
-    ]
-    return "\n".join([head, *body, "</svg>"]) + "\n"
+    ET.SubElement(root, "title").text = _clean("resilience timeline: " + nodeid)
+    root.append(_rect(0, 0, WIDTH, height, fill="#ffffff"))
+    root.extend(canvas.back)
+    root.extend(canvas.front)
+    # One element a line: stable text, and a diff of two pictures reads line by line.
+    root.text = "\n"
+    for child in root:
+        child.tail = "\n"
+    return ET.tostring(root, encoding="unicode") + "\n"
 
 
-def _element(tag: str, attrs: Mapping[str, Any], title: str | None = None, body: str = "") -> str:
-    rendered = "".join(
-        f" {_attr_name(k)}={quoteattr(_clean(_attr_value(v)))}"
-        for k, v in attrs.items()
-        if v is not None
+def _element(
+    tag: str, attrs: Mapping[str, Any], title: str | None = None, text: str = ""
+) -> Element:
+    element = ET.Element(
+        tag, {_attr_name(k): _clean(_attr_value(v)) for k, v in attrs.items() if v is not None}
     )
-    # A <title> child is the tooltip a browser shows: the full text a label had to cut.
-    inner = (f"<title>{_esc(title)}</title>" if title else "") + body
-    return f"<{tag}{rendered}>{inner}</{tag}>" if inner else f"<{tag}{rendered}/>"
+    if title:
+        # A <title> first child is the tooltip a browser shows: the full text a label cut.
+        tooltip = ET.SubElement(element, "title")
+        tooltip.text = _clean(title)
+        tooltip.tail = _clean(text) or None
+    elif text:
+        element.text = _clean(text)
+    return element
 
 
-def _rect(x: float, y: float, w: float, h: float, *, title: str | None = None, **attrs: Any) -> str:
+def _rect(
+    x: float, y: float, w: float, h: float, *, title: str | None = None, **attrs: Any
+) -> Element:
     return _element("rect", {"x": x, "y": y, "width": w, "height": h, **attrs}, title)
 
 
-def _line(x1: float, y1: float, x2: float, y2: float, **attrs: Any) -> str:
+def _line(x1: float, y1: float, x2: float, y2: float, **attrs: Any) -> Element:
     return _element("line", {"x1": x1, "y1": y1, "x2": x2, "y2": y2, **attrs})
 
 
@@ -522,8 +540,8 @@ def _text(
     size: int | None = None,
     title: str | None = None,
     **attrs: Any,
-) -> str:
-    return _element("text", {"x": x, "y": y, "font-size": size, **attrs}, title, _esc(text))
+) -> Element:
+    return _element("text", {"x": x, "y": y, "font-size": size, **attrs}, title, text)
 
 
 def _attr_name(key: str) -> str:
@@ -535,15 +553,13 @@ def _attr_value(value: Any) -> str:
     return _num(value) if isinstance(value, float) else str(value)
 
 
-def _esc(text: str) -> str:
-    return escape(_clean(text))
-
-
 def _clean(text: str) -> str:
+    """``text`` with the characters XML forbids even escaped (a path or message may carry
+    them) replaced; ElementTree escapes the rest as it writes."""
     return _NOT_XML.sub("\ufffd", text)
 
 
-def _bar_label(x: float, y: float, text: str, *, size: int = 11, **attrs: Any) -> str:
+def _bar_label(x: float, y: float, text: str, *, size: int = 11, **attrs: Any) -> Element:
     """Text starting just right of ``x``, cut to the plot and moved left to stay inside it."""
     text = _clip(text, PLOT_CHARS)
     width = len(text) * CHAR_W * size / 11
