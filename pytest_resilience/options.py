@@ -28,15 +28,13 @@ def parse_backend(value: str) -> str:
     if value in BACKEND_CHOICES:
         return value
     if value.startswith("http://"):
-        from urllib.parse import urlsplit
+        from . import validate
 
-        parts = urlsplit(value)
         try:
-            port = parts.port
-        except ValueError:
-            port = None
-        if parts.hostname and port:
+            validate.http_url(value, OPTION_BACKEND)
             return value
+        except ConfigurationError:
+            pass  # said below, with the choices
     raise ConfigurationError(
         f"{OPTION_BACKEND}={value!r} is not one of auto, embedded, spawn or an "
         "http://host:port URL; e.g. --toxiproxy=http://127.0.0.1:8474."

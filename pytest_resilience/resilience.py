@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Hashable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit
 
+from . import validate
 from .clock import CLOCK
 from .errors import ConfigurationError, ResilienceError, UnknownServiceError
 from .faults import kinds
@@ -28,38 +28,6 @@ S = TypeVar("S", bound=TcpService)
 BLINDING_KINDS = frozenset({"timeout", "reset_peer", "partition", "down", "limit_data", "chaos"})
 """Fault kinds under which a request may never reach the HTTP layer, so leaves no record."""
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-
-
-def parse_forward_to(url: str) -> tuple[str, int, str]:
-    """``http://host:port[/base]`` to its parts, with a clear error."""
-    parts = urlsplit(url) if isinstance(url, str) else None
-    try:
-        port = parts.port if parts is not None else None
-    except ValueError:
-        port = None
-    if parts is None or parts.scheme != "http" or not parts.hostname or port is None:
-        raise ConfigurationError(
-            f"forward_to must be an http://host:port URL (optionally with a base path), got {url!r}."
-        )
-    return parts.hostname, port, parts.path.rstrip("/")
-
-
-def parse_address(value: object, what: str) -> tuple[str, int]:
-    """``"host:port"`` (or a ``(host, port)`` pair) to a pair, with a clear error."""
-    if isinstance(value, tuple) and len(value) == 2:
-        host, port = value
-    elif isinstance(value, str) and ":" in value:
-        host, _, port = value.rpartition(":")
-        host = host.strip("[]")
-    else:
-        raise ConfigurationError(f"{what} must be 'host:port', got {value!r}.")
-    try:
-        port = int(port)
-    except (TypeError, ValueError):
-        raise ConfigurationError(f"{what} has a port that is not a number: {value!r}.") from None
-    if not host or not 0 < port < 65536:
-        raise ConfigurationError(f"{what} must be 'host:port' with a port 1-65535, got {value!r}.")
-    return str(host), port
 
 
 def join_address(host: str, port: int) -> str:
@@ -110,7 +78,7 @@ class Resilience:
     def tcp_service(self, name: str, upstream: str | tuple[str, int]) -> TcpService:
         """Put Toxiproxy (and the tap) between the code under test and ``upstream``."""
         self._check_new(name)
-        host, port = parse_address(upstream, f"upstream of service {name!r}")
+        host, port = validate.address(upstream, f"upstream of service {name!r}")
         return self._add(self._wire(name, join_address(host, port), TcpService))
 
     def http_service(
@@ -130,7 +98,6 @@ class Resilience:
         ``failure_statuses`` (statuses and predicates over an exchange) says which answers its
         verdicts count as failed attempts; by default ``DEFAULT_FAILURES``.
         """
-        from . import validate
         from .assertions.operations import FailureSet
         from .http.answers import error_body
         from .http.script import Script
@@ -140,7 +107,11 @@ class Resilience:
         validate.header_name(idempotency_header, "idempotency_header")
         failure_set = FailureSet(failure_statuses, "failure_statuses of http_service()")
         errors = error_body(error)
-        target = parse_forward_to(forward_to) if forward_to is not None else None
+        target = (
+            validate.http_url(forward_to, "forward_to", base_path=True)
+            if forward_to is not None
+            else None
+        )
         reach = self.session.reach_host
         layer = HttpLayer(
             name, Script(errors), host=reach, forward_to=target, key_header=idempotency_header
@@ -189,7 +160,7 @@ class Resilience:
         created = backend.client.create_proxy(proxy, upstream, join_address(backend.listen_host, 0))
         self.session.live_proxies.add(proxy)
         try:
-            _, proxy_port = parse_address(created["listen"], "Toxiproxy's listen address")
+            _, proxy_port = validate.address(created["listen"], "Toxiproxy's listen address")
             tap = Tap(
                 self.session.loop,
                 name,

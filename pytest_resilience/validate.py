@@ -11,6 +11,7 @@ import math
 import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from .errors import ConfigurationError
 
@@ -227,3 +228,41 @@ def failures(value: Any, what: str = "failure_statuses") -> tuple[frozenset[int]
                 f"got {type(rule).__name__} {rule!r}."
             )
     return frozenset(statuses), tuple(predicates)
+
+
+def address(value: Any, what: str) -> tuple[str, int]:
+    """``"host:port"`` (``[::1]:port`` for IPv6), or a ``(host, port)`` pair, as a pair."""
+    if isinstance(value, tuple) and len(value) == 2:
+        host, port = value
+    elif isinstance(value, str) and ":" in value:
+        host, _, port = value.rpartition(":")
+        host = host.strip("[]")
+    else:
+        raise ConfigurationError(f"{what} must be 'host:port', got {value!r}.")
+    try:
+        port = int(port)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"{what} has a port that is not a number: {value!r}.") from None
+    if not host or not 0 < port < 65536:
+        raise ConfigurationError(f"{what} must be 'host:port' with a port 1-65535, got {value!r}.")
+    return str(host), port
+
+
+def http_url(value: Any, what: str, *, base_path: bool = False) -> tuple[str, int, str]:
+    """An ``http://host:port`` URL (with a path when ``base_path``): host, port, path."""
+    parts = urlsplit(value) if isinstance(value, str) else None
+    try:
+        port = parts.port if parts is not None else None
+    except ValueError:
+        port = None
+    path = parts.path.rstrip("/") if parts is not None else ""
+    if (
+        parts is None
+        or parts.scheme != "http"
+        or not parts.hostname
+        or port is None
+        or (path and not base_path)
+    ):
+        shape = "http://host:port URL" + (" (optionally with a base path)" if base_path else "")
+        raise ConfigurationError(f"{what} must be an {shape}, got {value!r}.")
+    return parts.hostname, port, path

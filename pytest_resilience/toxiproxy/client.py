@@ -19,12 +19,12 @@ import socket
 import threading
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from toxiproxy import exceptions as tp_exceptions
 from toxiproxy.api import APIConsumer, validate_response
 
-from ..errors import BackendError, ConfigurationError
+from .. import validate
+from ..errors import BackendError
 
 DEFAULT_TIMEOUT = 5.0
 
@@ -33,16 +33,14 @@ class ToxiproxyClient:
     """Talks to one Toxiproxy API (real server or embedded engine)."""
 
     def __init__(self, url: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
-        parts = urlsplit(url if "://" in url else f"http://{url}")
-        if parts.scheme != "http" or not parts.hostname or parts.port is None:
-            raise ConfigurationError(
-                f"Toxiproxy URL {url!r} is not of the form http://host:port; "
-                "pass e.g. --toxiproxy=http://127.0.0.1:8474."
-            )
-        self.url = f"http://{parts.hostname}:{parts.port}"
-        self.host = parts.hostname
+        host, port, _ = validate.http_url(
+            url if "://" in url else f"http://{url}",
+            "the Toxiproxy URL (e.g. http://127.0.0.1:8474)",
+        )
+        self.url = f"http://{host}:{port}"
+        self.host = host
         self.timeout = timeout
-        self._api = _bind(parts.hostname, parts.port)
+        self._api = _bind(host, port)
         self.explain: Callable[[], str | None] = lambda: None
         """Why the server stopped answering, when its owner knows (a spawned server died)."""
 
