@@ -314,10 +314,9 @@ class Resilience:
         from .assertions import check_amplification
 
         http = self._http(service, "assert_amplification")
-        span = run.span
-        if span is None:
+        if not run.calls:
             raise ConfigurationError("assert_amplification needs a run with at least one call.")
-        exchanges = http.settled().between(*span)
+        exchanges = run.requests(http.settled())
         self._verdicts.judge(
             http.name,
             check_amplification,

@@ -18,6 +18,7 @@ from .clock import CLOCK
 from .observe.records import Call
 
 if TYPE_CHECKING:
+    from .http.records import Exchange, ExchangeList
     from .verdicts import Verdicts
 
 
@@ -86,6 +87,14 @@ class Run:
         if not self.calls:
             return None
         return self.calls[0].started_at, max(c.ended_at for c in self.calls)
+
+    def requests(self, exchanges: Sequence[Exchange]) -> ExchangeList:
+        """The ``exchanges`` that began while the run's calls were being made: what its
+        calls cost the service (``assert_amplification`` and the report count these)."""
+        from .http.records import ExchangeList
+
+        span = self.span
+        return ExchangeList() if span is None else ExchangeList(exchanges).between(*span)
 
     @property
     def availability(self) -> float:

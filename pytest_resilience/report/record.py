@@ -275,10 +275,7 @@ def _run(run: Run, exchanges: dict[str, list[Exchange]], ms: Callable[[float], f
     """A run, with the requests each HTTP service (``exchanges`` by name) got during it."""
     calls = run.calls
     start, end = run.span or (0.0, 0.0)
-    requests = {
-        name: sum(1 for e in received if start <= e.started_at <= end)
-        for name, received in exchanges.items()
-    }
+    requests = {name: len(run.requests(received)) for name, received in exchanges.items()}
     return RunRecord(
         len(calls),
         sum(1 for c in calls if c.ok),
