@@ -23,6 +23,7 @@ __all__ = [
     "ConnectionEvent",
     "ConnectionList",
     "Effect",
+    "Evidence",
     "Exchange",
     "ExchangeList",
     "Fault",
@@ -51,6 +52,7 @@ __all__ = [
 
 # Loaded on first use, so that loading the plugin stays cheap.
 _LAZY = {
+    "Evidence": ".evidence",
     "Backend": ".toxiproxy.backends",
     "Call": ".observe",
     "ConnectionList": ".observe",
@@ -84,6 +86,7 @@ _LAZY = {
 if TYPE_CHECKING:
     from .adapters import Intent
     from .assertions import DEFAULT_FAILURES, InsufficientEvidence, ResilienceAssertionError
+    from .evidence import Evidence
     from .faults.fault import Fault, FaultGroup
     from .faults.kinds import FaultKind
     from .faults.plan import FaultPlan, ToxicSpec

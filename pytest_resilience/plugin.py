@@ -377,7 +377,8 @@ def _keep_record(item: pytest.Item, res: Resilience) -> None:
     """The test's record, for its report; key figures as JUnit properties."""
     from .report.record import junit_properties, record_of
 
-    record = record_of(res, _backend(item.config))
+    # Answers still held by a fault in force are judged as they are after 0.2 s.
+    record = record_of(res.evidence(settle=0.2), _backend(item.config))
     item.stash[RECORD] = record
     item.user_properties.extend(junit_properties(record))
 

@@ -7,12 +7,12 @@ from collections.abc import Callable, Hashable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import validate
-from .clock import CLOCK
 from .errors import ConfigurationError, ResilienceError, UnknownServiceError
+from .evidence import Evidence, healed_at
 from .faults import kinds
 from .faults.fault import Fault, FaultGroup
 from .http.records import Exchange
-from .observe import FaultEvent, Timeline
+from .observe import Timeline
 from .observe.noise import NoiseProbe
 from .services.http import HttpService
 from .services.tcp import TcpService
@@ -25,8 +25,6 @@ if TYPE_CHECKING:
     from .session import ResilienceSession
 
 S = TypeVar("S", bound=TcpService)
-BLINDING_KINDS = frozenset({"timeout", "reset_peer", "partition", "down", "limit_data", "chaos"})
-"""Fault kinds under which a request may never reach the HTTP layer, so leaves no record."""
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
@@ -181,6 +179,7 @@ class Resilience:
             tap=tap,
             timeline=self.timeline,
             verdicts=self._verdicts,
+            evidence=self.evidence,
             seed=self.seed,
             label=f"{self.test_id}::{name}",
             fault_kinds=self.session.fault_kinds,
@@ -229,7 +228,28 @@ class Resilience:
     # -- driving the code under test, and verdicts across services ----------------------
 
     def _heals(self) -> list[float]:
-        return [e.at for e in self.timeline.faults() if e.action == "healed"]
+        return healed_at(self.timeline.snapshot())
+
+    def evidence(self, *services: str, settle: float = 1.0) -> Evidence:
+        """The test's records now, frozen: the HTTP services' exchanges once each answer's
+        delivery is known (``services`` only, if named; at most ``settle`` s each), their
+        effects, then the timeline's events and the runs."""
+        https = [
+            s
+            for s in self._services.values()
+            if isinstance(s, HttpService) and (not services or s.name in services)
+        ]
+        exchanges = {s.name: s.settled(settle) for s in https}
+        return Evidence(
+            self.timeline.started_at,
+            self.seed,
+            {n: "http" if isinstance(s, HttpService) else "tcp" for n, s in self._services.items()},
+            self.timeline.snapshot(),
+            exchanges,
+            {s.name: tuple(s.effects) for s in https},
+            {s.name: s._failure_set for s in https},
+            tuple(self.runs),
+        )
 
     def drive(self, fn: Callable[[], Any], calls: int) -> Run:
         """Call ``fn`` (sync or async) ``calls`` times in a row and record each call."""
@@ -271,7 +291,8 @@ class Resilience:
         from .assertions import check_no_retry_storm
 
         http = self._http(service, "assert_no_retry_storm")
-        exchanges = http.settled()
+        evidence = self.evidence(http.name)
+        exchanges = evidence.exchanges[http.name]
         self._verdicts.judge(
             http.name,
             check_no_retry_storm,
@@ -280,25 +301,8 @@ class Resilience:
             group=group,
             failure_statuses=http._failures(failure_statuses),
             noise=self._noise.samples(since=min((e.started_at for e in exchanges), default=None)),
-            blind=self._blind(http.name),
+            blind=evidence.blind(http.name),
         )
-
-    def _blind(self, service: str) -> list[tuple[float, float, str]]:
-        """Spans in which a fault on ``service`` kept requests from its HTTP layer
-        (refused, reset or swallowed connections): retries then leave no HTTP record."""
-        spans: list[tuple[float, float, str]] = []
-        applied: dict[int, FaultEvent] = {}
-        for event in self.timeline.faults():
-            if event.service != service or event.kind not in BLINDING_KINDS:
-                continue
-            if event.action == "applied":
-                applied[event.fault] = event
-            elif event.fault in applied:
-                began = applied.pop(event.fault)
-                spans.append((began.at, event.at, began.kind))
-        now = CLOCK.now()
-        spans.extend((event.at, now, event.kind) for event in applied.values())
-        return spans
 
     def assert_amplification(
         self,
@@ -316,7 +320,7 @@ class Resilience:
         http = self._http(service, "assert_amplification")
         if not run.calls:
             raise ConfigurationError("assert_amplification needs a run with at least one call.")
-        exchanges = run.requests(http.settled())
+        exchanges = run.requests(self.evidence(http.name).exchanges[http.name])
         self._verdicts.judge(
             http.name,
             check_amplification,
@@ -343,11 +347,12 @@ class Resilience:
         from .assertions import check_breaker_respected
 
         http = self._http(service, "assert_breaker_respected")
+        evidence = self.evidence(http.name)
         self._verdicts.judge(
             http.name,
             check_breaker_respected,
-            http.settled(),
-            self.timeline.intents(http.name),
+            evidence.exchanges[http.name],
+            evidence.events.intents(http.name),
             tolerance=tolerance,
         )
 
@@ -370,7 +375,7 @@ class Resilience:
         self._verdicts.judge(
             http.name,
             check_breaker_opened,
-            http.settled(),
+            self.evidence(http.name).exchanges[http.name],
             run.calls,
             after_failures,
             cooldown,

@@ -192,7 +192,7 @@ def test_intents_reach_the_record(
     )
     retrying(get, session, payments)
 
-    [intent] = record_of(resilience, None).intents
+    [intent] = record_of(resilience.evidence(), None).intents
     assert (intent.service, intent.source, intent.kind, intent.value) == (
         "payments",
         "tenacity",

@@ -28,6 +28,54 @@ class ConnectionList(list[Connection]):
         return ConnectionList(c for c in self if c.outcome == "open")
 
 
+class Events(tuple[Event, ...]):
+    """A test's events at one moment, oldest first: what a verdict or a report reads."""
+
+    def faults(self, service: str | None = None) -> list[FaultEvent]:
+        return [
+            e
+            for e in self
+            if isinstance(e, FaultEvent) and (service is None or e.service == service)
+        ]
+
+    def verdicts(self) -> list[VerdictEvent]:
+        return [e for e in self if isinstance(e, VerdictEvent)]
+
+    def intents(self, service: str | None = None) -> list[IntentEvent]:
+        return [
+            e
+            for e in self
+            if isinstance(e, IntentEvent) and (service is None or e.service == service)
+        ]
+
+    def connections(self, service: str | None = None) -> ConnectionList:
+        """Connections joined from their events, in the order they opened."""
+        joined: dict[tuple[str, int], Connection] = {}
+        for event in self:
+            if not isinstance(event, ConnectionEvent):
+                continue
+            if service is not None and event.service != service:
+                continue
+            key = (event.service, event.connection)
+            if event.kind == "opened":
+                joined[key] = Connection(
+                    event.service, event.connection, event.at, None, "open", "", 0, 0
+                )
+            elif key in joined:
+                first = joined[key]
+                joined[key] = Connection(
+                    first.service,
+                    first.id,
+                    first.opened_at,
+                    event.at,
+                    event.kind,
+                    event.by,
+                    event.bytes_up,
+                    event.bytes_down,
+                )
+        return ConnectionList(joined.values())
+
+
 class Timeline:
     """Events of one test, appended from any thread, read as snapshots."""
 
@@ -85,49 +133,23 @@ class Timeline:
         with self._lock:
             return list(self._events)
 
+    def snapshot(self) -> Events:
+        """The events so far, frozen, with the questions below."""
+        with self._lock:
+            return Events(self._events)
+
     def faults(self, service: str | None = None) -> list[FaultEvent]:
-        return [
-            e
-            for e in self.events
-            if isinstance(e, FaultEvent) and (service is None or e.service == service)
-        ]
+        return self.snapshot().faults(service)
 
     def verdicts(self) -> list[VerdictEvent]:
-        return [e for e in self.events if isinstance(e, VerdictEvent)]
+        return self.snapshot().verdicts()
 
     def intents(self, service: str | None = None) -> list[IntentEvent]:
-        return [
-            e
-            for e in self.events
-            if isinstance(e, IntentEvent) and (service is None or e.service == service)
-        ]
+        return self.snapshot().intents(service)
 
     def connections(self, service: str | None = None) -> ConnectionList:
         """Connections joined from their events, in the order they opened."""
-        joined: dict[tuple[str, int], Connection] = {}
-        for event in self.events:
-            if not isinstance(event, ConnectionEvent):
-                continue
-            if service is not None and event.service != service:
-                continue
-            key = (event.service, event.connection)
-            if event.kind == "opened":
-                joined[key] = Connection(
-                    event.service, event.connection, event.at, None, "open", "", 0, 0
-                )
-            elif key in joined:
-                first = joined[key]
-                joined[key] = Connection(
-                    first.service,
-                    first.id,
-                    first.opened_at,
-                    event.at,
-                    event.kind,
-                    event.by,
-                    event.bytes_up,
-                    event.bytes_down,
-                )
-        return ConnectionList(joined.values())
+        return self.snapshot().connections(service)
 
     def relative_ms(self, at: float) -> float:
         return (at - self.started_at) * 1000.0

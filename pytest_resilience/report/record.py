@@ -12,7 +12,7 @@ Times are milliseconds from the start of the test.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -20,8 +20,8 @@ from ..clock import CLOCK
 from .jsontypes import from_json, to_json
 
 if TYPE_CHECKING:
-    from ..http.records import Exchange
-    from ..resilience import Resilience
+    from ..evidence import Evidence
+    from ..http.records import Exchange, ExchangeList
     from ..runs import Run
 
 SCHEMA = 1
@@ -185,18 +185,17 @@ def empty_record(seed: int, backend: str | None) -> TestRecord:
     return TestRecord(SCHEMA, seed, None, (), (), (), (), (), backend)
 
 
-def record_of(res: Resilience, backend: str | None) -> TestRecord:
-    """The record of the test ``res`` belongs to (call before its services close)."""
+def record_of(evidence: Evidence, backend: str | None) -> TestRecord:
+    """The record of a test, from its evidence (``Resilience.evidence()``)."""
     from ..assertions.operations import failed, operations
-    from ..services.http import HttpService
 
-    timeline = res.timeline
+    events = evidence.events
 
     def ms(at: float) -> float:
-        return round(timeline.relative_ms(at), 3)
+        return round((at - evidence.started_at) * 1000.0, 3)
 
     faults: dict[tuple[str, int], FaultRecord] = {}
-    for event in timeline.faults():
+    for event in events.faults():
         key = (event.service, event.fault)
         if event.action == "applied":
             faults[key] = FaultRecord(
@@ -206,17 +205,16 @@ def record_of(res: Resilience, backend: str | None) -> TestRecord:
             faults[key] = replace(faults[key], healed_ms=ms(event.at))
 
     services = []
-    seen: dict[str, list[Exchange]] = {}
-    for name, service in res.services.items():
-        connections = service.connections
+    for name, kind in evidence.services.items():
+        connections = events.connections(name)
         tcp = ServiceRecord(name, "tcp", len(connections), len(connections.reset()))
-        if not isinstance(service, HttpService):
+        if kind != "http":
             services.append(tcp)
             continue
-        exchanges = seen[name] = service.settled(timeout=0.2)
-        ops = operations(exchanges, failure_statuses=service._failure_set)
+        exchanges = evidence.exchanges[name]
+        ops = operations(exchanges, failure_statuses=evidence.failure_sets[name])
         label = {id(a): op.label for op in ops for a in op.attempts}
-        effects = service.effects
+        effects = evidence.effects[name]
         services.append(
             replace(
                 tcp,
@@ -235,18 +233,18 @@ def record_of(res: Resilience, backend: str | None) -> TestRecord:
 
     return TestRecord(
         SCHEMA,
-        res.seed,
+        evidence.seed,
         ms(CLOCK.now()),
         tuple(faults.values()),
         tuple(services),
-        tuple(_run(run, seen, ms) for run in res.runs),
+        tuple(_run(run, evidence.exchanges, ms) for run in evidence.runs),
         tuple(
             IntentRecord(ms(i.at), i.service, i.source, i.kind, i.value, i.attempt)
-            for i in timeline.intents()
+            for i in events.intents()
         ),
         tuple(
             VerdictRecord(v.name, v.service, v.passed, v.message, ms(v.at))
-            for v in timeline.verdicts()
+            for v in events.verdicts()
         ),
         backend,
     )
@@ -271,7 +269,9 @@ def _exchange(e: Exchange, operation: str, ms: Callable[[float], float]) -> Exch
     )
 
 
-def _run(run: Run, exchanges: dict[str, list[Exchange]], ms: Callable[[float], float]) -> RunRecord:
+def _run(
+    run: Run, exchanges: Mapping[str, ExchangeList], ms: Callable[[float], float]
+) -> RunRecord:
     """A run, with the requests each HTTP service (``exchanges`` by name) got during it."""
     calls = run.calls
     start, end = run.span or (0.0, 0.0)

@@ -349,7 +349,7 @@ class HttpService(TcpService, _Scripting):
         self._verdicts.judge(
             self.name,
             check_attempts,
-            self.settled(),
+            self._evidence(self.name).exchanges[self.name],
             max,
             min,
             group=group,
@@ -370,7 +370,7 @@ class HttpService(TcpService, _Scripting):
         self._verdicts.judge(
             self.name,
             check_retry_after_honoured,
-            self.settled(),
+            self._evidence(self.name).exchanges[self.name],
             tolerance,
             group=group,
             failure_statuses=self._failures(failure_statuses),
@@ -383,7 +383,8 @@ class HttpService(TcpService, _Scripting):
         __tracebackhide__ = True
         from ..assertions import check_no_duplicate_side_effects
 
-        self._verdicts.judge(self.name, check_no_duplicate_side_effects, self.effects, key)
+        effects = self._evidence(self.name).effects[self.name]
+        self._verdicts.judge(self.name, check_no_duplicate_side_effects, effects, key)
 
     def assert_stable_idempotency_key(
         self, *, group: Grouping | None = None, failure_statuses: Iterable[Any] | None = None
@@ -395,7 +396,7 @@ class HttpService(TcpService, _Scripting):
         self._verdicts.judge(
             self.name,
             check_stable_idempotency_key,
-            self.settled(),
+            self._evidence(self.name).exchanges[self.name],
             group=group,
             failure_statuses=self._failures(failure_statuses),
         )
@@ -415,7 +416,7 @@ class HttpService(TcpService, _Scripting):
         __tracebackhide__ = True
         from ..assertions import check_backoff
 
-        exchanges = self.settled()
+        exchanges = self._evidence(self.name).exchanges[self.name]
         self._verdicts.judge(
             self.name,
             check_backoff,

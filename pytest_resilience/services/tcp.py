@@ -18,6 +18,7 @@ from ..tap import Tap
 from ..toxiproxy.client import ToxiproxyAPIError, ToxiproxyClient
 
 if TYPE_CHECKING:
+    from ..evidence import Evidence
     from ..verdicts import Verdicts
 
 _fault_ids = itertools.count(1)
@@ -41,6 +42,7 @@ class TcpService:
         tap: Tap,
         timeline: Timeline,
         verdicts: Verdicts,
+        evidence: Callable[..., Evidence],
         seed: int = 0,
         label: str | None = None,
         fault_kinds: Mapping[str, FaultKind] | None = None,
@@ -53,6 +55,8 @@ class TcpService:
         self._tap = tap
         self._timeline = timeline
         self._verdicts = verdicts
+        self._evidence = evidence
+        """The test's evidence (``Resilience.evidence``): what this service's verdicts judge."""
         self._seed = seed
         self._label = label or proxy
         """Names this service's random streams: the same in every run of its test."""
@@ -99,12 +103,13 @@ class TcpService:
 
         validate.bound(max, "assert_connections: max")
         validate.bound(min, "assert_connections: min")
+        events = self._evidence(self.name).events
         self._verdicts.judge(
             self.name,
             check_connections,
             self.name,
-            self.connections,
-            self._timeline.faults(self.name),
+            events.connections(self.name),
+            events.faults(self.name),
             max,
             min,
         )

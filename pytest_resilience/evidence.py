@@ -1,0 +1,70 @@
+"""One test's evidence: what its verdicts and its report read, in one frozen snapshot.
+
+:meth:`Resilience.evidence <pytest_resilience.resilience.Resilience.evidence>` takes it:
+the HTTP services' exchanges once each answer's delivery is known (or a deadline
+passed), their side effects, then the timeline's events (faults, connections, intents,
+verdicts) and the runs.  Every verdict judges a snapshot, and the report
+(:func:`~.report.record.record_of`) is built from one, so a verdict and the report
+entry it leads to read the same records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from .clock import CLOCK
+
+if TYPE_CHECKING:
+    from .assertions.operations import FailureSet
+    from .http.records import Effect, ExchangeList
+    from .observe.timeline import Events
+    from .runs import Run
+
+BLINDING_KINDS = frozenset({"timeout", "reset_peer", "partition", "down", "limit_data", "chaos"})
+"""Fault kinds under which a request may never reach the HTTP layer, so leaves no record."""
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """A test's records at one moment, times on the plugin's clock."""
+
+    started_at: float
+    seed: int
+    services: Mapping[str, Literal["tcp", "http"]]
+    """Every service of the test, by name, in the order they were made."""
+    events: Events
+    """Faults, connections, intents and verdicts, oldest first."""
+    exchanges: Mapping[str, ExchangeList]
+    """Each HTTP service's exchanges, settled."""
+    effects: Mapping[str, tuple[Effect, ...]]
+    failure_sets: Mapping[str, FailureSet]
+    """Each HTTP service's failure set, which says which of its attempts failed."""
+    runs: tuple[Run, ...]
+
+    def heals(self) -> list[float]:
+        """When faults were healed."""
+        return healed_at(self.events)
+
+    def blind(self, service: str) -> list[tuple[float, float, str]]:
+        """Spans in which a fault on ``service`` kept requests from its HTTP layer (refused,
+        reset or swallowed connections): retries then leave no HTTP record."""
+        spans: list[tuple[float, float, str]] = []
+        applied = {}
+        for event in self.events.faults(service):
+            if event.kind not in BLINDING_KINDS:
+                continue
+            if event.action == "applied":
+                applied[event.fault] = event
+            elif event.fault in applied:
+                began = applied.pop(event.fault)
+                spans.append((began.at, event.at, began.kind))
+        now = CLOCK.now()
+        spans.extend((event.at, now, event.kind) for event in applied.values())
+        return spans
+
+
+def healed_at(events: Events) -> list[float]:
+    """When the faults among ``events`` were healed."""
+    return [e.at for e in events.faults() if e.action == "healed"]

@@ -1,0 +1,59 @@
+"""One evidence snapshot per reading: what the verdicts and the report judge, frozen."""
+
+from __future__ import annotations
+
+import dataclasses
+import urllib.request
+
+import pytest
+
+from pytest_resilience import Evidence, Resilience
+from pytest_resilience.report.record import record_of
+
+
+def get(url: str) -> int:
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        answer.read()
+        return int(answer.status)
+
+
+def test_evidence_is_a_frozen_snapshot_of_every_record(resilience: Resilience) -> None:
+    api = resilience.http_service("api")
+    api.respond(json={"ok": True})
+    with api.latency(1):
+        run = resilience.drive(lambda: get(api.url + "/items"), calls=2)
+
+    before = resilience.evidence()
+    assert isinstance(before, Evidence)
+    assert before.services == {"api": "http"}
+    assert [e.delivered for e in before.exchanges["api"]] == [True, True]
+    assert [(f.kind, f.action) for f in before.events.faults("api")] == [
+        ("latency", "applied"),
+        ("latency", "healed"),
+    ]
+    assert before.runs == (run,) and before.heals() == [before.events.faults()[1].at]
+
+    get(api.url + "/items")
+    api.assert_attempts(max=1)
+    after = resilience.evidence()
+    assert len(before.exchanges["api"]) == 2 and len(after.exchanges["api"]) == 3
+    assert not before.events.verdicts() and len(after.events.verdicts()) == 1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        before.runs = ()  # type: ignore[misc]
+
+    # The report is built from a snapshot, so it tells what the verdicts read.
+    record = record_of(after, None)
+    assert record.services[0].requests == 3
+    assert [v.name for v in record.verdicts] == ["assert_attempts"]
+
+
+def test_evidence_of_named_services_settles_only_those(resilience: Resilience) -> None:
+    api = resilience.http_service("api")
+    other = resilience.http_service("other")
+    get(api.url)
+    evidence = resilience.evidence("api")
+    assert set(evidence.exchanges) == {"api"} and evidence.services == {
+        "api": "http",
+        "other": "http",
+    }
+    assert other.name not in evidence.effects
