@@ -26,7 +26,7 @@ BLINDING_KINDS = frozenset({"timeout", "reset_peer", "partition", "down", "limit
 """Fault kinds under which a request may never reach the HTTP layer, so leaves no record."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Evidence:
     """A test's records at one moment, times on the plugin's clock."""
 

@@ -36,7 +36,7 @@ and SDKs pointed at a stub still send their credentials."""
 Headers = tuple[tuple[str, str], ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FaultRecord:
     """A fault injected into a service, and when it was in force."""
 
@@ -50,7 +50,7 @@ class FaultRecord:
     """None: in force until the test's services closed."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ExchangeRecord:
     """One request an HTTP service received, and its answer."""
 
@@ -76,7 +76,7 @@ class ExchangeRecord:
     answer_headers: Headers
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ServiceRecord:
     """A service's figures; the HTTP ones are None for a TCP service."""
 
@@ -95,7 +95,7 @@ class ServiceRecord:
     exchanges: tuple[ExchangeRecord, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RunRecord:
     """A ``drive`` or ``load``: the client's calls, and the requests each HTTP service got
     during them."""
@@ -110,7 +110,7 @@ class RunRecord:
     amplification: dict[str, float]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class IntentRecord:
     """What a client's retry or breaker library said it would do."""
 
@@ -122,7 +122,7 @@ class IntentRecord:
     attempt: int | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class VerdictRecord:
     """A resilience assertion, and whether it held."""
 
@@ -139,7 +139,7 @@ class VerdictRecord:
         return not self.passed and self.message.startswith("insufficient evidence:")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TestRecord:
     """One test's record: faults, services, runs, intents and verdicts."""
 
