@@ -5,7 +5,9 @@ Records are stamped with :meth:`Clock.now` (seconds, monotonic) by whatever thre
 observed them: the tap and the HTTP layer on the loop, the marker timer, the test.
 Waits that only pace the plugin's own machinery (draining a socket, the noise probe,
 a server starting) keep to ``time`` itself: they are how long things take, not when
-they happened.
+they happened.  Deadlines worked out on this clock (marker windows, settling) are
+still waited for in real time, so for now it must run at real speed; virtual time
+will make those waits its own.
 """
 
 from __future__ import annotations

@@ -5,7 +5,10 @@ the HTTP services' exchanges once each answer's delivery is known (or a deadline
 passed), their side effects, then the timeline's events (faults, connections, intents,
 verdicts) and the runs.  Every verdict judges a snapshot, and the report
 (:func:`~.report.record.record_of`) is built from one, so a verdict and the report
-entry it leads to read the same records.
+entry it leads to read the same records.  A snapshot is not added to afterwards;
+the objects it holds are the services' own records (``ExchangeList``, ``Run``), which
+nothing changes once recorded.  The run verdicts judge their run's calls, and the
+timing verdicts add the noise the probe measured, read beside the snapshot.
 """
 
 from __future__ import annotations
@@ -13,8 +16,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
-
-from .clock import CLOCK
 
 if TYPE_CHECKING:
     from .assertions.operations import FailureSet
@@ -31,6 +32,8 @@ class Evidence:
     """A test's records at one moment, times on the plugin's clock."""
 
     started_at: float
+    taken_at: float
+    """When the snapshot was taken: faults still in force count as lasting until then."""
     seed: int
     services: Mapping[str, Literal["tcp", "http"]]
     """Every service of the test, by name, in the order they were made."""
@@ -45,7 +48,7 @@ class Evidence:
 
     def heals(self) -> list[float]:
         """When faults were healed."""
-        return healed_at(self.events)
+        return heal_times(self.events)
 
     def blind(self, service: str) -> list[tuple[float, float, str]]:
         """Spans in which a fault on ``service`` kept requests from its HTTP layer (refused,
@@ -60,11 +63,10 @@ class Evidence:
             elif event.fault in applied:
                 began = applied.pop(event.fault)
                 spans.append((began.at, event.at, began.kind))
-        now = CLOCK.now()
-        spans.extend((event.at, now, event.kind) for event in applied.values())
+        spans.extend((event.at, self.taken_at, event.kind) for event in applied.values())
         return spans
 
 
-def healed_at(events: Events) -> list[float]:
+def heal_times(events: Events) -> list[float]:
     """When the faults among ``events`` were healed."""
     return [e.at for e in events.faults() if e.action == "healed"]

@@ -7,8 +7,9 @@ from collections.abc import Callable, Hashable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import validate
+from .clock import CLOCK
 from .errors import ConfigurationError, ResilienceError, UnknownServiceError
-from .evidence import Evidence, healed_at
+from .evidence import Evidence, heal_times
 from .faults import kinds
 from .faults.fault import Fault, FaultGroup
 from .http.records import Exchange
@@ -228,12 +229,12 @@ class Resilience:
     # -- driving the code under test, and verdicts across services ----------------------
 
     def _heals(self) -> list[float]:
-        return healed_at(self.timeline.snapshot())
+        return heal_times(self.timeline.snapshot())
 
     def evidence(self, *services: str, settle: float = 1.0) -> Evidence:
         """The test's records now, frozen: the HTTP services' exchanges once each answer's
-        delivery is known (``services`` only, if named; at most ``settle`` s each), their
-        effects, then the timeline's events and the runs."""
+        delivery is known (at most ``settle`` s each), their effects, then the timeline's
+        events and the runs; of the ``services`` named only, if any are."""
         https = [
             s
             for s in self._services.values()
@@ -242,8 +243,13 @@ class Resilience:
         exchanges = {s.name: s.settled(settle) for s in https}
         return Evidence(
             self.timeline.started_at,
+            CLOCK.now(),
             self.seed,
-            {n: "http" if isinstance(s, HttpService) else "tcp" for n, s in self._services.items()},
+            {
+                n: "http" if isinstance(s, HttpService) else "tcp"
+                for n, s in self._services.items()
+                if not services or n in services
+            },
             self.timeline.snapshot(),
             exchanges,
             {s.name: tuple(s.effects) for s in https},

@@ -83,14 +83,16 @@ class Run:
 
     @property
     def span(self) -> tuple[float, float] | None:
-        """When the first call started and the last one ended (monotonic); None if no call."""
+        """When the first call started and the last one ended (on the plugin's clock); None
+        if no call."""
         if not self.calls:
             return None
         return self.calls[0].started_at, max(c.ended_at for c in self.calls)
 
     def requests(self, exchanges: Sequence[Exchange]) -> ExchangeList:
-        """The ``exchanges`` that began while the run's calls were being made: what its
-        calls cost the service (``assert_amplification`` and the report count these)."""
+        """The ``exchanges`` begun between the first call's start and the last call's end:
+        what the run cost the service (``assert_amplification`` and the report count
+        these; requests of other clients in that span count too)."""
         from .http.records import ExchangeList
 
         span = self.span

@@ -261,6 +261,7 @@ def http_url(value: Any, what: str, *, base_path: bool = False) -> tuple[str, in
         or parts.scheme != "http"
         or not parts.hostname
         or port is None
+        or not 0 < port < 65536
         or (path and not base_path)
     ):
         shape = "http://host:port URL" + (" (optionally with a base path)" if base_path else "")

@@ -39,9 +39,13 @@ class Verdicts:
         name = "assert_" + check.__name__.removeprefix("check_")
         try:
             check(*args, origin=self.origin, **kwargs)
-        except ResilienceAssertionError as exc:
-            exc.seed = self._seed
-            self._record(service, name, str(exc).splitlines()[0])
+        except AssertionError as exc:
+            # Ours carry the replay seed; a bare one (an ``assert`` in a user's ``group=``
+            # or predicate) is still a verdict that broke, and is recorded as one.
+            if isinstance(exc, ResilienceAssertionError):
+                exc.seed = self._seed
+            lines = str(exc).splitlines()
+            self._record(service, name, lines[0] if lines else type(exc).__name__)
             raise
         self._record(service, name, None)
 

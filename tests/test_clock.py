@@ -38,6 +38,8 @@ def test_every_record_of_a_test_is_stamped_by_the_one_clock(
         "connection": [c.opened_at for c in api.connections],
         "call": [c.started_at for c in run.calls] + [c.ended_at for c in run.calls],
         "timeline event": [e.at for e in resilience.timeline.events],
+        # The HTTP layer's side of each connection, which pairs it with the tap's.
+        "accepted": [log.accepted_at for log in api._layer.connections.values()],
     }
     assert len(exchanges) == 2 and len(resilience.timeline.verdicts()) == 2
     for what, times in stamps.items():

@@ -10,7 +10,8 @@ from ..errors import ResilienceError
 
 class ResilienceAssertionError(AssertionError, ResilienceError):
     """A resilience property does not hold; the message carries the evidence, and ends
-    with the flag that replays the test once the verdict runner gave it the ``seed``."""
+    with the flag that replays the test once the verdict runner gave it the ``seed``
+    (``str(error)`` has that line; ``error.args[0]`` is the message without it)."""
 
     seed: int | None = None
 

@@ -86,7 +86,7 @@ class ConnectionLog:
     digest: str | None = None
     sent: int = 0
     closed: bool = False
-    accepted_at: float = field(default_factory=CLOCK.now)
+    accepted_at: float = field(default_factory=lambda: CLOCK.now())
 
 
 class HttpLayer:

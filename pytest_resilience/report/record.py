@@ -16,7 +16,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..clock import CLOCK
 from .jsontypes import from_json, to_json
 
 if TYPE_CHECKING:
@@ -234,7 +233,7 @@ def record_of(evidence: Evidence, backend: str | None) -> TestRecord:
     return TestRecord(
         SCHEMA,
         evidence.seed,
-        ms(CLOCK.now()),
+        ms(evidence.taken_at),
         tuple(faults.values()),
         tuple(services),
         tuple(_run(run, evidence.exchanges, ms) for run in evidence.runs),

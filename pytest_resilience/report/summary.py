@@ -171,10 +171,10 @@ class Collector:
         before = self._outcomes.setdefault(report.nodeid, "passed")
         if report.when == "call" or report.outcome != "passed":
             self._outcomes[report.nodeid] = _outcome(report, before)
-        record = getattr(report, "resilience", None)
-        if record:
+        data = getattr(report, "resilience", None)  # the record as JSON data
+        if data:
             sections = [(str(t), str(x)) for t, x in getattr(report, "resilience_sections", [])]
-            self._records[report.nodeid] = (TestRecord.from_json(record), sections)
+            self._records[report.nodeid] = (TestRecord.from_json(data), sections)
 
     @property
     def entries(self) -> list[ReportEntry]:

@@ -202,8 +202,8 @@ def _header(canvas: _Canvas, nodeid: str, record: TestRecord) -> None:
     failing = record.broken
     for verdict in failing[:MAX_VERDICT_LINES]:
         message = verdict.message
-        # The message's first line is the rule broken; the evidence table follows on the
-        # next lines and goes into the tooltip.
+        # The rule broken (the record keeps a failure's first line); the line is cut to
+        # fit, the tooltip holds it whole.
         first = message.splitlines()[0] if message else ""
         where = f" ({verdict.service})" if verdict.service else ""
         canvas.line_text(

@@ -383,7 +383,7 @@ class HttpService(TcpService, _Scripting):
         __tracebackhide__ = True
         from ..assertions import check_no_duplicate_side_effects
 
-        effects = self._evidence(self.name).effects[self.name]
+        effects = self._evidence(self.name, settle=0.0).effects[self.name]  # applied ones
         self._verdicts.judge(self.name, check_no_duplicate_side_effects, effects, key)
 
     def assert_stable_idempotency_key(

@@ -103,7 +103,7 @@ class TcpService:
 
         validate.bound(max, "assert_connections: max")
         validate.bound(min, "assert_connections: min")
-        events = self._evidence(self.name).events
+        events = self._evidence(self.name, settle=0.0).events  # no exchange is read
         self._verdicts.judge(
             self.name,
             check_connections,

@@ -9,8 +9,9 @@ when it ends, carries half-closes and resets through (a reset on one side is
 passed on as a real RST on the other), and stops listening while the proxy is
 disabled so that a refused connection is still refused.
 
-Data is written transport to transport; reading pauses on one side while the
-other side's write buffer is full.
+Data is written transport to transport.  Nothing is buffered past the kernel's on
+the client's side: reading from the proxy pauses while any byte waits for the
+client's socket, and its taking the last one is what tells an answer delivered.
 """
 
 from __future__ import annotations
