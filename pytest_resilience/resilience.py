@@ -299,13 +299,13 @@ class Resilience:
         http = self._http(service, "assert_no_retry_storm")
         evidence = self.evidence(http.name)
         exchanges = evidence.exchanges[http.name]
-        self._verdicts.judge(
+        self._verdicts.judge_exchanges(
+            evidence,
             http.name,
             check_no_retry_storm,
-            exchanges,
             min_herd=min_herd,
             group=group,
-            failure_statuses=http._failures(failure_statuses),
+            failure_statuses=failure_statuses,
             noise=self._noise.samples(since=min((e.started_at for e in exchanges), default=None)),
             blind=evidence.blind(http.name),
         )
@@ -326,15 +326,16 @@ class Resilience:
         http = self._http(service, "assert_amplification")
         if not run.calls:
             raise ConfigurationError("assert_amplification needs a run with at least one call.")
-        exchanges = run.requests(self.evidence(http.name).exchanges[http.name])
-        self._verdicts.judge(
+        evidence = self.evidence(http.name)
+        self._verdicts.judge_exchanges(
+            evidence,
             http.name,
             check_amplification,
-            exchanges,
             len(run.calls),
             max,
+            exchanges=run.requests(evidence.exchanges[http.name]),
             group=group,
-            failure_statuses=http._failures(failure_statuses),
+            failure_statuses=failure_statuses,
         )
 
     def intent(self, service: str | TcpService) -> Intent:
@@ -378,15 +379,15 @@ class Resilience:
         from .assertions import check_breaker_opened
 
         http = self._http(service, "assert_breaker_opened")
-        self._verdicts.judge(
+        self._verdicts.judge_exchanges(
+            self.evidence(http.name),
             http.name,
             check_breaker_opened,
-            self.evidence(http.name).exchanges[http.name],
             run.calls,
             after_failures,
             cooldown,
             tolerance=tolerance,
-            failure_statuses=http._failures(failure_statuses),
+            failure_statuses=failure_statuses,
         )
 
     # -- teardown -----------------------------------------------------------------

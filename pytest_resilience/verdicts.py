@@ -10,7 +10,7 @@ gives a failure the seed that replays the test.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .assertions.report import ResilienceAssertionError
@@ -18,6 +18,8 @@ from .clock import CLOCK
 from .observe.records import VerdictEvent
 
 if TYPE_CHECKING:
+    from .evidence import Evidence
+    from .http.records import Exchange
     from .observe.timeline import Timeline
 
 
@@ -48,6 +50,30 @@ class Verdicts:
             self._record(service, name, lines[0] if lines else type(exc).__name__)
             raise
         self._record(service, name, None)
+
+    def judge_exchanges(
+        self,
+        evidence: Evidence,
+        service: str,
+        check: Callable[..., None],
+        *args: Any,
+        failure_statuses: Iterable[Any] | None = None,
+        exchanges: Sequence[Exchange] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """:meth:`judge` a check over ``service``'s exchanges in ``evidence`` (or over
+        ``exchanges``, a selection of them), with the verdict's ``failure_statuses``, else
+        the service's failure set."""
+        __tracebackhide__ = True
+        from .assertions.operations import FailureSet
+
+        failures = (
+            evidence.failure_sets[service]
+            if failure_statuses is None
+            else FailureSet(failure_statuses)
+        )
+        judged = evidence.exchanges[service] if exchanges is None else exchanges
+        self.judge(service, check, judged, *args, failure_statuses=failures, **kwargs)
 
     def _record(self, service: str, name: str, broken: str | None) -> None:
         if self._timeline is not None:

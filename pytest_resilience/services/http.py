@@ -330,10 +330,6 @@ class HttpService(TcpService, _Scripting):
 
     # -- verdicts ----------------------------------------------------------------------
 
-    def _failures(self, failure_statuses: Iterable[Any] | None) -> FailureSet:
-        """The failure set a verdict uses: its own ``failure_statuses=``, else the service's."""
-        return self._failure_set if failure_statuses is None else FailureSet(failure_statuses)
-
     def assert_attempts(
         self,
         max: int | None = None,
@@ -346,14 +342,14 @@ class HttpService(TcpService, _Scripting):
         __tracebackhide__ = True
         from ..assertions import check_attempts
 
-        self._verdicts.judge(
+        self._verdicts.judge_exchanges(
+            self._evidence(self.name),
             self.name,
             check_attempts,
-            self._evidence(self.name).exchanges[self.name],
             max,
             min,
             group=group,
-            failure_statuses=self._failures(failure_statuses),
+            failure_statuses=failure_statuses,
         )
 
     def assert_retry_after_honoured(
@@ -367,13 +363,13 @@ class HttpService(TcpService, _Scripting):
         __tracebackhide__ = True
         from ..assertions import check_retry_after_honoured
 
-        self._verdicts.judge(
+        self._verdicts.judge_exchanges(
+            self._evidence(self.name),
             self.name,
             check_retry_after_honoured,
-            self._evidence(self.name).exchanges[self.name],
             tolerance,
             group=group,
-            failure_statuses=self._failures(failure_statuses),
+            failure_statuses=failure_statuses,
         )
 
     def assert_no_duplicate_side_effects(
@@ -393,12 +389,12 @@ class HttpService(TcpService, _Scripting):
         __tracebackhide__ = True
         from ..assertions import check_stable_idempotency_key
 
-        self._verdicts.judge(
+        self._verdicts.judge_exchanges(
+            self._evidence(self.name),
             self.name,
             check_stable_idempotency_key,
-            self._evidence(self.name).exchanges[self.name],
             group=group,
-            failure_statuses=self._failures(failure_statuses),
+            failure_statuses=failure_statuses,
         )
 
     def assert_backoff(
@@ -416,17 +412,18 @@ class HttpService(TcpService, _Scripting):
         __tracebackhide__ = True
         from ..assertions import check_backoff
 
-        exchanges = self._evidence(self.name).exchanges[self.name]
-        self._verdicts.judge(
+        evidence = self._evidence(self.name)
+        exchanges = evidence.exchanges[self.name]
+        self._verdicts.judge_exchanges(
+            evidence,
             self.name,
             check_backoff,
-            exchanges,
             jitter,
             min_factor,
             max_delay,
             tolerance=tolerance,
             group=group,
-            failure_statuses=self._failures(failure_statuses),
+            failure_statuses=failure_statuses,
             noise=self._noise.samples(since=min((e.started_at for e in exchanges), default=None)),
         )
 
