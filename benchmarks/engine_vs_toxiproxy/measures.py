@@ -64,26 +64,20 @@ def measure_round_trips(
     client: Any, targets: list[Target], plan: Plan, res: Results, tag: str, share: float
 ) -> None:
     """Items 1 and 2 for every target, interleaved; keys ``{tag}:{item}:{target}``."""
-    blocks = max(1, round(plan.rtt_blocks * share))
-    log(f"[{tag}] 1: {blocks} x {plan.rtt_per_block} round trips on one connection, per target")
-    for order in rotations(targets, blocks):
-        for t in order:
-            key = f"{tag}:rtt:{t.name}"
-            ops = plan.rtt_per_block + plan.rtt_warmup
-            samples = _timed(
-                res, key, t, ops, client, "rtt", t.echo, plan.rtt_per_block, plan.rtt_warmup
-            )
-            res.extend(key, samples)
-    blocks = max(1, round(plan.cycle_blocks * share))
-    log(f"[{tag}] 2: {blocks} x {plan.cycle_per_block} connect + echo + close, per target")
-    for order in rotations(targets, blocks):
-        for t in order:
-            key = f"{tag}:cycle:{t.name}"
-            ops = plan.cycle_per_block + plan.cycle_warmup
-            samples = _timed(
-                res, key, t, ops, client, "cycle", t.echo, plan.cycle_per_block, plan.cycle_warmup
-            )
-            res.extend(key, samples)
+    items = (
+        ("1", "rtt", "round trips on one connection", plan.rtt_blocks, plan.rtt_per_block,
+         plan.rtt_warmup),
+        ("2", "cycle", "connect + echo + close", plan.cycle_blocks, plan.cycle_per_block,
+         plan.cycle_warmup),
+    )  # fmt: skip
+    for item, op, what, all_blocks, per_block, warmup in items:
+        blocks = max(1, round(all_blocks * share))
+        log(f"[{tag}] {item}: {blocks} x {per_block} {what}, per target")
+        for order in rotations(targets, blocks):
+            for t in order:
+                key = f"{tag}:{op}:{t.name}"
+                ops = per_block + warmup
+                res.extend(key, _timed(res, key, t, ops, client, op, t.echo, per_block, warmup))
 
 
 def measure_bulk_throughput(
