@@ -1,0 +1,1 @@
+"""HTTP services on real clients: client -> tap -> Toxiproxy -> HTTP layer -> stub or upstream."""

@@ -1,0 +1,77 @@
+"""The record of each exchange, and its queries."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from pytest_resilience.http.identity import fingerprint
+from pytest_resilience.services.http import HttpService
+
+from .support import (
+    CHARGE,
+    settled,
+    via_requests,
+)
+
+# -- the record ---------------------------------------------------------------------------
+
+
+def test_exchange_records_what_the_service_saw_and_answered(payments: HttpService) -> None:
+    body = json.dumps(CHARGE).encode()
+    before = time.monotonic()
+    via_requests(
+        "POST",
+        payments.url + "/charges?expand=customer",
+        headers={"Idempotency-Key": "k1", "X-Trace": "t-1"},
+        body=body,
+    )
+    after = time.monotonic()
+
+    [e] = settled(payments, 1)
+    assert e.service == "payments"
+    assert (e.method, e.path, e.index) == ("POST", "/charges?expand=customer", 0)
+    assert e.ended_at is not None and before <= e.started_at <= e.ended_at <= after
+    assert e.header("x-trace") == "t-1" and e.idempotency_key == "k1"
+    assert e.fingerprint == fingerprint("POST", "/charges", body)
+    assert (e.status, e.scripted, e.step, e.retry_after, e.delivered) == (
+        200,
+        False,
+        "respond",
+        None,
+        True,
+    )
+
+
+def test_json_bodies_have_the_same_fingerprint_however_serialised(payments: HttpService) -> None:
+    via_requests("POST", payments.url + "/c", body=b'{"a": 1, "b": [1, 2]}')
+    via_requests("POST", payments.url + "/c", body=b'{"b":[1,2],"a":1}')
+    via_requests("POST", payments.url + "/c", body=b'{"b":[2,1],"a":1}')
+
+    prints = [e.fingerprint for e in payments.exchanges]
+    assert prints[0] == prints[1] != prints[2]
+
+
+def test_exchanges_can_be_queried_by_key_path_status_time_and_loss(payments: HttpService) -> None:
+    payments.route("POST", "/charges").fail(503, count=1)
+    key = {"Idempotency-Key": "a"}
+    start = time.monotonic()
+    via_requests("POST", payments.url + "/charges", headers=key)
+    via_requests("POST", payments.url + "/charges", headers=key)
+    middle = time.monotonic()
+    via_requests("GET", payments.url + "/charges/1?expand=customer")
+    via_requests("POST", payments.url + "/refunds", headers={"Idempotency-Key": "b"})
+    end = time.monotonic()
+
+    exchanges = payments.exchanges
+    assert [e.status for e in exchanges.with_key("a")] == [503, 200]
+    assert [e.path for e in exchanges.with_key(None)] == ["/charges/1?expand=customer"]
+    assert len(exchanges.with_path("/charges")) == 2
+    assert len(exchanges.with_path("/charges", method="GET")) == 0
+    assert [e.method for e in exchanges.with_path("/charges/1")] == ["GET"]
+    assert [e.idempotency_key for e in exchanges.with_status(503)] == ["a"]
+    assert len(exchanges.with_status(200, 503)) == 4
+    assert exchanges.between(start, middle) == exchanges[:2]
+    assert exchanges.between(middle, end) == exchanges[2:]
+    assert exchanges.keys() == ["a", "a", None, "b"]
+    assert settled(payments, 4) and payments.exchanges.lost() == []
