@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -186,3 +186,29 @@ def evidence(message: str) -> list[Line]:
 def marked(message: str) -> list[tuple[str, str, str]]:
     """(t+ms, operation, try) of the rows marked ``>``."""
     return [(r.t, r.operation, r.attempt) for r in evidence(message) if r.flagged]
+
+
+# -- a circuit breaker's timeline ---------------------------------------------------------
+
+
+def breaker(
+    service: Iterable[tuple[float, int, float]] = (),
+    client: Iterable[float] = (0.2, 0.4, 0.6, 0.8, 1.15, 1.3, 1.4),
+) -> tuple[list[Exchange], list[Call]]:
+    """Three 503s at 0, 50 and 100 ms (the last answered at 102 ms: the breaker opens
+    there), then ``service`` (at, status, took); client calls at the first three and at
+    ``client`` (failing fast until 1.1 s, while the breaker is open)."""
+    exchanges = [exchange(at, 503, method="GET", path="/stock") for at in (0.0, 0.05, 0.1)]
+    exchanges += [
+        exchange(at, status, method="GET", path="/stock", took=took) for at, status, took in service
+    ]
+    calls = [call(n, at, 0.003, ConnectionError("503")) for n, at in enumerate((0.0, 0.05, 0.1))]
+    calls += [
+        call(3 + n, at, 0.0002, CircuitOpenError() if at < 1.1 else None)
+        for n, at in enumerate(client)
+    ]
+    return exchanges, calls
+
+
+HEALTHY = [(1.15, 200, 0.03), (1.3, 200, 0.002), (1.4, 200, 0.002)]
+"""A breaker's service after the cooldown: one probe, then the rest, all answered."""

@@ -1,0 +1,124 @@
+"""The circuit-breaker verdict on synthetic timelines: the breaker opens after N failures,
+hears nothing for its cooldown while called, then lets one probe through at a time."""
+
+from __future__ import annotations
+
+from records import (
+    HEALTHY,
+    breaker,
+    call,
+    evidence,
+    exchange,
+    failure,
+    marked,
+    rule,
+)
+
+from pytest_resilience.assertions import (
+    check_breaker_opened,
+)
+
+# -- circuit breaker ---------------------------------------------------------------------------
+
+
+def test_breaker_that_opens_stays_quiet_and_probes_once_passes() -> None:
+    check_breaker_opened(*breaker(HEALTHY), after_failures=3, cooldown=1.0)
+
+
+def test_breaker_quiet_just_short_of_the_cooldown_passes_within_tolerance() -> None:
+    check_breaker_opened(*breaker([(1.07, 200, 0.01)]), after_failures=3, cooldown=1.0)
+
+
+def test_breaker_that_keeps_calling_the_service_fails() -> None:
+    exchanges, calls = breaker([(0.2, 503, 0.002), (0.4, 503, 0.002), *HEALTHY])
+    message = failure(check_breaker_opened, exchanges, calls, after_failures=3, cooldown=1.0)
+    assert rule(message) == (
+        "breaker did not open: after 3 consecutive failures the service still got 2 calls "
+        "within the 1 s cooldown, the first 98 ms later."
+    )
+    rows = evidence(message)
+    assert [(r.t, r.operation, r.status, r.allowed) for r in rows if r.flagged] == [
+        ("200", "GET /stock", "503", "none before +1000 ms"),
+        ("400", "GET /stock", "503", "none before +1000 ms"),
+    ]
+    assert ("200", "client call", "4") in [(r.t, r.operation, r.attempt) for r in rows]
+    assert [r.allowed for r in rows if r.operation == "GET /stock" and r.t in ("0", "100")] == [
+        "",
+        "",
+    ]
+
+
+def test_breaker_without_client_calls_during_the_cooldown_cannot_be_judged() -> None:
+    exchanges, calls = breaker(HEALTHY, client=[1.15, 1.3, 1.4])
+    message = failure(check_breaker_opened, exchanges, calls, after_failures=3, cooldown=1.0)
+    assert rule(message).startswith(
+        "cannot judge the breaker: the client was not called in the 1 s after"
+    )
+    assert rule(message).endswith("keep calling it (resilience.load) through the cooldown.")
+    assert not marked(message)
+
+
+def test_breaker_letting_a_burst_through_after_the_cooldown_fails() -> None:
+    exchanges, calls = breaker([(1.15, 200, 0.05), (1.16, 200, 0.002), (1.17, 200, 0.002)])
+    message = failure(check_breaker_opened, exchanges, calls, after_failures=3, cooldown=1.0)
+    assert rule(message) == (
+        "breaker let 3 calls through at once after the cooldown; a half-open breaker sends "
+        "one probe and waits for its answer."
+    )
+    assert [(t, op) for t, op, _ in marked(message)] == [
+        ("1160", "GET /stock"),
+        ("1170", "GET /stock"),
+    ]
+    # The same calls after the probe's answer are a closed breaker at work.
+    check_breaker_opened(
+        *breaker([(1.15, 200, 0.05), (1.21, 200, 0.002), (1.22, 200, 0.002)]),
+        after_failures=3,
+        cooldown=1.0,
+    )
+
+
+def test_breaker_without_enough_consecutive_failures_cannot_be_judged() -> None:
+    exchanges = [
+        exchange(at, status, method="GET", path="/stock")
+        for at, status in ((0.0, 503), (0.05, 503), (0.1, 200), (0.15, 503), (0.2, 503))
+    ]
+    calls = [call(n, at) for n, at in enumerate((0.0, 0.05, 0.1, 0.15, 0.2, 0.5))]
+    message = failure(check_breaker_opened, exchanges, calls, after_failures=3, cooldown=1.0)
+    assert rule(message) == (
+        "cannot judge the breaker: the service never saw 3 consecutive failures; inject a "
+        "fault that lasts longer."
+    )
+    assert not marked(message)
+    assert [r.status for r in evidence(message) if r.operation == "GET /stock"] == [
+        "503",
+        "503",
+        "200",
+        "503",
+        "503",
+    ]
+    # Two in a row are there: the verdict judges, and finds the service called at 150 ms
+    # (the call at 100 ms began within the 50 ms tolerance of the failure at 52 ms).
+    message = failure(check_breaker_opened, exchanges, calls, after_failures=2, cooldown=0.25)
+    assert rule(message).startswith("breaker did not open: after 2 consecutive failures")
+    assert marked(message)[0] == ("150", "GET /stock", "")
+
+
+def test_a_request_sent_before_the_opening_failure_reached_the_client_is_no_breach() -> None:
+    """Zoo (circuitbreaker, purgatory): a concurrent caller's request 10 ms after the
+    server sent the third failure left before the client's breaker counted it."""
+    exchanges, calls = breaker([(0.112, 503, 0.002), *HEALTHY])
+    check_breaker_opened(exchanges, calls, after_failures=3, cooldown=1.0)
+    message = failure(
+        check_breaker_opened, exchanges, calls, after_failures=3, cooldown=1.0, tolerance=0.005
+    )
+    assert rule(message).startswith("breaker did not open: after 3 consecutive failures")
+
+
+def test_breaker_that_hammers_after_a_failed_probe_fails() -> None:
+    """Bug: a probe that fails must re-open the breaker; one that closes and lets every
+    call through at once passes."""
+    exchanges, calls = breaker(
+        [(1.15, 503, 0.002), *((1.16 + n * 0.01, 503, 0.002) for n in range(5))],
+        client=[0.2, 0.4, 0.6, 0.8, *(1.16 + n * 0.01 for n in range(5))],
+    )
+    failure(check_breaker_opened, exchanges, calls, after_failures=3, cooldown=1.0)
