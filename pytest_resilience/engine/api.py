@@ -153,8 +153,11 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class ApiServer(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = True  # server_close() joins the handler threads
+    daemon_threads = True  # a handler never holds up the interpreter's exit
+    # Daemon handler threads are not joined by server_close(): stop() joins them itself.
+    block_on_close = False
+    JOIN_TIMEOUT = 5.0
+    """Seconds stop() waits for each handler thread to finish its request."""
 
     def __init__(self, address: tuple[str, int], collection: Collection, run: Run) -> None:
         super().__init__(address, _Handler)
@@ -162,12 +165,21 @@ class ApiServer(ThreadingHTTPServer):
         self.run = run
         self._thread: threading.Thread | None = None
         self._open: set[socket.socket] = set()
+        self._handlers: set[threading.Thread] = set()
         self._lock = threading.Lock()
 
     def process_request(self, request: Any, client_address: Any) -> None:
+        handler = threading.Thread(
+            target=self.process_request_thread,
+            args=(request, client_address),
+            name="pytest-resilience-engine-api-handler",
+            daemon=True,
+        )
         with self._lock:
             self._open.add(request)
-        super().process_request(request, client_address)
+            self._handlers = {t for t in self._handlers if t.is_alive()}
+            self._handlers.add(handler)
+        handler.start()
 
     def shutdown_request(self, request: Any) -> None:
         with self._lock:
@@ -188,9 +200,12 @@ class ApiServer(ThreadingHTTPServer):
             self.shutdown()
             self._thread.join()
             self._thread = None
-        # Wake handlers idling on keep-alive connections, so joining them ends.
+        # Wake handlers idling on keep-alive connections, then wait for each to finish.
         with self._lock:
             for sock in list(self._open):
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
+            handlers = list(self._handlers)
+        for handler in handlers:
+            handler.join(self.JOIN_TIMEOUT)
         self.server_close()
