@@ -16,7 +16,7 @@ from pytest_resilience import Exchange, HttpService
 R = TypeVar("R")
 
 
-def settled(service: HttpService, count: int) -> list[Exchange]:
+def settled(service: HttpService, count: int, timeout: float = 5.0) -> list[Exchange]:
     """The exchanges once ``count`` arrived and each knows whether its answer was delivered.
 
     The verdicts tell a lost answer (a failure, so a retry belongs to its operation)
@@ -30,7 +30,7 @@ def settled(service: HttpService, count: int) -> list[Exchange]:
         return None
 
     return wait_for(  # type: ignore[no-any-return]
-        ready, timeout=5.0, interval=0.005, what=f"{count} exchanges with a known delivery"
+        ready, timeout=timeout, interval=0.005, what=f"{count} exchanges with a known delivery"
     )
 
 

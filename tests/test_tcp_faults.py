@@ -13,6 +13,8 @@ from processes import wait_for
 from pytest_resilience import ConfigurationError, UnknownServiceError
 
 PAYLOAD = b"x" * 1024
+WAIT = 3.0
+"""Seconds a test waits for a record before it fails."""
 
 
 def connect(address: str, timeout: float = 2.0) -> socket.socket:
@@ -47,7 +49,7 @@ def echo(resilience, echo_server):  # type: ignore[no-untyped-def]
 def test_service_relays_data_and_records_the_connection(echo):  # type: ignore[no-untyped-def]
     round_trip(echo.address)
 
-    connection = wait_for(lambda: echo.connections.closed(), what="the close")[0]
+    connection = wait_for(lambda: echo.connections.closed(), WAIT, what="the close")[0]
     assert (connection.bytes_up, connection.bytes_down) == (1024, 1024)
     assert connection.closed_by == "client"
     assert connection.duration is not None and connection.duration >= 0
@@ -74,7 +76,7 @@ def test_reset_peer_resets_the_client_connection(echo):  # type: ignore[no-untyp
     with echo.reset_peer(), connect(echo.address) as sock, pytest.raises(ConnectionResetError):
         sock.sendall(PAYLOAD)
         sock.recv(10)
-    wait_for(lambda: echo.connections.reset(), what="the reset record")
+    wait_for(lambda: echo.connections.reset(), WAIT, what="the reset record")
     assert echo.connections.reset()[0].closed_by == "upstream"
     round_trip(echo.address)
 
@@ -99,7 +101,7 @@ def test_downstream_partition_delivers_the_request_and_loses_the_answer(
         sock.sendall(PAYLOAD)
         with pytest.raises(socket.timeout):
             sock.recv(10)
-    record = wait_for(lambda: echo.connections.closed() or echo.connections.reset())[0]
+    record = wait_for(lambda: echo.connections.closed() or echo.connections.reset(), WAIT)[0]
     assert record.bytes_up == 1024
     assert record.bytes_down == 0
 
@@ -219,7 +221,7 @@ def test_closing_the_test_removes_its_proxies(resilience, echo_server, toxiproxy
 def test_timeline_records_faults_and_connections(echo, resilience):  # type: ignore[no-untyped-def]
     with echo.latency(50):
         round_trip(echo.address)
-        wait_for(lambda: echo.connections.closed())
+        wait_for(lambda: echo.connections.closed(), WAIT)
     kinds = [(e.kind, getattr(e, "action", None)) for e in resilience.timeline.events]
     assert kinds == [
         ("latency", "applied"),
@@ -234,7 +236,7 @@ def test_timeline_records_faults_and_connections(echo, resilience):  # type: ign
 def test_assert_connections_reports_the_timeline(echo):  # type: ignore[no-untyped-def]
     round_trip(echo.address)
     round_trip(echo.address)
-    wait_for(lambda: len(echo.connections.closed()) == 2)
+    wait_for(lambda: len(echo.connections.closed()) == 2, WAIT)
     echo.assert_connections(max=2, min=2)
     with pytest.raises(AssertionError, match=r"saw 2 connections, expected at most 1") as info:
         echo.assert_connections(max=1)

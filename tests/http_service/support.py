@@ -12,9 +12,10 @@ from typing import Any, TypeVar
 
 import aiohttp
 import httpx
+import real_clients
 import requests
-from processes import wait_for
 
+from pytest_resilience.http.records import Exchange
 from pytest_resilience.services.http import HttpService
 
 T = TypeVar("T")
@@ -26,16 +27,13 @@ DELAY = 0.3
 CHARGE = {"amount": 1999, "currency": "eur"}
 
 
-def settled(service: HttpService, count: int) -> list[Any]:
+WAIT = 3.0
+"""Seconds a test waits for a condition before it fails (what test_http.py waited)."""
+
+
+def settled(service: HttpService, count: int) -> list[Exchange]:
     """The service's exchanges once ``count`` of them exist and each knows if it was delivered."""
-
-    def ready() -> list[Any] | None:
-        exchanges = service.exchanges
-        if len(exchanges) >= count and all(e.delivered is not None for e in exchanges):
-            return exchanges
-        return None
-
-    return wait_for(ready, what=f"{count} exchanges with a known delivery")
+    return real_clients.settled(service, count, timeout=WAIT)
 
 
 # -- four real clients, one shape of answer ---------------------------------------------

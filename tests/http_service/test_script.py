@@ -21,6 +21,7 @@ from .support import (
     DELAY,
     FAST,
     INCOMPLETE_READ,
+    WAIT,
     call,
     settled,
     via_requests,
@@ -140,7 +141,7 @@ def test_token_bucket_lets_a_request_through_after_its_retry_after(payments: Htt
     assert limited.status == 429
     refused_at = time.monotonic()
 
-    wait_for(lambda: via_requests("GET", payments.url).status == 200, what="a token")
+    wait_for(lambda: via_requests("GET", payments.url).status == 200, WAIT, what="a token")
 
     assert time.monotonic() - refused_at <= int(limited.headers["retry-after"]) + FAST
 
@@ -271,7 +272,7 @@ def test_adding_a_step_while_a_request_is_held_keeps_the_steps_after_the_delay(
 
     thread = threading.Thread(target=held)
     thread.start()
-    wait_for(lambda: len(payments.exchanges) == 2, what="the held request to arrive")
+    wait_for(lambda: len(payments.exchanges) == 2, WAIT, what="the held request to arrive")
     payments.route("GET", "/elsewhere").fail(500)
     thread.join(timeout=5)
 

@@ -20,6 +20,7 @@ from pytest_resilience.services.http import HttpService
 from .support import (
     CHARGE,
     DELAY,
+    WAIT,
     call,
     connect,
     read_until,
@@ -157,14 +158,14 @@ def test_a_client_that_closes_early_does_not_break_the_service(payments: HttpSer
     payments.route("GET", "/slow").delay(0.2)
     with connect(payments) as sock:  # closes before the delayed answer is written
         sock.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
-        wait_for(lambda: payments.exchanges, what="the request to arrive")
+        wait_for(lambda: payments.exchanges, WAIT, what="the request to arrive")
     with connect(payments) as sock:  # half a request head, then gone
         sock.sendall(b"GET /half HTTP/1.1\r\nHo")
     with connect(payments) as sock:  # half a body, then gone
         sock.sendall(b"POST /charges HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
 
     assert via_requests("GET", payments.url + "/next").status == 200
-    wait_for(lambda: payments.exchanges[0].delivered is False, what="the early close")
+    wait_for(lambda: payments.exchanges[0].delivered is False, WAIT, what="the early close")
     payments.check()
     assert [e.path for e in payments.exchanges] == ["/slow", "/next"]
     assert payments.effects == []
