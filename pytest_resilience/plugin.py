@@ -35,6 +35,7 @@ from .options import (
     parse_seed,
 )
 from .report.summary import Collector, summary_lines
+from .runtime import heap
 from .session import ResilienceSession
 
 if TYPE_CHECKING:
@@ -225,9 +226,18 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     markers = item.stash.get(MARKERS, None)
     res: Resilience | None = getattr(item, "funcargs", {}).get("resilience")
-    if not markers or res is None:
+    if res is None:
         return (yield)
+    with heap.frozen():  # a collection during the body walks only what the body makes
+        if not markers:
+            return (yield)
+        return (yield from _with_marker_windows(res, markers))
 
+
+def _with_marker_windows(
+    res: Resilience, markers: list[MarkerFault]
+) -> Generator[None, object, object]:
+    """The test body, with its fault markers' windows opened and closed around it."""
     from .markers.windows import MarkerWindows
 
     windows = MarkerWindows(markers, lambda name: res.services.get(name))

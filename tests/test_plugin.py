@@ -229,6 +229,53 @@ def test_marker_naming_a_missing_service_fails_naming_it_and_the_existing_ones(
     )
 
 
+# -- the garbage collector during a resilience test ----------------------------------------
+
+
+def test_a_resilience_tests_body_runs_with_the_heap_alive_before_it_frozen(
+    inner: pytest.Pytester, url: str
+) -> None:
+    """runtime/heap.py: a collection during the body walks only what the body made, and
+    nothing stays frozen once it ends (so nothing is kept that would have been freed)."""
+    inner.makepyfile(
+        """
+        import gc
+        import pytest
+
+        class Cycle:
+            def __init__(self):
+                self.me = self
+
+        @pytest.fixture
+        def made_in_setup():
+            return Cycle()
+
+        def collected(obj):  # whether a collection now would walk obj (generation 0-2)
+            return any(o is obj for generation in (0, 1, 2) for o in gc.get_objects(generation))
+
+        def test_frozen_in_the_body(resilience, made_in_setup):
+            assert gc.get_freeze_count() > 1000
+            made_now = Cycle()
+            assert not collected(made_in_setup)
+            assert collected(made_now)
+
+        @pytest.mark.latency("svc", ms=1)
+        def test_frozen_under_a_marker(resilience, upstream):
+            resilience.tcp_service("svc", upstream)
+            assert gc.get_freeze_count() > 1000
+
+        def test_not_frozen_without_resilience():
+            assert gc.get_freeze_count() == 0
+
+        def test_thawed_in_teardown(resilience, request):
+            request.addfinalizer(lambda: print("TEARDOWN_FROZEN", gc.get_freeze_count()))
+        """
+    )
+    result = inner.runpytest_inprocess(f"{OPTION_BACKEND}={url}", "-s")
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(["*TEARDOWN_FROZEN 0*"])
+
+
 # -- markers: when faults apply ----------------------------------------------------------
 
 

@@ -13,8 +13,23 @@ from pytest_resilience import HttpService, Resilience
 from .client import Parcel, Quote, RetryPolicy, ShippingClient
 from .transports import AiohttpTransport, HttpxTransport, Transport
 
-CARRIERS = {"dhl": 1190, "ups": 1340, "gls": 990, "dpd": 1050, "postnl": 1275}
-"""The carriers the API quotes for, and their price for any parcel (cents)."""
+CARRIERS = {
+    "dhl": 1190,
+    "ups": 1340,
+    "gls": 990,
+    "dpd": 1050,
+    "postnl": 1275,
+    "fedex": 1420,
+    "tnt": 1385,
+    "bpost": 1115,
+    "colissimo": 1230,
+    "hermes": 1090,
+    "royalmail": 1310,
+    "correos": 1160,
+}
+"""The carriers the API quotes for, and their price for any parcel (cents): twelve, so that
+the quotes of one parcel, failed together, are enough waits to show the client's jitter
+(``tests/test_timing_verdicts.py``, the async client's burst)."""
 
 FAST = RetryPolicy(attempts=5, base=0.05, cap=0.5, timeout=0.3, max_retry_after=5.0)
 """The production policy scaled down to test time: the shape is what is judged."""
