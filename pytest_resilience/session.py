@@ -138,7 +138,8 @@ class ResilienceSession:
         return Resilience(self, test_id)
 
     def close(self) -> None:
-        """Delete leftover proxies, stop the loop, stop a spawned Toxiproxy."""
+        """Delete leftover proxies, stop the backend (a spawned Toxiproxy, or the embedded
+        engine, which needs the loop it runs on to close its listeners), stop the loop."""
         backend, self._backend = self._backend, None
         loop, self._loop = self._loop, None
         try:
@@ -149,11 +150,11 @@ class ResilienceSession:
                     self.live_proxies.discard(name)
         finally:
             try:
-                if loop is not None:
-                    loop.stop()
-            finally:
                 if backend is not None:
                     backend.close()
+            finally:
+                if loop is not None:
+                    loop.stop()
 
     def __enter__(self) -> ResilienceSession:
         return self

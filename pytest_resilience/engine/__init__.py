@@ -61,21 +61,21 @@ class Engine:
         """Serve the API and return its URL."""
         if self._loop is None:
             self._loop = BackgroundLoop("pytest-resilience-engine")
+        api = ApiServer(self.collection)
         try:
-            self._api = ApiServer((self.host, self.port), self.collection, self._run)
+            self.port = self._run(api.start(self.host, self.port))
         except BaseException:
             self._stop_loop()
             raise
-        self.port = self._api.server_address[1]
-        self._api.start()
+        self._api = api
         return self.url
 
     def stop(self) -> None:
         """Stop the API, close every proxy and connection, and end the loop if it is ours."""
         api, self._api = self._api, None
-        if api is not None:
-            api.stop()
         if self._loop is not None and self._loop.running:
+            if api is not None:
+                self._run(api.stop())
             self._run(self.collection.close_all())
             self._run(_settle())
         self._stop_loop()

@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import http
 import itertools
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import h11
 
 from ..clock import CLOCK
 from ..observe.join import HEAD_LIMIT, head_digest
+from ..runtime import wire
 from .answers import Answer, Request
 from .identity import fingerprint
 from .records import ANSWER_BODY_KEPT, UNSAFE_METHODS, Effect, requested_wait
@@ -36,10 +34,6 @@ TOO_LARGE = (
     f"request body over {MAX_REQUEST_BODY // (1024 * 1024)} MiB refused by pytest-resilience"
 )
 
-LINGER = 1.0
-"""Seconds a refused connection is drained before it closes (as servers' lingering close)."""
-QUIET = 0.05
-"""Seconds without a byte from a refused client after which it is taken to be waiting."""
 
 _HOP_BY_HOP = {
     "connection",
@@ -118,8 +112,7 @@ class HttpLayer:
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._connections = wire.Connections()
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -130,27 +123,18 @@ class HttpLayer:
 
     async def close(self) -> None:
         server, self._server = self._server, None
-        if server is not None:
-            server.close()
-        for writer in list(self._writers):
-            writer.transport.abort()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._connections.close(server)
 
     # -- one connection -------------------------------------------------------------
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        self._writers.add(writer)
         log = ConnectionLog(next(self._ids))
         with self._lock:
             self.connections[log.id] = log
         conn = h11.Connection(h11.SERVER)
         try:
-            await self._cycle_all(conn, log, reader, writer)
+            with self._connections.open(writer):
+                await self._cycle_all(conn, log, reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass  # the client (or a fault) ended the connection
         except asyncio.CancelledError:
@@ -159,22 +143,17 @@ class HttpLayer:
             self.errors.append(exc)
         finally:
             log.closed = True
-            self._writers.discard(writer)
-            self._tasks.discard(task)
             writer.transport.abort() if writer.transport.is_closing() else writer.close()
 
-    async def _next_event(
-        self, conn: h11.Connection, log: ConnectionLog, reader: asyncio.StreamReader
-    ) -> Any:
-        while True:
-            event = conn.next_event()
-            if event is not h11.NEED_DATA:
-                return event
-            data = await reader.read(65536)
+    def _received(self, log: ConnectionLog) -> Callable[[bytes], None]:
+        """What keeps the head of the connection's first bytes, to join it with the tap."""
+
+        def keep(data: bytes) -> None:
             if log.digest is None and len(log.head) < HEAD_LIMIT:
                 log.head += data
                 log.digest = head_digest(bytes(log.head))
-            conn.receive_data(data)
+
+        return keep
 
     def _send(self, writer: asyncio.StreamWriter, log: ConnectionLog, data: bytes) -> None:
         log.sent += len(data)
@@ -187,42 +166,32 @@ class HttpLayer:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
     ) -> None:
+        received = self._received(log)
         for index in itertools.count():
+            refusal: tuple[int, str] | None = None
             try:
-                event = await self._next_event(conn, log, reader)
-                if isinstance(event, h11.ConnectionClosed):
-                    return
-                assert isinstance(event, h11.Request), event
-                if _declared_length(event) > MAX_REQUEST_BODY:
-                    await self._refuse(conn, log, reader, writer, 413, TOO_LARGE)
-                    return
-                body = bytearray()
-                while True:
-                    if conn.they_are_waiting_for_100_continue:
-                        self._send(
-                            writer,
-                            log,
-                            conn.send(h11.InformationalResponse(status_code=100, headers=[])),
-                        )
-                    part = await self._next_event(conn, log, reader)
-                    if isinstance(part, h11.EndOfMessage):
-                        break
-                    if isinstance(part, h11.ConnectionClosed):
-                        return
-                    body += part.data
-                    if len(body) > MAX_REQUEST_BODY:
-                        del body
-                        await self._refuse(conn, log, reader, writer, 413, TOO_LARGE)
-                        return
+                got = await wire.next_request(
+                    conn,
+                    reader,
+                    lambda data: self._send(writer, log, data),
+                    MAX_REQUEST_BODY,
+                    received,
+                )
+            except wire.TooLarge:
+                refusal = (413, TOO_LARGE)
             except h11.RemoteProtocolError as exc:
-                status = exc.error_status_hint
-                await self._refuse(conn, log, reader, writer, status, f"bad request: {exc}")
+                refusal = (exc.error_status_hint, f"bad request: {exc}")
+            if refusal is not None:  # outside the except: the body read so far is freed
+                await self._refuse(conn, log, reader, writer, *refusal)
                 return
+            if got is None:
+                return
+            event, body = got
             request = Request(
                 event.method.decode("ascii", "replace").upper(),
                 event.target.decode("ascii", "replace"),
                 [(k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers],
-                bytes(body),
+                body,
             )
             if not await self._exchange(conn, log, writer, index, request):
                 return
@@ -258,7 +227,7 @@ class HttpLayer:
             )
             self._send(writer, log, conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage()))
         await writer.drain()
-        await _linger(reader, writer)
+        await wire.linger(reader, writer)
 
     async def _exchange(
         self,
@@ -332,7 +301,7 @@ class HttpLayer:
         record.retry_after = answer.header("Retry-After")
         record.retry_after_delay = requested_wait(headers, CLOCK.wall())[0]
         headers.append(("Content-Length", str(len(answer.body))))
-        reason = _reason(answer.status)
+        reason = wire.reason(answer.status)
         start = log.sent
         head = conn.send(h11.Response(status_code=answer.status, headers=headers, reason=reason))
         body = b"" if request.method == "HEAD" else answer.body
@@ -430,36 +399,3 @@ class HttpLayer:
             return Answer(502, [("Content-Type", "text/plain")], text, "forward")
         finally:
             writer.close()
-
-
-def _declared_length(request: h11.Request) -> int:
-    """The Content-Length a request declared (h11 has checked it is a number), else 0."""
-    for name, value in request.headers:
-        if name == b"content-length":
-            return int(value)
-    return 0
-
-
-async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Read and drop what the client still sends until it pauses, then end our side and
-    drop the rest, for a while: closing with unread data would reset the connection and
-    could lose the answer just sent.  (Toxiproxy closes the client's connection when ours
-    ends, so the client's bytes must have passed through it before our end does.)"""
-    deadline = time.monotonic() + LINGER
-    with contextlib.suppress(OSError, asyncio.TimeoutError):
-        while (left := deadline - time.monotonic()) > 0:
-            if not await asyncio.wait_for(reader.read(65536), min(left, QUIET)):
-                return
-    with contextlib.suppress(OSError, RuntimeError):
-        writer.write_eof()
-    with contextlib.suppress(OSError, asyncio.TimeoutError):
-        while (left := deadline - time.monotonic()) > 0:
-            if not await asyncio.wait_for(reader.read(65536), left):
-                return
-
-
-def _reason(status: int) -> bytes:
-    try:
-        return http.HTTPStatus(status).phrase.encode()
-    except ValueError:
-        return b""

@@ -818,3 +818,33 @@ def test_browser_user_agents_are_refused_with_403(api: Api) -> None:
 
     assert response.status_code == 403
     assert response.text.strip() == "User agent not allowed"
+
+
+def test_two_hundred_clients_connecting_at_once_are_all_answered(api_url: str) -> None:
+    """Toxiproxy listens with Go's backlog (somaxconn); the engine's API once listened with
+    the standard library's 5, and of 200 clients connecting at once most waited for a
+    second SYN or were reset.  All 200 connect (non-blocking, at once), ask, and are
+    answered, each within the conformance suite's socket timeout."""
+    from .conftest import IO_TIMEOUT
+
+    host, port = api_url.removeprefix("http://").rsplit(":", 1)
+    clients = [socket.socket() for _ in range(200)]
+    try:
+        for client in clients:
+            client.setblocking(False)
+            client.connect_ex((host, int(port)))
+        answers = []
+        for client in clients:
+            client.settimeout(IO_TIMEOUT)
+            client.sendall(b"GET /version HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n")
+        for client in clients:
+            answer = b""
+            with contextlib.suppress(OSError):  # a reset ends the answer
+                while chunk := client.recv(65536):
+                    answer += chunk
+            answers.append(answer.split(b"\r\n", 1)[0])
+    finally:
+        for client in clients:
+            client.close()
+
+    assert answers == [b"HTTP/1.1 200 OK"] * 200
