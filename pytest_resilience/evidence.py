@@ -48,7 +48,7 @@ class Evidence:
 
     def heals(self) -> list[float]:
         """When faults were healed."""
-        return heal_times(self.events)
+        return [e.at for e in self.events.faults() if e.action == "healed"]
 
     def blind(self, service: str) -> list[tuple[float, float, str]]:
         """Spans in which a fault on ``service`` kept requests from its HTTP layer (refused,
@@ -65,8 +65,3 @@ class Evidence:
                 spans.append((began.at, event.at, began.kind))
         spans.extend((event.at, self.taken_at, event.kind) for event in applied.values())
         return spans
-
-
-def heal_times(events: Events) -> list[float]:
-    """When the faults among ``events`` were healed."""
-    return [e.at for e in events.faults() if e.action == "healed"]

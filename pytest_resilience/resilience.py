@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from . import validate
 from .clock import CLOCK
 from .errors import ConfigurationError, ResilienceError, UnknownServiceError
-from .evidence import Evidence, heal_times
+from .evidence import Evidence
 from .faults import kinds
 from .faults.fault import Fault, FaultGroup
 from .http.records import Exchange
@@ -229,7 +229,9 @@ class Resilience:
     # -- driving the code under test, and verdicts across services ----------------------
 
     def _heals(self) -> list[float]:
-        return heal_times(self.timeline.snapshot())
+        """When faults were healed, as the test's evidence says (what a run's recovery is
+        judged from)."""
+        return self.evidence(settle=0.0).heals()
 
     def evidence(self, *services: str, settle: float = 1.0) -> Evidence:
         """The test's records now, frozen: the HTTP services' exchanges once each answer's
@@ -298,7 +300,6 @@ class Resilience:
 
         http = self._http(service, "assert_no_retry_storm")
         evidence = self.evidence(http.name)
-        exchanges = evidence.exchanges[http.name]
         self._verdicts.judge_exchanges(
             evidence,
             http.name,
@@ -306,7 +307,7 @@ class Resilience:
             min_herd=min_herd,
             group=group,
             failure_statuses=failure_statuses,
-            noise=self._noise.samples(since=min((e.started_at for e in exchanges), default=None)),
+            noise=self._noise.samples_during(evidence.exchanges[http.name]),
             blind=evidence.blind(http.name),
         )
 

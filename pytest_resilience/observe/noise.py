@@ -9,8 +9,13 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from ..clock import CLOCK
+
+if TYPE_CHECKING:
+    from ..http.records import Exchange
 
 PERIOD = 0.005
 """Seconds the probe sleeps between samples."""
@@ -63,6 +68,11 @@ class NoiseProbe:
         if len(taken) >= ENOUGH:
             return taken
         return taken + tuple(_overshoot(0.001) for _ in range(ENOUGH - len(taken)))
+
+    def samples_during(self, exchanges: Iterable[Exchange]) -> tuple[float, ...]:
+        """The delays measured since the first of ``exchanges`` began: the noise a timing
+        verdict reads beside them (:meth:`samples`)."""
+        return self.samples(since=min((e.started_at for e in exchanges), default=None))
 
     def stop(self) -> None:
         self._stop.set()

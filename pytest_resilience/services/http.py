@@ -413,7 +413,6 @@ class HttpService(TcpService, _Scripting):
         from ..assertions import check_backoff
 
         evidence = self._evidence(self.name)
-        exchanges = evidence.exchanges[self.name]
         self._verdicts.judge_exchanges(
             evidence,
             self.name,
@@ -424,7 +423,7 @@ class HttpService(TcpService, _Scripting):
             tolerance=tolerance,
             group=group,
             failure_statuses=failure_statuses,
-            noise=self._noise.samples(since=min((e.started_at for e in exchanges), default=None)),
+            noise=self._noise.samples_during(evidence.exchanges[self.name]),
         )
 
     def close(self) -> None:
