@@ -423,7 +423,7 @@ def test_body_of_a_refused_request_is_skipped_and_the_connection_stays_in_step(
     assert answer.status == status
     next_answer = answer.rest[int(answer.headers.get("content-length", "0")) :]
     assert next_answer.startswith(b"HTTP/1.1 200 "), next_answer[:300]
-    assert f'"version":"{VERSION}"'.encode() in next_answer, next_answer[:300]
+    assert f'{{"version": "{VERSION}"}}\n'.encode() in next_answer, next_answer[:300]
 
 
 @pytest.mark.parametrize(("path", "status"), [("/no/such/route", 404), ("/version", 405)])

@@ -9,16 +9,21 @@ burst of API clients is queued as Toxiproxy queues it, not refused.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import email.utils
 import json
+import os
 import re
+import time
+from collections.abc import Iterator
 from typing import Any
+from urllib.parse import unquote
 
 import h11
 
 from ..runtime import wire
-from .collection import Answer, ApiError, Collection, bad_body
+from .collection import ERROR_TYPE, Answer, ApiError, Collection, bad_body
 
 MAX_BODY = 16 << 20
 """Larger request bodies are refused as a bad request body (Toxiproxy sets no limit)."""
@@ -46,9 +51,16 @@ ROUTES: list[tuple[re.Pattern[str], dict[str, str]]] = [
     ),
 ]
 _TAKES_BODY = {"create", "update", "populate", "add_toxic", "update_toxic"}
-TEXT = "text/plain; charset=utf-8"
-BAD_REQUEST = Answer(400, "400 Bad Request", TEXT)
-"""Go's net/http answer to a request it cannot parse; it closes the connection."""
+NO_ROUTE = Answer(404, "404 page not found\n", ERROR_TYPE)
+NO_METHOD = Answer(405, "")
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+"""A percent sign that does not start an escape, which Go's URL parsing refuses."""
+BAD_REQUEST = (
+    b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Connection: close\r\n\r\n400 Bad Request"
+)
+"""Go's net/http answer to a request it cannot parse, word for word (its server writes
+these bytes itself, before any handler); it closes the connection."""
 
 
 class ApiServer:
@@ -59,6 +71,7 @@ class ApiServer:
         self._server: asyncio.Server | None = None
         self._operations = asyncio.Lock()
         self._connections = wire.Connections()
+        self._ids = request_ids()
 
     async def start(self, host: str, port: int) -> int:
         """Listen on ``host:port`` (0: the OS chooses) and return the port."""
@@ -87,15 +100,22 @@ class ApiServer:
         self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         while True:
-            refusal: Answer | None = None
+            too_large = malformed = False
+            got: tuple[h11.Request, bytes] | None = None
             try:
                 got = await wire.next_request(conn, reader, writer.write, MAX_BODY)
             except wire.TooLarge:
-                refusal = bad_body(f"larger than {MAX_BODY} bytes").answer()
+                too_large = True
             except h11.RemoteProtocolError:
-                refusal = BAD_REQUEST
-            if refusal is not None:  # outside the except: the body read so far is freed
-                self._write(conn, writer, "GET", refusal, close=True)
+                malformed = True
+            if got is not None and _BAD_ESCAPE.search(got[0].target.decode("ascii", "replace")):
+                malformed = True  # Go's URL parsing refuses the request line
+            if too_large or malformed:  # outside the except: the body read so far is freed
+                if too_large:
+                    answer = bad_body(f"larger than {MAX_BODY} bytes").answer()
+                    self._write(conn, writer, "POST", answer, close=True)
+                else:
+                    writer.write(BAD_REQUEST)
                 await writer.drain()
                 await wire.linger(reader, writer)
                 return
@@ -103,26 +123,33 @@ class ApiServer:
                 return
             request, body = got
             method = request.method.decode("ascii", "replace")
-            path = request.target.decode("ascii", "replace").split("?", 1)[0]
+            path = unquote(request.target.decode("ascii", "replace").split("?", 1)[0])
             user_agent = dict(request.headers).get(b"user-agent", b"").decode("latin-1")
+            # Routed on the decoded path, as gorilla/mux routes on Go's URL.Path: a proxy
+            # named "a b" lives at /proxies/a%20b.
             answer = await self._answer(method, path, user_agent, body)
-            self._write(conn, writer, method, answer)
+            # Toxiproxy's middleware stamps each request its router took on.
+            routed = answer is not NO_ROUTE and answer is not NO_METHOD
+            self._write(
+                conn, writer, method, answer, request_id=next(self._ids) if routed else None
+            )
             await writer.drain()
             if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
                 return
             conn.start_next_cycle()
 
     async def _answer(self, method: str, path: str, user_agent: str, body: bytes) -> Answer:
-        if "Mozilla/" in user_agent:
-            # Toxiproxy's guard against requests a browser was tricked into sending.
-            return Answer(403, "User agent not allowed\n", TEXT)
         for pattern, methods in ROUTES:
             match = pattern.fullmatch(path)
             if match is None:
                 continue
             operation = methods.get(method)
             if operation is None:
-                return Answer(405, "")
+                return NO_METHOD
+            if "Mozilla/" in user_agent:
+                # Toxiproxy's guard (a middleware on its routes) against requests a
+                # browser was tricked into sending.
+                return Answer(403, "User agent not allowed\n", ERROR_TYPE)
             args: list[Any] = list(match.groupdict().values())
             if operation in _TAKES_BODY:
                 args.append(body)
@@ -132,7 +159,7 @@ class ApiServer:
                 return answer
             except ApiError as exc:
                 return exc.answer()
-        return Answer(404, "404 page not found\n", TEXT)
+        return NO_ROUTE
 
     @staticmethod
     def _write(
@@ -141,6 +168,7 @@ class ApiServer:
         method: str,
         answer: Answer,
         close: bool = False,
+        request_id: str | None = None,
     ) -> None:
         if answer.status == 204:
             payload = b""
@@ -150,10 +178,11 @@ class ApiServer:
             payload = json.dumps(answer.body, separators=(",", ":")).encode()
         headers = [("Date", email.utils.formatdate(usegmt=True))]
         if payload:
-            content_type = answer.content_type
-            if answer.status >= 400 and not isinstance(answer.body, str):
-                content_type = TEXT  # what Toxiproxy sends with errors
-            headers.append(("Content-Type", content_type))
+            headers.append(("Content-Type", answer.content_type))
+            if answer.content_type == ERROR_TYPE:
+                headers.append(("X-Content-Type-Options", "nosniff"))  # as http.Error sets
+        if request_id is not None:
+            headers.append(("X-Toxiproxy-Request-Id", request_id))
         if answer.status != 204:  # Go sends no length with a 204, which has no body
             headers.append(("Content-Length", str(len(payload))))
         if close:
@@ -167,3 +196,14 @@ class ApiServer:
             if payload and method != "HEAD":  # a HEAD answer has headers only
                 out += conn.send(h11.Data(data=payload))
             writer.write(out + conn.send(h11.EndOfMessage()))
+
+
+def request_ids() -> Iterator[str]:
+    """Request ids shaped as Toxiproxy's (github.com/rs/xid): 4 bytes of the time, 5 of
+    this process, a 3-byte counter from a random start, in lowercase base32hex."""
+    process = os.urandom(3) + (os.getpid() & 0xFFFF).to_bytes(2, "big")
+    counter = int.from_bytes(os.urandom(3), "big")
+    while True:
+        counter = (counter + 1) & 0xFFFFFF
+        raw = int(time.time()).to_bytes(4, "big") + process + counter.to_bytes(3, "big")
+        yield base64.b32hexencode(raw).decode("ascii").rstrip("=").lower()

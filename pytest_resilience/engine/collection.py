@@ -17,6 +17,9 @@ from .metrics import render_metrics
 from .proxy import ListenError, Proxy, split_address
 from .toxics import DIRECTIONS, TYPES, Toxic
 
+ERROR_TYPE = "text/plain; charset=utf-8"
+"""The content type of Go's ``http.Error``, which Toxiproxy answers most errors with."""
+
 
 @dataclass
 class Answer:
@@ -33,7 +36,10 @@ class ApiError(Exception):
         self.status = status
 
     def answer(self) -> Answer:
-        return Answer(self.status, {"error": self.message, "status": self.status})
+        """As Toxiproxy answers an API error: its JSON written by Go's ``http.Error``, as
+        text with a newline."""
+        error = json.dumps({"error": self.message, "status": self.status}, separators=(",", ":"))
+        return Answer(self.status, error + "\n", ERROR_TYPE)
 
 
 def bad_body(detail: str) -> ApiError:
@@ -342,7 +348,8 @@ class Collection:
     # -- the rest -----------------------------------------------------------------
 
     async def get_version(self) -> Answer:
-        return Answer(200, {"version": self.version}, "application/json;charset=utf-8")
+        # Toxiproxy writes this one by hand: a space after the colon, a newline at the end.
+        return Answer(200, f'{{"version": "{self.version}"}}\n', "application/json;charset=utf-8")
 
     async def metrics(self) -> Answer:
         return Answer(200, render_metrics(self.proxies.values()), "text/plain; version=0.0.4")

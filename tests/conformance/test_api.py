@@ -8,6 +8,7 @@ the same.  Where the real server's message comes from Go itself (JSON decoder an
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -848,3 +849,140 @@ def test_two_hundred_clients_connecting_at_once_are_all_answered(api_url: str) -
             client.close()
 
     assert answers == [b"HTTP/1.1 200 OK"] * 200
+
+
+@pytest.mark.parametrize("label", ["a b", "grüße", "50%"], ids=["space", "non-ascii", "percent"])
+def test_a_name_a_url_must_encode_is_found_at_its_encoded_path(
+    api: Api, echo: EchoServer, label: str
+) -> None:
+    """Toxiproxy routes on the decoded path (gorilla/mux matches ``URL.Path``): a proxy or
+    toxic named ``a b`` lives at ``/proxies/a%20b``.  The engine once routed on the raw
+    path: created (201), then 404 at every address."""
+    from urllib.parse import quote
+
+    name = api.name(label)
+    created = api.post(
+        "/proxies", {"name": name, "upstream": echo.address, "listen": "127.0.0.1:0"}
+    )
+    assert created.status_code == 201, created.text
+    path = f"/proxies/{quote(name, safe='')}"
+
+    assert api.get(path).json()["name"] == name
+    api.add_toxic(quote(name, safe=""), "latency", name=label, attributes={"latency": 1})
+    toxic = api.get(f"{path}/toxics/{quote(label, safe='')}")
+    assert (toxic.status_code, toxic.json()["name"]) == (200, label)
+    assert api.delete(f"{path}/toxics/{quote(label, safe='')}").status_code == 204
+    assert api.delete(path).status_code == 204
+    assert name not in api.get("/proxies").json()
+
+
+@pytest.mark.parametrize(
+    ("target", "status_line", "body"),
+    [
+        (b"/proxies/50%zz", b"HTTP/1.1 400 Bad Request", b"400 Bad Request"),
+        (b"/proxies/a%2Fb", b"HTTP/1.1 404 Not Found", b"404 page not found\n"),
+    ],
+    ids=["not-an-escape", "encoded-slash"],
+)
+def test_a_path_that_decodes_badly_or_across_a_slash_is_refused_as_go_refuses_it(
+    api_url: str, target: bytes, status_line: bytes, body: bytes
+) -> None:
+    """A ``%`` that starts no escape fails Go's URL parsing; ``%2F`` decodes to a slash,
+    so ``/proxies/a%2Fb`` is no proxy's path but two segments no route has."""
+    from .conftest import IO_TIMEOUT
+
+    host, port = api_url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=IO_TIMEOUT) as conn:
+        conn.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+
+    head, _, rest = answer.partition(b"\r\n\r\n")
+    assert (head.split(b"\r\n", 1)[0], rest) == (status_line, body)
+
+
+REQUEST_ID = re.compile(r"[0-9a-v]{20}")
+"""Toxiproxy's request ids (github.com/rs/xid): 20 characters of lowercase base32hex."""
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "status", "body", "content_type", "stamped"),
+    [
+        (
+            "GET",
+            "/version",
+            {},
+            200,
+            b'{"version": "2.12.0"}\n',
+            "application/json;charset=utf-8",
+            True,
+        ),
+        (
+            "GET",
+            "/proxies/nope",
+            {},
+            404,
+            b'{"error":"proxy not found","status":404}\n',
+            "text/plain; charset=utf-8",
+            True,
+        ),
+        ("GET", "/nope", {}, 404, b"404 page not found\n", "text/plain; charset=utf-8", False),
+        ("PUT", "/version", {}, 405, b"", None, False),
+        (
+            "GET",
+            "/version",
+            {"User-Agent": "Mozilla/5.0"},
+            403,
+            b"User agent not allowed\n",
+            "text/plain; charset=utf-8",
+            True,
+        ),
+        (
+            "GET",
+            "/nope",
+            {"User-Agent": "Mozilla/5.0"},
+            404,
+            b"404 page not found\n",
+            "text/plain; charset=utf-8",
+            False,
+        ),
+    ],
+    ids=["version", "api-error", "no-route", "no-method", "browser", "browser-no-route"],
+)
+def test_answers_carry_toxiproxys_bytes_and_headers(
+    api: Api,
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    status: int,
+    body: bytes,
+    content_type: str | None,
+    stamped: bool,
+) -> None:
+    """What Toxiproxy 2.12 sends, read off it: errors by Go's ``http.Error`` (text, a
+    newline, ``nosniff``); ``/version`` written by hand; a request id from the middleware
+    on its routes, which the browser guard is one of (so an unknown path is a 404 to a
+    browser too)."""
+    response = api.request(method, path, headers=headers)
+
+    assert (response.status_code, response.content) == (status, body)
+    assert response.headers.get("Content-Type") == content_type
+    nosniff = content_type == "text/plain; charset=utf-8"
+    assert (response.headers.get("X-Content-Type-Options") == "nosniff") == nosniff
+    request_id = response.headers.get("X-Toxiproxy-Request-Id")
+    assert (request_id is not None and REQUEST_ID.fullmatch(request_id) is not None) == stamped
+
+
+def test_a_populate_error_is_json_as_toxiproxy_writes_it(api: Api) -> None:
+    """``/populate`` answers its errors as JSON (with the proxies made so far), not through
+    ``http.Error`` as the other routes do."""
+    response = api.post("/populate", [{"name": "", "upstream": "127.0.0.1:1"}])
+
+    assert response.status_code == 400
+    assert response.content == (
+        b'{"error":"missing required field: name at proxy 1","status":400,"proxies":null}'
+    )
+    assert response.headers["Content-Type"] == "application/json"
+    assert "X-Content-Type-Options" not in response.headers
+    assert REQUEST_ID.fullmatch(response.headers["X-Toxiproxy-Request-Id"])
