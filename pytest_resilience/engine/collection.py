@@ -83,7 +83,22 @@ _JSON_KINDS = {
 }
 
 
-_DECODER = json.JSONDecoder(parse_int=_parse_int, parse_constant=_not_json)
+class _Float(float):
+    """A JSON number with a fraction or exponent, and the literal it was written as (Go's
+    decoder quotes the literal: ``1e40``, not ``1e+40``)."""
+
+    literal: str
+
+
+def _parse_float(literal: str) -> float:
+    number = _Float(literal)
+    number.literal = literal
+    return number
+
+
+_DECODER = json.JSONDecoder(
+    parse_int=_parse_int, parse_float=_parse_float, parse_constant=_not_json
+)
 
 
 def decode(body: bytes) -> Any:
@@ -106,8 +121,12 @@ def _kind(value: Any) -> str:
     return _JSON_KINDS.get(type(value), type(value).__name__)
 
 
-def _field(obj: dict[str, Any], key: str, expected: type | tuple[type, ...], where: str) -> Any:
-    """``obj[key]`` if present and not null; a bad request body if of the wrong type."""
+def _field(
+    obj: dict[str, Any], key: str, expected: type | tuple[type, ...], where: str, go_type: str
+) -> Any:
+    """``obj[key]`` if present and not null; a bad request body if of the wrong type,
+    worded as Go's decoder words it for the field ``where.key`` of Go type ``go_type``:
+    a number is shown with its literal only where a number was wanted."""
     value = obj.get(key)
     if value is None:
         return None
@@ -119,13 +138,30 @@ def _field(obj: dict[str, Any], key: str, expected: type | tuple[type, ...], whe
     if ok and isinstance(value, float) and not abs(value) <= _FLOAT32_MAX:
         ok = False
     if not ok:
-        shown = (
-            f"number {value}"
-            if isinstance(value, (int, float, BigNumber)) and not isinstance(value, bool)
-            else _kind(value)
+        number = isinstance(value, (int, float, BigNumber)) and not isinstance(value, bool)
+        shown = _kind(value)
+        if number and go_type in GO_NUMBERS:
+            shown = f"number {getattr(value, 'literal', value)}"
+        raise bad_body(
+            f"json: cannot unmarshal {shown} into Go struct field {where}.{key} of type {go_type}"
         )
-        raise bad_body(f"json: cannot unmarshal {shown} into Go struct field {where}.{key}")
     return value
+
+
+GO_NUMBERS = {"int", "int64", "float32"}
+GO_TOXICS = {
+    "noop": "NoopToxic",
+    "latency": "LatencyToxic",
+    "bandwidth": "BandwidthToxic",
+    "slow_close": "SlowCloseToxic",
+    "timeout": "TimeoutToxic",
+    "reset_peer": "ResetToxic",
+    "slicer": "SlicerToxic",
+    "limit_data": "LimitDataToxic",
+}
+"""Each toxic's Go struct, as the decoder names it in an error."""
+GO_INT_ATTRIBUTES = {"slicer"}
+"""Toxics whose attributes are Go ``int`` (the others are ``int64``)."""
 
 
 def _tuple(expected: type | tuple[type, ...]) -> tuple[type, ...]:
@@ -169,10 +205,10 @@ class Collection:
     @staticmethod
     def _proxy_input(value: Any) -> tuple[str, str, str, bool]:
         obj = _object(value, "main.Proxy")
-        name = _field(obj, "name", str, "Proxy") or ""
-        listen = _field(obj, "listen", str, "Proxy") or ""
-        upstream = _field(obj, "upstream", str, "Proxy") or ""
-        enabled = _field(obj, "enabled", bool, "Proxy")
+        name = _field(obj, "name", str, "Proxy", "string") or ""
+        listen = _field(obj, "listen", str, "Proxy", "string") or ""
+        upstream = _field(obj, "upstream", str, "Proxy", "string") or ""
+        enabled = _field(obj, "enabled", bool, "Proxy", "bool")
         return name, listen, upstream, True if enabled is None else enabled
 
     async def create(self, body: bytes) -> Answer:
@@ -203,9 +239,9 @@ class Collection:
         proxy = self._proxy(name)
         value = decode(body)
         obj = _object(value, "main.Proxy")
-        listen = _field(obj, "listen", str, "Proxy")
-        upstream = _field(obj, "upstream", str, "Proxy")
-        enabled = _field(obj, "enabled", bool, "Proxy")
+        listen = _field(obj, "listen", str, "Proxy", "string")
+        upstream = _field(obj, "upstream", str, "Proxy", "string")
+        enabled = _field(obj, "enabled", bool, "Proxy", "bool")
         listen = proxy.listen if listen is None else listen
         upstream = proxy.upstream if upstream is None else upstream
         enabled = proxy.enabled if enabled is None else enabled
@@ -286,10 +322,10 @@ class Collection:
     async def add_toxic(self, proxy_name: str, body: bytes) -> Answer:
         proxy = self._proxy(proxy_name)
         obj = _object(decode(body), "toxics.ToxicWrapper")
-        name = _field(obj, "name", str, "ToxicWrapper") or ""
-        kind = _field(obj, "type", str, "ToxicWrapper") or ""
-        stream = _field(obj, "stream", str, "ToxicWrapper") or "downstream"
-        toxicity = _field(obj, "toxicity", (int, float), "ToxicWrapper")
+        name = _field(obj, "name", str, "ToxicWrapper", "string") or ""
+        kind = _field(obj, "type", str, "ToxicWrapper", "string") or ""
+        stream = _field(obj, "stream", str, "ToxicWrapper", "string") or "downstream"
+        toxicity = _field(obj, "toxicity", (int, float), "ToxicWrapper", "float32")
         attributes = _object(obj.get("attributes"), "toxics.NoopToxic")
         if stream.lower() not in DIRECTIONS:
             raise ApiError("stream was invalid, can be either upstream or downstream", 400)
@@ -311,8 +347,10 @@ class Collection:
     @staticmethod
     def _attributes(kind: str, given: dict[str, Any], current: dict[str, int]) -> dict[str, int]:
         merged = {key: current.get(key, 0) for key in TYPES[kind].attributes}
+        where = f"{GO_TOXICS[kind]}.attributes"
+        go_type = "int" if kind in GO_INT_ATTRIBUTES else "int64"
         for key in TYPES[kind].attributes:
-            value = _field(given, key, int, f"{kind}.attributes")
+            value = _field(given, key, int, where, go_type)
             if value is not None:
                 merged[key] = value
         return merged
@@ -330,7 +368,7 @@ class Collection:
             raise TOXIC_NOT_FOUND
         obj = _object(decode(body), "struct")
         attributes = _object(obj.get("attributes"), f"toxics.{toxic.type}")
-        toxicity = _field(obj, "toxicity", (int, float), "toxicity")
+        toxicity = _field(obj, "toxicity", (int, float), "", "float32")
         toxic.attributes = self._attributes(toxic.type, attributes, toxic.attributes)
         if toxicity is not None:
             toxic.toxicity = float(toxicity)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import socket
 from typing import Any
 
@@ -24,7 +25,7 @@ def split_address(address: str, what: str) -> tuple[str, int]:
     except ValueError:
         raise ListenError(f"{what} tcp: lookup port {port!r}: unknown port") from None
     if not 0 <= number < 65536:
-        raise ListenError(f"{what} tcp: address {address}: invalid port")
+        raise ListenError(f"{what} tcp: address {port}: invalid port")  # Go names the port
     return host.strip("[]"), number
 
 
@@ -64,7 +65,8 @@ class Proxy:
                 self._new_link, host, port, reuse_address=True, backlog=1024
             )
         except (OSError, socket.gaierror) as exc:
-            reason = (exc.strerror or str(exc)).lower()
+            # asyncio words the error its own way; Go's is the system's message alone.
+            reason = (os.strerror(exc.errno) if exc.errno else str(exc)).lower()
             raise ListenError(f"listen tcp {self.listen}: bind: {reason}") from None
         bound = self._server.sockets[0].getsockname()
         self.listen = format_address(bound[0], bound[1])

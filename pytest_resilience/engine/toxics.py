@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import struct
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -53,8 +54,19 @@ class Toxic:
             "name": self.name,
             "type": self.type,
             "stream": self.stream,
-            "toxicity": self.toxicity,
+            "toxicity": go_float32(self.toxicity),
         }
+
+
+def go_float32(value: float) -> float | int:
+    """``value`` as Go's encoding/json writes a float32: the shortest decimal that reads
+    back as the same float32 (``1`` for 1.0, ``0.3`` for 0.3)."""
+    single = struct.unpack("f", struct.pack("f", value))[0]
+    for digits in range(1, 10):
+        shortest = float(f"{single:.{digits}g}")
+        if struct.unpack("f", struct.pack("f", shortest))[0] == single:
+            break
+    return int(shortest) if shortest.is_integer() and abs(shortest) < 1e21 else shortest
 
 
 class Stage:
