@@ -809,6 +809,7 @@ def test_standalone_engine_serves_until_signalled_then_exits_0(
         line = read_line_with(proc, b"listening on", timeout=20)
         url = f"http://127.0.0.1:{port}"
         assert url.encode() in line
+        assert line.rstrip().endswith(b", seed 5")
 
         version = requests.get(f"{url}/version", timeout=API_TIMEOUT)
         assert version.status_code == 200
@@ -822,6 +823,20 @@ def test_standalone_engine_serves_until_signalled_then_exits_0(
         assert proc.wait(timeout=5) == 0
     assert refuses(port)
     assert refuses(proxy_port)
+
+
+def test_standalone_engine_without_a_seed_draws_a_new_one_each_run_and_prints_it() -> None:
+    """Toxiproxy's toxicity and jitter differ from run to run; the engine's default seed was
+    0, so every standalone run drew the same.  Now each run draws one and says which."""
+    seeds = []
+    for _ in range(2):
+        with standalone("--listen", f"127.0.0.1:{free_port()}") as proc:
+            line = read_line_with(proc, b"listening on", timeout=20)
+            seeds.append(line.rstrip().rpartition(b", seed ")[2])
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=5) == 0
+    assert all(seed.isdigit() for seed in seeds), seeds
+    assert seeds[0] != seeds[1]
 
 
 def test_standalone_engine_with_a_nonsense_listen_exits_with_the_fix() -> None:

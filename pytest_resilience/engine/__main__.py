@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import secrets
 import signal
 import sys
 import threading
@@ -19,7 +20,11 @@ def main(argv: list[str] | None = None) -> int:
         "--listen", default="127.0.0.1:8474", help="API address, host:port (default 127.0.0.1:8474)"
     )
     parser.add_argument(
-        "--seed", type=int, default=0, help="seed for jitter, toxicity and slicer sizes"
+        "--seed",
+        type=int,
+        default=None,
+        help="seed for jitter, toxicity and slicer sizes (default: a new one each run, "
+        "printed at start, as Toxiproxy draws anew each run)",
     )
     args = parser.parse_args(argv)
     host, sep, port = args.listen.rpartition(":")
@@ -27,13 +32,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(
             f"--listen={args.listen!r} is not host:port; pass e.g. --listen 127.0.0.1:8474"
         )
-    engine = Engine(host.strip("[]") or "127.0.0.1", int(port), seed=args.seed)
+    seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
+    engine = Engine(host.strip("[]") or "127.0.0.1", int(port), seed=seed)
     try:
         url = engine.start()
     except OSError as exc:
         print(f"cannot listen on {args.listen}: {exc.strerror}", file=sys.stderr)
         return 1
-    print(f"pytest-resilience engine (Toxiproxy {VERSION} API) listening on {url}", flush=True)
+    print(
+        f"pytest-resilience engine (Toxiproxy {VERSION} API) listening on {url}, seed {seed}",
+        flush=True,
+    )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
