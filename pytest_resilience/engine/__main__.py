@@ -39,13 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"cannot listen on {args.listen}: {exc.strerror}", file=sys.stderr)
         return 1
+    # Handlers before the banner: a supervisor may signal as soon as it reads it.
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     print(
         f"pytest-resilience engine (Toxiproxy {VERSION} API) listening on {url}, seed {seed}",
         flush=True,
     )
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
     try:
         stop.wait()
     finally:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .metrics import render_metrics
-from .proxy import ListenError, Proxy, split_address
+from .proxy import WILDCARDS, ListenError, Proxy, format_address, split_address
 from .toxics import DIRECTIONS, TYPES, Toxic
 
 ERROR_TYPE = "text/plain; charset=utf-8"
@@ -177,10 +177,10 @@ def _object(value: Any, what: str) -> dict[str, Any]:
 
 
 def _resolve(listen: str) -> str:
-    host, port = split_address(listen, "listen")
-    if host in ("localhost", ""):
-        host = "127.0.0.1" if host == "localhost" else host
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    """``listen`` as a proxy bound there reports it (a wildcard is Go's dual-stack ``[::]``)."""
+    host, port = split_address(listen or ":0", "listen")
+    host = {"localhost": "127.0.0.1", **dict.fromkeys(WILDCARDS, "::")}.get(host, host)
+    return format_address(host, port)
 
 
 class Collection:
@@ -290,8 +290,7 @@ class Collection:
             existing = self.proxies.get(name)
             try:
                 if existing is not None and (
-                    _resolve(listen or "127.0.0.1:0") == existing.listen
-                    and upstream == existing.upstream
+                    _resolve(listen) == existing.listen and upstream == existing.upstream
                 ):
                     done.append(existing)
                     continue

@@ -29,6 +29,31 @@ def split_address(address: str, what: str) -> tuple[str, int]:
     return host.strip("[]"), number
 
 
+WILDCARDS = ("", "0.0.0.0", "::")
+"""Hosts that mean every interface: Go listens on one dual-stack socket for each."""
+BACKLOG = 4096
+"""Pending connections a proxy's listener queues (Go's net.Listen on Linux)."""
+
+
+def _every_interface(port: int) -> socket.socket:
+    """A socket bound to ``port`` on every interface, IPv4 and IPv6 alike, as Go binds
+    ``:PORT``, ``0.0.0.0:PORT`` and ``[::]:PORT`` (reported as ``[::]:PORT``); IPv4 alone
+    where the machine has no IPv6."""
+    try:
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    except OSError:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if sock.family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(("::" if sock.family == socket.AF_INET6 else "0.0.0.0", port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 def format_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -36,7 +61,7 @@ def format_address(host: str, port: int) -> str:
 class Proxy:
     def __init__(self, name: str, listen: str, upstream: str, seed: int) -> None:
         self.name = name
-        self.listen = listen or "127.0.0.1:0"
+        self.listen = listen
         self.upstream = upstream
         self.seed = seed
         self.enabled = False
@@ -58,12 +83,17 @@ class Proxy:
     async def start(self) -> None:
         if self.enabled:
             return
-        host, port = split_address(self.listen, "listen")
-        host = host or "127.0.0.1"  # the engine binds loopback unless told otherwise
+        host, port = split_address(self.listen or ":0", "listen")  # Go's "": any port
+        loop = asyncio.get_running_loop()
         try:
-            self._server = await asyncio.get_running_loop().create_server(
-                self._new_link, host, port, reuse_address=True, backlog=1024
-            )
+            if host in WILDCARDS:
+                self._server = await loop.create_server(
+                    self._new_link, sock=_every_interface(port), backlog=BACKLOG
+                )
+            else:
+                self._server = await loop.create_server(
+                    self._new_link, host, port, reuse_address=True, backlog=BACKLOG
+                )
         except (OSError, socket.gaierror) as exc:
             # asyncio words the error its own way; Go's is the system's message alone.
             reason = (os.strerror(exc.errno) if exc.errno else str(exc)).lower()

@@ -328,7 +328,7 @@ class Client:
 
     def __init__(self, address: str) -> None:
         host, port = address.rsplit(":", 1)
-        self.sock = socket.create_connection((host, int(port)), timeout=IO_TIMEOUT)
+        self.sock = socket.create_connection((host.strip("[]"), int(port)), timeout=IO_TIMEOUT)
         self.connected_at = time.monotonic()
 
     def send(self, data: bytes) -> float:

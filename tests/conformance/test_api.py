@@ -118,6 +118,39 @@ def test_create_proxy_without_listen_binds_a_free_port(
     connect(f"127.0.0.1:{port}").round_trip(b"hello")
 
 
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    "listen", [None, "", ":0", "0.0.0.0:0", "[::]:0"], ids=["none", "empty", "port", "v4", "v6"]
+)
+def test_a_listen_without_a_host_or_with_a_wildcard_is_every_interface_of_both_families(
+    api: Api, echo: EchoServer, connect: Connector, listen: str | None
+) -> None:
+    """Go listens on one dual-stack socket, reported as ``[::]:PORT``: IPv4 and IPv6 clients
+    both reach it.  The engine bound 127.0.0.1 for the first three, IPv4 alone for
+    ``0.0.0.0`` and IPv6 alone for ``[::]``, so a proxy meant for another host or a
+    container was out of its reach."""
+    body = {"name": api.name(), "upstream": echo.address}
+    if listen is not None:
+        body["listen"] = listen
+    response = api.post("/proxies", body)
+
+    assert response.status_code == 201, response.text
+    bound = response.json()["listen"]
+    assert re.fullmatch(r"\[::\]:[1-9][0-9]*", bound), bound
+    port = port_of(bound)
+    connect(f"127.0.0.1:{port}").round_trip(b"over IPv4")
+    if _has_ipv6_loopback():
+        connect(f"[::1]:{port}").round_trip(b"over IPv6")
+
+
 def test_create_disabled_proxy_keeps_the_listen_it_was_given(
     api: Api, echo: EchoServer, connect: Connector
 ) -> None:
