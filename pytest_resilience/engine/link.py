@@ -224,14 +224,15 @@ class Link:
 
     async def _connect(self) -> None:
         assert self.client is not None
-        host, port = self.proxy.upstream_address()
         upstream_side = _Side(self, "upstream")
         try:
+            host, port = self.proxy.upstream_address()
             transport, _ = await asyncio.get_running_loop().create_connection(
                 lambda: upstream_side, host, port
             )
-        except (OSError, ValueError):
-            # As Toxiproxy does: the client was accepted, now it is closed.
+        except (OSError, ValueError):  # ValueError: ListenError too
+            # As Toxiproxy does, also for an upstream it cannot even parse ("noport"):
+            # the client was accepted, now it is closed.
             self.client.close()
             return
         if self.closed or self.client.is_closing():

@@ -12,7 +12,7 @@ from .link import Link
 from .toxics import Toxic
 
 
-class ListenError(Exception):
+class ListenError(ValueError):
     """The proxy could not listen where it was asked to (answered as 500)."""
 
 

@@ -327,3 +327,20 @@ def test_limit_data_upstream_cuts_what_the_upstream_receives(
     upstream = echo.connection(0)
     upstream.wait_closed()
     assert upstream.received == b"1234567890"
+
+
+def test_an_upstream_without_a_port_closes_each_client_at_once(
+    api: Api, connect: Connector
+) -> None:
+    """Toxiproxy accepts the proxy, then closes every client it cannot dial for (here it
+    cannot even parse the address); the engine held them open, leaking their sockets."""
+    response = api.post(
+        "/proxies", {"name": api.name(), "upstream": "noport", "listen": "127.0.0.1:0"}
+    )
+    assert response.status_code == 201, response.text
+
+    client = connect(response.json()["listen"])
+    client.send(b"anyone there?")
+
+    # A FIN or, with the client's bytes still unread, a reset: either way not held open.
+    assert client.read_until_closed().how in ("eof", "reset")
