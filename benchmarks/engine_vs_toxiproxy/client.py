@@ -286,7 +286,87 @@ def op_check_many(addresses: list[str]) -> dict[str, Any]:
     return {"ok": ok, "failures": failures[:5], "seconds": (clock() - t0) / 1e9}
 
 
+def op_api_clients(address: str, clients: int, each: int) -> dict[str, Any]:
+    """``clients`` threads, each on its own keep-alive connection, ask ``GET /version``
+    ``each`` times at once: every request's time (ms) and the errors."""
+    times: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    start = threading.Barrier(clients)
+
+    def one() -> None:
+        mine: list[float] = []
+        try:
+            with connect(address) as sock:
+                start.wait()
+                for _ in range(each):
+                    t0 = clock()
+                    sock.sendall(b"GET /version HTTP/1.1\r\nHost: api\r\n\r\n")
+                    _read_answer(sock)
+                    mine.append((clock() - t0) / 1e6)
+        except (OSError, threading.BrokenBarrierError) as exc:
+            with lock:
+                errors.append(f"{type(exc).__name__}: {exc}")
+        with lock:
+            times.extend(mine)
+
+    workers = [threading.Thread(target=one) for _ in range(clients)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return {"times_ms": times, "errors": errors}
+
+
+def op_api_burst(address: str, n: int) -> dict[str, Any]:
+    """``n`` clients connect to the API at once (non-blocking), each asks ``GET /version``
+    and waits for the answer: how many were answered 200, how long it all took."""
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]
+    ok = 0
+    errors: dict[str, int] = {}
+    t0 = clock()
+    try:
+        for sock in socks:
+            sock.setblocking(False)
+            sock.connect_ex(hostport(address))
+        for sock in socks:
+            try:
+                sock.settimeout(IO_TIMEOUT)
+                sock.sendall(b"GET /version HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n")
+                ok += _read_answer(sock).startswith(b"HTTP/1.1 200 ")
+            except OSError as exc:
+                errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+    finally:
+        for sock in socks:
+            sock.close()
+    return {"ok": ok, "errors": errors, "total_ms": (clock() - t0) / 1e6}
+
+
+def _read_answer(sock: socket.socket) -> bytes:
+    """One HTTP answer with a Content-Length (the API's), head and body."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise ConnectionError("closed before the answer's head")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise ConnectionError("closed before the answer's body")
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
 OPS: dict[str, Callable[..., Any]] = {
+    "api_clients": op_api_clients,
+    "api_burst": op_api_burst,
     "rtt": op_rtt,
     "cycle": op_cycle,
     "bulk": op_bulk,

@@ -203,6 +203,16 @@ def measure_api_request_cost(
         keep.close()
 
 
+def measure_api_concurrency(client: Any, name: str, url: str, plan: Plan, res: Results) -> None:
+    """Item 5: ``plan.api_clients`` API clients at once, ``plan.api_each`` requests each on
+    its own connection; then ``plan.api_burst`` clients connecting at once."""
+    address = url.removeprefix("http://")
+    res[f"api_clients:{name}"] = client.call(
+        "api_clients", address, plan.api_clients, plan.api_each, timeout=120
+    )
+    res[f"api_burst:{name}"] = client.call("api_burst", address, plan.api_burst, timeout=120)
+
+
 def measure_plugin_cost_per_test(
     choice: str, binary: str, echo: str, plan: Plan, res: Results
 ) -> None:

@@ -32,6 +32,9 @@ class Plan:
     lat_conns: int  # connections, started staggered over one period
     lat_rounds: int  # measured round trips per connection
     api_calls: int  # API round trips per kind (item 5's breakdown)
+    api_clients: int  # item 5: API clients asking at once, each on its own connection
+    api_each: int  # requests per such client
+    api_burst: int  # item 5: API clients connecting at once
     plugin_tests: int  # item 5: measured tests per backend
     plugin_warmup: int
     proxies: int  # item 6: proxies created on one server
@@ -53,6 +56,9 @@ FULL = Plan(
     lat_conns=8,
     lat_rounds=40,
     api_calls=20,
+    api_clients=20,
+    api_each=50,
+    api_burst=200,
     plugin_tests=100,
     plugin_warmup=10,
     proxies=1000,
@@ -73,6 +79,9 @@ QUICK = Plan(
     lat_conns=8,
     lat_rounds=12,
     api_calls=6,
+    api_clients=20,
+    api_each=20,
+    api_burst=200,
     plugin_tests=30,
     plugin_warmup=5,
     proxies=1000,

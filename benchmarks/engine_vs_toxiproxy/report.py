@@ -265,6 +265,59 @@ def many_proxies_rows(res: Results, plan: Plan) -> list[list[str]]:
     return rows
 
 
+def api_concurrency_rows(res: Results, plan: Plan) -> list[list[str]]:
+    """Item 5: API clients at once (issue 16: no request over 20 ms with 20 clients) and
+    a burst of clients connecting at once (all answered)."""
+    rows: list[list[str]] = []
+    clients = {n: res.get(f"api_clients:{n}") for n in BACKENDS}
+    if all(clients.values()):
+        slowest = {n: max(c["times_ms"], default=None) for n, c in clients.items()}
+        p99 = {n: pct(c["times_ms"], 99) for n, c in clients.items()}
+        errors = {n: len(c["errors"]) for n, c in clients.items()}
+        label = f"{plan.api_clients} API clients at once, {plan.api_each} GET /version each"
+        rows.append(
+            [
+                "5",
+                f"{label}: p99 (ms)",
+                "",
+                fmt(p99["toxiproxy"], 2),
+                fmt(p99["engine"], 2),
+                fmt(ratio(p99["engine"], p99["toxiproxy"]), 2),
+                "",
+                "",
+            ]
+        )
+        ok = {n: errors[n] == 0 and (slowest[n] or 0) <= 20 for n in BACKENDS}
+        rows.append(
+            [
+                "5",
+                f"{label}: slowest (ms; errors)",
+                "",
+                f"{fmt(slowest['toxiproxy'], 2)} ({errors['toxiproxy']})",
+                f"{fmt(slowest['engine'], 2)} ({errors['engine']})",
+                fmt(ratio(slowest["engine"], slowest["toxiproxy"]), 2),
+                "≤ 20, 0 errors",
+                f"tp {verdict(ok['toxiproxy'])} / eng {verdict(ok['engine'])}",
+            ]
+        )
+    burst = {n: res.get(f"api_burst:{n}") for n in BACKENDS}
+    if all(burst.values()):
+        bt, be = burst["toxiproxy"], burst["engine"]
+        rows.append(
+            [
+                "5",
+                f"{plan.api_burst} API clients connecting at once: answered 200 (ms for all)",
+                "",
+                f"{bt['ok']} ({fmt(bt['total_ms'], 0)})",
+                f"{be['ok']} ({fmt(be['total_ms'], 0)})",
+                fmt(ratio(be["total_ms"], bt["total_ms"]), 2),
+                "all",
+                f"tp {verdict(bt['ok'] == plan.api_burst)} / eng {verdict(be['ok'] == plan.api_burst)}",
+            ]
+        )
+    return rows
+
+
 def concurrent_rows(res: Results, plan: Plan) -> list[list[str]]:
     """Item 6: a thousand concurrent connections through one proxy."""
     rows: list[list[str]] = []
@@ -404,6 +457,7 @@ def print_report(res: Results, plan: Plan, facts: RunFacts) -> None:
             + bulk_throughput_rows(res, "A", True)
             + latency_toxic_rows(res, plan)
             + plugin_cost_rows(res)
+            + api_concurrency_rows(res, plan)
             + many_proxies_rows(res, plan)
             + concurrent_rows(res, plan)
         )

@@ -20,6 +20,7 @@ from .measures import (
     Results,
     Target,
     log,
+    measure_api_concurrency,
     measure_api_request_cost,
     measure_bulk_throughput,
     measure_concurrent_connections,
@@ -201,6 +202,9 @@ def run(args: argparse.Namespace) -> int:
         # Item 5: the API's cost, then, with the standalone servers gone, the plugin's.
         measure_api_request_cost("toxiproxy", bench.tp.url, bench.tp.version, plan.api_calls, res)
         measure_api_request_cost("engine", bench.en.url, bench.en.version, plan.api_calls, res)
+        log(f"5: {plan.api_clients} API clients at once; {plan.api_burst} connecting at once")
+        measure_api_concurrency(bench.remote, "toxiproxy", bench.tp.url, plan, res)
+        measure_api_concurrency(bench.remote, "engine", bench.en.url, plan, res)
         stop_servers()
         log(f"5: plugin cost, {plan.plugin_tests} tests per backend")
         measure_plugin_cost_per_test("spawn", binary, bench.upstream.echo, plan, res)
