@@ -209,25 +209,37 @@ class ResetPeer(Stage):
 
 
 class Slicer(Stage):
+    """Toxiproxy's slicer: each chunk halved again and again, each half moved by up to
+    ``size_variation`` bytes, until a piece is within ``size_variation`` of
+    ``average_size``; each piece written, then ``delay`` µs waited."""
+
     attributes = ("average_size", "size_variation", "delay")
 
+    def bounds(self, start: int, end: int) -> list[int]:
+        """Where to cut ``[start, end)``: ``[start, cut, cut, ..., end]``, as Toxiproxy's
+        ``chunk`` returns them.  Where Toxiproxy would recurse forever or cut outside the
+        piece (it crashes), the piece is kept whole or the cut kept inside it."""
+        average, variation = self.attr("average_size"), self.attr("size_variation")
+        if (end - start) - average <= variation or average + variation < 1:
+            return [start, end]
+        middle = start + (end - start) // 2
+        if variation > 0:
+            middle += self.rng.randrange(variation * 2) - variation
+        middle = min(max(middle, start + 1), end - 1)
+        return self.bounds(start, middle) + self.bounds(middle, end)
+
     async def data(self, chunk: Chunk, emit: Emit) -> None:
-        average = self.attr("average_size")
-        variation = max(self.attr("size_variation"), 0)
-        data = chunk.data
-        if average <= 0:
+        if not chunk.data:
             await emit(chunk)
             return
-        while data:
-            size = average + (self.rng.randint(-variation, variation) if variation else 0)
-            size = max(size, 1)
-            await emit(Chunk(data[:size], chunk.at))
-            data = data[size:]
-            if data:
-                await self.wait(self.attr("delay") / 1_000_000)
-                if self.removed.is_set():
-                    await emit(Chunk(data, chunk.at))
-                    return
+        cuts = self.bounds(0, len(chunk.data))
+        for i in range(1, len(cuts), 2):
+            await emit(Chunk(chunk.data[cuts[i - 1] : cuts[i]], chunk.at))
+            await self.wait(self.attr("delay") / 1_000_000)
+            if self.removed.is_set():
+                if cuts[i] < len(chunk.data):
+                    await emit(Chunk(chunk.data[cuts[i] :], chunk.at))
+                return
 
 
 class LimitData(Stage):
