@@ -200,7 +200,9 @@ class Collection:
     # -- proxies ------------------------------------------------------------------
 
     async def index(self) -> Answer:
-        return Answer(200, {name: p.to_json() for name, p in self.proxies.items()})
+        # By name, as Go's encoding/json writes a map (by byte order of the keys).
+        ordered = sorted(self.proxies.items(), key=lambda item: item[0].encode())
+        return Answer(200, {name: p.to_json() for name, p in ordered})
 
     @staticmethod
     def _proxy_input(value: Any) -> tuple[str, str, str, bool]:

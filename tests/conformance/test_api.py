@@ -1097,3 +1097,13 @@ def test_toxicity_is_written_as_go_writes_a_float32(
 
     assert response.status_code == 200, response.text
     assert response.content.endswith(b'"toxicity":' + written + b"}")
+
+
+def test_the_proxy_list_is_written_in_name_order(api: Api, echo: EchoServer) -> None:
+    """Go writes a map's keys sorted; the engine wrote proxies in the order they came."""
+    for label in ("b", "a", "C"):
+        api.create_proxy(echo.address, label=label)
+
+    listed = [name for name in api.get("/proxies").json() if name.startswith(api.prefix)]
+
+    assert listed == [api.name("C"), api.name("a"), api.name("b")]
