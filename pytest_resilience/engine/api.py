@@ -12,7 +12,6 @@ import asyncio
 import base64
 import contextlib
 import email.utils
-import json
 import os
 import re
 import time
@@ -23,6 +22,7 @@ from urllib.parse import unquote
 import h11
 
 from ..runtime import wire
+from . import gojson
 from .collection import ERROR_TYPE, Answer, ApiError, Collection, bad_body
 
 MAX_BODY = 16 << 20
@@ -175,7 +175,7 @@ class ApiServer:
         elif isinstance(answer.body, str):
             payload = answer.body.encode()
         else:
-            payload = json.dumps(answer.body, separators=(",", ":")).encode()
+            payload = gojson.dumps(answer.body).encode()
         headers = [("Date", email.utils.formatdate(usegmt=True))]
         if payload:
             headers.append(("Content-Type", answer.content_type))

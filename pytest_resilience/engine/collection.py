@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from .gojson import dumps, syntax_error
 from .metrics import render_metrics
 from .proxy import WILDCARDS, ListenError, Proxy, format_address, split_address
 from .toxics import DIRECTIONS, TYPES, Toxic
@@ -38,7 +39,7 @@ class ApiError(Exception):
     def answer(self) -> Answer:
         """As Toxiproxy answers an API error: its JSON written by Go's ``http.Error``, as
         text with a newline."""
-        error = json.dumps({"error": self.message, "status": self.status}, separators=(",", ":"))
+        error = dumps({"error": self.message, "status": self.status})
         return Answer(self.status, error + "\n", ERROR_TYPE)
 
 
@@ -108,12 +109,8 @@ def decode(body: bytes) -> Any:
         raise bad_body("EOF")
     try:
         value, _ = _DECODER.raw_decode(text)
-    except json.JSONDecodeError as exc:
-        raise bad_body(f"invalid character at offset {exc.pos}: {exc.msg}") from None
-    except RecursionError:
-        raise bad_body("invalid character '[' exceeded max depth") from None
-    except ValueError as exc:
-        raise bad_body(str(exc)) from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+        raise bad_body(syntax_error(body) or str(exc)) from None
     return value
 
 
@@ -168,12 +165,25 @@ def _tuple(expected: type | tuple[type, ...]) -> tuple[type, ...]:
     return expected if isinstance(expected, tuple) else (expected,)
 
 
-def _object(value: Any, what: str) -> dict[str, Any]:
+def _object(value: Any, into: str) -> dict[str, Any]:
+    """``value`` as a JSON object; a bad request body if it is not one, saying it could
+    not go ``into`` the Go value Toxiproxy decodes it into (one of the phrases below)."""
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise bad_body(f"json: cannot unmarshal {_kind(value)} into Go value of type {what}")
+        raise bad_body(f"json: cannot unmarshal {_kind(value)} into {into}")
     return value
+
+
+PROXY_VALUE = "Go value of type toxiproxy.Proxy"
+_ENTRY = 'struct { toxiproxy.Proxy; Enabled *bool "json:\\"enabled\\"" }'
+POPULATE_ENTRY = f"Go value of type {_ENTRY}"
+POPULATE_LIST = f"Go value of type []{_ENTRY}"
+TOXIC_VALUE = "Go value of type toxics.ToxicWrapper"
+TOXIC_UPDATE = (
+    "Go value of type struct { Attributes interface {} "
+    '"json:\\"attributes\\""; Toxicity float32 "json:\\"toxicity\\"" }'
+)
 
 
 def _resolve(listen: str) -> str:
@@ -205,8 +215,8 @@ class Collection:
         return Answer(200, {name: p.to_json() for name, p in ordered})
 
     @staticmethod
-    def _proxy_input(value: Any) -> tuple[str, str, str, bool]:
-        obj = _object(value, "main.Proxy")
+    def _proxy_input(value: Any, into: str = PROXY_VALUE) -> tuple[str, str, str, bool]:
+        obj = _object(value, into)
         name = _field(obj, "name", str, "Proxy", "string") or ""
         listen = _field(obj, "listen", str, "Proxy", "string") or ""
         upstream = _field(obj, "upstream", str, "Proxy", "string") or ""
@@ -240,7 +250,7 @@ class Collection:
     async def update(self, name: str, body: bytes) -> Answer:
         proxy = self._proxy(name)
         value = decode(body)
-        obj = _object(value, "main.Proxy")
+        obj = _object(value, PROXY_VALUE)
         listen = _field(obj, "listen", str, "Proxy", "string")
         upstream = _field(obj, "upstream", str, "Proxy", "string")
         enabled = _field(obj, "enabled", bool, "Proxy", "bool")
@@ -269,10 +279,8 @@ class Collection:
         try:
             value = decode(body)
             if value is not None and not isinstance(value, list):
-                raise bad_body(
-                    f"json: cannot unmarshal {_kind(value)} into Go value of type []struct"
-                )
-            entries = [self._proxy_input(item) for item in value or []]
+                raise bad_body(f"json: cannot unmarshal {_kind(value)} into {POPULATE_LIST}")
+            entries = [self._proxy_input(item, POPULATE_ENTRY) for item in value or []]
         except ApiError as exc:
             # Populate's errors carry the (empty) list of proxies it made.
             return Answer(exc.status, {"error": exc.message, "status": exc.status, "proxies": None})
@@ -322,12 +330,15 @@ class Collection:
 
     async def add_toxic(self, proxy_name: str, body: bytes) -> Answer:
         proxy = self._proxy(proxy_name)
-        obj = _object(decode(body), "toxics.ToxicWrapper")
+        obj = _object(decode(body), TOXIC_VALUE)
         name = _field(obj, "name", str, "ToxicWrapper", "string") or ""
         kind = _field(obj, "type", str, "ToxicWrapper", "string") or ""
         stream = _field(obj, "stream", str, "ToxicWrapper", "string") or "downstream"
         toxicity = _field(obj, "toxicity", (int, float), "ToxicWrapper", "float32")
-        attributes = _object(obj.get("attributes"), "toxics.NoopToxic")
+        attributes = _object(
+            obj.get("attributes"),
+            "Go struct field ToxicWrapper.attributes of type toxics.NoopToxic",
+        )
         if stream.lower() not in DIRECTIONS:
             raise ApiError("stream was invalid, can be either upstream or downstream", 400)
         name = name or f"{kind}_{stream}"
@@ -367,8 +378,11 @@ class Collection:
         toxic = proxy.find(name)
         if toxic is None:
             raise TOXIC_NOT_FOUND
-        obj = _object(decode(body), "struct")
-        attributes = _object(obj.get("attributes"), f"toxics.{toxic.type}")
+        obj = _object(decode(body), TOXIC_UPDATE)
+        attributes = _object(
+            obj.get("attributes"),
+            f"Go struct field .attributes of type toxics.{GO_TOXICS[toxic.type]}",
+        )
         toxicity = _field(obj, "toxicity", (int, float), "", "float32")
         toxic.attributes = self._attributes(toxic.type, attributes, toxic.attributes)
         if toxicity is not None:

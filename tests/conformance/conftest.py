@@ -127,7 +127,7 @@ class Api:
         path: str,
         *,
         json: Any = None,
-        data: str | None = None,
+        data: str | bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> requests.Response:
         return requests.request(

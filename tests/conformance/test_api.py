@@ -1107,3 +1107,46 @@ def test_the_proxy_list_is_written_in_name_order(api: Api, echo: EchoServer) -> 
     listed = [name for name in api.get("/proxies").json() if name.startswith(api.prefix)]
 
     assert listed == [api.name("C"), api.name("a"), api.name("b")]
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (b'{"name":', "unexpected EOF"),
+        (b"nojson", "invalid character 'o' in literal null (expecting 'u')"),
+        (b'{"name" 1}', "invalid character '1' after object key"),
+        (b'{"name":"a" "b"}', "invalid character '\"' after object key:value pair"),
+        (b"{name:1}", "invalid character 'n' looking for beginning of object key string"),
+        (b'{"a":"x\ny"}', "invalid character '\\n' in string literal"),
+        (b'{"a":"\\q"}', "invalid character 'q' in string escape code"),
+        (b'{"a":1.e5}', "invalid character 'e' after decimal point in numeric literal"),
+        (b'{"a":1,}', "invalid character '}' looking for beginning of object key string"),
+        (b"[1 2]", "invalid character '2' after array element"),
+        (b"NaN", "invalid character 'N' looking for beginning of value"),
+        (b'{"a":\xc3\xbc}', "invalid character 'Ã' looking for beginning of value"),
+        (b"[]", "json: cannot unmarshal array into Go value of type toxiproxy.Proxy"),
+    ],
+    ids=[
+        "eof",
+        "literal",
+        "after-key",
+        "after-pair",
+        "key-string",
+        "control",
+        "escape",
+        "decimal",
+        "trailing-comma",
+        "array",
+        "nan",
+        "utf8-byte",
+        "not-an-object",
+    ],
+)
+def test_a_malformed_body_is_refused_in_gos_words(api: Api, body: bytes, error: str) -> None:
+    """Toxiproxy reads a body with Go's json.Decoder and answers its error as it is: the
+    first byte that cannot continue the value, and where (a byte, not a character: the
+    first byte of ``ü`` is ``Ã``).  The engine gave Python's words and an offset."""
+    response = api.request("POST", "/proxies", data=body)
+
+    assert response.status_code == 400
+    assert response.json() == {"error": f"bad request body: {error}", "status": 400}
