@@ -186,11 +186,15 @@ TOXIC_UPDATE = (
 )
 
 
+_BOUND_AS = {"localhost": "127.0.0.1", **dict.fromkeys(WILDCARDS, "::")}
+"""Hosts a proxy reports other than as written: Go binds localhost as 127.0.0.1 and a
+wildcard as one dual-stack ``[::]`` socket."""
+
+
 def _resolve(listen: str) -> str:
-    """``listen`` as a proxy bound there reports it (a wildcard is Go's dual-stack ``[::]``)."""
+    """``listen`` as a proxy bound there reports it."""
     host, port = split_address(listen or ":0", "listen")
-    host = {"localhost": "127.0.0.1", **dict.fromkeys(WILDCARDS, "::")}.get(host, host)
-    return format_address(host, port)
+    return format_address(_BOUND_AS.get(host, host), port)
 
 
 class Collection:

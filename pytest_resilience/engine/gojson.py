@@ -15,11 +15,16 @@ SPACE = " \t\r\n"
 
 
 class _Stop(Exception):
-    """The scan ended: with Go's message, or (``None``) at the end of the first value."""
+    """The scan stopped at a byte that cannot continue the value, with Go's message."""
 
-    def __init__(self, message: str | None) -> None:
+    def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+def _digit(c: str) -> bool:
+    """An ASCII digit (``str.isdigit`` takes other scripts' digits too); ``""`` is none."""
+    return "0" <= c <= "9"
 
 
 _ESCAPES = {7: "\\a", 8: "\\b", 9: "\\t", 10: "\\n", 11: "\\v", 12: "\\f", 13: "\\r"}
@@ -78,7 +83,7 @@ class _Scanner:
         elif c == '"':
             self.at += 1
             self.string()
-        elif c == "-" or (c.isdigit() and c.isascii()):
+        elif c == "-" or _digit(c):
             self.number()
         elif c in "tfn":
             self.literal({"t": "true", "f": "false", "n": "null"}[c])
@@ -145,14 +150,14 @@ class _Scanner:
         if self.peek() == "-":
             self.at += 1
             c = self.peek()
-            if not (c.isascii() and c.isdigit()):
+            if not _digit(c):
                 raise self.fail(c, "in numeric literal")
         if self.take() != "0":
             self.digits()
         if self.more() == ".":
             self.at += 1
             c = self.peek()
-            if not (c.isascii() and c.isdigit()):
+            if not _digit(c):
                 raise self.fail(c, "after decimal point in numeric literal")
             self.digits()
         if self.more() in ("e", "E"):
@@ -160,7 +165,7 @@ class _Scanner:
             if self.peek() in "+-":
                 self.at += 1
             c = self.peek()
-            if not (c.isascii() and c.isdigit()):
+            if not _digit(c):
                 raise self.fail(c, "in exponent of numeric literal")
             self.digits()
 
@@ -169,7 +174,7 @@ class _Scanner:
         return self.text[self.at] if self.at < len(self.text) else ""
 
     def digits(self) -> None:
-        while self.more().isascii() and self.more().isdigit() and self.more():
+        while _digit(self.more()):
             self.at += 1
 
     def literal(self, word: str) -> None:

@@ -920,18 +920,13 @@ def test_a_name_a_url_must_encode_is_found_at_its_encoded_path(
     ids=["not-an-escape", "encoded-slash"],
 )
 def test_a_path_that_decodes_badly_or_across_a_slash_is_refused_as_go_refuses_it(
-    api_url: str, target: bytes, status_line: bytes, body: bytes
+    api_url: str, connect: Connector, target: bytes, status_line: bytes, body: bytes
 ) -> None:
     """A ``%`` that starts no escape fails Go's URL parsing; ``%2F`` decodes to a slash,
     so ``/proxies/a%2Fb`` is no proxy's path but two segments no route has."""
-    from .conftest import IO_TIMEOUT
-
-    host, port = api_url.removeprefix("http://").rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=IO_TIMEOUT) as conn:
-        conn.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n")
-        answer = b""
-        while chunk := conn.recv(65536):
-            answer += chunk
+    client = connect(api_url.removeprefix("http://"))
+    client.send(b"GET " + target + b" HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n")
+    answer = client.read_until_closed().data
 
     head, _, rest = answer.partition(b"\r\n\r\n")
     assert (head.split(b"\r\n", 1)[0], rest) == (status_line, body)
