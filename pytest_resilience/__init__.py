@@ -25,6 +25,7 @@ __all__ = [
     "Effect",
     "Evidence",
     "Exchange",
+    "ExchangeEvent",
     "ExchangeList",
     "Fault",
     "FaultEvent",
@@ -57,6 +58,7 @@ _LAZY = {
     "Call": ".observe",
     "ConnectionList": ".observe",
     "Effect": ".http.records",
+    "ExchangeEvent": ".http.records",
     "ExchangeList": ".http.records",
     "FaultGroup": ".faults.fault",
     "Intent": ".adapters",
@@ -90,7 +92,7 @@ if TYPE_CHECKING:
     from .faults.fault import Fault, FaultGroup
     from .faults.kinds import FaultKind
     from .faults.plan import FaultPlan, ToxicSpec
-    from .http.records import Effect, Exchange, ExchangeList
+    from .http.records import Effect, Exchange, ExchangeEvent, ExchangeList
     from .observe import (
         Call,
         Connection,

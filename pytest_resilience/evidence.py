@@ -1,14 +1,15 @@
 """One test's evidence: what its verdicts and its report read, in one frozen snapshot.
 
 :meth:`Resilience.evidence <pytest_resilience.resilience.Resilience.evidence>` takes it:
-the HTTP services' exchanges once each answer's delivery is known (or a deadline
-passed), their side effects, then the timeline's events (faults, connections, intents,
-verdicts) and the runs.  Every verdict judges a snapshot, and the report
-(:func:`~.report.record.record_of`) is built from one, so a verdict and the report
-entry it leads to read the same records.  A snapshot is not added to afterwards;
-the objects it holds are the services' own records (``ExchangeList``, ``Run``), which
-nothing changes once recorded.  The run verdicts judge their run's calls, and the
-timing verdicts add the noise the probe measured, read beside the snapshot.
+the timeline's events (faults, connections, HTTP exchanges and side effects, intents,
+verdicts) once each answer's delivery is known (or a deadline passed,
+:class:`~.observe.settle.ExchangeRecorder`), each HTTP service's exchanges and effects
+joined from those events, and the runs.  Every verdict judges a snapshot, and the
+report (:func:`~.report.record.record_of`) is built from one, so a verdict and the
+report entry it leads to read the same records.  A snapshot is not added to afterwards;
+its records are frozen, and a ``Run``'s calls do not change once it has returned.  The
+run verdicts judge their run's calls, and the timing verdicts add the noise the probe
+measured, read beside the snapshot.
 """
 
 from __future__ import annotations
@@ -38,10 +39,11 @@ class Evidence:
     services: Mapping[str, Literal["tcp", "http"]]
     """Every service of the test, by name, in the order they were made."""
     events: Events
-    """Faults, connections, intents and verdicts, oldest first."""
+    """Faults, connections, exchanges, effects, intents and verdicts, oldest first."""
     exchanges: Mapping[str, ExchangeList]
-    """Each HTTP service's exchanges, settled."""
+    """Each HTTP service's exchanges, settled, joined from ``events``."""
     effects: Mapping[str, tuple[Effect, ...]]
+    """Each HTTP service's side effects, from ``events``."""
     failure_sets: Mapping[str, FailureSet]
     """Each HTTP service's failure set, which says which of its attempts failed."""
     runs: tuple[Run, ...]

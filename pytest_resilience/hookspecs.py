@@ -67,10 +67,14 @@ def pytest_resilience_event(event: Any, item: pytest.Item) -> None:
     - :class:`pytest_resilience.FaultEvent`: a fault applied to or healed on a service;
     - :class:`pytest_resilience.ConnectionEvent`: a client connection through a
       service opened, closed or was reset;
-    - :class:`pytest_resilience.Exchange`: an HTTP service finished an exchange (it
-      wrote the answer's last byte, cut it, or lost the connection).  Whether the
-      answer reached the client is learnt later: ``delivered`` is ``None`` here
-      (``False`` for a cut); ``service.exchanges`` has the final value;
+    - :class:`pytest_resilience.ExchangeEvent`: a step of an HTTP exchange, with the
+      :class:`~pytest_resilience.Exchange` as it stood then: ``received`` (the request
+      arrived), ``ended`` (the answer's last byte written, the answer cut, or the
+      connection lost first; ``delivered`` is ``None`` here, ``False`` for a cut), then
+      ``delivered`` or ``lost`` once the plugin learns whether the answer reached the
+      client, which it does when it reads the records (a verdict,
+      ``service.exchanges``, or the report at the end of the test);
+    - :class:`pytest_resilience.Effect`: the stub applied a side effect;
     - :class:`pytest_resilience.VerdictEvent`: a resilience assertion held or broke;
     - any other event added to the test's timeline (``resilience.timeline``), such as
       an ``IntentEvent`` a retry library's adapter records: check with ``isinstance``.

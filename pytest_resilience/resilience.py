@@ -15,6 +15,7 @@ from .faults.fault import Fault, FaultGroup
 from .http.records import Exchange
 from .observe import Timeline
 from .observe.noise import NoiseProbe
+from .observe.settle import ExchangeRecorder
 from .services.http import HttpService
 from .services.tcp import TcpService
 from .tap import Tap
@@ -41,6 +42,7 @@ class Resilience:
         self.session = session
         self.test_id = test_id
         self.timeline = Timeline()
+        self._recorder = ExchangeRecorder(self.timeline)
         self._verdicts = Verdicts(self.timeline, session.seed)
         """Runs every verdict of this test (see :mod:`pytest_resilience.verdicts`)."""
         self._services: dict[str, TcpService] = {}
@@ -113,7 +115,12 @@ class Resilience:
         )
         reach = self.session.reach_host
         layer = HttpLayer(
-            name, Script(errors), host=reach, forward_to=target, key_header=idempotency_header
+            name,
+            Script(errors),
+            self._recorder.record,
+            host=reach,
+            forward_to=target,
+            key_header=idempotency_header,
         )
         port = self.session.loop.run(layer.start())
         try:
@@ -125,6 +132,7 @@ class Resilience:
                 trace_heads=True,
                 failure_statuses=failure_set,
                 noise=self._noise,
+                recorder=self._recorder,
             )
         except BaseException:
             self.session.loop.run(layer.close())
@@ -242,7 +250,9 @@ class Resilience:
             for s in self._services.values()
             if isinstance(s, HttpService) and (not services or s.name in services)
         ]
-        exchanges = {s.name: s.settled(settle) for s in https}
+        for service in https:
+            service.check()
+        events = self._recorder.settled([s.name for s in https], settle)
         return Evidence(
             self.timeline.started_at,
             CLOCK.now(),
@@ -252,9 +262,9 @@ class Resilience:
                 for n, s in self._services.items()
                 if not services or n in services
             },
-            self.timeline.snapshot(),
-            exchanges,
-            {s.name: tuple(s.effects) for s in https},
+            events,
+            {s.name: events.exchanges(s.name) for s in https},
+            {s.name: tuple(events.effects(s.name)) for s in https},
             {s.name: s._failure_set for s in https},
             tuple(self.runs),
         )

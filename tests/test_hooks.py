@@ -333,7 +333,7 @@ EVENT_RECORDER = """
 import json
 import threading
 
-from pytest_resilience import ConnectionEvent, Exchange, FaultEvent, VerdictEvent
+from pytest_resilience import ConnectionEvent, Effect, ExchangeEvent, FaultEvent, VerdictEvent
 
 SEEN = []
 
@@ -344,9 +344,12 @@ def pytest_resilience_event(event, item):
         SEEN.append([item.name, thread, "fault", event.service, event.kind, event.action])
     elif isinstance(event, ConnectionEvent):
         SEEN.append([item.name, thread, "connection", event.service, event.kind])
-    elif isinstance(event, Exchange):
-        SEEN.append([item.name, thread, "exchange", event.service, event.method, event.path,
-                     event.status, event.delivered])
+    elif isinstance(event, ExchangeEvent):
+        ex = event.exchange
+        SEEN.append([item.name, thread, "exchange", event.service, event.step, ex.method,
+                     ex.path, ex.status, ex.delivered])
+    elif isinstance(event, Effect):
+        SEEN.append([item.name, thread, "effect", event.service, event.method, event.path])
     elif isinstance(event, VerdictEvent):
         SEEN.append([item.name, thread, "verdict", event.service, event.name, event.passed])
 
@@ -371,7 +374,8 @@ def test_event_hook_sees_faults_connections_exchanges_and_verdicts_in_order(
             api = resilience.http_service("api")
             api.respond(200, json={"ok": True})
             with api.latency(20):
-                with urllib.request.urlopen(api.url + "/charges", timeout=10) as answer:
+                charge = urllib.request.Request(api.url + "/charges", b"{}", method="POST")
+                with urllib.request.urlopen(charge, timeout=10) as answer:
                     assert answer.status == 200
                     answer.read()
                 wait_for(lambda: api.connections.closed())
@@ -386,9 +390,13 @@ def test_event_hook_sees_faults_connections_exchanges_and_verdicts_in_order(
     assert [event for _, _, *event in seen] == [
         ["fault", "api", "latency", "applied"],
         ["connection", "api", "opened"],
-        ["exchange", "api", "GET", "/charges", 200, None],
+        ["exchange", "api", "received", "POST", "/charges", None, None],
+        ["effect", "api", "POST", "/charges"],
+        ["exchange", "api", "ended", "POST", "/charges", 200, None],
         ["connection", "api", "closed"],
         ["fault", "api", "latency", "healed"],
+        # Learnt when the verdict read the records: the tap saw the answer's last byte out.
+        ["exchange", "api", "delivered", "POST", "/charges", 200, True],
         ["verdict", "api", "assert_connections", True],
     ]
 

@@ -6,6 +6,7 @@ import email.utils
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 ANSWER_BODY_KEPT = 64 * 1024
@@ -127,6 +128,28 @@ class Effect:
     status: int
     exchange: tuple[int, int]
     """(connection, index) of the exchange that applied it."""
+
+
+ExchangeStep = Literal["received", "ended", "delivered", "lost"]
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeEvent:
+    """A step of one HTTP exchange, on the test's timeline.
+
+    ``received``: the request arrived (``exchange`` has no answer yet); ``ended``: the
+    answer's last byte was written, the answer was cut, or the connection was lost
+    first; ``delivered`` / ``lost``: the tap in front of Toxiproxy showed the whole
+    answer reached the client, or that it never will.  The plugin learns the last when
+    it reads the records (a verdict, ``service.exchanges``, the report at the test's
+    end), so that step's ``at`` is when it was learnt.
+    """
+
+    at: float
+    service: str
+    step: ExchangeStep
+    exchange: Exchange
+    """The exchange as it stood at this step; the last step's record is the final one."""
 
 
 class ExchangeList(list[Exchange]):

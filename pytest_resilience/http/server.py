@@ -20,11 +20,18 @@ from dataclasses import dataclass, field, replace
 import h11
 
 from ..clock import CLOCK
-from ..observe.join import HEAD_LIMIT, head_digest
 from ..runtime import wire
 from .answers import Answer, Request
 from .identity import fingerprint
-from .records import ANSWER_BODY_KEPT, UNSAFE_METHODS, Effect, requested_wait
+from .records import (
+    ANSWER_BODY_KEPT,
+    UNSAFE_METHODS,
+    Effect,
+    Exchange,
+    ExchangeEvent,
+    ExchangeStep,
+    requested_wait,
+)
 from .script import Script
 
 MAX_REQUEST_BODY = 16 * 1024 * 1024
@@ -72,6 +79,34 @@ class Pending:
     cut: bool = False
     """The answer was cut halfway on purpose (so it cannot have reached the client)."""
 
+    def frozen(self, service: str) -> Exchange:
+        """The record as it stands (a cut answer is known lost; others not yet known)."""
+        return Exchange(
+            service,
+            self.connection,
+            self.index,
+            self.started_at,
+            self.ended_at,
+            self.request.method,
+            self.request.path,
+            tuple(self.request.headers),
+            self.key,
+            self.fingerprint,
+            self.status,
+            self.scripted,
+            self.step,
+            self.retry_after,
+            self.retry_after_delay,
+            False if self.cut else None,
+            self.answer_headers,
+            self.answer_body,
+        )
+
+
+Record = Callable[[ExchangeEvent | Effect, "int | None"], None]
+"""A sink for the layer's records: an event, and for an answer written whole, the offset
+of its last byte in its connection's outgoing stream."""
+
 
 @dataclass
 class ConnectionLog:
@@ -90,6 +125,7 @@ class HttpLayer:
         self,
         service: str,
         script: Script,
+        record: Record,
         *,
         host: str = "127.0.0.1",
         forward_to: tuple[str, int, str] | None = None,
@@ -101,13 +137,11 @@ class HttpLayer:
         self.port = 0
         self.forward_to = forward_to
         self.key_header = key_header
-        self.pending: list[Pending] = []
+        self.record = record
+        """Where each exchange's steps and each effect go, as they happen (on the loop
+        thread); an exchange cancelled because the layer closed does not end."""
         self.connections: dict[int, ConnectionLog] = {}
-        self.effects: list[Effect] = []
         self.errors: list[BaseException] = []
-        self.on_exchange: Callable[[Pending], None] | None = None
-        """Called on the loop thread as each exchange ends (answered, cut, or its connection
-        lost); not for one cancelled because the layer closed."""
         self._stored: dict[str, Answer] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -124,6 +158,12 @@ class HttpLayer:
     async def close(self) -> None:
         server, self._server = self._server, None
         await self._connections.close(server)
+
+    def heads(self) -> list[tuple[int, str | None, float | None]]:
+        """Each connection so far: its id, the hash of its first request head (to pair it
+        with the tap's, :func:`~pytest_resilience.observe.join.pair`), when it was accepted."""
+        with self._lock:
+            return [(c.id, c.digest, c.accepted_at) for c in self.connections.values()]
 
     # -- one connection -------------------------------------------------------------
 
@@ -149,9 +189,9 @@ class HttpLayer:
         """What keeps the head of the connection's first bytes, to join it with the tap."""
 
         def keep(data: bytes) -> None:
-            if log.digest is None and len(log.head) < HEAD_LIMIT:
+            if log.digest is None and len(log.head) < wire.HEAD_LIMIT:
                 log.head += data
-                log.digest = head_digest(bytes(log.head))
+                log.digest = wire.head_digest(bytes(log.head))
 
         return keep
 
@@ -251,24 +291,28 @@ class HttpLayer:
                 request.header("Content-Type"),
             ),
         )
-        with self._lock:
-            self.pending.append(record)
+        self._step("received", record)
         try:
             keep = await self._answer(conn, log, writer, request, record)
         except asyncio.CancelledError:
             raise  # the layer is closing: this exchange never finished
         except BaseException:
-            self._finished(record)
+            self._step("ended", record)
             raise
-        self._finished(record)
+        self._step("ended", record)
         return keep
 
-    def _finished(self, record: Pending) -> None:
-        if self.on_exchange is not None:
-            try:
-                self.on_exchange(record)
-            except Exception as exc:  # a bug of ours: hand it to the test
-                self.errors.append(exc)
+    def _step(self, step: ExchangeStep, record: Pending) -> None:
+        # An answer sent (whole, or until the connection failed) awaits its delivery; a cut
+        # one is known lost.
+        end = None
+        if step == "ended" and record.answer_range is not None and not record.cut:
+            end = record.answer_range[1]
+        event = ExchangeEvent(CLOCK.now(), self.service, step, record.frozen(self.service))
+        try:
+            self.record(event, end)
+        except Exception as exc:  # a bug of ours: hand it to the test
+            self.errors.append(exc)
 
     async def _answer(
         self,
@@ -357,8 +401,7 @@ class HttpLayer:
             status,
             (record.connection, record.index),
         )
-        with self._lock:
-            self.effects.append(effect)
+        self.record(effect, None)
 
     async def _forward(self, request: Request) -> Answer:
         assert self.forward_to is not None

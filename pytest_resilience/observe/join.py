@@ -5,25 +5,14 @@ connection; the tap in front counts the bytes that reached the client on its
 own.  Toxiproxy opens one upstream connection per client connection and changes
 no byte, so both sides see the same first request head: its hash pairs a tap
 connection with an HTTP-layer connection (in order, when heads repeat), and an
-answer reached the client when the tap delivered every byte up to its end.
+answer reached the client when the tap delivered every byte up to its end.  Both sides
+hash the head with :func:`~pytest_resilience.runtime.wire.head_digest`.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-
-HEAD_LIMIT = 16 * 1024
-"""Bytes looked at for the first request head; a longer head is not traced."""
-
-
-def head_digest(data: bytes) -> str | None:
-    """Hash of ``data`` up to the end of its first request head, once it is all there."""
-    end = data.find(b"\r\n\r\n", 0, HEAD_LIMIT)
-    if end < 0:
-        return None
-    return hashlib.sha1(data[: end + 4]).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,12 +7,13 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from ..clock import CLOCK
+from ..http.records import Effect, ExchangeEvent, ExchangeList
 from .records import Connection, ConnectionEvent, FaultEvent, IntentEvent, VerdictEvent
 
 if TYPE_CHECKING:
     from .dispatch import EventDispatcher
 
-Event = FaultEvent | ConnectionEvent | VerdictEvent | IntentEvent
+Event = FaultEvent | ConnectionEvent | ExchangeEvent | Effect | VerdictEvent | IntentEvent
 
 
 class ConnectionList(list[Connection]):
@@ -47,6 +48,20 @@ class Events(tuple[Event, ...]):
             for e in self
             if isinstance(e, IntentEvent) and (service is None or e.service == service)
         ]
+
+    def exchanges(self, service: str | None = None) -> ExchangeList:
+        """HTTP exchanges joined from their steps (each as its last step left it), in the
+        order their requests arrived."""
+        latest = {}
+        for event in self:
+            if isinstance(event, ExchangeEvent) and service in (None, event.service):
+                ex = event.exchange
+                latest[(ex.service, ex.connection, ex.index)] = ex
+        return ExchangeList(latest.values())
+
+    def effects(self, service: str | None = None) -> list[Effect]:
+        """Side effects applied, in order."""
+        return [e for e in self if isinstance(e, Effect) and service in (None, e.service)]
 
     def connections(self, service: str | None = None) -> ConnectionList:
         """Connections joined from their events, in the order they opened."""
@@ -93,7 +108,7 @@ class Timeline:
                 self._dispatcher.put(event)
 
     def subscribe(self, listener: Callable[[object], None]) -> None:
-        """Call ``listener(event)`` for every event added from now on, and every :meth:`notify`.
+        """Call ``listener(event)`` for every event added from now on.
 
         Listeners run on a thread of their own, one event at a time, in order; what
         one raises is re-raised by :meth:`flush` (the fixture's teardown calls it).
@@ -104,17 +119,6 @@ class Timeline:
             if self._dispatcher is None:
                 self._dispatcher = EventDispatcher()
             self._dispatcher.listeners.append(listener)
-
-    @property
-    def subscribed(self) -> bool:
-        """Whether any listener subscribed (so building an event for :meth:`notify` pays)."""
-        return self._dispatcher is not None
-
-    def notify(self, event: object) -> None:
-        """Hand subscribers an event the timeline does not keep (a finished HTTP exchange)."""
-        with self._lock:
-            if self._dispatcher is not None:
-                self._dispatcher.put(event)
 
     def flush(self, timeout: float = 5.0) -> None:
         """Wait until subscribers have seen every event so far; re-raise what one raised."""
@@ -169,6 +173,13 @@ class Timeline:
 
 
 def _describe(event: Event) -> str:
+    if isinstance(event, ExchangeEvent):
+        ex = event.exchange
+        answer = "" if ex.status is None else f" -> {ex.status}"
+        return f"{ex.method} {ex.path} {event.step}{answer}"
+    if isinstance(event, Effect):
+        key = f" (key {event.idempotency_key})" if event.idempotency_key else ""
+        return f"effect {event.method} {event.path} applied{key}"
     if isinstance(event, IntentEvent):
         what = "plans to wait" if event.kind == "wait" else "breaker now"
         return f"{event.source} {what} {event.value}"

@@ -1,13 +1,16 @@
 """HTTP/1.1 requests read off an asyncio stream by h11, for the plugin's two servers: the
 HTTP layer behind a service (``http/server.py``) and the embedded engine's API
 (``engine/api.py``).  Parsing, framing, ``Expect: 100-continue`` and the body limit are
-h11's and this module's, so the two servers read requests one way.
+h11's and this module's, so the two servers read requests one way.  The hash of a
+connection's first request head is here too: the tap and the HTTP layer both take it,
+to pair their two sides of one connection (``observe/join.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import http
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +21,18 @@ LINGER = 1.0
 """Seconds a refused connection is drained before it closes (as servers' lingering close)."""
 QUIET = 0.05
 """Seconds without a byte from a refused client after which it is taken to be waiting."""
+
+
+HEAD_LIMIT = 16 * 1024
+"""Bytes looked at for the first request head; a longer head is not traced."""
+
+
+def head_digest(data: bytes) -> str | None:
+    """Hash of ``data`` up to the end of its first request head, once it is all there."""
+    end = data.find(b"\r\n\r\n", 0, HEAD_LIMIT)
+    if end < 0:
+        return None
+    return hashlib.sha1(data[: end + 4]).hexdigest()
 
 
 class TooLarge(Exception):

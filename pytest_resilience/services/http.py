@@ -13,15 +13,14 @@ from ..errors import ResilienceError
 from ..faults.fault import Fault
 from ..faults.plan import FaultPlan
 from ..http.answers import Answer, Shape, fault_answer, make_answer, shape
-from ..http.records import Effect, Exchange, ExchangeList
+from ..http.records import Effect, ExchangeList
 from ..http.script import Cut, Delay, Route, Step, fail_step, rate_limit_step
-from ..observe.join import pair, reached_client
-from ..observe.settle import Settling
 from .tcp import TcpService
 
 if TYPE_CHECKING:
-    from ..http.server import HttpLayer, Pending
+    from ..http.server import HttpLayer
     from ..observe.noise import NoiseProbe
+    from ..observe.settle import ExchangeRecorder
 
 
 class _Scripting:
@@ -200,6 +199,7 @@ class HttpService(TcpService, _Scripting):
         layer: HttpLayer,
         failure_statuses: FailureSet,
         noise: NoiseProbe,
+        recorder: ExchangeRecorder,
         **kwargs: Any,
     ) -> None:
         super().__init__(name, upstream, **kwargs)
@@ -209,9 +209,9 @@ class HttpService(TcpService, _Scripting):
         self._script = layer.script
         self._service = self
         self._route = None
-        self._settling = Settling()
-        layer.on_exchange = self._exchange_finished
-        self._tap.on_progress = self._settling.changed
+        self._recorder = recorder
+        recorder.watch(name, layer.heads, self._tap.traces)
+        self._tap.on_progress = recorder.changed
 
     @property
     def url(self) -> str:
@@ -257,54 +257,9 @@ class HttpService(TcpService, _Scripting):
 
     @property
     def exchanges(self) -> ExchangeList:
-        """Every request the service received, with whether its answer reached the client."""
-        self.check()
-        layer = self._layer
-        with layer._lock:
-            pending = list(layer.pending)
-            connections = [(c.id, c.digest, c.accepted_at) for c in layer.connections.values()]
-        traces = pair(connections, self._tap.traces())
-        # A cut answer never reaches the client whole, whatever the tap has seen so far.
-        return ExchangeList(
-            self._exchange_of(
-                p,
-                False
-                if p.cut
-                else reached_client(
-                    traces.get(p.connection), p.answer_range[1] if p.answer_range else None
-                ),
-            )
-            for p in pending
-        )
-
-    def _exchange_of(self, p: Pending, delivered: bool | None) -> Exchange:
-        return Exchange(
-            self.name,
-            p.connection,
-            p.index,
-            p.started_at,
-            p.ended_at,
-            p.request.method,
-            p.request.path,
-            tuple(p.request.headers),
-            p.key,
-            p.fingerprint,
-            p.status,
-            p.scripted,
-            p.step,
-            p.retry_after,
-            p.retry_after_delay,
-            delivered,
-            p.answer_headers,
-            p.answer_body,
-        )
-
-    def _exchange_finished(self, p: Pending) -> None:
-        # On the loop thread, as the layer writes the answer's last byte: whether the
-        # client gets it is known later (``exchanges``), except for a cut, which it never does.
-        self._settling.changed()
-        if self._timeline.subscribed:
-            self._timeline.notify(self._exchange_of(p, False if p.cut else None))
+        """Every request the service received, with whether its answer reached the client
+        as far as is known now (``settled()`` waits for that)."""
+        return self.settled(0.0)
 
     def settled(self, timeout: float = 1.0) -> ExchangeList:
         """The exchanges once each answered one knows whether its answer reached the client.
@@ -313,20 +268,14 @@ class HttpService(TcpService, _Scripting):
         after the client returned would see ``delivered=None``; an answer held by a fault
         still in force stays ``None`` and is judged as it is after ``timeout`` seconds.
         """
-        return self._settling.until(
-            lambda: self.exchanges,
-            lambda exchanges: all(
-                e.delivered is not None for e in exchanges if e.ended_at is not None
-            ),
-            timeout,
-        )
+        self.check()
+        return self._recorder.settled([self.name], timeout).exchanges(self.name)
 
     @property
     def effects(self) -> list[Effect]:
         """Side effects applied: unsafe requests processed (once per Idempotency-Key)."""
         self.check()
-        with self._layer._lock:
-            return list(self._layer.effects)
+        return self._timeline.snapshot().effects(self.name)
 
     # -- verdicts ----------------------------------------------------------------------
 

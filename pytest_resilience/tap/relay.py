@@ -23,10 +23,11 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from ..clock import CLOCK
-from ..observe.join import HEAD_LIMIT, Trace, head_digest
+from ..observe.join import Trace
 from ..observe.records import ConnectionEvent, Side
 from ..runtime.loop import BackgroundLoop
 from ..runtime.sockets import abort_with_reset
+from ..runtime.wire import HEAD_LIMIT, head_digest
 
 Recorder = Callable[[ConnectionEvent], None]
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
+import requests
+
+from pytest_resilience import Effect, ExchangeEvent, Resilience
 from pytest_resilience.http.identity import fingerprint
 from pytest_resilience.services.http import HttpService
 
@@ -75,3 +79,50 @@ def test_exchanges_can_be_queried_by_key_path_status_time_and_loss(payments: Htt
     assert exchanges.between(middle, end) == exchanges[2:]
     assert exchanges.keys() == ["a", "a", None, "b"]
     assert settled(payments, 4) and payments.exchanges.lost() == []
+
+
+# -- on the timeline ------------------------------------------------------------------------
+
+
+def test_each_exchange_and_effect_is_on_the_timeline_step_by_step(
+    resilience: Resilience, payments: HttpService
+) -> None:
+    """One timeline holds the exchanges: received, ended, then delivered or lost once the
+    tap shows it; the records a verdict reads are joined from those steps."""
+    payments.respond(201, json={"id": "ch_1", "padding": "x" * 200})
+    via_requests("POST", payments.url + "/charges", headers={"Idempotency-Key": "k1"})
+    payments.cut(count=1)
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        requests.get(payments.url + "/charges/ch_1", timeout=2)
+    with payments.partition(direction="downstream"), pytest.raises(requests.Timeout):
+        requests.get(payments.url + "/charges/ch_1", timeout=0.3)
+
+    evidence = resilience.evidence("payments")
+    steps = [
+        (e.step, e.exchange.method, e.exchange.delivered)
+        if isinstance(e, ExchangeEvent)
+        else ("effect", e.method, None)
+        for e in evidence.events
+        if isinstance(e, (ExchangeEvent, Effect))
+    ]
+    # The cut is known lost as it ends; the other two are learnt by reading the records
+    # (the first at the latest here, the partitioned one once the tap saw its end).
+    assert steps[:6] == [
+        ("received", "POST", None),
+        ("effect", "POST", None),
+        ("ended", "POST", None),
+        ("received", "GET", None),
+        ("ended", "GET", False),
+        ("received", "GET", None),
+    ]
+    assert sorted(steps[6:]) == [
+        ("delivered", "POST", True),
+        ("ended", "GET", None),
+        ("lost", "GET", False),
+    ]
+    assert [e.delivered for e in evidence.exchanges["payments"]] == [True, False, False]
+    assert evidence.exchanges["payments"] == evidence.events.exchanges("payments")
+    assert list(evidence.effects["payments"]) == evidence.events.effects("payments")
+    # Read again, nothing is learnt twice.
+    again = resilience.evidence("payments").events
+    assert len([e for e in again if isinstance(e, ExchangeEvent)]) == 8
