@@ -279,6 +279,11 @@ class HttpService(TcpService, _Scripting):
 
     # -- verdicts ----------------------------------------------------------------------
 
+    def _judge(self, check: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+        """Run ``check`` over this service's settled exchanges, through the one runner."""
+        __tracebackhide__ = True
+        self._verdicts.judge_exchanges(self._evidence(self.name), self.name, check, *args, **kwargs)
+
     def assert_attempts(
         self,
         max: int | None = None,
@@ -291,15 +296,7 @@ class HttpService(TcpService, _Scripting):
         __tracebackhide__ = True
         from ..assertions import check_attempts
 
-        self._verdicts.judge_exchanges(
-            self._evidence(self.name),
-            self.name,
-            check_attempts,
-            max,
-            min,
-            group=group,
-            failure_statuses=failure_statuses,
-        )
+        self._judge(check_attempts, max, min, group=group, failure_statuses=failure_statuses)
 
     def assert_retry_after_honoured(
         self,
@@ -312,13 +309,8 @@ class HttpService(TcpService, _Scripting):
         __tracebackhide__ = True
         from ..assertions import check_retry_after_honoured
 
-        self._verdicts.judge_exchanges(
-            self._evidence(self.name),
-            self.name,
-            check_retry_after_honoured,
-            tolerance,
-            group=group,
-            failure_statuses=failure_statuses,
+        self._judge(
+            check_retry_after_honoured, tolerance, group=group, failure_statuses=failure_statuses
         )
 
     def assert_no_duplicate_side_effects(
@@ -338,13 +330,7 @@ class HttpService(TcpService, _Scripting):
         __tracebackhide__ = True
         from ..assertions import check_stable_idempotency_key
 
-        self._verdicts.judge_exchanges(
-            self._evidence(self.name),
-            self.name,
-            check_stable_idempotency_key,
-            group=group,
-            failure_statuses=failure_statuses,
-        )
+        self._judge(check_stable_idempotency_key, group=group, failure_statuses=failure_statuses)
 
     def assert_backoff(
         self,
