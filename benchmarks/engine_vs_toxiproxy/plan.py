@@ -13,6 +13,7 @@ PAYLOAD = 1024
 """Bytes per request (and per echoed answer) in items 1, 2, 4 and 6."""
 IO_TIMEOUT = 10.0
 ENGINE_THREAD = "pytest-resilience-engine"
+LANE_THREAD = "pytest-resilience-engine-lane"
 clock = time.perf_counter_ns
 
 

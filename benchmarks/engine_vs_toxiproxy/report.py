@@ -82,8 +82,13 @@ def round_trip_rows(res: Results, tag: str, where: str, final: bool) -> list[lis
     return rows
 
 
+FLOOR_TARGET = 1.1
+"""Issue 16: the engine's added round trip within 1.1x the minimal relay's, p50 and p99."""
+
+
 def relay_floor_rows(res: Results, tag: str, where: str) -> list[list[str]]:
-    """Items 1-2's added figures for the minimal relay, next to the two proxies'."""
+    """Items 1-2's added figures for the minimal relay, next to the two proxies'; the
+    round trip's engine / relay ratio against issue 16's target."""
     rows: list[list[str]] = []
     for item, kind, label in (
         ("1", "rtt", "round trip 1 KiB"),
@@ -95,6 +100,8 @@ def relay_floor_rows(res: Results, tag: str, where: str) -> list[list[str]]:
         }
         for q in (50, 99):
             d, f, t, e = (pct(us[n], q) for n in ("direct", "floor", *BACKENDS))
+            against = ratio(e - d, f - d)
+            gated = kind == "rtt"
             rows.append(
                 [
                     item,
@@ -103,7 +110,9 @@ def relay_floor_rows(res: Results, tag: str, where: str) -> list[list[str]]:
                     fmt(t - d),
                     fmt(e - d),
                     fmt(ratio(t - d, f - d), 2),
-                    fmt(ratio(e - d, f - d), 2),
+                    fmt(against, 2),
+                    f"≤ {FLOOR_TARGET:.2f}" if gated else "(info)",
+                    verdict(against is not None and against <= FLOOR_TARGET) if gated else "",
                 ]
             )
         cf, ct, ce = (cpu_per_op(res, f"{tag}:{kind}:{n}") for n in ("floor", *BACKENDS))
@@ -116,6 +125,8 @@ def relay_floor_rows(res: Results, tag: str, where: str) -> list[list[str]]:
                 fmt(ce),
                 fmt(ratio(ct, cf), 2),
                 fmt(ratio(ce, cf), 2),
+                "(info)",
+                "",
             ]
         )
     return rows
@@ -300,6 +311,22 @@ def api_concurrency_rows(res: Results, plan: Plan) -> list[list[str]]:
                 f"tp {verdict(ok['toxiproxy'])} / eng {verdict(ok['engine'])}",
             ]
         )
+    for kind, how in (("fresh", "new connection"), ("keepalive", "keep-alive")):
+        medians = {n: median(res.get(f"api:{n}:{kind}", [])) for n in BACKENDS}
+        if all(m is not None for m in medians.values()):
+            r = ratio(medians["engine"], medians["toxiproxy"])
+            rows.append(
+                [
+                    "5",
+                    f"API request cost: GET /version by http.client, {how}, median (ms)",
+                    "",
+                    fmt(medians["toxiproxy"], 3),
+                    fmt(medians["engine"], 3),
+                    fmt(r, 2),
+                    "≤ 1.00",
+                    verdict(r is not None and r <= 1.0),
+                ]
+            )
     burst = {n: res.get(f"api_burst:{n}") for n in BACKENDS}
     if all(burst.values()):
         bt, be = burst["toxiproxy"], burst["engine"]
@@ -465,7 +492,7 @@ def print_report(res: Results, plan: Plan, facts: RunFacts) -> None:
     print(
         f"\nItem 1: {len(res.get('A:rtt:engine', []))} round trips per target and placement; item 2: "
         f"{len(res.get('A:cycle:engine', []))} connections; item 3: {plan.bulk_bytes >> 20} MiB per transfer, "
-        f"{plan.bulk_trials} transfers per target. Proxy CPU: the engine's loop thread, all of "
+        f"{plan.bulk_trials} transfers per target. Proxy CPU: the engine's loop and lane threads, all of "
         "toxiproxy-server's threads (/proc schedstat), warm-up included.\n"
     )
     if facts.floor:
@@ -478,6 +505,8 @@ def print_report(res: Results, plan: Plan, facts: RunFacts) -> None:
             "engine",
             "toxiproxy / relay",
             "engine / relay",
+            "target",
+            "verdict",
         ]
         print(
             table(

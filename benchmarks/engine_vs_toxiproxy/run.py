@@ -29,7 +29,7 @@ from .measures import (
     measure_plugin_cost_per_test,
     measure_round_trips,
 )
-from .plan import ENGINE_THREAD, FULL, QUICK, ROOT, Plan
+from .plan import ENGINE_THREAD, FULL, LANE_THREAD, QUICK, ROOT, Plan
 from .processes import Child, FloorRelay, LocalClient, RemoteClient, Upstream
 from .report import RunFacts, print_report
 
@@ -87,21 +87,26 @@ def start_servers(bench: Bench, stack: contextlib.ExitStack, floor: bool) -> Cal
     bench.en = ToxiproxyClient(engine.start())
     loop_tid = next(t.native_id for t in threading.enumerate() if t.name == ENGINE_THREAD)
     assert loop_tid is not None
+    engine_tids = [loop_tid]
     me = os.getpid()
     upstream = bench.upstream
     bench.targets = [Target("direct", upstream.echo, upstream.sink)]
     for name, api, cpu in (
         ("toxiproxy", bench.tp, lambda: cpu_ns(tp_pid)),
-        ("engine", bench.en, lambda: cpu_ns(me, [loop_tid])),
+        ("engine", bench.en, lambda: cpu_ns(me, engine_tids)),
     ):
         made = {
             k: api.create_proxy(f"bench-{k}", getattr(upstream, k), "127.0.0.1:0")["listen"]
             for k in ("echo", "sink")
         }
         bench.targets.append(Target(name, made["echo"], made["sink"], cpu))
+    # The engine's express lane (a thread its first proxy started) relays toxic-free links.
+    engine_tids += [
+        t.native_id for t in threading.enumerate() if t.name == LANE_THREAD and t.native_id
+    ]
     log(
         f"toxiproxy {bench.tp_version} pid {tp_pid} at {bench.tp.url}; "
-        f"engine at {bench.en.url} (loop thread {loop_tid})"
+        f"engine at {bench.en.url} (loop and lane threads {engine_tids})"
     )
     bench.path_pids = [upstream.pid, bench.remote.pid, tp_pid, me]
     bench.latency_targets = list(bench.targets)

@@ -9,11 +9,13 @@ counts, ``null`` fields keep their defaults, a value of the wrong type is a
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from typing import Any
 
 from .gojson import dumps, syntax_error
+from .lane import Lane
 from .metrics import render_metrics
 from .proxy import WILDCARDS, ListenError, Proxy, format_address, split_address
 from .toxics import DIRECTIONS, TYPES, Toxic
@@ -204,6 +206,7 @@ class Collection:
         self.version = version
         self.seed = seed
         self.proxies: dict[str, Proxy] = {}
+        self._lane: Lane | None = None
 
     def _proxy(self, name: str) -> Proxy:
         try:
@@ -239,7 +242,9 @@ class Collection:
         return Answer(201, proxy.to_json())
 
     async def _add(self, name: str, listen: str, upstream: str, enabled: bool) -> Proxy:
-        proxy = Proxy(name, listen, upstream, self.seed)
+        if self._lane is None:
+            self._lane = Lane(asyncio.get_running_loop())
+        proxy = Proxy(name, listen, upstream, self.seed, self._lane)
         if enabled:
             try:
                 await proxy.start()
@@ -357,7 +362,7 @@ class Collection:
             1.0 if toxicity is None else float(toxicity),
             self._attributes(kind, attributes, {}),
         )
-        proxy.add_toxic(toxic)
+        await proxy.add_toxic(toxic)
         return Answer(200, toxic.to_json())
 
     @staticmethod
@@ -415,3 +420,6 @@ class Collection:
         for proxy in list(self.proxies.values()):
             await proxy.stop()
         self.proxies.clear()
+        lane, self._lane = self._lane, None
+        if lane is not None:
+            lane.stop()

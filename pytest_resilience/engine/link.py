@@ -1,10 +1,10 @@
 """One client connection through an engine proxy: two sockets, two pipes.
 
-The ``upstream`` pipe carries client bytes to the upstream, the ``downstream``
-pipe the answers back.  While a pipe has no toxic at work, bytes go from one
-transport straight to the other (the fast path, with read pausing for flow
-control); with toxics, chunks queue and one task walks them through the stages
-in order.  A close on either side closes the whole connection once the bytes in
+A link whose proxy has no toxic is relayed by the express lane (``lane.py``).  On the
+event loop, the ``upstream`` pipe carries client bytes to the upstream, the
+``downstream`` pipe the answers back.  While a pipe has no toxic at work, bytes go
+from one transport straight to the other (with read pausing for flow control); with
+toxics, chunks queue and one task walks them through the stages in order.  A close on either side closes the whole connection once the bytes in
 flight are through, as Toxiproxy does (it carries no half-close).
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import random
+import socket
 import time
 from typing import TYPE_CHECKING
 
@@ -154,7 +155,7 @@ class Pipe:
 
 
 class _Side(asyncio.Protocol):
-    """The protocol of one of a link's two sockets."""
+    """The protocol of one of a link's two sockets, once the link is on the event loop."""
 
     def __init__(self, link: Link, name: str) -> None:
         self.link = link
@@ -167,10 +168,8 @@ class _Side(asyncio.Protocol):
         self.early_eof = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if self.name == "client":
-            assert isinstance(transport, asyncio.Transport)
-            transport.pause_reading()
-            self.link.accepted(transport)
+        assert isinstance(transport, asyncio.Transport)
+        transport.pause_reading()  # until the link's pipes are set up
 
     def data_received(self, data: bytes) -> None:
         if self.out is not None:
@@ -198,8 +197,40 @@ class _Side(asyncio.Protocol):
             self.into.dest_resumed()
 
 
+async def dial(host: str, port: int) -> socket.socket:
+    """A non-blocking socket connected to ``host:port`` (each address in turn, as Go and
+    asyncio try them); a numeric host is not looked up."""
+    loop = asyncio.get_running_loop()
+    try:
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST
+        )
+    except socket.gaierror:
+        infos = await loop.getaddrinfo(host or None, port, type=socket.SOCK_STREAM)
+    error: OSError = OSError(f"no address for {host}:{port}")
+    for family, kind, proto, _, address in infos:
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            await loop.sock_connect(sock, address)
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    raise error
+
+
 class Link:
-    """A client connection and its connection to the upstream."""
+    """A client connection and its connection to the upstream.
+
+    It starts as two sockets; with no toxic on its proxy it is relayed by the engine's
+    express lane (:mod:`.lane`), else (or once a toxic is added) by two transports on
+    the event loop and the pipes between them.
+    """
 
     def __init__(self, proxy: Proxy, link_id: int) -> None:
         self.proxy = proxy
@@ -209,41 +240,89 @@ class Link:
         self.pipes: dict[str, Pipe] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.open_sides = 0
+        self.express = False
+        """Relayed by the express lane."""
+        self.closing = False
         self.closed = False
 
-    def client_protocol(self) -> _Side:
-        return _Side(self, "client")
-
-    def accepted(self, transport: asyncio.Transport) -> None:
-        self.client = transport
-        self.open_sides += 1
+    def start(self, client: socket.socket) -> None:
+        """Dial the upstream for ``client``, a socket the proxy accepted, then relay."""
         self.proxy.links.add(self)
-        task = asyncio.get_running_loop().create_task(self._connect())
+        task = asyncio.get_running_loop().create_task(self._open(client))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _connect(self) -> None:
-        assert self.client is not None
-        upstream_side = _Side(self, "upstream")
+    async def _open(self, client: socket.socket) -> None:
         try:
-            host, port = self.proxy.upstream_address()
-            transport, _ = await asyncio.get_running_loop().create_connection(
-                lambda: upstream_side, host, port
-            )
+            upstream = await dial(*self.proxy.upstream_address())
         except (OSError, ValueError):  # ValueError: ListenError too
             # As Toxiproxy does, also for an upstream it cannot even parse ("noport"):
             # the client was accepted, now it is closed.
-            self.client.close()
+            client.close()
+            self._forget()
             return
-        if self.closed or self.client.is_closing():
-            transport.close()
+        except BaseException:
+            client.close()
+            raise
+        if self.closing:
+            client.close()
+            upstream.close()
+            self._forget()
             return
+        lane = self.proxy.lane
+        if lane is not None and not self.proxy.toxics:
+            self.express = True
+            lane.adopt(self, client, upstream)
+            return
+        await self._on_loop(client, upstream)
+
+    async def leave_lane(self) -> None:
+        """Go on the event loop, where toxics apply (a toxic was added to the proxy)."""
+        lane = self.proxy.lane
+        if not self.express or lane is None:
+            return
+        released = lane.release(self)
+        if released is None:
+            return  # ended, or closing: the lane finishes it
+        self.express = False
+        await self._on_loop(*released)
+
+    async def _on_loop(
+        self,
+        client: socket.socket,
+        upstream: socket.socket,
+        to_upstream: bytes = b"",
+        to_client: bytes = b"",
+        client_eof: bool = False,
+        upstream_eof: bool = False,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        client_side, upstream_side = _Side(self, "client"), _Side(self, "upstream")
+        try:
+            self.client, _ = await loop.connect_accepted_socket(lambda: client_side, client)
+        except BaseException as exc:
+            client.close()
+            upstream.close()
+            self._forget()
+            if isinstance(exc, OSError):
+                return  # the client went away meanwhile
+            raise
         self.open_sides += 1
-        self.upstream = transport
-        client_side = self.client.get_protocol()
-        assert isinstance(client_side, _Side)
-        up = Pipe(self, "upstream", self.client, transport)
-        down = Pipe(self, "downstream", transport, self.client)
+        try:
+            self.upstream, _ = await loop.create_connection(lambda: upstream_side, sock=upstream)
+        except BaseException as exc:
+            upstream.close()
+            self.client.close()  # its connection_lost forgets the link
+            if isinstance(exc, OSError):
+                return
+            raise
+        self.open_sides += 1
+        if self.closing:
+            self.client.close()
+            self.upstream.close()
+            return
+        up = Pipe(self, "upstream", self.client, self.upstream)
+        down = Pipe(self, "downstream", self.upstream, self.client)
         self.pipes = {"upstream": up, "downstream": down}
         client_side.out, client_side.into = up, down
         upstream_side.out, upstream_side.into = down, up
@@ -251,12 +330,19 @@ class Link:
             self.pipes[toxic.direction].attach(toxic, live=False)
         up.started()
         down.started()
-        if client_side.early:
-            up.feed(bytes(client_side.early))
-            client_side.early.clear()
-        if client_side.early_eof:
-            up.feed_eof()
+        for side, pipe, owed, eof in (
+            (client_side, up, to_upstream, client_eof),
+            (upstream_side, down, to_client, upstream_eof),
+        ):
+            pipe.counters[0] -= len(owed)  # counted as received already, by the lane
+            data = owed + bytes(side.early)
+            side.early.clear()
+            if data:
+                pipe.feed(data)
+            if eof or side.early_eof:
+                pipe.feed_eof()
         self.client.resume_reading()
+        self.upstream.resume_reading()
 
     def lost(self, side: _Side) -> None:
         self.open_sides -= 1
@@ -271,6 +357,11 @@ class Link:
         elif not self.pipes:
             other.close()
 
+    def ended(self) -> None:
+        """The express lane closed both sockets (called on the event loop)."""
+        self.express = False
+        self._forget()
+
     def _forget(self) -> None:
         self.closed = True
         self.proxy.links.discard(self)
@@ -279,6 +370,10 @@ class Link:
 
     def close(self, *, reset: bool = False) -> None:
         """Close both sockets: with FIN after the bytes in flight, or at once with RST."""
+        self.closing = True
+        if self.express and self.proxy.lane is not None:
+            self.proxy.lane.close(self, reset=reset)
+            return
         for transport in (self.client, self.upstream):
             if transport is None or (transport.is_closing() and not reset):
                 continue

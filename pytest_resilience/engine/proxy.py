@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
 import os
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .link import Link
 from .toxics import Toxic
+
+if TYPE_CHECKING:
+    from .lane import Lane
 
 
 class ListenError(ValueError):
@@ -58,55 +62,105 @@ def format_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def _listener(host: str, port: int) -> socket.socket:
+    """A non-blocking listening socket: on every interface for a wildcard host, else on
+    the first address ``host`` resolves to (as Go's ``net.Listen``)."""
+    if host in WILDCARDS:
+        sock = _every_interface(port)
+    else:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+        except BaseException:
+            sock.close()
+            raise
+    try:
+        sock.listen(BACKLOG)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+_OUT_OF_DESCRIPTORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+RETRY_ACCEPT = 1.0
+"""Seconds a listener rests after the process ran out of descriptors (as asyncio's)."""
+
+
 class Proxy:
-    def __init__(self, name: str, listen: str, upstream: str, seed: int) -> None:
+    def __init__(
+        self, name: str, listen: str, upstream: str, seed: int, lane: Lane | None = None
+    ) -> None:
         self.name = name
         self.listen = listen
         self.upstream = upstream
         self.seed = seed
+        self.lane = lane
+        """Relays the links no toxic touches (None: every link on the event loop)."""
         self.enabled = False
         self.toxics: list[Toxic] = []
         self.links: set[Link] = set()
         self.counters: dict[str, list[int]] = {"upstream": [0, 0], "downstream": [0, 0]}
         """Per direction: bytes received from the source, bytes sent to the destination."""
         self.connections_total = 0
-        self._server: asyncio.Server | None = None
+        self._listener: socket.socket | None = None
         self._ids = itertools.count(1)
 
     def upstream_address(self) -> tuple[str, int]:
         return split_address(self.upstream, "dial")
 
-    def _new_link(self) -> asyncio.Protocol:
-        self.connections_total += 1
-        return Link(self, next(self._ids)).client_protocol()
+    def _accept(self) -> None:
+        listener = self._listener
+        if listener is None:
+            return
+        for _ in range(BACKLOG):
+            try:
+                client, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in _OUT_OF_DESCRIPTORS:
+                    loop = asyncio.get_running_loop()
+                    loop.remove_reader(listener.fileno())
+                    loop.call_later(RETRY_ACCEPT, self._resume_accepting, listener)
+                return  # else: the connection was gone before it was accepted
+            client.setblocking(False)
+            self.connections_total += 1
+            Link(self, next(self._ids)).start(client)
+
+    def _resume_accepting(self, listener: socket.socket) -> None:
+        if self._listener is listener:
+            asyncio.get_running_loop().add_reader(listener.fileno(), self._accept)
 
     async def start(self) -> None:
         if self.enabled:
             return
         host, port = split_address(self.listen or ":0", "listen")  # Go's "": any port
-        loop = asyncio.get_running_loop()
         try:
-            if host in WILDCARDS:
-                self._server = await loop.create_server(
-                    self._new_link, sock=_every_interface(port), backlog=BACKLOG
-                )
-            else:
-                self._server = await loop.create_server(
-                    self._new_link, host, port, reuse_address=True, backlog=BACKLOG
-                )
+            listener = _listener(host, port)
         except (OSError, socket.gaierror) as exc:
-            # asyncio words the error its own way; Go's is the system's message alone.
+            # Go's error is the system's message alone.
             reason = (os.strerror(exc.errno) if exc.errno else str(exc)).lower()
             raise ListenError(f"listen tcp {self.listen}: bind: {reason}") from None
-        bound = self._server.sockets[0].getsockname()
+        self._listener = listener
+        asyncio.get_running_loop().add_reader(listener.fileno(), self._accept)
+        bound = listener.getsockname()
         self.listen = format_address(bound[0], bound[1])
         self.enabled = True
 
     async def stop(self) -> None:
-        server, self._server = self._server, None
+        listener, self._listener = self._listener, None
         self.enabled = False
-        if server is not None:
-            server.close()
+        if listener is not None:
+            asyncio.get_running_loop().remove_reader(listener.fileno())
+            listener.close()
         for link in list(self.links):
             link.close()
 
@@ -115,10 +169,14 @@ class Proxy:
     def find(self, name: str) -> Toxic | None:
         return next((t for t in self.toxics if t.name == name), None)
 
-    def add_toxic(self, toxic: Toxic) -> None:
+    async def add_toxic(self, toxic: Toxic) -> None:
+        """Add ``toxic`` to every link: one in the express lane comes onto the event loop
+        with the proxy's toxics attached, before the API answers."""
         self.toxics.append(toxic)
-        for link in self.links:
-            if link.pipes:
+        for link in list(self.links):
+            if link.express:
+                await link.leave_lane()
+            elif link.pipes:
                 link.pipes[toxic.direction].attach(toxic, live=True)
 
     def update_toxic(self, toxic: Toxic) -> None:
