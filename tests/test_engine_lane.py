@@ -67,6 +67,22 @@ def proxy_to(engine: Engine, name: str, upstream: str) -> tuple[Proxy, int]:
     return engine.collection.proxies[name], int(answer.json()["listen"].rsplit(":", 1)[1])
 
 
+def connected(
+    engine: Engine, upstream: Upstream, name: str
+) -> tuple[Proxy, socket.socket, socket.socket]:
+    """Proxy ``name`` to ``upstream``, a client through it, and the upstream's end."""
+    proxy, port = proxy_to(engine, name, upstream.address)
+    client = socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT)
+    return proxy, client, upstream.accept()
+
+
+def assert_lane_idle(why: str) -> None:
+    """The lane's thread uses (almost) no CPU for 0.3 s: it waits on epoll, not spinning."""
+    before = lane_cpu_seconds()
+    time.sleep(0.3)
+    assert lane_cpu_seconds() - before < 0.1, f"the lane spun {why}"
+
+
 def wait_until(condition: Callable[[], bool], what: str) -> None:
     deadline = time.monotonic() + IO_TIMEOUT
     while not condition():
@@ -92,9 +108,7 @@ def lane_cpu_seconds() -> float:
 def test_a_toxic_added_mid_stream_takes_the_link_to_the_loop_and_no_byte_is_lost(
     engine: Engine, upstream: Upstream
 ) -> None:
-    proxy, port = proxy_to(engine, "stream", upstream.address)
-    client = socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT)
-    server = upstream.accept()
+    proxy, client, server = connected(engine, upstream, "stream")
     [link] = proxy.links
     wait_until(lambda: link.express, "the link in the express lane")
 
@@ -126,9 +140,7 @@ def test_a_toxic_added_mid_stream_takes_the_link_to_the_loop_and_no_byte_is_lost
 def test_a_slow_reader_holds_the_lane_back_and_gets_every_byte_then_the_close(
     engine: Engine, upstream: Upstream
 ) -> None:
-    proxy, port = proxy_to(engine, "slow", upstream.address)
-    client = socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT)
-    server = upstream.accept()
+    proxy, client, server = connected(engine, upstream, "slow")
     data = random.Random(2).randbytes(16 << 20)
     writer = threading.Thread(target=lambda: (server.sendall(data), server.close()))
     writer.start()
@@ -142,9 +154,7 @@ def test_a_slow_reader_holds_the_lane_back_and_gets_every_byte_then_the_close(
 
     wait_until(stalled, "the lane stalled behind the client")
     assert down[0] - down[1] <= CHUNK
-    cpu = lane_cpu_seconds()
-    time.sleep(0.3)
-    assert lane_cpu_seconds() - cpu < 0.1, "the lane spun while it waited for the client"
+    assert_lane_idle("while it waited for the client")
 
     received = read_all(client)
     client.close()
@@ -156,9 +166,7 @@ def test_a_slow_reader_holds_the_lane_back_and_gets_every_byte_then_the_close(
 def test_a_peer_that_resets_while_bytes_wait_neither_spins_the_lane_nor_hangs_the_client(
     engine: Engine, upstream: Upstream
 ) -> None:
-    proxy, port = proxy_to(engine, "reset", upstream.address)
-    client = socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT)
-    server = upstream.accept()
+    proxy, client, server = connected(engine, upstream, "reset")
     server.setblocking(False)
     sent = [0]
     down = proxy.counters["downstream"]
@@ -173,9 +181,7 @@ def test_a_peer_that_resets_while_bytes_wait_neither_spins_the_lane_nor_hangs_th
     server.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     server.close()
 
-    cpu = lane_cpu_seconds()
-    time.sleep(0.3)
-    assert lane_cpu_seconds() - cpu < 0.1, "the lane spun on the hung-up socket"
+    assert_lane_idle("on the hung-up socket")
     got = 0
     try:
         while chunk := client.recv(1 << 16):
