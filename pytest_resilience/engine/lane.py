@@ -26,7 +26,7 @@ import select
 import socket
 import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
@@ -116,17 +116,28 @@ class Lane:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._submit(lambda: self._add(_Express(link, client, upstream)))
 
-    def release(self, link: Link) -> Released | None:
-        """Stop relaying ``link`` and hand back its sockets and the bytes in flight;
-        None if it has ended or is closing."""
-        if not self._thread.is_alive():
-            return None  # stopped: every link was closed
-        return self.call(lambda: self._release(link))
+    def release(self, links: Iterable[Link]) -> dict[Link, Released]:
+        """Stop relaying ``links``; what each takes back to the event loop (one that has
+        ended, or is closing, is left to finish here)."""
+        wanted = list(links)
+        if not wanted or not self._thread.is_alive():  # stopped: every link was closed
+            return {}
 
-    def close(self, link: Link, *, reset: bool = False) -> None:
-        """Close ``link``: with FIN once the bytes in flight are written, or with RST."""
-        if self._thread.is_alive():
-            self.call(lambda: self._close(link, reset))
+        def release() -> dict[Link, Released]:
+            return {link: r for link in wanted if (r := self._release(link)) is not None}
+
+        return self.call(release)
+
+    def close(self, links: Iterable[Link], *, reset: bool = False) -> None:
+        """Close ``links``: with FIN once the bytes in flight are written, or with RST."""
+        wanted = list(links)
+
+        def close() -> None:
+            for link in wanted:
+                self._close(link, reset)
+
+        if wanted and self._thread.is_alive():
+            self.call(close)
 
     def stop(self) -> None:
         """Close every link at once and end the thread (on the event loop's thread, as

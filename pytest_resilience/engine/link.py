@@ -21,6 +21,7 @@ from ..runtime.sockets import abort_with_reset
 from .toxics import TYPES, Chunk, Stage, Toxic
 
 if TYPE_CHECKING:
+    from .lane import Released
     from .proxy import Proxy
 
 _HIGH_WATER = 1 << 20  # queued bytes at which a toxic pipe stops reading its source
@@ -276,14 +277,8 @@ class Link:
             return
         await self._on_loop(client, upstream)
 
-    async def leave_lane(self) -> None:
-        """Go on the event loop, where toxics apply (a toxic was added to the proxy)."""
-        lane = self.proxy.lane
-        if not self.express or lane is None:
-            return
-        released = lane.release(self)
-        if released is None:
-            return  # ended, or closing: the lane finishes it
+    async def leave_lane(self, released: Released) -> None:
+        """Go on the event loop, where toxics apply, with what the express lane released."""
         self.express = False
         await self._on_loop(*released)
 
@@ -372,7 +367,7 @@ class Link:
         """Close both sockets: with FIN after the bytes in flight, or at once with RST."""
         self.closing = True
         if self.express and self.proxy.lane is not None:
-            self.proxy.lane.close(self, reset=reset)
+            self.proxy.lane.close([self], reset=reset)
             return
         for transport in (self.client, self.upstream):
             if transport is None or (transport.is_closing() and not reset):

@@ -161,8 +161,14 @@ class Proxy:
         if listener is not None:
             asyncio.get_running_loop().remove_reader(listener.fileno())
             listener.close()
+        express = [link for link in self.links if link.express]
+        for link in express:
+            link.closing = True
+        if express and self.lane is not None:
+            self.lane.close(express)
         for link in list(self.links):
-            link.close()
+            if not link.express:
+                link.close()
 
     # -- toxics -------------------------------------------------------------------
 
@@ -173,11 +179,13 @@ class Proxy:
         """Add ``toxic`` to every link: one in the express lane comes onto the event loop
         with the proxy's toxics attached, before the API answers."""
         self.toxics.append(toxic)
-        for link in list(self.links):
-            if link.express:
-                await link.leave_lane()
-            elif link.pipes:
-                link.pipes[toxic.direction].attach(toxic, live=True)
+        express = [link for link in self.links if link.express]
+        on_loop = [link for link in self.links if link.pipes]
+        for link in on_loop:
+            link.pipes[toxic.direction].attach(toxic, live=True)
+        if express and self.lane is not None:
+            for link, released in self.lane.release(express).items():
+                await link.leave_lane(released)
 
     def update_toxic(self, toxic: Toxic) -> None:
         """New attributes apply to the next chunk on every connection; timers restart."""
