@@ -15,7 +15,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 import requests
@@ -24,16 +24,9 @@ from pytest_resilience.engine import Engine
 from pytest_resilience.engine.lane import CHUNK
 from pytest_resilience.engine.proxy import Proxy
 
-IO_TIMEOUT = 10.0
+from .support import IO_TIMEOUT, wait_until
+
 LANE_THREAD = "pytest-resilience-engine-lane"
-
-
-@pytest.fixture
-def engine() -> Iterator[Engine]:
-    engine = Engine(seed=7)
-    engine.start()
-    yield engine
-    engine.stop()
 
 
 class Upstream:
@@ -51,7 +44,7 @@ class Upstream:
 
 
 @pytest.fixture
-def upstream() -> Iterator[Upstream]:
+def listener() -> Iterator[Upstream]:
     server = Upstream()
     yield server
     server.sock.close()
@@ -68,12 +61,12 @@ def proxy_to(engine: Engine, name: str, upstream: str) -> tuple[Proxy, int]:
 
 
 def connected(
-    engine: Engine, upstream: Upstream, name: str
+    engine: Engine, listener: Upstream, name: str
 ) -> tuple[Proxy, socket.socket, socket.socket]:
-    """Proxy ``name`` to ``upstream``, a client through it, and the upstream's end."""
-    proxy, port = proxy_to(engine, name, upstream.address)
+    """Proxy ``name`` to ``listener``, a client through it, and the upstream's end."""
+    proxy, port = proxy_to(engine, name, listener.address)
     client = socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT)
-    return proxy, client, upstream.accept()
+    return proxy, client, listener.accept()
 
 
 def assert_lane_idle(why: str) -> None:
@@ -81,13 +74,6 @@ def assert_lane_idle(why: str) -> None:
     before = lane_cpu_seconds()
     time.sleep(0.3)
     assert lane_cpu_seconds() - before < 0.1, f"the lane spun {why}"
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + IO_TIMEOUT
-    while not condition():
-        assert time.monotonic() < deadline, f"not true within {IO_TIMEOUT} s: {what}"
-        time.sleep(0.005)
 
 
 def read_all(conn: socket.socket) -> bytes:
@@ -106,11 +92,11 @@ def lane_cpu_seconds() -> float:
 
 
 def test_a_toxic_added_mid_stream_takes_the_link_to_the_loop_and_no_byte_is_lost(
-    engine: Engine, upstream: Upstream
+    engine: Engine, listener: Upstream
 ) -> None:
-    proxy, client, server = connected(engine, upstream, "stream")
+    proxy, client, server = connected(engine, listener, "stream")
     [link] = proxy.links
-    wait_until(lambda: link.express, "the link in the express lane")
+    wait_until(lambda: link.express, IO_TIMEOUT, "the link in the express lane")
 
     data = random.Random(1).randbytes(4 << 20)
     sender = threading.Thread(target=client.sendall, args=(data,))
@@ -134,13 +120,13 @@ def test_a_toxic_added_mid_stream_takes_the_link_to_the_loop_and_no_byte_is_lost
     client.close()
     assert server.recv(1) == b""
     server.close()
-    wait_until(lambda: not proxy.links, "the link forgotten once both sides closed")
+    wait_until(lambda: not proxy.links, IO_TIMEOUT, "the link forgotten once both sides closed")
 
 
 def test_a_slow_reader_holds_the_lane_back_and_gets_every_byte_then_the_close(
-    engine: Engine, upstream: Upstream
+    engine: Engine, listener: Upstream
 ) -> None:
-    proxy, client, server = connected(engine, upstream, "slow")
+    proxy, client, server = connected(engine, listener, "slow")
     data = random.Random(2).randbytes(16 << 20)
     writer = threading.Thread(target=lambda: (server.sendall(data), server.close()))
     writer.start()
@@ -152,7 +138,7 @@ def test_a_slow_reader_holds_the_lane_back_and_gets_every_byte_then_the_close(
         time.sleep(0.05)
         return down == before and 0 < down[0] < len(data)
 
-    wait_until(stalled, "the lane stalled behind the client")
+    wait_until(stalled, IO_TIMEOUT, "the lane stalled behind the client")
     assert down[0] - down[1] <= CHUNK
     assert_lane_idle("while it waited for the client")
 
@@ -160,13 +146,13 @@ def test_a_slow_reader_holds_the_lane_back_and_gets_every_byte_then_the_close(
     client.close()
     writer.join()
     assert hashlib.sha256(received).digest() == hashlib.sha256(data).digest()
-    wait_until(lambda: not proxy.links, "the link forgotten")
+    wait_until(lambda: not proxy.links, IO_TIMEOUT, "the link forgotten")
 
 
 def test_a_peer_that_resets_while_bytes_wait_neither_spins_the_lane_nor_hangs_the_client(
-    engine: Engine, upstream: Upstream
+    engine: Engine, listener: Upstream
 ) -> None:
-    proxy, client, server = connected(engine, upstream, "reset")
+    proxy, client, server = connected(engine, listener, "reset")
     server.setblocking(False)
     sent = [0]
     down = proxy.counters["downstream"]
@@ -177,7 +163,7 @@ def test_a_peer_that_resets_while_bytes_wait_neither_spins_the_lane_nor_hangs_th
         return took == 0 and down[0] > down[1]
 
     # Fill every buffer on the way to a client that does not read, then reset.
-    wait_until(filled, "bytes waiting in the lane")
+    wait_until(filled, IO_TIMEOUT, "bytes waiting in the lane")
     server.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     server.close()
 
@@ -190,7 +176,7 @@ def test_a_peer_that_resets_while_bytes_wait_neither_spins_the_lane_nor_hangs_th
         pass
     client.close()
     assert 0 < got <= sent[0]
-    wait_until(lambda: not proxy.links, "the link forgotten")
+    wait_until(lambda: not proxy.links, IO_TIMEOUT, "the link forgotten")
 
 
 def _fill(sock: socket.socket) -> int:

@@ -1,0 +1,135 @@
+"""The standalone engine (``python -m pytest_resilience.engine``): serving, signals, seeds, bad arguments."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from .support import (
+    API_TIMEOUT,
+    IO_TIMEOUT,
+    EchoUpstream,
+    create_proxy,
+    echo_round_trip,
+    free_port,
+    refuses,
+)
+
+
+def start_standalone(*args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pytest_resilience.engine", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def read_line_with(proc: subprocess.Popen[bytes], text: bytes, timeout: float) -> bytes:
+    """The first stdout line containing ``text``; fails at EOF or after ``timeout``."""
+    __tracebackhide__ = True
+    assert proc.stdout is not None
+    buffered = b""
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        while True:
+            for line in buffered.splitlines(keepends=True):
+                if line.endswith(b"\n") and text in line:
+                    return line
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not selector.select(remaining):
+                pytest.fail(f"no line with {text!r} within {timeout} s; got {buffered!r}")
+            chunk = os.read(proc.stdout.fileno(), 4096)
+            if not chunk:
+                pytest.fail(f"stdout ended (exit {proc.poll()}) before {text!r}; got {buffered!r}")
+            buffered += chunk
+
+
+@contextlib.contextmanager
+def standalone(*args: str) -> Iterator[subprocess.Popen[bytes]]:
+    proc = start_standalone(*args)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=IO_TIMEOUT)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_standalone_engine_serves_until_signalled_then_exits_0(
+    upstream: EchoUpstream, signum: signal.Signals
+) -> None:
+    port = free_port()
+    with standalone("--listen", f"127.0.0.1:{port}", "--seed", "5") as proc:
+        line = read_line_with(proc, b"listening on", timeout=20)
+        url = f"http://127.0.0.1:{port}"
+        assert url.encode() in line
+        assert line.rstrip().endswith(b", seed 5")
+
+        version = requests.get(f"{url}/version", timeout=API_TIMEOUT)
+        assert version.status_code == 200
+        assert version.json()["version"].startswith("2.")
+        proxy_port = create_proxy(url, "standalone", upstream.address)
+        assert echo_round_trip(proxy_port, b"through the standalone engine") == (
+            b"through the standalone engine"
+        )
+
+        proc.send_signal(signum)
+        assert proc.wait(timeout=5) == 0
+    assert refuses(port)
+    assert refuses(proxy_port)
+
+
+def test_standalone_engine_without_a_seed_draws_a_new_one_each_run_and_prints_it() -> None:
+    """Toxiproxy's toxicity and jitter differ from run to run; the engine's default seed was
+    0, so every standalone run drew the same.  Now each run draws one and says which."""
+    seeds = []
+    for _ in range(2):
+        with standalone("--listen", f"127.0.0.1:{free_port()}") as proc:
+            line = read_line_with(proc, b"listening on", timeout=20)
+            seeds.append(line.rstrip().rpartition(b", seed ")[2])
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=5) == 0
+    assert all(seed.isdigit() for seed in seeds), seeds
+    assert seeds[0] != seeds[1]
+
+
+def test_standalone_engine_with_a_nonsense_listen_exits_with_the_fix() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest_resilience.engine", "--listen", "nonsense"],
+        capture_output=True,
+        timeout=20,
+    )
+
+    assert proc.returncode != 0
+    stderr = proc.stderr.decode()
+    assert "--listen='nonsense' is not host:port" in stderr
+    assert "--listen 127.0.0.1:8474" in stderr
+    assert b"listening on" not in proc.stdout
+
+
+def test_standalone_engine_on_a_busy_port_exits_1_naming_the_address() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        address = f"127.0.0.1:{busy.getsockname()[1]}"
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest_resilience.engine", "--listen", address],
+            capture_output=True,
+            timeout=20,
+        )
+
+    assert proc.returncode == 1
+    assert f"cannot listen on {address}" in proc.stderr.decode()
+    assert b"Traceback" not in proc.stderr
