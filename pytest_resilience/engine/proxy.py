@@ -64,13 +64,14 @@ def format_address(host: str, port: int) -> str:
 
 def _listener(host: str, port: int) -> socket.socket:
     """A non-blocking listening socket: on every interface for a wildcard host, else on
-    the first address ``host`` resolves to (as Go's ``net.Listen``)."""
+    one address of ``host``, its first IPv4 one if it has any (as Go's ``net.Listen``)."""
     if host in WILDCARDS:
         sock = _every_interface(port)
     else:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = next(
+            (info for info in found if info[0] == socket.AF_INET), found[0]
+        )
         sock = socket.socket(family, kind, proto)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
