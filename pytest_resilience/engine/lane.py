@@ -101,6 +101,11 @@ class Lane:
         )
         self._thread.start()
 
+    @property
+    def native_id(self) -> int | None:
+        """The thread's id in the operating system (for its CPU time in /proc)."""
+        return self._thread.native_id
+
     # -- from the event loop ----------------------------------------------------------
 
     def adopt(self, link: Link, client: socket.socket, upstream: socket.socket) -> None:

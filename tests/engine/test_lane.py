@@ -8,6 +8,7 @@ and a peer that hangs up while bytes wait.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
@@ -15,7 +16,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import requests
@@ -25,8 +26,6 @@ from pytest_resilience.engine.lane import CHUNK
 from pytest_resilience.engine.proxy import Proxy
 
 from .support import IO_TIMEOUT, wait_until
-
-LANE_THREAD = "pytest-resilience-engine-lane"
 
 
 class Upstream:
@@ -60,20 +59,32 @@ def proxy_to(engine: Engine, name: str, upstream: str) -> tuple[Proxy, int]:
     return engine.collection.proxies[name], int(answer.json()["listen"].rsplit(":", 1)[1])
 
 
-def connected(
-    engine: Engine, listener: Upstream, name: str
-) -> tuple[Proxy, socket.socket, socket.socket]:
-    """Proxy ``name`` to ``listener``, a client through it, and the upstream's end."""
-    proxy, port = proxy_to(engine, name, listener.address)
-    client = socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT)
-    return proxy, client, listener.accept()
+Connect = Callable[[str], tuple[Proxy, socket.socket, socket.socket]]
 
 
-def assert_lane_idle(why: str) -> None:
-    """The lane's thread uses (almost) no CPU for 0.3 s: it waits on epoll, not spinning."""
-    before = lane_cpu_seconds()
+@pytest.fixture
+def connect(engine: Engine, listener: Upstream) -> Iterator[Connect]:
+    """``connect(name)``: proxy ``name`` to ``listener``, a client through it, and the
+    upstream's end of it; both sockets closed after the test."""
+    opened: list[socket.socket] = []
+
+    def connect(name: str) -> tuple[Proxy, socket.socket, socket.socket]:
+        proxy, port = proxy_to(engine, name, listener.address)
+        opened.append(socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT))
+        opened.append(listener.accept())
+        return proxy, opened[-2], opened[-1]
+
+    yield connect
+    for sock in opened:
+        sock.close()
+
+
+def assert_lane_idle(proxy: Proxy, why: str) -> None:
+    """The proxy's lane thread uses (almost) no CPU for 0.3 s: it waits on epoll, not
+    spinning."""
+    before = lane_cpu_seconds(proxy)
     time.sleep(0.3)
-    assert lane_cpu_seconds() - before < 0.1, f"the lane spun {why}"
+    assert lane_cpu_seconds(proxy) - before < 0.1, f"the lane spun {why}"
 
 
 def read_all(conn: socket.socket) -> bytes:
@@ -83,18 +94,18 @@ def read_all(conn: socket.socket) -> bytes:
     return b"".join(parts)
 
 
-def lane_cpu_seconds() -> float:
-    """CPU time the lane's thread has used (Linux: /proc/self/task/TID/stat)."""
-    [tid] = [t.native_id for t in threading.enumerate() if t.name == LANE_THREAD]
-    with open(f"/proc/self/task/{tid}/stat") as stat:
+def lane_cpu_seconds(proxy: Proxy) -> float:
+    """CPU time the proxy's lane thread has used (Linux: /proc/self/task/TID/stat)."""
+    assert proxy.lane is not None
+    with open(f"/proc/self/task/{proxy.lane.native_id}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def test_a_toxic_added_mid_stream_takes_the_link_to_the_loop_and_no_byte_is_lost(
-    engine: Engine, listener: Upstream
+    engine: Engine, connect: Connect
 ) -> None:
-    proxy, client, server = connected(engine, listener, "stream")
+    proxy, client, server = connect("stream")
     [link] = proxy.links
     wait_until(lambda: link.express, IO_TIMEOUT, "the link in the express lane")
 
@@ -124,11 +135,17 @@ def test_a_toxic_added_mid_stream_takes_the_link_to_the_loop_and_no_byte_is_lost
 
 
 def test_a_slow_reader_holds_the_lane_back_and_gets_every_byte_then_the_close(
-    engine: Engine, listener: Upstream
+    engine: Engine, connect: Connect
 ) -> None:
-    proxy, client, server = connected(engine, listener, "slow")
+    proxy, client, server = connect("slow")
     data = random.Random(2).randbytes(16 << 20)
-    writer = threading.Thread(target=lambda: (server.sendall(data), server.close()))
+
+    def write_all() -> None:
+        with contextlib.suppress(OSError):  # the test failed and closed the client
+            server.sendall(data)
+            server.shutdown(socket.SHUT_WR)
+
+    writer = threading.Thread(target=write_all)
     writer.start()
     down = proxy.counters["downstream"]
 
@@ -140,7 +157,7 @@ def test_a_slow_reader_holds_the_lane_back_and_gets_every_byte_then_the_close(
 
     wait_until(stalled, IO_TIMEOUT, "the lane stalled behind the client")
     assert down[0] - down[1] <= CHUNK
-    assert_lane_idle("while it waited for the client")
+    assert_lane_idle(proxy, "while it waited for the client")
 
     received = read_all(client)
     client.close()
@@ -150,9 +167,9 @@ def test_a_slow_reader_holds_the_lane_back_and_gets_every_byte_then_the_close(
 
 
 def test_a_peer_that_resets_while_bytes_wait_neither_spins_the_lane_nor_hangs_the_client(
-    engine: Engine, listener: Upstream
+    engine: Engine, connect: Connect
 ) -> None:
-    proxy, client, server = connected(engine, listener, "reset")
+    proxy, client, server = connect("reset")
     server.setblocking(False)
     sent = [0]
     down = proxy.counters["downstream"]
@@ -167,7 +184,7 @@ def test_a_peer_that_resets_while_bytes_wait_neither_spins_the_lane_nor_hangs_th
     server.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     server.close()
 
-    assert_lane_idle("on the hung-up socket")
+    assert_lane_idle(proxy, "on the hung-up socket")
     got = 0
     try:
         while chunk := client.recv(1 << 16):
