@@ -69,7 +69,8 @@ def pytest_resilience_event(event: Any, item: pytest.Item) -> None:
       service opened, closed or was reset;
     - :class:`pytest_resilience.ExchangeEvent`: a step of an HTTP exchange, with the
       :class:`~pytest_resilience.Exchange` as it stood then: ``received`` (the request
-      arrived), ``ended`` (the answer's last byte written, the answer cut, or the
+      arrived), ``answered`` (the answer handed to the connection), ``ended`` (the
+      answer's last byte written, the answer cut, or the
       connection lost first; ``delivered`` is ``None`` here, ``False`` for a cut), then
       ``delivered`` or ``lost`` once the plugin learns whether the answer reached the
       client, which it does when it reads the records (a verdict,

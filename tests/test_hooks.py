@@ -392,6 +392,7 @@ def test_event_hook_sees_faults_connections_exchanges_and_verdicts_in_order(
         ["connection", "api", "opened"],
         ["exchange", "api", "received", "POST", "/charges", None, None],
         ["effect", "api", "POST", "/charges"],
+        ["exchange", "api", "answered", "POST", "/charges", 200, None],
         ["exchange", "api", "ended", "POST", "/charges", 200, None],
         ["connection", "api", "closed"],
         ["fault", "api", "latency", "healed"],

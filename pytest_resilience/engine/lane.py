@@ -147,13 +147,18 @@ class Lane:
     def stop(self) -> None:
         """Close every link at once and end the thread (on the event loop's thread, as
         every other call from outside the lane)."""
-        if not self._thread.is_alive():
-            return
-        self.call(self._stop)
-        self._thread.join(5)
-        self._epoll.close()
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        if self._thread.is_alive():
+            self.call(self._stop)
+            self._thread.join(5)
+        else:  # it died of a bug of ours: close what it held
+            for express in list(self._by_link.values()):
+                express.client.close()
+                express.upstream.close()
+            self._by_link.clear()
+        if not self._epoll.closed:
+            self._epoll.close()
+            os.close(self._wake_r)
+            os.close(self._wake_w)
 
     def call(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` on the lane's thread and return what it returned."""
@@ -171,7 +176,9 @@ class Lane:
                 done.set()
 
         self._submit(run)
-        done.wait()
+        while not done.wait(0.5):
+            if not self._thread.is_alive():
+                raise RuntimeError("the engine's express lane has stopped (see its log)")
         ok, value = outcome[0]
         if not ok:
             raise value
@@ -194,7 +201,10 @@ class Lane:
                     with contextlib.suppress(BlockingIOError):
                         os.read(wake, 4096)
                     while self._commands:
-                        self._commands.popleft()()
+                        try:
+                            self._commands.popleft()()
+                        except Exception:  # a bug of ours: the lane goes on
+                            log.exception("the engine's express lane failed a command")
                     continue
                 express = by_fd.get(fd)
                 if express is None:
@@ -203,8 +213,20 @@ class Lane:
                     self._ready(fd, events, express)
                 except Exception:  # a bug of ours: this link ends, the others go on
                     log.exception("the engine's express lane failed on link %d", express.link.id)
-                    express.up.pending = express.down.pending = b""
-                    self._end(express)
+                    self._drop(express)
+
+    def _drop(self, express: _Express) -> None:
+        """End a link at once, whatever stands in the way."""
+        express.up.pending = express.down.pending = b""
+        try:
+            self._end(express)
+        except Exception:
+            log.exception("the engine's express lane could not end link %d", express.link.id)
+            for sock in (express.client, express.upstream):
+                with contextlib.suppress(OSError):
+                    self._unregister(sock)
+                sock.close()
+            self._by_link.pop(express.link, None)
 
     def _ready(self, fd: int, events: int, express: _Express) -> None:
         """Write what waits for ``fd`` if it has room; read it if it has bytes."""
@@ -347,6 +369,5 @@ class Lane:
 
     def _stop(self) -> None:
         for express in list(self._by_link.values()):
-            express.up.pending = express.down.pending = b""
-            self._end(express)
+            self._drop(express)
         self._running = False

@@ -279,7 +279,6 @@ class Link:
 
     async def leave_lane(self, released: Released) -> None:
         """Go on the event loop, where toxics apply, with what the express lane released."""
-        self.express = False
         await self._on_loop(*released)
 
     async def _on_loop(
@@ -353,7 +352,8 @@ class Link:
             other.close()
 
     def ended(self) -> None:
-        """The express lane closed both sockets (called on the event loop)."""
+        """The express lane closed both sockets, or the link never left it whole (called
+        on the event loop)."""
         self.express = False
         self._forget()
 

@@ -185,8 +185,19 @@ class Proxy:
         for link in on_loop:
             link.pipes[toxic.direction].attach(toxic, live=True)
         if express and self.lane is not None:
-            for link, released in self.lane.release(express).items():
-                await link.leave_lane(released)
+            handed = list(self.lane.release(express).items())
+            for link, _ in handed:
+                link.express = False
+            try:
+                while handed:
+                    link, released = handed[0]
+                    del handed[0]
+                    await link.leave_lane(released)
+            finally:  # cancelled (the engine is stopping): close what was not handed over
+                for link, (client, upstream, *_) in handed:
+                    client.close()
+                    upstream.close()
+                    link.ended()
 
     def update_toxic(self, toxic: Toxic) -> None:
         """New attributes apply to the next chunk on every connection; timers restart."""

@@ -130,17 +130,18 @@ class Effect:
     """(connection, index) of the exchange that applied it."""
 
 
-ExchangeStep = Literal["received", "ended", "delivered", "lost"]
+ExchangeStep = Literal["received", "answered", "ended", "delivered", "lost"]
 
 
 @dataclass(frozen=True, slots=True)
 class ExchangeEvent:
     """A step of one HTTP exchange, on the test's timeline.
 
-    ``received``: the request arrived (``exchange`` has no answer yet); ``ended``: the
-    answer's last byte was written, the answer was cut, or the connection was lost
-    first; ``delivered`` / ``lost``: the tap in front of Toxiproxy showed the whole
-    answer reached the client, or that it never will.  The plugin learns the last when
+    ``received``: the request arrived (``exchange`` has no answer yet); ``answered``:
+    the answer (status, headers, body) was handed to the connection; ``ended``: its
+    last byte was written, the answer was cut, or the connection was lost first;
+    ``delivered`` / ``lost``: the tap in front of Toxiproxy showed the whole answer
+    reached the client, or that it never will.  The plugin learns the last when
     it reads the records (a verdict, ``service.exchanges``, the report at the test's
     end), so that step's ``at`` is when it was learnt.
     """

@@ -306,7 +306,7 @@ class HttpLayer:
         # An answer sent (whole, or until the connection failed) awaits its delivery; a cut
         # one is known lost.
         end = None
-        if step == "ended" and record.answer_range is not None and not record.cut:
+        if step != "received" and record.answer_range is not None and not record.cut:
             end = record.answer_range[1]
         event = ExchangeEvent(CLOCK.now(), self.service, step, record.frozen(self.service))
         try:
@@ -356,6 +356,7 @@ class HttpLayer:
             self._send(writer, log, partial)
             record.answer_range = (start, start + len(head) + len(body))
             record.cut = True
+            self._step("answered", record)
             await writer.drain()
             writer.close()
             return False
@@ -364,6 +365,7 @@ class HttpLayer:
         )
         self._send(writer, log, out)
         record.answer_range = (start, log.sent)
+        self._step("answered", record)  # known before a slow reader has taken it all
         await writer.drain()
         record.ended_at = CLOCK.now()
         return True

@@ -204,3 +204,39 @@ def _fill(sock: socket.socket) -> int:
             took += sock.send(b"x" * (1 << 16))
     except BlockingIOError:
         return took
+
+
+def test_a_failing_command_is_logged_and_the_lane_goes_on(
+    connect: Connect, caplog: pytest.LogCaptureFixture
+) -> None:
+    proxy, client, server = connect("bug")
+    assert proxy.lane is not None
+
+    def bug() -> None:
+        raise ZeroDivisionError("a bug of ours")
+
+    with caplog.at_level("ERROR", logger="pytest_resilience.engine.lane"):
+        with pytest.raises(ZeroDivisionError):
+            proxy.lane.call(bug)
+        proxy.lane._submit(bug)  # not awaited by anyone: logged
+        proxy.lane.call(lambda: None)  # the commands run in order: the bug's has run
+        client.sendall(b"ping")
+        assert server.recv(4) == b"ping"
+    assert "failed a command" in caplog.text
+
+
+def test_a_stopped_lane_answers_at_once_and_its_links_are_closed(
+    engine: Engine, connect: Connect
+) -> None:
+    proxy, client, _ = connect("late")
+    [link] = proxy.links
+    wait_until(lambda: link.express, IO_TIMEOUT, "the link in the express lane")
+    lane = proxy.lane
+    assert lane is not None
+
+    engine.stop()
+
+    assert lane.release([link]) == {}
+    lane.close([link])
+    lane.stop()
+    assert read_all(client) == b""

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 
 import pytest
 import requests
+from processes import wait_for
 
 from pytest_resilience import Effect, ExchangeEvent, Resilience
 from pytest_resilience.http.identity import fingerprint
@@ -14,6 +16,7 @@ from pytest_resilience.services.http import HttpService
 
 from .support import (
     CHARGE,
+    WAIT,
     settled,
     via_requests,
 )
@@ -87,8 +90,8 @@ def test_exchanges_can_be_queried_by_key_path_status_time_and_loss(payments: Htt
 def test_each_exchange_and_effect_is_on_the_timeline_step_by_step(
     resilience: Resilience, payments: HttpService
 ) -> None:
-    """One timeline holds the exchanges: received, ended, then delivered or lost once the
-    tap shows it; the records a verdict reads are joined from those steps."""
+    """One timeline holds the exchanges: received, answered, ended, then delivered or lost
+    once the tap shows it; the records a verdict reads are joined from those steps."""
     payments.respond(201, json={"id": "ch_1", "padding": "x" * 200})
     via_requests("POST", payments.url + "/charges", headers={"Idempotency-Key": "k1"})
     payments.cut(count=1)
@@ -107,15 +110,18 @@ def test_each_exchange_and_effect_is_on_the_timeline_step_by_step(
     ]
     # The cut is known lost as it ends; the other two are learnt by reading the records
     # (the first at the latest here, the partitioned one once the tap saw its end).
-    assert steps[:6] == [
+    assert steps[:9] == [
         ("received", "POST", None),
         ("effect", "POST", None),
+        ("answered", "POST", None),
         ("ended", "POST", None),
         ("received", "GET", None),
+        ("answered", "GET", False),
         ("ended", "GET", False),
         ("received", "GET", None),
+        ("answered", "GET", None),
     ]
-    assert sorted(steps[6:]) == [
+    assert sorted(steps[9:]) == [
         ("delivered", "POST", True),
         ("ended", "GET", None),
         ("lost", "GET", False),
@@ -125,4 +131,21 @@ def test_each_exchange_and_effect_is_on_the_timeline_step_by_step(
     assert list(evidence.effects["payments"]) == evidence.events.effects("payments")
     # Read again, nothing is learnt twice.
     again = resilience.evidence("payments").events
-    assert len([e for e in again if isinstance(e, ExchangeEvent)]) == 8
+    assert len([e for e in again if isinstance(e, ExchangeEvent)]) == 11
+
+
+def test_an_answer_still_being_written_to_a_slow_reader_has_its_status_on_the_record(
+    payments: HttpService,
+) -> None:
+    """The record says what was answered as soon as the answer is handed to the connection
+    (step ``answered``), not only once a client slower than the answer has taken it all."""
+    payments.respond(200, body=b"x" * (32 << 20))
+    with socket.create_connection((payments.host, payments.port), timeout=WAIT) as client:
+        client.sendall(b"GET /export HTTP/1.1\r\nHost: payments\r\n\r\n")  # never read
+
+        [exchange] = wait_for(
+            lambda: [e for e in payments.exchanges if e.status is not None],
+            WAIT,
+            what="the answer's status on the record",
+        )
+        assert (exchange.status, exchange.step, exchange.ended_at) == (200, "respond", None)
