@@ -42,6 +42,7 @@ __all__ = [
     "ResilienceSession",
     "RouteScript",
     "Run",
+    "RunEvent",
     "TcpService",
     "TestRecord",
     "Timeline",
@@ -63,6 +64,7 @@ _LAZY = {
     "FaultGroup": ".faults.fault",
     "Intent": ".adapters",
     "IntentEvent": ".observe",
+    "RunEvent": ".observe",
     "RouteScript": ".services.http",
     "TestRecord": ".report.record",
     "Connection": ".observe",
@@ -100,6 +102,7 @@ if TYPE_CHECKING:
         ConnectionList,
         FaultEvent,
         IntentEvent,
+        RunEvent,
         Timeline,
         VerdictEvent,
     )

@@ -1,10 +1,10 @@
 """One test's evidence: what its verdicts and its report read, in one frozen snapshot.
 
 :meth:`Resilience.evidence <pytest_resilience.resilience.Resilience.evidence>` takes it:
-the timeline's events (faults, connections, HTTP exchanges and side effects, intents,
-verdicts) once each answer's delivery is known (or a deadline passed,
-:class:`~.observe.settle.ExchangeRecorder`), each HTTP service's exchanges and effects
-joined from those events, and the runs.  Every verdict judges a snapshot, and the
+the timeline's events (faults, connections, HTTP exchanges and side effects, runs,
+intents, verdicts) once each answer's delivery is known (or a deadline passed,
+:class:`~.observe.settle.ExchangeRecorder`), and each HTTP service's exchanges and
+effects and the runs, joined from those events.  Every verdict judges a snapshot, and the
 report (:func:`~.report.record.record_of`) is built from one, so a verdict and the
 report entry it leads to read the same records.  A snapshot is not added to afterwards;
 its records are frozen, and a ``Run``'s calls do not change once it has returned.  The
@@ -39,7 +39,7 @@ class Evidence:
     services: Mapping[str, Literal["tcp", "http"]]
     """Every service of the test, by name, in the order they were made."""
     events: Events
-    """Faults, connections, exchanges, effects, intents and verdicts, oldest first."""
+    """Faults, connections, exchanges, effects, runs, intents and verdicts, oldest first."""
     exchanges: Mapping[str, ExchangeList]
     """Each HTTP service's exchanges, settled, joined from ``events``."""
     effects: Mapping[str, tuple[Effect, ...]]

@@ -76,6 +76,7 @@ def pytest_resilience_event(event: Any, item: pytest.Item) -> None:
       client, which it does when it reads the records (a verdict,
       ``service.exchanges``, or the report at the end of the test);
     - :class:`pytest_resilience.Effect`: the stub applied a side effect;
+    - :class:`pytest_resilience.RunEvent`: a ``resilience.drive`` or ``load`` returned;
     - :class:`pytest_resilience.VerdictEvent`: a resilience assertion held or broke;
     - any other event added to the test's timeline (``resilience.timeline``), such as
       an ``IntentEvent`` a retry library's adapter records: check with ``isinstance``.

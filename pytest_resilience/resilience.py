@@ -15,6 +15,7 @@ from .faults.fault import Fault, FaultGroup
 from .http.records import Exchange
 from .observe import Timeline
 from .observe.noise import NoiseProbe
+from .observe.records import RunEvent
 from .observe.settle import ExchangeRecorder
 from .services.http import HttpService
 from .services.tcp import TcpService
@@ -48,10 +49,13 @@ class Resilience:
         self._services: dict[str, TcpService] = {}
         self._prefix = session.proxy_prefix(test_id)
         self._created_listeners: list[Callable[[TcpService], None]] = []
-        self.runs: list[Run] = []
-        """Every ``drive`` and ``load`` of this test, in order."""
         self._closed = False
         self._noise = NoiseProbe()
+
+    @property
+    def runs(self) -> list[Run]:
+        """Every ``drive`` and ``load`` of this test, in order (from the timeline)."""
+        return self.timeline.snapshot().runs()
 
     @property
     def seed(self) -> int:
@@ -266,7 +270,7 @@ class Resilience:
             {s.name: events.exchanges(s.name) for s in https},
             {s.name: tuple(events.effects(s.name)) for s in https},
             {s.name: s._failure_set for s in https},
-            tuple(self.runs),
+            tuple(events.runs()),
         )
 
     def drive(self, fn: Callable[[], Any], calls: int) -> Run:
@@ -274,7 +278,7 @@ class Resilience:
         from .runs import drive
 
         run = drive(fn, calls, heals=self._heals, verdicts=self._verdicts)
-        self.runs.append(run)
+        self.timeline.add(RunEvent(CLOCK.now(), "", run))
         return run
 
     def load(
@@ -284,7 +288,7 @@ class Resilience:
         from .runs import load
 
         run = load(fn, duration, rate, concurrency, heals=self._heals, verdicts=self._verdicts)
-        self.runs.append(run)
+        self.timeline.add(RunEvent(CLOCK.now(), "", run))
         return run
 
     def _http(self, service: str | TcpService, what: str) -> HttpService:

@@ -7,7 +7,7 @@ import urllib.request
 
 import pytest
 
-from pytest_resilience import Evidence, Resilience
+from pytest_resilience import Evidence, FaultEvent, Resilience, RunEvent
 from pytest_resilience.report.record import record_of
 
 
@@ -32,6 +32,9 @@ def test_evidence_is_a_frozen_snapshot_of_every_record(resilience: Resilience) -
         ("latency", "healed"),
     ]
     assert before.runs == (run,) and before.heals() == [before.events.faults()[1].at]
+    # The run is on the one timeline too: after its calls, before the fault's heal.
+    order = [type(e).__name__ for e in before.events if isinstance(e, (RunEvent, FaultEvent))]
+    assert order == ["FaultEvent", "RunEvent", "FaultEvent"] and resilience.runs == [run]
 
     get(api.url + "/items")
     api.assert_attempts(max=1)

@@ -1,6 +1,14 @@
 """What the plugin saw: frozen records and the per-test timeline."""
 
-from .records import Call, Connection, ConnectionEvent, FaultEvent, IntentEvent, VerdictEvent
+from .records import (
+    Call,
+    Connection,
+    ConnectionEvent,
+    FaultEvent,
+    IntentEvent,
+    RunEvent,
+    VerdictEvent,
+)
 from .timeline import ConnectionList, Timeline
 
 __all__ = [
@@ -10,6 +18,7 @@ __all__ = [
     "ConnectionList",
     "FaultEvent",
     "IntentEvent",
+    "RunEvent",
     "Timeline",
     "VerdictEvent",
 ]

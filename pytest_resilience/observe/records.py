@@ -90,6 +90,17 @@ class IntentEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class RunEvent:
+    """A ``resilience.drive`` or ``resilience.load`` of the code under test returned."""
+
+    at: float
+    service: str
+    """Always "": a run is the client's calls, whichever services they met."""
+    run: Any
+    """The :class:`~pytest_resilience.Run`: its calls and the verdicts on them."""
+
+
+@dataclass(frozen=True, slots=True)
 class Call:
     """One call of the code under test (``resilience.drive`` and ``resilience.load``)."""
 

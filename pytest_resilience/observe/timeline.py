@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..clock import CLOCK
 from ..http.records import Effect, ExchangeEvent, ExchangeList
-from .records import Connection, ConnectionEvent, FaultEvent, IntentEvent, VerdictEvent
+from .records import (
+    Connection,
+    ConnectionEvent,
+    FaultEvent,
+    IntentEvent,
+    RunEvent,
+    VerdictEvent,
+)
 
 if TYPE_CHECKING:
     from .dispatch import EventDispatcher
 
-Event = FaultEvent | ConnectionEvent | ExchangeEvent | Effect | VerdictEvent | IntentEvent
+Event = (
+    FaultEvent | ConnectionEvent | ExchangeEvent | Effect | RunEvent | VerdictEvent | IntentEvent
+)
 
 
 class ConnectionList(list[Connection]):
@@ -58,6 +67,10 @@ class Events(tuple[Event, ...]):
                 ex = event.exchange
                 latest[(ex.service, ex.connection, ex.index)] = ex
         return ExchangeList(latest.values())
+
+    def runs(self) -> list[Any]:
+        """The test's runs (each a :class:`~pytest_resilience.Run`), in the order they ended."""
+        return [e.run for e in self if isinstance(e, RunEvent)]
 
     def effects(self, service: str | None = None) -> list[Effect]:
         """Side effects applied, in order."""
@@ -173,6 +186,9 @@ class Timeline:
 
 
 def _describe(event: Event) -> str:
+    if isinstance(event, RunEvent):
+        calls = event.run.calls
+        return f"run ended: {sum(c.ok for c in calls)} of {len(calls)} calls answered"
     if isinstance(event, ExchangeEvent):
         ex = event.exchange
         answer = "" if ex.status is None else f" -> {ex.status}"
