@@ -531,6 +531,40 @@ def test_the_async_clients_burst_has_the_quotes_it_needs_to_show_jitter() -> Non
     assert _burst(5, 1000, rng).count("insufficient") >= 10
 
 
+def _clamped(size: int, wait: float, scale: float, runs: int, rng: random.Random) -> list[str]:
+    """``runs`` herds of tests/zoo/test_httpx_retries.py's clamped client: ``size`` clients
+    waiting ``wait`` before each of 3 retries (``min(f * 2**n * U(0.5, 1), cap)`` is the cap
+    for every n), each wait plus 4 wake-up delays of mean ``scale``; judged as that test
+    judges them, against a probe that sampled each ``PERIOD`` of the herd's span."""
+    verdicts = []
+    for _ in range(runs):
+        samples = [delay(rng, scale) for _ in range(int(3 * wait / PERIOD))]
+        noise = Noise(samples, seed=rng.randrange(2**32))
+        rows = [
+            [wait + sum(delay(rng, scale) for _ in range(4)) for _ in range(3)] for _ in range(size)
+        ]
+        timeline = herd(rows, spread=0.0005)
+        verdicts.append(outcome(check_backoff, timeline, jitter=False, noise=noise))
+    return verdicts
+
+
+def test_a_clamped_herd_has_the_waits_it_needs_to_show_it_does_not_grow() -> None:
+    """A flat series never passes ``assert_backoff``.  Five clients waiting 0.3 s are shown
+    not to grow in 10 of 100 runs of a machine waking threads 5 ms late on average (the
+    stress runs' 12-34 ms on each wait); eight waiting 1 s are, in 100 of 100 at 1 ms and
+    200 of 200 at 5 ms (199 of 200 with another seed; the rest is insufficient evidence,
+    said as such)."""
+    rng = random.Random(20261203)
+    rule = "retry waits do not grow"
+    small = _clamped(5, 0.3, 0.005, 100, rng)
+    quiet = _clamped(8, 1.0, 0.001, 100, rng)
+    loaded = _clamped(8, 1.0, 0.005, 200, rng)
+    assert {*small, *quiet, *loaded} <= {rule, "insufficient"}
+    assert small.count(rule) <= 20
+    assert quiet.count(rule) == 100
+    assert loaded.count(rule) >= 194
+
+
 # -- the noise probe ------------------------------------------------------------------------
 
 

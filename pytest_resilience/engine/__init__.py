@@ -31,7 +31,14 @@ __all__ = ["VERSION", "Engine"]
 
 
 class Engine:
-    """A Toxiproxy-compatible engine serving its API on ``host:port`` (0: the OS chooses)."""
+    """A Toxiproxy-compatible engine serving its API on ``host:port`` (0: the OS chooses).
+
+    ``express``: relay the links of proxies without toxics on a thread of their own
+    (:mod:`.lane`), as fast as a minimal compiled relay.  Worth it where the engine has
+    its process to itself; where it shares one with the code under test, that thread
+    would contend for the GIL with the test's threads, and every wait for it lands in
+    the timings the verdicts judge, so the plugin turns it off (``toxiproxy/backends.py``).
+    """
 
     def __init__(
         self,
@@ -40,11 +47,12 @@ class Engine:
         seed: int = 0,
         *,
         loop: BackgroundLoop | None = None,
+        express: bool = True,
     ) -> None:
         self.host = host
         self.port = port
         self.seed = seed
-        self.collection = Collection(VERSION, seed)
+        self.collection = Collection(VERSION, seed, express=express)
         self._loop = loop
         self._own_loop = loop is None
         self._api: ApiServer | None = None

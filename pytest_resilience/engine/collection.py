@@ -202,10 +202,12 @@ def _resolve(listen: str) -> str:
 class Collection:
     """All proxies of one engine."""
 
-    def __init__(self, version: str, seed: int) -> None:
+    def __init__(self, version: str, seed: int, *, express: bool = True) -> None:
         self.version = version
         self.seed = seed
         self.proxies: dict[str, Proxy] = {}
+        self.express = express
+        """Whether toxic-free links go to an express lane (:class:`~.engine.Engine`)."""
         self._lane: Lane | None = None
 
     def _proxy(self, name: str) -> Proxy:
@@ -242,7 +244,7 @@ class Collection:
         return Answer(201, proxy.to_json())
 
     async def _add(self, name: str, listen: str, upstream: str, enabled: bool) -> Proxy:
-        if self._lane is None:
+        if self._lane is None and self.express:
             self._lane = Lane(asyncio.get_running_loop())
         proxy = Proxy(name, listen, upstream, self.seed, self._lane)
         if enabled:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pytest_resilience.options import OPTION_BACKEND, OPTION_SEED
+
+from .support import EchoUpstream, echo_round_trip
 
 INNER_LATENCY_TEST = """
 import socket
@@ -111,3 +114,22 @@ def test_resilience_seed_replays_which_connections_a_partial_fault_hits(
     assert 0 < first.count("he") < len(first), f"toxicity 0.5 hit all or none: {first}"
     assert replay == first
     assert other != first
+
+
+def test_the_plugins_engine_relays_on_the_sessions_loop_without_an_express_lane(
+    upstream: EchoUpstream,
+) -> None:
+    """In the test's process a lane thread would contend for the GIL with the code under
+    test (``toxiproxy/backends.py:_embedded``): the plugin's engine relays on its loop."""
+    from pytest_resilience.session import ResilienceSession
+
+    def lanes() -> set[threading.Thread]:  # other engines of this process may have theirs
+        return {t for t in threading.enumerate() if t.name == "pytest-resilience-engine-lane"}
+
+    before = lanes()
+    with ResilienceSession(choice="embedded", seed=1) as session:
+        test = session.new_test("tests::lane")
+        echo = test.tcp_service("echo", upstream=upstream.address)
+        assert echo_round_trip(echo.port) == b"ping"
+        assert lanes() - before == set()
+        test.close()
