@@ -312,8 +312,9 @@ def api_concurrency_rows(res: Results, plan: Plan) -> list[list[str]]:
             ]
         )
     for kind, how in (("fresh", "new connection"), ("keepalive", "keep-alive")):
-        medians = {n: median(res.get(f"api:{n}:{kind}", [])) for n in BACKENDS}
-        if all(m is not None for m in medians.values()):
+        times = {n: res.get(f"api:{n}:{kind}") for n in BACKENDS}
+        if all(times.values()):  # measured on both (median of none is NaN, not None)
+            medians = {n: median(t) for n, t in times.items()}
             r = ratio(medians["engine"], medians["toxiproxy"])
             rows.append(
                 [

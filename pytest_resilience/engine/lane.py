@@ -24,10 +24,11 @@ import logging
 import os
 import select
 import socket
-import struct
 import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from ..runtime.sockets import reset_on_close
 
 if TYPE_CHECKING:
     from .link import Link
@@ -361,10 +362,9 @@ class Lane:
         if express is None:
             return
         if reset:
-            for sock in (express.client, express.upstream):
-                with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                express.up.pending = express.down.pending = b""
+            reset_on_close(express.client)
+            reset_on_close(express.upstream)
+            express.up.pending = express.down.pending = b""
         self._end(express)
 
     def _stop(self) -> None:

@@ -104,7 +104,7 @@ class Pending:
 
 
 Record = Callable[[ExchangeEvent | Effect, "int | None"], None]
-"""A sink for the layer's records: an event, and for an answer written whole, the offset
+"""A sink for the layer's records: an event, and for an answer sent (not cut), the offset
 of its last byte in its connection's outgoing stream."""
 
 

@@ -87,9 +87,9 @@ class ExchangeRecorder:
             self._awaiting.setdefault(service, {})
 
     def record(self, event: ExchangeEvent | Effect, answer_end: int | None = None) -> None:
-        """Put ``event`` on the timeline; an ``ended`` exchange whose answer ends at byte
-        ``answer_end`` of its connection's outgoing stream then awaits its delivery (waited
-        for by :meth:`settled` if the answer was written whole)."""
+        """Put ``event`` on the timeline; an exchange whose answer was sent (``answered``,
+        ``ended``) and ends at byte ``answer_end`` of its connection's outgoing stream then
+        awaits its delivery (waited for by :meth:`settled` once it was written whole)."""
         with self._lock:
             self._timeline.add(event)
             if isinstance(event, ExchangeEvent) and answer_end is not None:

@@ -8,10 +8,15 @@ import socket
 import struct
 
 
+def reset_on_close(sock: socket.socket) -> None:
+    """Make closing ``sock`` send an RST (SO_LINGER 0) rather than a FIN."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
 def abort_with_reset(transport: asyncio.BaseTransport) -> None:
     """Close ``transport`` with an RST (SO_LINGER 0) rather than a FIN."""
     sock = transport.get_extra_info("socket")
     if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        reset_on_close(sock)
     transport.abort()  # type: ignore[attr-defined]
