@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from net import free_port
 
 from pytest_resilience.options import OPTION_BACKEND, OPTION_SEED
 from pytest_resilience.toxiproxy.backends import Backend
@@ -57,13 +58,6 @@ def binary_on_path(monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("PATH", os.pathsep.join([str(Path(found).parent), os.environ["PATH"]]))
     monkeypatch.delenv("TOXIPROXY_URL", raising=False)
     return found
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (just released by the OS)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def process_exists(pid: int) -> bool:
@@ -708,7 +702,7 @@ def test_bad_option_is_a_usage_error_saying_what_to_do(
 
 
 def test_unreachable_toxiproxy_errors_the_tests_that_use_it(pytester: pytest.Pytester) -> None:
-    port = closed_port()
+    port = free_port()
     pytester.makepyfile(
         """
         def test_one(resilience):

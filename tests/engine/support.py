@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import requests
+from net import read_at_most
 
 API_TIMEOUT = 10.0
 """Seconds an API call may take; generous, as a 20 MB upload shares a loaded machine."""
@@ -64,13 +65,6 @@ def refuses(port: int) -> bool:
         return True
 
 
-def free_port() -> int:
-    """A loopback port nothing listens on (just released by the OS)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def port_of(listen: str) -> int:
     return int(listen.rsplit(":", 1)[1])
 
@@ -100,17 +94,6 @@ def echo_round_trip(port: int, payload: bytes = b"ping") -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT) as conn:
         conn.sendall(payload)
         return read_at_most(conn, len(payload))
-
-
-def read_at_most(conn: socket.socket, size: int) -> bytes:
-    """Read until ``size`` bytes or EOF, whichever comes first."""
-    received = b""
-    while len(received) < size:
-        chunk = conn.recv(65536)
-        if not chunk:
-            break
-        received += chunk
-    return received
 
 
 def reads_eof_or_reset(conn: socket.socket) -> bool:

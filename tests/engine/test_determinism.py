@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 
+from net import read_at_most
+
 from pytest_resilience.engine import Engine
 
 from .support import (
@@ -11,7 +13,6 @@ from .support import (
     EchoUpstream,
     add_toxic,
     create_proxy,
-    read_at_most,
 )
 
 SLICED_PAYLOAD = bytes(range(65, 65 + 40))

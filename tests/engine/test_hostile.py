@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 import requests
+from net import read_at_most
 
 from pytest_resilience.engine import VERSION, Engine
 from pytest_resilience.engine.api import MAX_BODY
@@ -20,7 +21,6 @@ from .support import (
     create_proxy,
     echo_round_trip,
     port_of,
-    read_at_most,
 )
 
 

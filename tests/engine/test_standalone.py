@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 import requests
+from net import free_port
 
 from .support import (
     API_TIMEOUT,
@@ -21,7 +22,6 @@ from .support import (
     EchoUpstream,
     create_proxy,
     echo_round_trip,
-    free_port,
     refuses,
 )
 

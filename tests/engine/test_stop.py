@@ -8,6 +8,7 @@ import time
 
 import pytest
 import requests
+from net import read_at_most
 
 from pytest_resilience.engine import Engine
 
@@ -21,7 +22,6 @@ from .support import (
     fds_back_to,
     needs_proc_fd,
     open_fds,
-    read_at_most,
     reads_eof_or_reset,
     refuses,
     wait_until,
