@@ -16,15 +16,15 @@ import itertools
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import pytest
 from processes import wait_for
 from records import T0, attempts, exchange, failure, marked, rule
+from simulated import delay, herd, noisy, outcome, probed
 
 from pytest_resilience.assertions import (
     InsufficientEvidence,
-    ResilienceAssertionError,
     check_backoff,
     check_no_retry_storm,
 )
@@ -41,11 +41,6 @@ from pytest_resilience.observe.noise import ENOUGH, PERIOD
 
 QUIET = Noise([0.0001] * 500)
 """A machine that wakes threads 0.1 ms late."""
-
-
-def herd(waits: Sequence[Sequence[float]], spread: float = 0.001) -> list[Exchange]:
-    """One operation per row of waits, first attempts ``spread`` apart; each fails until its last."""
-    return [e for n, row in enumerate(waits) for e in attempts(n * spread, list(row), f"op{n}")]
 
 
 def insufficient(check: Callable[..., None], *args: object, **kwargs: object) -> str:
@@ -216,6 +211,28 @@ def test_a_gap_above_the_cap_fails_first() -> None:
     )
 
 
+def test_a_wait_past_the_cap_by_no_more_than_noise_can_add_is_insufficient_evidence() -> None:
+    """Noise measured up to 30 ms a wake-up can add 120 ms to a wait (``HOPS`` wake-ups):
+    a wait of 603 ms under a 500 ms cap is not shown to break it, one of 643 ms is (issue 15: a full-jitter
+    herd under load was failed for 1024 ms against a 1000 ms cap)."""
+    loaded = Noise([0.002] * 300 + [0.03])
+    assert loaded.most() == pytest.approx(0.12)
+    message = insufficient(
+        check_backoff, attempts(0.0, [0.1, 0.605], "a"), min_factor=1, max_delay=0.5, noise=loaded
+    )
+    assert (
+        "a retry waited 603 ms after the answer before it, 103 ms above the cap of 500 ms: "
+        "timing noise can add up to 120 ms to a wait" in message
+    )
+    message = failure(
+        check_backoff, attempts(0.0, [0.1, 0.645], "a"), min_factor=1, max_delay=0.5, noise=loaded
+    )
+    assert rule(message).startswith(
+        "a retry waited 643 ms after the answer before it, above the cap of 500 ms, by more "
+        "than the 120 ms that timing noise can add to a wait"
+    )
+
+
 def test_a_lockstep_herd_is_a_storm_and_a_jittered_one_is_not() -> None:
     lockstep = herd([[0.4, 0.8, 1.6]] * 4, spread=0.002)
     message = failure(check_no_retry_storm, lockstep, noise=QUIET, origin=T0)
@@ -366,11 +383,6 @@ NOISE_SCALES = (0.0001, 0.001, 0.005)
 """Mean delay of one wake-up (s): an idle machine, a busy one, an overloaded one."""
 
 
-def delay(rng: random.Random, scale: float) -> float:
-    """One wake-up delay: exponential with mean ``scale``, 1 in 100 a 10x hiccup."""
-    return rng.expovariate(1 / scale) * (10 if rng.random() < 0.01 else 1)
-
-
 def fleet(
     strategy: Callable[[random.Random, float, int, float], float],
     size: int,
@@ -388,16 +400,6 @@ def fleet(
             waits.append(last + sum(delay(rng, scale) for _ in range(4)))
         rows.append(waits)
     return herd(rows, spread=0.0005)
-
-
-def outcome(check: Callable[..., None], timeline: list[Exchange], **kwargs: object) -> str:
-    try:
-        check(timeline, **kwargs)
-    except InsufficientEvidence:
-        return "insufficient"
-    except ResilienceAssertionError as exc:
-        return str(exc).split(":", 1)[0]
-    return "pass"
 
 
 RUNS = 50
@@ -531,40 +533,6 @@ def test_the_async_clients_burst_has_the_quotes_it_needs_to_show_jitter() -> Non
     assert _burst(5, 1000, rng).count("insufficient") >= 10
 
 
-def _clamped(size: int, wait: float, scale: float, runs: int, rng: random.Random) -> list[str]:
-    """``runs`` herds of tests/zoo/test_httpx_retries.py's clamped client: ``size`` clients
-    waiting ``wait`` before each of 3 retries (``min(f * 2**n * U(0.5, 1), cap)`` is the cap
-    for every n), each wait plus 4 wake-up delays of mean ``scale``; judged as that test
-    judges them, against a probe that sampled each ``PERIOD`` of the herd's span."""
-    verdicts = []
-    for _ in range(runs):
-        samples = [delay(rng, scale) for _ in range(int(3 * wait / PERIOD))]
-        noise = Noise(samples, seed=rng.randrange(2**32))
-        rows = [
-            [wait + sum(delay(rng, scale) for _ in range(4)) for _ in range(3)] for _ in range(size)
-        ]
-        timeline = herd(rows, spread=0.0005)
-        verdicts.append(outcome(check_backoff, timeline, jitter=False, noise=noise))
-    return verdicts
-
-
-def test_a_clamped_herd_has_the_waits_it_needs_to_show_it_does_not_grow() -> None:
-    """A flat series never passes ``assert_backoff``.  Five clients waiting 0.3 s are shown
-    not to grow in 10 of 100 runs of a machine waking threads 5 ms late on average (the
-    stress runs' 12-34 ms on each wait); eight waiting 1 s are, in 100 of 100 at 1 ms and
-    200 of 200 at 5 ms (199 of 200 with another seed; the rest is insufficient evidence,
-    said as such)."""
-    rng = random.Random(20261203)
-    rule = "retry waits do not grow"
-    small = _clamped(5, 0.3, 0.005, 100, rng)
-    quiet = _clamped(8, 1.0, 0.001, 100, rng)
-    loaded = _clamped(8, 1.0, 0.005, 200, rng)
-    assert {*small, *quiet, *loaded} <= {rule, "insufficient"}
-    assert small.count(rule) <= 20
-    assert quiet.count(rule) == 100
-    assert loaded.count(rule) >= 194
-
-
 # -- the noise probe ------------------------------------------------------------------------
 
 
@@ -590,3 +558,35 @@ def test_the_noise_probe_measures_while_it_runs_and_stops_its_thread() -> None:
     finally:
         probe.stop()
     assert not any(t.name == "pytest-resilience noise probe" for t in threading.enumerate())
+
+
+def _capped(wait: float, scale: float, runs: int, rng: random.Random) -> list[str]:
+    """``runs`` herds of 5 clients waiting ``wait`` before each of 3 retries (a client at
+    its cap waits exactly the cap), judged against a cap of 0.5 s."""
+    verdicts = []
+    for _ in range(runs):
+        rows = [noisy([wait] * 3, scale, rng) for _ in range(5)]
+        timeline = herd(rows, spread=scale)
+        noise = probed(max(map(sum, rows)), scale, rng)
+        kwargs = {"jitter": False, "min_factor": 1, "max_delay": 0.5, "noise": noise}
+        verdicts.append(outcome(check_backoff, timeline, **kwargs).split(" after")[0])
+    return verdicts
+
+
+def test_clients_at_their_cap_are_seldom_said_to_pass_it_and_clients_past_it_are() -> None:
+    """The cap takes a wait past it by more than ``HOPS`` times the longest wake-up measured
+    as the client's (``retries._over_the_cap``), a bound, not a p-value: beyond the delays
+    measured their tail is not known.  The simulated delays strike each client apart, 1 in
+    100 a 10x hiccup the probe need not see, harsher than the stalls of a loaded process
+    (which reach the probe too), and there the bound is not the 1 in 1,000 of the other
+    timing claims: clients waiting exactly their cap are said to pass it in 5 of 400 runs
+    (1-4 with other seeds; a fixed 20 ms allowance, as before issue 15, in 14-24%), and
+    otherwise pass or are insufficient evidence; clients waiting 1.5x the cap are caught in
+    nearly every run of a busy machine."""
+    rng = random.Random(20261203)
+    at_cap = _capped(0.5, 0.001, 200, rng) + _capped(0.5, 0.005, 200, rng)
+    past = _capped(0.75, 0.001, 100, rng)
+    claims = [o for o in at_cap if o not in ("pass", "insufficient")]
+    assert len(claims) <= 8, claims
+    assert all(o.startswith("a retry waited") or o == "insufficient" for o in past), past
+    assert sum(o.startswith("a retry waited") for o in past) >= 95

@@ -136,6 +136,11 @@ class Noise:
         table = self.steady if steady else self.sums
         return table[min(int(q * len(table)), len(table) - 1)]
 
+    def most(self) -> float:
+        """The most noise one wait can carry: :data:`HOPS` wake-ups, each as late as the
+        latest measured."""
+        return HOPS * max(self.samples, default=0.0)
+
     def tail(self, seconds: float) -> float:
         """The chance that one wait's noise is ``seconds`` or more: as measured, and never
         taken thinner than the chance that one of its :data:`HOPS` delays exceeds every

@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 import pytest
 import requests
-from real_clients import released_together, settled, waits
+from real_clients import judged, released_together, settled, waits
 from retrying import Retrying
 
 from pytest_resilience import HttpService, Resilience, ResilienceAssertionError
@@ -46,14 +46,14 @@ def fetch(retrying: Retrying, session: requests.Session, url: str) -> requests.R
     return response
 
 
-def herd(make: Callable[[], Retrying], service: HttpService) -> list[int]:
-    """HERD clients, each GETting its own order, released together; their final statuses."""
+def herd(make: Callable[[], Retrying], service: HttpService, size: int = HERD) -> list[int]:
+    """``size`` clients, each GETting its own order, released together; their final statuses."""
 
     def client(n: int) -> int:
         with requests.Session() as session:
             return fetch(make(), session, f"{service.url}/orders/{n}").status_code
 
-    return released_together(HERD, client)
+    return released_together(size, client)
 
 
 def test_the_bare_decorator_retries_every_error_without_end_or_pause(
@@ -101,16 +101,14 @@ def test_a_fixed_interval_neither_backs_off_nor_waits_the_retry_after(
         mine = [e for e in attempts if e.path == f"/orders/{n}"]
         assert all(0.29 <= w < 0.6 for w in waits(mine)), waits(mine)
     orders.assert_attempts(min=6, max=6)
-    with pytest.raises(ResilienceAssertionError, match=r"^retry waits do not grow"):
-        orders.assert_backoff(jitter=False)
+    judged(orders.assert_backoff, jitter=False, claim="retry waits do not grow")
     with pytest.raises(
         ResilienceAssertionError,
         match=r"^operation .+ retried \d+ ms after an answer whose Retry-After asked for 1 s "
         r"\(25 early attempts",
     ):
         orders.assert_retry_after_honoured()
-    with pytest.raises(ResilienceAssertionError, match=r"^retry storm"):
-        resilience.assert_no_retry_storm(orders)
+    judged(resilience.assert_no_retry_storm, orders, claim="retry storm")
 
 
 def test_exponential_backoff_with_jitter_still_ignores_the_retry_after(
@@ -158,11 +156,9 @@ def test_a_herd_with_exponential_waits_and_no_jitter_retries_in_lockstep(
 
     settled(orders, 4 * HERD)
     orders.assert_attempts(min=4, max=4)
-    orders.assert_backoff(jitter=False)
-    with pytest.raises(ResilienceAssertionError, match=r"^retry storm"):
-        resilience.assert_no_retry_storm(orders)
-    with pytest.raises(ResilienceAssertionError, match=r"^retry waits carry no jitter"):
-        orders.assert_backoff(jitter=True)
+    judged(orders.assert_backoff, jitter=False)
+    judged(resilience.assert_no_retry_storm, orders, claim="retry storm")
+    judged(orders.assert_backoff, jitter=True, claim="retry waits carry no jitter")
 
 
 def test_a_herd_with_wait_jitter_max_spreads_out_even_at_the_cap(
@@ -170,8 +166,11 @@ def test_a_herd_with_wait_jitter_max_spreads_out_even_at_the_cap(
 ) -> None:
     """``retrying.py:Retrying.call`` adds ``random.random() * wait_jitter_max`` after the
     ``wait_exponential_max`` clamp: 200, 400, 800 (the cap) ms, each + U(0, 300) ms, so the
-    waits grow, stay jittered at the cap, and the herd spreads out."""
-    for n in range(HERD):
+    waits grow, stay jittered at the cap, and the herd spreads out.  Eight clients: five
+    left the herd undecided in 1 of 13 stress runs, and in 9 of 100 simulated runs on a busy
+    machine (``tests/test_zoo_herds.py``)."""
+    size = 8
+    for n in range(size):
         orders.route("GET", f"/orders/{n}").fail(503, count=3)
 
     def make() -> Retrying:
@@ -183,12 +182,12 @@ def test_a_herd_with_wait_jitter_max_spreads_out_even_at_the_cap(
             wait_jitter_max=300,
         )
 
-    assert herd(make, orders) == [200] * HERD
+    assert herd(make, orders, size) == [200] * size
 
-    settled(orders, 4 * HERD)
+    settled(orders, 4 * size)
     orders.assert_attempts(min=4, max=4)
-    resilience.assert_no_retry_storm(orders)
+    judged(resilience.assert_no_retry_storm, orders)
     # Growth is not judged: with jitter this wide possible, the herd's first waits may all
     # be low draws, so a client that never grows cannot be ruled out (timing.outgrown;
     # the sim in tests/test_timing_verdicts.py shows growth needing about 10 clients).
-    orders.assert_backoff(jitter=True, max_delay=1.1, min_factor=1)
+    judged(orders.assert_backoff, jitter=True, max_delay=1.1, min_factor=1)

@@ -37,7 +37,7 @@ import time
 import pytest
 import requests
 import urllib3
-from real_clients import released_together, settled, waits
+from real_clients import judged, released_together, settled, waits
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
@@ -308,11 +308,9 @@ def test_a_herd_without_backoff_jitter_retries_in_lockstep(
 
     settled(orders, 4 * size)
     orders.assert_attempts(min=4, max=4)
-    orders.assert_backoff(jitter=False)
-    with pytest.raises(ResilienceAssertionError, match=r"^retry storm"):
-        resilience.assert_no_retry_storm(orders)
-    with pytest.raises(ResilienceAssertionError, match=r"^retry waits carry no jitter"):
-        orders.assert_backoff(jitter=True)
+    judged(orders.assert_backoff, jitter=False)
+    judged(resilience.assert_no_retry_storm, orders, claim="retry storm")
+    judged(orders.assert_backoff, jitter=True, claim="retry waits carry no jitter")
 
 
 def test_a_herd_with_backoff_jitter_spreads_out(
@@ -320,20 +318,22 @@ def test_a_herd_with_backoff_jitter_spreads_out(
 ) -> None:
     """``urllib3/util/retry.py:Retry.get_backoff_time`` adds ``random.random() * backoff_jitter``:
     waits of 0, 0.3 + U(0, 0.6), 0.6 + U(0, 0.6) s.  The first retry stays immediate for every
-    client (no jitter on a zero backoff); the later ones spread."""
-    for n in range(HERD):
+    client (no jitter on a zero backoff); the later ones spread.  Eight clients: five are
+    undecided in about 1 run in 40 on a busy machine (``tests/test_zoo_herds.py``)."""
+    size = 8
+    for n in range(size):
         orders.route("GET", f"/orders/{n}").fail(503, count=3)
     retry = Retry(total=3, status_forcelist={503}, backoff_factor=0.15, backoff_jitter=0.6)
 
-    assert herd(retry, orders) == [200] * HERD
+    assert herd(retry, orders, size) == [200] * size
 
-    settled(orders, 4 * HERD)
+    settled(orders, 4 * size)
     orders.assert_attempts(min=4, max=4)
-    resilience.assert_no_retry_storm(orders)
+    judged(resilience.assert_no_retry_storm, orders)
     # Growth is not judged: with jitter this wide possible, the herd's first waits may all
     # be low draws, so a client that never grows cannot be ruled out (timing.outgrown;
     # the sim in tests/test_timing_verdicts.py shows growth needing about 10 clients).
-    orders.assert_backoff(jitter=True, min_factor=1)
+    judged(orders.assert_backoff, jitter=True, min_factor=1)
 
 
 def test_backoff_max_below_the_backoff_erases_the_jitter(
@@ -356,7 +356,5 @@ def test_backoff_max_below_the_backoff_erases_the_jitter(
     assert herd(retry, orders, size) == [200] * size
 
     settled(orders, 4 * size)
-    with pytest.raises(ResilienceAssertionError, match=r"^retry storm"):
-        resilience.assert_no_retry_storm(orders)
-    with pytest.raises(ResilienceAssertionError, match=r"^retry waits carry no jitter"):
-        orders.assert_backoff(jitter=True)
+    judged(resilience.assert_no_retry_storm, orders, claim="retry storm")
+    judged(orders.assert_backoff, jitter=True, claim="retry waits carry no jitter")

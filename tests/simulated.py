@@ -1,0 +1,51 @@
+"""Simulated herds for the timing verdicts' error rates: clients waiting as a schedule
+says plus the noise of a machine that wakes threads late, and the noise its probe would
+measure meanwhile (``tests/test_timing_verdicts.py``, ``tests/test_zoo_herds.py``)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+
+from records import attempts
+
+from pytest_resilience.assertions import InsufficientEvidence, ResilienceAssertionError
+from pytest_resilience.assertions.timing import Noise
+from pytest_resilience.http.records import Exchange
+from pytest_resilience.observe.noise import ENOUGH, PERIOD
+
+HOPS = 4
+"""Wake-ups between a client's decision and the record of its request."""
+
+
+def herd(waits: Sequence[Sequence[float]], spread: float = 0.001) -> list[Exchange]:
+    """One operation per row of waits, first attempts ``spread`` apart; each fails until its last."""
+    return [e for n, row in enumerate(waits) for e in attempts(n * spread, list(row), f"op{n}")]
+
+
+def delay(rng: random.Random, scale: float) -> float:
+    """One wake-up delay: exponential with mean ``scale``, 1 in 100 a 10x hiccup."""
+    return rng.expovariate(1 / scale) * (10 if rng.random() < 0.01 else 1)
+
+
+def noisy(waits: Sequence[float], scale: float, rng: random.Random) -> list[float]:
+    """``waits`` as recorded: each lengthened by :data:`HOPS` wake-up delays."""
+    return [w + sum(delay(rng, scale) for _ in range(HOPS)) for w in waits]
+
+
+def probed(span: float, scale: float, rng: random.Random) -> Noise:
+    """What the probe measures on such a machine over ``span`` seconds: a sample each
+    ``PERIOD``, and never fewer than a verdict takes."""
+    samples = [delay(rng, scale) for _ in range(max(ENOUGH, int(span / PERIOD)))]
+    return Noise(samples, seed=rng.randrange(2**32))
+
+
+def outcome(check: Callable[..., None], timeline: list[Exchange], **kwargs: object) -> str:
+    """ "pass", "insufficient", or the rule a failing verdict names (its message's head)."""
+    try:
+        check(timeline, **kwargs)
+    except InsufficientEvidence:
+        return "insufficient"
+    except ResilienceAssertionError as exc:
+        return str(exc).split(":", 1)[0]
+    return "pass"

@@ -1,0 +1,215 @@
+"""The zoo's herds are sized by simulation: each herd test in ``tests/zoo/`` takes a timing
+verdict's "insufficient evidence" (said when the noise measured in the run hides the
+herd's timing) as well as the outcome the library's source dictates, so that a loaded
+machine does not fail it; these seeded runs prove that its herd is big enough, and its
+waits long enough, to be decided as expected on a busy machine, and never the other way.
+
+Each schedule is drawn as the library's source draws it, cited in the zoo test named;
+each wait is lengthened by four wake-up delays (``simulated.noisy``), the clients start
+one delay apart, and the noise is what the probe would measure over the herd's span.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+from simulated import herd, noisy, outcome, probed
+
+from pytest_resilience.assertions import check_backoff, check_no_retry_storm
+
+BUSY = 0.001
+"""Mean wake-up delay (s) of a busy machine: one wait's noise p50 about 4 ms."""
+OVERLOADED = 0.005
+"""Of an overloaded one (two CPU hogs beside the suite): 12-34 ms on each wait."""
+RUNS = 100
+DECIDED = 97
+"""Runs of :data:`RUNS` at :data:`BUSY` that each verdict must decide as expected."""
+
+STORM = "retry storm"
+FLAT = "retry waits do not grow"
+LOCKSTEP = "retry waits carry no jitter"
+BACKOFF = check_backoff
+STORM_CHECK = check_no_retry_storm
+
+
+@dataclass(frozen=True)
+class Herd:
+    test: str
+    """The zoo test it sizes (``file::name``)."""
+    size: int
+    waits: Callable[[random.Random], list[float]]
+    """One client's waits before each retry, drawn as the library draws them."""
+    verdicts: tuple[tuple[str, dict[str, object], str], ...]
+    """(check, its arguments as the test passes them, expected): ``expected`` is "pass" or
+    the claim the check must make."""
+
+
+def _plus(base: tuple[float, ...], jitter: Callable[[random.Random, float], float]) -> Callable:
+    return lambda rng: [b + jitter(rng, b) for b in base]
+
+
+HERDS = [
+    Herd(
+        "test_urllib3.py::test_a_herd_without_backoff_jitter_retries_in_lockstep",
+        8,
+        lambda rng: [0.0, 0.3, 0.6],
+        (
+            (BACKOFF, {"jitter": False}, "pass"),
+            (STORM_CHECK, {}, STORM),
+            (BACKOFF, {"jitter": True}, LOCKSTEP),
+        ),
+    ),
+    Herd(
+        "test_urllib3.py::test_a_herd_with_backoff_jitter_spreads_out",
+        8,
+        lambda rng: [0.0, 0.3 + rng.uniform(0, 0.6), 0.6 + rng.uniform(0, 0.6)],
+        ((STORM_CHECK, {}, "pass"), (BACKOFF, {"jitter": True, "min_factor": 1}, "pass")),
+    ),
+    Herd(
+        "test_urllib3.py::test_backoff_max_below_the_backoff_erases_the_jitter",
+        8,
+        lambda rng: [0.0, 0.6, 0.6],
+        ((STORM_CHECK, {}, STORM), (BACKOFF, {"jitter": True}, LOCKSTEP)),
+    ),
+    Herd(
+        "test_aiohttp_retry.py::test_list_retry_with_equal_timeouts_is_a_fixed_interval",
+        5,
+        lambda rng: [0.3, 0.3, 0.3],
+        ((BACKOFF, {"jitter": False}, FLAT), (STORM_CHECK, {}, STORM)),
+    ),
+    Herd(
+        "test_aiohttp_retry.py::test_a_herd_with_exponential_retry_retries_in_lockstep",
+        5,
+        lambda rng: [0.3, 0.6, 1.2],
+        (
+            (BACKOFF, {"jitter": False}, "pass"),
+            (STORM_CHECK, {}, STORM),
+            (BACKOFF, {"jitter": True}, LOCKSTEP),
+        ),
+    ),
+    Herd(
+        "test_aiohttp_retry.py::test_a_herd_with_jitter_retry_spreads_out",
+        8,
+        lambda rng: [0.1 * 2**n + rng.uniform(0, 0.6) ** 2 for n in (1, 2, 3)],
+        ((STORM_CHECK, {}, "pass"), (BACKOFF, {"jitter": True, "min_factor": 1}, "pass")),
+    ),
+    Herd(
+        "test_opnieuw.py::test_a_herd_with_full_jitter_spreads_out",
+        5,
+        lambda rng: [rng.uniform(0, 3 * 2**n / 7) for n in (0, 1, 2)],
+        ((STORM_CHECK, {}, "pass"), (BACKOFF, {"jitter": True, "min_factor": 1}, "pass")),
+    ),
+    Herd(
+        "test_httpx_retries.py::test_a_herd_with_the_default_full_jitter_spreads_out",
+        5,
+        lambda rng: [0.15 * 2**n * rng.random() for n in (1, 2, 3)],
+        (
+            (STORM_CHECK, {}, "pass"),
+            (BACKOFF, {"jitter": True, "min_factor": 1, "max_delay": 1.2}, "pass"),
+        ),
+    ),
+    Herd(
+        "test_httpx_retries.py::test_a_herd_without_jitter_retries_in_lockstep",
+        5,
+        lambda rng: [0.3, 0.6, 1.2],
+        (
+            (BACKOFF, {"jitter": False}, "pass"),
+            (STORM_CHECK, {}, STORM),
+            (BACKOFF, {"jitter": True}, LOCKSTEP),
+        ),
+    ),
+    Herd(
+        "test_httpx_retries.py::test_max_backoff_wait_below_the_jittered_range_erases_the_jitter",
+        8,
+        lambda rng: [1.0, 1.0, 1.0],
+        (
+            (STORM_CHECK, {}, STORM),
+            (BACKOFF, {"jitter": False}, FLAT),
+            (BACKOFF, {"jitter": True, "min_factor": 0.5}, LOCKSTEP),
+        ),
+    ),
+    Herd(
+        "test_redo.py::test_a_herd_with_the_default_jitter_proportion_retries_in_lockstep",
+        5,
+        _plus((0.3, 0.45, 0.675), lambda rng, b: rng.uniform(-b / 60, b / 60)),
+        ((STORM_CHECK, {}, STORM), (BACKOFF, {"jitter": True}, LOCKSTEP)),
+    ),
+    Herd(
+        "test_redo.py::test_a_herd_with_jitter_of_half_the_wait_spreads_out",
+        5,
+        _plus((0.2, 0.4, 0.8), lambda rng, b: rng.uniform(-b / 2, b / 2)),
+        ((STORM_CHECK, {}, "pass"), (BACKOFF, {"jitter": True, "min_factor": 1}, "pass")),
+    ),
+    Herd(
+        "test_retrying.py::test_a_fixed_interval_neither_backs_off_nor_waits_the_retry_after",
+        5,
+        lambda rng: [0.3] * 5,
+        ((BACKOFF, {"jitter": False}, FLAT), (STORM_CHECK, {}, STORM)),
+    ),
+    Herd(
+        "test_retrying.py::test_a_herd_with_exponential_waits_and_no_jitter_retries_in_lockstep",
+        5,
+        lambda rng: [0.3, 0.6, 1.2],
+        (
+            (BACKOFF, {"jitter": False}, "pass"),
+            (STORM_CHECK, {}, STORM),
+            (BACKOFF, {"jitter": True}, LOCKSTEP),
+        ),
+    ),
+    Herd(
+        "test_retrying.py::test_a_herd_with_wait_jitter_max_spreads_out_even_at_the_cap",
+        8,
+        _plus((0.2, 0.4, 0.8), lambda rng, b: rng.uniform(0, 0.3)),
+        (
+            (STORM_CHECK, {}, "pass"),
+            (BACKOFF, {"jitter": True, "min_factor": 1, "max_delay": 1.1}, "pass"),
+        ),
+    ),
+    Herd(
+        "test_botocore.py::test_standard_mode_fleet_is_bounded_grouped_by_invocation_and_fully_jittered",
+        8,
+        lambda rng: [rng.random(), 2 * rng.random()],
+        (
+            (STORM_CHECK, {}, "pass"),
+            (BACKOFF, {"jitter": True, "min_factor": 1, "max_delay": 20}, "pass"),
+        ),
+    ),
+    Herd(
+        "test_botocore.py::test_legacy_dynamodb_retries_in_lockstep_and_is_called_a_storm",
+        5,
+        lambda rng: [0.05, 0.1, 0.2, 0.4, 0.8],
+        (
+            (BACKOFF, {"jitter": False, "min_factor": 1.5}, "pass"),
+            (BACKOFF, {"jitter": True}, LOCKSTEP),
+            (STORM_CHECK, {}, STORM),
+        ),
+    ),
+]
+"""Every herd test of the zoo, with the verdicts it takes as judged."""
+
+
+def judge(herd_: Herd, scale: float, rng: random.Random) -> list[str]:
+    """One simulated run of ``herd_`` on a machine waking threads ``scale`` s late: each
+    verdict's outcome, in the order of ``herd_.verdicts``."""
+    rows = [noisy(herd_.waits(rng), scale, rng) for _ in range(herd_.size)]
+    noise = probed(max(map(sum, rows)), scale, rng)
+    timeline = herd(rows, spread=scale)
+    return [outcome(check, timeline, noise=noise, **kwargs) for check, kwargs, _ in herd_.verdicts]
+
+
+@pytest.mark.parametrize("herd_", HERDS, ids=lambda h: h.test.split("::")[1])
+def test_each_zoo_herd_is_decided_as_its_test_expects_and_never_the_other_way(herd_: Herd) -> None:
+    """On a busy machine each verdict decides as the library's source dictates in at least
+    :data:`DECIDED` of :data:`RUNS` runs; on an overloaded one it may say the evidence is
+    insufficient more often, but neither machine ever gets the other side."""
+    rng = random.Random(20261203)
+    expected = [e for _, _, e in herd_.verdicts]
+    busy = [judge(herd_, BUSY, rng) for _ in range(RUNS)]
+    overloaded = [judge(herd_, OVERLOADED, rng) for _ in range(RUNS // 2)]
+    for k, want in enumerate(expected):
+        seen = [run[k] for run in busy + overloaded]
+        assert set(seen) <= {want, "insufficient"}, (k, sorted(set(seen)))
+        assert [run[k] for run in busy].count(want) >= DECIDED, (k, seen[:RUNS].count(want))
