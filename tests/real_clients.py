@@ -58,9 +58,8 @@ def judged(verdict: Callable[..., None], *args: object, claim: str = "", **kwarg
     """Run a timing ``verdict`` on a herd: it must make ``claim`` (its message starts so) or,
     without one, pass; on a machine whose measured noise hides the herd's timing it may
     instead say the evidence is insufficient, never the opposite side.  How often a herd
-    is decided is the simulation's to prove (``tests/test_timing_verdicts.py``,
-    ``test_the_zoo_herds_are_decided_on_a_busy_machine``): "passed", "claimed" or
-    "insufficient"."""
+    is decided is the simulation's to prove (``tests/test_zoo_herds.py``): "passed",
+    "claimed" or "insufficient"."""
     __tracebackhide__ = True
     try:
         verdict(*args, **kwargs)

@@ -10,12 +10,9 @@ from collections.abc import Callable, Sequence
 from records import attempts
 
 from pytest_resilience.assertions import InsufficientEvidence, ResilienceAssertionError
-from pytest_resilience.assertions.timing import Noise
+from pytest_resilience.assertions.timing import HOPS, Noise
 from pytest_resilience.http.records import Exchange
 from pytest_resilience.observe.noise import ENOUGH, PERIOD
-
-HOPS = 4
-"""Wake-ups between a client's decision and the record of its request."""
 
 
 def herd(waits: Sequence[Sequence[float]], spread: float = 0.001) -> list[Exchange]:

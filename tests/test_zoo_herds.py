@@ -6,14 +6,19 @@ waits long enough, to be decided as expected on a busy machine, and never the ot
 
 Each schedule is drawn as the library's source draws it, cited in the zoo test named;
 each wait is lengthened by four wake-up delays (``simulated.noisy``), the clients start
-one delay apart, and the noise is what the probe would measure over the herd's span.
+one delay apart (four on an overloaded machine: a barrier's release there spread five
+clients over 19-23 ms), and the noise is what the probe would measure over the herd's
+span.  The delays strike each client apart; one delay holding several lockstep clients
+at once is checked on herds recorded under load (``tests/test_recorded_herds.py``).
 """
 
 from __future__ import annotations
 
+import ast
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from simulated import herd, noisy, outcome, probed
@@ -33,6 +38,7 @@ FLAT = "retry waits do not grow"
 LOCKSTEP = "retry waits carry no jitter"
 BACKOFF = check_backoff
 STORM_CHECK = check_no_retry_storm
+ZOO = Path(__file__).parent / "zoo"
 
 
 @dataclass(frozen=True)
@@ -42,12 +48,15 @@ class Herd:
     size: int
     waits: Callable[[random.Random], list[float]]
     """One client's waits before each retry, drawn as the library draws them."""
-    verdicts: tuple[tuple[str, dict[str, object], str], ...]
-    """(check, its arguments as the test passes them, expected): ``expected`` is "pass" or
-    the claim the check must make."""
+    verdicts: tuple[tuple[Callable[..., None], dict[str, object], str], ...]
+    """(check, its arguments as the test passes them but ``failure_statuses``, which only
+    botocore's tests need for its 400 throttles, expected): ``expected`` is "pass" or the
+    claim the check must make."""
 
 
-def _plus(base: tuple[float, ...], jitter: Callable[[random.Random, float], float]) -> Callable:
+def _plus(
+    base: tuple[float, ...], jitter: Callable[[random.Random, float], float]
+) -> Callable[[random.Random], list[float]]:
     return lambda rng: [b + jitter(rng, b) for b in base]
 
 
@@ -196,7 +205,7 @@ def judge(herd_: Herd, scale: float, rng: random.Random) -> list[str]:
     verdict's outcome, in the order of ``herd_.verdicts``."""
     rows = [noisy(herd_.waits(rng), scale, rng) for _ in range(herd_.size)]
     noise = probed(max(map(sum, rows)), scale, rng)
-    timeline = herd(rows, spread=scale)
+    timeline = herd(rows, spread=scale if scale < OVERLOADED else 4 * scale)
     return [outcome(check, timeline, noise=noise, **kwargs) for check, kwargs, _ in herd_.verdicts]
 
 
@@ -213,3 +222,40 @@ def test_each_zoo_herd_is_decided_as_its_test_expects_and_never_the_other_way(he
         seen = [run[k] for run in busy + overloaded]
         assert set(seen) <= {want, "insufficient"}, (k, sorted(set(seen)))
         assert [run[k] for run in busy].count(want) >= DECIDED, (k, seen[:RUNS].count(want))
+
+
+def _judged_calls(test: str) -> list[tuple[str, dict[str, object], str]]:
+    """The ``judged(...)`` calls of a zoo test, read from its source: (verdict method,
+    literal keyword arguments but ``failure_statuses``, expected outcome)."""
+    file, name = test.split("::")
+    tree = ast.parse((ZOO / file).read_text())
+    function = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name)
+    calls = []
+    for node in ast.walk(function):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "judged":
+            kwargs = {
+                k.arg: ast.literal_eval(k.value)
+                for k in node.keywords
+                if k.arg and k.arg != "failure_statuses"
+            }
+            claim = kwargs.pop("claim", "pass")
+            calls.append((node.args[0].attr, kwargs, claim))  # type: ignore[attr-defined]
+    return calls
+
+
+def test_each_simulated_herd_is_judged_as_its_zoo_test_judges_it() -> None:
+    """The table above is read off the zoo's sources: a herd test whose size or verdicts
+    change must change its simulation too, and every herd test has one."""
+    methods = {check_backoff: "assert_backoff", check_no_retry_storm: "assert_no_retry_storm"}
+    for herd_ in HERDS:
+        simulated = [(methods[c], kwargs, want) for c, kwargs, want in herd_.verdicts]
+        assert _judged_calls(herd_.test) == simulated, herd_.test
+    herd_tests = {
+        f"{path.name}::{node.name}"
+        for path in ZOO.glob("test_*.py")
+        for node in ast.parse(path.read_text()).body
+        if isinstance(node, ast.FunctionDef)
+        and node.name.startswith("test_")
+        and "assert_no_retry_storm" in ast.unparse(node)
+    }
+    assert herd_tests == {h.test for h in HERDS}

@@ -19,6 +19,7 @@ from .operations import FailureSet, Grouping, Operation, answered_at, operations
 from .report import Row, fail, insufficient
 from .timing import (
     ALPHA,
+    HOPS,
     MIN_JITTER,
     NOISE_CEILING,
     SHOWN_JITTER,
@@ -244,8 +245,9 @@ def check_backoff(
 ) -> None:
     """Waits between retries grow, carry jitter, and stay under the cap.
 
-    - cap: no retry more than ``max_delay`` (+ ``tolerance``) after the answer before it
-      (after its start when no answer reached the client);
+    - cap: no retry more than ``max_delay`` after the answer before it (after its start
+      when no answer reached the client), by more than timing noise can add plus
+      ``tolerance``; past it by less is insufficient evidence (:func:`_over_the_cap`);
     - growth and jitter are statistical tests on the waits below the cap
       (:mod:`.timing`): "does not grow by ``min_factor``" and "no jitter" are each claimed
       at a false-alarm rate under 1 in 1,000; growth is clear when the later waits lie so
@@ -349,15 +351,15 @@ def _over_the_cap(
     most = noise.most()
     longest = max(w for _, _, w in above)
     cap = f"the cap of {max_delay * 1000:.0f} ms"
+    allowance = (
+        f"the {most * 1000:.0f} ms that timing noise can add ({HOPS} wake-ups of up to "
+        f"{most / HOPS * 1000:.1f} ms, the latest measured) plus the "
+        f"{tolerance * 1000:.0f} ms tolerance"
+    )
     over = {(i, j) for i, j, w in above if w - max_delay > most + tolerance}
     if over:
         allowed = {key: f"<= {max_delay * 1000:.0f} ms" for key in over}
-        beyond = (
-            f", by more than the {most * 1000:.0f} ms that timing noise can add to a wait "
-            f"({noise.describe()})"
-            if most >= 0.0005
-            else ""
-        )
+        beyond = f", by more than {allowance}" if most >= 0.0005 else ""
         raise fail(
             f"a retry waited {longest * 1000:.0f} ms after the answer before it, above {cap}"
             f"{beyond}.",
@@ -366,9 +368,8 @@ def _over_the_cap(
         )
     return [
         f"a retry waited {longest * 1000:.0f} ms after the answer before it, "
-        f"{(longest - max_delay) * 1000:.0f} ms above {cap}: timing noise can add up to "
-        f"{most * 1000:.0f} ms to a wait ({noise.describe()}), so whether the client keeps "
-        "its cap is not shown"
+        f"{(longest - max_delay) * 1000:.0f} ms above {cap}, within {allowance}, so whether "
+        "the client keeps its cap is not shown"
     ]
 
 

@@ -137,8 +137,10 @@ class Noise:
         return table[min(int(q * len(table)), len(table) - 1)]
 
     def most(self) -> float:
-        """The most noise one wait can carry: :data:`HOPS` wake-ups, each as late as the
-        latest measured."""
+        """The most noise one wait carries if no wake-up is later than the latest measured:
+        :data:`HOPS` wake-ups, each that late.  Beyond the samples the tail is not known
+        (:meth:`tail`), so this is a bound by assumption, which a stall of the whole
+        process meets (the probe, asleep a few ms at a time, is held by it too)."""
         return HOPS * max(self.samples, default=0.0)
 
     def tail(self, seconds: float) -> float:

@@ -232,7 +232,7 @@ def test_standard_mode_fleet_is_bounded_grouped_by_invocation_and_fully_jittered
     operation stops at ``total_max_attempts`` (``MaxAttemptsChecker``), the operations are
     told apart by ``amz-sdk-invocation-id`` alone (same method, path and body, no
     idempotency key), and ``ExponentialBackoff.delay_amount`` draws full jitter,
-    ``random() * 2 ** (attempt - 1)`` s: the fleet is shown jittered and no storm.
+    ``random() * 2 ** (attempt - 1)`` s: neither "no jitter" nor a retry storm may be claimed.
     Eight, not five: with two retries, five full-jitter waits may fall two by two within
     the 5% that lockstep clients sharing one delay may lie apart, and then the fleet is
     not shown jittered (once in nine stress runs)."""

@@ -218,9 +218,8 @@ def test_max_backoff_wait_below_the_jittered_range_erases_the_jitter(
     """``httpx_retries/retry.py:Retry.backoff_strategy`` clamps after the jitter: ``min(1.0 *
     2 ** n * U(0.5, 1), 1.0)`` is 1 s for every n >= 1, so the herd is in lockstep despite
     ``backoff_jitter``.  Eight clients and 1 s waits: with five clients and 0.3 s waits the
-    flat series was undecided in 3 of 9 stress runs (12-34 ms of noise on each wait); the
-    simulation in ``tests/test_timing_verdicts.py``
-    (``test_a_clamped_herd_has_the_waits_it_needs_to_show_it_does_not_grow``) sizes it."""
+    flat series was undecided in 3 of 9 stress runs (12-34 ms of noise on each wait);
+    ``tests/test_zoo_herds.py`` sizes it."""
     size = CLAMPED_HERD
     for n in range(size):
         orders.route("GET", f"/orders/{n}").fail(503, count=3)
@@ -231,7 +230,6 @@ def test_max_backoff_wait_below_the_jittered_range_erases_the_jitter(
     settled(orders, 4 * size)
     judged(resilience.assert_no_retry_storm, orders, claim="retry storm")
     # A flat 1 s series: it does not grow, and (growth waived) it carries no jitter. Never a
-    # pass; on a machine whose noise hides the flatness (about 1 run in 100 at 5 ms
-    # wake-ups, by the simulation), said to be insufficient evidence.
+    # pass; on a machine whose noise hides the flatness, said to be insufficient evidence.
     judged(orders.assert_backoff, jitter=False, claim="retry waits do not grow")
     judged(orders.assert_backoff, jitter=True, min_factor=0.5, claim="retry waits carry no jitter")

@@ -167,8 +167,8 @@ def test_a_herd_with_wait_jitter_max_spreads_out_even_at_the_cap(
     """``retrying.py:Retrying.call`` adds ``random.random() * wait_jitter_max`` after the
     ``wait_exponential_max`` clamp: 200, 400, 800 (the cap) ms, each + U(0, 300) ms, so the
     waits grow, stay jittered at the cap, and the herd spreads out.  Eight clients: five
-    left the herd undecided in 1 of 13 stress runs, and in 9 of 100 simulated runs on a busy
-    machine (``tests/test_zoo_herds.py``)."""
+    left the herd undecided in 1 of 13 stress runs, and a five-client variant of its
+    simulation in ``tests/test_zoo_herds.py`` in 9 of 100 runs on a busy machine."""
     size = 8
     for n in range(size):
         orders.route("GET", f"/orders/{n}").fail(503, count=3)

@@ -278,13 +278,14 @@ def test_backoff_is_zero_then_doubles_up_to_backoff_max(orders: HttpService) -> 
     assert [w >= x for w, x in zip(slept[1:], [0.2, 0.3, 0.3], strict=True)] == [True] * 3, slept
     assert max(slept[1:]) < 0.4, slept
     orders.assert_attempts(min=5, max=5)
-    orders.assert_backoff(jitter=False, max_delay=0.3, min_factor=1)
+    # At the cap: never failed for it; on a loaded machine, noise past it is insufficient.
+    judged(orders.assert_backoff, jitter=False, max_delay=0.3, min_factor=1)
     # Growth (0.2 s, then the cap): one operation cannot show it, as its waits may be
     # draws of jitter the plugin cannot see the absence of.
     with pytest.raises(insufficient_evidence(), match=r"^insufficient evidence: .*below the cap"):
         orders.assert_backoff(jitter=False, max_delay=0.3)
-    with pytest.raises(ResilienceAssertionError, match=r"^a retry waited \d+ ms after the answer"):
-        orders.assert_backoff(jitter=False, max_delay=0.2)
+    # 0.3 s waits against a 0.1 s cap: failed unless the noise measured could add 200 ms.
+    judged(orders.assert_backoff, jitter=False, max_delay=0.1, claim="a retry waited")
     with pytest.raises(insufficient_evidence(), match=r"^insufficient evidence:"):
         orders.assert_backoff(jitter=True)
 
@@ -318,8 +319,9 @@ def test_a_herd_with_backoff_jitter_spreads_out(
 ) -> None:
     """``urllib3/util/retry.py:Retry.get_backoff_time`` adds ``random.random() * backoff_jitter``:
     waits of 0, 0.3 + U(0, 0.6), 0.6 + U(0, 0.6) s.  The first retry stays immediate for every
-    client (no jitter on a zero backoff); the later ones spread.  Eight clients: five are
-    undecided in about 1 run in 40 on a busy machine (``tests/test_zoo_herds.py``)."""
+    client (no jitter on a zero backoff); the later ones spread.  Eight clients: a
+    five-client variant of its simulation in ``tests/test_zoo_herds.py`` was undecided in
+    about 1 run in 40 on a busy machine."""
     size = 8
     for n in range(size):
         orders.route("GET", f"/orders/{n}").fail(503, count=3)
@@ -341,7 +343,7 @@ def test_backoff_max_below_the_backoff_erases_the_jitter(
 ) -> None:
     """``urllib3/util/retry.py:Retry.get_backoff_time`` clamps after adding the jitter:
     ``min(backoff_max, factor * 2 ** (n - 1) + U(0, backoff_jitter))`` with factor 0.6,
-    jitter 0.3 and ``backoff_max=0.6`` is 0.6 s for every client, so the herd is in lockstep
+    jitter 0.3 and ``backoff_max=0.6`` is 0.6 s for every client after its immediate first retry, so the herd is in lockstep
     although ``backoff_jitter`` is set.
 
     Eight clients, as in the lockstep herd above: five started 23 ms apart split into herds
