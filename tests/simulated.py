@@ -37,6 +37,14 @@ def probed(span: float, scale: float, rng: random.Random) -> Noise:
     return Noise(samples, seed=rng.randrange(2**32))
 
 
+def recorded(
+    rows: Sequence[Sequence[float]], scale: float, rng: random.Random, spread: float
+) -> tuple[list[Exchange], Noise]:
+    """The timeline of clients whose waits are ``rows`` (already :func:`noisy`), first
+    attempts ``spread`` apart, and the noise the probe measures over their span."""
+    return herd(rows, spread=spread), probed(max(map(sum, rows)), scale, rng)
+
+
 def outcome(check: Callable[..., None], timeline: list[Exchange], **kwargs: object) -> str:
     """ "pass", "insufficient", or the rule a failing verdict names (its message's head)."""
     try:

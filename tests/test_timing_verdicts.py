@@ -21,7 +21,7 @@ from collections.abc import Callable
 import pytest
 from processes import wait_for
 from records import T0, attempts, exchange, failure, marked, rule
-from simulated import delay, herd, noisy, outcome, probed
+from simulated import delay, herd, noisy, outcome, recorded
 
 from pytest_resilience.assertions import (
     InsufficientEvidence,
@@ -569,8 +569,7 @@ def _capped(wait: float, scale: float, runs: int, rng: random.Random) -> list[st
     verdicts = []
     for _ in range(runs):
         rows = [noisy([wait] * 3, scale, rng) for _ in range(5)]
-        timeline = herd(rows, spread=scale)
-        noise = probed(max(map(sum, rows)), scale, rng)
+        timeline, noise = recorded(rows, scale, rng, spread=scale)
         kwargs = {"jitter": False, "min_factor": 1, "max_delay": 0.5, "noise": noise}
         verdicts.append(outcome(check_backoff, timeline, **kwargs).split(" after")[0])
     return verdicts

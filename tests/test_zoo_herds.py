@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from simulated import herd, noisy, outcome, probed
+from simulated import noisy, outcome, recorded
 
 from pytest_resilience.assertions import check_backoff, check_no_retry_storm
 
@@ -36,8 +36,6 @@ DECIDED = 97
 STORM = "retry storm"
 FLAT = "retry waits do not grow"
 LOCKSTEP = "retry waits carry no jitter"
-BACKOFF = check_backoff
-STORM_CHECK = check_no_retry_storm
 ZOO = Path(__file__).parent / "zoo"
 
 
@@ -60,121 +58,116 @@ def _plus(
     return lambda rng: [b + jitter(rng, b) for b in base]
 
 
+GROWING_IN_LOCKSTEP = (
+    (check_backoff, {"jitter": False}, "pass"),
+    (check_no_retry_storm, {}, STORM),
+    (check_backoff, {"jitter": True}, LOCKSTEP),
+)
+"""The verdicts of the herds whose waits grow without jitter, each test's calls as it makes them."""
+SPREAD_OUT = (
+    (check_no_retry_storm, {}, "pass"),
+    (check_backoff, {"jitter": True, "min_factor": 1}, "pass"),
+)
+"""The verdicts of the jittered herds judged on jitter alone (growth waived)."""
 HERDS = [
     Herd(
         "test_urllib3.py::test_a_herd_without_backoff_jitter_retries_in_lockstep",
         8,
         lambda rng: [0.0, 0.3, 0.6],
-        (
-            (BACKOFF, {"jitter": False}, "pass"),
-            (STORM_CHECK, {}, STORM),
-            (BACKOFF, {"jitter": True}, LOCKSTEP),
-        ),
+        GROWING_IN_LOCKSTEP,
     ),
     Herd(
         "test_urllib3.py::test_a_herd_with_backoff_jitter_spreads_out",
         8,
         lambda rng: [0.0, 0.3 + rng.uniform(0, 0.6), 0.6 + rng.uniform(0, 0.6)],
-        ((STORM_CHECK, {}, "pass"), (BACKOFF, {"jitter": True, "min_factor": 1}, "pass")),
+        SPREAD_OUT,
     ),
     Herd(
         "test_urllib3.py::test_backoff_max_below_the_backoff_erases_the_jitter",
         8,
         lambda rng: [0.0, 0.6, 0.6],
-        ((STORM_CHECK, {}, STORM), (BACKOFF, {"jitter": True}, LOCKSTEP)),
+        ((check_no_retry_storm, {}, STORM), (check_backoff, {"jitter": True}, LOCKSTEP)),
     ),
     Herd(
         "test_aiohttp_retry.py::test_list_retry_with_equal_timeouts_is_a_fixed_interval",
         5,
         lambda rng: [0.3, 0.3, 0.3],
-        ((BACKOFF, {"jitter": False}, FLAT), (STORM_CHECK, {}, STORM)),
+        ((check_backoff, {"jitter": False}, FLAT), (check_no_retry_storm, {}, STORM)),
     ),
     Herd(
         "test_aiohttp_retry.py::test_a_herd_with_exponential_retry_retries_in_lockstep",
         5,
         lambda rng: [0.3, 0.6, 1.2],
-        (
-            (BACKOFF, {"jitter": False}, "pass"),
-            (STORM_CHECK, {}, STORM),
-            (BACKOFF, {"jitter": True}, LOCKSTEP),
-        ),
+        GROWING_IN_LOCKSTEP,
     ),
     Herd(
         "test_aiohttp_retry.py::test_a_herd_with_jitter_retry_spreads_out",
         8,
         lambda rng: [0.1 * 2**n + rng.uniform(0, 0.6) ** 2 for n in (1, 2, 3)],
-        ((STORM_CHECK, {}, "pass"), (BACKOFF, {"jitter": True, "min_factor": 1}, "pass")),
+        SPREAD_OUT,
     ),
     Herd(
         "test_opnieuw.py::test_a_herd_with_full_jitter_spreads_out",
         5,
         lambda rng: [rng.uniform(0, 3 * 2**n / 7) for n in (0, 1, 2)],
-        ((STORM_CHECK, {}, "pass"), (BACKOFF, {"jitter": True, "min_factor": 1}, "pass")),
+        SPREAD_OUT,
     ),
     Herd(
         "test_httpx_retries.py::test_a_herd_with_the_default_full_jitter_spreads_out",
         5,
         lambda rng: [0.15 * 2**n * rng.random() for n in (1, 2, 3)],
         (
-            (STORM_CHECK, {}, "pass"),
-            (BACKOFF, {"jitter": True, "min_factor": 1, "max_delay": 1.2}, "pass"),
+            (check_no_retry_storm, {}, "pass"),
+            (check_backoff, {"jitter": True, "min_factor": 1, "max_delay": 1.2}, "pass"),
         ),
     ),
     Herd(
         "test_httpx_retries.py::test_a_herd_without_jitter_retries_in_lockstep",
         5,
         lambda rng: [0.3, 0.6, 1.2],
-        (
-            (BACKOFF, {"jitter": False}, "pass"),
-            (STORM_CHECK, {}, STORM),
-            (BACKOFF, {"jitter": True}, LOCKSTEP),
-        ),
+        GROWING_IN_LOCKSTEP,
     ),
     Herd(
         "test_httpx_retries.py::test_max_backoff_wait_below_the_jittered_range_erases_the_jitter",
         8,
         lambda rng: [1.0, 1.0, 1.0],
         (
-            (STORM_CHECK, {}, STORM),
-            (BACKOFF, {"jitter": False}, FLAT),
-            (BACKOFF, {"jitter": True, "min_factor": 0.5}, LOCKSTEP),
+            (check_no_retry_storm, {}, STORM),
+            (check_backoff, {"jitter": False}, FLAT),
+            (check_backoff, {"jitter": True, "min_factor": 0.5}, LOCKSTEP),
         ),
     ),
     Herd(
         "test_redo.py::test_a_herd_with_the_default_jitter_proportion_retries_in_lockstep",
         5,
         _plus((0.3, 0.45, 0.675), lambda rng, b: rng.uniform(-b / 60, b / 60)),
-        ((STORM_CHECK, {}, STORM), (BACKOFF, {"jitter": True}, LOCKSTEP)),
+        ((check_no_retry_storm, {}, STORM), (check_backoff, {"jitter": True}, LOCKSTEP)),
     ),
     Herd(
         "test_redo.py::test_a_herd_with_jitter_of_half_the_wait_spreads_out",
         5,
         _plus((0.2, 0.4, 0.8), lambda rng, b: rng.uniform(-b / 2, b / 2)),
-        ((STORM_CHECK, {}, "pass"), (BACKOFF, {"jitter": True, "min_factor": 1}, "pass")),
+        SPREAD_OUT,
     ),
     Herd(
         "test_retrying.py::test_a_fixed_interval_neither_backs_off_nor_waits_the_retry_after",
         5,
         lambda rng: [0.3] * 5,
-        ((BACKOFF, {"jitter": False}, FLAT), (STORM_CHECK, {}, STORM)),
+        ((check_backoff, {"jitter": False}, FLAT), (check_no_retry_storm, {}, STORM)),
     ),
     Herd(
         "test_retrying.py::test_a_herd_with_exponential_waits_and_no_jitter_retries_in_lockstep",
         5,
         lambda rng: [0.3, 0.6, 1.2],
-        (
-            (BACKOFF, {"jitter": False}, "pass"),
-            (STORM_CHECK, {}, STORM),
-            (BACKOFF, {"jitter": True}, LOCKSTEP),
-        ),
+        GROWING_IN_LOCKSTEP,
     ),
     Herd(
         "test_retrying.py::test_a_herd_with_wait_jitter_max_spreads_out_even_at_the_cap",
         8,
         _plus((0.2, 0.4, 0.8), lambda rng, b: rng.uniform(0, 0.3)),
         (
-            (STORM_CHECK, {}, "pass"),
-            (BACKOFF, {"jitter": True, "min_factor": 1, "max_delay": 1.1}, "pass"),
+            (check_no_retry_storm, {}, "pass"),
+            (check_backoff, {"jitter": True, "min_factor": 1, "max_delay": 1.1}, "pass"),
         ),
     ),
     Herd(
@@ -182,8 +175,8 @@ HERDS = [
         8,
         lambda rng: [rng.random(), 2 * rng.random()],
         (
-            (STORM_CHECK, {}, "pass"),
-            (BACKOFF, {"jitter": True, "min_factor": 1, "max_delay": 20}, "pass"),
+            (check_no_retry_storm, {}, "pass"),
+            (check_backoff, {"jitter": True, "min_factor": 1, "max_delay": 20}, "pass"),
         ),
     ),
     Herd(
@@ -191,9 +184,9 @@ HERDS = [
         5,
         lambda rng: [0.05, 0.1, 0.2, 0.4, 0.8],
         (
-            (BACKOFF, {"jitter": False, "min_factor": 1.5}, "pass"),
-            (BACKOFF, {"jitter": True}, LOCKSTEP),
-            (STORM_CHECK, {}, STORM),
+            (check_backoff, {"jitter": False, "min_factor": 1.5}, "pass"),
+            (check_backoff, {"jitter": True}, LOCKSTEP),
+            (check_no_retry_storm, {}, STORM),
         ),
     ),
 ]
@@ -204,8 +197,7 @@ def judge(herd_: Herd, scale: float, rng: random.Random) -> list[str]:
     """One simulated run of ``herd_`` on a machine waking threads ``scale`` s late: each
     verdict's outcome, in the order of ``herd_.verdicts``."""
     rows = [noisy(herd_.waits(rng), scale, rng) for _ in range(herd_.size)]
-    noise = probed(max(map(sum, rows)), scale, rng)
-    timeline = herd(rows, spread=scale if scale < OVERLOADED else 4 * scale)
+    timeline, noise = recorded(rows, scale, rng, spread=scale if scale < OVERLOADED else 4 * scale)
     return [outcome(check, timeline, noise=noise, **kwargs) for check, kwargs, _ in herd_.verdicts]
 
 
