@@ -212,6 +212,59 @@ def fail_step(
     return Fail(answer, count, route), f"status={status} count={count}"
 
 
+def _reshaping(
+    step: str,
+    status: int | None,
+    json: Any,
+    body: bytes | str | None,
+    content_type: str | None,
+    headers: Mapping[str, str] | None,
+    error: ErrorBody,
+) -> tuple[Shape, Answer | None, str]:
+    """A passing step's shape, with ``status`` the answer it gives instead, and how to
+    describe that."""
+    shaped = shape(json, body, content_type, headers)
+    if status is None:
+        return shaped, None, ""
+    return shaped, fault_answer(status, shaped, error, step), f" status={status}"
+
+
+def delay_step(
+    seconds: float,
+    count: int | None = None,
+    *,
+    status: int | None = None,
+    json: Any = None,
+    body: bytes | str | None = None,
+    content_type: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    error: ErrorBody = default_error,
+    route: Route | None = None,
+) -> tuple[Step, str]:
+    """Validated ``delay()`` arguments as a step, and how to describe it."""
+    seconds = validate.seconds(seconds, "delay")
+    count = validate.count(count)
+    shaped, answer, where = _reshaping("delay", status, json, body, content_type, headers, error)
+    return Delay(seconds, count, route, shaped, answer), f"seconds={seconds:g} count={count}{where}"
+
+
+def cut_step(
+    count: int | None = 1,
+    *,
+    status: int | None = None,
+    json: Any = None,
+    body: bytes | str | None = None,
+    content_type: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    error: ErrorBody = default_error,
+    route: Route | None = None,
+) -> tuple[Step, str]:
+    """Validated ``cut()`` arguments as a step, and how to describe it."""
+    count = validate.count(count)
+    shaped, answer, where = _reshaping("cut", status, json, body, content_type, headers, error)
+    return Cut(count, route, shaped, answer), f"count={count}{where}"
+
+
 def rate_limit_step(
     burst: int | None = None,
     retry_after: float | dt.datetime | None = None,

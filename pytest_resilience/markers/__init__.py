@@ -29,14 +29,23 @@ FAULT_MARKERS: dict[str, str] = {
     "chaos": "any Toxiproxy toxic by type name and attributes (custom builds too)",
     "rate_limited": "answer the next burst requests with status and Retry-After (HTTP services)",
     "http_faults": "answer status to count requests, or to a share rate of them (HTTP services)",
+    "slow_answers": "hold the next count answers (None: every one) for seconds (HTTP services)",
+    "cut_answers": "close the connection halfway through the next count answers (HTTP services)",
 }
 
 # HTTP markers: the HTTP service method each one calls (the marker takes its arguments).
-HTTP_MARKERS: dict[str, str] = {"rate_limited": "rate_limit", "http_faults": "fail"}
+HTTP_MARKERS: dict[str, str] = {
+    "rate_limited": "rate_limit",
+    "http_faults": "fail",
+    "slow_answers": "delay",
+    "cut_answers": "cut",
+}
 _SHAPE = "json=None, body=None, content_type=None, headers=None"
 HTTP_SIGNATURES = {
     "rate_limited": f"burst=None, retry_after=None, status=429, *, rate=None, retry_after_ms=None, {_SHAPE}",
     "http_faults": f"status=503, count=None, *, rate=None, {_SHAPE}",
+    "slow_answers": f"seconds, count=None, *, status=None, {_SHAPE}",
+    "cut_answers": f"count=1, *, status=None, {_SHAPE}",
 }
 """The arguments of each HTTP marker as help shows them: those of its step builder
 (``http.script``), kept here so that loading the plugin imports no HTTP code."""
@@ -148,9 +157,9 @@ def _http_arguments(marker: str, args: tuple[Any, ...], kwargs: dict[str, Any]) 
     """An HTTP marker's arguments by name, checked by the step builder its method uses."""
     import inspect
 
-    from ..http.script import fail_step, rate_limit_step
+    from ..http import script
 
-    build = rate_limit_step if marker == "rate_limited" else fail_step
+    build = getattr(script, f"{HTTP_MARKERS[marker]}_step")
     public = HTTP_SIGNATURES[marker]
     parameters = [p for p in inspect.signature(build).parameters.values() if p.name not in INTERNAL]
     signature = inspect.Signature(parameters)

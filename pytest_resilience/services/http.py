@@ -7,14 +7,13 @@ import random
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .. import validate
 from ..assertions.operations import FailureSet, Grouping
 from ..errors import ResilienceError
 from ..faults.fault import Fault
 from ..faults.plan import FaultPlan
-from ..http.answers import Answer, Shape, fault_answer, make_answer, shape
+from ..http.answers import make_answer, shape
 from ..http.records import Effect, ExchangeList
-from ..http.script import Cut, Delay, Route, Step, fail_step, rate_limit_step
+from ..http.script import Route, Step, cut_step, delay_step, fail_step, rate_limit_step
 from .tcp import TcpService
 
 if TYPE_CHECKING:
@@ -128,12 +127,18 @@ class _Scripting:
         With ``status=`` the held request gets that answer (a slow 504, say) instead of
         the usual one; ``headers``/``json``/``body`` alone reshape the usual answer.
         """
-        seconds = validate.seconds(seconds, "delay")
-        count = validate.count(count)
-        shaped, answer = self._reshaped("delay", status, json, body, content_type, headers)
-        step = Delay(seconds, count, self._route, shaped, answer)
-        where = "" if status is None else f" status={status}"
-        return self._add(step, "delay", f"seconds={seconds:g} count={count}{where}")
+        step, detail = delay_step(
+            seconds,
+            count,
+            status=status,
+            json=json,
+            body=body,
+            content_type=content_type,
+            headers=headers,
+            error=self._service._script.error,
+            route=self._route,
+        )
+        return self._add(step, "delay", detail)
 
     def cut(
         self,
@@ -150,25 +155,17 @@ class _Scripting:
         With ``status=`` the cut answer is that one (nothing applied) instead of the usual
         one; ``headers``/``json``/``body`` alone reshape the usual answer before the cut.
         """
-        count = validate.count(count)
-        shaped, answer = self._reshaped("cut", status, json, body, content_type, headers)
-        where = "" if status is None else f" status={status}"
-        return self._add(Cut(count, self._route, shaped, answer), "cut", f"count={count}{where}")
-
-    def _reshaped(
-        self,
-        step: str,
-        status: int | None,
-        json: Any,
-        body: bytes | str | None,
-        content_type: str | None,
-        headers: Mapping[str, str] | None,
-    ) -> tuple[Shape, Answer | None]:
-        """A passing step's shape, and with ``status`` the answer it gives instead."""
-        shaped = shape(json, body, content_type, headers)
-        if status is None:
-            return shaped, None
-        return shaped, fault_answer(status, shaped, self._service._script.error, step)
+        step, detail = cut_step(
+            count,
+            status=status,
+            json=json,
+            body=body,
+            content_type=content_type,
+            headers=headers,
+            error=self._service._script.error,
+            route=self._route,
+        )
+        return self._add(step, "cut", detail)
 
     def _add(self, step: Step, kind: str, detail: str) -> Fault:
         where = f" route={self._route!r}" if self._route is not None else ""

@@ -167,6 +167,24 @@ def test_lost_answer(payments):
     assert set(e.step for e in payments.exchanges[1:]) == {"replay"}
 
 
+@pytest.mark.slow_answers("payments", seconds=0.3, count=1)
+def test_slow_answer(payments):
+    assert requests.get(payments.url, timeout=2).status_code == 200
+    first = payments.exchanges[0]
+    assert first.ended_at - first.started_at >= 0.3
+    assert requests.get(payments.url, timeout=2).status_code == 200
+    second = payments.exchanges[1]
+    assert second.ended_at - second.started_at < 0.3
+
+
+@pytest.mark.cut_answers("payments", count=1)
+def test_cut_answer(payments):
+    with pytest.raises(requests.RequestException):
+        requests.get(payments.url, timeout=2)
+    assert requests.get(payments.url, timeout=2).status_code == 200
+    assert [e.step for e in payments.settled()] == ["cut", "respond"]
+
+
 @pytest.mark.http_faults("late", status=504)
 def test_service_created_in_the_body(resilience):
     late = resilience.http_service("late")
@@ -179,7 +197,7 @@ def test_http_markers_apply_their_faults_in_their_windows(inner: pytest.Pytester
 
     result = inner.runpytest(f"{OPTION_BACKEND}={url}")
 
-    result.assert_outcomes(passed=10)
+    result.assert_outcomes(passed=12)
 
 
 def test_http_markers_are_accepted_under_strict_markers_and_listed(
@@ -194,6 +212,10 @@ def test_http_markers_are_accepted_under_strict_markers_and_listed(
             "headers=None, after=0, duration=None)*",
             "*@pytest.mark.http_faults(service, status=503, count=None, *, rate=None, "
             "json=None, body=None, content_type=None, headers=None, after=0, duration=None)*",
+            "*@pytest.mark.slow_answers(service, seconds, count=None, *, status=None, json=None, "
+            "body=None, content_type=None, headers=None, after=0, duration=None)*",
+            "*@pytest.mark.cut_answers(service, count=1, *, status=None, json=None, body=None, "
+            "content_type=None, headers=None, after=0, duration=None)*",
         ]
     )
 
@@ -229,13 +251,21 @@ def test_bad_http_marker_arguments_fail_the_test_naming_the_argument(
         def test_no_service(payments):
             pass
 
+        @pytest.mark.slow_answers("payments", seconds=float("nan"))
+        def test_nan_delay(payments):
+            pass
+
+        @pytest.mark.cut_answers("payments", count=0)
+        def test_cut_none(payments):
+            pass
+
         def test_unmarked(payments):
             pass
         """
     )
     result = inner.runpytest(f"{OPTION_BACKEND}={url}")
 
-    result.assert_outcomes(passed=1, errors=6)
+    result.assert_outcomes(passed=1, errors=8)
     result.stdout.fnmatch_lines_random(
         [
             "*test_negative_burst: @pytest.mark.rate_limited: burst must be a whole number >= 1, got -1.",
@@ -244,6 +274,8 @@ def test_bad_http_marker_arguments_fail_the_test_naming_the_argument(
             "*test_typo: @pytest.mark.rate_limited: unknown argument 'retry_afer'; it takes burst=None, retry_after=None, status=429, *, rate=None, retry_after_ms=None, json=None, body=None, content_type=None, headers=None.",
             "*test_negative_after: @pytest.mark.http_faults: after (seconds) must be a finite number >= 0, got -1.",
             "*test_no_service: @pytest.mark.rate_limited: the first argument must be the service name*",
+            "*test_nan_delay: @pytest.mark.slow_answers: delay must be a finite number*nan.",
+            "*test_cut_none: @pytest.mark.cut_answers: count must be a whole number >= 1, got 0.",
         ]
     )
 
