@@ -27,6 +27,7 @@ __all__ = [
     "Exchange",
     "ExchangeEvent",
     "ExchangeList",
+    "Exploration",
     "Fault",
     "FaultEvent",
     "FaultGroup",
@@ -55,6 +56,7 @@ __all__ = [
 # Loaded on first use, so that loading the plugin stays cheap.
 _LAZY = {
     "Evidence": ".evidence",
+    "Exploration": ".explore",
     "Backend": ".toxiproxy.backends",
     "Call": ".observe",
     "ConnectionList": ".observe",
@@ -91,6 +93,7 @@ if TYPE_CHECKING:
     from .adapters import Intent
     from .assertions import DEFAULT_FAILURES, InsufficientEvidence, ResilienceAssertionError
     from .evidence import Evidence
+    from .explore import Exploration
     from .faults.fault import Fault, FaultGroup
     from .faults.kinds import FaultKind
     from .faults.plan import FaultPlan, ToxicSpec

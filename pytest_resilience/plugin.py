@@ -11,6 +11,7 @@ import pytest
 
 from . import extensions
 from .markers import (
+    EXPLORE_HELP,
     FAULT_MARKERS,
     MarkerFault,
     belongs_to_pytest_timeout,
@@ -41,12 +42,14 @@ from .session import ResilienceSession
 if TYPE_CHECKING:
     from faker import Faker
 
+    from .explore import ExploreSpec
     from .report.record import TestRecord
     from .resilience import Resilience
     from .toxiproxy.backends import Backend
 
 SESSION = pytest.StashKey[ResilienceSession]()
 MARKERS = pytest.StashKey[list[MarkerFault]]()
+EXPLORE = pytest.StashKey["ExploreSpec"]()
 MARKER_ERROR = pytest.StashKey[str]()
 RECORD: pytest.StashKey[TestRecord] = pytest.StashKey()
 COLLECTOR = pytest.StashKey[Collector]()
@@ -140,6 +143,7 @@ def _setting(config: pytest.Config, dest: str, ini: str, parse: Callable[[str], 
 def pytest_configure(config: pytest.Config) -> None:
     for name in FAULT_MARKERS:
         config.addinivalue_line("markers", marker_help(name))
+    config.addinivalue_line("markers", EXPLORE_HELP)
     seed = _setting(config, "resilience_seed", INI_SEED, parse_seed)
     workerinput = getattr(config, "workerinput", None)
     if seed is None and workerinput is not None:
@@ -191,13 +195,37 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 parsed.append(parse_marker(mark.name, mark.args, mark.kwargs, added))
             except ValueError as exc:
                 errors.append(f"{item.nodeid}: @pytest.mark.{mark.name}: {str(exc).rstrip('.')}.")
+        explore = item.get_closest_marker("explore")
+        if explore is not None:
+            try:
+                item.stash[EXPLORE] = _explore_spec(item, explore)
+            except ValueError as exc:
+                errors.append(f"{item.nodeid}: @pytest.mark.explore: {str(exc).rstrip('.')}.")
         if errors:
             item.stash[MARKER_ERROR] = "\n".join(errors)
-        if parsed:
+        if parsed or explore is not None:
             item.stash[MARKERS] = parsed
             fixturenames: list[str] = getattr(item, "fixturenames", [])
             if "resilience" not in fixturenames:
                 fixturenames.append("resilience")
+
+
+def _explore_spec(item: pytest.Item, mark: pytest.Mark) -> ExploreSpec:
+    import inspect
+
+    from .explore import ExploreSpec
+
+    if mark.args:
+        raise ValueError("it takes keyword arguments only, e.g. @pytest.mark.explore(examples=50)")
+    function = getattr(item, "obj", None)
+    if inspect.iscoroutinefunction(function):
+        raise ValueError("it runs plain (sync) test functions; call async code from a sync test")
+    if hasattr(function, "hypothesis"):
+        raise ValueError(
+            "the test is already a Hypothesis test (@given); draw your data inside the explored "
+            "body with resilience.explore(fn, ...) instead"
+        )
+    return ExploreSpec.of(mark.kwargs)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -229,9 +257,23 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     if res is None:
         return (yield)
     with heap.frozen():  # a collection during the body walks only what the body makes
-        if not markers:
+        if not markers or EXPLORE in item.stash:  # explore opens the windows per example
             return (yield)
         return (yield from _with_marker_windows(res, markers))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    spec = pyfuncitem.stash.get(EXPLORE, None)
+    if spec is None:
+        return None
+    from .explore.runner import explore
+
+    args = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+    res: Resilience = pyfuncitem.funcargs["resilience"]  # type: ignore[assignment]
+    fixed: list[MarkerFault] = pyfuncitem.stash.get(MARKERS, [])
+    explore(lambda: pyfuncitem.obj(**args), res, spec, fixed=fixed)
+    return True
 
 
 def _with_marker_windows(
@@ -240,28 +282,20 @@ def _with_marker_windows(
     """The test body, with its fault markers' windows opened and closed around it."""
     from .markers.windows import MarkerWindows
 
-    windows = MarkerWindows(markers, lambda name: res.services.get(name))
-    res._on_service_created(windows.service_created)
+    windows = MarkerWindows(markers, res.services.get)
+    stop = res._on_service_created(windows.service_created)
     try:
         windows.start()
         result = yield
     finally:
         missing = windows.finish()
+        stop()
     if windows.errors:
         raise windows.errors[0]
     if missing:
-        existing = ", ".join(repr(n) for n in res.services) or "none"
-        marker = missing[0]
-        create = (
-            f"resilience.http_service({marker.service!r})"
-            if marker.plan is None
-            else f"resilience.tcp_service({marker.service!r}, upstream=...)"
-        )
-        pytest.fail(
-            f"@pytest.mark.{marker.marker}({marker.service!r}) names a service this test never "
-            f"created (services: {existing}); create it with {create} in the test or a fixture.",
-            pytrace=False,
-        )
+        from .markers.windows import missing_service
+
+        pytest.fail(missing_service(missing[0], res.services), pytrace=False)
     return result
 
 
@@ -388,7 +422,7 @@ def _keep_record(item: pytest.Item, res: Resilience) -> None:
     from .report.record import junit_properties, record_of
 
     # Answers still held by a fault in force are judged as they are after 0.2 s.
-    record = record_of(res.evidence(settle=0.2), _backend(item.config))
+    record = record_of(res.evidence(settle=0.2), _backend(item.config), res.explored)
     item.stash[RECORD] = record
     item.user_properties.extend(junit_properties(record))
 

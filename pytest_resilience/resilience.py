@@ -24,6 +24,7 @@ from .verdicts import Verdicts
 
 if TYPE_CHECKING:
     from .adapters import Intent
+    from .explore import Exploration
     from .runs import Run
     from .session import ResilienceSession
 
@@ -51,11 +52,18 @@ class Resilience:
         self._created_listeners: list[Callable[[TcpService], None]] = []
         self._closed = False
         self._noise = NoiseProbe()
+        self._exploration: Exploration | None = None
 
     @property
     def runs(self) -> list[Run]:
         """Every ``drive`` and ``load`` of this test, in order (from the timeline)."""
         return self.timeline.snapshot().runs()
+
+    @property
+    def explored(self) -> Exploration | None:
+        """What ``explore`` ran in this test (the marker, or the last :meth:`explore` call);
+        None if it did not explore."""
+        return self._exploration
 
     @property
     def seed(self) -> int:
@@ -205,9 +213,33 @@ class Resilience:
             listener(service)
         return service
 
-    def _on_service_created(self, listener: Callable[[TcpService], None]) -> None:
-        """Call ``listener`` for each service created from now on (marker windows use it)."""
+    def _on_service_created(self, listener: Callable[[TcpService], None]) -> Callable[[], None]:
+        """Call ``listener`` for each service created from now on (marker windows use it);
+        return what stops it."""
         self._created_listeners.append(listener)
+        return lambda: self._created_listeners.remove(listener)
+
+    def _restarter(self) -> Callable[[], None]:
+        """What brings this test back to how it is now, before each example of explore:
+        faults applied since healed and forgotten, services made since closed, every
+        connection cut, idempotency stores emptied, HTTP scripts as now, a new timeline."""
+        kept = dict(self._services)
+        applied = {name: len(service._faults) for name, service in kept.items()}
+        scripts = [s._script.snapshot() for s in kept.values() if isinstance(s, HttpService)]
+
+        def restart() -> None:
+            for name in [n for n in self._services if n not in kept]:
+                service = self._services.pop(name)
+                service.close()
+                self.session.live_proxies.discard(service.proxy)
+            for name, service in kept.items():
+                service._restart(applied[name])
+            for restore in scripts:
+                restore()
+            self._recorder.forget()
+            self.timeline.restart()
+
+        return restart
 
     # -- faults -------------------------------------------------------------------
 
@@ -290,6 +322,16 @@ class Resilience:
         run = load(fn, duration, rate, concurrency, heals=self._heals, verdicts=self._verdicts)
         self.timeline.add(RunEvent(CLOCK.now(), "", run))
         return run
+
+    def explore(self, fn: Callable[[], object], **options: Any) -> Exploration:
+        """Call ``fn`` under many fault schedules drawn on this test's services, as
+        ``@pytest.mark.explore(**options)`` runs a body; a failing schedule is shrunk and
+        raised with the markers that reproduce it."""
+        __tracebackhide__ = True
+        from .explore import ExploreSpec
+        from .explore.runner import explore
+
+        return explore(fn, self, ExploreSpec.of(options))
 
     def _http(self, service: str | TcpService, what: str) -> HttpService:
         resolved = self._resolve(service)

@@ -31,8 +31,13 @@ class Verdicts:
     ) -> None:
         self._timeline = timeline
         self._seed = seed
-        self.origin = timeline.started_at if timeline is not None else origin
-        """Where a failure's table counts t+ms from: the start of the test."""
+        self._origin = origin
+
+    @property
+    def origin(self) -> float:
+        """Where a failure's table counts t+ms from: the start of the test (of the example,
+        under explore)."""
+        return self._timeline.started_at if self._timeline is not None else self._origin
 
     def judge(self, service: str, check: Callable[..., None], *args: Any, **kwargs: Any) -> None:
         """Run ``check(*args, origin=..., **kwargs)``, the verdict ``assert_<name>`` of

@@ -355,6 +355,22 @@ class Script:
                 ]
                 self.route_defaults.append((route, answer))
 
+    def snapshot(self) -> Callable[[], None]:
+        """A function that puts the steps and default answers back as they are now, each
+        step with the count it has left now (explore starts every example from here)."""
+        import copy
+
+        with self._lock:
+            saved = copy.deepcopy(([s for s in self.steps if not s.spent], self.route_defaults))
+            default = self.default
+
+        def restore() -> None:
+            steps, route_defaults = copy.deepcopy(saved)
+            with self._lock:
+                self.steps, self.route_defaults, self.default = steps, route_defaults, default
+
+        return restore
+
     def clear(self) -> None:
         with self._lock:
             self.steps.clear()

@@ -159,6 +159,14 @@ class HttpLayer:
         server, self._server = self._server, None
         await self._connections.close(server)
 
+    async def restart(self) -> None:
+        """Cut every connection and forget them and every stored answer (explore's next
+        example: fresh connections, an empty idempotency store)."""
+        await self._connections.cut_all()
+        with self._lock:
+            self.connections.clear()
+            self._stored.clear()
+
     def heads(self) -> list[tuple[int, str | None, float | None]]:
         """Each connection so far: its id, the hash of its first request head (to pair it
         with the tap's, :func:`~pytest_resilience.observe.join.pair`), when it was accepted."""

@@ -33,6 +33,12 @@ FAULT_MARKERS: dict[str, str] = {
     "cut_answers": "close the connection halfway through the next count answers (HTTP services)",
 }
 
+EXPLORE_HELP = (
+    "explore(examples=20, kinds=None, services=None, max_faults=2, span=None): run the body "
+    "under that many fault schedules drawn by Hypothesis on the test's services; a failing "
+    "one is shrunk and printed as the markers that reproduce it."
+)
+
 # HTTP markers: the HTTP service method each one calls (the marker takes its arguments).
 HTTP_MARKERS: dict[str, str] = {
     "rate_limited": "rate_limit",
@@ -75,10 +81,27 @@ class MarkerFault:
             )
         return getattr(service, method)(**self.arguments)
 
+    def decorator(self) -> str:
+        """``@pytest.mark.<marker>(...)`` that applies this fault, as code to paste."""
+        arguments = [_code(self.service)]
+        arguments += [f"{k}={_code(v)}" for k, v in self.arguments.items()]
+        if self.after:
+            arguments.append(f"after={self.after:g}")
+        if self.duration is not None:
+            arguments.append(f"duration={self.duration:g}")
+        return f"@pytest.mark.{self.marker}({', '.join(arguments)})"
+
     @property
     def window(self) -> str:
         end = "end of test" if self.duration is None else f"{self.after + self.duration:g}s"
         return f"{self.after:g}s to {end}"
+
+
+def _code(value: Any) -> str:
+    """``value`` as Python source, strings in double quotes (as ruff formats them)."""
+    if isinstance(value, str) and '"' not in value and "\\" not in value:
+        return f'"{value}"'
+    return repr(value)
 
 
 def marker_help(name: str, extra: Mapping[str, FaultKind] | None = None) -> str:

@@ -10,7 +10,7 @@ import functools
 import heapq
 import itertools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from ..clock import CLOCK
 from ..faults.fault import Fault
@@ -128,3 +128,18 @@ class MarkerWindows:
             except Exception as exc:
                 self._keep_error(exc)
         return [m for m in self.markers if self._lookup(m.service) is None]
+
+
+def missing_service(marker: MarkerFault, existing: Iterable[str]) -> str:
+    """Why ``marker`` never opened: its service was never made (``existing`` names those
+    that were)."""
+    names = ", ".join(repr(n) for n in existing) or "none"
+    create = (
+        f"resilience.http_service({marker.service!r})"
+        if marker.plan is None
+        else f"resilience.tcp_service({marker.service!r}, upstream=...)"
+    )
+    return (
+        f"@pytest.mark.{marker.marker}({marker.service!r}) names a service this test never "
+        f"created (services: {names}); create it with {create} in the test or a fixture."
+    )

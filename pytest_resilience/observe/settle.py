@@ -86,6 +86,13 @@ class ExchangeRecorder:
             self._sources[service] = (heads, traces)
             self._awaiting.setdefault(service, {})
 
+    def forget(self) -> None:
+        """Stop waiting for the deliveries of answers so far (explore's next example: their
+        connections were cut and their timeline restarted)."""
+        with self._lock:
+            for awaiting in self._awaiting.values():
+                awaiting.clear()
+
     def record(self, event: ExchangeEvent | Effect, answer_end: int | None = None) -> None:
         """Put ``event`` on the timeline; an exchange whose answer was sent (``answered``,
         ``ended``) and ends at byte ``answer_end`` of its connection's outgoing stream then

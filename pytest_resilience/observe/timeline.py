@@ -120,6 +120,13 @@ class Timeline:
                 # Under the lock, so subscribers see events in the timeline's order.
                 self._dispatcher.put(event)
 
+    def restart(self) -> None:
+        """Forget every event and start the clock again now (explore's next example);
+        subscribers have seen the events already."""
+        with self._lock:
+            self._events = []
+            self.started_at = CLOCK.now()
+
     def subscribe(self, listener: Callable[[object], None]) -> None:
         """Call ``listener(event)`` for every event added from now on.
 

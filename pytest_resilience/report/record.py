@@ -20,6 +20,7 @@ from .jsontypes import from_json, to_json
 
 if TYPE_CHECKING:
     from ..evidence import Evidence
+    from ..explore import Exploration
     from ..http.records import Exchange, ExchangeList
     from ..runs import Run
 
@@ -139,6 +140,18 @@ class VerdictRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ExploreRecord:
+    """What explore ran: schedules, how many left a verdict undecided, the stretch of the
+    body faults fell in, and the shrunk failing schedule as marker decorators."""
+
+    examples: int
+    undecided: int
+    span_ms: float
+    failing: tuple[str, ...] | None
+    """None: no schedule failed; empty: the test fails with no fault."""
+
+
+@dataclass(frozen=True, slots=True)
 class TestRecord:
     """One test's record: faults, services, runs, intents and verdicts."""
 
@@ -155,6 +168,8 @@ class TestRecord:
     verdicts: tuple[VerdictRecord, ...]
     backend: str | None
     """The Toxiproxy the test ran against."""
+    explored: ExploreRecord | None = None
+    """With ``explore``: what it ran (the rest of the record is the last schedule's)."""
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = to_json(self)
@@ -184,8 +199,11 @@ def empty_record(seed: int, backend: str | None) -> TestRecord:
     return TestRecord(SCHEMA, seed, None, (), (), (), (), (), backend)
 
 
-def record_of(evidence: Evidence, backend: str | None) -> TestRecord:
-    """The record of a test, from its evidence (``Resilience.evidence()``)."""
+def record_of(
+    evidence: Evidence, backend: str | None, explored: Exploration | None = None
+) -> TestRecord:
+    """The record of a test, from its evidence (``Resilience.evidence()``) and what
+    explore ran (``Resilience.explored``)."""
     from ..assertions.operations import failed, operations
 
     events = evidence.events
@@ -246,6 +264,14 @@ def record_of(evidence: Evidence, backend: str | None) -> TestRecord:
             for v in events.verdicts()
         ),
         backend,
+        None
+        if explored is None
+        else ExploreRecord(
+            explored.examples,
+            explored.undecided,
+            round(explored.span * 1000.0, 3),
+            explored.failing,
+        ),
     )
 
 

@@ -8,7 +8,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .record import FaultRecord, RunRecord, ServiceRecord, TestRecord, VerdictRecord
+    from .record import (
+        ExploreRecord,
+        FaultRecord,
+        RunRecord,
+        ServiceRecord,
+        TestRecord,
+        VerdictRecord,
+    )
 
 
 @dataclass
@@ -28,7 +35,7 @@ class ReportEntry:
     @property
     def notable(self) -> bool:
         """Worth a line: it injected faults or judged something."""
-        return bool(self.record.faults or self.record.verdicts)
+        return bool(self.record.faults or self.record.verdicts or self.record.explored)
 
 
 def summary_lines(
@@ -67,6 +74,8 @@ def _entry(entry: ReportEntry, timeline: object = None) -> list[str]:
         lines.append(f"  {service.name + ':':<9} {_service(service)}")
     for run in record.runs:
         lines.append("  run:      " + _run(run))
+    if record.explored is not None:
+        lines += _explored(record.explored)
     verdicts = sorted(record.verdicts, key=lambda v: v.passed)
     for n, verdict in enumerate(verdicts):
         head = "  verdicts: " if n == 0 else "            "
@@ -78,6 +87,18 @@ def _entry(entry: ReportEntry, timeline: object = None) -> list[str]:
         lines.append(f"  replay:   --resilience-seed={record.seed}")
     if timeline is not None:
         lines.append(f"  timeline: {timeline}")
+    return lines
+
+
+def _explored(explored: ExploreRecord) -> list[str]:
+    undecided = f", {explored.undecided} undecided" if explored.undecided else ""
+    lines = [
+        f"  explore:  {_plural(explored.examples, 'schedule')} run{undecided}, faults in the "
+        f"first {explored.span_ms:.0f} ms of the body; the figures above are the last one's"
+    ]
+    if explored.failing:
+        lines.append("  failing:  " + explored.failing[0])
+        lines += [f"            {d}" for d in explored.failing[1:]]
     return lines
 
 

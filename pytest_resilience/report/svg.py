@@ -218,6 +218,15 @@ def _header(canvas: _Canvas, nodeid: str, record: TestRecord) -> None:
     if verdicts and not failing:
         canvas.line_text(f"{len(verdicts)} verdicts, all passed", colour=COLOURS["2xx"])
     canvas.line_text(f"replay: --resilience-seed={record.seed}", colour=AXIS, cls="seed")
+    explored = record.explored
+    if explored is not None and explored.failing:
+        canvas.line_text(
+            f"explore: failing schedule after {explored.examples} schedules (pictured below):",
+            colour=FAIL_TEXT,
+            cls="explore",
+        )
+        for decorator in explored.failing:
+            canvas.line_text(decorator, colour=FAIL_TEXT, cls="explore")
 
 
 def _legend(canvas: _Canvas) -> None:

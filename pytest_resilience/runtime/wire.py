@@ -156,11 +156,19 @@ class Connections:
 
     async def close(self, server: asyncio.Server | None) -> None:
         """Stop ``server`` listening, cut every connection, and wait for their tasks."""
-        self._closing = True
         if server is not None:
             server.close()
-        for writer in list(self._writers):
-            writer.transport.abort()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.cut_all()
+        self._closing = True
+
+    async def cut_all(self) -> None:
+        """Cut every open connection and wait for their tasks; the server keeps listening."""
+        self._closing = True
+        try:
+            for writer in list(self._writers):
+                writer.transport.abort()
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        finally:
+            self._closing = False

@@ -238,6 +238,10 @@ class HttpService(TcpService, _Scripting):
 
         return rng(self._seed, self._label, purpose, str(len(self._faults)))
 
+    def _restart(self, faults: int) -> None:
+        super()._restart(faults)
+        self._tap.loop.run(self._layer.restart())
+
     def reset_script(self) -> None:
         """Forget every step and default answer (the default becomes an empty 200)."""
         self._script.clear()

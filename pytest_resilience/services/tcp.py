@@ -248,6 +248,16 @@ class TcpService:
             FaultEvent(CLOCK.now(), self.name, plan.kind, action, fault_id, plan.detail)  # type: ignore[arg-type]
         )
 
+    def _restart(self, faults: int) -> None:
+        """Heal and forget the faults applied after the first ``faults``, and cut every
+        connection (explore's next example)."""
+        with self._lock:
+            later = self._faults[faults:]
+        FaultGroup(f for f in later if f.active).heal()
+        with self._lock:
+            del self._faults[faults:]
+        self._tap.cut_all()
+
     def close(self) -> None:
         """Heal every fault, delete the proxy and stop the tap (end of test)."""
         with self._lock:

@@ -265,15 +265,24 @@ class Tap:
 
     async def _close(self) -> None:
         await self._stop_listening()
+        await self._cut_all()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _cut_all(self) -> None:
         for link in list(self.links):
             link.ended = True
             link.client.abort()
             if link.upstream is not None:
                 link.upstream.abort()
         self.links.clear()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.finished.clear()
+
+    def cut_all(self) -> None:
+        """Drop every open connection, unrecorded, and forget those so far; keep listening
+        (explore's next example starts with fresh connections)."""
+        self.loop.run(self._cut_all())
 
     def start(self) -> int:
         """Listen on ``host:0`` and return the port the OS chose."""

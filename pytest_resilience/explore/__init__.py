@@ -1,0 +1,166 @@
+"""Exploration: a test body run under many fault schedules that Hypothesis draws and shrinks.
+
+``@pytest.mark.explore(...)`` (or ``resilience.explore(fn, ...)``) runs the body once
+per schedule: a few marker faults on the test's services, each with its window.  The
+test's own verdicts and assertions are the property.  A failing schedule is shrunk to
+the fewest faults, then the simplest kinds, earliest starts and shortest windows, and
+printed as the marker decorators that reproduce it.
+
+This module holds what collection needs (the marker's arguments and the kinds explored)
+and imports neither pytest nor Hypothesis; :mod:`.runner` does the running.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .. import validate
+from ..errors import ConfigurationError
+from ..markers import MarkerFault
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of an explored fault: one of ``options`` (the first is the simplest),
+    or ``unit`` times a whole number from ``low`` to ``high``."""
+
+    name: str
+    options: tuple[Any, ...] = ()
+    low: int = 0
+    high: int = 0
+    unit: float = 1
+
+
+@dataclass(frozen=True)
+class Explored:
+    """A fault kind explore draws: whether it needs an HTTP service, and its params.
+
+    HTTP faults are drawn without a duration: each ends once it has answered its
+    ``count`` (or ``burst``) requests, which shrinks to 1; a window of milliseconds
+    would make the shrunk schedule depend on timing."""
+
+    http: bool
+    params: tuple[Param, ...]
+
+
+KINDS: dict[str, Explored] = {
+    "http_faults": Explored(
+        True, (Param("status", (503, 500, 502, 504)), Param("count", (), 1, 5))
+    ),
+    "rate_limited": Explored(True, (Param("burst", (), 1, 5), Param("retry_after", (), 1, 2))),
+    "cut_answers": Explored(True, (Param("count", (), 1, 3),)),
+    "slow_answers": Explored(True, (Param("seconds", (), 1, 10, 0.1), Param("count", (), 1, 3))),
+    "partition": Explored(
+        False,
+        (
+            Param("mode", ("reset", "refuse", "blackhole")),
+            Param("direction", ("both", "downstream", "upstream")),
+        ),
+    ),
+    "reset_peer": Explored(False, (Param("timeout", (), 0, 10, 50),)),
+    "latency": Explored(False, (Param("ms", (), 1, 20, 50),)),
+    "timeout": Explored(False, (Param("ms", (), 0, 10, 100),)),
+    "limit_data": Explored(False, (Param("bytes", (), 1, 64, 64),)),
+    "slow_close": Explored(False, (Param("delay", (), 1, 10, 100),)),
+    "bandwidth": Explored(False, (Param("rate", (), 1, 64),)),
+    "slicer": Explored(False, (Param("average_size", (), 1, 64), Param("delay", (), 0, 10, 100))),
+}
+"""The kinds explore draws, simplest first (shrinking moves toward the front): HTTP
+answers, then connection faults.  ``partition`` with ``mode="refuse"`` always cuts both
+directions (the proxy stops listening)."""
+
+SLOTS = 20
+"""Fault windows start and last whole multiples of ``span / SLOTS``."""
+SHORTEST_SPAN = 0.1
+"""The least span explore draws windows in, in seconds, however quick the body."""
+
+
+@dataclass(frozen=True)
+class ExploreSpec:
+    """The arguments of ``@pytest.mark.explore`` / ``resilience.explore``, checked."""
+
+    # A new default here changes EXPLORE_HELP (markers) and the README's marker list.
+
+    examples: int = 20
+    """Schedules to run (passing ones; shrinking a failure runs more)."""
+    kinds: tuple[str, ...] = tuple(KINDS)
+    services: tuple[str, ...] | None = None
+    """None: every service the test made before its body."""
+    max_faults: int = 2
+    span: float | None = None
+    """Seconds: faults start within the first ``span`` of the body and last at most that;
+    None: twice as long as the body takes with no fault (at least ``SHORTEST_SPAN``)."""
+
+    @classmethod
+    def of(cls, kwargs: Mapping[str, Any]) -> ExploreSpec:
+        """Check the keyword arguments; raise ConfigurationError naming the bad one."""
+        known = ("examples", "kinds", "services", "max_faults", "span")
+        unknown = sorted(set(kwargs) - set(known))
+        if unknown:
+            raise ConfigurationError(
+                f"unknown argument {unknown[0]!r}; explore takes examples=20, kinds=None, "
+                "services=None, max_faults=2, span=None."
+            )
+        examples = validate.integer(kwargs.get("examples", 20), "examples", minimum=1)
+        max_faults = validate.integer(kwargs.get("max_faults", 2), "max_faults", minimum=1)
+        span = kwargs.get("span")
+        if span is not None:
+            span = validate.number(span, "span (seconds)", above=True)
+            if span < SHORTEST_SPAN or span > 3600:
+                raise ConfigurationError(
+                    f"span (seconds) must be from {SHORTEST_SPAN:g} to 3600 (the stretch of the "
+                    f"body faults fall in), got {span!r}."
+                )
+        kinds = _names(kwargs.get("kinds"), "kinds", tuple(KINDS)) or tuple(KINDS)
+        services = _names(kwargs.get("services"), "services", None)
+        return cls(examples, kinds, services, max_faults, span)
+
+
+def _names(value: Any, what: str, allowed: Sequence[str] | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str) or not isinstance(value, Sequence) or not value:
+        raise ConfigurationError(
+            f"{what} must be a non-empty list of names, e.g. {what}=[{(allowed or ['api'])[0]!r}], "
+            f"got {value!r}."
+        )
+    for name in value:
+        if not isinstance(name, str) or (allowed is not None and name not in allowed):
+            listed = ", ".join(allowed or [])
+            raise ConfigurationError(
+                f"{what}: {name!r} is not one "
+                + (f"explore draws ({listed})." if allowed else "name of a service.")
+            )
+    return tuple(dict.fromkeys(value))
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The faults of one example, as markers."""
+
+    faults: tuple[MarkerFault, ...]
+
+    def decorators(self) -> list[str]:
+        """The marker decorators that apply this schedule, earliest first."""
+        return [f.decorator() for f in sorted(self.faults, key=lambda f: f.after)]
+
+    def __repr__(self) -> str:
+        return "Schedule(" + ", ".join(self.decorators()) + ")" if self.faults else "Schedule()"
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(repr(self))  # how Hypothesis prints the failing example
+
+
+@dataclass(frozen=True)
+class Exploration:
+    """What one explore ran: ``examples`` schedules, ``undecided`` of them left without
+    enough evidence; with a failure, the shrunk ``schedule`` that fails."""
+
+    examples: int
+    undecided: int
+    span: float
+    """The stretch of the body faults fell in, in seconds."""
+    failing: tuple[str, ...] | None = None
+    """The decorators of the shrunk failing schedule (empty: it fails with no fault)."""

@@ -1,0 +1,200 @@
+"""Running a body under explore: Hypothesis draws each schedule and shrinks a failing one;
+between examples the test is put back in place (:meth:`Resilience._restarter`).
+
+Hypothesis is imported here only, when a test explores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..assertions.report import InsufficientEvidence
+from ..clock import CLOCK
+from ..errors import ConfigurationError
+from ..markers import MarkerFault, parse_marker
+from ..markers.windows import MarkerWindows, missing_service
+from ..seed import derive
+from . import KINDS, SHORTEST_SPAN, SLOTS, Exploration, ExploreSpec, Param, Schedule
+
+if TYPE_CHECKING:
+    from hypothesis.strategies import SearchStrategy
+
+    from ..resilience import Resilience
+
+
+def schedules(
+    services: Sequence[tuple[str, bool]], spec: ExploreSpec, span: float
+) -> SearchStrategy[Schedule]:
+    """Schedules of at most ``spec.max_faults`` faults on ``services`` (name, is HTTP), each
+    starting within the first ``span`` seconds; a TCP fault lasts at most that.
+
+    Shaped for shrinking: deleting list items gives fewer faults; each fault draws its
+    service, then its kind (simplest first), its parameters, its start and its length,
+    all as choices that shrink toward the first option or the smallest number.
+    """
+    from hypothesis import strategies as st
+
+    slot = span / SLOTS
+
+    def param(p: Param) -> SearchStrategy[Any]:
+        if p.options:
+            return st.sampled_from(p.options)
+        if p.unit == 1:
+            return st.integers(p.low, p.high)
+        return st.integers(p.low, p.high).map(lambda n: round(n * p.unit, 6))
+
+    @st.composite
+    def fault(draw: Callable[[SearchStrategy[Any]], Any]) -> MarkerFault:
+        name, http = draw(st.sampled_from(services))
+        kind = draw(st.sampled_from([k for k in spec.kinds if http or not KINDS[k].http]))
+        arguments = {p.name: draw(param(p)) for p in KINDS[kind].params}
+        if kind == "partition" and arguments["mode"] == "refuse":
+            arguments["direction"] = "both"  # the proxy stops listening: both ways at once
+        arguments["after"] = round(draw(st.integers(0, SLOTS - 1)) * slot, 3)
+        if not KINDS[kind].http:
+            arguments["duration"] = max(0.001, round(draw(st.integers(1, SLOTS)) * slot, 3))
+        return parse_marker(kind, (name,), arguments)
+
+    # At least one fault: the body ran with none first.
+    return st.lists(fault(), min_size=1, max_size=spec.max_faults).map(
+        lambda fs: Schedule(tuple(fs))
+    )
+
+
+def _services(res: Resilience, spec: ExploreSpec) -> list[tuple[str, bool]]:
+    """The services explore puts faults on: (name, is HTTP), those the spec names or all."""
+    from ..services.http import HttpService
+
+    existing = res.services
+    names = spec.services if spec.services is not None else tuple(existing)
+    unknown = [n for n in names if n not in existing]
+    if unknown or not names:
+        listed = ", ".join(repr(n) for n in existing) or "none"
+        what = f"names {unknown[0]!r}, a service" if unknown else "found no service"
+        raise ConfigurationError(
+            f"explore {what} the test has not made before its body (services: {listed}); make "
+            "the services in a fixture, or name existing ones in services=."
+        )
+    http_only = all(KINDS[k].http for k in spec.kinds)
+    chosen = [(n, isinstance(existing[n], HttpService)) for n in names]
+    fitting = [(n, http) for n, http in chosen if http or not http_only]
+    if not fitting:
+        raise ConfigurationError(
+            f"explore draws only HTTP faults (kinds={list(spec.kinds)}) but the services "
+            f"{', '.join(repr(n) for n, _ in chosen)} are TCP services; add a TCP kind."
+        )
+    return fitting
+
+
+def explore(
+    body: Callable[[], object],
+    res: Resilience,
+    spec: ExploreSpec,
+    *,
+    fixed: Sequence[MarkerFault] = (),
+) -> Exploration:
+    """Run ``body`` once per drawn schedule (plus ``fixed`` faults each time); raise what a
+    failing, shrunk schedule raises, with that schedule as paste-ready decorators."""
+    __tracebackhide__ = True
+    import hypothesis
+    from hypothesis import HealthCheck, Phase, errors, given, reject, settings
+
+    services = _services(res, spec)
+    restart = res._restarter()
+    ran = {"examples": 0, "undecided": 0}
+    last: list[Schedule] = [Schedule(())]
+
+    def run(schedule: Schedule) -> bool:
+        """Run the body under ``schedule``; whether its verdicts could decide."""
+        __tracebackhide__ = True
+        ran["examples"] += 1
+        last[0] = schedule
+        restart()
+        windows = MarkerWindows([*fixed, *schedule.faults], res.services.get)
+        stop = res._on_service_created(windows.service_created)
+        decided = True
+        try:
+            windows.start()
+            try:
+                body()
+            except InsufficientEvidence:
+                ran["undecided"] += 1
+                decided = False
+        finally:
+            missing = windows.finish()
+            stop()
+        if windows.errors:
+            raise windows.errors[0]
+        if missing:
+            raise ConfigurationError(missing_service(missing[0], res.services))
+        return decided
+
+    def example(schedule: Schedule) -> None:
+        __tracebackhide__ = True
+        if not run(schedule):
+            reject()
+
+    span = spec.span
+    if span is None:
+        # The body with no fault: it must pass, and how long it takes sets where faults fall.
+        started = CLOCK.now()
+        try:
+            run(Schedule(()))
+        except BaseException as exc:
+            res._exploration = Exploration(1, 0, 0.0, ())
+            _note(exc, _failure_note((), 1, flaky=False))
+            raise
+        span = max(SHORTEST_SPAN, round(2 * (CLOCK.now() - started), 3))
+    test = settings(
+        max_examples=spec.examples,
+        deadline=None,  # a body takes real time
+        phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink),
+        report_multiple_bugs=False,
+        suppress_health_check=(HealthCheck.too_slow, HealthCheck.filter_too_much),
+    )(given(schedule=schedules(services, spec, span))(example))
+    if hypothesis.core.global_force_seed is None:  # --hypothesis-seed, if given, decides
+        # What @seed() sets, without its turning the example database off; the key is the
+        # test's, so a failure found here is tried first next time.
+        test.__dict__.update(
+            _hypothesis_internal_use_seed=derive(res.seed, res.test_id, "explore"),
+            _hypothesis_internal_database_key=f"pytest-resilience:{res.test_id}".encode(),
+        )
+    try:
+        test()
+    except errors.Unsatisfiable:
+        res._exploration = Exploration(ran["examples"], ran["undecided"], span)
+        raise InsufficientEvidence(
+            f"insufficient evidence: every one of the {ran['examples']} schedules explored "
+            "left a verdict unable to decide; run a schedule alone (as markers) to see what "
+            "each verdict needs."
+        ) from None
+    except BaseException as exc:
+        failing = tuple(last[0].decorators())
+        res._exploration = Exploration(ran["examples"], ran["undecided"], span, failing)
+        _note(exc, _failure_note(failing, ran["examples"], isinstance(exc, errors.FlakyFailure)))
+        raise
+    res._exploration = Exploration(ran["examples"], ran["undecided"], span)
+    return res._exploration
+
+
+def _note(exc: BaseException, note: str) -> None:
+    """``exc.add_note(note)``, which Python 3.10 lacks (pytest shows ``__notes__``)."""
+    exc.__notes__ = [*getattr(exc, "__notes__", []), note]  # type: ignore[attr-defined]
+
+
+def _failure_note(decorators: Sequence[str], examples: int, flaky: bool) -> str:
+    if not decorators:
+        return "explore: the test fails with no fault at all; make it pass as it is first."
+    lines = "\n".join(f"    {d}" for d in decorators)
+    if flaky:
+        return (
+            f"explore: this schedule failed once, then passed when replayed ({examples} "
+            "schedules run): the failure depends on timing as well as on the faults. "
+            f"The schedule, as markers:\n{lines}"
+        )
+    return (
+        f"explore: this schedule fails, shrunk from {examples} schedules run to the fewest, "
+        f"simplest, earliest and shortest faults; paste it above the test to reproduce it:\n"
+        f"{lines}"
+    )
