@@ -6,8 +6,12 @@ import os
 import random
 import shutil
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from pytest_resilience.toxiproxy.backends import Backend
 
 # The echo upstream (tests/echo.py) is shared with inner pytest runs, so it is a plugin.
 pytest_plugins = ["pytester", "tests.echo"]
@@ -23,6 +27,12 @@ def seeded_jitter(request: pytest.FixtureRequest) -> Iterator[None]:
     random.seed(request.module.JITTER_SEED)
     yield
     random.setstate(state)
+
+
+@pytest.fixture
+def url(toxiproxy: Backend) -> str:
+    """The outer session's Toxiproxy API, for inner pytest runs to share (``--toxiproxy=URL``)."""
+    return toxiproxy.client.url
 
 
 def pytest_configure(config: pytest.Config) -> None:

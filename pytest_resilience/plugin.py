@@ -282,7 +282,7 @@ def _with_marker_windows(
     """The test body, with its fault markers' windows opened and closed around it."""
     from .markers.windows import MarkerWindows
 
-    windows = MarkerWindows(markers, res.services.get)
+    windows = MarkerWindows(markers, lambda name: res.services.get(name))
     stop = res._on_service_created(windows.service_created)
     try:
         windows.start()

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from pytest_resilience.options import OPTION_BACKEND
-from pytest_resilience.toxiproxy.backends import Backend
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -56,12 +55,6 @@ def svc(resilience, upstream):
     return resilience.tcp_service("svc", upstream)
 """
 )
-
-
-@pytest.fixture
-def url(toxiproxy: Backend) -> str:
-    """The outer session's Toxiproxy API, shared by the inner runs."""
-    return toxiproxy.client.url
 
 
 @pytest.fixture

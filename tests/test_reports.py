@@ -14,7 +14,6 @@ import pytest
 from pytest_resilience.options import OPTION_BACKEND, OPTION_REPORT, OPTION_SEED
 from pytest_resilience.report.record import ExchangeRecord, TestRecord
 from pytest_resilience.report.schema import text as schema_text
-from pytest_resilience.toxiproxy.backends import Backend
 
 CHECKOUT = """
 import requests
@@ -50,11 +49,6 @@ def test_keeps_its_key(payments):
 def test_without_the_plugin():
     assert True
 """
-
-
-@pytest.fixture
-def url(toxiproxy: Backend) -> str:
-    return toxiproxy.client.url
 
 
 @pytest.fixture

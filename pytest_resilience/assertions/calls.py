@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence, Set
 
 from ..observe.records import Call
-from .report import Row, fail
+from .report import Row, fail, insufficient
 
 
 def call_rows(
@@ -62,17 +62,17 @@ def check_recovers(
 ) -> None:
     """Every call that started ``within`` s after the last heal (``heals``) succeeded."""
     if not heals:
-        raise fail(
-            "cannot judge recovery: no fault was healed during the run.",
+        raise insufficient(
+            "recovery cannot be judged, no fault was healed during the run.",
             call_rows(calls),
             origin,
         )
     healed = max(heals)
     later = [c for c in calls if c.started_at >= healed + within]
     if not later:
-        raise fail(
-            f"cannot judge recovery: no call started {within:g} s after the last fault healed; "
-            "run the load longer.",
+        raise insufficient(
+            f"recovery cannot be judged, no call started {within:g} s after the last fault "
+            "healed; run the load longer.",
             call_rows(calls),
             origin,
         )

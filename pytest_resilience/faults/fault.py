@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -26,6 +27,7 @@ class Fault:
         self.service = service
         self.plan = plan
         self._heal = heal
+        self._lock = threading.Lock()
         self.active = True
 
     @property
@@ -33,10 +35,13 @@ class Fault:
         return self.plan.kind
 
     def heal(self) -> None:
-        """Undo the fault; a second call does nothing."""
-        if self.active:
+        """Undo the fault; a second call does nothing (an HTTP fault heals itself once it
+        has answered its count)."""
+        with self._lock:
+            if not self.active:
+                return
             self.active = False
-            self._heal()
+        self._heal()
 
     def __enter__(self) -> Self:
         return self

@@ -46,6 +46,8 @@ class Step:
     def __init__(self, count: int | None, route: Route | None) -> None:
         self.remaining = count
         self.route = route
+        self.on_spent: Callable[[], None] | None = None
+        """Called once, on the loop, when the last request it counts has its answer."""
 
     def matches(self, request: Request) -> bool:
         return self.route is None or self.route.matches(request)
@@ -406,6 +408,16 @@ class Script:
             if claimed is None:
                 return await last(req)
             index, step = claimed
-            return await step(req, lambda r: from_step(index + 1, r))
+            try:
+                return await step(req, lambda r: from_step(index + 1, r))
+            finally:
+                if step.spent:
+                    self._ended(step)
 
         return await from_step(0, request)
+
+    def _ended(self, step: Step) -> None:
+        with self._lock:
+            ended, step.on_spent = step.on_spent, None
+        if ended is not None:
+            ended()

@@ -34,7 +34,7 @@ FAULT_MARKERS: dict[str, str] = {
 }
 
 EXPLORE_HELP = (
-    "explore(examples=20, kinds=None, services=None, max_faults=2, span=None): run the body "
+    "explore(examples=25, kinds=None, services=None, max_faults=2, span=None): run the body "
     "under that many fault schedules drawn by Hypothesis on the test's services; a failing "
     "one is shrunk and printed as the markers that reproduce it."
 )

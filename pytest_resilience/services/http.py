@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import random
 from collections.abc import Callable, Hashable, Iterable, Mapping
@@ -229,9 +230,17 @@ class HttpService(TcpService, _Scripting):
     def _apply_step(self, step: Step, plan: FaultPlan) -> Fault:
         """Add a script step as a fault: recorded on the timeline, healed by retiring it."""
         script = self._script
-        return self._apply_with(
+        fault = self._apply_with(
             plan, lambda _id: script.add(step), lambda _id, added: script.remove(added)
         )
+
+        # A step that answered its count has ended: healed then, on the timeline (off the
+        # loop: healing takes the service's lock, which a test thread may hold meanwhile).
+        def ended() -> None:
+            asyncio.get_running_loop().run_in_executor(None, fault.heal)
+
+        step.on_spent = ended
+        return fault
 
     def _rng(self, purpose: str) -> random.Random:
         from ..seed import rng

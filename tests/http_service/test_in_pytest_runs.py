@@ -8,7 +8,6 @@ import json
 import pytest
 
 from pytest_resilience.options import OPTION_BACKEND, OPTION_SEED
-from pytest_resilience.toxiproxy.backends import Backend
 
 # -- errors inside the HTTP layer -------------------------------------------------------
 
@@ -20,12 +19,6 @@ import pytest
 def payments(resilience):
     return resilience.http_service("payments")
 """
-
-
-@pytest.fixture
-def url(toxiproxy: Backend) -> str:
-    """The outer session's Toxiproxy API, shared by the inner runs."""
-    return toxiproxy.client.url
 
 
 @pytest.fixture
