@@ -74,6 +74,9 @@ KINDS: dict[str, Explored] = {
 answers, then connection faults.  ``partition`` with ``mode="refuse"`` always cuts both
 directions (the proxy stops listening)."""
 
+PARAMS = max(len(k.params) for k in KINDS.values())
+"""Parameter choices every drawn fault makes (see :func:`.runner.schedules`)."""
+
 STARTS = 8
 """A fault starts at a whole multiple of ``span / STARTS``, before ``span``."""
 LENGTHS = (0.03, 0.06, 0.12, 0.3, 0.6, 1.2, 3.0, 6.0, 12.0, 30.0, 60.0)

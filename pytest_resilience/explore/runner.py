@@ -18,6 +18,7 @@ from ..seed import derive
 from . import (
     KINDS,
     LENGTHS,
+    PARAMS,
     SHORTEST_SPAN,
     STARTS,
     Exploration,
@@ -52,14 +53,24 @@ def schedules(
 
     @st.composite
     def fault(draw: Callable[[SearchStrategy[Any]], Any]) -> MarkerFault:
+        # Every fault makes the same choices, in the order they weigh: service, kind, two
+        # parameters, start, length (unused ones are drawn and ignored).  Hypothesis
+        # prefers shorter choice sequences, so a kind with fewer parameters would
+        # otherwise win over a simpler one listed before it.
         name, http = draw(st.sampled_from(services))
         kind = draw(st.sampled_from([k for k in spec.kinds if http or not KINDS[k].http]))
-        arguments = {p.name: draw(st.sampled_from(p.options)) for p in KINDS[kind].params}
+        params = KINDS[kind].params
+        picks = [
+            draw(st.integers(0, len(params[i].options) - 1 if i < len(params) else 1))
+            for i in range(PARAMS)
+        ]
+        arguments = {p.name: p.options[pick] for p, pick in zip(params, picks, strict=False)}
         if kind == "partition" and arguments["mode"] == "refuse":
             arguments["direction"] = "both"  # the proxy stops listening: both ways at once
         arguments["after"] = round(draw(st.integers(0, STARTS - 1)) * slot, 3)
+        length = lengths[draw(st.integers(0, len(lengths) - 1))]
         if not KINDS[kind].http:
-            arguments["duration"] = draw(st.sampled_from(lengths))
+            arguments["duration"] = length
         return parse_marker(kind, (name,), arguments)
 
     # At least one fault: the body ran with none first.
