@@ -176,3 +176,7 @@ class Exploration:
     """The stretch of the body faults fell in, in seconds."""
     failing: tuple[str, ...] | None = None
     """The decorators of the shrunk failing schedule (empty: it fails with no fault)."""
+    seconds: float = 0.0
+    """How long exploring took (real time), shrinking included."""
+    first_failure: float | None = None
+    """Seconds from the start to the first schedule that failed; None if none did."""

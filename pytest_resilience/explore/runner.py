@@ -120,6 +120,12 @@ def explore(
     services = _services(res, spec)
     restart = res._restarter()
     ran = {"examples": 0, "undecided": 0, "failed": 0}
+    began = CLOCK.now()
+    failed_at: list[float] = []
+
+    def timing() -> tuple[float, float | None]:
+        return CLOCK.now() - began, failed_at[0] - began if failed_at else None
+
     last: list[Schedule] = [Schedule(())]
 
     def run(schedule: Schedule) -> bool:
@@ -158,6 +164,7 @@ def explore(
         except Exception:
             if not ran["failed"]:
                 ran["failed"] = 1
+                failed_at.append(CLOCK.now())
                 raise
             for _ in range(CONFIRM - 1):
                 try:
@@ -177,7 +184,8 @@ def explore(
         try:
             run(Schedule(()))
         except BaseException as exc:
-            res._exploration = Exploration(1, 0, 0.0, ())
+            failed_at.append(CLOCK.now())
+            res._exploration = Exploration(1, 0, 0.0, (), *timing())
             _note(exc, _failure_note((), 1, flaky=False))
             raise
         span = max(SHORTEST_SPAN, round(2 * (CLOCK.now() - started), 3))
@@ -198,7 +206,7 @@ def explore(
     try:
         test()
     except errors.Unsatisfiable:
-        res._exploration = Exploration(ran["examples"], ran["undecided"], span)
+        res._exploration = Exploration(ran["examples"], ran["undecided"], span, None, *timing())
         raise InsufficientEvidence(
             f"insufficient evidence: every one of the {ran['examples']} schedules explored "
             "left a verdict unable to decide; run a schedule alone (as markers) to see what "
@@ -206,10 +214,10 @@ def explore(
         ) from None
     except BaseException as exc:
         failing = tuple(last[0].decorators())
-        res._exploration = Exploration(ran["examples"], ran["undecided"], span, failing)
+        res._exploration = Exploration(ran["examples"], ran["undecided"], span, failing, *timing())
         _note(exc, _failure_note(failing, ran["examples"], isinstance(exc, errors.FlakyFailure)))
         raise
-    res._exploration = Exploration(ran["examples"], ran["undecided"], span)
+    res._exploration = Exploration(ran["examples"], ran["undecided"], span, None, *timing())
     return res._exploration
 
 

@@ -149,6 +149,10 @@ class ExploreRecord:
     span_ms: float
     failing: tuple[str, ...] | None
     """None: no schedule failed; empty: the test fails with no fault."""
+    seconds: float
+    """Real time spent exploring, shrinking included."""
+    first_failure_s: float | None
+    """Seconds to the first failing schedule."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +275,8 @@ def record_of(
             explored.undecided,
             round(explored.span * 1000.0, 3),
             explored.failing,
+            round(explored.seconds, 3),
+            None if explored.first_failure is None else round(explored.first_failure, 3),
         ),
     )
 

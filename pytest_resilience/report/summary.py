@@ -93,8 +93,9 @@ def _entry(entry: ReportEntry, timeline: object = None) -> list[str]:
 def _explored(explored: ExploreRecord) -> list[str]:
     undecided = f", {explored.undecided} undecided" if explored.undecided else ""
     lines = [
-        f"  explore:  {_plural(explored.examples, 'schedule')} run{undecided}, faults in the "
-        f"first {explored.span_ms:.0f} ms of the body; the figures above are the last one's"
+        f"  explore:  {_plural(explored.examples, 'schedule')} run in {explored.seconds:.1f} s"
+        f"{undecided}, faults in the first {explored.span_ms:.0f} ms of the body; the figures "
+        "above are the last one's"
     ]
     if explored.failing:
         lines.append("  failing:  " + explored.failing[0])
