@@ -7,6 +7,9 @@ whether Retry-After was waited, whether any charge was applied twice.
 
 from __future__ import annotations
 
+import contextlib
+import random
+
 import pytest
 
 from pytest_resilience import HttpService, Resilience
@@ -152,3 +155,26 @@ def test_charges_recover_once_the_outage_heals(
     assert 0 < run.availability < 1
     assert any(isinstance(error, PaymentsUnavailable) for error in run.errors)
     run.assert_recovers(within=0.7)
+
+
+@pytest.mark.explore(examples=10, kinds=["http_faults", "cut_answers"], max_faults=3)
+def test_no_mix_of_errors_and_lost_answers_charges_twice(
+    resilience: Resilience, payments: HttpService, order: Order
+) -> None:
+    """Up to three faults of the kinds the incident had (5xx answers, answers lost on the
+    way back), drawn and combined by explore: whatever they are, a charge is applied at
+    most once and its retries keep their key. The client is made in the body, so that a
+    breaker opened by one schedule does not carry into the next."""
+    with (
+        PaymentsClient(
+            payments.url,
+            policy=RetryPolicy(attempts=5, base=0.02, cap=0.1, timeout=0.5),
+            breaker=CircuitBreaker(failures=5, cooldown=0.5),
+            rng=random.Random(resilience.seed),
+        ) as client,
+        contextlib.suppress(PaymentError),
+    ):
+        client.charge(order.amount, order.currency, order.customer)
+
+    payments.assert_no_duplicate_side_effects()
+    payments.assert_stable_idempotency_key()
