@@ -24,7 +24,7 @@ import requests
 import stamina
 import tenacity
 from processes import wait_for
-from real_clients import released_together, settled
+from real_clients import judged, released_together, settled
 
 from pytest_resilience.assertions import InsufficientEvidence, ResilienceAssertionError
 from pytest_resilience.resilience import Resilience
@@ -37,12 +37,6 @@ CAP = 0.3
 """The well-behaved clients' longest wait between attempts, in seconds."""
 RETRYABLE = frozenset({408, 425, 429, 500, 502, 503, 504})
 FALLBACK = {"id": None, "status": "queued"}
-STORM = (
-    r"^retry storm: [3-5] operations failed together \(within [\d.]+ ms\) and retried in "
-    r"lockstep over \d retries: at \d retries the waits of [3-5] operations lie within"
-)
-"""The rule clients retrying in lockstep break: a herd of at least 3 (of the 5) that failed
-together and waited alike, beyond what jitter would leave them."""
 HERD_BASE = 0.2
 """Seconds of the herds' first wait: long against a busy machine's timing noise (tens of
 ms under two CPU hogs), so that lockstep can be told from jitter."""
@@ -324,13 +318,11 @@ def test_exponential_backoff_without_jitter_after_a_shared_outage_retries_in_loc
     assert released_together(5, client) == [201] * 5
 
     settled(payments, 20)
-    with pytest.raises(ResilienceAssertionError, match=STORM):
-        resilience.assert_no_retry_storm(payments)
-    with pytest.raises(
-        ResilienceAssertionError, match=r"^retry waits carry no jitter: at \d retries the waits"
-    ):
-        payments.assert_backoff(jitter=True)
-    payments.assert_backoff(jitter=False)
+    # Timing verdicts on a herd: decided, or honestly undecided on a machine whose noise
+    # hides the herd (how often, tests/test_zoo_herds.py simulates), never the other side.
+    judged(resilience.assert_no_retry_storm, payments, claim="retry storm")
+    judged(payments.assert_backoff, jitter=True, claim="retry waits carry no jitter")
+    judged(payments.assert_backoff, jitter=False)
     payments.assert_attempts(max=6)
     payments.assert_no_duplicate_side_effects()
 
@@ -354,10 +346,9 @@ def test_lockstep_clients_charging_the_same_body_are_told_apart_by_their_stable_
     settled(payments, 20)
     payments.assert_stable_idempotency_key()
     payments.assert_attempts(max=6)
-    payments.assert_backoff(jitter=False)
     payments.assert_no_duplicate_side_effects(key=lambda effect: effect.idempotency_key)
-    with pytest.raises(ResilienceAssertionError, match=STORM):
-        resilience.assert_no_retry_storm(payments)
+    judged(payments.assert_backoff, jitter=False)
+    judged(resilience.assert_no_retry_storm, payments, claim="retry storm")
 
 
 def test_a_reconnect_storm_while_the_service_is_down_is_insufficient_evidence(
@@ -410,10 +401,10 @@ def test_full_jitter_after_a_shared_outage_spreads_the_retries(
     assert released_together(5, client) == [201] * 5
 
     settled(payments, 20)
-    resilience.assert_no_retry_storm(payments)
+    judged(resilience.assert_no_retry_storm, payments)
     # Growth is not judged: five first waits drawn with full jitter may all be low draws
     # (timing.outgrown), so whether the client grows is insufficient evidence here.
-    payments.assert_backoff(jitter=True, min_factor=1)
+    judged(payments.assert_backoff, jitter=True, min_factor=1)
     payments.assert_attempts(max=6)
 
 

@@ -190,7 +190,34 @@ HERDS = [
         ),
     ),
 ]
-"""Every herd test of the zoo, with the verdicts it takes as judged."""
+"""Every herd test of the zoo, with the verdicts it takes as judged, then the herds of
+``test_verdicts_on_real_clients.py`` (named from the zoo's folder: ``../``)."""
+
+HERE = "../test_verdicts_on_real_clients.py::"
+HERDS += [
+    Herd(
+        HERE + "test_exponential_backoff_without_jitter_after_a_shared_outage_retries_in_lockstep",
+        5,
+        lambda rng: [0.2, 0.4, 0.8],
+        (
+            (check_no_retry_storm, {}, STORM),
+            (check_backoff, {"jitter": True}, LOCKSTEP),
+            (check_backoff, {"jitter": False}, "pass"),
+        ),
+    ),
+    Herd(
+        HERE + "test_lockstep_clients_charging_the_same_body_are_told_apart_by_their_stable_keys",
+        5,
+        lambda rng: [0.2, 0.4, 0.8],
+        ((check_backoff, {"jitter": False}, "pass"), (check_no_retry_storm, {}, STORM)),
+    ),
+    Herd(
+        HERE + "test_full_jitter_after_a_shared_outage_spreads_the_retries",
+        5,
+        lambda rng: [rng.uniform(0, 0.2), rng.uniform(0, 0.4), rng.uniform(0, 0.8)],
+        SPREAD_OUT,
+    ),
+]
 
 
 def judge(herd_: Herd, scale: float, rng: random.Random) -> list[str]:
@@ -250,4 +277,4 @@ def test_each_simulated_herd_is_judged_as_its_zoo_test_judges_it() -> None:
         and node.name.startswith("test_")
         and "assert_no_retry_storm" in ast.unparse(node)
     }
-    assert herd_tests == {h.test for h in HERDS}
+    assert herd_tests == {h.test for h in HERDS if not h.test.startswith("../")}
