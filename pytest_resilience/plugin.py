@@ -280,22 +280,12 @@ def _with_marker_windows(
     res: Resilience, markers: list[MarkerFault]
 ) -> Generator[None, object, object]:
     """The test body, with its fault markers' windows opened and closed around it."""
-    from .markers.windows import MarkerWindows
+    from .markers.windows import missing_service, opened
 
-    windows = MarkerWindows(markers, lambda name: res.services.get(name))
-    stop = res._on_service_created(windows.service_created)
-    try:
-        windows.start()
+    with opened(markers, res) as windows:
         result = yield
-    finally:
-        missing = windows.finish()
-        stop()
-    if windows.errors:
-        raise windows.errors[0]
-    if missing:
-        from .markers.windows import missing_service
-
-        pytest.fail(missing_service(missing[0], res.services), pytrace=False)
+    if windows.missing:
+        pytest.fail(missing_service(windows.missing[0], res.services), pytrace=False)
     return result
 
 

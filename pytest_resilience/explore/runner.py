@@ -13,7 +13,7 @@ from ..assertions.report import InsufficientEvidence
 from ..clock import CLOCK
 from ..errors import ConfigurationError
 from ..markers import MarkerFault, parse_marker
-from ..markers.windows import MarkerWindows, missing_service
+from ..markers.windows import missing_service, opened
 from ..seed import derive
 from . import (
     KINDS,
@@ -133,23 +133,15 @@ def explore(
         __tracebackhide__ = True
         last[0] = schedule
         restart()
-        windows = MarkerWindows([*fixed, *schedule.faults], lambda name: res.services.get(name))
-        stop = res._on_service_created(windows.service_created)
         decided = True
-        try:
-            windows.start()
+        with opened([*fixed, *schedule.faults], res) as windows:
             try:
                 body()
             except InsufficientEvidence:
                 ran["undecided"] += 1
                 decided = False
-        finally:
-            missing = windows.finish()
-            stop()
-        if windows.errors:
-            raise windows.errors[0]
-        if missing:
-            raise ConfigurationError(missing_service(missing[0], res.services))
+        if windows.missing:
+            raise ConfigurationError(missing_service(windows.missing[0], res.services))
         return decided
 
     def example(schedule: Schedule) -> None:

@@ -6,15 +6,20 @@ thread by :meth:`MarkerWindows.finish`, never lost in a log.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import heapq
 import itertools
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from ..clock import CLOCK
 from ..faults.fault import Fault
 from . import MarkerFault
+
+if TYPE_CHECKING:
+    from ..resilience import Resilience
 
 _LONGEST_WAIT = 3600.0
 
@@ -77,6 +82,8 @@ class MarkerWindows:
         self._timer = _Timer(self._keep_error)
         self.started_at = 0.0
         self._finished = False
+        self.missing: list[MarkerFault] = []
+        """After :func:`opened`: the markers whose service the test never made."""
 
     def _keep_error(self, exc: BaseException) -> None:
         with self._lock:
@@ -143,3 +150,20 @@ def missing_service(marker: MarkerFault, existing: Iterable[str]) -> str:
         f"@pytest.mark.{marker.marker}({marker.service!r}) names a service this test never "
         f"created (services: {names}); create it with {create} in the test or a fixture."
     )
+
+
+@contextlib.contextmanager
+def opened(markers: Sequence[MarkerFault], res: Resilience) -> Iterator[MarkerWindows]:
+    """The windows of ``markers`` open around the block (the test body, or one example of
+    explore) on ``res``'s services, those made meanwhile included; healed after it.  Raises
+    what a window met; ``missing`` then lists the markers whose service was never made."""
+    windows = MarkerWindows(list(markers), lambda name: res.services.get(name))
+    stop = res._on_service_created(windows.service_created)
+    try:
+        windows.start()
+        yield windows
+    finally:
+        windows.missing = windows.finish()
+        stop()
+    if windows.errors:
+        raise windows.errors[0]
