@@ -224,17 +224,14 @@ class Resilience:
         faults applied since healed and forgotten, services made since closed, every
         connection cut, idempotency stores emptied, HTTP scripts as now, a new timeline."""
         kept = dict(self._services)
-        applied = {name: len(service._faults) for name, service in kept.items()}
-        scripts = [s._script.snapshot() for s in kept.values() if isinstance(s, HttpService)]
+        restores = [service._snapshot() for service in kept.values()]
 
         def restart() -> None:
             for name in [n for n in self._services if n not in kept]:
                 service = self._services.pop(name)
                 service.close()
                 self.session.live_proxies.discard(service.proxy)
-            for name, service in kept.items():
-                service._restart(applied[name])
-            for restore in scripts:
+            for restore in restores:
                 restore()
             self._recorder.forget()
             self.timeline.restart()

@@ -6,11 +6,11 @@ Hypothesis is imported here only, when a test explores.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..assertions.report import InsufficientEvidence
-from ..clock import CLOCK
 from ..errors import ConfigurationError
 from ..markers import MarkerFault, parse_marker
 from ..markers.windows import missing_service, opened
@@ -104,6 +104,16 @@ def _services(res: Resilience, spec: ExploreSpec) -> list[tuple[str, bool]]:
     return fitting
 
 
+class _NotTheSchedule(BaseException):
+    """What went wrong around the body (putting the test back, a fault window, a marker
+    naming no service): carried past Hypothesis, which would shrink it as a failure of
+    the schedule, and raised as itself."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(error)
+        self.error = error
+
+
 def explore(
     body: Callable[[], object],
     res: Resilience,
@@ -116,32 +126,54 @@ def explore(
     __tracebackhide__ = True
     import hypothesis
     from hypothesis import HealthCheck, Phase, errors, given, reject, settings
+    from hypothesis.control import currently_in_test_context
+    from hypothesis.core import failure_exceptions_to_catch
 
+    if currently_in_test_context():
+        raise ConfigurationError(
+            "explore cannot run inside a Hypothesis test (@given); drop @given from the test "
+            "and let explore draw the schedules."
+        )
+    failures = failure_exceptions_to_catch()  # pytest.fail and pytest.raises' too
     services = _services(res, spec)
     restart = res._restarter()
     ran = {"examples": 0, "undecided": 0, "failed": 0}
-    began = CLOCK.now()
+    began = time.perf_counter()  # real time, whatever clock the test runs on
     failed_at: list[float] = []
-
-    def timing() -> tuple[float, float | None]:
-        return CLOCK.now() - began, failed_at[0] - began if failed_at else None
-
     last: list[Schedule] = [Schedule(())]
+
+    def explored(failing: tuple[str, ...] | None = None) -> Exploration:
+        res._exploration = Exploration(
+            ran["examples"],
+            ran["undecided"],
+            span,
+            failing,
+            time.perf_counter() - began,
+            failed_at[0] - began if failed_at else None,
+        )
+        return res._exploration
 
     def run(schedule: Schedule) -> bool:
         """Run the body under ``schedule``; whether its verdicts could decide."""
         __tracebackhide__ = True
         last[0] = schedule
-        restart()
         decided = True
-        with opened([*fixed, *schedule.faults], res) as windows:
-            try:
-                body()
-            except InsufficientEvidence:
-                ran["undecided"] += 1
-                decided = False
-        if windows.missing:
-            raise ConfigurationError(missing_service(windows.missing[0], res.services))
+        try:
+            restart()
+            with opened([*fixed, *schedule.faults], res) as windows:
+                try:
+                    body()
+                except InsufficientEvidence:
+                    ran["undecided"] += 1
+                    decided = False
+                except failures as failure:
+                    raise _Failed(failure) from None
+            if windows.missing:
+                raise ConfigurationError(missing_service(windows.missing[0], res.services))
+        except _Failed as failed:
+            raise failed.error from None
+        except failures as error:
+            raise _NotTheSchedule(error) from None
         return decided
 
     def example(schedule: Schedule) -> None:
@@ -150,37 +182,43 @@ def explore(
         times in a row, so that shrinking settles on a schedule that fails reliably, not
         on the edge of a timing window where it fails one time in two."""
         __tracebackhide__ = True
+        if ran["undecided"] >= spec.examples:
+            reject()  # as many undecided as examples asked for: stop running the body
         ran["examples"] += 1
         try:
             decided = run(schedule)
-        except Exception:
+        except failures:
             if not ran["failed"]:
                 ran["failed"] = 1
-                failed_at.append(CLOCK.now())
+                failed_at.append(time.perf_counter())
                 raise
             for _ in range(CONFIRM - 1):
+                ran["examples"] += 1
                 try:
                     run(schedule)
-                except Exception:
+                except failures:
                     continue
                 return  # it fails only sometimes: not simpler for shrinking's purpose
             raise
         if not decided:
             reject()
 
-    span = spec.span
-    if span is None:
-        # The body with no fault: it must pass, and how long it takes sets where faults fall.
-        ran["examples"] += 1
-        started = CLOCK.now()
-        try:
-            run(Schedule(()))
-        except BaseException as exc:
-            failed_at.append(CLOCK.now())
-            res._exploration = Exploration(1, 0, 0.0, (), *timing())
-            _note(exc, _failure_note((), 1, flaky=False))
-            raise
-        span = max(SHORTEST_SPAN, round(2 * (CLOCK.now() - started), 3))
+    # The body with no fault first: it must pass, and how long it takes sets where faults
+    # fall unless span= says.
+    span = spec.span or 0.0
+    ran["examples"] += 1
+    started = time.perf_counter()
+    try:
+        run(Schedule(()))
+    except _NotTheSchedule as broken:
+        raise broken.error from None
+    except failures as exc:
+        failed_at.append(time.perf_counter())
+        explored(())
+        _note(exc, _failure_note((), 1, flaky=False))
+        raise
+    if spec.span is None:
+        span = max(SHORTEST_SPAN, round(2 * (time.perf_counter() - started), 3))
     test = settings(
         max_examples=spec.examples,
         deadline=None,  # a body takes real time
@@ -197,20 +235,30 @@ def explore(
         )
     try:
         test()
+    except _NotTheSchedule as broken:
+        explored()
+        raise broken.error from None
     except errors.Unsatisfiable:
-        res._exploration = Exploration(ran["examples"], ran["undecided"], span, None, *timing())
+        explored()
         raise InsufficientEvidence(
             f"insufficient evidence: every one of the {ran['examples']} schedules explored "
             "left a verdict unable to decide; run a schedule alone (as markers) to see what "
             "each verdict needs."
         ) from None
-    except BaseException as exc:
+    except failures as exc:
         failing = tuple(last[0].decorators())
-        res._exploration = Exploration(ran["examples"], ran["undecided"], span, failing, *timing())
+        explored(failing)
         _note(exc, _failure_note(failing, ran["examples"], isinstance(exc, errors.FlakyFailure)))
         raise
-    res._exploration = Exploration(ran["examples"], ran["undecided"], span, None, *timing())
-    return res._exploration
+    return explored()
+
+
+class _Failed(BaseException):
+    """The body's own failure, passed through the handler of errors around it."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(error)
+        self.error = error
 
 
 def _note(exc: BaseException, note: str) -> None:

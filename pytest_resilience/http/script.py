@@ -47,7 +47,12 @@ class Step:
         self.remaining = count
         self.route = route
         self.on_spent: Callable[[], None] | None = None
-        """Called once, on the loop, when the last request it counts has its answer."""
+        """Called on the loop once the step is spent and no request it counted is still
+        being answered (a held or cut answer is ready by then, not yet sent)."""
+        self.answering = 0
+        """Requests it counted whose answer is not ready yet."""
+        self.ended = False
+        """Whether ``on_spent`` was called (:meth:`Script.snapshot` puts it back)."""
 
     def matches(self, request: Request) -> bool:
         return self.route is None or self.route.matches(request)
@@ -325,6 +330,11 @@ class Route:
         return f"{self.method} {self.path}"
 
 
+def _state(step: Step) -> dict[str, Any]:
+    """What a step counts and draws (its callback aside, which stays as it is)."""
+    return {k: v for k, v in vars(step).items() if k != "on_spent"}
+
+
 class Script:
     """The steps of one service, and the default answers (per route, then overall)."""
 
@@ -359,17 +369,21 @@ class Script:
 
     def snapshot(self) -> Callable[[], None]:
         """A function that puts the steps and default answers back as they are now, each
-        step with the count it has left now (explore starts every example from here)."""
+        step (the same objects, so that their faults still heal them) with the count and
+        state it has now: explore starts every example from here."""
         import copy
 
         with self._lock:
-            saved = copy.deepcopy(([s for s in self.steps if not s.spent], self.route_defaults))
-            default = self.default
+            steps = [s for s in self.steps if not s.spent]
+            states = [copy.deepcopy(_state(s)) for s in steps]
+            route_defaults, default = list(self.route_defaults), self.default
 
         def restore() -> None:
-            steps, route_defaults = copy.deepcopy(saved)
             with self._lock:
-                self.steps, self.route_defaults, self.default = steps, route_defaults, default
+                for step, state in zip(steps, states, strict=True):
+                    vars(step).update(copy.deepcopy(state))
+                self.steps, self.route_defaults = list(steps), list(route_defaults)
+                self.default = default
 
         return restore
 
@@ -393,6 +407,7 @@ class Script:
                 step = steps[index]
                 if step.matches(request) and not step.spent:
                     step.use()
+                    step.answering += 1
                     return index, step
         return None
 
@@ -411,13 +426,15 @@ class Script:
             try:
                 return await step(req, lambda r: from_step(index + 1, r))
             finally:
-                if step.spent:
-                    self._ended(step)
+                self._answered(step)
 
         return await from_step(0, request)
 
-    def _ended(self, step: Step) -> None:
+    def _answered(self, step: Step) -> None:
         with self._lock:
-            ended, step.on_spent = step.on_spent, None
-        if ended is not None:
-            ended()
+            step.answering -= 1
+            ended = step.spent and not step.answering and not step.ended
+            if ended:
+                step.ended = True
+        if ended and step.on_spent is not None:
+            step.on_spent()

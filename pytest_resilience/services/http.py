@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import random
+import threading
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -208,6 +209,11 @@ class HttpService(TcpService, _Scripting):
         self._service = self
         self._route = None
         self._recorder = recorder
+        self._step_faults: set[int] = set()
+        """The ids of the faults that are script steps (they heal by themselves)."""
+        self._healing = threading.Condition()
+        self._heals_due = 0
+        """Spent steps whose heal has not run yet."""
         recorder.watch(name, layer.heads, self._tap.traces)
         self._tap.on_progress = recorder.changed
 
@@ -228,18 +234,36 @@ class HttpService(TcpService, _Scripting):
         return RouteScript(self, Route(method, path))
 
     def _apply_step(self, step: Step, plan: FaultPlan) -> Fault:
-        """Add a script step as a fault: recorded on the timeline, healed by retiring it."""
+        """Add a script step as a fault: recorded on the timeline, healed by retiring it,
+        and by itself once it has answered its count."""
         script = self._script
+        made: list[Fault] = []
+
+        def heal() -> None:  # off the loop, on its executor
+            try:
+                with self._lock:  # held by _apply_with until the fault is made
+                    fault = made[0]
+                fault.heal()
+            except Exception as exc:  # handed to the test thread by check()
+                self._layer.errors.append(exc)
+            finally:
+                with self._healing:
+                    self._heals_due -= 1
+                    self._healing.notify_all()
+
+        def spent() -> None:  # on the loop: healing takes the lock a test thread may hold
+            with self._healing:
+                self._heals_due += 1
+            asyncio.get_running_loop().run_in_executor(None, heal)
+
+        step.on_spent = spent  # before the step is live: a request may spend it at once
         fault = self._apply_with(
-            plan, lambda _id: script.add(step), lambda _id, added: script.remove(added)
+            plan,
+            lambda _id: script.add(step),
+            lambda _id, added: script.remove(added),
+            made=made.append,
         )
-
-        # A step that answered its count has ended: healed then, on the timeline (off the
-        # loop: healing takes the service's lock, which a test thread may hold meanwhile).
-        def ended() -> None:
-            asyncio.get_running_loop().run_in_executor(None, fault.heal)
-
-        step.on_spent = ended
+        self._step_faults.add(fault.id)
         return fault
 
     def _rng(self, purpose: str) -> random.Random:
@@ -247,9 +271,25 @@ class HttpService(TcpService, _Scripting):
 
         return rng(self._seed, self._label, purpose, str(len(self._faults)))
 
-    def _restart(self, faults: int) -> None:
-        super()._restart(faults)
-        self._tap.loop.run(self._layer.restart())
+    def _snapshot(self) -> Callable[[], None]:
+        restore_tcp = super()._snapshot()
+        restore_script = self._script.snapshot()
+
+        def restore() -> None:
+            restore_tcp()
+            self._tap.loop.run(self._layer.restart())
+            with self._healing:  # the steps spent so far heal on this example's timeline
+                self._healing.wait_for(lambda: self._heals_due == 0, timeout=5.0)
+            restore_script()
+
+        return restore
+
+    def _rearm(self, healed: list[Fault]) -> None:
+        # A script step's fault is put back with the step's count (Script.snapshot).
+        for fault in healed:
+            if fault.id in self._step_faults:
+                fault.active = True
+        super()._rearm([f for f in healed if f.id not in self._step_faults])
 
     def reset_script(self) -> None:
         """Forget every step and default answer (the default becomes an empty 200)."""

@@ -199,9 +199,14 @@ class TcpService:
         return self._apply_with(plan, add, self._undo)
 
     def _apply_with(
-        self, plan: FaultPlan, do: Callable[[int], T], undo: Callable[[int, T], None]
+        self,
+        plan: FaultPlan,
+        do: Callable[[int], T],
+        undo: Callable[[int, T], None],
+        made: Callable[[Fault], None] | None = None,
     ) -> Fault:
-        """Run ``do`` as fault ``plan``: recorded now, and ``undo`` when healed."""
+        """Run ``do`` as fault ``plan``: recorded now, and ``undo`` when healed; ``made``
+        gets the fault before anyone else can heal it (healing takes the same lock)."""
         with self._lock:
             if self._closed:
                 raise ResilienceError(
@@ -218,6 +223,8 @@ class TcpService:
             )
             self._faults.append(fault)
             self._record(fault_id, plan, "applied")
+            if made is not None:
+                made(fault)
             return fault
 
     def _heal(self, fault_id: int, plan: FaultPlan, undo: Callable[[], None]) -> None:
@@ -248,15 +255,36 @@ class TcpService:
             FaultEvent(CLOCK.now(), self.name, plan.kind, action, fault_id, plan.detail)  # type: ignore[arg-type]
         )
 
-    def _restart(self, faults: int) -> None:
-        """Heal and forget the faults applied after the first ``faults``, and cut every
-        connection (explore's next example)."""
+    def _snapshot(self) -> Callable[[], None]:
+        """What puts this service back as it is now, before each example of explore:
+        every connection cut, Toxiproxy's included, and the faults applied since healed
+        and forgotten."""
         with self._lock:
-            later = self._faults[faults:]
-        FaultGroup(f for f in later if f.active).heal()
-        with self._lock:
-            del self._faults[faults:]
-        self._tap.cut_all()
+            kept = list(self._faults)
+            active = [f.active for f in kept]
+
+        def restore() -> None:
+            self._tap.cut_all()
+            with self._lock:
+                later = self._faults[len(kept) :]
+                if not self._disabled_by:  # drops the links Toxiproxy holds, with their data
+                    self._client.set_enabled(self.proxy, False)
+                    self._client.set_enabled(self.proxy, True)
+            FaultGroup(f for f in later if f.active).heal()
+            with self._lock:
+                del self._faults[len(kept) :]
+            self._rearm([f for f, was in zip(kept, active, strict=True) if was and not f.active])
+
+        return restore
+
+    def _rearm(self, healed: list[Fault]) -> None:
+        """Faults applied before the body and healed during an example: a Toxiproxy fault
+        cannot be put back."""
+        if healed:
+            raise ConfigurationError(
+                f"explore cannot put back {healed[0]!r}, applied before the body and healed "
+                "during it; apply it in the body, or as a marker."
+            )
 
     def close(self) -> None:
         """Heal every fault, delete the proxy and stop the tap (end of test)."""

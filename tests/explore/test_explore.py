@@ -228,3 +228,66 @@ def test_bad_explore_markers_fail_their_test_in_one_sentence(
             "*explore: the test fails with no fault at all; make it pass as it is first.",
         ]
     )
+
+
+def test_faults_made_before_the_body_are_put_back_for_every_example(
+    pytester: pytest.Pytester, url: str
+) -> None:
+    """A fixture's counted HTTP fault answers its count in every example, even healed by
+    the body; a fixture's Toxiproxy fault healed by the body cannot be put back, and says
+    so in one sentence, as does an error around the body: neither is a failing schedule."""
+    pytester.makeconftest(
+        SERVICES
+        + """
+
+@pytest.fixture
+def busy(payments):
+    payments.fail(503, count=1)
+    return payments
+
+
+@pytest.fixture
+def slow(payments):
+    payments.latency(60)
+    return payments
+"""
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+        import requests
+
+        @pytest.mark.explore(examples=5, kinds=["slow_close"])
+        def test_put_back(busy):
+            assert requests.get(busy.url, timeout=2).status_code == 503
+            busy.faults[0].heal()
+            assert requests.get(busy.url, timeout=2).status_code == 201
+
+        @pytest.mark.explore(examples=5, kinds=["slow_close"])
+        def test_tcp_healed(slow):
+            slow.faults[0].heal()
+
+        @pytest.mark.explore(examples=5, kinds=["slow_close"])
+        @pytest.mark.latency("ghost", ms=60)
+        def test_marker_without_service(payments):
+            pass
+
+        @pytest.mark.explore(examples=5, kinds=["slow_close"])
+        def test_pytest_fail_counts(payments):
+            pytest.fail("pytest.fail from the body")
+        """
+    )
+    result = pytester.runpytest(f"{OPTION_BACKEND}={url}")
+
+    result.assert_outcomes(passed=1, failed=3)
+    text = result.stdout.str()
+    result.stdout.fnmatch_lines_random(
+        [
+            "*explore cannot put back <Fault #* latency on 'payments' * (healed)>, applied "
+            "before the body and healed during it; apply it in the body, or as a marker.",
+            "*@pytest.mark.latency('ghost') names a service this test never created*",
+            "*pytest.fail from the body*",
+            "*explore: the test fails with no fault at all*",
+        ]
+    )
+    assert text.count("paste it above the test") == 0
