@@ -71,9 +71,10 @@ def test_breaker(quotes, resilience):
         "no recovery",
     ),
     "stale_as_fresh": Case(
-        # Few schedules reveal it: a hold or a hang past the 1 s read timeout, starting
-        # within the few milliseconds the body lasts (see benchmarks/explore.py).
-        'examples=30, kinds=["slow_answers", "partition"]',
+        # Answers held past the read timeout reveal it, if the hold starts within the few
+        # milliseconds the body lasts; with partitions and latencies too, 30 schedules
+        # missed it in about 1 run in 3 (see benchmarks/explore.py).
+        'examples=30, kinds=["slow_answers"]',
         """
 def test_prices(prices):
     cache = clients.Prices(prices.url, mark_stale_on_read_timeout=CORRECT)

@@ -90,7 +90,7 @@ class Prices:
     def price(self) -> tuple[int | None, bool]:
         """(price, fresh)."""
         try:
-            answer = requests.get(self.url + "/price", timeout=(1.0, 1.0))
+            answer = requests.get(self.url + "/price", timeout=(1.0, 0.5))
             answer.raise_for_status()
             price = answer.json()["price"]  # a cut body raises requests.JSONDecodeError
         except requests.ReadTimeout:
