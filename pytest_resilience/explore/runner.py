@@ -104,14 +104,22 @@ def _services(res: Resilience, spec: ExploreSpec) -> list[tuple[str, bool]]:
     return fitting
 
 
-class _NotTheSchedule(BaseException):
-    """What went wrong around the body (putting the test back, a fault window, a marker
-    naming no service): carried past Hypothesis, which would shrink it as a failure of
-    the schedule, and raised as itself."""
+class _Carried(BaseException):
+    """An error carried past handlers that would take it for something else."""
 
     def __init__(self, error: BaseException) -> None:
         super().__init__(error)
         self.error = error
+
+
+class _NotTheSchedule(_Carried):
+    """What went wrong around the body (putting the test back, a fault window, a marker
+    naming no service): carried past Hypothesis, which would shrink it as a failure of
+    the schedule, and raised as itself."""
+
+
+class _Failed(_Carried):
+    """The body's own failure, carried past the handler of errors around it."""
 
 
 def explore(
@@ -137,7 +145,7 @@ def explore(
     failures = failure_exceptions_to_catch()  # pytest.fail and pytest.raises' too
     services = _services(res, spec)
     restart = res._restarter()
-    ran = {"examples": 0, "undecided": 0, "failed": 0}
+    ran = {"examples": 0, "undecided": 0}
     began = time.perf_counter()  # real time, whatever clock the test runs on
     failed_at: list[float] = []
     last: list[Schedule] = [Schedule(())]
@@ -188,8 +196,7 @@ def explore(
         try:
             decided = run(schedule)
         except failures:
-            if not ran["failed"]:
-                ran["failed"] = 1
+            if not failed_at:
                 failed_at.append(time.perf_counter())
                 raise
             for _ in range(CONFIRM - 1):
@@ -251,14 +258,6 @@ def explore(
         _note(exc, _failure_note(failing, ran["examples"], isinstance(exc, errors.FlakyFailure)))
         raise
     return explored()
-
-
-class _Failed(BaseException):
-    """The body's own failure, passed through the handler of errors around it."""
-
-    def __init__(self, error: BaseException) -> None:
-        super().__init__(error)
-        self.error = error
 
 
 def _note(exc: BaseException, note: str) -> None:
