@@ -12,7 +12,7 @@ from records import attempts
 from pytest_resilience.assertions import InsufficientEvidence, ResilienceAssertionError
 from pytest_resilience.assertions.timing import HOPS, Noise
 from pytest_resilience.http.records import Exchange
-from pytest_resilience.observe.noise import ENOUGH, PERIOD
+from pytest_resilience.observe.noise import PERIOD
 
 
 def herd(waits: Sequence[Sequence[float]], spread: float = 0.001) -> list[Exchange]:
@@ -32,8 +32,8 @@ def noisy(waits: Sequence[float], scale: float, rng: random.Random) -> list[floa
 
 def probed(span: float, scale: float, rng: random.Random) -> Noise:
     """What the probe measures on such a machine over ``span`` seconds: a sample each
-    ``PERIOD``, and never fewer than a verdict takes."""
-    samples = [delay(rng, scale) for _ in range(max(ENOUGH, int(span / PERIOD)))]
+    ``PERIOD``."""
+    samples = [delay(rng, scale) for _ in range(max(1, int(span / PERIOD)))]
     return Noise(samples, seed=rng.randrange(2**32))
 
 

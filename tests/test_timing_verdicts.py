@@ -2,8 +2,8 @@
 
 The simulation at the end is the proof of their error rates: seeded fleets of clients
 with each backoff strategy, at several fleet sizes, wait lengths and noise levels, with
-the noise measured as the probe would while the fleet retries (a sample each 5 ms of its
-schedule, at least the 100 a verdict takes), judged by the verdicts as shipped.
+the noise measured as the probe would while the fleet retries (a sample each ``PERIOD`` of
+its schedule), judged by the verdicts as shipped.
 Jittered strategies must be called jitter-free, a storm or not growing at most once in
 4,800 fleets per verdict (95% upper bound under 1 in 1,000); jittered clients that do
 not grow must never pass ``assert_backoff``; lockstep herds of 3 or more must be caught
@@ -15,7 +15,6 @@ from __future__ import annotations
 import itertools
 import random
 import threading
-import time
 from collections.abc import Callable
 
 import pytest
@@ -36,8 +35,9 @@ from pytest_resilience.assertions.timing import (
     jitter_bound,
     outgrown,
 )
+from pytest_resilience.clock import CLOCK
 from pytest_resilience.http.records import Exchange
-from pytest_resilience.observe.noise import ENOUGH, PERIOD
+from pytest_resilience.observe.noise import PERIOD
 
 QUIET = Noise([0.0001] * 500)
 """A machine that wakes threads 0.1 ms late."""
@@ -416,8 +416,8 @@ def simulate(strategies: dict[str, Callable[[random.Random, float, int, float], 
     ):
         cell = tally.setdefault((name, size, base, scale), {"backoff": [], "storm": []})
         # What the probe measures on such a machine while the fleet retries: a sample each
-        # PERIOD over the longest schedule, and never fewer than a verdict takes.
-        samples = max(ENOUGH, int(base * (2**RETRIES - 1) / PERIOD))
+        # PERIOD over the longest schedule.
+        samples = int(base * (2**RETRIES - 1) / PERIOD)
         noise = Noise([delay(rng, scale) for _ in range(samples)], seed=rng.randrange(2**32))
         for _ in range(RUNS):
             timeline = fleet(strategy, size, base, scale, rng)
@@ -516,7 +516,8 @@ def _burst(size: int, fleets: int, rng: random.Random) -> list[str]:
     twice what CI's probe measured in the run that found this)."""
     verdicts = []
     for _ in range(fleets // RUNS):
-        noise = Noise([delay(rng, 0.001) for _ in range(ENOUGH)], seed=rng.randrange(2**32))
+        # 100 samples: fewer than the probe takes over a burst of 0.2 s or more (PERIOD).
+        noise = Noise([delay(rng, 0.001) for _ in range(100)], seed=rng.randrange(2**32))
         for _ in range(RUNS):
             timeline = fleet(_full, size, 0.05, 0.001, rng)
             verdicts.append(
@@ -543,21 +544,22 @@ def test_the_noise_probe_measures_while_it_runs_and_stops_its_thread() -> None:
     from pytest_resilience.observe.noise import NoiseProbe
 
     probe = NoiseProbe()
-    assert len(probe.samples()) == ENOUGH  # not started: topped up on the spot
+    assert probe.samples() == ()  # not started: nothing measured, nothing made up
     probe.start()
     try:
         wait_for(lambda: len(probe._samples) >= 5, what="five samples from the probe thread")
-        samples = probe.samples()
-        assert len(samples) >= ENOUGH
-        assert all(-0.001 < s < 5.0 for s in samples)
-        # A verdict reads the wake-ups of the span it judges: none from before it.
-        later = time.monotonic()
-        wait_for(lambda: probe._samples[-1][0] >= later, what="a sample after the mark")
+        assert all(-0.001 < s < 5.0 for s in probe.samples())
+        # A verdict reads the wake-ups of the span it judges: none from before it or after it.
+        since = CLOCK.now()
+        wait_for(lambda: probe._samples[-1][0] >= since, what="a sample after the mark")
+        until = CLOCK.now()
+        wait_for(lambda: probe._samples[-1][0] > until, what="a sample after the span")
         kept = tuple(probe._samples)  # one copy: the probe thread appends meanwhile
-        assert probe.samples(since=0.0)[: len(kept)] == tuple(d for _, d in kept)
-        since = probe.samples(since=later)
-        assert len(since) >= ENOUGH  # those after the mark, topped up on the spot
-        assert since[0] == next(d for w, d in kept if w >= later)
+        assert probe.samples()[: len(kept)] == tuple(d for _, d in kept)
+        assert probe.samples(since=since, until=until) == tuple(
+            d for w, d in kept if since <= w <= until
+        )
+        assert len(probe.samples(since=since, until=until)) < len(probe.samples(since=since))
     finally:
         probe.stop()
     assert not any(t.name == "pytest-resilience noise probe" for t in threading.enumerate())
