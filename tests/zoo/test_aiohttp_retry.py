@@ -23,6 +23,7 @@ The clients sleep as their policies say (that is what is judged); the tests neve
 from __future__ import annotations
 
 import asyncio
+import statistics
 from collections.abc import Callable
 from typing import Any
 
@@ -187,7 +188,9 @@ def test_list_retry_with_equal_timeouts_is_a_fixed_interval(
     attempts = settled(orders, 4 * HERD)
     for n in range(HERD):
         mine = [e for e in attempts if e.path == f"/orders/{n}"]
-        assert all(0.29 <= w < 0.6 for w in waits(mine)), waits(mine)
+        # Never under the interval; about it as a rule (a stall of the loaded machine
+        # may lengthen one wait: 761 ms once under two suites and two CPU hogs).
+        assert min(waits(mine)) >= 0.29 and statistics.median(waits(mine)) < 0.6, waits(mine)
     orders.assert_attempts(min=4, max=4)
     judged(orders.assert_backoff, jitter=False, claim="retry waits do not grow")
     judged(resilience.assert_no_retry_storm, orders, claim="retry storm")

@@ -19,6 +19,7 @@ The clients sleep as their policies say (that is what is judged); the tests neve
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable
 
 import pytest
@@ -99,13 +100,15 @@ def test_a_fixed_interval_neither_backs_off_nor_waits_the_retry_after(
     attempts = settled(orders, 6 * HERD)
     for n in range(HERD):
         mine = [e for e in attempts if e.path == f"/orders/{n}"]
-        assert all(0.29 <= w < 0.6 for w in waits(mine)), waits(mine)
+        # Never under the interval; about it as a rule (a stall of the loaded machine
+        # may lengthen one wait: 761 ms once under two suites and two CPU hogs).
+        assert min(waits(mine)) >= 0.29 and statistics.median(waits(mine)) < 0.6, waits(mine)
     orders.assert_attempts(min=6, max=6)
     judged(orders.assert_backoff, jitter=False, claim="retry waits do not grow")
     with pytest.raises(
         ResilienceAssertionError,
         match=r"^operation .+ retried \d+ ms after an answer whose Retry-After asked for 1 s "
-        r"\(25 early attempts",
+        r"\(\d+ early attempts",  # 25 as a rule; a stall past 1 s would make one late
     ):
         orders.assert_retry_after_honoured()
     judged(resilience.assert_no_retry_storm, orders, claim="retry storm")
