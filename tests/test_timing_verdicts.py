@@ -516,7 +516,7 @@ def _burst(size: int, fleets: int, rng: random.Random) -> list[str]:
     twice what CI's probe measured in the run that found this)."""
     verdicts = []
     for _ in range(fleets // RUNS):
-        # 100 samples: fewer than the probe takes over a burst of 0.2 s or more (PERIOD).
+        # 100 samples: about what the probe takes while such a burst retries (0.4-0.7 s).
         noise = Noise([delay(rng, 0.001) for _ in range(100)], seed=rng.randrange(2**32))
         for _ in range(RUNS):
             timeline = fleet(_full, size, 0.05, 0.001, rng)
