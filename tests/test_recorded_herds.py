@@ -16,11 +16,18 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import pytest
+
 from pytest_resilience.assertions import timing
 from pytest_resilience.assertions.timing import ALPHA, SHOWN_JITTER, Noise, _binomial_tail
 
 ARCHIVE = Path(__file__).parent / "data" / "lockstep_herds.json.gz"
 HERDS = json.loads(gzip.decompress(ARCHIVE.read_bytes()))["herds"]
+HARSH = json.loads(gzip.decompress(ARCHIVE.with_name("lockstep_herds_harsh.json.gz").read_bytes()))[
+    "herds"
+]
+"""The same 480 herds recorded beside two stress suites and two hogs, their probe samples
+taken during the herd only (``record_lockstep_herds.py`` says how)."""
 RATES = (0.001, 0.01, 0.05)
 
 
@@ -39,22 +46,52 @@ def _noise(herd: dict) -> Noise:
     return Noise([d / 1e6 for d in herd["probe"]])
 
 
-def test_the_recordings_cover_both_backends_and_every_client() -> None:
-    kinds = Counter((h["backend"].split()[0], h["client"]) for h in HERDS)
+@pytest.mark.parametrize("herds", [HERDS, HARSH], ids=["two hogs", "two suites and two hogs"])
+def test_the_recordings_cover_both_backends_and_every_client(herds: list[dict]) -> None:
+    kinds = Counter((h["backend"].split()[0], h["client"]) for h in herds)
     assert {b for b, _ in kinds} == {"embedded", "spawned"}
     assert len({c for _, c in kinds}) == 6
     assert min(kinds.values()) >= 20
 
 
-def test_recorded_lockstep_herds_are_never_shown_jittered() -> None:
+@pytest.mark.parametrize(
+    ("herds", "caught"),
+    [(HERDS, 1 / 3), (HARSH, 1 / 6)],
+    ids=["two hogs", "two suites and two hogs"],
+)
+def test_recorded_lockstep_herds_are_never_shown_jittered(herds: list[dict], caught: float) -> None:
     """The clear side must never pass a herd without jitter: it would pass
     ``assert_no_retry_storm`` and ``assert_backoff(jitter=True)`` on a retry storm."""
     outcomes = Counter(
-        timing.judge_no_jitter(_columns(h), _noise(h), ALPHA / 2).outcome for h in HERDS
+        timing.judge_no_jitter(_columns(h), _noise(h), ALPHA / 2).outcome for h in herds
     )
     assert outcomes["clear"] == 0, outcomes
-    # Not vacuous: most herds whose waits stand above the noise are caught.
-    assert outcomes["claim"] >= len(HERDS) / 3, outcomes
+    # Not vacuous: many herds whose waits stand above the noise are caught (fewer under
+    # the harsher load, whose noise leaves more of them undecided: 92 of 480 when recorded).
+    assert outcomes["claim"] >= len(herds) * caught, outcomes
+
+
+def test_samples_taken_after_the_herd_made_one_look_jittered() -> None:
+    """The defect behind a lockstep burst passing ``assert_backoff(jitter=True)`` under
+    load: the probe used to top a short span up to 100 samples at the verdict, once the
+    clients were done, from a quiet process (its p90 0.1 ms, against 1-4 ms while a burst
+    retried).  With such quiet samples added, one of the harsh recordings is cleared; with
+    the samples of its span alone, as a verdict now reads them, none is."""
+
+    def topped_up(herd: dict) -> Noise:
+        samples = [d / 1e6 for d in herd["probe"]]
+        return Noise(samples + [0.0001] * (100 - len(samples)))
+
+    cleared = [
+        h
+        for h in HARSH
+        if timing.judge_no_jitter(_columns(h), topped_up(h), ALPHA / 2).outcome == "clear"
+    ]
+    assert len(cleared) >= 1
+    assert all(
+        timing.judge_no_jitter(_columns(h), _noise(h), ALPHA / 2).outcome != "clear"
+        for h in cleared
+    )
 
 
 Apart = Callable[[Noise, Sequence[float]], float]
