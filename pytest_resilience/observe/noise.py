@@ -20,11 +20,12 @@ if TYPE_CHECKING:
 PERIOD = 0.005
 """Seconds the probe sleeps between samples.  Not shorter: the samples of one busy moment
 are alike, so more of them would thin the unseen tail (:meth:`~..assertions.timing.Noise.tail`)
-without measuring more of the machine.  Judged with twice and a half as many samples, one
-of the 480 lockstep herds recorded under load (``tests/test_recorded_herds.py``) was
-shown jittered."""
-KEPT = 6000
-"""Samples kept (the last 30 s at one per PERIOD)."""
+without measuring more of the machine.  With each herd's samples counted 2.5 times (what a
+2 ms period would take), the lowest chance the jitter test's clear side gave the lockstep
+herds of ``tests/data/lockstep_herds_harsh.json.gz`` fell from 0.024 to 0.0017."""
+KEPT = 24000
+"""Samples kept (the last 2 minutes at one per PERIOD): a verdict on a span that ended
+longer ago reads none of it."""
 
 
 class NoiseProbe:
@@ -54,33 +55,36 @@ class NoiseProbe:
             self._samples.append((CLOCK.now(), woke - began - PERIOD))
 
     def samples(self, since: float | None = None, until: float | None = None) -> tuple[float, ...]:
-        """The delays measured so far (seconds), from the wake-ups between ``since`` and
-        ``until`` (on the plugin's clock) when given: the noise of the span a verdict
+        """The delays measured so far (seconds); with ``since`` / ``until`` (on the plugin's
+        clock), those whose sleep overlapped that span: the noise of the span a verdict
         judges, not of what the test did before it (building a botocore client holds the
         GIL for hundreds of ms, which the probe records as a stall no wait of the herd
-        lived through) nor after it.  Never topped up from another moment: samples taken at
-        the verdict, once the clients are done, measure a quieter process (a 503 burst of
-        ten clients under load: wake-ups p90 1-4 ms while they retried, 0.1 ms at the
-        verdict), and read beside the burst they made its spread look like jitter.  Few
-        samples are evidence of little: :meth:`~..assertions.timing.Noise.tail` never
-        takes the noise's tail thinner than their number allows."""
+        lived through) nor after it.  A sleep that straddles an edge is kept whole, which
+        counts more noise, never less.  Never topped up from another moment: samples taken
+        at the verdict, once the clients are done, measure a quieter process (a 503 burst
+        of ten clients under load: wake-ups p90 1-4 ms while they retried, 0.1 ms at the
+        verdict), and read beside the burst they made its spread look like jitter.  The
+        clear sides read few samples as weak evidence
+        (:meth:`~..assertions.timing.Noise.tail` never takes the noise's tail thinner than
+        their number allows); with none, no noise was measured and none is assumed."""
         kept = tuple(self._samples)  # one copy, made while the probe thread waits (the GIL)
         return tuple(
             delay
             for woke, delay in kept
-            if (since is None or woke >= since) and (until is None or woke <= until)
+            if (since is None or woke >= since)
+            and (until is None or woke - PERIOD - delay <= until)
         )
 
     def samples_during(self, exchanges: Iterable[Exchange]) -> tuple[float, ...]:
-        """The delays measured from the first of ``exchanges`` beginning to the last one
-        ending: the noise a timing verdict reads beside them (:meth:`samples`)."""
+        """The delays whose sleeps overlapped the span from the first of ``exchanges``
+        beginning to the last one ending (one still open: its beginning): the noise a
+        timing verdict reads beside them (:meth:`samples`)."""
         exchanges = list(exchanges)
         if not exchanges:
             return ()
         since = min(e.started_at for e in exchanges)
         until = max(e.started_at if e.ended_at is None else e.ended_at for e in exchanges)
-        # A sample stamps its wake-up: one taken just after the last exchange covers it too.
-        return self.samples(since=since, until=until + PERIOD)
+        return self.samples(since=since, until=until)
 
     def stop(self) -> None:
         self._stop.set()

@@ -19,6 +19,7 @@ The clients sleep as their policies say (that is what is judged); the tests neve
 
 from __future__ import annotations
 
+import re
 import statistics
 from collections.abc import Callable
 
@@ -98,8 +99,10 @@ def test_a_fixed_interval_neither_backs_off_nor_waits_the_retry_after(
     assert herd(make, orders) == [200] * HERD
 
     attempts = settled(orders, 6 * HERD)
+    every: list[float] = []
     for n in range(HERD):
         mine = [e for e in attempts if e.path == f"/orders/{n}"]
+        every += waits(mine)
         # Never under the interval; about it as a rule (a stall of the loaded machine
         # may lengthen one wait: 761 ms once under two suites and two CPU hogs).
         assert min(waits(mine)) >= 0.29 and statistics.median(waits(mine)) < 0.6, waits(mine)
@@ -108,9 +111,13 @@ def test_a_fixed_interval_neither_backs_off_nor_waits_the_retry_after(
     with pytest.raises(
         ResilienceAssertionError,
         match=r"^operation .+ retried \d+ ms after an answer whose Retry-After asked for 1 s "
-        r"\(\d+ early attempts",  # 25 as a rule; a stall past 1 s would make one late
-    ):
+        r"\((\d+) early attempts; tolerance 50 ms",
+    ) as failed:
         orders.assert_retry_after_honoured()
+    # Each retry the records show before the 1 s asked for (all 25, unless a stall of the
+    # machine held one past it).
+    early = int(re.findall(r"\((\d+) early attempts", str(failed.value))[0])
+    assert sum(w < 0.95 for w in every) <= early <= sum(w < 1.0 for w in every), every
     judged(resilience.assert_no_retry_storm, orders, claim="retry storm")
 
 
