@@ -69,7 +69,7 @@ def test_incident_burst_beside_an_echo_probe(resilience, echo_server) -> None:
         try:
             with NaivePaymentsClient(payments.url, attempts=10, interval=0.05) as client:
                 amounts = itertools.count(1000)
-                resilience.load(
+                run = resilience.load(
                     lambda: client.charge(next(amounts), "eur", "x@example.org"),
                     duration=0.1,
                     rate=100,
@@ -82,7 +82,9 @@ def test_incident_burst_beside_an_echo_probe(resilience, echo_server) -> None:
     since = min(e.started_at for e in exchanges)  # the span as samples_during takes it
     until = max(e.started_at if e.ended_at is None else e.ended_at for e in exchanges)
     waits: list[list[float]] = []
-    for op in operations(exchanges, None, FailureSet(None)):
+    ops = operations(exchanges, None, FailureSet(None))
+    firsts = sorted(op.attempts[0].started_at for op in ops)
+    for op in ops:
         for k, (a, b) in enumerate(itertools.pairwise(op.attempts)):
             while len(waits) <= k:
                 waits.append([])
@@ -91,6 +93,9 @@ def test_incident_burst_beside_an_echo_probe(resilience, echo_server) -> None:
         "backend": resilience.session.backend.kind,
         "waits": waits,
         "probe": resilience._noise.samples_during(exchanges),
+        # A call's start (on its load thread) to its first request's arrival: the client's
+        # own work on the way out, and every hop after it (calls and operations in order).
+        "outbound": [f - c.started_at for c, f in zip(run.calls, firsts, strict=False)],
         "echo": [(t, trip) for at, t, trip in pairs if at >= since and at - PERIOD - t <= until],
     }
     with open(os.environ["WAIT_NOISE"], "a") as f:
@@ -105,11 +110,21 @@ def _quantiles(values: list[float]) -> str:
 
 def summary(lines: Path) -> str:
     rng = random.Random(0)
-    above, hops, echoed = [], [], []
+    above, hops, echoed, outbound = [], [], [], []
     for line in map(json.loads, lines.read_text().splitlines()):
         least = min(w for column in line["waits"] for w in column)
         above += [w - least for column in line["waits"] for w in column]
         hops += Noise(line["probe"], seed=rng.randrange(2**32)).sums  # the verdicts' model
+        if line.get("outbound"):
+            fastest = min(line["outbound"])
+            outbound += (
+                [
+                    rng.choice(line["echo"])[0] + rng.choice(line["outbound"]) - fastest
+                    for _ in range(2000)
+                ]
+                if line["echo"]
+                else []
+            )
         if line["echo"]:
             fastest = min(trip for _, trip in line["echo"])
             echoed += [
@@ -123,6 +138,7 @@ def summary(lines: Path) -> str:
             f"| the clients' waits above their least (ms) | {_quantiles(above)} |",
             f"| the verdicts' model: {HOPS} probe delays summed, or a stall (ms) | {_quantiles(hops)} |",
             f"| a timer delay + the echo round trip's excess (ms) | {_quantiles(echoed or [0.0])} |",
+            f"| a timer delay + a call's start to its request, above the least (ms) | {_quantiles(outbound or [0.0])} |",
         ]
     )
 
