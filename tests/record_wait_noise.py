@@ -31,10 +31,11 @@ from pathlib import Path
 import pytest
 
 from examples.payments.incident import NaivePaymentsClient
-from pytest_resilience.assertions.operations import FailureSet, answered_at, operations
+from pytest_resilience.assertions.operations import FailureSet, operations
+from pytest_resilience.assertions.retries import _columns
 from pytest_resilience.assertions.timing import HOPS, Noise
 from pytest_resilience.clock import CLOCK
-from pytest_resilience.observe.noise import PERIOD
+from pytest_resilience.observe.noise import PERIOD, overlapped, span
 
 
 @pytest.fixture(autouse=True)
@@ -79,24 +80,17 @@ def test_incident_burst_beside_an_echo_probe(resilience, echo_server) -> None:
             stop.set()
             thread.join()
     exchanges = payments.settled()
-    since = min(e.started_at for e in exchanges)  # the span as samples_during takes it
-    until = max(e.started_at if e.ended_at is None else e.ended_at for e in exchanges)
-    waits: list[list[float]] = []
+    since, until = span(exchanges) or (0.0, 0.0)  # the span a verdict reads the probe over
     ops = operations(exchanges, None, FailureSet(None))
     firsts = sorted(op.attempts[0].started_at for op in ops)
-    for op in ops:
-        for k, (a, b) in enumerate(itertools.pairwise(op.attempts)):
-            while len(waits) <= k:
-                waits.append([])
-            waits[k].append(b.started_at - answered_at(a))
     line = {
         "backend": resilience.session.backend.kind,
-        "waits": waits,
-        "probe": resilience._noise.samples_during(exchanges),
+        "waits": _columns(ops, None),  # by retry index, as the jitter verdict reads them
+        "probe": resilience._noise.samples(since, until),
         # A call's start (on its load thread) to its first request's arrival: the client's
         # own work on the way out, and every hop after it (calls and operations in order).
         "outbound": [f - c.started_at for c, f in zip(run.calls, firsts, strict=False)],
-        "echo": [(t, trip) for at, t, trip in pairs if at >= since and at - PERIOD - t <= until],
+        "echo": [(t, trip) for at, t, trip in pairs if overlapped(at, t, since, until)],
     }
     with open(os.environ["WAIT_NOISE"], "a") as f:
         f.write(json.dumps(line) + "\n")
@@ -115,22 +109,14 @@ def summary(lines: Path) -> str:
         least = min(w for column in line["waits"] for w in column)
         above += [w - least for column in line["waits"] for w in column]
         hops += Noise(line["probe"], seed=rng.randrange(2**32)).sums  # the verdicts' model
+        if not line["echo"]:
+            continue
+        timers = [t for t, _ in line["echo"]]
+        trips = [trip for _, trip in line["echo"]]
         if line.get("outbound"):
-            fastest = min(line["outbound"])
-            outbound += (
-                [
-                    rng.choice(line["echo"])[0] + rng.choice(line["outbound"]) - fastest
-                    for _ in range(2000)
-                ]
-                if line["echo"]
-                else []
-            )
-        if line["echo"]:
-            fastest = min(trip for _, trip in line["echo"])
-            echoed += [
-                rng.choice(line["echo"])[0] + rng.choice(line["echo"])[1] - fastest
-                for _ in range(2000)
-            ]
+            out = line["outbound"]
+            outbound += [rng.choice(timers) + rng.choice(out) - min(out) for _ in range(2000)]
+        echoed += [rng.choice(timers) + rng.choice(trips) - min(trips) for _ in range(2000)]
     return "\n".join(
         [
             "| | p50 | p90 | p99 |",

@@ -28,6 +28,23 @@ KEPT = 24000
 longer ago reads none of it."""
 
 
+def span(exchanges: Iterable[Exchange]) -> tuple[float, float] | None:
+    """From the first of ``exchanges`` beginning to the last one ending (one still open:
+    its beginning), on the plugin's clock; None without exchanges."""
+    exchanges = list(exchanges)
+    if not exchanges:
+        return None
+    since = min(e.started_at for e in exchanges)
+    until = max(e.started_at if e.ended_at is None else e.ended_at for e in exchanges)
+    return since, until
+
+
+def overlapped(woke: float, delay: float, since: float | None, until: float | None) -> bool:
+    """Whether a sleep of :data:`PERIOD` that woke at ``woke``, ``delay`` late, overlapped
+    the span from ``since`` to ``until`` (either open when None)."""
+    return (since is None or woke >= since) and (until is None or woke - PERIOD - delay <= until)
+
+
 class NoiseProbe:
     """A thread that sleeps :data:`PERIOD` again and again and records how late it woke."""
 
@@ -68,23 +85,14 @@ class NoiseProbe:
         (:meth:`~..assertions.timing.Noise.tail` never takes the noise's tail thinner than
         their number allows); with none, no noise was measured and none is assumed."""
         kept = tuple(self._samples)  # one copy, made while the probe thread waits (the GIL)
-        return tuple(
-            delay
-            for woke, delay in kept
-            if (since is None or woke >= since)
-            and (until is None or woke - PERIOD - delay <= until)
-        )
+        return tuple(delay for woke, delay in kept if overlapped(woke, delay, since, until))
 
     def samples_during(self, exchanges: Iterable[Exchange]) -> tuple[float, ...]:
         """The delays whose sleeps overlapped the span from the first of ``exchanges``
         beginning to the last one ending (one still open: its beginning): the noise a
         timing verdict reads beside them (:meth:`samples`)."""
-        exchanges = list(exchanges)
-        if not exchanges:
-            return ()
-        since = min(e.started_at for e in exchanges)
-        until = max(e.started_at if e.ended_at is None else e.ended_at for e in exchanges)
-        return self.samples(since=since, until=until)
+        bounds = span(exchanges)
+        return () if bounds is None else self.samples(*bounds)
 
     def stop(self) -> None:
         self._stop.set()
