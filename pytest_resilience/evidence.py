@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     from .assertions.operations import FailureSet
     from .http.records import Effect, ExchangeList
+    from .observe.records import Call
     from .observe.timeline import Events
     from .runs import Run
 
@@ -51,6 +52,23 @@ class Evidence:
     def heals(self) -> list[float]:
         """When faults were healed."""
         return [e.at for e in self.events.faults() if e.action == "healed"]
+
+    def calls(self, service: str) -> tuple[Call, ...]:
+        """The calls of the runs (``resilience.load``, ``drive``) that overlapped the span of
+        ``service``'s exchanges: what the timing verdicts pair with its operations to
+        measure the clients' own way out (:func:`~.assertions.operations.outbound`)."""
+        from .observe.noise import span
+
+        bounds = span(self.exchanges[service])
+        if bounds is None:
+            return ()
+        since, until = bounds
+        return tuple(
+            call
+            for run in self.runs
+            for call in run.calls
+            if call.started_at <= until and call.ended_at >= since
+        )
 
     def blind(self, service: str) -> list[tuple[float, float, str]]:
         """Spans in which a fault on ``service`` kept requests from its HTTP layer (refused,

@@ -361,6 +361,7 @@ class Resilience:
             group=group,
             failure_statuses=failure_statuses,
             noise=self._noise.samples_during(evidence.exchanges[http.name]),
+            calls=evidence.calls(http.name),
             blind=evidence.blind(http.name),
         )
 

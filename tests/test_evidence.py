@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import time
+import urllib.error
 import urllib.request
 
 import pytest
 
-from pytest_resilience import Evidence, FaultEvent, Resilience, RunEvent
+from pytest_resilience import Evidence, FaultEvent, InsufficientEvidence, Resilience, RunEvent
 from pytest_resilience.report.record import record_of
 
 
@@ -58,3 +61,30 @@ def test_evidence_of_named_services_settles_only_those(resilience: Resilience) -
     assert evidence.services == {"api": "http"} and set(evidence.exchanges) == {"api"}
     assert other.name not in evidence.effects
     assert record_of(evidence, None).services[0].name == "api"  # a whole record of "api"
+
+
+def test_timing_verdicts_read_the_way_out_of_the_calls_the_plugin_drove(
+    resilience: Resilience,
+) -> None:
+    """The calls of a run that overlapped a service's exchanges are paired with its
+    operations (``operations.outbound``), so a timing verdict counts the clients' own work
+    on the way out, which the noise probe does not see, and says so."""
+    api = resilience.http_service("api")
+    api.respond(json={"ok": True})
+    api.fail(503, count=2)
+    paths = itertools.count()
+
+    def call() -> int:
+        url = f"{api.url}/items/{next(paths)}"
+        try:
+            return get(url)
+        except urllib.error.HTTPError:
+            time.sleep(0.03)  # the client's own fixed interval: the code under test
+            return get(url)
+
+    run = resilience.load(call, duration=0.002, rate=1000, concurrency=2)
+
+    assert resilience.evidence("api").calls("api") == tuple(run.calls)
+    # Two waits cannot show jitter beyond the unmeasured tail of two ways out (1 in 3).
+    with pytest.raises(InsufficientEvidence, match=r"and the way out of 2 driven calls, one"):
+        api.assert_backoff(min_factor=1)

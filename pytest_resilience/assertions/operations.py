@@ -27,13 +27,16 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import validate
 from ..errors import ConfigurationError
 from ..http.records import Exchange
+
+if TYPE_CHECKING:
+    from ..observe.records import Call
 
 DEFAULT_FAILURES: frozenset[int] = frozenset({408, 409, 425, 429, *range(500, 600)})
 """Statuses that count as failed attempts by default: the SDKs of Stripe, OpenAI and
@@ -205,3 +208,31 @@ def status_text(exchange: Exchange) -> str:
     if exchange.delivered is False:
         return f"{exchange.status} lost"
     return str(exchange.status)
+
+
+def outbound(calls: Sequence[Call], ops: Sequence[Operation]) -> tuple[float, ...]:
+    """How much longer than the quickest each of ``calls`` took from its start to its
+    operation's first request (seconds): the client's own work on the way out and every
+    hop after it, under the load of the moment, which the noise probe does not see
+    (:class:`~.timing.Noise`).
+
+    The calls are those the plugin drove (``resilience.load``, ``drive``); each is paired
+    with an operation that began while the calls ran, both in order of their start.  They
+    pair only one to one, each operation beginning after its call began: a call that
+    sent nothing, two operations a call, or another client's operation in between make
+    the pairing unknown, and then nothing is measured (empty).
+    """
+    if len(calls) < 2:
+        return ()
+    starts = sorted(c.started_at for c in calls)
+    until = max(c.ended_at for c in calls)
+    firsts = sorted(
+        op.attempts[0].started_at for op in ops if starts[0] <= op.attempts[0].started_at <= until
+    )
+    if len(firsts) != len(starts):
+        return ()
+    ways = [first - start for start, first in zip(starts, firsts, strict=True)]
+    if min(ways) < 0:
+        return ()
+    quickest = min(ways)
+    return tuple(way - quickest for way in ways)

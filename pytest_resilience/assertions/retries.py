@@ -10,12 +10,20 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import validate
 from ..errors import ConfigurationError
 from ..http.records import Exchange
-from .operations import FailureSet, Grouping, Operation, answered_at, operations, status_text
+from .operations import (
+    FailureSet,
+    Grouping,
+    Operation,
+    answered_at,
+    operations,
+    outbound,
+    status_text,
+)
 from .report import Row, fail, insufficient
 from .timing import (
     ALPHA,
@@ -29,6 +37,9 @@ from .timing import (
     judge_growth,
     judge_no_jitter,
 )
+
+if TYPE_CHECKING:
+    from ..observe.records import Call
 
 Failures = Iterable[Any] | None
 """Statuses and predicates (exchange -> bool) that count as failed attempts; None: the default."""
@@ -197,8 +208,14 @@ def _columns(ops: Sequence[Operation], cap: float | None) -> list[list[float]]:
     return [[] if cap is not None and max(c) >= cap else c for c in columns]
 
 
-def _measured(noise: Noise | Sequence[float]) -> Noise:
-    return noise if isinstance(noise, Noise) else Noise(noise)
+def _measured(
+    noise: Noise | Sequence[float], calls: Sequence[Call], ops: Sequence[Operation]
+) -> Noise:
+    """``noise`` as a :class:`Noise`: the probe's delays, with the way out of the driven
+    ``calls`` that pair with ``ops`` (:func:`.operations.outbound`)."""
+    if isinstance(noise, Noise):
+        return noise
+    return Noise(noise, outbound=outbound(calls, ops))
 
 
 def _spread(columns: Sequence[Sequence[float]], noise: Noise) -> str:
@@ -241,6 +258,7 @@ def check_backoff(
     group: Grouping | None = None,
     failure_statuses: Failures = None,
     noise: Noise | Sequence[float] = (),
+    calls: Sequence[Call] = (),
     origin: float | None = None,
 ) -> None:
     """Waits between retries grow, carry jitter, and stay under the cap.
@@ -255,8 +273,9 @@ def check_backoff(
       leave them there under 1 in 2,000 times (:func:`.timing.judge_growth`); a cap that
       stops the growth leaves it undecided, never passed; jitter is clear when waits at
       the same retry of several operations lie further apart than the measured ``noise``
-      (delays in seconds, or a :class:`Noise`) explains.  When the evidence decides
-      neither way, :class:`InsufficientEvidence` says what would.
+      (delays in seconds, or a :class:`Noise`) explains, with the way out of the driven
+      ``calls`` when they pair with the operations (:func:`.operations.outbound`).  When
+      the evidence decides neither way, :class:`InsufficientEvidence` says what would.
     """
     __tracebackhide__ = True
     validate.flag(jitter, "jitter")
@@ -274,7 +293,7 @@ def check_backoff(
             _rows(all_ops),
             start,
         )
-    measured = _measured(noise)
+    measured = _measured(noise, calls, all_ops)
     missing: list[str] = []
     if max_delay is not None:
         missing += _over_the_cap(ops, max_delay, tolerance, measured, start)
@@ -407,6 +426,7 @@ def check_no_retry_storm(
     failure_statuses: Failures = None,
     noise: Noise | Sequence[float] = (),
     blind: Sequence[tuple[float, float, str]] = (),
+    calls: Sequence[Call] = (),
     origin: float | None = None,
 ) -> None:
     """Operations that failed together do not retry in lockstep.
@@ -416,7 +436,8 @@ def check_no_retry_storm(
     by retry, are alike beyond what jitter of at least ``x0.8-1.0`` would leave them (the
     "no jitter" test of :mod:`.timing`, false-alarm rate under 1 in 1,000).  The fleet is
     clear when the waits of the operations that retried lie further apart than the
-    measured ``noise`` explains.  ``blind`` lists spans (start, end, why) in which attempts
+    measured ``noise`` explains (with the way out of the driven ``calls``, as
+    :func:`check_backoff` reads it).  ``blind`` lists spans (start, end, why) in which attempts
     could leave no HTTP record (connections refused or swallowed): a fleet not caught
     outright is then insufficient evidence.
     """
@@ -425,7 +446,7 @@ def check_no_retry_storm(
     ops = operations(exchanges, group, FailureSet(failure_statuses))
     retried = [op for op in ops if len(op.attempts) > 1]
     start = _origin(exchanges, origin)
-    measured = _measured(noise)
+    measured = _measured(noise, calls, ops)
     herd = _herd(retried, measured) if retried else []
     herd_columns = _columns(herd, None)
     judgement = judge_no_jitter(herd_columns, measured) if len(herd) >= min_herd else None

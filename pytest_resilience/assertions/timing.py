@@ -99,7 +99,8 @@ def alike_under_jitter(
 
 
 class Noise:
-    """The timing noise measured in this run: delays in waking a sleeping thread.
+    """The timing noise measured in this run: delays in waking a sleeping thread, and the
+    way out of the calls the plugin drove.
 
     ``samples`` are how late a thread woke from sleeps of ``period`` seconds.  One wait's
     noise is modelled two ways, and the longer is taken: the sum of :data:`HOPS` wake-up
@@ -108,16 +109,32 @@ class Noise:
     process, drawn by the time it covers (``period`` plus the delay: a client waking at
     any moment lands in a long stall as often as the stall lasts, though the probe records
     it once, and a stall delays every thread at once, so it counts once a wait).
+
+    The probe does not see the client's own work between an answer and its next request,
+    which a busy machine stretches unevenly (``docs/wait-noise-research.md``: under load
+    lockstep waits lay 8/27/55 ms above their least at p50/p90/p99, the probe's model
+    4/13/26 ms).  ``outbound`` measures it where the plugin drives the client
+    (:func:`~.operations.outbound`: each call's start to its first request, above the
+    quickest); with it, a third model is one wake-up delay plus one such way out, and the
+    longest of the three is taken.  Only the clear sides read it (:meth:`tail`,
+    :meth:`most` and the quantiles of one wait's noise): noise the claims do not count
+    makes them no likelier.
     """
 
     def __init__(
-        self, samples: Sequence[float] = (), seed: int = 0, period: float = PROBE_PERIOD
+        self,
+        samples: Sequence[float] = (),
+        seed: int = 0,
+        period: float = PROBE_PERIOD,
+        outbound: Sequence[float] = (),
     ) -> None:
         self.samples = tuple(max(s, 0.0) for s in samples)
-        self.steady: list[float]
-        self.sums: list[float]
+        self.outbound = tuple(max(o, 0.0) for o in outbound)
+        self.steady: list[float] = [0.0]
+        self.sums: list[float] = [0.0]
+        rng = random.Random(seed)
+        steady = stalls = [0.0] * DRAWS
         if self.samples:
-            rng = random.Random(seed)
             # Steady delays: all but the longest 1% of samples (those are stalls, drawn apart).
             ordered = sorted(self.samples)
             usual = ordered[: max(1, len(ordered) - len(ordered) // 100)]
@@ -127,8 +144,12 @@ class Noise:
             stalls = rng.choices(self.samples, weights=weights, k=DRAWS)
             self.steady = sorted(steady)
             self.sums = sorted(map(max, steady, stalls))
-        else:
-            self.steady = self.sums = [0.0]
+        if self.outbound:
+            timers = rng.choices(self.samples or (0.0,), k=DRAWS)
+            ways = rng.choices(self.outbound, k=DRAWS)
+            self.sums = sorted(
+                max(a, b, t + w) for a, b, t, w in zip(steady, stalls, timers, ways, strict=True)
+            )
 
     def quantile(self, q: float, steady: bool = False) -> float:
         """The ``q`` quantile of one wait's noise (seconds); of its steady part alone
@@ -138,17 +159,21 @@ class Noise:
 
     def most(self) -> float:
         """The most noise one wait carries if no wake-up is later than the latest measured:
-        :data:`HOPS` wake-ups, each that late.  Beyond the samples the tail is not known
+        :data:`HOPS` wake-ups, each that late, or one wake-up that late and the slowest way
+        out measured (:attr:`outbound`).  Beyond the samples the tail is not known
         (:meth:`tail`), so this is a bound by assumption, which a stall of the whole
         process meets (the probe, asleep a few ms at a time, is held by it too)."""
-        return HOPS * max(self.samples, default=0.0)
+        timer = max(self.samples, default=0.0)
+        return max(HOPS * timer, timer + max(self.outbound, default=0.0))
 
     def tail(self, seconds: float) -> float:
         """The chance that one wait's noise is ``seconds`` or more: as measured, and never
         taken thinner than the chance that one of its :data:`HOPS` delays exceeds every
-        sample (beyond what was measured the tail is not known)."""
+        sample, nor than the chance that its way out exceeds every one measured (beyond
+        what was measured the tail is not known)."""
         above = (len(self.sums) - bisect.bisect_left(self.sums, seconds)) / len(self.sums)
-        return max(above, HOPS / (len(self.samples) + 1))
+        unseen = 1 / (len(self.outbound) + 1) if self.outbound else 0.0
+        return max(above, HOPS / (len(self.samples) + 1), unseen)
 
     def apart(self, waits: Sequence[float], jitter: float = 0.0) -> float:
         """An upper bound on the chance that noise alone, with jitter of at most ``jitter``
@@ -181,9 +206,11 @@ class Noise:
         return min(1.0, best * len(levels))
 
     def describe(self) -> str:
+        calls = f" and the way out of {len(self.outbound)} driven calls" if self.outbound else ""
         return (
-            f"timing noise measured in this run: {len(self.samples)} samples, one wait's "
-            f"noise p50 {self.quantile(0.5) * 1000:.1f} ms, p99.9 {self.quantile(0.999) * 1000:.1f} ms"
+            f"timing noise measured in this run: {len(self.samples)} samples{calls}, one "
+            f"wait's noise p50 {self.quantile(0.5) * 1000:.1f} ms, p99.9 "
+            f"{self.quantile(0.999) * 1000:.1f} ms"
         )
 
 
