@@ -5,14 +5,19 @@ p50/p90/p99 8/27/55 ms above their least against 4/13/26 ms, while a driven call
 to its first request came 9/28/47 ms above the quickest (``docs/wait-noise-research.md``).
 Where the plugin drives the clients (``resilience.load``, ``drive``), the timing verdicts
 pair the calls with their operations (``operations.outbound``) and take that way out as
-noise too.  The simulation here proves what that buys, with the client's own work drawn
-alike for its waits and for its way out (the measured match above): lockstep herds are
-never cleared with it, were cleared without it, and jittered fleets are still cleared.
+noise too, beyond its few measures as an exponential law of their mean (what the
+waits measured follow).  The simulation here proves what that buys, with the client's
+own work drawn alike for its waits and for its way out (the measured match above):
+lockstep herds are never cleared with it, were cleared without it, and jittered fleets
+are still cleared.  The rate rests on the law: with work of a heavier tail than measured
+(lognormal, sigma 1.2: p99 16 times p50, where the waits measured came 6.8 times), 2 of
+960 such herds passed the storm verdict.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import random
 from collections.abc import Callable
 from functools import partial
@@ -110,11 +115,14 @@ def test_driven_calls_pair_with_their_operations_in_order() -> None:
 
 
 def test_the_way_out_widens_the_noise_the_clear_side_reads_and_only_it() -> None:
+    """Ways out of 0, 10, 30 and 50 ms above the quickest: an exponential law of mean
+    30 ms (their sum over 3), whose 99.9th percentile is 207 ms."""
     probe = [0.001] * 200
     alone, driven = Noise(probe), Noise(probe, outbound=[0.0, 0.01, 0.03, 0.05])
-    assert driven.quantile(0.999) > 0.03 > alone.quantile(0.999)
+    assert driven.way_mean() == pytest.approx(0.03)
+    assert 0.18 < driven.quantile(0.999) < 0.24 and alone.quantile(0.999) < 0.005
+    assert driven.tail(0.1) == pytest.approx(math.exp(-0.099 / 0.03), abs=0.01)
     assert driven.most() == 0.001 + 0.05 > alone.most() == HOPS * 0.001
-    assert driven.tail(0.2) == 1 / 5  # beyond the 4 ways measured the tail is not known
     assert driven.quantile(0.5, steady=True) == alone.quantile(0.5, steady=True)  # claims
 
 
@@ -148,9 +156,9 @@ def test_lockstep_herds_driven_by_the_plugin_are_never_cleared_and_were_without_
 
 def test_jittered_fleets_driven_by_the_plugin_are_cleared_and_never_accused() -> None:
     """Full and equal jitter, driven, on the same busy machine: never called a storm or
-    jitter-free.  Fleets of 10 with full jitter at 400 ms are cleared; with equal jitter
-    (their waits within half their range), mostly insufficient evidence: beyond the 10
-    ways out measured, a wait's noise is not taken rarer than 1 in 11."""
+    jitter-free; fleets of 10 are cleared, at 400 ms and with full jitter at 50 ms (the
+    burst of ``examples/payments``: under a floor of 1 in 11 on the tail beyond the 10
+    ways measured, its well-jittered client was once left undecided under stress)."""
     rng = random.Random(20261205)
     tally: dict[tuple[str, int, float], list[str]] = {}
     for strategy, size, base, work in itertools.product((_full, _equal), SIZES, BASES, WORKS):
@@ -162,6 +170,5 @@ def test_jittered_fleets_driven_by_the_plugin_are_cleared_and_never_accused() ->
             cell += _verdicts(timeline, samples, calls)
     judged = [o for cell in tally.values() for o in cell]
     assert set(judged) <= {"pass", "insufficient"}, set(judged)
-    full = tally[("_full", 10, 0.4)]
-    assert full.count("pass") >= 0.9 * len(full), full
-    assert "pass" in tally[("_equal", 10, 0.4)]
+    for cell in (("_full", 10, 0.4), ("_equal", 10, 0.4), ("_full", 10, 0.05)):
+        assert tally[cell].count("pass") >= 0.9 * len(tally[cell]), (cell, tally[cell])
