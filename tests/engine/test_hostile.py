@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 from dataclasses import dataclass
 
 import pytest
 import requests
 from net import read_at_most
+from processes import wait_for
 
 from pytest_resilience.engine import VERSION, Engine
 from pytest_resilience.engine.api import MAX_BODY
@@ -270,3 +272,44 @@ def test_garbage_instead_of_http_is_refused_and_the_engine_keeps_serving(
 
     assert answer.startswith(b"HTTP/1.") and b" 400 " in answer.split(b"\r\n", 1)[0], answer[:200]
     assert_still_serving(engine, upstream, target)
+
+
+def test_pipelined_requests_from_a_client_that_does_not_read_wait_then_are_all_answered(
+    engine: Engine,
+) -> None:
+    """2,000 requests sent at once by a client that reads nothing for a while: once the
+    kernel's buffers and the transport's are full, the API stops reading and answering
+    (it does not answer into memory without end), then answers every one in order."""
+    count = 2000
+    request = b"GET /version HTTP/1.1\r\nHost: engine\r\n\r\n"
+    with socket.socket() as conn:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        conn.settimeout(IO_TIMEOUT)
+        conn.connect(("127.0.0.1", engine.port))
+        api = engine._api
+        assert api is not None
+        # The engine's side of the connection with a small send buffer too, so that the
+        # kernel does not absorb the answers (it takes up to 4 MiB on loopback).
+        served = wait_for(
+            lambda: next(iter(api._open), None), timeout=IO_TIMEOUT, what="a connection"
+        )
+        served.transport.get_extra_info("socket").setsockopt(
+            socket.SOL_SOCKET, socket.SO_SNDBUF, 4096
+        )
+        sender = threading.Thread(target=conn.sendall, args=(request * count,), daemon=True)
+        sender.start()
+        held = wait_for(
+            lambda: next((c for c in api._open if c.held), None),
+            timeout=IO_TIMEOUT,
+            what="the API to hold its answers",
+        )
+        assert held.transport.get_write_buffer_size() < 2 * 65536  # asyncio's high-water mark
+        received = b""
+        while received.count(b"HTTP/1.1 200 OK") < count or not received.endswith(b"}\n"):
+            chunk = conn.recv(65536)
+            assert chunk, f"closed after {received.count(b'HTTP/1.1 ')} answers"
+            received += chunk
+        sender.join(timeout=IO_TIMEOUT)
+        assert not sender.is_alive()
+    ids = [line for line in received.split(b"\r\n") if line.startswith(b"X-Toxiproxy-Request-Id")]
+    assert len(ids) == count and len(set(ids)) == count
