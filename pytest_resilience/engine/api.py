@@ -72,6 +72,7 @@ class ApiServer:
         self._operations = asyncio.Lock()
         self._open: set[_ApiConnection] = set()
         self._ids = request_ids()
+        self._date = (0, "")
 
     async def start(self, host: str, port: int) -> int:
         """Listen on ``host:port`` (0: the OS chooses) and return the port."""
@@ -94,6 +95,13 @@ class ApiServer:
         await asyncio.gather(*pending, return_exceptions=True)
         if server is not None:
             await server.wait_closed()
+
+    def date(self) -> str:
+        """The Date header's value, made once a second."""
+        second = int(time.time())
+        if second != self._date[0]:
+            self._date = (second, email.utils.formatdate(second, usegmt=True))
+        return self._date[1]
 
     async def _answer(self, method: str, path: str, user_agent: str, body: bytes) -> Answer:
         for pattern, methods in ROUTES:
@@ -120,7 +128,7 @@ class ApiServer:
 
 
 def _response(
-    method: str, answer: Answer, close: bool = False, request_id: str | None = None
+    method: str, answer: Answer, date: str, close: bool = False, request_id: str | None = None
 ) -> bytes:
     """The bytes of ``answer`` to a ``method`` request, as Go's net/http writes them (h11
     reads the requests; an answer's few fixed headers are written here, which costs a
@@ -132,7 +140,7 @@ def _response(
     else:
         payload = gojson.dumps(answer.body).encode()
     head = f"HTTP/1.1 {answer.status} {wire.reason(answer.status).decode()}\r\n"
-    head += f"Date: {email.utils.formatdate(usegmt=True)}\r\n"
+    head += f"Date: {date}\r\n"
     if payload:
         head += f"Content-Type: {answer.content_type}\r\n"
         if answer.content_type == ERROR_TYPE:
@@ -285,7 +293,7 @@ class _ApiConnection(asyncio.Protocol):
         routed = answer is not NO_ROUTE and answer is not NO_METHOD
         request_id = next(self.api._ids) if routed else None
         close = self.conn.their_state is h11.MUST_CLOSE
-        self.transport.write(_response(method, answer, close, request_id))
+        self.transport.write(_response(method, answer, self.api.date(), close, request_id))
         if close:
             self.transport.close()
             return
@@ -298,7 +306,7 @@ class _ApiConnection(asyncio.Protocol):
 
     def _too_large(self) -> None:
         answer = bad_body(f"larger than {MAX_BODY} bytes").answer()
-        self._refuse(_response("POST", answer, close=True))
+        self._refuse(_response("POST", answer, self.api.date(), close=True))
 
     def _refuse(self, payload: bytes) -> None:
         """Answer ``payload`` and close: what the client still sends is read and dropped
