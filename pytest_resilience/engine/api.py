@@ -14,6 +14,7 @@ import contextlib
 import email.utils
 import os
 import re
+import socket
 import time
 from collections.abc import Coroutine, Generator, Iterator
 from typing import Any
@@ -68,33 +69,60 @@ class ApiServer:
 
     def __init__(self, collection: Collection) -> None:
         self.collection = collection
-        self._server: asyncio.Server | None = None
+        self._listeners: list[socket.socket] = []
         self._operations = asyncio.Lock()
         self._open: set[_ApiConnection] = set()
         self._ids = request_ids()
         self._date = (0, "")
 
     async def start(self, host: str, port: int) -> int:
-        """Listen on ``host:port`` (0: the OS chooses) and return the port."""
+        """Listen on ``host:port`` (0: the OS chooses) and return the port: on each address
+        ``host`` names, as asyncio's servers bind (an IPv6 address without IPv4)."""
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: _ApiConnection(self), host, port, backlog=BACKLOG
-        )
-        return int(self._server.sockets[0].getsockname()[1])
+        # In this thread, as asyncio does for an address (a name: /etc/hosts, at once).
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        try:
+            for family, kind, proto, _, address in dict.fromkeys(infos):
+                listener = socket.socket(family, kind, proto)
+                self._listeners.append(listener)
+                listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                listener.bind(address)
+                listener.listen(BACKLOG)
+                listener.setblocking(False)
+                loop.add_reader(listener, self._accept, listener, loop)
+        except OSError:
+            self._close_listeners(loop)
+            raise
+        return int(self._listeners[0].getsockname()[1])
+
+    def _accept(self, listener: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
+        """Take every connection waiting (the event loop reports the listener readable)."""
+        while True:
+            try:
+                sock, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return  # out of fds, or the client gave up before: the rest stay queued
+            _ApiConnection(self, sock, loop)
+
+    def _close_listeners(self, loop: asyncio.AbstractEventLoop) -> None:
+        for listener in self._listeners:
+            loop.remove_reader(listener)
+            listener.close()
+        self._listeners = []
 
     async def stop(self) -> None:
         """Stop listening, end every connection, and wait for the operations under way."""
-        server, self._server = self._server, None
-        if server is not None:
-            server.close()
+        self._close_listeners(asyncio.get_running_loop())
         pending = [c.pending for c in self._open if c.pending is not None]
         for connection in list(self._open):
             connection.cut()
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-        if server is not None:
-            await server.wait_closed()
 
     def date(self) -> str:
         """The Date header's value, made once a second."""
@@ -156,66 +184,125 @@ def _response(
     return head.encode("latin-1") + (payload if method != "HEAD" else b"")
 
 
-class _ApiConnection(asyncio.Protocol):
-    """One API connection, read as it arrives: a request whose operation finishes without
-    waiting (most do) is answered in the callback that read it, one loop turn a request
-    (streams took two on a kept-alive connection and seven on a new one, which made the
-    API's cost per request 1.3-1.6x Toxiproxy's); one that waits finishes in a task, the
-    connection's reading paused until it answers."""
+class _ApiConnection:
+    """One API connection on its socket, read when the event loop says it is readable: a
+    request whose operation finishes without waiting (most do) is answered in the callback
+    that read it, and a new connection costs one callback to accept.  (On asyncio's
+    streams a request took two loop turns on a kept-alive connection and about seven on a
+    new one, and the API's cost per request was 1.3-1.6x Toxiproxy's.)  An operation that
+    waits finishes in a task; meanwhile, and while an answer waits to be sent, nothing more
+    is read (a client that sends and never reads is not answered into memory without end).
+    """
 
-    def __init__(self, api: ApiServer) -> None:
+    def __init__(self, api: ApiServer, sock: socket.socket, loop: asyncio.AbstractEventLoop):
         self.api = api
+        self.sock = sock
+        self.loop = loop
         self.conn = h11.Connection(h11.SERVER)
-        self.transport: asyncio.Transport | None = None
         self.request: h11.Request | None = None
         self.body = bytearray()
+        self.unsent = bytearray()
+        """Answers the socket did not take yet."""
         self.pending: asyncio.Task[None] | None = None
         """The task finishing an operation that waited; None when none is under way."""
         self.lingering: asyncio.TimerHandle | None = None
-        self.held = False
-        """Whether the transport's write buffer is full: requests wait (a client that sends
-        and never reads is not answered into memory without end)."""
+        self.closing = False
+        """Whether the socket closes once :attr:`unsent` is sent."""
+        self.closed = False
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as Go sets it
+        api._open.add(self)
+        self._reading = False
+        self._read(True)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        self.api._open.add(self)
+    @property
+    def held(self) -> bool:
+        """Whether answers wait to be sent, so that no request is read meanwhile."""
+        return bool(self.unsent)
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.api._open.discard(self)
-        if self.lingering is not None:
-            self.lingering.cancel()
+    def _read(self, on: bool) -> None:
+        if on and not self._reading and not self.closed:
+            self.loop.add_reader(self.sock, self._readable)
+        elif not on and self._reading:
+            self.loop.remove_reader(self.sock)
+        self._reading = on and not self.closed
 
     def cut(self) -> None:
-        if self.transport is not None:
-            self.transport.abort()
-
-    def pause_writing(self) -> None:
-        self.held = True
-        self.transport.pause_reading()  # type: ignore[union-attr]
-
-    def resume_writing(self) -> None:
-        self.held = False
-        if self.pending is None and self._open():
-            self.transport.resume_reading()  # type: ignore[union-attr]
-            self._advance()
-
-    def data_received(self, data: bytes) -> None:
-        if self.lingering is not None:
-            self._linger()  # what a refused client still sends is dropped
+        """Close at once, whatever is unsent or unread."""
+        if self.closed:
             return
-        self.conn.receive_data(data)
-        self._advance()
+        self.closed = True
+        self._read(False)
+        if self.unsent:
+            self.loop.remove_writer(self.sock)
+        if self.lingering is not None:
+            self.lingering.cancel()
+        self.api._open.discard(self)
+        self.sock.close()
 
-    def eof_received(self) -> bool | None:
-        if self.lingering is None:
-            self.conn.receive_data(b"")
+    def _close(self) -> None:
+        """Close once every answer is sent."""
+        self.closing = True
+        self._read(False)
+        if not self.unsent:
+            self.cut()
+
+    def _send(self, data: bytes) -> None:
+        if self.closed:
+            return
+        if not self.unsent:
+            try:
+                data = data[self.sock.send(data) :]
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError:
+                self.cut()
+                return
+            if not data:
+                return
+            self.loop.add_writer(self.sock, self._writable)
+            self._read(False)
+        self.unsent += data
+
+    def _writable(self) -> None:
+        try:
+            del self.unsent[: self.sock.send(self.unsent)]
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.cut()
+            return
+        if self.unsent:
+            return
+        self.loop.remove_writer(self.sock)
+        if self.closing:
+            self.cut()
+        elif self.pending is None:
+            self._read(True)
             self._advance()
-        return None  # the transport closes itself
+
+    def _readable(self) -> None:
+        try:
+            data = self.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.cut()
+            return
+        if self.lingering is not None:  # what a refused client still sends is dropped
+            if data:
+                self._linger()
+            else:
+                self.cut()
+            return
+        self.conn.receive_data(data)  # b"": the end of the stream, for h11 too
+        self._advance()
 
     def _advance(self) -> None:
         """Handle every whole request received, until one waits or more bytes are needed."""
-        while not self.held and self.pending is None and self.lingering is None and self._open():
+        while not self.unsent and self.pending is None and self.lingering is None:
+            if self.closing or self.closed:
+                return
             try:
                 event = self.conn.next_event()
             except h11.RemoteProtocolError:
@@ -226,10 +313,10 @@ class _ApiConnection(asyncio.Protocol):
                     continuing = h11.InformationalResponse(
                         status_code=100, headers=[], reason=b"Continue"
                     )
-                    self.transport.write(self.conn.send(continuing))  # type: ignore[union-attr]
+                    self._send(self.conn.send(continuing))
                 return
             if isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
-                self.transport.close()  # type: ignore[union-attr]
+                self._close()
                 return
             if isinstance(event, h11.Request):
                 if wire.declared_length(event) > MAX_BODY:
@@ -245,9 +332,6 @@ class _ApiConnection(asyncio.Protocol):
                 request, body = self.request, bytes(self.body)
                 self.request, self.body = None, bytearray()
                 self._handle(request, body)
-
-    def _open(self) -> bool:
-        return self.transport is not None and not self.transport.is_closing()
 
     def _handle(self, request: h11.Request, body: bytes) -> None:
         target = request.target.decode("ascii", "replace")
@@ -267,35 +351,32 @@ class _ApiConnection(asyncio.Protocol):
         except StopIteration as done:
             self._answer(method, done.value)
             return
-        self.transport.pause_reading()  # type: ignore[union-attr]
-        self.pending = asyncio.get_running_loop().create_task(
-            self._finish(method, _Resumed(operation, waited_on))
-        )
+        self._read(False)
+        self.pending = self.loop.create_task(self._finish(method, _Resumed(operation, waited_on)))
 
     async def _finish(self, method: str, operation: _Resumed) -> None:
         try:
             answer = await operation
         finally:
             self.pending = None
-        if self.transport is None or self.transport.is_closing():
+        if self.closed:
             return
         self._answer(method, answer)
-        if not self.held and self._open():
-            self.transport.resume_reading()
+        if not self.unsent and not self.closing:
+            self._read(True)
             self._advance()
 
     def _answer(self, method: str, answer: Answer) -> None:
-        """Write ``answer``, then close (the client asked to, or spoke HTTP/1.0) or read the
+        """Send ``answer``, then close (the client asked to, or spoke HTTP/1.0) or read the
         next request on a new cycle: a new h11 connection, given the bytes already read,
         as the answer was not framed by the old one."""
-        assert self.transport is not None
         # Toxiproxy's middleware stamps each request its router took on.
         routed = answer is not NO_ROUTE and answer is not NO_METHOD
         request_id = next(self.api._ids) if routed else None
         close = self.conn.their_state is h11.MUST_CLOSE
-        self.transport.write(_response(method, answer, self.api.date(), close, request_id))
+        self._send(_response(method, answer, self.api.date(), close, request_id))
         if close:
-            self.transport.close()
+            self._close()
             return
         unread, ended = self.conn.trailing_data
         self.conn = h11.Connection(h11.SERVER)
@@ -313,23 +394,23 @@ class _ApiConnection(asyncio.Protocol):
         until it pauses (:data:`wire.QUIET`), then our side ends and the rest is dropped for
         :data:`wire.LINGER` s.  Closing with unread data would reset the connection and
         could lose the answer just sent."""
-        assert self.transport is not None
-        self.transport.write(payload)
+        self._send(payload)
         self.body = bytearray()
-        loop = asyncio.get_running_loop()
-        loop.call_later(wire.LINGER, self.transport.close)
+        self.loop.call_later(wire.LINGER, self.cut)
         self._linger()
+        self._read(True)
 
     def _linger(self) -> None:
-        loop = asyncio.get_running_loop()
         if self.lingering is not None:
             self.lingering.cancel()
-        self.lingering = loop.call_later(wire.QUIET, self._end_our_side)
+        self.lingering = self.loop.call_later(wire.QUIET, self._end_our_side)
 
     def _end_our_side(self) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            with contextlib.suppress(OSError, RuntimeError):
-                self.transport.write_eof()
+        if self.unsent:  # the answer first
+            self._linger()
+        elif not self.closed:
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_WR)
 
 
 class _Resumed:
