@@ -30,6 +30,8 @@ MAX_BODY = 16 << 20
 """Larger request bodies are refused as a bad request body (Toxiproxy sets no limit)."""
 BACKLOG = 4096
 """Pending connections the API's listener queues (Go's net.Listen on Linux)."""
+ACCEPT_RETRY = 1.0
+"""Seconds before accepting again when out of file descriptors (asyncio's delay)."""
 
 _PROXY = r"/proxies/(?P<proxy>[^/]+)"
 _TOXIC = _PROXY + r"/toxics/(?P<toxic>[^/]+)"
@@ -83,7 +85,10 @@ class ApiServer:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
         try:
             for family, kind, proto, _, address in dict.fromkeys(infos):
-                listener = socket.socket(family, kind, proto)
+                try:
+                    listener = socket.socket(family, kind, proto)
+                except OSError:
+                    continue  # a family this host lacks (IPv6), skipped as asyncio skips it
                 self._listeners.append(listener)
                 listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 if family == socket.AF_INET6:
@@ -95,6 +100,8 @@ class ApiServer:
         except OSError:
             self._close_listeners(loop)
             raise
+        if not self._listeners:
+            raise OSError(f"no address of {host!r} can be listened on here")
         return int(self._listeners[0].getsockname()[1])
 
     def _accept(self, listener: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
@@ -104,9 +111,22 @@ class ApiServer:
                 sock, _ = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
+            except ConnectionAbortedError:
+                continue  # the client gave up before it was taken
             except OSError:
-                return  # out of fds, or the client gave up before: the rest stay queued
-            _ApiConnection(self, sock, loop)
+                # Out of fds: the rest stay queued; listening again in a second, as asyncio
+                # does, rather than being told at once, again and again, on every turn.
+                loop.remove_reader(listener)
+                loop.call_later(ACCEPT_RETRY, self._listen_again, listener, loop)
+                return
+            try:
+                _ApiConnection(self, sock, loop)
+            except OSError:
+                sock.close()  # reset before it could be set up
+
+    def _listen_again(self, listener: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
+        if listener in self._listeners:
+            loop.add_reader(listener, self._accept, listener, loop)
 
     def _close_listeners(self, loop: asyncio.AbstractEventLoop) -> None:
         for listener in self._listeners:
@@ -351,12 +371,21 @@ class _ApiConnection:
         except StopIteration as done:
             self._answer(method, done.value)
             return
+        except BaseException:
+            self.cut()  # a defect of the engine: the connection ends, as Go's server ends it
+            raise
         self._read(False)
         self.pending = self.loop.create_task(self._finish(method, _Resumed(operation, waited_on)))
+        # Cancelled before its first step (stop() in the same turn), the task never resumes
+        # the operation: closing it runs its cleanup (the lock, the sockets it holds).
+        self.pending.add_done_callback(lambda _: operation.close())
 
     async def _finish(self, method: str, operation: _Resumed) -> None:
         try:
             answer = await operation
+        except BaseException:
+            self.cut()
+            raise
         finally:
             self.pending = None
         if self.closed:
@@ -406,9 +435,11 @@ class _ApiConnection:
         self.lingering = self.loop.call_later(wire.QUIET, self._end_our_side)
 
     def _end_our_side(self) -> None:
+        if self.closed:
+            return
         if self.unsent:  # the answer first
             self._linger()
-        elif not self.closed:
+        else:
             with contextlib.suppress(OSError):
                 self.sock.shutdown(socket.SHUT_WR)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import socket
 import threading
@@ -313,3 +315,31 @@ def test_pipelined_requests_from_a_client_that_does_not_read_wait_then_are_all_a
         assert not sender.is_alive()
     ids = [line for line in received.split(b"\r\n") if line.startswith(b"X-Toxiproxy-Request-Id")]
     assert len(ids) == count and len(set(ids)) == count
+
+
+def test_an_operation_that_fails_unexpectedly_ends_its_connection_only(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A defect in an operation (here: /version made to raise) ends that request's
+    connection, as Go's server ends one whose handler panicked, whether it raised at once
+    or after waiting; the engine serves the next request."""
+    blocked = asyncio.Event()
+
+    async def raises_at_once() -> None:
+        raise RuntimeError("a defect")
+
+    async def raises_after_waiting() -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(blocked.wait(), 0.01)
+        raise RuntimeError("a defect")
+
+    url = f"http://127.0.0.1:{engine.port}"
+    for broken in (raises_at_once, raises_after_waiting):
+        with monkeypatch.context() as patch:
+            patch.setattr(engine.collection, "get_version", broken)
+            with pytest.raises(requests.ConnectionError):
+                requests.get(f"{url}/version", timeout=API_TIMEOUT)
+        assert requests.get(f"{url}/version", timeout=API_TIMEOUT).json() == {"version": VERSION}
+    api = engine._api
+    assert api is not None
+    wait_for(lambda: not api._open, timeout=IO_TIMEOUT, what="every API connection to close")
