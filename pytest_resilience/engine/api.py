@@ -212,6 +212,8 @@ class _ApiConnection:
     new one, and the API's cost per request was 1.3-1.6x Toxiproxy's.)  An operation that
     waits finishes in a task; meanwhile, and while an answer waits to be sent, nothing more
     is read (a client that sends and never reads is not answered into memory without end).
+    Run eagerly, an operation's first part has no current task: it must not use
+    ``asyncio.timeout`` or a TaskGroup before its first wait (none does).
     """
 
     def __init__(self, api: ApiServer, sock: socket.socket, loop: asyncio.AbstractEventLoop):
