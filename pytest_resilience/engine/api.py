@@ -17,7 +17,7 @@ import re
 import socket
 import time
 from collections.abc import Coroutine, Generator, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import unquote
 
 import h11
@@ -30,6 +30,8 @@ MAX_BODY = 16 << 20
 """Larger request bodies are refused as a bad request body (Toxiproxy sets no limit)."""
 BACKLOG = 4096
 """Pending connections the API's listener queues (Go's net.Listen on Linux)."""
+HEAD_LIMIT = 8192
+"""Request heads up to this size are remembered by :class:`_Heads`."""
 ACCEPT_RETRY = 1.0
 """Seconds before accepting again when out of file descriptors (asyncio's delay)."""
 
@@ -75,6 +77,7 @@ class ApiServer:
         self._operations = asyncio.Lock()
         self._open: set[_ApiConnection] = set()
         self._ids = request_ids()
+        self.heads = _Heads()
         self._date = (0, "")
 
     async def start(self, host: str, port: int) -> int:
@@ -220,7 +223,17 @@ class _ApiConnection:
         self.api = api
         self.sock = sock
         self.loop = loop
-        self.conn = h11.Connection(h11.SERVER)
+        self.inbox = bytearray()
+        """Bytes read and not yet given to a reading of the request they begin."""
+        self.ended = False
+        """Whether the client ended its side."""
+        self.received = 0
+        """Bytes read from the client."""
+        self.conn: h11.Connection | None = None
+        """h11 reading the current request, when its head was not one known already."""
+        self.fed = bytearray()
+        """What :attr:`conn` was given, up to :data:`HEAD_LIMIT` bytes, for :class:`_Heads`."""
+        self.fed_size = 0
         self.request: h11.Request | None = None
         self.body = bytearray()
         self.unsent = bytearray()
@@ -317,7 +330,15 @@ class _ApiConnection:
             else:
                 self.cut()
             return
-        self.conn.receive_data(data)  # b"": the end of the stream, for h11 too
+        self.received += len(data)
+        self.ended = not data
+        if self.conn is None:
+            self.inbox += data
+        else:
+            self.conn.receive_data(data)  # b"": the end of the stream, for h11 too
+            self.fed_size += len(data)
+            if len(self.fed) < HEAD_LIMIT:
+                self.fed += data
         self._advance()
 
     def _advance(self) -> None:
@@ -325,6 +346,22 @@ class _ApiConnection:
         while not self.unsent and self.pending is None and self.lingering is None:
             if self.closing or self.closed:
                 return
+            if self.conn is None:
+                known = self.api.heads.match(self.inbox)
+                if known is not None and len(self.inbox) >= known.size + known.length:
+                    end = known.size + known.length
+                    body = bytes(self.inbox[known.size : end])
+                    del self.inbox[:end]
+                    self._handle(known.request, body, known.close)
+                    continue
+                if not self.ended and (known is not None or not self.inbox):
+                    return  # the rest of the request is still to come
+                self.conn = h11.Connection(h11.SERVER)
+                self.conn.receive_data(bytes(self.inbox))
+                self.fed, self.fed_size = self.inbox[:HEAD_LIMIT], len(self.inbox)
+                self.inbox = bytearray()
+                if self.ended:
+                    self.conn.receive_data(b"")  # h11's word for the end of the stream
             try:
                 event = self.conn.next_event()
             except h11.RemoteProtocolError:
@@ -353,9 +390,17 @@ class _ApiConnection:
             elif isinstance(event, h11.EndOfMessage) and self.request is not None:
                 request, body = self.request, bytes(self.body)
                 self.request, self.body = None, bytearray()
-                self._handle(request, body)
+                # The next request starts a new cycle, on a new h11 connection or none
+                # (h11 frames one exchange; the answer is not framed by it).
+                close = self.conn.their_state is h11.MUST_CLOSE
+                unread, _ = self.conn.trailing_data
+                head = self.fed_size - len(unread) - len(body)
+                if head <= len(self.fed):
+                    self.api.heads.learn(bytes(self.fed[:head]), request, close)
+                self.conn, self.inbox = None, bytearray(unread)
+                self._handle(request, body, close)
 
-    def _handle(self, request: h11.Request, body: bytes) -> None:
+    def _handle(self, request: h11.Request, body: bytes, close: bool) -> None:
         target = request.target.decode("ascii", "replace")
         if _BAD_ESCAPE.search(target):
             self._refuse(BAD_REQUEST)  # Go's URL parsing refuses the request line
@@ -371,18 +416,20 @@ class _ApiConnection:
         try:
             waited_on = operation.send(None)
         except StopIteration as done:
-            self._answer(method, done.value)
+            self._answer(method, done.value, close)
             return
         except BaseException:
             self.cut()  # a defect of the engine: the connection ends, as Go's server ends it
             raise
         self._read(False)
-        self.pending = self.loop.create_task(self._finish(method, _Resumed(operation, waited_on)))
+        self.pending = self.loop.create_task(
+            self._finish(method, _Resumed(operation, waited_on), close)
+        )
         # Cancelled before its first step (stop() in the same turn), the task never resumes
         # the operation: closing it runs its cleanup (the lock, the sockets it holds).
         self.pending.add_done_callback(lambda _: operation.close())
 
-    async def _finish(self, method: str, operation: _Resumed) -> None:
+    async def _finish(self, method: str, operation: _Resumed, close: bool) -> None:
         try:
             answer = await operation
         except BaseException:
@@ -392,29 +439,19 @@ class _ApiConnection:
             self.pending = None
         if self.closed:
             return
-        self._answer(method, answer)
+        self._answer(method, answer, close)
         if not self.unsent and not self.closing:
             self._read(True)
             self._advance()
 
-    def _answer(self, method: str, answer: Answer) -> None:
-        """Send ``answer``, then close (the client asked to, or spoke HTTP/1.0) or read the
-        next request on a new cycle: a new h11 connection, given the bytes already read,
-        as the answer was not framed by the old one."""
+    def _answer(self, method: str, answer: Answer, close: bool) -> None:
+        """Send ``answer``, then close if the client asked to (or spoke HTTP/1.0)."""
         # Toxiproxy's middleware stamps each request its router took on.
         routed = answer is not NO_ROUTE and answer is not NO_METHOD
         request_id = next(self.api._ids) if routed else None
-        close = self.conn.their_state is h11.MUST_CLOSE
         self._send(_response(method, answer, self.api.date(), close, request_id))
         if close:
             self._close()
-            return
-        unread, ended = self.conn.trailing_data
-        self.conn = h11.Connection(h11.SERVER)
-        if unread:
-            self.conn.receive_data(unread)
-        if ended:
-            self.conn.receive_data(b"")  # h11's word for the end of the stream
 
     def _too_large(self) -> None:
         answer = bad_body(f"larger than {MAX_BODY} bytes").answer()
@@ -446,6 +483,46 @@ class _ApiConnection:
                 self.sock.shutdown(socket.SHUT_WR)
 
 
+class _Known(NamedTuple):
+    request: h11.Request
+    size: int
+    """Bytes of the head."""
+    length: int
+    """Bytes of the body that follows it (its Content-Length)."""
+    close: bool
+    """Whether the client asked to close after the answer (or spoke HTTP/1.0)."""
+
+
+class _Heads:
+    """h11's reading of the request heads seen, by their bytes: most API clients send the
+    same few heads again and again (``GET /version``, the plugin's calls on its proxies),
+    and h11 took half of the API's work per request reading them anew.  Still h11 reads
+    every head the first time; the same bytes, on a connection between requests, read the
+    same.  Only heads that frame their body by Content-Length are kept (none asking for
+    ``100 Continue``), up to :data:`SIZE` of them, and all are forgotten when it is full.
+    """
+
+    SIZE = 256
+
+    def __init__(self) -> None:
+        self._known: dict[bytes, _Known] = {}
+
+    def match(self, data: bytearray) -> _Known | None:
+        """The known head ``data`` begins with, if any."""
+        end = data.find(b"\r\n\r\n", 0, HEAD_LIMIT)
+        return None if end < 0 else self._known.get(bytes(data[: end + 4]))
+
+    def learn(self, head: bytes, request: h11.Request, close: bool) -> None:
+        """Remember ``request``, h11's reading of ``head`` on a fresh connection."""
+        if head.find(b"\r\n\r\n") != len(head) - 4 or any(
+            name in (b"transfer-encoding", b"expect") for name, _ in request.headers
+        ):
+            return  # h11 ended the head otherwise, or the body is not framed by its length
+        if len(self._known) >= self.SIZE:
+            self._known.clear()
+        self._known[head] = _Known(request, len(head), wire.declared_length(request), close)
+
+
 class _Resumed:
     """A coroutine that has run to its first wait, finished by the task that awaits this:
     the future it waits on is handed to the task, and each wake-up sent back in."""
@@ -473,10 +550,23 @@ class _Resumed:
 
 def request_ids() -> Iterator[str]:
     """Request ids shaped as Toxiproxy's (github.com/rs/xid): 4 bytes of the time, 5 of
-    this process, a 3-byte counter from a random start, in lowercase base32hex."""
-    process = os.urandom(3) + (os.getpid() & 0xFFFF).to_bytes(2, "big")
+    this process, a 3-byte counter from a random start, in lowercase base32hex.  The first
+    14 letters (70 bits: the time and most of the process) change once a second."""
+    process = int.from_bytes(os.urandom(3) + (os.getpid() & 0xFFFF).to_bytes(2, "big"), "big")
     counter = int.from_bytes(os.urandom(3), "big")
+    second, prefix = -1, ""
     while True:
         counter = (counter + 1) & 0xFFFFFF
-        raw = int(time.time()).to_bytes(4, "big") + process + counter.to_bytes(3, "big")
-        yield base64.b32hexencode(raw).decode("ascii").rstrip("=").lower()
+        if int(time.time()) != second:
+            second = int(time.time())
+            raw = (second << 64 | process << 24).to_bytes(12, "big")
+            prefix = base64.b32hexencode(raw).decode("ascii")[:14].lower()
+        # The last 6 letters: 2 bits of the process, the counter, 4 bits of padding.
+        rest = ((process & 3) << 24 | counter) << 4
+        yield prefix + _PAIRS[rest >> 20] + _PAIRS[rest >> 10 & 1023] + _PAIRS[rest & 1023]
+
+
+_PAIRS = [
+    a + b for a in "0123456789abcdefghijklmnopqrstuv" for b in "0123456789abcdefghijklmnopqrstuv"
+]
+"""Two base32hex letters for each 10 bits."""
