@@ -246,6 +246,9 @@ class _ApiConnection:
         self.closed = False
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as Go sets it
+        self.fd = sock.fileno()
+        """What the loop watches: a number, which it looks up for less than a socket (whose
+        text a first lookup formats)."""
         api._open.add(self)
         self._reading = False
         self._read(True)
@@ -257,9 +260,9 @@ class _ApiConnection:
 
     def _read(self, on: bool) -> None:
         if on and not self._reading and not self.closed:
-            self.loop.add_reader(self.sock, self._readable)
+            self.loop.add_reader(self.fd, self._readable)
         elif not on and self._reading:
-            self.loop.remove_reader(self.sock)
+            self.loop.remove_reader(self.fd)
         self._reading = on and not self.closed
 
     def cut(self) -> None:
@@ -269,7 +272,7 @@ class _ApiConnection:
         self.closed = True
         self._read(False)
         if self.unsent:
-            self.loop.remove_writer(self.sock)
+            self.loop.remove_writer(self.fd)
         if self.lingering is not None:
             self.lingering.cancel()
         self.api._open.discard(self)
@@ -295,7 +298,7 @@ class _ApiConnection:
                 return
             if not data:
                 return
-            self.loop.add_writer(self.sock, self._writable)
+            self.loop.add_writer(self.fd, self._writable)
             self._read(False)
         self.unsent += data
 
@@ -309,7 +312,7 @@ class _ApiConnection:
             return
         if self.unsent:
             return
-        self.loop.remove_writer(self.sock)
+        self.loop.remove_writer(self.fd)
         if self.closing:
             self.cut()
         elif self.pending is None:
@@ -354,6 +357,9 @@ class _ApiConnection:
                     del self.inbox[:end]
                     self._handle(known.request, body, known.close)
                     continue
+                if not self.inbox and self.ended:
+                    self._close()  # ended between requests, as h11 would say
+                    return
                 if not self.ended and (known is not None or not self.inbox):
                     return  # the rest of the request is still to come
                 self.conn = h11.Connection(h11.SERVER)

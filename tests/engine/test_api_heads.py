@@ -31,6 +31,7 @@ VERSION = b"GET /version HTTP/1.1\r\nHost: engine\r\n\r\n"
 # its side and reads until the server closes.
 CASES = {
     "get": [VERSION],
+    "one-after-another": [VERSION, UPDATE_HEAD + UPDATE, VERSION],
     "post-with-body": [UPDATE_HEAD + UPDATE],
     "body-after-the-head": [UPDATE_HEAD, UPDATE],
     "head-cut-in-two": [UPDATE_HEAD[:20], UPDATE_HEAD[20:] + UPDATE],
@@ -77,7 +78,7 @@ def test_a_head_read_from_memory_answers_as_h11_read_it(
 ) -> None:
     """The first time through, h11 reads every head; the second time, the heads it read
     whole are known: the answers must be byte for byte the same (dates and ids aside),
-    and h11 is asked fewer times."""
+    and h11 is not asked again."""
     create_proxy(engine.url, "target", upstream.address)
     readings = []
 
@@ -94,8 +95,11 @@ def test_a_head_read_from_memory_answers_as_h11_read_it(
 
     assert first.startswith(b"HTTP/1.1 "), first[:200]
     assert again == first
-    if case != "ended-in-the-body":  # no head was read whole: none is known
-        assert len(readings) - read_first < read_first
+    # A head that arrives in pieces is h11's to read (it judges a part: garbage is refused
+    # at its first byte); in "ended-in-the-body" none was read whole, so none is known.
+    if case not in ("head-cut-in-two", "ended-in-the-body"):
+        assert read_first > 0
+        assert len(readings) == read_first  # every head the second time from memory
 
 
 def test_request_ids_carry_the_time_one_process_and_a_counter_as_xid_does() -> None:
