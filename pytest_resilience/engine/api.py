@@ -404,21 +404,14 @@ class _ApiConnection:
                 if head <= len(self.fed):
                     self.api.heads.learn(bytes(self.fed[:head]), request, close)
                 self.conn, self.inbox = None, bytearray(unread)
-                self._handle(request, body, close)
+                self._handle(_Request.of(request), body, close)
 
-    def _handle(self, request: h11.Request, body: bytes, close: bool) -> None:
-        target = request.target.decode("ascii", "replace")
-        if _BAD_ESCAPE.search(target):
+    def _handle(self, request: _Request, body: bytes, close: bool) -> None:
+        if request.path is None:
             self._refuse(BAD_REQUEST)  # Go's URL parsing refuses the request line
             return
-        method = request.method.decode("ascii", "replace")
-        # Routed on the decoded path, as gorilla/mux routes on Go's URL.Path: a proxy
-        # named "a b" lives at /proxies/a%20b.
-        path = unquote(target.split("?", 1)[0])
-        user_agent = next((v for n, v in request.headers if n == b"user-agent"), b"").decode(
-            "latin-1"
-        )
-        operation = self.api._answer(method, path, user_agent, body)
+        method = request.method
+        operation = self.api._answer(method, request.path, request.user_agent, body)
         try:
             waited_on = operation.send(None)
         except StopIteration as done:
@@ -489,8 +482,25 @@ class _ApiConnection:
                 self.sock.shutdown(socket.SHUT_WR)
 
 
+class _Request(NamedTuple):
+    """What the routes read of a request."""
+
+    method: str
+    path: str | None
+    """Decoded, as gorilla/mux routes on Go's URL.Path (a proxy named "a b" lives at
+    /proxies/a%20b); None: a target Go's URL parsing refuses."""
+    user_agent: str
+
+    @classmethod
+    def of(cls, request: h11.Request) -> _Request:
+        target = request.target.decode("ascii", "replace")
+        path = None if _BAD_ESCAPE.search(target) else unquote(target.split("?", 1)[0])
+        agent = next((v for n, v in request.headers if n == b"user-agent"), b"")
+        return cls(request.method.decode("ascii", "replace"), path, agent.decode("latin-1"))
+
+
 class _Known(NamedTuple):
-    request: h11.Request
+    request: _Request
     size: int
     """Bytes of the head."""
     length: int
@@ -526,7 +536,8 @@ class _Heads:
             return  # h11 ended the head otherwise, or the body is not framed by its length
         if len(self._known) >= self.SIZE:
             self._known.clear()
-        self._known[head] = _Known(request, len(head), wire.declared_length(request), close)
+        length = wire.declared_length(request)
+        self._known[head] = _Known(_Request.of(request), len(head), length, close)
 
 
 class _Resumed:
