@@ -1,6 +1,6 @@
-"""The engine's HTTP front end: Toxiproxy's routes, HTTP/1.1 by h11 on the engine's loop.
+"""The engine's HTTP front end: Toxiproxy's routes, served on the engine's loop.
 
-Requests are read as the plugin's HTTP layer reads them (:mod:`..runtime.wire`), on the
+Requests are read by h11 and answers written as Go writes them (:mod:`.http11`), on the
 engine's event loop beside its proxies; the operations run one at a time (a lock), so
 no two ever interleave on proxy state.  The listen backlog is Go's (``somaxconn``), so a
 burst of API clients is queued as Toxiproxy queues it, not refused.
@@ -9,29 +9,24 @@ burst of API clients is queued as Toxiproxy queues it, not refused.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import email.utils
-import os
 import re
 import socket
 import time
-from collections.abc import Coroutine, Generator, Iterator
-from typing import Any, NamedTuple
-from urllib.parse import unquote
+from collections.abc import Coroutine, Generator
+from typing import Any
 
 import h11
 
 from ..runtime import wire
-from . import gojson
 from .collection import ERROR_TYPE, Answer, ApiError, Collection, bad_body
+from .http11 import BAD_REQUEST, HEAD_LIMIT, Heads, Request, request_ids, response
 
 MAX_BODY = 16 << 20
 """Larger request bodies are refused as a bad request body (Toxiproxy sets no limit)."""
 BACKLOG = 4096
 """Pending connections the API's listener queues (Go's net.Listen on Linux)."""
-HEAD_LIMIT = 8192
-"""Request heads up to this size are remembered by :class:`_Heads`."""
 ACCEPT_RETRY = 1.0
 """Seconds before accepting again when out of file descriptors (asyncio's delay)."""
 
@@ -58,14 +53,6 @@ ROUTES: list[tuple[re.Pattern[str], dict[str, str]]] = [
 _TAKES_BODY = {"create", "update", "populate", "add_toxic", "update_toxic"}
 NO_ROUTE = Answer(404, "404 page not found\n", ERROR_TYPE)
 NO_METHOD = Answer(405, "")
-_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
-"""A percent sign that does not start an escape, which Go's URL parsing refuses."""
-BAD_REQUEST = (
-    b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
-    b"Connection: close\r\n\r\n400 Bad Request"
-)
-"""Go's net/http answer to a request it cannot parse, word for word (its server writes
-these bytes itself, before any handler); it closes the connection."""
 
 
 class ApiServer:
@@ -77,7 +64,7 @@ class ApiServer:
         self._operations = asyncio.Lock()
         self._open: set[_ApiConnection] = set()
         self._ids = request_ids()
-        self.heads = _Heads()
+        self.heads = Heads()
         self._date = (0, "")
 
     async def start(self, host: str, port: int) -> int:
@@ -178,35 +165,6 @@ class ApiServer:
         return NO_ROUTE
 
 
-def _response(
-    method: str, answer: Answer, date: str, close: bool = False, request_id: str | None = None
-) -> bytes:
-    """The bytes of ``answer`` to a ``method`` request, as Go's net/http writes them (h11
-    reads the requests; an answer's few fixed headers are written here, which costs a
-    tenth of framing them with h11)."""
-    if answer.status == 204:
-        payload = b""
-    elif isinstance(answer.body, str):
-        payload = answer.body.encode()
-    else:
-        payload = gojson.dumps(answer.body).encode()
-    head = f"HTTP/1.1 {answer.status} {wire.reason(answer.status).decode()}\r\n"
-    head += f"Date: {date}\r\n"
-    if payload:
-        head += f"Content-Type: {answer.content_type}\r\n"
-        if answer.content_type == ERROR_TYPE:
-            head += "X-Content-Type-Options: nosniff\r\n"  # as http.Error sets
-    if request_id is not None:
-        head += f"X-Toxiproxy-Request-Id: {request_id}\r\n"
-    if answer.status != 204:  # Go sends no length with a 204, which has no body
-        head += f"Content-Length: {len(payload)}\r\n"
-    if close:
-        head += "Connection: close\r\n"
-    head += "\r\n"
-    # A HEAD answer has headers only.
-    return head.encode("latin-1") + (payload if method != "HEAD" else b"")
-
-
 class _ApiConnection:
     """One API connection on its socket, read when the event loop says it is readable: a
     request whose operation finishes without waiting (most do) is answered in the callback
@@ -232,7 +190,7 @@ class _ApiConnection:
         self.conn: h11.Connection | None = None
         """h11 reading the current request, when its head was not one known already."""
         self.fed = bytearray()
-        """What :attr:`conn` was given, up to :data:`HEAD_LIMIT` bytes, for :class:`_Heads`."""
+        """What :attr:`conn` was given, up to :data:`HEAD_LIMIT` bytes, for :class:`.http11.Heads`."""
         self.fed_size = 0
         self.request: h11.Request | None = None
         self.body = bytearray()
@@ -404,9 +362,9 @@ class _ApiConnection:
                 if head <= len(self.fed):
                     self.api.heads.learn(bytes(self.fed[:head]), request, close)
                 self.conn, self.inbox = None, bytearray(unread)
-                self._handle(_Request.of(request), body, close)
+                self._handle(Request.of(request), body, close)
 
-    def _handle(self, request: _Request, body: bytes, close: bool) -> None:
+    def _handle(self, request: Request, body: bytes, close: bool) -> None:
         if request.path is None:
             self._refuse(BAD_REQUEST)  # Go's URL parsing refuses the request line
             return
@@ -448,13 +406,13 @@ class _ApiConnection:
         # Toxiproxy's middleware stamps each request its router took on.
         routed = answer is not NO_ROUTE and answer is not NO_METHOD
         request_id = next(self.api._ids) if routed else None
-        self._send(_response(method, answer, self.api.date(), close, request_id))
+        self._send(response(method, answer, self.api.date(), close, request_id))
         if close:
             self._close()
 
     def _too_large(self) -> None:
         answer = bad_body(f"larger than {MAX_BODY} bytes").answer()
-        self._refuse(_response("POST", answer, self.api.date(), close=True))
+        self._refuse(response("POST", answer, self.api.date(), close=True))
 
     def _refuse(self, payload: bytes) -> None:
         """Answer ``payload`` and close: what the client still sends is read and dropped
@@ -482,64 +440,6 @@ class _ApiConnection:
                 self.sock.shutdown(socket.SHUT_WR)
 
 
-class _Request(NamedTuple):
-    """What the routes read of a request."""
-
-    method: str
-    path: str | None
-    """Decoded, as gorilla/mux routes on Go's URL.Path (a proxy named "a b" lives at
-    /proxies/a%20b); None: a target Go's URL parsing refuses."""
-    user_agent: str
-
-    @classmethod
-    def of(cls, request: h11.Request) -> _Request:
-        target = request.target.decode("ascii", "replace")
-        path = None if _BAD_ESCAPE.search(target) else unquote(target.split("?", 1)[0])
-        agent = next((v for n, v in request.headers if n == b"user-agent"), b"")
-        return cls(request.method.decode("ascii", "replace"), path, agent.decode("latin-1"))
-
-
-class _Known(NamedTuple):
-    request: _Request
-    size: int
-    """Bytes of the head."""
-    length: int
-    """Bytes of the body that follows it (its Content-Length)."""
-    close: bool
-    """Whether the client asked to close after the answer (or spoke HTTP/1.0)."""
-
-
-class _Heads:
-    """h11's reading of the request heads seen, by their bytes: most API clients send the
-    same few heads again and again (``GET /version``, the plugin's calls on its proxies),
-    and h11 took half of the API's work per request reading them anew.  Still h11 reads
-    every head the first time; the same bytes, on a connection between requests, read the
-    same.  Only heads that frame their body by Content-Length are kept (none asking for
-    ``100 Continue``), up to :data:`SIZE` of them, and all are forgotten when it is full.
-    """
-
-    SIZE = 256
-
-    def __init__(self) -> None:
-        self._known: dict[bytes, _Known] = {}
-
-    def match(self, data: bytearray) -> _Known | None:
-        """The known head ``data`` begins with, if any."""
-        end = data.find(b"\r\n\r\n", 0, HEAD_LIMIT)
-        return None if end < 0 else self._known.get(bytes(data[: end + 4]))
-
-    def learn(self, head: bytes, request: h11.Request, close: bool) -> None:
-        """Remember ``request``, h11's reading of ``head`` on a fresh connection."""
-        if head.find(b"\r\n\r\n") != len(head) - 4 or any(
-            name in (b"transfer-encoding", b"expect") for name, _ in request.headers
-        ):
-            return  # h11 ended the head otherwise, or the body is not framed by its length
-        if len(self._known) >= self.SIZE:
-            self._known.clear()
-        length = wire.declared_length(request)
-        self._known[head] = _Known(_Request.of(request), len(head), length, close)
-
-
 class _Resumed:
     """A coroutine that has run to its first wait, finished by the task that awaits this:
     the future it waits on is handed to the task, and each wake-up sent back in."""
@@ -563,27 +463,3 @@ class _Resumed:
                     waited_on = self.coroutine.send(sent)
                 except StopIteration as done:
                     return done.value  # type: ignore[no-any-return]
-
-
-def request_ids() -> Iterator[str]:
-    """Request ids shaped as Toxiproxy's (github.com/rs/xid): 4 bytes of the time, 5 of
-    this process, a 3-byte counter from a random start, in lowercase base32hex.  The first
-    14 letters (70 bits: the time and most of the process) change once a second."""
-    process = int.from_bytes(os.urandom(3) + (os.getpid() & 0xFFFF).to_bytes(2, "big"), "big")
-    counter = int.from_bytes(os.urandom(3), "big")
-    second, prefix = -1, ""
-    while True:
-        counter = (counter + 1) & 0xFFFFFF
-        if int(time.time()) != second:
-            second = int(time.time())
-            raw = (second << 64 | process << 24).to_bytes(12, "big")
-            prefix = base64.b32hexencode(raw).decode("ascii")[:14].lower()
-        # The last 6 letters: 2 bits of the process, the counter, 4 bits of padding.
-        rest = ((process & 3) << 24 | counter) << 4
-        yield prefix + _PAIRS[rest >> 20] + _PAIRS[rest >> 10 & 1023] + _PAIRS[rest & 1023]
-
-
-_PAIRS = [
-    a + b for a in "0123456789abcdefghijklmnopqrstuv" for b in "0123456789abcdefghijklmnopqrstuv"
-]
-"""Two base32hex letters for each 10 bits."""

@@ -1,4 +1,4 @@
-"""The API reads a request head it has seen before from memory (``api._Heads``): every
+"""The API reads a request head it has seen before from memory (``http11.Heads``): every
 answer must be the one h11's reading gives, however the bytes arrive."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from net import read_at_most
 from processes import wait_for
 
 from pytest_resilience.engine import Engine
-from pytest_resilience.engine.api import request_ids
+from pytest_resilience.engine.http11 import request_ids
 
 from .support import IO_TIMEOUT, EchoUpstream, create_proxy
 
