@@ -144,3 +144,33 @@ class FloorRelay:
         self.process.wait()
         if self.process.stdout is not None:
             self.process.stdout.close()
+
+
+class StandaloneEngine:
+    """The engine on its own (``python -m pytest_resilience.engine``), a process as
+    Toxiproxy is: its API's cost without this process's threads sharing its GIL."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "pytest_resilience.engine", "--listen", "127.0.0.1:0"],
+            stdout=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            cwd=ROOT,
+        )
+        assert self.process.stdout is not None
+        banner = self.process.stdout.readline()  # "... listening on http://127.0.0.1:PORT, seed N"
+        if " on http://" not in banner:
+            self.close()
+            raise RuntimeError(f"the standalone engine did not start: {banner!r}")
+        self.url = banner.split(" on ", 1)[1].split(",", 1)[0]
+
+    def close(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()

@@ -328,6 +328,21 @@ def api_concurrency_rows(res: Results, plan: Plan) -> list[list[str]]:
                     verdict(r is not None and r <= 1.0),
                 ]
             )
+        alone = res.get(f"api:standalone:{kind}")
+        if alone and times["toxiproxy"]:
+            r = ratio(median(alone), median(times["toxiproxy"]))
+            rows.append(
+                [
+                    "5",
+                    f"the same, the engine as its own process, {how}, median (ms)",
+                    "",
+                    fmt(median(times["toxiproxy"]), 3),
+                    fmt(median(alone), 3),
+                    fmt(r, 2),
+                    "≤ 1.00",
+                    verdict(r is not None and r <= 1.0),
+                ]
+            )
     burst = {n: res.get(f"api_burst:{n}") for n in BACKENDS}
     if all(burst.values()):
         bt, be = burst["toxiproxy"], burst["engine"]

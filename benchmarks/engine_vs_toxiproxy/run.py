@@ -30,7 +30,7 @@ from .measures import (
     measure_round_trips,
 )
 from .plan import ENGINE_THREAD, FULL, LANE_THREAD, QUICK, ROOT, Plan
-from .processes import Child, FloorRelay, LocalClient, RemoteClient, Upstream
+from .processes import Child, FloorRelay, LocalClient, RemoteClient, StandaloneEngine, Upstream
 from .report import RunFacts, print_report
 
 
@@ -207,6 +207,14 @@ def run(args: argparse.Namespace) -> int:
         # Item 5: the API's cost, then, with the standalone servers gone, the plugin's.
         measure_api_request_cost("toxiproxy", bench.tp.url, bench.tp.version, plan.api_calls, res)
         measure_api_request_cost("engine", bench.en.url, bench.en.version, plan.api_calls, res)
+        from pytest_resilience.toxiproxy.client import ToxiproxyClient
+
+        standalone = StandaloneEngine()
+        stack.callback(standalone.close)
+        api = ToxiproxyClient(standalone.url)
+        measure_api_request_cost("standalone", api.url, api.version, plan.api_calls, res)
+        api.close()
+        standalone.close()
         log(f"5: {plan.api_clients} API clients at once; {plan.api_burst} connecting at once")
         measure_api_concurrency(bench.remote, "toxiproxy", bench.tp.url, plan, res)
         measure_api_concurrency(bench.remote, "engine", bench.en.url, plan, res)
