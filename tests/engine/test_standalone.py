@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import selectors
 import signal
 import socket
@@ -11,10 +12,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
 from net import free_port
+from processes import wait_for
 
 from .support import (
     API_TIMEOUT,
@@ -133,3 +136,52 @@ def test_standalone_engine_on_a_busy_port_exits_1_naming_the_address() -> None:
     assert proc.returncode == 1
     assert f"cannot listen on {address}" in proc.stderr.decode()
     assert b"Traceback" not in proc.stderr
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_standalone_engine_out_of_fds_rests_then_serves_again() -> None:
+    """Out of file descriptors, accept fails (EMFILE) while connections stay queued: the
+    listener would be reported readable on every loop turn, a spin.  The API rests for
+    ``ACCEPT_RETRY`` s instead, as asyncio's servers do, and serves once fds are free.
+    The engine runs with a limit of 64 fds; 80 clients connect and hold on."""
+    window = 1.0
+    """Seconds over which the engine's CPU is read while it is out of fds."""
+
+    def limit_fds() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest_resilience.engine", "--listen", f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=limit_fds,
+    )
+    clients: list[socket.socket] = []
+    try:
+        read_line_with(proc, b"listening on", timeout=20)
+        for _ in range(80):
+            clients.append(socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT))
+        fds = f"/proc/{proc.pid}/fd"
+        wait_for(
+            lambda: len(os.listdir(fds)) >= 60, timeout=IO_TIMEOUT, what="the engine out of fds"
+        )
+        before = _cpu_seconds(proc.pid)
+        time.sleep(window)  # a window to measure, not a wait for a condition
+        busy = (_cpu_seconds(proc.pid) - before) / window
+
+        assert busy < 0.05, f"the engine used {busy:.0%} of a CPU while out of fds"
+        for client in clients:
+            client.close()
+        clients = []
+        version = requests.get(f"http://127.0.0.1:{port}/version", timeout=IO_TIMEOUT)
+        assert version.status_code == 200
+    finally:
+        for client in clients:
+            client.close()
+        proc.kill()
+        proc.communicate(timeout=IO_TIMEOUT)
