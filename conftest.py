@@ -6,6 +6,7 @@ import os
 import random
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
 
 # The echo upstream (tests/echo.py) is shared with inner pytest runs, so it is a plugin.
 pytest_plugins = ["pytester", "tests.echo"]
+ECHO = Path(__file__).parent / "tests" / "echo.py"
 
 
 @pytest.fixture
@@ -27,6 +29,14 @@ def seeded_jitter(request: pytest.FixtureRequest) -> Iterator[None]:
     random.seed(request.module.JITTER_SEED)
     yield
     random.setstate(state)
+
+
+@pytest.fixture
+def inner(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A pytester project with the echo upstream and round-trip timer (tests/echo.py) in
+    its conftest."""
+    pytester.makeconftest(ECHO.read_text())
+    return pytester
 
 
 @pytest.fixture
