@@ -98,7 +98,7 @@ class ApiServer:
         """Take every connection waiting (the event loop reports the listener readable)."""
         while True:
             try:
-                sock, _ = listener.accept()
+                sock, peer = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except ConnectionAbortedError:
@@ -110,7 +110,7 @@ class ApiServer:
                 loop.call_later(ACCEPT_RETRY, self._listen_again, listener, loop)
                 return
             try:
-                _ApiConnection(self, sock, loop)
+                _ApiConnection(self, sock, peer, loop)
             except OSError:
                 sock.close()  # reset before it could be set up
 
@@ -177,7 +177,9 @@ class _ApiConnection:
     ``asyncio.timeout`` or a TaskGroup before its first wait (none does).
     """
 
-    def __init__(self, api: ApiServer, sock: socket.socket, loop: asyncio.AbstractEventLoop):
+    def __init__(
+        self, api: ApiServer, sock: socket.socket, peer: Any, loop: asyncio.AbstractEventLoop
+    ):
         self.api = api
         self.sock = sock
         self.loop = loop
@@ -187,10 +189,14 @@ class _ApiConnection:
         """Whether the client ended its side."""
         self.received = 0
         """Bytes read from the client."""
+        self.peer = peer
+        """The client's address."""
         self.conn: h11.Connection | None = None
-        """h11 reading the current request, when its head was not one known already."""
+        """h11 reading the current request: one whose head is not known (:class:`.Heads`), or
+        arrived in parts, or whose body the client's end cut short."""
         self.fed = bytearray()
-        """What :attr:`conn` was given, up to :data:`HEAD_LIMIT` bytes, for :class:`.http11.Heads`."""
+        """The first bytes :attr:`conn` was given (reads are kept until it holds
+        :data:`HEAD_LIMIT`), from which the head it reads is learned."""
         self.fed_size = 0
         self.request: h11.Request | None = None
         self.body = bytearray()
@@ -205,8 +211,8 @@ class _ApiConnection:
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as Go sets it
         self.fd = sock.fileno()
-        """What the loop watches: a number, which it looks up for less than a socket (whose
-        text a first lookup formats)."""
+        """What the loop watches: the fd number, not the socket, as registering a socket
+        the first time formats its repr into a KeyError (``selectors.get_key``)."""
         api._open.add(self)
         self._reading = False
         self._read(True)
@@ -319,7 +325,9 @@ class _ApiConnection:
                     self._close()  # ended between requests, as h11 would say
                     return
                 if not self.ended and (known is not None or not self.inbox):
-                    return  # the rest of the request is still to come
+                    return  # the rest of a known request's body, or a request, is to come
+                # A head not known, or not whole yet (h11 judges a part: garbage is refused
+                # at its first byte), or a known one whose body the client's end cut short.
                 self.conn = h11.Connection(h11.SERVER)
                 self.conn.receive_data(bytes(self.inbox))
                 self.fed, self.fed_size = self.inbox[:HEAD_LIMIT], len(self.inbox)
@@ -358,6 +366,8 @@ class _ApiConnection:
                 # (h11 frames one exchange; the answer is not framed by it).
                 close = self.conn.their_state is h11.MUST_CLOSE
                 unread, _ = self.conn.trailing_data
+                # The head's size, if the body came framed by its length (a chunked body's
+                # framing is not counted, but Heads.learn keeps no chunked head).
                 head = self.fed_size - len(unread) - len(body)
                 if head <= len(self.fed):
                     self.api.heads.learn(bytes(self.fed[:head]), request, close)

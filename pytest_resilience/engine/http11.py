@@ -19,7 +19,8 @@ from . import gojson
 from .collection import ERROR_TYPE, Answer
 
 HEAD_LIMIT = 8192
-"""Request heads up to this size are remembered by :class:`Heads`."""
+"""Request heads up to this size are remembered by :class:`Heads`; longer ones are h11's
+to read each time."""
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 """A percent sign that does not start an escape, which Go's URL parsing refuses."""
 BAD_REQUEST = (
@@ -93,8 +94,10 @@ class Heads:
     same few heads again and again (``GET /version``, the plugin's calls on its proxies),
     and h11 took half of the API's work per request reading them anew.  Still h11 reads
     every head the first time; the same bytes, on a connection between requests, read the
-    same.  Only heads that frame their body by Content-Length are kept (none asking for
-    ``100 Continue``), up to :data:`SIZE` of them, and all are forgotten when it is full.
+    same.  Heads with a Transfer-Encoding or an Expect header are not kept (the body is
+    not framed by a length; h11 answers ``100 Continue``): a kept head's body is its
+    Content-Length, or none.  Up to :data:`SIZE` heads are kept, and all are forgotten
+    when it is full.
     """
 
     SIZE = 256
@@ -109,10 +112,13 @@ class Heads:
 
     def learn(self, head: bytes, request: h11.Request, close: bool) -> None:
         """Remember ``request``, h11's reading of ``head`` on a fresh connection."""
-        if head.find(b"\r\n\r\n") != len(head) - 4 or any(
-            name in (b"transfer-encoding", b"expect") for name, _ in request.headers
+        if (
+            head in self._known
+            or len(head) > HEAD_LIMIT  # never matched
+            or head.find(b"\r\n\r\n") != len(head) - 4  # h11 ended it otherwise
+            or any(name in (b"transfer-encoding", b"expect") for name, _ in request.headers)
         ):
-            return  # h11 ended the head otherwise, or the body is not framed by its length
+            return
         if len(self._known) >= self.SIZE:
             self._known.clear()
         length = wire.declared_length(request)
@@ -122,7 +128,8 @@ class Heads:
 def request_ids() -> Iterator[str]:
     """Request ids shaped as Toxiproxy's (github.com/rs/xid): 4 bytes of the time, 5 of
     this process, a 3-byte counter from a random start, in lowercase base32hex.  The first
-    14 letters (70 bits: the time and most of the process) change once a second."""
+    14 letters (70 bits: the time and most of the process) are made again only when the
+    second changes."""
     process = int.from_bytes(os.urandom(3) + (os.getpid() & 0xFFFF).to_bytes(2, "big"), "big")
     counter = int.from_bytes(os.urandom(3), "big")
     second, prefix = -1, ""

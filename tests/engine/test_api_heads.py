@@ -3,8 +3,10 @@ answer must be the one h11's reading gives, however the bytes arrive."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import itertools
+import os
 import re
 import socket
 import time
@@ -16,7 +18,7 @@ from net import read_at_most
 from processes import wait_for
 
 from pytest_resilience.engine import Engine
-from pytest_resilience.engine.http11 import request_ids
+from pytest_resilience.engine.http11 import Heads, request_ids
 
 from .support import IO_TIMEOUT, EchoUpstream, create_proxy
 
@@ -26,6 +28,10 @@ UPDATE_HEAD = (
     b"Content-Length: 17\r\n\r\n"
 )
 VERSION = b"GET /version HTTP/1.1\r\nHost: engine\r\n\r\n"
+CHUNKED = (
+    b"POST /proxies/target HTTP/1.1\r\nHost: e\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"11\r\n" + UPDATE + b"\r\n0\r\n\r\n"
+)
 # Each case: what the client sends, piece by piece; each piece is sent once the server
 # holds every byte before it (so that a piece is read on its own).  Then the client ends
 # its side and reads until the server closes.
@@ -42,10 +48,29 @@ CASES = {
         b"GET /version HTTP/1.1\r\nHost: e\r\nConnection: close\r\n\r\n" + VERSION
     ],
     "ended-in-the-body": [UPDATE_HEAD + UPDATE[:5]],
+    "known-head-ended-in-the-body": [UPDATE_HEAD + UPDATE + UPDATE_HEAD + UPDATE[:5]],
     "unknown-route-with-body": [
         b"POST /no/such/route HTTP/1.1\r\nHost: e\r\nContent-Length: 17\r\n\r\n" + UPDATE + VERSION
     ],
     "head-request": [b"HEAD /version HTTP/1.1\r\nHost: e\r\n\r\n" + VERSION],
+    "bad-escape": [b"GET /proxies/a%zz HTTP/1.1\r\nHost: e\r\n\r\n" + VERSION],
+    "expect-100-continue": [
+        UPDATE_HEAD[:-2] + b"Expect: 100-continue\r\n\r\n",
+        UPDATE + VERSION,
+    ],
+    "chunked": [CHUNKED + VERSION],
+    "head-ended-by-bare-newlines": [b"GET /version HTTP/1.1\nHost: e\n\n" + VERSION],
+    "leading-blank-line": [b"\r\n" + VERSION],
+}
+HEADS_LEFT_TO_H11 = {
+    "head-cut-in-two": "a head that arrives in parts (h11 judges a part: garbage is refused "
+    "at its first byte)",
+    "ended-in-the-body": "no head read whole, so none known",
+    "known-head-ended-in-the-body": "a known head whose body the client's end cut short",
+    "expect-100-continue": "h11 answers 100 Continue",
+    "chunked": "a body not framed by its length",
+    "head-ended-by-bare-newlines": "h11 ends it at a blank line without CR",
+    "leading-blank-line": "h11 refuses it: never read whole",
 }
 _STAMPS = re.compile(rb"(Date|X-Toxiproxy-Request-Id): [^\r]*\r\n")
 
@@ -56,13 +81,14 @@ def transcript(engine: Engine, pieces: list[bytes]) -> bytes:
     assert api is not None
     with socket.create_connection(("127.0.0.1", engine.port), timeout=IO_TIMEOUT) as conn:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        me = conn.getsockname()
         sent = 0
         for i, piece in enumerate(pieces):
             conn.sendall(piece)
             sent += len(piece)
             if i < len(pieces) - 1:
                 wait_for(
-                    lambda sent=sent: any(c.received >= sent for c in api._open),
+                    lambda sent=sent: any(c.received >= sent for c in api._open if c.peer == me),
                     timeout=IO_TIMEOUT,
                     what=f"the server to read the first {sent} bytes",
                     interval=0.001,
@@ -72,14 +98,32 @@ def transcript(engine: Engine, pieces: list[bytes]) -> bytes:
     return _STAMPS.sub(b"", answer)
 
 
+@pytest.mark.parametrize("waits", [False, True], ids=["at-once", "version-waits"])
 @pytest.mark.parametrize("case", CASES)
 def test_a_head_read_from_memory_answers_as_h11_read_it(
-    engine: Engine, upstream: EchoUpstream, case: str, monkeypatch: pytest.MonkeyPatch
+    engine: Engine,
+    upstream: EchoUpstream,
+    case: str,
+    waits: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The first time through, h11 reads every head; the second time, the heads it read
-    whole are known: the answers must be byte for byte the same (dates and ids aside),
-    and h11 is not asked again."""
+    """The answers to heads the engine knows are byte for byte those h11's reading gives
+    (dates and ids aside): h11 alone reads every head for the reference (nothing is
+    learned), then once more to learn them, then the same bytes are sent again.  With
+    ``version-waits`` GET /version finishes in a task, after a wait."""
     create_proxy(engine.url, "target", upstream.address)
+    if waits:
+        answer = engine.collection.get_version
+
+        async def after_a_wait() -> Any:
+            await asyncio.sleep(0)
+            return await answer()
+
+        monkeypatch.setattr(engine.collection, "get_version", after_a_wait)
+    with monkeypatch.context() as patch:
+        patch.setattr(Heads, "learn", lambda *_: None)
+        reference = transcript(engine, CASES[case])
+    transcript(engine, CASES[case])
     readings = []
 
     class Counted(h11.Connection):
@@ -88,29 +132,39 @@ def test_a_head_read_from_memory_answers_as_h11_read_it(
             super().__init__(*args, **kwargs)
 
     monkeypatch.setattr(h11, "Connection", Counted)
-    first = transcript(engine, CASES[case])
-    read_first = len(readings)
-
     again = transcript(engine, CASES[case])
 
-    assert first.startswith(b"HTTP/1.1 "), first[:200]
-    assert again == first
-    # A head that arrives in pieces is h11's to read (it judges a part: garbage is refused
-    # at its first byte); in "ended-in-the-body" none was read whole, so none is known.
-    if case not in ("head-cut-in-two", "ended-in-the-body"):
-        assert read_first > 0
-        assert len(readings) == read_first  # every head the second time from memory
+    assert reference.startswith(b"HTTP/1.1 "), reference[:200]
+    assert again == reference
+    if case not in HEADS_LEFT_TO_H11:
+        assert readings == []  # every head from memory
 
 
-def test_request_ids_carry_the_time_one_process_and_a_counter_as_xid_does() -> None:
+def test_request_ids_are_xids_of_the_time_this_process_and_a_counter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """github.com/rs/xid (id.go, ``NewWithTime``): 4 bytes of seconds, 3 of the machine, 2
-    of the pid, a 3-byte counter, encoded in 20 lowercase base32hex letters."""
+    of the pid, a 3-byte counter from a random start, in 20 lowercase base32hex letters;
+    each id against that encoding done plainly, across seconds and the counter's wrap."""
+    randoms = iter([bytes.fromhex("a1b2c3"), bytes.fromhex("fffffd")])
+    monkeypatch.setattr(os, "urandom", lambda n: next(randoms))
+    monkeypatch.setattr(os, "getpid", lambda: 0x12345)
+    clock = itertools.count(1_764_000_000 * 4)
+    monkeypatch.setattr(time, "time", lambda: next(clock) / 4)  # a second every 4 reads
     ids = request_ids()
-    before = int(time.time())
-    raw = [base64.b32hexdecode(next(ids).upper() + "====") for _ in range(3000)]
-    after = int(time.time())
+    process = bytes.fromhex("a1b2c3") + (0x12345 & 0xFFFF).to_bytes(2, "big")
 
-    assert all(before <= int.from_bytes(r[:4], "big") <= after for r in raw)
-    assert len({r[4:9] for r in raw}) == 1
-    counters = [int.from_bytes(r[9:], "big") for r in raw]
-    assert all((b - a) % (1 << 24) == 1 for a, b in itertools.pairwise(counters))
+    made = [next(ids) for _ in range(12)]
+
+    seconds = [int(base64.b32hexdecode(i.upper() + "====")[:4].hex(), 16) for i in made]
+    plain = [
+        base64.b32hexencode(
+            second.to_bytes(4, "big") + process + ((0xFFFFFE + k) & 0xFFFFFF).to_bytes(3, "big")
+        )
+        .decode()
+        .rstrip("=")
+        .lower()
+        for k, second in enumerate(seconds)
+    ]
+    assert made == plain
+    assert len(set(seconds)) > 3  # the time moved on
