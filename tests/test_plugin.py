@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from inner import read_json
-from net import free_port
+from net import refused_port
 
 from pytest_resilience.options import OPTION_BACKEND, OPTION_SEED
 from pytest_resilience.toxiproxy.backends import Backend
@@ -378,7 +378,6 @@ def test_bad_option_is_a_usage_error_saying_what_to_do(
 
 
 def test_unreachable_toxiproxy_errors_the_tests_that_use_it(pytester: pytest.Pytester) -> None:
-    port = free_port()
     pytester.makepyfile(
         """
         def test_one(resilience):
@@ -391,7 +390,8 @@ def test_unreachable_toxiproxy_errors_the_tests_that_use_it(pytester: pytest.Pyt
             pass
         """
     )
-    result = pytester.runpytest(f"{OPTION_BACKEND}=http://127.0.0.1:{port}")
+    with refused_port() as port:
+        result = pytester.runpytest(f"{OPTION_BACKEND}=http://127.0.0.1:{port}")
 
     result.assert_outcomes(passed=1, errors=2)
     result.stdout.fnmatch_lines(

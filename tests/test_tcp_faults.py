@@ -8,7 +8,7 @@ import socket
 import time
 
 import pytest
-from net import read_at_most
+from net import read_at_most, refused_port
 from processes import wait_for
 
 from pytest_resilience import ConfigurationError, UnknownServiceError
@@ -288,11 +288,9 @@ def test_duplicate_service_name_is_refused(echo, resilience, echo_server):  # ty
 
 def test_upstream_down_closes_the_accepted_connection(resilience):  # type: ignore[no-untyped-def]
     # As Toxiproxy does: the connection is accepted, then closed.
-    with socket.socket() as placeholder:
-        placeholder.bind(("127.0.0.1", 0))
-        dead = f"127.0.0.1:{placeholder.getsockname()[1]}"
-    service = resilience.tcp_service("dead", upstream=dead)
-    with connect(service.address) as sock:
-        sock.sendall(b"hello")
-        with contextlib.suppress(ConnectionResetError):
-            assert sock.recv(10) == b""
+    with refused_port() as dead:
+        service = resilience.tcp_service("dead", upstream=f"127.0.0.1:{dead}")
+        with connect(service.address) as sock:
+            sock.sendall(b"hello")
+            with contextlib.suppress(ConnectionResetError):
+                assert sock.recv(10) == b""
