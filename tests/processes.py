@@ -35,3 +35,10 @@ def alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
     except OSError:
         return False
+
+
+def cpu_seconds(stat: str) -> float:
+    """User and system CPU time, in seconds, that a ``/proc/.../stat`` file reports (of a
+    process, ``/proc/PID/stat``, or of one thread, ``/proc/self/task/TID/stat``)."""
+    fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import random
 import socket
 import struct
@@ -20,6 +19,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import requests
+from processes import cpu_seconds
 
 from pytest_resilience.engine import Engine
 from pytest_resilience.engine.lane import CHUNK
@@ -97,9 +97,7 @@ def read_all(conn: socket.socket) -> bytes:
 def lane_cpu_seconds(proxy: Proxy) -> float:
     """CPU time the proxy's lane thread has used (Linux: /proc/self/task/TID/stat)."""
     assert proxy.lane is not None
-    with open(f"/proc/self/task/{proxy.lane.native_id}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return cpu_seconds(f"/proc/self/task/{proxy.lane.native_id}/stat")
 
 
 def test_a_toxic_added_mid_stream_takes_the_link_to_the_loop_and_no_byte_is_lost(

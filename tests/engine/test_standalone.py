@@ -12,12 +12,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
 from net import free_port
-from processes import wait_for
+from processes import cpu_seconds, wait_for
 
 from .support import (
     API_TIMEOUT,
@@ -138,11 +137,6 @@ def test_standalone_engine_on_a_busy_port_exits_1_naming_the_address() -> None:
     assert b"Traceback" not in proc.stderr
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def test_standalone_engine_out_of_fds_rests_then_serves_again() -> None:
     """Out of file descriptors, accept fails (EMFILE) while connections stay queued: the
     listener would be reported readable on every loop turn, a spin.  The API rests for
@@ -170,9 +164,9 @@ def test_standalone_engine_out_of_fds_rests_then_serves_again() -> None:
         wait_for(
             lambda: len(os.listdir(fds)) >= 60, timeout=IO_TIMEOUT, what="the engine out of fds"
         )
-        before = _cpu_seconds(proc.pid)
+        before = cpu_seconds(f"/proc/{proc.pid}/stat")
         time.sleep(window)  # a window to measure, not a wait for a condition
-        busy = (_cpu_seconds(proc.pid) - before) / window
+        busy = (cpu_seconds(f"/proc/{proc.pid}/stat") - before) / window
 
         assert busy < 0.05, f"the engine used {busy:.0%} of a CPU while out of fds"
         for client in clients:
