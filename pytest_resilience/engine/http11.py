@@ -135,8 +135,9 @@ def request_ids() -> Iterator[str]:
     second, prefix = -1, ""
     while True:
         counter = (counter + 1) & 0xFFFFFF
-        if int(time.time()) != second:
-            second = int(time.time())
+        now = int(time.time())
+        if now != second:
+            second = now
             raw = (second << 64 | process << 24).to_bytes(12, "big")
             prefix = base64.b32hexencode(raw).decode("ascii")[:14].lower()
         # The last 6 letters: 2 bits of the process, the counter, 4 bits of padding.

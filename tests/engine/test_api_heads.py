@@ -149,8 +149,8 @@ def test_request_ids_are_xids_of_the_time_this_process_and_a_counter(
     randoms = iter([bytes.fromhex("a1b2c3"), bytes.fromhex("fffffd")])
     monkeypatch.setattr(os, "urandom", lambda n: next(randoms))
     monkeypatch.setattr(os, "getpid", lambda: 0x12345)
-    clock = itertools.count(1_764_000_000 * 4)
-    monkeypatch.setattr(time, "time", lambda: next(clock) / 4)  # a second every 4 reads
+    clock = itertools.count(1_764_000_000 * 2)
+    monkeypatch.setattr(time, "time", lambda: next(clock) / 2)  # a second every 2 reads
     ids = request_ids()
     process = bytes.fromhex("a1b2c3") + (0x12345 & 0xFFFF).to_bytes(2, "big")
 
