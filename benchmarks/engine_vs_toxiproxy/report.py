@@ -312,37 +312,26 @@ def api_concurrency_rows(res: Results, plan: Plan) -> list[list[str]]:
             ]
         )
     for kind, how in (("fresh", "new connection"), ("keepalive", "keep-alive")):
-        times = {n: res.get(f"api:{n}:{kind}") for n in BACKENDS}
-        if all(times.values()):  # measured on both (median of none is NaN, not None)
-            medians = {n: median(t) for n, t in times.items()}
-            r = ratio(medians["engine"], medians["toxiproxy"])
-            rows.append(
-                [
-                    "5",
-                    f"API request cost: GET /version by http.client, {how}, median (ms)",
-                    "",
-                    fmt(medians["toxiproxy"], 3),
-                    fmt(medians["engine"], 3),
-                    fmt(r, 2),
-                    "≤ 1.00",
-                    verdict(r is not None and r <= 1.0),
-                ]
-            )
-        alone = res.get(f"api:standalone:{kind}")
-        if alone and times["toxiproxy"]:
-            r = ratio(median(alone), median(times["toxiproxy"]))
-            rows.append(
-                [
-                    "5",
-                    f"the same, the engine as its own process, {how}, median (ms)",
-                    "",
-                    fmt(median(times["toxiproxy"]), 3),
-                    fmt(median(alone), 3),
-                    fmt(r, 2),
-                    "≤ 1.00",
-                    verdict(r is not None and r <= 1.0),
-                ]
-            )
+        theirs = res.get(f"api:toxiproxy:{kind}")
+        for engine, label in (
+            ("engine", f"API request cost: GET /version by http.client, {how}, median (ms)"),
+            ("standalone", f"the same, the engine as its own process, {how}, median (ms)"),
+        ):
+            ours = res.get(f"api:{engine}:{kind}")
+            if theirs and ours:  # measured on both (median of none is NaN, not None)
+                r = ratio(median(ours), median(theirs))
+                rows.append(
+                    [
+                        "5",
+                        label,
+                        "",
+                        fmt(median(theirs), 3),
+                        fmt(median(ours), 3),
+                        fmt(r, 2),
+                        "≤ 1.00",
+                        verdict(r is not None and r <= 1.0),
+                    ]
+                )
     burst = {n: res.get(f"api_burst:{n}") for n in BACKENDS}
     if all(burst.values()):
         bt, be = burst["toxiproxy"], burst["engine"]
