@@ -171,36 +171,52 @@ def measure_latency_toxic_accuracy(
     res[f"latency:{name}"] = [(s - plan.lat_ms * 1_000_000) / 1e6 for s in samples]
 
 
-def measure_api_request_cost(
-    name: str, url: str, version: Callable[[], str], n: int, res: Results
-) -> None:
-    """Item 5's breakdown: one GET /version through the adapter, and with bare http.client."""
-    host, port = hostport(url.removeprefix("http://"))
+BLOCK = 10  # calls in a row to one server in measure_api_request_cost
 
-    def fresh() -> None:
-        conn = http.client.HTTPConnection(host, port, timeout=5)
+
+def measure_api_request_cost(
+    servers: dict[str, tuple[str, Callable[[], str]]], n: int, res: Results
+) -> None:
+    """Item 5's breakdown: one GET /version through the adapter, and with bare http.client,
+    on a new connection each time and kept alive. The servers take turns in blocks of
+    ``BLOCK`` calls (the first of each round moves on), so that a change in the machine's
+    pace falls on all of them alike rather than on whichever went last; blocks rather than
+    single calls, because a server in this process still works on a call (a closed
+    connection) while the next one is timed."""
+    names = list(servers)
+    addresses = {name: hostport(url.removeprefix("http://")) for name, (url, _) in servers.items()}
+    kept = {name: http.client.HTTPConnection(*addresses[name], timeout=5) for name in names}
+
+    def fresh(name: str) -> None:
+        conn = http.client.HTTPConnection(*addresses[name], timeout=5)
         conn.request("GET", "/version")
         conn.getresponse().read()
         conn.close()
 
-    keep = http.client.HTTPConnection(host, port, timeout=5)
+    def keepalive(name: str) -> None:
+        kept[name].request("GET", "/version")
+        kept[name].getresponse().read()
 
-    def kept() -> None:
-        keep.request("GET", "/version")
-        keep.getresponse().read()
+    def adapter(name: str) -> None:
+        servers[name][1]()
 
     try:
-        for kind, call in (("adapter", version), ("fresh", fresh), ("keepalive", kept)):
-            for _ in range(3):
-                call()
-            times = []
-            for _ in range(n):
-                t0 = clock()
-                call()
-                times.append((clock() - t0) / 1e6)
-            res[f"api:{name}:{kind}"] = times
+        for kind, call in (("adapter", adapter), ("fresh", fresh), ("keepalive", keepalive)):
+            times: dict[str, list[float]] = {name: [] for name in names}
+            for name in names:
+                for _ in range(3):
+                    call(name)
+            for i in range(-(-n // BLOCK)):
+                for name in names[i % len(names) :] + names[: i % len(names)]:
+                    for _ in range(min(BLOCK, n - i * BLOCK)):
+                        t0 = clock()
+                        call(name)
+                        times[name].append((clock() - t0) / 1e6)
+            for name in names:
+                res[f"api:{name}:{kind}"] = times[name]
     finally:
-        keep.close()
+        for conn in kept.values():
+            conn.close()
 
 
 def measure_api_concurrency(client: Any, name: str, url: str, plan: Plan, res: Results) -> None:

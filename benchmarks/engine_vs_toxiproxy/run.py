@@ -205,14 +205,18 @@ def run(args: argparse.Namespace) -> int:
         latency_toxic(bench)
         scale(bench)
         # Item 5: the API's cost, then, with the standalone servers gone, the plugin's.
-        measure_api_request_cost("toxiproxy", bench.tp.url, bench.tp.version, plan.api_calls, res)
-        measure_api_request_cost("engine", bench.en.url, bench.en.version, plan.api_calls, res)
         from pytest_resilience.toxiproxy.client import ToxiproxyClient
 
         standalone = StandaloneEngine()
         stack.callback(standalone.close)
         api = ToxiproxyClient(standalone.url)
-        measure_api_request_cost("standalone", api.url, api.version, plan.api_calls, res)
+        stack.callback(api.close)
+        servers = {
+            "toxiproxy": (bench.tp.url, bench.tp.version),
+            "engine": (bench.en.url, bench.en.version),
+            "standalone": (api.url, api.version),
+        }
+        measure_api_request_cost(servers, plan.api_calls, res)
         api.close()
         standalone.close()
         log(f"5: {plan.api_clients} API clients at once; {plan.api_burst} connecting at once")

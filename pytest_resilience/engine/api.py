@@ -29,6 +29,10 @@ BACKLOG = 4096
 """Pending connections the API's listener queues (Go's net.Listen on Linux)."""
 ACCEPT_RETRY = 1.0
 """Seconds before accepting again when out of file descriptors (asyncio's delay)."""
+DEFER_ACCEPT: int | None = getattr(socket, "TCP_DEFER_ACCEPT", None)
+"""Linux's option to report a connection to accept once its first bytes arrive (one that
+sends nothing is handed over after about a second all the same), so that accepting,
+reading and answering a request on a new connection take one turn of the loop, not two."""
 
 _PROXY = r"/proxies/(?P<proxy>[^/]+)"
 _TOXIC = _PROXY + r"/toxics/(?P<toxic>[^/]+)"
@@ -83,6 +87,10 @@ class ApiServer:
                 listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 if family == socket.AF_INET6:
                     listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                # As Go sets it on each connection; the connections accepted inherit it.
+                listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if DEFER_ACCEPT is not None:
+                    listener.setsockopt(socket.IPPROTO_TCP, DEFER_ACCEPT, 1)
                 listener.bind(address)
                 listener.listen(BACKLOG)
                 listener.setblocking(False)
@@ -95,24 +103,23 @@ class ApiServer:
         return int(self._listeners[0].getsockname()[1])
 
     def _accept(self, listener: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
-        """Take every connection waiting (the event loop reports the listener readable)."""
-        while True:
-            try:
-                sock, peer = listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except ConnectionAbortedError:
-                continue  # the client gave up before it was taken
-            except OSError:
-                # Out of fds: the rest stay queued; listening again in a second, as asyncio
-                # does, rather than being told at once, again and again, on every turn.
-                loop.remove_reader(listener)
-                loop.call_later(ACCEPT_RETRY, self._listen_again, listener, loop)
-                return
-            try:
-                _ApiConnection(self, sock, peer, loop)
-            except OSError:
-                sock.close()  # reset before it could be set up
+        """Take one connection (the event loop reports the listener readable).  While more
+        wait, the loop reports it again on its next turn: accepting until told that none
+        is left would cost each new connection a failed accept."""
+        try:
+            sock, peer = listener.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return  # none waits now, or the client gave up before it was taken
+        except OSError:
+            # Out of fds: the rest stay queued; listening again in a second, as asyncio
+            # does, rather than being told at once, again and again, on every turn.
+            loop.remove_reader(listener)
+            loop.call_later(ACCEPT_RETRY, self._listen_again, listener, loop)
+            return
+        try:
+            _ApiConnection(self, sock, peer, loop)
+        except OSError:
+            sock.close()  # reset before it could be set up
 
     def _listen_again(self, listener: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
         if listener in self._listeners:
@@ -209,13 +216,13 @@ class _ApiConnection:
         """Whether the socket closes once :attr:`unsent` is sent."""
         self.closed = False
         sock.setblocking(False)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as Go sets it
         self.fd = sock.fileno()
         """What the loop watches: the fd number, not the socket, as registering a socket
         the first time formats its repr into a KeyError (``selectors.get_key``)."""
         api._open.add(self)
         self._reading = False
         self._read(True)
+        self._readable()  # the request is usually here already (DEFER_ACCEPT)
 
     @property
     def held(self) -> bool:

@@ -290,6 +290,10 @@ def test_pipelined_requests_from_a_client_that_does_not_read_wait_then_are_all_a
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         conn.settimeout(IO_TIMEOUT)
         conn.connect(("127.0.0.1", engine.port))
+        conn.sendall(request)  # answered before the test: the connection is taken
+        first = b""
+        while not first.endswith(b"}\n"):
+            first += conn.recv(65536)
         api = engine._api
         assert api is not None
         # The engine's side of the connection with a small send buffer too, so that the
@@ -315,6 +319,30 @@ def test_pipelined_requests_from_a_client_that_does_not_read_wait_then_are_all_a
         assert not sender.is_alive()
     ids = [line for line in received.split(b"\r\n") if line.startswith(b"X-Toxiproxy-Request-Id")]
     assert len(ids) == count and len(set(ids)) == count
+
+
+def test_a_client_that_connects_and_waits_is_taken_and_answered_when_it_speaks(
+    engine: Engine,
+) -> None:
+    """The API's listener reports a connection once its first bytes arrive (Linux's
+    TCP_DEFER_ACCEPT, ``api.DEFER_ACCEPT``); one that sends nothing is still taken, as
+    Toxiproxy takes it (the kernel hands it over after about a second), and is answered
+    when it speaks.  (Reaches into the engine for its open connection.)"""
+    api = engine._api
+    assert api is not None
+    with socket.create_connection(("127.0.0.1", engine.port), timeout=IO_TIMEOUT) as conn:
+        taken = wait_for(
+            lambda: next(iter(api._open), None), timeout=IO_TIMEOUT, what="the idle connection"
+        )
+        # Set on the listener, TCP_NODELAY is the accepted connection's, as Go sets it.
+        assert taken.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        conn.sendall(b"GET /version HTTP/1.1\r\nHost: engine\r\n\r\n")
+        answer = b""
+        while not answer.endswith(b"}\n"):
+            chunk = conn.recv(65536)
+            assert chunk, f"closed after {answer!r}"
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and VERSION.encode() in answer
 
 
 def test_an_operation_that_fails_unexpectedly_ends_its_connection_only(

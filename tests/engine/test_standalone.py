@@ -141,7 +141,7 @@ def test_standalone_engine_out_of_fds_rests_then_serves_again() -> None:
     """Out of file descriptors, accept fails (EMFILE) while connections stay queued: the
     listener would be reported readable on every loop turn, a spin.  The API rests for
     ``ACCEPT_RETRY`` s instead, as asyncio's servers do, and serves once fds are free.
-    The engine runs with a limit of 64 fds; 80 clients connect and hold on."""
+    The engine runs with a limit of 64 fds; 80 clients connect, send a byte and hold on."""
     window = 1.0
     """Seconds over which the engine's CPU is read while it is out of fds."""
 
@@ -160,6 +160,8 @@ def test_standalone_engine_out_of_fds_rests_then_serves_again() -> None:
         read_line_with(proc, b"listening on", timeout=20)
         for _ in range(80):
             clients.append(socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT))
+            # A first byte, so that the API's listener reports it at once (DEFER_ACCEPT).
+            clients[-1].sendall(b"G")
         fds = f"/proc/{proc.pid}/fd"
         wait_for(
             lambda: len(os.listdir(fds)) >= 60, timeout=IO_TIMEOUT, what="the engine out of fds"
