@@ -172,6 +172,9 @@ def measure_latency_toxic_accuracy(
 
 
 BLOCK = 10  # calls in a row to one server in measure_api_request_cost
+WARMUP = 30
+"""Calls to each server, of each kind, before the timed ones: Toxiproxy's first few
+dozen new connections cost up to half as much again as its later ones."""
 
 
 def measure_api_request_cost(
@@ -204,7 +207,7 @@ def measure_api_request_cost(
         for kind, call in (("adapter", adapter), ("fresh", fresh), ("keepalive", keepalive)):
             times: dict[str, list[float]] = {name: [] for name in names}
             for name in names:
-                for _ in range(3):
+                for _ in range(WARMUP):
                     call(name)
             for i in range(-(-n // BLOCK)):
                 for name in names[i % len(names) :] + names[: i % len(names)]:

@@ -433,7 +433,11 @@ def plugin_cost_tables(res: Results) -> str:
         rows, ["backend", *(f"{p} (ms)" for p in phases), "total p50 (ms)", "total p90 (ms)"]
     )
     rows = []
-    for name, key in (("toxiproxy 2.12", "toxiproxy"), ("engine", "engine")):
+    for name, key in (
+        ("toxiproxy 2.12", "toxiproxy"),
+        ("engine", "engine"),
+        ("engine, its own process", "standalone"),
+    ):
         cells = [
             fmt(median(res.get(f"api:{key}:{kind}", [])), 2)
             for kind in ("adapter", "fresh", "keepalive")
@@ -443,7 +447,7 @@ def plugin_cost_tables(res: Results) -> str:
         rows,
         [
             "API: GET /version, median (ms)",
-            "the plugin's adapter (requests, new connection)",
+            "the plugin's adapter (toxiproxy-python's calls, kept alive)",
             "http.client, new connection",
             "http.client, keep-alive",
         ],
