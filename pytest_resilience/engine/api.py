@@ -367,8 +367,9 @@ class _ApiConnection:
                     self._too_large()
                     return
             elif isinstance(event, h11.EndOfMessage) and self.request is not None:
-                request, body = self.request, bytes(self.body)
+                parsed, body = self.request, bytes(self.body)
                 self.request, self.body = None, bytearray()
+                request = Request.of(parsed)
                 # The next request starts a new cycle, on a new h11 connection or none
                 # (h11 frames one exchange; the answer is not framed by it).
                 close = self.conn.their_state is h11.MUST_CLOSE
@@ -377,9 +378,9 @@ class _ApiConnection:
                 # framing is not counted, but Heads.learn keeps no chunked head).
                 head = self.fed_size - len(unread) - len(body)
                 if head <= len(self.fed):
-                    self.api.heads.learn(bytes(self.fed[:head]), request, close)
+                    self.api.heads.learn(bytes(self.fed[:head]), parsed, request, close)
                 self.conn, self.inbox = None, bytearray(unread)
-                self._handle(Request.of(request), body, close)
+                self._handle(request, body, close)
 
     def _handle(self, request: Request, body: bytes, close: bool) -> None:
         if request.path is None:

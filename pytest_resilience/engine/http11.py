@@ -110,19 +110,20 @@ class Heads:
         end = data.find(b"\r\n\r\n", 0, HEAD_LIMIT)
         return None if end < 0 else self._known.get(bytes(data[: end + 4]))
 
-    def learn(self, head: bytes, request: h11.Request, close: bool) -> None:
-        """Remember ``request``, h11's reading of ``head`` on a fresh connection."""
+    def learn(self, head: bytes, parsed: h11.Request, request: Request, close: bool) -> None:
+        """Remember h11's reading of ``head`` on a fresh connection: ``parsed``, and what
+        the API reads of it, ``request`` (:meth:`Request.of`)."""
         if (
             head in self._known
             or len(head) > HEAD_LIMIT  # never matched
             or head.find(b"\r\n\r\n") != len(head) - 4  # h11 ended it otherwise
-            or any(name in (b"transfer-encoding", b"expect") for name, _ in request.headers)
+            or any(name in (b"transfer-encoding", b"expect") for name, _ in parsed.headers)
         ):
             return
         if len(self._known) >= self.SIZE:
             self._known.clear()
-        length = wire.declared_length(request)
-        self._known[head] = Known(Request.of(request), len(head), length, close)
+        length = wire.declared_length(parsed)
+        self._known[head] = Known(request, len(head), length, close)
 
 
 def request_ids() -> Iterator[str]:
