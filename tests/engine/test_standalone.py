@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import requests
@@ -28,11 +28,14 @@ from .support import (
 )
 
 
-def start_standalone(*args: str) -> subprocess.Popen[bytes]:
+def start_standalone(
+    *args: str, preexec_fn: Callable[[], object] | None = None
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "pytest_resilience.engine", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        preexec_fn=preexec_fn,
     )
 
 
@@ -58,8 +61,10 @@ def read_line_with(proc: subprocess.Popen[bytes], text: bytes, timeout: float) -
 
 
 @contextlib.contextmanager
-def standalone(*args: str) -> Iterator[subprocess.Popen[bytes]]:
-    proc = start_standalone(*args)
+def standalone(
+    *args: str, preexec_fn: Callable[[], object] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    proc = start_standalone(*args, preexec_fn=preexec_fn)
     try:
         yield proc
     finally:
@@ -149,19 +154,17 @@ def test_standalone_engine_out_of_fds_rests_then_serves_again() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
 
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest_resilience.engine", "--listen", f"127.0.0.1:{port}"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        preexec_fn=limit_fds,
-    )
-    clients: list[socket.socket] = []
-    try:
+    with (
+        standalone("--listen", f"127.0.0.1:{port}", preexec_fn=limit_fds) as proc,
+        contextlib.ExitStack() as held,
+    ):
         read_line_with(proc, b"listening on", timeout=20)
         for _ in range(80):
-            clients.append(socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT))
+            client = held.enter_context(
+                socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT)
+            )
             # A first byte, so that the API's listener reports it at once (DEFER_ACCEPT).
-            clients[-1].sendall(b"G")
+            client.sendall(b"G")
         fds = f"/proc/{proc.pid}/fd"
         wait_for(
             lambda: len(os.listdir(fds)) >= 60, timeout=IO_TIMEOUT, what="the engine out of fds"
@@ -171,13 +174,6 @@ def test_standalone_engine_out_of_fds_rests_then_serves_again() -> None:
         busy = (cpu_seconds(f"/proc/{proc.pid}/stat") - before) / window
 
         assert busy < 0.05, f"the engine used {busy:.0%} of a CPU while out of fds"
-        for client in clients:
-            client.close()
-        clients = []
+        held.close()  # the clients go, and their fds in the engine with them
         version = requests.get(f"http://127.0.0.1:{port}/version", timeout=IO_TIMEOUT)
         assert version.status_code == 200
-    finally:
-        for client in clients:
-            client.close()
-        proc.kill()
-        proc.communicate(timeout=IO_TIMEOUT)
