@@ -34,3 +34,13 @@ def read_at_most(conn: socket.socket, size: int) -> bytes:
             break
         received += chunk
     return received
+
+
+def read_until(conn: socket.socket, end: bytes) -> bytes:
+    """Read until what was received ends with ``end``; fails if the peer closes first."""
+    received = b""
+    while not received.endswith(end):
+        chunk = conn.recv(65536)
+        assert chunk, f"closed after {received!r}"
+        received += chunk
+    return received

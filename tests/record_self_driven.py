@@ -8,8 +8,9 @@ sleep asked for, the sleep's overshoot, and the way out (the sleep's end to the 
 request's arrival).  Each run appends one line to ``$SELF_DRIVEN``.  From the
 repository's root, under the load to study::
 
-    for i in $(seq 10); do SELF_DRIVEN=/tmp/self-driven.jsonl python3 -m pytest -q \\
-        -p no:cacheprovider -p no:xdist --toxiproxy=spawn tests/record_self_driven.py; done
+    for i in $(seq 10); do for backend in spawn embedded; do
+        SELF_DRIVEN=/tmp/self-driven.jsonl python3 -m pytest -q -p no:cacheprovider \\
+            -p no:xdist --toxiproxy=$backend tests/record_self_driven.py; done; done
     PYTHONPATH=. python3 tests/record_self_driven.py /tmp/self-driven.jsonl
 """
 
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from record_wait_noise import _quantiles
 
 from examples.payments.incident import NaivePaymentsClient
 from pytest_resilience.assertions.operations import answered_at
@@ -47,10 +49,14 @@ def test_self_driven_lockstep_burst(resilience, monkeypatch: pytest.MonkeyPatch)
     payments.respond(201, json={"id": "ch_1", "amount": 1, "currency": "eur", "status": "ok"})
     payments.fail(503, count=30)
     clients: set[int] = set()
-    sleeps: dict[int, list[tuple[float, float, float]]] = {}
-    """Per client thread: (seconds asked, began, ended) of each sleep."""
     posts: dict[str, int] = {}
     """Per idempotency key: the thread that sent it."""
+    after: dict[str, str | None] = {}
+    """Per key: the key of the same thread's attempt before it."""
+    last_key: dict[int, str] = {}
+    """Per client thread: the key of its last attempt."""
+    sleeps: dict[str, tuple[float, float, float]] = {}
+    """Per key: (seconds asked, began, ended) of the sleep its thread took after it."""
     real_sleep = time.sleep
 
     def sleep(seconds: float) -> None:
@@ -59,7 +65,7 @@ def test_self_driven_lockstep_burst(resilience, monkeypatch: pytest.MonkeyPatch)
             return
         began = CLOCK.now()
         real_sleep(seconds)
-        sleeps.setdefault(threading.get_ident(), []).append((seconds, began, CLOCK.now()))
+        sleeps[last_key[threading.get_ident()]] = (seconds, began, CLOCK.now())
 
     monkeypatch.setattr(time, "sleep", sleep)  # the client calls time.sleep at call time
     barrier = threading.Barrier(HERD)
@@ -67,7 +73,8 @@ def test_self_driven_lockstep_burst(resilience, monkeypatch: pytest.MonkeyPatch)
         post = client._session.post
 
         def recorded_post(url: str, **kwargs: Any) -> Any:
-            posts[kwargs["headers"]["Idempotency-Key"]] = threading.get_ident()
+            key, me = kwargs["headers"]["Idempotency-Key"], threading.get_ident()
+            posts[key], after[key], last_key[me] = me, last_key.get(me), key
             return post(url, **kwargs)
 
         monkeypatch.setattr(client._session, "post", recorded_post)
@@ -89,9 +96,13 @@ def test_self_driven_lockstep_burst(resilience, monkeypatch: pytest.MonkeyPatch)
     for exchange in sorted(exchanges, key=lambda e: e.started_at):
         by_thread.setdefault(posts[exchange.idempotency_key], []).append(exchange)
     waits = []  # retry index, the wait, the way back, the sleep's overshoot, the way out
-    for ident, attempts in by_thread.items():
+    for attempts in by_thread.values():
         for k, (a, b) in enumerate(itertools.pairwise(attempts)):
-            asked, began, ended = sleeps[ident][k]
+            # Matched by key, so that an attempt lost on the way (a client timeout that
+            # never reached the service) cannot pair a sleep with the wrong request.
+            if after[b.idempotency_key] != a.idempotency_key:
+                continue
+            asked, began, ended = sleeps[a.idempotency_key]
             answered = answered_at(a)
             waits.append(
                 [
@@ -109,12 +120,6 @@ def test_self_driven_lockstep_burst(resilience, monkeypatch: pytest.MonkeyPatch)
     }
     with open(os.environ["SELF_DRIVEN"], "a") as f:
         f.write(json.dumps(line) + "\n")
-
-
-def _quantiles(values: list[float]) -> str:
-    ordered = sorted(values)
-    at = [ordered[min(int(q * len(ordered)), len(ordered) - 1)] * 1000 for q in (0.5, 0.9, 0.99)]
-    return " | ".join(f"{v:.1f}" for v in at)
 
 
 def summary(lines: Path) -> str:

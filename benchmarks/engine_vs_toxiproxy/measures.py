@@ -182,7 +182,7 @@ def measure_api_request_cost(
 ) -> None:
     """Item 5's breakdown: one GET /version through the adapter, and with bare http.client,
     on a new connection each time and kept alive. The servers take turns in blocks of
-    ``BLOCK`` calls (the first of each round moves on), so that a change in the machine's
+    ``BLOCK`` calls (each round starting with the next server), so that a change in the machine's
     pace falls on all of them alike rather than on whichever went last; blocks rather than
     single calls, because a server in this process still works on a call (a closed
     connection) while the next one is timed."""

@@ -90,7 +90,8 @@ class ApiServer:
                 # As Go sets it on each connection; the connections accepted inherit it.
                 listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 if DEFER_ACCEPT is not None:
-                    listener.setsockopt(socket.IPPROTO_TCP, DEFER_ACCEPT, 1)
+                    with contextlib.suppress(OSError):  # a speed-up only, where refused
+                        listener.setsockopt(socket.IPPROTO_TCP, DEFER_ACCEPT, 1)
                 listener.bind(address)
                 listener.listen(BACKLOG)
                 listener.setblocking(False)
@@ -117,9 +118,12 @@ class ApiServer:
             loop.call_later(ACCEPT_RETRY, self._listen_again, listener, loop)
             return
         try:
-            _ApiConnection(self, sock, peer, loop)
+            connection = _ApiConnection(self, sock, peer, loop)
         except OSError:
             sock.close()  # reset before it could be set up
+            return
+        if DEFER_ACCEPT is not None:
+            connection._readable()  # its first bytes are here already: no turn waited
 
     def _listen_again(self, listener: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
         if listener in self._listeners:
@@ -175,7 +179,8 @@ class ApiServer:
 class _ApiConnection:
     """One API connection on its socket, read when the event loop says it is readable: a
     request whose operation finishes without waiting (most do) is answered in the callback
-    that read it, and a new connection costs one callback to accept.  (On asyncio's
+    that read it, and on a new connection that is the callback that accepts it
+    (:data:`DEFER_ACCEPT`).  (On asyncio's
     streams a request took two loop turns on a kept-alive connection and about seven on a
     new one, and the API's cost per request was 1.3-1.6x Toxiproxy's.)  An operation that
     waits finishes in a task; meanwhile, and while an answer waits to be sent, nothing more
@@ -222,7 +227,6 @@ class _ApiConnection:
         api._open.add(self)
         self._reading = False
         self._read(True)
-        self._readable()  # the request is usually here already (DEFER_ACCEPT)
 
     @property
     def held(self) -> bool:

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import pytest
 import requests
-from net import read_at_most
+from net import read_at_most, read_until
 from processes import wait_for
 
 from pytest_resilience.engine import VERSION, Engine
-from pytest_resilience.engine.api import MAX_BODY
+from pytest_resilience.engine.api import DEFER_ACCEPT, MAX_BODY
 
 from .support import (
     API_TIMEOUT,
@@ -291,9 +291,7 @@ def test_pipelined_requests_from_a_client_that_does_not_read_wait_then_are_all_a
         conn.settimeout(IO_TIMEOUT)
         conn.connect(("127.0.0.1", engine.port))
         conn.sendall(request)  # answered before the test: the connection is taken
-        first = b""
-        while not first.endswith(b"}\n"):
-            first += conn.recv(65536)
+        read_until(conn, b"}\n")
         api = engine._api
         assert api is not None
         # The engine's side of the connection with a small send buffer too, so that the
@@ -325,11 +323,14 @@ def test_a_client_that_connects_and_waits_is_taken_and_answered_when_it_speaks(
     engine: Engine,
 ) -> None:
     """The API's listener reports a connection once its first bytes arrive (Linux's
-    TCP_DEFER_ACCEPT, ``api.DEFER_ACCEPT``); one that sends nothing is still taken, as
-    Toxiproxy takes it (the kernel hands it over after about a second), and is answered
-    when it speaks.  (Reaches into the engine for its open connection.)"""
+    TCP_DEFER_ACCEPT, ``api.DEFER_ACCEPT``).  One that sends nothing is still taken (the
+    kernel hands it over after about a second, where Toxiproxy takes it at once), and is
+    answered when it speaks.  (Reaches into the engine for its listener and connection.)"""
     api = engine._api
     assert api is not None
+    if DEFER_ACCEPT is not None:
+        listener = api._listeners[0]
+        assert listener.getsockopt(socket.IPPROTO_TCP, DEFER_ACCEPT)
     with socket.create_connection(("127.0.0.1", engine.port), timeout=IO_TIMEOUT) as conn:
         taken = wait_for(
             lambda: next(iter(api._open), None), timeout=IO_TIMEOUT, what="the idle connection"
@@ -337,11 +338,7 @@ def test_a_client_that_connects_and_waits_is_taken_and_answered_when_it_speaks(
         # Set on the listener, TCP_NODELAY is the accepted connection's, as Go sets it.
         assert taken.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
         conn.sendall(b"GET /version HTTP/1.1\r\nHost: engine\r\n\r\n")
-        answer = b""
-        while not answer.endswith(b"}\n"):
-            chunk = conn.recv(65536)
-            assert chunk, f"closed after {answer!r}"
-            answer += chunk
+        answer = read_until(conn, b"}\n")
     assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and VERSION.encode() in answer
 
 
