@@ -14,9 +14,9 @@ import asyncio
 import collections
 import random
 import socket
-import time
 from typing import TYPE_CHECKING
 
+from ..clock import real_monotonic
 from ..runtime.sockets import abort_with_reset
 from .toxics import TYPES, Chunk, Stage, Toxic
 
@@ -86,7 +86,7 @@ class Pipe:
             counters[1] += len(data)
             self.dest.write(data)
             return
-        self.queue.append(Chunk(data, time.monotonic()))
+        self.queue.append(Chunk(data, real_monotonic()))
         self.queued += len(data)
         if self.queued > _HIGH_WATER:
             self.source.pause_reading()

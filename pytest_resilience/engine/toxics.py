@@ -12,10 +12,11 @@ import asyncio
 import contextlib
 import random
 import struct
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..clock import real_monotonic
 
 if TYPE_CHECKING:
     from .link import Pipe
@@ -118,7 +119,7 @@ class Latency(Stage):
         jitter = self.attr("jitter")
         if jitter > 0:
             delay += self.rng.randrange(2 * jitter) - jitter
-        sleep = delay / 1000 - (time.monotonic() - chunk.at)
+        sleep = delay / 1000 - (real_monotonic() - chunk.at)
         await self.wait(sleep)
         chunk.at += max(sleep, 0.0)
         await emit(chunk)
@@ -146,9 +147,9 @@ class Bandwidth(Stage):
             await emit(Chunk(data[:step], chunk.at))
             data = data[step:]
             self.debt -= 0.1
-        started = time.monotonic()
+        started = real_monotonic()
         await self.wait(self.debt)
-        self.debt = max(self.debt - (time.monotonic() - started), 0.0)
+        self.debt = max(self.debt - (real_monotonic() - started), 0.0)
         await emit(Chunk(data, chunk.at))
 
 

@@ -6,11 +6,11 @@ Hypothesis is imported here only, when a test explores.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..assertions.report import InsufficientEvidence
+from ..clock import real_monotonic
 from ..errors import ConfigurationError
 from ..markers import MarkerFault, parse_marker
 from ..markers.windows import missing_service, opened
@@ -146,7 +146,7 @@ def explore(
     services = _services(res, spec)
     restart = res._restarter()
     ran = {"examples": 0, "undecided": 0}
-    began = time.perf_counter()  # real time, whatever clock the test runs on
+    began = real_monotonic()  # real time, whatever clock the test runs on
     failed_at: list[float] = []
     last: list[Schedule] = [Schedule(())]
 
@@ -156,7 +156,7 @@ def explore(
             ran["undecided"],
             span,
             failing,
-            time.perf_counter() - began,
+            real_monotonic() - began,
             failed_at[0] - began if failed_at else None,
         )
         return res._exploration
@@ -197,7 +197,7 @@ def explore(
             decided = run(schedule)
         except failures:
             if not failed_at:
-                failed_at.append(time.perf_counter())
+                failed_at.append(real_monotonic())
                 raise
             for _ in range(CONFIRM - 1):
                 ran["examples"] += 1
@@ -214,18 +214,18 @@ def explore(
     # fall unless span= says.
     span = spec.span or 0.0
     ran["examples"] += 1
-    started = time.perf_counter()
+    started = real_monotonic()
     try:
         run(Schedule(()))
     except _NotTheSchedule as broken:
         raise broken.error from None
     except failures as exc:
-        failed_at.append(time.perf_counter())
+        failed_at.append(real_monotonic())
         explored(())
         _note(exc, _failure_note((), 1, flaky=False))
         raise
     if spec.span is None:
-        span = max(SHORTEST_SPAN, round(2 * (time.perf_counter() - started), 3))
+        span = max(SHORTEST_SPAN, round(2 * (real_monotonic() - started), 3))
     test = settings(
         max_examples=spec.examples,
         deadline=None,  # a body takes real time

@@ -7,12 +7,11 @@ loaded machine equal waits come out unequal by what these samples show.
 from __future__ import annotations
 
 import threading
-import time
 from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from ..clock import CLOCK
+from ..clock import CLOCK, real_monotonic
 
 if TYPE_CHECKING:
     from ..http.records import Exchange
@@ -63,10 +62,10 @@ class NoiseProbe:
 
     def _run(self) -> None:
         while True:
-            began = time.monotonic()
+            began = real_monotonic()
             if self._stop.wait(PERIOD):
                 return
-            woke = time.monotonic()
+            woke = real_monotonic()
             # Stamped on the plugin's clock, like the records it is read beside; the
             # delay itself is real time, which is what the machine's noise is.
             self._samples.append((CLOCK.now(), woke - began - PERIOD))

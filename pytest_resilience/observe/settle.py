@@ -12,12 +12,11 @@ its deadline.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, TypeVar
 
-from ..clock import CLOCK
+from ..clock import CLOCK, real_monotonic
 from ..http.records import Effect, Exchange, ExchangeEvent, ExchangeStep
 from .join import Trace, pair, reached_client
 
@@ -43,12 +42,12 @@ class Settling:
     def until(self, read: Callable[[], T], settled: Callable[[T], bool], timeout: float) -> T:
         """``read()`` again after each change until ``settled`` holds of what it gave, or
         ``timeout`` seconds (real time: how long the observers take) have passed."""
-        deadline = time.monotonic() + timeout
+        deadline = real_monotonic() + timeout
         while True:
             with self._cond:
                 seen = self._changes
             value = read()
-            left = deadline - time.monotonic()
+            left = deadline - real_monotonic()
             if settled(value) or left <= 0:
                 return value
             with self._cond:

@@ -10,6 +10,8 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from ..clock import real_monotonic
+
 T = TypeVar("T")
 
 
@@ -30,11 +32,18 @@ class _FineSelector(selectors.DefaultSelector):
         return super().select(timeout)
 
 
+class _RealTimeLoop(asyncio.SelectorEventLoop):
+    """A selector event loop whose timers keep to real time, whatever a test has done to
+    ``time.monotonic`` (asyncio reads it at each call: frozen by freezegun, no timer of
+    the plugin's would ever fire)."""
+
+    def time(self) -> float:
+        return real_monotonic()
+
+
 def new_event_loop() -> asyncio.AbstractEventLoop:
-    """An event loop whose timers are accurate to a fraction of a millisecond."""
-    if sys.platform.startswith("linux"):
-        return asyncio.SelectorEventLoop(_FineSelector())
-    return asyncio.new_event_loop()
+    """An event loop on real time whose timers are accurate to a fraction of a millisecond."""
+    return _RealTimeLoop(_FineSelector() if sys.platform.startswith("linux") else None)
 
 
 class BackgroundLoop:

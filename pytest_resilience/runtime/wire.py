@@ -12,10 +12,11 @@ import asyncio
 import contextlib
 import hashlib
 import http
-import time
 from collections.abc import Callable, Iterator
 
 import h11
+
+from ..clock import real_monotonic
 
 LINGER = 1.0
 """Seconds a refused connection is drained before it closes (as servers' lingering close)."""
@@ -115,15 +116,15 @@ async def linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
     drop the rest, for a while: closing with unread data would reset the connection and
     could lose the answer just sent.  (Toxiproxy closes the client's connection when ours
     ends, so the client's bytes must have passed through it before our end does.)"""
-    deadline = time.monotonic() + LINGER
+    deadline = real_monotonic() + LINGER
     with contextlib.suppress(OSError, asyncio.TimeoutError):
-        while (left := deadline - time.monotonic()) > 0:
+        while (left := deadline - real_monotonic()) > 0:
             if not await asyncio.wait_for(reader.read(65536), min(left, QUIET)):
                 return
     with contextlib.suppress(OSError, RuntimeError):
         writer.write_eof()
     with contextlib.suppress(OSError, asyncio.TimeoutError):
-        while (left := deadline - time.monotonic()) > 0:
+        while (left := deadline - real_monotonic()) > 0:
             if not await asyncio.wait_for(reader.read(65536), left):
                 return
 

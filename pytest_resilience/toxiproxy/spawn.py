@@ -13,6 +13,7 @@ import tempfile
 import time
 from typing import IO, Any
 
+from ..clock import real_monotonic
 from ..errors import BackendError
 from .client import ToxiproxyClient
 
@@ -93,8 +94,8 @@ class SpawnedToxiproxy:
 
     def _wait_until_ready(self) -> bool:
         assert self.process is not None and self.client is not None
-        deadline = time.monotonic() + START_DEADLINE
-        while time.monotonic() < deadline:
+        deadline = real_monotonic() + START_DEADLINE
+        while real_monotonic() < deadline:
             if self.process.poll() is not None:
                 return False
             with contextlib.suppress(BackendError):
