@@ -64,7 +64,7 @@ def exchange(
         scripted=status != 200,
         step="respond" if status == 200 else "fail",
         retry_after=retry_after,
-        retry_after_delay=retry_after_seconds(retry_after, WALL),
+        retry_after_delay=retry_after_seconds(retry_after, lambda: WALL),
         delivered=None if status is None else delivered,
     )
 

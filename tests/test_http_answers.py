@@ -231,16 +231,16 @@ def test_retry_after_as_an_aware_datetime_is_an_http_date(api: HttpService) -> N
 
 
 def test_the_millisecond_header_is_read_before_retry_after() -> None:
-    assert requested_wait([("Retry-After", "3"), ("retry-after-ms", "250")], 0.0) == (
+    assert requested_wait([("Retry-After", "3"), ("retry-after-ms", "250")], lambda: 0.0) == (
         0.25,
         "retry-after-ms",
     )
-    assert requested_wait([("Retry-After", "3"), ("retry-after-ms", "soon")], 0.0) == (
+    assert requested_wait([("Retry-After", "3"), ("retry-after-ms", "soon")], lambda: 0.0) == (
         3.0,
         "Retry-After",
     )
-    assert requested_wait([("retry-after-ms", "nan")], 0.0) == (None, None)
-    assert requested_wait([], 0.0) == (None, None)
+    assert requested_wait([("retry-after-ms", "nan")], lambda: 0.0) == (None, None)
+    assert requested_wait([], lambda: 0.0) == (None, None)
 
 
 def retry_loop(service: HttpService, wait: Callable[[requests.Response], float]) -> None:

@@ -13,12 +13,12 @@ import contextlib
 import email.utils
 import re
 import socket
-import time
 from collections.abc import Coroutine, Generator
 from typing import Any
 
 import h11
 
+from ..clock import real_wall
 from ..runtime import wire
 from .collection import ERROR_TYPE, Answer, ApiError, Collection, bad_body
 from .http11 import BAD_REQUEST, HEAD_LIMIT, Heads, Request, request_ids, response
@@ -147,7 +147,7 @@ class ApiServer:
 
     def date(self) -> str:
         """The Date header's value, made once a second."""
-        second = int(time.time())
+        second = int(real_wall())
         if second != self._date[0]:
             self._date = (second, email.utils.formatdate(second, usegmt=True))
         return self._date[1]

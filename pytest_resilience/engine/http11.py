@@ -7,13 +7,13 @@ from __future__ import annotations
 import base64
 import os
 import re
-import time
 from collections.abc import Iterator
 from typing import NamedTuple
 from urllib.parse import unquote
 
 import h11
 
+from ..clock import real_wall
 from ..runtime import wire
 from . import gojson
 from .collection import ERROR_TYPE, Answer
@@ -136,7 +136,7 @@ def request_ids() -> Iterator[str]:
     second, prefix = -1, ""
     while True:
         counter = (counter + 1) & 0xFFFFFF
-        now = int(time.time())
+        now = int(real_wall())
         if now != second:
             second = now
             raw = (second << 64 | process << 24).to_bytes(12, "big")

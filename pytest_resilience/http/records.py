@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -13,10 +13,12 @@ ANSWER_BODY_KEPT = 64 * 1024
 """Bytes of each answer's body kept on its record."""
 
 
-def retry_after_seconds(value: str | None, now: float) -> float | None:
-    """The wait a Retry-After header asks for, from wall-clock time ``now`` (RFC 9110 10.2.3).
+def retry_after_seconds(value: str | None, now: Callable[[], float]) -> float | None:
+    """The wait a Retry-After header asks for (RFC 9110 10.2.3).
 
-    Delta-seconds as given; an HTTP-date as the time left until it (0 if past).
+    Delta-seconds as given; an HTTP-date as the time left until it (0 if past) from the
+    wall-clock time ``now()``, read only then: a test's clock that ticks at each read
+    (freezegun's ``auto_tick_seconds``) is not moved by answers that carry no date.
     """
     if value is None:
         return None
@@ -27,7 +29,7 @@ def retry_after_seconds(value: str | None, now: float) -> float | None:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    return max(when.timestamp() - now, 0.0)
+    return max(when.timestamp() - now(), 0.0)
 
 
 def retry_after_ms(value: str | None) -> float | None:
@@ -42,7 +44,7 @@ def retry_after_ms(value: str | None) -> float | None:
 
 
 def requested_wait(
-    headers: Sequence[tuple[str, str]], now: float
+    headers: Sequence[tuple[str, str]], now: Callable[[], float]
 ) -> tuple[float | None, str | None]:
     """The wait an answer asks for, and the header that asked: ``retry-after-ms`` first
     (the millisecond header SDKs of large APIs read first), then ``Retry-After``."""
@@ -106,7 +108,9 @@ class Exchange:
     def wait_header(self) -> str | None:
         """Which header set :attr:`retry_after_delay`: ``retry-after-ms`` or ``Retry-After``."""
         if self.answer_headers:
-            return requested_wait(self.answer_headers, 0.0)[1]  # the name, whatever the time
+            return requested_wait(self.answer_headers, lambda: 0.0)[
+                1
+            ]  # the name, whatever the time
         # A record made without the answer's headers (e.g. built by hand).
         return "Retry-After" if self.retry_after_delay is not None else None
 

@@ -351,7 +351,7 @@ class HttpLayer:
         record.answer_headers = tuple(headers)
         record.answer_body = answer.body[:ANSWER_BODY_KEPT]
         record.retry_after = answer.header("Retry-After")
-        record.retry_after_delay = requested_wait(headers, CLOCK.wall())[0]
+        record.retry_after_delay = requested_wait(headers, CLOCK.wall)[0]
         headers.append(("Content-Length", str(len(answer.body))))
         reason = wire.reason(answer.status)
         start = log.sent

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from typing import IO, Any
 
@@ -18,6 +19,10 @@ from ..errors import BackendError
 from .client import ToxiproxyClient
 
 START_DEADLINE = 15.0
+STOP_DEADLINE = 5.0
+"""Seconds a terminated server has to exit before it is killed."""
+_REAP = threading.Event()
+"""Never set: waited on between checks that a stopping server has exited."""
 _ADDRESS_IN_USE = "address already in use"
 
 
@@ -117,9 +122,12 @@ class SpawnedToxiproxy:
             self.client.close()
         if process is not None and process.poll() is None:
             process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
+            # Not process.wait(timeout=5): subprocess times it with time.monotonic, which a
+            # test that froze time (freezegun) has stopped, and this may run inside it.
+            deadline = real_monotonic() + STOP_DEADLINE
+            while process.poll() is None and real_monotonic() < deadline:
+                _REAP.wait(0.01)
+            if process.poll() is None:
                 process.kill()
                 process.wait()
         if self._log is not None:

@@ -9,7 +9,6 @@ import itertools
 import os
 import re
 import socket
-import time
 from typing import Any
 
 import h11
@@ -17,7 +16,7 @@ import pytest
 from net import read_at_most
 from processes import wait_for
 
-from pytest_resilience.engine import Engine
+from pytest_resilience.engine import Engine, http11
 from pytest_resilience.engine.http11 import Heads, request_ids
 
 from .support import IO_TIMEOUT, EchoUpstream, create_proxy
@@ -150,7 +149,7 @@ def test_request_ids_are_xids_of_the_time_this_process_and_a_counter(
     monkeypatch.setattr(os, "urandom", lambda n: next(randoms))
     monkeypatch.setattr(os, "getpid", lambda: 0x12345)
     clock = itertools.count(1_764_000_000 * 2)
-    monkeypatch.setattr(time, "time", lambda: next(clock) / 2)  # a second every 2 reads
+    monkeypatch.setattr(http11, "real_wall", lambda: next(clock) / 2)  # a second every 2 reads
     ids = request_ids()
     process = bytes.fromhex("a1b2c3") + (0x12345 & 0xFFFF).to_bytes(2, "big")
 
