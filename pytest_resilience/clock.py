@@ -42,7 +42,7 @@ _MONOTONIC = _reader(
 )
 _WALL = _reader(getattr(time, "CLOCK_REALTIME", None), time.time)
 _PAUSE = threading.Event()
-"""Never set: :meth:`Clock.sleep` waits on it."""
+"""Never set: :func:`real_sleep` waits on it."""
 
 
 def real_monotonic() -> float:
@@ -53,6 +53,11 @@ def real_monotonic() -> float:
 def real_wall() -> float:
     """Seconds since the epoch by the system's clock, whatever a test did to ``time.time``."""
     return _WALL()
+
+
+def real_sleep(seconds: float) -> None:
+    """Wait ``seconds``, whatever a test did to ``time.sleep``."""
+    _PAUSE.wait(seconds)
 
 
 class Clock:
@@ -68,7 +73,7 @@ class Clock:
 
     def sleep(self, seconds: float) -> None:
         """Wait ``seconds`` on this clock (a schedule's wait, never a wait for a result)."""
-        _PAUSE.wait(seconds)
+        real_sleep(seconds)
 
 
 CLOCK = Clock()

@@ -180,9 +180,9 @@ class _ApiConnection:
     """One API connection on its socket, read when the event loop says it is readable: a
     request whose operation finishes without waiting (most do) is answered in the callback
     that read it, and on a new connection that is the callback that accepts it
-    (:data:`DEFER_ACCEPT`).  (On asyncio's
-    streams a request took two loop turns on a kept-alive connection and about seven on a
-    new one, and the API's cost per request was 1.3-1.6x Toxiproxy's.)  An operation that
+    (:data:`DEFER_ACCEPT`).  (On asyncio's streams a request took two loop turns on a
+    kept-alive connection and about seven on a new one, and the API's cost per request
+    was 1.3-1.6x Toxiproxy's.)  An operation that
     waits finishes in a task; meanwhile, and while an answer waits to be sent, nothing more
     is read (a client that sends and never reads is not answered into memory without end).
     Run eagerly, an operation's first part has no current task: it must not use

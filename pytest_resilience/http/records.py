@@ -108,9 +108,8 @@ class Exchange:
     def wait_header(self) -> str | None:
         """Which header set :attr:`retry_after_delay`: ``retry-after-ms`` or ``Retry-After``."""
         if self.answer_headers:
-            return requested_wait(self.answer_headers, lambda: 0.0)[
-                1
-            ]  # the name, whatever the time
+            _, header = requested_wait(self.answer_headers, lambda: 0.0)  # any time will do
+            return header
         # A record made without the answer's headers (e.g. built by hand).
         return "Retry-After" if self.retry_after_delay is not None else None
 

@@ -10,19 +10,16 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from typing import IO, Any
 
-from ..clock import real_monotonic
+from ..clock import real_monotonic, real_sleep
 from ..errors import BackendError
 from .client import ToxiproxyClient
 
 START_DEADLINE = 15.0
 STOP_DEADLINE = 5.0
 """Seconds a terminated server has to exit before it is killed."""
-_REAP = threading.Event()
-"""Never set: waited on between checks that a stopping server has exited."""
 _ADDRESS_IN_USE = "address already in use"
 
 
@@ -126,7 +123,7 @@ class SpawnedToxiproxy:
             # test that froze time (freezegun) has stopped, and this may run inside it.
             deadline = real_monotonic() + STOP_DEADLINE
             while process.poll() is None and real_monotonic() < deadline:
-                _REAP.wait(0.01)
+                real_sleep(0.01)
             if process.poll() is None:
                 process.kill()
                 process.wait()
