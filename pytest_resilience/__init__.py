@@ -50,11 +50,13 @@ __all__ = [
     "ToxicSpec",
     "UnknownServiceError",
     "VerdictEvent",
+    "VirtualClock",
     "__version__",
 ]
 
 # Loaded on first use, so that loading the plugin stays cheap.
 _LAZY = {
+    "VirtualClock": ".runtime.virtual",
     "Evidence": ".evidence",
     "Exploration": ".explore",
     "Backend": ".toxiproxy.backends",
@@ -112,6 +114,7 @@ if TYPE_CHECKING:
     from .report.record import TestRecord
     from .resilience import Resilience
     from .runs import Run
+    from .runtime.virtual import VirtualClock
     from .services.http import HttpService, RouteScript
     from .services.tcp import TcpService
     from .session import ResilienceSession

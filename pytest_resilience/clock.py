@@ -3,11 +3,13 @@ sets (fault windows, ``load``'s calls, token buckets, Retry-After dates), read i
 
 Records are stamped with :meth:`Clock.now` (seconds, monotonic) by whatever thread
 observed them: the tap and the HTTP layer on the loop, the marker timer, the test.
-Waits that only pace the plugin's own machinery (draining a socket, the noise probe,
-a server starting) read :func:`real_monotonic`: they are how long things take, not when
-they happened.  Deadlines worked out on this clock (marker windows, settling) are
-still waited for in real time, so for now it must run at real speed; virtual time
-will make those waits its own.
+It is real time plus :attr:`Clock.offset`, which only virtual time moves
+(:mod:`~pytest_resilience.runtime.virtual`): it jumps when every thread of the code
+under test waits.  Waits that only pace the plugin's own machinery (draining a socket,
+the noise probe, a server starting) read :func:`real_monotonic`: they are how long
+things take, not when they happened.  The plugin's threads are made by
+:func:`machinery_thread`, so that virtual time tells them from the code's; its timers
+(marker windows) register with :func:`timer_source`, so that a jump fires them.
 
 Both read the system's monotonic clock past what a test may patch: freezegun replaces
 ``time.monotonic`` (and every module global bound to it) with a frozen clock.  A test
@@ -27,7 +29,9 @@ from __future__ import annotations
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
+from typing import Protocol
 
 
 def _reader(clock_id: int | None, fallback: Callable[[], float]) -> Callable[[], float]:
@@ -60,11 +64,58 @@ def real_sleep(seconds: float) -> None:
     _PAUSE.wait(seconds)
 
 
+_MACHINERY: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+
+
+def machinery_thread(target: Callable[[], object], name: str) -> threading.Thread:
+    """A daemon thread of the plugin's own (a loop, a timer, a probe), not yet started: on
+    real time when the code under test is on virtual time, and never waited for by it."""
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    _MACHINERY.add(thread)
+    return thread
+
+
+def is_machinery(thread: threading.Thread | None = None) -> bool:
+    """Whether ``thread`` (the calling one by default) is the plugin's own."""
+    return (thread or threading.current_thread()) in _MACHINERY
+
+
+class TimerSource(Protocol):
+    """Actions the plugin runs at instants of the clock (a test's fault windows)."""
+
+    def next_deadline(self) -> float | None:
+        """The earliest instant an action waits for; None when none does."""
+
+    def fire_due(self) -> None:
+        """Run the actions due by now, in the calling thread, before returning."""
+
+
+_TIMERS: weakref.WeakSet[TimerSource] = weakref.WeakSet()
+
+
+def timer_source(source: TimerSource) -> None:
+    """Register ``source``, so that a jump of virtual time fires its actions on time."""
+    _TIMERS.add(source)
+
+
+def timer_sources() -> list[TimerSource]:
+    return list(_TIMERS)
+
+
+class _Waits(Protocol):
+    def wait(self, deadline: float | None, ended: Callable[[], bool] | None = None) -> None: ...
+
+
 class Clock:
     """Monotonic seconds for records and schedules, wall seconds for HTTP-dates."""
 
+    offset = 0.0
+    """Seconds virtual time has jumped over, in this process; it only grows."""
+    virtual: _Waits | None = None
+    """The scheduler of the block on virtual time, while one is open."""
+
     def now(self) -> float:
-        return real_monotonic()
+        return real_monotonic() + self.offset
 
     def wall(self) -> float:
         """Seconds since the epoch (for HTTP-dates such as Retry-After's), as the code under
@@ -72,8 +123,13 @@ class Clock:
         return time.time()
 
     def sleep(self, seconds: float) -> None:
-        """Wait ``seconds`` on this clock (a schedule's wait, never a wait for a result)."""
-        real_sleep(seconds)
+        """Wait ``seconds`` on this clock (a schedule's wait, never a wait for a result):
+        a virtual wait on virtual time, unless the plugin's own thread waits."""
+        scheduler = self.virtual
+        if scheduler is None or is_machinery() or seconds <= 0:
+            real_sleep(seconds)
+        else:
+            scheduler.wait(self.now() + seconds)
 
 
 CLOCK = Clock()

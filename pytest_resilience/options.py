@@ -10,6 +10,7 @@ OPTION_LISTEN_HOST = "--toxiproxy-listen-host"
 OPTION_REACH_HOST = "--toxiproxy-reach-host"
 OPTION_SEED = "--resilience-seed"
 OPTION_REPORT = "--resilience-report"
+OPTION_CLOCK = "--resilience-clock"
 
 INI_BACKEND = "toxiproxy"
 INI_BINARY = "toxiproxy_bin"
@@ -17,6 +18,7 @@ INI_LISTEN_HOST = "toxiproxy_listen_host"
 INI_REACH_HOST = "toxiproxy_reach_host"
 INI_SEED = "resilience_seed"
 INI_REPORT = "resilience_report"
+INI_CLOCK = "resilience_clock"
 
 BACKEND_CHOICES = ("auto", "embedded", "spawn")
 URL_ENV = "TOXIPROXY_URL"
@@ -52,3 +54,13 @@ def parse_seed(value: str) -> int:
     if seed < 0:
         raise ConfigurationError(f"{OPTION_SEED}={value!r} is negative; pass a number >= 0.")
     return seed
+
+
+def parse_clock(value: str) -> str:
+    """``--resilience-clock``: real or virtual."""
+    if value.strip() in ("real", "virtual"):
+        return value.strip()
+    raise ConfigurationError(
+        f"{OPTION_CLOCK}={value!r} is not real or virtual; pass {OPTION_CLOCK}=virtual to put "
+        "every sync test body on virtual time."
+    )

@@ -13,6 +13,7 @@ from . import extensions
 from .markers import (
     EXPLORE_HELP,
     FAULT_MARKERS,
+    VIRTUAL_TIME_HELP,
     MarkerFault,
     belongs_to_pytest_timeout,
     is_fault_marker,
@@ -22,17 +23,20 @@ from .markers import (
 from .options import (
     INI_BACKEND,
     INI_BINARY,
+    INI_CLOCK,
     INI_LISTEN_HOST,
     INI_REACH_HOST,
     INI_REPORT,
     INI_SEED,
     OPTION_BACKEND,
     OPTION_BINARY,
+    OPTION_CLOCK,
     OPTION_LISTEN_HOST,
     OPTION_REACH_HOST,
     OPTION_REPORT,
     OPTION_SEED,
     parse_backend,
+    parse_clock,
     parse_seed,
 )
 from .report.summary import Collector, summary_lines
@@ -56,6 +60,8 @@ COLLECTOR = pytest.StashKey[Collector]()
 TIMELINES = pytest.StashKey[dict[str, Any]]()
 FAILED = pytest.StashKey[bool]()
 ORPHAN_WATCH = pytest.StashKey[Any]()
+VIRTUAL = pytest.StashKey[bool]()
+"""On an item: its body runs on virtual time."""
 _USES_PLUGIN = ("resilience", "toxiproxy")
 
 T = TypeVar("T")
@@ -126,6 +132,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="write a JSON report of every resilience test (faults, records, verdicts) to "
         "PATH, and an SVG timeline of each failing one next to it.",
     )
+    group.addoption(
+        OPTION_CLOCK,
+        dest="resilience_clock",
+        type=_usage(parse_clock),
+        default=None,
+        help="real (default) or virtual: virtual runs every sync test body on virtual time, "
+        "as @pytest.mark.virtual_time does for one test.",
+    )
+    parser.addini(INI_CLOCK, "default for --resilience-clock", default="real")
     parser.addini(INI_SEED, "default for --resilience-seed", default="")
     parser.addini(INI_REPORT, "default for --resilience-report", default="")
 
@@ -144,6 +159,7 @@ def pytest_configure(config: pytest.Config) -> None:
     for name in FAULT_MARKERS:
         config.addinivalue_line("markers", marker_help(name))
     config.addinivalue_line("markers", EXPLORE_HELP)
+    config.addinivalue_line("markers", VIRTUAL_TIME_HELP)
     seed = _setting(config, "resilience_seed", INI_SEED, parse_seed)
     workerinput = getattr(config, "workerinput", None)
     if seed is None and workerinput is not None:
@@ -185,6 +201,7 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     added = config.stash[SESSION].fault_kinds
+    suite = _setting(config, "resilience_clock", INI_CLOCK, parse_clock) == "virtual"
     for item in items:
         parsed: list[MarkerFault] = []
         errors: list[str] = []
@@ -201,6 +218,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.stash[EXPLORE] = _explore_spec(item, explore)
             except ValueError as exc:
                 errors.append(f"{item.nodeid}: @pytest.mark.explore: {str(exc).rstrip('.')}.")
+        try:
+            item.stash[VIRTUAL] = _on_virtual_time(item, suite)
+        except ValueError as exc:
+            errors.append(f"{item.nodeid}: @pytest.mark.virtual_time: {exc}.")
         if errors:
             item.stash[MARKER_ERROR] = "\n".join(errors)
         if parsed or explore is not None:
@@ -208,6 +229,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             fixturenames: list[str] = getattr(item, "fixturenames", [])
             if "resilience" not in fixturenames:
                 fixturenames.append("resilience")
+
+
+def _on_virtual_time(item: pytest.Item, suite: bool) -> bool:
+    """Whether the body of ``item`` runs on virtual time: its marker, or the suite's option
+    (which leaves coroutine tests on real time)."""
+    import inspect
+
+    mark = item.get_closest_marker("virtual_time")
+    coroutine = inspect.iscoroutinefunction(getattr(item, "obj", None))
+    if mark is None:
+        return suite and not coroutine
+    if mark.args or mark.kwargs:
+        raise ValueError("it takes no arguments; write @pytest.mark.virtual_time")
+    if coroutine:
+        raise ValueError(
+            "the test is a coroutine, and asyncio's waits are not on virtual time yet (those of "
+            "threads are); drive the async client from a sync test, or drop the marker"
+        )
+    return True
 
 
 def _explore_spec(item: pytest.Item, mark: pytest.Mark) -> ExploreSpec:
@@ -254,12 +294,25 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     markers = item.stash.get(MARKERS, None)
     res: Resilience | None = getattr(item, "funcargs", {}).get("resilience")
-    if res is None:
-        return (yield)
-    with heap.frozen():  # a collection during the body walks only what the body makes
-        if not markers or EXPLORE in item.stash:  # explore opens the windows per example
+    with _clock(item, res):
+        if res is None:
             return (yield)
-        return (yield from _with_marker_windows(res, markers))
+        with heap.frozen():  # a collection during the body walks only what the body makes
+            if not markers or EXPLORE in item.stash:  # explore opens the windows per example
+                return (yield)
+            return (yield from _with_marker_windows(res, markers))
+
+
+def _clock(item: pytest.Item, res: Resilience | None) -> contextlib.AbstractContextManager[object]:
+    """The body's clock: virtual (its windows' timers then fire at virtual instants), or
+    left as it is."""
+    if not item.stash.get(VIRTUAL, False):
+        return contextlib.nullcontext()
+    if res is not None:
+        return res.virtual_time()
+    from .runtime.virtual import virtual_time
+
+    return virtual_time()
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -412,7 +465,7 @@ def _keep_record(item: pytest.Item, res: Resilience) -> None:
     from .report.record import junit_properties, record_of
 
     # Answers still held by a fault in force are judged as they are after 0.2 s.
-    record = record_of(res.evidence(settle=0.2), _backend(item.config), res.explored)
+    record = record_of(res.evidence(settle=0.2), _backend(item.config), res.explored, res.clocks)
     item.stash[RECORD] = record
     item.user_properties.extend(junit_properties(record))
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import validate
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from .adapters import Intent
     from .explore import Exploration
     from .runs import Run
+    from .runtime.virtual import VirtualClock
     from .session import ResilienceSession
 
 S = TypeVar("S", bound=TcpService)
@@ -53,6 +55,7 @@ class Resilience:
         self._closed = False
         self._noise = NoiseProbe()
         self._exploration: Exploration | None = None
+        self._clocks: list[VirtualClock] = []
 
     @property
     def runs(self) -> list[Run]:
@@ -64,6 +67,25 @@ class Resilience:
         """What ``explore`` ran in this test (the marker, or the last :meth:`explore` call);
         None if it did not explore."""
         return self._exploration
+
+    @property
+    def clocks(self) -> list[VirtualClock]:
+        """The blocks of this test on virtual time (the body under the marker or
+        ``--resilience-clock=virtual``, and each :meth:`virtual_time`), in order."""
+        return list(self._clocks)
+
+    @contextlib.contextmanager
+    def virtual_time(self) -> Iterator[VirtualClock]:
+        """Run the block on virtual time: ``time.sleep`` in the calling thread and in the
+        threads it starts ends at once, and moves the clock forward (the one the plugin
+        records with, ``time.monotonic`` and ``time.time``); fault windows open and heal
+        at virtual instants.  Inside a block already on virtual time, that block goes on."""
+        from .runtime.virtual import virtual_time
+
+        with virtual_time() as clock:
+            if clock not in self._clocks:
+                self._clocks.append(clock)
+            yield clock
 
     @property
     def seed(self) -> int:

@@ -28,6 +28,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..clock import machinery_thread
 from ..runtime.sockets import reset_on_close
 
 if TYPE_CHECKING:
@@ -97,9 +98,7 @@ class Lane:
         self._buffer = bytearray(CHUNK)
         self._view = memoryview(self._buffer)
         self._running = True
-        self._thread = threading.Thread(
-            target=self._run, name="pytest-resilience-engine-lane", daemon=True
-        )
+        self._thread = machinery_thread(self._run, "pytest-resilience-engine-lane")
         self._thread.start()
 
     @property

@@ -39,6 +39,11 @@ EXPLORE_HELP = (
     "one is shrunk and printed as the markers that reproduce it."
 )
 
+VIRTUAL_TIME_HELP = (
+    "virtual_time: run the test body on virtual time: time.sleep in its threads ends at once "
+    "and moves the clock the plugin records with (and time.monotonic, time.time) forward."
+)
+
 # HTTP markers: the HTTP service method each one calls (the marker takes its arguments).
 HTTP_MARKERS: dict[str, str] = {
     "rate_limited": "rate_limit",

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from ..clock import CLOCK
+from ..clock import CLOCK, machinery_thread, timer_source
 from ..faults.fault import Fault
 from . import MarkerFault
 
@@ -25,7 +25,8 @@ _LONGEST_WAIT = 3600.0
 
 
 class _Timer:
-    """Runs callables at monotonic deadlines on one thread."""
+    """Runs callables at deadlines on the plugin's clock, on one thread, or on the thread
+    that jumps virtual time to them (a :class:`~pytest_resilience.clock.TimerSource`)."""
 
     def __init__(self, on_error: Callable[[BaseException], None]) -> None:
         self._queue: list[tuple[float, int, Callable[[], None]]] = []
@@ -34,14 +35,14 @@ class _Timer:
         self._stopped = False
         self._on_error = on_error
         self._thread: threading.Thread | None = None
+        self._firing = threading.Lock()
+        timer_source(self)
 
     def at(self, deadline: float, action: Callable[[], None]) -> None:
         with self._cond:
             heapq.heappush(self._queue, (deadline, next(self._seq), action))
             if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="pytest-resilience-markers", daemon=True
-                )
+                self._thread = machinery_thread(self._run, "pytest-resilience-markers")
                 self._thread.start()
             self._cond.notify()
 
@@ -54,11 +55,27 @@ class _Timer:
                     self._cond.wait(None if wait is None else min(wait, _LONGEST_WAIT))
                 if self._stopped:
                     return
-                _, _, action = heapq.heappop(self._queue)
-            try:
-                action()
-            except BaseException as exc:
-                self._on_error(exc)
+            self.fire_due()
+
+    def next_deadline(self) -> float | None:
+        with self._cond:
+            return None if self._stopped or not self._queue else self._queue[0][0]
+
+    def fire_due(self) -> None:
+        """Run the actions due by now, here; one thread at a time, so that a jump of
+        virtual time returns only once an action the timer thread began has finished.
+        Then the timer thread works out its wait again: the clock may have jumped."""
+        with self._firing:
+            while True:
+                with self._cond:
+                    if self._stopped or not self._queue or self._queue[0][0] > CLOCK.now():
+                        self._cond.notify()
+                        return
+                    _, _, action = heapq.heappop(self._queue)
+                try:
+                    action()
+                except BaseException as exc:
+                    self._on_error(exc)
 
     def stop(self) -> None:
         with self._cond:

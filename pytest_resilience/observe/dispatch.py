@@ -14,6 +14,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 
+from ..clock import machinery_thread
 from ..errors import ResilienceError
 
 Listener = Callable[[object], None]
@@ -41,7 +42,7 @@ class EventDispatcher:
             self._queue.append(event)
             self._put += 1
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread = machinery_thread(self._run, self._name)
                 self._thread.start()
             self._cond.notify_all()
 

@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from ..clock import CLOCK, real_monotonic
+from ..clock import CLOCK, machinery_thread, real_monotonic
 
 if TYPE_CHECKING:
     from ..http.records import Exchange
@@ -55,9 +55,7 @@ class NoiseProbe:
 
     def start(self) -> None:
         if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._run, name="pytest-resilience noise probe", daemon=True
-            )
+            self._thread = machinery_thread(self._run, "pytest-resilience noise probe")
             self._thread.start()
 
     def _run(self) -> None:

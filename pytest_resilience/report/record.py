@@ -12,7 +12,7 @@ Times are milliseconds from the start of the test.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ..explore import Exploration
     from ..http.records import Exchange, ExchangeList
     from ..runs import Run
+    from ..runtime.virtual import VirtualClock
 
 SCHEMA = 1
 """Version of the record's shape; bumped when a field changes meaning or goes away."""
@@ -140,6 +141,20 @@ class VerdictRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ClockRecord:
+    """The test's time on virtual time: the virtual seconds its blocks spanned, the real
+    seconds they took, and the thread whose running made waits end in real time."""
+
+    virtual_s: float
+    real_s: float
+    jumps: int
+    held_by: str | None
+    """The thread that held the jumps back longest (None: none did)."""
+    held_s: float
+    """Real seconds that waits ended in while ``held_by`` ran."""
+
+
+@dataclass(frozen=True, slots=True)
 class ExploreRecord:
     """What explore ran: schedules, how many left a verdict undecided, the stretch of the
     body faults fell in, and the shrunk failing schedule as marker decorators."""
@@ -174,6 +189,8 @@ class TestRecord:
     """The Toxiproxy the test ran against."""
     explored: ExploreRecord | None = None
     """With ``explore``: what it ran (the rest of the record is the last schedule's)."""
+    clock: ClockRecord | None = None
+    """On virtual time: what the clock did (None: real time)."""
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = to_json(self)
@@ -204,10 +221,14 @@ def empty_record(seed: int, backend: str | None) -> TestRecord:
 
 
 def record_of(
-    evidence: Evidence, backend: str | None, explored: Exploration | None = None
+    evidence: Evidence,
+    backend: str | None,
+    explored: Exploration | None = None,
+    clocks: Sequence[VirtualClock] = (),
 ) -> TestRecord:
-    """The record of a test, from its evidence (``Resilience.evidence()``) and what
-    explore ran (``Resilience.explored``)."""
+    """The record of a test, from its evidence (``Resilience.evidence()``), what
+    explore ran (``Resilience.explored``) and its blocks on virtual time
+    (``Resilience.clocks``)."""
     from ..assertions.operations import failed, operations
 
     events = evidence.events
@@ -278,6 +299,24 @@ def record_of(
             round(explored.seconds, 3),
             None if explored.first_failure is None else round(explored.first_failure, 3),
         ),
+        _clock(clocks),
+    )
+
+
+def _clock(clocks: Sequence[VirtualClock]) -> ClockRecord | None:
+    if not clocks:
+        return None
+    held: dict[str, float] = {}
+    for clock in clocks:
+        for name, seconds in clock.held.items():
+            held[name] = held.get(name, 0.0) + seconds
+    by = max(held, key=held.__getitem__, default=None)
+    return ClockRecord(
+        round(sum(c.virtual for c in clocks), 6),
+        round(sum(c.real for c in clocks), 6),
+        sum(c.jumps for c in clocks),
+        by,
+        round(held[by], 6) if by is not None else 0.0,
     )
 
 

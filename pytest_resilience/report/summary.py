@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .record import (
+        ClockRecord,
         ExploreRecord,
         FaultRecord,
         RunRecord,
@@ -76,6 +77,8 @@ def _entry(entry: ReportEntry, timeline: object = None) -> list[str]:
         lines.append("  run:      " + _run(run))
     if record.explored is not None:
         lines += _explored(record.explored)
+    if record.clock is not None:
+        lines.append("  clock:    " + _clock(record.clock))
     verdicts = sorted(record.verdicts, key=lambda v: v.passed)
     for n, verdict in enumerate(verdicts):
         head = "  verdicts: " if n == 0 else "            "
@@ -101,6 +104,19 @@ def _explored(explored: ExploreRecord) -> list[str]:
         lines.append("  failing:  " + explored.failing[0])
         lines += [f"            {d}" for d in explored.failing[1:]]
     return lines
+
+
+def _clock(clock: ClockRecord) -> str:
+    line = f"{clock.virtual_s:.1f} s virtual in {clock.real_s:.2f} s real"
+    # Named when most of the virtual time passed in real time, in waits that could not jump
+    # (real work overlapping other clients' waits adds a little held time in every herd).
+    if clock.held_by is not None and clock.held_s >= clock.virtual_s / 2:
+        line += (
+            f"; waits ended in real time for {clock.held_s:.2f} s while thread "
+            f"{clock.held_by!r} ran where virtual time cannot see it wait (a socket, a lock, "
+            "a queue), holding the clock back"
+        )
+    return line
 
 
 def _window(start: float, end: float | None) -> str:

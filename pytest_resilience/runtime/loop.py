@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import select
 import selectors
 import sys
 import threading
+import weakref
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from ..clock import real_monotonic
+from ..clock import machinery_thread, real_monotonic
 
 T = TypeVar("T")
 
@@ -35,10 +37,46 @@ class _FineSelector(selectors.DefaultSelector):
 class _RealTimeLoop(asyncio.SelectorEventLoop):
     """A selector event loop whose timers keep to real time, whatever a test has done to
     ``time.monotonic`` (asyncio reads it at each call: frozen by freezegun, no timer of
-    the plugin's would ever fire)."""
+    the plugin's would ever fire; moved by virtual time, its timers would fire early)."""
+
+    def __init__(self, selector: selectors.BaseSelector | None = None) -> None:
+        super().__init__(selector)
+        _LOOPS.add(self)
 
     def time(self) -> float:
         return real_monotonic()
+
+    def settle(self, within: float) -> None:
+        """Return once the loop has run every callback it had ready, those the I/O that is
+        ready by now adds included (or ``within`` seconds have passed)."""
+        done = threading.Event()
+
+        def check() -> None:
+            # ``_ready`` is asyncio's queue of callbacks to run; this loop class is ours.
+            if self._ready:  # type: ignore[attr-defined]
+                self.call_soon(check)
+            else:
+                done.set()
+
+        # Queued from another thread, ``check`` runs after the loop's next select(), behind
+        # the callbacks of the I/O it found; each of those may queue more, run first.
+        with contextlib.suppress(RuntimeError):  # closed meanwhile
+            self.call_soon_threadsafe(check)
+            done.wait(within)
+
+
+_LOOPS: weakref.WeakSet[_RealTimeLoop] = weakref.WeakSet()
+_SETTLE_WITHIN = 1.0
+"""At most this long per loop: a loop held by a long callback is not waited for."""
+
+
+def settle_loops() -> None:
+    """Return once each running loop of the plugin has handled what reached it by now: the
+    exchanges and connections the code under test finished before the call are stamped.
+    Virtual time calls it before each jump, so that no stamp lands after one."""
+    for loop in list(_LOOPS):
+        if loop.is_running():
+            loop.settle(_SETTLE_WITHIN)
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -51,7 +89,7 @@ class BackgroundLoop:
 
     def __init__(self, name: str = "pytest-resilience-loop") -> None:
         self.loop = new_event_loop()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread = machinery_thread(self._run, name)
         self._started = threading.Event()
         self._thread.start()
         self._started.wait()

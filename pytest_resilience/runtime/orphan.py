@@ -13,6 +13,8 @@ import os
 import signal
 import threading
 
+from ..clock import machinery_thread
+
 POLL = 0.1
 """Seconds between looks at the parent pid."""
 
@@ -21,9 +23,7 @@ class OrphanWatch:
     def __init__(self) -> None:
         self._parent = os.getppid()
         self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name="pytest-resilience-orphan-watch", daemon=True
-        )
+        self._thread = machinery_thread(self._run, "pytest-resilience-orphan-watch")
 
     def start(self) -> OrphanWatch:
         self._thread.start()
