@@ -1,0 +1,350 @@
+"""Virtual time (slice 1: threads and ``time``): waits of the code under test end at once
+and move one clock forward, for every thread of it together.
+
+Each test here would take real minutes if the clock did not jump, so each one also says,
+from the real clock, that it did not wait them out.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import pytest
+import requests
+
+from pytest_resilience import HttpService, Resilience
+from pytest_resilience.clock import CLOCK, machinery_thread, real_monotonic
+from pytest_resilience.runtime.virtual import virtual_time
+
+READS = ("monotonic", "perf_counter", "time")
+
+
+def test_a_sleep_ends_at_once_and_moves_every_clock_alike() -> None:
+    originals = {name: getattr(time, name) for name in (*READS, "sleep")}
+    real_before = real_monotonic()
+    with virtual_time() as clock:
+        before = {name: getattr(time, name)() for name in READS}
+        before_ns = {name: getattr(time, f"{name}_ns")() for name in READS}
+        plugin_before = CLOCK.now()
+        time.sleep(30)
+        after = {name: getattr(time, name)() for name in READS}
+        after_ns = {name: getattr(time, f"{name}_ns")() for name in READS}
+        plugin_after = CLOCK.now()
+    real = real_monotonic() - real_before
+
+    assert real < 30, "the sleep was waited out"
+    for name in READS:
+        assert 30 <= after[name] - before[name] <= 30 + real
+        assert 30e9 <= after_ns[name] - before_ns[name] <= (30 + real) * 1e9
+    assert 30 <= plugin_after - plugin_before <= 30 + real
+    assert clock.jumps == 1
+    assert 30 <= clock.virtual <= 30 + real
+    assert clock.real <= real
+    # After the block, the time module is as it was.
+    assert {name: getattr(time, name) for name in (*READS, "sleep")} == originals
+
+
+def test_threads_started_in_the_block_wake_at_their_deadlines_in_order() -> None:
+    woke: list[tuple[str, float]] = []
+    lock = threading.Lock()
+
+    def sleeper(name: str, waits: list[float]) -> None:
+        for wait in waits:
+            time.sleep(wait)
+            with lock:
+                woke.append((name, time.monotonic() - start))
+
+    with virtual_time() as clock:
+        start = time.monotonic()
+        threads = [
+            threading.Thread(target=sleeper, args=("a", [5, 5])),
+            threading.Thread(target=sleeper, args=("b", [1, 3, 4])),
+            threading.Thread(target=sleeper, args=("c", [7])),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    assert clock.real < 8, "the sleeps were waited out"
+    assert [name for name, _ in woke] == ["b", "b", "a", "c", "b", "a"]
+    expected = [1, 4, 5, 7, 8, 10]
+    for (_, at), due in zip(woke, expected, strict=True):
+        assert due <= at <= due + clock.real
+    assert 10 <= clock.virtual <= 10 + clock.real
+
+
+def test_a_lockstep_herd_started_in_the_block_stays_in_lockstep() -> None:
+    """Twenty threads retrying on one doubling schedule: each retry of one lies within the
+    real time of the whole block of the same retry of every other.  Were a thread
+    counted only from its first wait, the first to sleep would jump ahead of the rest."""
+    stamps: dict[int, list[float]] = {n: [] for n in range(20)}
+
+    def client(n: int) -> None:
+        for retry in range(5):
+            stamps[n].append(time.monotonic())
+            time.sleep(2.0**retry)
+
+    with virtual_time() as clock:
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(20)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    assert clock.real < 1, "the sleeps were waited out"
+    for retry in range(5):
+        at = [stamps[n][retry] for n in range(20)]
+        assert max(at) - min(at) <= clock.real
+    assert 31 <= clock.virtual <= 31 + clock.real
+
+
+def test_a_thread_blocked_where_the_clock_cannot_see_holds_the_jumps_back() -> None:
+    """A participant waiting on an Event (a lock in C) counts as running: the main thread's
+    sleep ends in real time, and the blocked thread is named for it."""
+    release = threading.Event()
+    blocker = threading.Thread(target=release.wait, name="blocker")
+
+    with virtual_time() as clock:
+        blocker.start()
+        began = real_monotonic()
+        time.sleep(0.2)
+        waited = real_monotonic() - began
+        release.set()
+        blocker.join()
+
+    assert waited >= 0.2
+    assert clock.jumps == 0
+    assert clock.held["blocker"] >= 0.2
+
+
+def test_the_plugins_own_threads_wait_in_real_time_and_hold_nothing_back() -> None:
+    waited: list[float] = []
+
+    def machinery() -> None:
+        began = real_monotonic()
+        time.sleep(0.1)
+        waited.append(real_monotonic() - began)
+
+    with virtual_time() as clock:
+        thread = machinery_thread(machinery, "pytest-resilience-test-machinery")
+        thread.start()
+        time.sleep(60)  # not held back by the machinery thread, which is not a participant
+        thread.join()
+
+    assert waited[0] >= 0.1
+    assert clock.jumps == 1
+    assert clock.virtual >= 60
+
+
+def test_join_with_a_timeout_returns_at_its_virtual_deadline() -> None:
+    with virtual_time() as clock:
+        worker = threading.Thread(target=time.sleep, args=(100,))
+        start = time.monotonic()
+        worker.start()
+        worker.join(timeout=10)
+        timed_out_at = time.monotonic() - start
+        alive = worker.is_alive()
+        worker.join()
+        ended_at = time.monotonic() - start
+
+    assert alive
+    assert 10 <= timed_out_at <= 10 + clock.real
+    assert 100 <= ended_at <= 100 + clock.real
+    assert clock.real < 10
+
+
+@pytest.mark.parametrize(
+    ("seconds", "error"),
+    [(-1, ValueError), (math.nan, ValueError), (math.inf, OverflowError), ("1", TypeError)],
+)
+def test_a_sleep_time_sleep_refuses_is_refused_alike(seconds: object, error: type) -> None:
+    with pytest.raises(error):
+        time.sleep(seconds)  # type: ignore[arg-type]
+    with virtual_time(), pytest.raises(error):
+        time.sleep(seconds)  # type: ignore[arg-type]
+
+
+def test_a_block_inside_a_block_goes_on_with_the_outer_clock() -> None:
+    with virtual_time() as outer:
+        with virtual_time() as inner:
+            time.sleep(5)
+        assert inner is outer
+        time.sleep(5)
+    assert 10 <= outer.virtual <= 10 + outer.real
+
+
+# -- the plugin: the marker, its windows, the record --------------------------------------
+
+
+@pytest.mark.virtual_time
+@pytest.mark.http_faults("api", status=503, duration=120)
+def test_a_window_heals_before_the_client_that_waits_for_its_end_wakes(
+    resilience: Resilience,
+) -> None:
+    api: HttpService = resilience.http_service("api")
+    api.respond(200, json={"ok": True})
+    start = time.monotonic()  # the windows opened just before the body began
+
+    assert requests.get(api.url + "/x", timeout=5).status_code == 503
+    time.sleep(120 - (time.monotonic() - start))  # wakes at the window's end, not after it
+    assert requests.get(api.url + "/x", timeout=5).status_code == 200
+
+    (clock,) = resilience.clocks
+    assert clock.skipped >= 119
+
+
+@pytest.mark.virtual_time
+def test_resilience_virtual_time_inside_the_marker_is_the_bodys_clock(
+    resilience: Resilience,
+) -> None:
+    with resilience.virtual_time() as clock:
+        time.sleep(42)
+    assert resilience.clocks == [clock]
+    assert clock.virtual >= 42
+
+
+def test_resilience_virtual_time_puts_a_block_on_virtual_time(resilience: Resilience) -> None:
+    api: HttpService = resilience.http_service("api")
+    api.respond(200, json={"ok": True})
+    api.rate_limit(1, retry_after=90)
+
+    with resilience.virtual_time() as clock:
+        first = requests.get(api.url + "/x", timeout=5)
+        time.sleep(float(first.headers["Retry-After"]))
+        second = requests.get(api.url + "/x", timeout=5)
+
+    assert (first.status_code, second.status_code) == (429, 200)
+    api.assert_retry_after_honoured()
+    assert clock.skipped >= 89
+    assert time.sleep.__module__ == "time"  # the block ended: real again
+
+
+MARKED = """
+import time
+
+import pytest
+
+
+@pytest.mark.virtual_time
+def test_waits(resilience):
+    api = resilience.http_service("api")
+    api.fail(503, count=1)
+    time.sleep(600)
+"""
+
+
+def test_the_summary_shows_virtual_and_real_time(inner: pytest.Pytester, url: str) -> None:
+    inner.makepyfile(MARKED)
+    result = inner.runpytest("-p", "no:cacheprovider", f"--toxiproxy={url}", "-v")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["  clock:    600.* s virtual in 0.* s real"])
+
+
+HELD = """
+import threading
+import time
+
+import pytest
+
+
+@pytest.mark.virtual_time
+def test_held(resilience):
+    resilience.http_service("api").fail(503, count=1)
+    release = threading.Event()
+    blocker = threading.Thread(target=release.wait, name="queue-reader")
+    blocker.start()
+    time.sleep(0.3)
+    release.set()
+    blocker.join()
+"""
+
+
+def test_the_summary_names_the_thread_that_held_the_clock_back(
+    inner: pytest.Pytester, url: str
+) -> None:
+    inner.makepyfile(HELD)
+    result = inner.runpytest("-p", "no:cacheprovider", f"--toxiproxy={url}", "-v")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "  clock:    0.3 s virtual in 0.* s real; waits ended in real time for 0.* s while "
+            "thread 'queue-reader' ran where virtual time cannot see it wait (a socket, a lock, "
+            "a queue), holding the clock back"
+        ]
+    )
+
+
+UNMARKED = """
+import time
+
+
+def test_waits(resilience):
+    resilience.http_service("api").fail(503, count=1)
+    time.sleep(300)
+
+
+async def test_a_coroutine(resilience):
+    pass
+"""
+
+
+@pytest.mark.parametrize("how", ["option", "ini"])
+def test_the_suite_option_puts_every_sync_body_on_virtual_time(
+    inner: pytest.Pytester, url: str, how: str
+) -> None:
+    inner.makepyfile(UNMARKED)
+    args = ["-p", "no:cacheprovider", f"--toxiproxy={url}", "-v", "-p", "no:anyio"]
+    if how == "option":
+        args.append("--resilience-clock=virtual")
+    else:
+        inner.makeini("[pytest]\nresilience_clock = virtual\n")
+    result = inner.runpytest(*args)
+    # The coroutine test is not run (no async plugin): it stays off virtual time, unrefused.
+    result.stdout.fnmatch_lines(["  clock:    300.* s virtual in 0.* s real"])
+    result.stdout.no_fnmatch_line("*@pytest.mark.virtual_time:*")
+
+
+def test_a_bad_clock_option_is_one_sentence(inner: pytest.Pytester) -> None:
+    result = inner.runpytest("--resilience-clock=fast")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "*--resilience-clock='fast' is not real or virtual; pass --resilience-clock=virtual "
+            "to put every sync test body on virtual time."
+        ]
+    )
+
+
+REFUSED = """
+import pytest
+
+
+@pytest.mark.virtual_time
+async def test_a_coroutine(resilience):
+    pass
+
+
+@pytest.mark.virtual_time(speed=10)
+def test_arguments(resilience):
+    pass
+"""
+
+
+def test_the_marker_refuses_what_it_cannot_do_in_one_sentence(
+    inner: pytest.Pytester, url: str
+) -> None:
+    inner.makepyfile(REFUSED)
+    result = inner.runpytest("-p", "no:cacheprovider", f"--toxiproxy={url}")
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_a_coroutine: @pytest.mark.virtual_time: the test is a coroutine, and asyncio's "
+            "waits are not on virtual time yet (those of threads are); drive the async client "
+            "from a sync test, or drop the marker.",
+            "*test_arguments: @pytest.mark.virtual_time: it takes no arguments; write "
+            "@pytest.mark.virtual_time.",
+        ]
+    )
