@@ -110,12 +110,19 @@ class Clock:
     """Monotonic seconds for records and schedules, wall seconds for HTTP-dates."""
 
     offset = 0.0
-    """Seconds virtual time has jumped over, in this process; it only grows."""
+    """Seconds virtual time has jumped over in this test; it only grows until the test
+    ends (:meth:`rewind`)."""
     virtual: _Waits | None = None
     """The scheduler of the block on virtual time, while one is open."""
 
     def now(self) -> float:
         return real_monotonic() + self.offset
+
+    def rewind(self) -> None:
+        """Drop the offset once a test is over (and no block is on virtual time): the next
+        test's records are on ``time.monotonic()``'s time again."""
+        if self.virtual is None:
+            self.offset = 0.0
 
     def wall(self) -> float:
         """Seconds since the epoch (for HTTP-dates such as Retry-After's), as the code under

@@ -7,15 +7,19 @@ from the real clock, that it did not wait them out.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
+import sys
 import threading
 import time
+import types
 
 import pytest
 import requests
+from freezegun import freeze_time
 
-from pytest_resilience import HttpService, Resilience
-from pytest_resilience.clock import CLOCK, machinery_thread, real_monotonic
+from pytest_resilience import ConfigurationError, HttpService, Resilience
+from pytest_resilience.clock import CLOCK, machinery_thread, real_monotonic, real_wall
 from pytest_resilience.runtime.virtual import virtual_time
 
 READS = ("monotonic", "perf_counter", "time")
@@ -174,6 +178,52 @@ def test_a_block_inside_a_block_goes_on_with_the_outer_clock() -> None:
         assert inner is outer
         time.sleep(5)
     assert 10 <= outer.virtual <= 10 + outer.real
+
+
+def test_clocks_bound_before_the_block_are_reached_and_given_back() -> None:
+    """``from time import monotonic`` (circuitbreaker's way) binds the real function in the
+    module: the block swaps that global for the virtual one, and puts it back after."""
+    bound = types.ModuleType("bound_clocks_of_a_client")
+    exec("from time import monotonic, perf_counter, sleep", bound.__dict__)
+    sys.modules[bound.__name__] = bound
+    try:
+        with virtual_time() as clock:
+            before = bound.monotonic()
+            bound.sleep(45)
+            moved = bound.monotonic() - before
+            late = types.ModuleType("imported_during_the_block")
+            exec("from time import monotonic, sleep", late.__dict__)
+            sys.modules[late.__name__] = late
+        assert 45 <= moved <= 45 + clock.real
+        assert clock.real < 45
+        assert bound.monotonic is time.monotonic and bound.sleep is time.sleep
+        assert late.monotonic is time.monotonic and late.sleep is time.sleep
+    finally:
+        sys.modules.pop("bound_clocks_of_a_client", None)
+        sys.modules.pop("imported_during_the_block", None)
+
+
+def test_the_wall_clock_and_datetime_move_with_each_jump_and_come_back_after() -> None:
+    with virtual_time() as clock:
+        wall, now = time.time(), dt.datetime.now(dt.timezone.utc)
+        time.sleep(3600)
+        wall_moved = time.time() - wall
+        now_moved = (dt.datetime.now(dt.timezone.utc) - now).total_seconds()
+    assert 3600 <= wall_moved <= 3600 + clock.real
+    assert 3600 <= now_moved <= 3600 + clock.real
+    assert abs(time.time() - real_wall()) < 1  # after the block: the system's time again
+
+
+def test_virtual_time_inside_freezegun_is_refused_in_one_sentence() -> None:
+    with freeze_time("2026-01-01"), pytest.raises(ConfigurationError) as refused, virtual_time():
+        pass  # pragma: no cover - never entered
+    assert str(refused.value).startswith(
+        "virtual time cannot start inside freezegun's freeze_time ("
+    )
+    assert str(refused.value).endswith(
+        "); end the frozen block first, or use time-machine to move the wall clock."
+    )
+    assert time.sleep.__module__ == "time" and CLOCK.virtual is None
 
 
 # -- the plugin: the marker, its windows, the record --------------------------------------

@@ -30,15 +30,21 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
 
-from ..clock import CLOCK, is_machinery, real_monotonic, timer_sources
+from ..clock import CLOCK, is_machinery, real_monotonic, real_wall, timer_sources
+from ..errors import ConfigurationError
 from .loop import settle_loops
 
-_READS = ("monotonic", "perf_counter", "time")
+_READS = ("monotonic", "perf_counter")
+"""The clocks a block reads as real time plus the offset; the wall clock is moved by
+time-machine, which reaches ``datetime.now`` and ``time.time`` in C."""
 
 
 @dataclass
@@ -86,7 +92,9 @@ class _Waiter:
 class Scheduler:
     """The participants of one block and the jumps of the clock between them."""
 
-    def __init__(self, first: threading.Thread) -> None:
+    def __init__(self, first: threading.Thread, wall: Any = None) -> None:
+        self._wall = wall
+        """time-machine's traveller, shifted with the offset; None: the wall clock stays."""
         self._cond = threading.Condition(threading.Lock())
         self._running: set[threading.Thread] = {first}
         self._waiting: dict[threading.Thread, _Waiter] = {}
@@ -190,6 +198,8 @@ class Scheduler:
                     now = CLOCK.now()
                     if target > now:
                         CLOCK.offset += target - now
+                        if self._wall is not None:
+                            self._wall.shift(target - now)
                         self.clock.jumps += 1
                         self._last_jump = real_monotonic()
                 self._unlocked(_fire_timers)
@@ -282,16 +292,99 @@ def _virtual_join(
     return join
 
 
-def _patches() -> list[tuple[object, str, object]]:
-    """(owner, attribute, replacement) for each patch of a block, built on what is there."""
-    patches: list[tuple[object, str, object]] = []
-    for name in _READS:
-        patches.append((time, name, _offset(getattr(time, name))))
-        patches.append((time, f"{name}_ns", _offset_ns(getattr(time, f"{name}_ns"))))
-    patches.append((time, "sleep", _virtual_sleep(time.sleep)))
-    patches.append((threading.Thread, "start", _virtual_start(threading.Thread.start)))
-    patches.append((threading.Thread, "join", _virtual_join(threading.Thread.join)))
-    return patches
+_BOUND_SKIPPED = frozenset(sys.stdlib_module_names) | {
+    "pytest_resilience",
+    "_pytest",
+    "pytest",
+    "pluggy",
+    "xdist",
+    "execnet",
+    "hypothesis",
+    "time_machine",
+    "freezegun",
+}
+"""Packages whose bound clocks stay real: the standard library's (``threading``, ``queue``
+and ``subprocess`` time real waits with them), the plugin's, pytest's (test durations),
+Hypothesis's (its deadlines) and the time libraries'."""
+
+
+class _Patches:
+    """What a block changes, and undoes: the ``time`` module's clocks and ``sleep``, the
+    module globals bound to them (``from time import monotonic``), ``Thread.start`` and
+    ``join``, and the wall clock (``time.time``, ``datetime.now``: time-machine's travel,
+    shifted at each jump)."""
+
+    def __init__(self) -> None:
+        self.replace: dict[str, tuple[object, object]] = {}
+        for name in _READS:
+            for attr, make in ((name, _offset), (f"{name}_ns", _offset_ns)):
+                real = getattr(time, attr)
+                self.replace[attr] = (real, make(real))
+        self.replace["sleep"] = (time.sleep, _virtual_sleep(time.sleep))
+        self._thread = (threading.Thread.start, threading.Thread.join)
+        self._bound: list[tuple[ModuleType, str, object]] = []
+        self._modules: set[str] = set()
+        self._travel: Any = None
+        self.wall: Any = None
+        """time-machine's traveller: :meth:`Scheduler._advance` shifts it at each jump."""
+
+    def apply(self) -> None:
+        import time_machine
+
+        travel = time_machine.travel(real_wall(), tick=True)
+        try:
+            self.wall = travel.start()
+        except RuntimeError as exc:  # freezegun's freeze_time is on
+            raise ConfigurationError(
+                f"virtual time cannot start inside freezegun's freeze_time ({exc}); end the "
+                "frozen block first, or use time-machine to move the wall clock."
+            ) from None
+        self._travel = travel
+        time.time()  # the first read fixes where the travel ticks from; no two threads race it
+        for attr, (_, replacement) in self.replace.items():
+            setattr(time, attr, replacement)
+        start, join = self._thread
+        setattr(threading.Thread, "start", _virtual_start(start))  # noqa: B010
+        setattr(threading.Thread, "join", _virtual_join(join))  # noqa: B010
+        swap = {id(real): replacement for real, replacement in self.replace.values()}
+        self._modules = set(sys.modules)
+        self._bound = [
+            (module, attr, real) for module, attr, real in _bound(list(sys.modules), swap)
+        ]
+        for module, attr, _ in self._bound:
+            setattr(module, attr, swap[id(getattr(module, attr))])
+
+    def undo(self) -> None:
+        for module, attr, real in self._bound:
+            setattr(module, attr, real)
+        # Modules imported during the block bound the replacements: give them the real ones.
+        back = {id(replacement): real for real, replacement in self.replace.values()}
+        for module, attr, _ in _bound([n for n in sys.modules if n not in self._modules], back):
+            setattr(module, attr, back[id(getattr(module, attr))])
+        for attr, (real, _) in self.replace.items():
+            setattr(time, attr, real)
+        threading.Thread.start, threading.Thread.join = self._thread  # type: ignore[method-assign]
+        if self._travel is not None:
+            self._travel.stop()
+
+
+def _bound(names: list[str], swap: dict[int, object]) -> list[tuple[ModuleType, str, object]]:
+    """(module, attribute, value) for each global of the modules ``names`` (outside
+    :data:`_BOUND_SKIPPED`) bound to an object whose id ``swap`` holds."""
+    found: list[tuple[ModuleType, str, object]] = []
+    for name in names:
+        module = sys.modules.get(name)
+        namespace = getattr(module, "__dict__", None)
+        if module is None or namespace is None or name.partition(".")[0] in _BOUND_SKIPPED:
+            continue
+        try:
+            if swap.keys().isdisjoint(map(id, namespace.values())):
+                continue  # the common case, cheap: nothing bound here
+            values = list(namespace.items())
+        except RuntimeError:  # another thread changed the module meanwhile
+            values = list(namespace.copy().items())
+        found += [(module, attr, value) for attr, value in values if id(value) in swap]
+    return found
 
 
 @contextlib.contextmanager
@@ -302,19 +395,16 @@ def virtual_time() -> Iterator[VirtualClock]:
         yield _ACTIVE.clock
         return
     with _GUARD:
-        patches = _patches()
-        saved = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
-        scheduler = Scheduler(threading.current_thread())
-        for owner, name, replacement in patches:
-            setattr(owner, name, replacement)
+        patches = _Patches()
+        patches.apply()
+        scheduler = Scheduler(threading.current_thread(), patches.wall)
         _ACTIVE = CLOCK.virtual = scheduler
     try:
         yield scheduler.clock
     finally:
         with _GUARD:
             _ACTIVE = CLOCK.virtual = None
-            for owner, name, real in saved:
-                setattr(owner, name, real)
+            patches.undo()
             scheduler.clock.ended_virtual = CLOCK.now()
             scheduler.clock.ended_real = real_monotonic()
         scheduler.wake_all()
