@@ -56,7 +56,7 @@ __all__ = [
 
 # Loaded on first use, so that loading the plugin stays cheap.
 _LAZY = {
-    "VirtualClock": ".runtime.virtual",
+    "VirtualClock": ".runtime.scheduler",
     "Evidence": ".evidence",
     "Exploration": ".explore",
     "Backend": ".toxiproxy.backends",
@@ -114,7 +114,7 @@ if TYPE_CHECKING:
     from .report.record import TestRecord
     from .resilience import Resilience
     from .runs import Run
-    from .runtime.virtual import VirtualClock
+    from .runtime.scheduler import VirtualClock
     from .services.http import HttpService, RouteScript
     from .services.tcp import TcpService
     from .session import ResilienceSession

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .adapters import Intent
     from .explore import Exploration
     from .runs import Run
-    from .runtime.virtual import VirtualClock
+    from .runtime.scheduler import VirtualClock
     from .session import ResilienceSession
 
 S = TypeVar("S", bound=TcpService)

@@ -7,8 +7,10 @@ from the real clock, that it did not wait them out.
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import math
+import queue
 import sys
 import threading
 import time
@@ -19,7 +21,13 @@ import requests
 from freezegun import freeze_time
 
 from pytest_resilience import ConfigurationError, HttpService, Resilience
-from pytest_resilience.clock import CLOCK, machinery_thread, real_monotonic, real_wall
+from pytest_resilience.clock import (
+    CLOCK,
+    machinery_thread,
+    real_monotonic,
+    real_sleep,
+    real_wall,
+)
 from pytest_resilience.runtime.virtual import virtual_time
 
 READS = ("monotonic", "perf_counter", "time")
@@ -106,17 +114,18 @@ def test_a_lockstep_herd_started_in_the_block_stays_in_lockstep() -> None:
 
 
 def test_a_thread_blocked_where_the_clock_cannot_see_holds_the_jumps_back() -> None:
-    """A participant waiting on an Event (a lock in C) counts as running: the main thread's
-    sleep ends in real time, and the blocked thread is named for it."""
-    release = threading.Event()
-    blocker = threading.Thread(target=release.wait, name="blocker")
+    """A participant waiting on a lock (in C) counts as running: the main thread's sleep
+    ends in real time, and the blocked thread is named for it."""
+    held = threading.Lock()
+    held.acquire()
+    blocker = threading.Thread(target=held.acquire, name="blocker")
 
     with virtual_time() as clock:
         blocker.start()
         began = real_monotonic()
         time.sleep(0.2)
         waited = real_monotonic() - began
-        release.set()
+        held.release()
         blocker.join()
 
     assert waited >= 0.2
@@ -226,6 +235,104 @@ def test_virtual_time_inside_freezegun_is_refused_in_one_sentence() -> None:
     assert time.sleep.__module__ == "time" and CLOCK.virtual is None
 
 
+# -- waits on other participants: events, conditions, queues, executors ------------------
+
+
+def test_an_event_a_participant_sets_wakes_its_waiter_at_that_instant() -> None:
+    woke: list[float] = []
+
+    def waiter() -> None:
+        ready.wait()
+        woke.append(time.monotonic())
+
+    with virtual_time() as clock:
+        ready = threading.Event()  # made in the block: its waits are virtual
+        thread = threading.Thread(target=waiter)
+        thread.start()
+        time.sleep(20)  # the waiter waits for the event: it holds no jump back
+        set_at = time.monotonic()
+        ready.set()
+        time.sleep(5)  # the waiter runs before this jump
+        thread.join()
+
+    assert clock.real < 5 and clock.jumps == 2
+    assert set_at <= woke[0] <= set_at + clock.real
+
+
+def test_timeouts_of_events_conditions_and_queues_made_in_the_block_are_virtual() -> None:
+    with virtual_time() as clock:
+        event, condition, work = threading.Event(), threading.Condition(), queue.Queue[int]()
+        start = time.monotonic()
+        assert not event.wait(30)
+        after_event = time.monotonic() - start
+        with condition:
+            assert not condition.wait_for(lambda: False, timeout=40)
+        after_condition = time.monotonic() - start
+        with pytest.raises(queue.Empty):
+            work.get(timeout=50)
+        after_queue = time.monotonic() - start
+
+    assert clock.real < 30
+    assert 30 <= after_event <= 30 + clock.real
+    assert 70 <= after_condition <= 70 + clock.real
+    assert 120 <= after_queue <= 120 + clock.real
+
+
+def test_a_thread_pool_made_in_the_block_runs_its_sleepers_on_virtual_time() -> None:
+    """Its idle workers wait on a queue virtual time sees (ThreadPoolExecutor's own
+    SimpleQueue waits in C and would hold every jump back)."""
+    with virtual_time() as clock:
+        start = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+            waits = [
+                pool.submit(lambda n=n: (time.sleep(10 * n), time.monotonic())[1])
+                for n in range(1, 9)
+            ]
+            ends = [future.result() - start for future in waits]
+
+    assert clock.real < 10
+    # Four workers: the first four end at 10..40 s, the next four 50..80 s after those.
+    for n, end in enumerate(ends, start=1):
+        due = 10 * n + (10 * (n - 4) if n > 4 else 0)
+        assert due <= end <= due + clock.real
+    assert not clock.held or max(clock.held.values()) < clock.virtual / 2
+
+
+def test_a_wait_on_an_event_made_before_the_block_is_real_and_not_jumped_past() -> None:
+    """A thread outside the block (a fixture's worker) sets an event made before it: the
+    participant's wait with a timeout must not be jumped past while a sleeper waits."""
+    done = threading.Event()
+    go = threading.Event()
+    outside = threading.Thread(target=lambda: (go.wait(), real_sleep(0.05), done.set()))
+    outside.start()
+    with virtual_time() as clock:
+        sleeper = threading.Thread(target=time.sleep, args=(600,))
+        sleeper.start()
+        go.set()
+        assert done.wait(timeout=10), "jumped past the timeout of a real wait"
+        sleeper.join()
+    outside.join()
+    assert clock.virtual >= 600
+
+
+def test_the_plugins_own_waits_stay_real_while_another_participant_sleeps(
+    resilience: Resilience,
+) -> None:
+    """Making a service waits on the plugin's loop (a future's result, 10 s at most): were
+    that wait virtual, the sleeper beside it would jump the clock past its timeout."""
+    with resilience.virtual_time() as clock:
+        sleeper = threading.Thread(target=time.sleep, args=(600,))
+        sleeper.start()
+        api: HttpService = resilience.http_service("api")
+        api.respond(200, json={"ok": True})
+        assert requests.get(api.url + "/x", timeout=5).status_code == 200
+        before_the_jump = clock.virtual
+        sleeper.join()
+
+    assert before_the_jump < 10
+    assert clock.virtual >= 600
+
+
 # -- the plugin: the marker, its windows, the record --------------------------------------
 
 
@@ -303,11 +410,12 @@ import pytest
 @pytest.mark.virtual_time
 def test_held(resilience):
     resilience.http_service("api").fail(503, count=1)
-    release = threading.Event()
-    blocker = threading.Thread(target=release.wait, name="queue-reader")
+    held = threading.Lock()
+    held.acquire()
+    blocker = threading.Thread(target=held.acquire, name="lock-taker")
     blocker.start()
     time.sleep(0.3)
-    release.set()
+    held.release()
     blocker.join()
 """
 
@@ -321,7 +429,7 @@ def test_the_summary_names_the_thread_that_held_the_clock_back(
     result.stdout.fnmatch_lines(
         [
             "  clock:    0.3 s virtual in 0.* s real; waits ended in real time for 0.* s while "
-            "thread 'queue-reader' ran where virtual time cannot see it wait (a socket, a lock, "
+            "thread 'lock-taker' ran where virtual time cannot see it wait (a socket, a lock, "
             "a queue), holding the clock back"
         ]
     )

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from ..explore import Exploration
     from ..http.records import Exchange, ExchangeList
     from ..runs import Run
-    from ..runtime.virtual import VirtualClock
+    from ..runtime.scheduler import VirtualClock
 
 SCHEMA = 1
 """Version of the record's shape; bumped when a field changes meaning or goes away."""

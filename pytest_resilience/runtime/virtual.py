@@ -28,215 +28,24 @@ and waits in C (lock and socket timeouts) keep real time.
 
 from __future__ import annotations
 
+import concurrent.futures.thread
 import contextlib
 import math
+import queue
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from ..clock import CLOCK, is_machinery, real_monotonic, real_wall, timer_sources
+from ..clock import CLOCK, is_machinery, real_monotonic, real_wall
 from ..errors import ConfigurationError
-from .loop import settle_loops
+from .scheduler import Scheduler, VirtualClock
 
 _READS = ("monotonic", "perf_counter")
 """The clocks a block reads as real time plus the offset; the wall clock is moved by
 time-machine, which reaches ``datetime.now`` and ``time.time`` in C."""
-
-
-@dataclass
-class VirtualClock:
-    """What one block on virtual time did with the clock (read it after the block or
-    during it): the virtual seconds it spanned, the real seconds they took, and the real
-    seconds that waits ended in because a participant kept running."""
-
-    started_virtual: float
-    started_real: float
-    ended_virtual: float | None = None
-    ended_real: float | None = None
-    jumps: int = 0
-    held: dict[str, float] = field(default_factory=dict)
-    """Per thread name: real seconds that waits ended in while that thread ran."""
-
-    @property
-    def virtual(self) -> float:
-        """Seconds on the virtual clock from the block's start (to its end, once ended)."""
-        end = CLOCK.now() if self.ended_virtual is None else self.ended_virtual
-        return end - self.started_virtual
-
-    @property
-    def real(self) -> float:
-        """Real seconds from the block's start (to its end, once ended)."""
-        end = real_monotonic() if self.ended_real is None else self.ended_real
-        return end - self.started_real
-
-    @property
-    def skipped(self) -> float:
-        """Virtual seconds that took no real time: the waits the clock jumped over."""
-        return self.virtual - self.real
-
-
-class _Waiter:
-    __slots__ = ("deadline", "ended", "since", "woken")
-
-    def __init__(self, deadline: float | None, ended: Callable[[], bool] | None) -> None:
-        self.deadline = deadline
-        self.ended = ended
-        self.since = real_monotonic()
-        self.woken = False
-
-
-class Scheduler:
-    """The participants of one block and the jumps of the clock between them."""
-
-    def __init__(self, first: threading.Thread, wall: Any = None) -> None:
-        self._wall = wall
-        """time-machine's traveller, shifted with the offset; None: the wall clock stays."""
-        self._cond = threading.Condition(threading.Lock())
-        self._running: set[threading.Thread] = {first}
-        self._waiting: dict[threading.Thread, _Waiter] = {}
-        self._adopted: set[threading.Thread] = set()
-        self._advancing = False
-        self._last_jump = real_monotonic()
-        self.clock = VirtualClock(CLOCK.now(), real_monotonic())
-
-    # -- participants ------------------------------------------------------------------
-
-    def knows(self, thread: threading.Thread) -> bool:
-        with self._cond:
-            return self._known(thread)
-
-    def _known(self, thread: threading.Thread) -> bool:
-        return thread in self._running or thread in self._waiting
-
-    def adopted(self, thread: threading.Thread) -> bool:
-        """Whether ``thread`` was started as a participant and its ``run`` has not returned."""
-        with self._cond:
-            return thread in self._adopted
-
-    def adopt(self, thread: threading.Thread) -> None:
-        """``thread``, about to start, is a participant until its ``run`` returns."""
-        run = thread.run
-
-        def participating() -> None:
-            try:
-                run()
-            finally:
-                self.leave(thread)
-
-        thread.run = participating  # type: ignore[method-assign]
-        with self._cond:
-            self._running.add(thread)
-            self._adopted.add(thread)
-
-    def leave(self, thread: threading.Thread) -> None:
-        with self._cond:
-            self._running.discard(thread)
-            self._waiting.pop(thread, None)
-            self._adopted.discard(thread)
-            for other, waiter in self._waiting.items():
-                if not waiter.woken and waiter.ended is not None and waiter.ended():
-                    waiter.woken = True
-                    self._running.add(other)
-            self._cond.notify_all()
-            self._advance()
-
-    # -- waits -------------------------------------------------------------------------
-
-    def wait(self, deadline: float | None, ended: Callable[[], bool] | None = None) -> None:
-        """Wait, as the calling participant, until ``deadline`` on the clock or until
-        ``ended()`` (checked when a participant leaves), whichever comes first."""
-        me = threading.current_thread()
-        with self._cond:
-            if ended is not None and ended():
-                return
-            waiter = _Waiter(deadline, ended)
-            self._running.discard(me)
-            self._waiting[me] = waiter
-            try:
-                self._advance()
-                while not waiter.woken:
-                    left = None if deadline is None else deadline - CLOCK.now()
-                    if left is not None and left <= 0:  # it came in real time
-                        self._held_back(waiter)
-                        break
-                    self._cond.wait(left)
-            finally:
-                self._waiting.pop(me, None)
-                self._running.add(me)
-
-    def _held_back(self, waiter: _Waiter) -> None:
-        held = real_monotonic() - max(waiter.since, self._last_jump)
-        for thread in self._running:
-            self.clock.held[thread.name] = self.clock.held.get(thread.name, 0.0) + held
-
-    # -- jumps -------------------------------------------------------------------------
-
-    def _next_deadline(self) -> float | None:
-        deadlines = [w.deadline for w in self._waiting.values() if w.deadline is not None]
-        deadlines += [d for d in (s.next_deadline() for s in timer_sources()) if d is not None]
-        return min(deadlines, default=None)
-
-    def _advance(self) -> None:
-        """With the lock held: while every participant waits, jump to the next deadline,
-        fire the timers due, wake the waiters due."""
-        if self._advancing:
-            return  # the thread already advancing looks again before it stops
-        self._advancing = True
-        try:
-            while not self._still_running():
-                target = self._next_deadline()
-                if target is None:
-                    return  # every participant waits for another: nothing to jump to
-                if target > CLOCK.now():
-                    self._unlocked(settle_loops)
-                    if self._still_running() or self._next_deadline() != target:
-                        continue
-                    now = CLOCK.now()
-                    if target > now:
-                        CLOCK.offset += target - now
-                        if self._wall is not None:
-                            self._wall.shift(target - now)
-                        self.clock.jumps += 1
-                        self._last_jump = real_monotonic()
-                self._unlocked(_fire_timers)
-                now = CLOCK.now()
-                for thread, waiter in self._waiting.items():
-                    if not waiter.woken and waiter.deadline is not None and waiter.deadline <= now:
-                        waiter.woken = True
-                        self._running.add(thread)
-                self._cond.notify_all()
-        finally:
-            self._advancing = False
-
-    def _still_running(self) -> bool:
-        """Whether a participant runs; one whose thread ended without leaving (it joined
-        at its first wait, with no ``run`` of ours around it) is dropped."""
-        self._running = {t for t in self._running if t.is_alive()}
-        return bool(self._running)
-
-    def _unlocked(self, action: Callable[[], object]) -> None:
-        self._cond.release()
-        try:
-            action()
-        finally:
-            self._cond.acquire()
-
-    def wake_all(self) -> None:
-        """The block ended: whoever still waits goes on in real time."""
-        with self._cond:
-            for waiter in self._waiting.values():
-                waiter.woken = True
-            self._cond.notify_all()
-
-
-def _fire_timers() -> None:
-    for source in timer_sources():
-        source.fire_due()
-
 
 # -- the patches, for one block at a time ----------------------------------------------
 
@@ -284,12 +93,104 @@ def _virtual_join(
         ):
             return real(thread, timeout)
         deadline = None if timeout is None else CLOCK.now() + max(float(timeout), 0.0)
-        scheduler.wait(deadline, lambda: thread not in scheduler._adopted)
+        scheduler.wait(deadline, lambda: scheduler.run_returned(thread))
         if not scheduler.adopted(thread):
             real(thread, None)  # its run returned: what is left of the thread is short
         return None
 
     return join
+
+
+def _virtual_condition_wait(
+    real: Callable[[threading.Condition, float | None], bool],
+) -> Callable[[threading.Condition, float | None], bool]:
+    def wait(condition: threading.Condition, timeout: float | None = None) -> bool:
+        scheduler = _ACTIVE
+        if (
+            scheduler is None
+            or condition not in scheduler.made
+            or is_machinery()
+            or not scheduler.knows(threading.current_thread())
+            or _called_by_the_plugin()
+        ):
+            return real(condition, timeout)
+        if not condition._is_owned():  # type: ignore[attr-defined]
+            raise RuntimeError("cannot wait on un-acquired lock")
+        deadline = None if timeout is None else CLOCK.now() + max(float(timeout), 0.0)
+        return scheduler.condition_wait(condition, deadline)
+
+    return wait
+
+
+def _virtual_condition_init(
+    real: Callable[[threading.Condition, Any], None],
+) -> Callable[[threading.Condition, Any], None]:
+    def init(condition: threading.Condition, lock: Any = None) -> None:
+        real(condition, lock)
+        scheduler = _ACTIVE
+        if scheduler is not None:
+            scheduler.made.add(condition)
+
+    return init
+
+
+def _virtual_notify(
+    real: Callable[[threading.Condition, int], None],
+) -> Callable[[threading.Condition, int], None]:
+    def notify(condition: threading.Condition, n: int = 1) -> None:
+        scheduler = _ACTIVE
+        if not condition._is_owned():  # type: ignore[attr-defined]
+            raise RuntimeError("cannot notify on un-acquired lock")
+        woken = scheduler.notify(condition, n) if scheduler is not None else 0
+        if n > woken:
+            real(condition, n - woken)
+
+    return notify
+
+
+def _virtual_notify_all(
+    real: Callable[[threading.Condition], None],
+) -> Callable[[threading.Condition], None]:
+    def notify_all(condition: threading.Condition) -> None:
+        scheduler = _ACTIVE
+        if scheduler is not None:
+            scheduler.notify(condition, sys.maxsize)
+        real(condition)
+
+    return notify_all
+
+
+def _called_by_the_plugin() -> bool:
+    """Whether the wait was called by the plugin's own code (through the standard library:
+    a future's result, an event): it waits for the plugin's machinery, which keeps real
+    time, so it is a real wait and its thread counts as running.  The frames of virtual
+    time's own wrappers (``Thread.start``, the ``run`` of a participant) are passed over."""
+    frame = sys._getframe(2)  # the caller of the patched wait
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if module in _OURS:
+            frame = frame.f_back  # type: ignore[assignment]
+            continue
+        package = module.partition(".")[0]
+        if package == _PLUGIN:
+            return True
+        if package not in sys.stdlib_module_names:
+            return False
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
+
+
+_OURS = frozenset({__name__, Scheduler.__module__})
+_PLUGIN = __name__.partition(".")[0]
+
+
+class _Queues:
+    """What ``concurrent.futures.thread`` reads of the ``queue`` module, with a work queue
+    whose waits virtual time sees (``SimpleQueue`` waits in C): an executor made in a block
+    has idle workers that wait, instead of running for ever."""
+
+    SimpleQueue = queue.Queue
+    Empty = queue.Empty
 
 
 _BOUND_SKIPPED = frozenset(sys.stdlib_module_names) | {
@@ -309,10 +210,18 @@ Hypothesis's (its deadlines) and the time libraries'."""
 
 
 class _Patches:
-    """What a block changes, and undoes: the ``time`` module's clocks and ``sleep``, the
-    module globals bound to them (``from time import monotonic``), ``Thread.start`` and
-    ``join``, and the wall clock (``time.time``, ``datetime.now``: time-machine's travel,
-    shifted at each jump)."""
+    """What a block changes, and undoes:
+
+    - the ``time`` module's clocks and ``sleep``, and the module globals bound to them
+      (``from time import monotonic``), outside :data:`_BOUND_SKIPPED`;
+    - ``Thread.start`` and ``join``; ``Condition.wait`` and ``notify`` (``Event``,
+      ``queue.Queue``, ``Semaphore`` and futures wait through them), virtual for the
+      conditions made in the block (``Condition.__init__`` notes them);
+    - the clocks ``threading`` and ``queue`` time those waits with, and the work queue of
+      ``ThreadPoolExecutor`` (:class:`_Queues`);
+    - the wall clock (``time.time``, ``datetime.now``): time-machine's travel, shifted at
+      each jump.
+    """
 
     def __init__(self) -> None:
         self.replace: dict[str, tuple[object, object]] = {}
@@ -321,7 +230,19 @@ class _Patches:
                 real = getattr(time, attr)
                 self.replace[attr] = (real, make(real))
         self.replace["sleep"] = (time.sleep, _virtual_sleep(time.sleep))
-        self._thread = (threading.Thread.start, threading.Thread.join)
+        waits_clock = _offset_off_machinery(time.monotonic)
+        self._attributes: list[tuple[object, str, object]] = [
+            (threading.Thread, "start", _virtual_start),
+            (threading.Thread, "join", _virtual_join),
+            (threading.Condition, "__init__", _virtual_condition_init),
+            (threading.Condition, "wait", _virtual_condition_wait),
+            (threading.Condition, "notify", _virtual_notify),
+            (threading.Condition, "notify_all", _virtual_notify_all),
+            (threading, "_time", lambda _: waits_clock),
+            (queue, "time", lambda _: waits_clock),
+            (concurrent.futures.thread, "queue", lambda _: _Queues),
+        ]
+        self._saved: list[tuple[object, str, object]] = []
         self._bound: list[tuple[ModuleType, str, object]] = []
         self._modules: set[str] = set()
         self._travel: Any = None
@@ -342,17 +263,18 @@ class _Patches:
         self._travel = travel
         time.time()  # the first read fixes where the travel ticks from; no two threads race it
         for attr, (_, replacement) in self.replace.items():
-            setattr(time, attr, replacement)
-        start, join = self._thread
-        setattr(threading.Thread, "start", _virtual_start(start))  # noqa: B010
-        setattr(threading.Thread, "join", _virtual_join(join))  # noqa: B010
+            self._set(time, attr, replacement)
+        for owner, attr, make in self._attributes:
+            self._set(owner, attr, make(getattr(owner, attr)))  # type: ignore[operator]
         swap = {id(real): replacement for real, replacement in self.replace.values()}
         self._modules = set(sys.modules)
-        self._bound = [
-            (module, attr, real) for module, attr, real in _bound(list(sys.modules), swap)
-        ]
+        self._bound = _bound(list(sys.modules), swap)
         for module, attr, _ in self._bound:
             setattr(module, attr, swap[id(getattr(module, attr))])
+
+    def _set(self, owner: object, attr: str, value: object) -> None:
+        self._saved.append((owner, attr, getattr(owner, attr)))
+        setattr(owner, attr, value)
 
     def undo(self) -> None:
         for module, attr, real in self._bound:
@@ -361,9 +283,8 @@ class _Patches:
         back = {id(replacement): real for real, replacement in self.replace.values()}
         for module, attr, _ in _bound([n for n in sys.modules if n not in self._modules], back):
             setattr(module, attr, back[id(getattr(module, attr))])
-        for attr, (real, _) in self.replace.items():
-            setattr(time, attr, real)
-        threading.Thread.start, threading.Thread.join = self._thread  # type: ignore[method-assign]
+        for owner, attr, real in reversed(self._saved):
+            setattr(owner, attr, real)
         if self._travel is not None:
             self._travel.stop()
 
@@ -412,6 +333,12 @@ def virtual_time() -> Iterator[VirtualClock]:
 
 def _offset(real: Callable[[], float]) -> Callable[[], float]:
     return lambda: real() + CLOCK.offset
+
+
+def _offset_off_machinery(real: Callable[[], float]) -> Callable[[], float]:
+    """The clock of waits' timeouts: virtual, but real on the plugin's threads, whose waits
+    are real."""
+    return lambda: real() if is_machinery() else real() + CLOCK.offset
 
 
 def _offset_ns(real: Callable[[], int]) -> Callable[[], int]:
