@@ -64,6 +64,16 @@ def real_sleep(seconds: float) -> None:
     _PAUSE.wait(seconds)
 
 
+class RealCondition(threading.Condition):
+    """A condition of the plugin's machinery: ``threading.Condition``'s methods as they were
+    before virtual time patched any (this module is imported first), so that its waits are
+    real and its notices never reach virtual time's scheduler, whose lock they could meet."""
+
+    wait = threading.Condition.wait
+    notify = threading.Condition.notify
+    notify_all = threading.Condition.notify_all
+
+
 _MACHINERY: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
 
 
@@ -103,7 +113,7 @@ def timer_sources() -> list[TimerSource]:
 
 
 class _Waits(Protocol):
-    def wait(self, deadline: float | None, ended: Callable[[], bool] | None = None) -> None: ...
+    def wait(self, deadline: float | None, ended: Callable[[], bool] | None = None) -> bool: ...
 
 
 class Clock:
@@ -135,8 +145,10 @@ class Clock:
         scheduler = self.virtual
         if scheduler is None or is_machinery() or seconds <= 0:
             real_sleep(seconds)
-        else:
-            scheduler.wait(self.now() + seconds)
+            return
+        deadline = self.now() + seconds
+        if not scheduler.wait(deadline):  # the block ended first: wait what is left
+            real_sleep(max(deadline - self.now(), 0.0))
 
 
 CLOCK = Clock()

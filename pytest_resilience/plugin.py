@@ -61,7 +61,9 @@ TIMELINES = pytest.StashKey[dict[str, Any]]()
 FAILED = pytest.StashKey[bool]()
 ORPHAN_WATCH = pytest.StashKey[Any]()
 VIRTUAL = pytest.StashKey[bool]()
-"""On an item: its body runs on virtual time."""
+"""On an item: it runs on virtual time, from setup to teardown."""
+CLOCK_BLOCK = pytest.StashKey[contextlib.ExitStack]()
+"""On an item on virtual time: its open block, closed after teardown."""
 _USES_PLUGIN = ("resilience", "toxiproxy")
 
 T = TypeVar("T")
@@ -137,8 +139,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dest="resilience_clock",
         type=_usage(parse_clock),
         default=None,
-        help="real (default) or virtual: virtual runs every sync test body on virtual time, "
-        "as @pytest.mark.virtual_time does for one test.",
+        help="real (default) or virtual: virtual runs every sync test on virtual time, from "
+        "setup to teardown, as @pytest.mark.virtual_time does for one test.",
     )
     parser.addini(INI_CLOCK, "default for --resilience-clock", default="real")
     parser.addini(INI_SEED, "default for --resilience-seed", default="")
@@ -183,6 +185,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[ORPHAN_WATCH] = OrphanWatch().start()
     collector = config.stash[COLLECTOR] = Collector()
     config.pluginmanager.register(collector, "resilience-report-collector")
+    config.pluginmanager.register(_ClockBlocks(), "resilience-clock-blocks")
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -290,6 +293,33 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         pytest.fail(error, pytrace=False)
 
 
+class _ClockBlocks:
+    """Opens a test's block on virtual time before its fixtures are set up (first of the
+    setup hooks' wrappers), and closes it after its teardown (the last)."""
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, object, object]:
+        if item.stash.get(VIRTUAL, False) and MARKER_ERROR not in item.stash:
+            from .runtime.virtual import virtual_time
+
+            block = item.stash[CLOCK_BLOCK] = contextlib.ExitStack()
+            block.enter_context(virtual_time())
+        return (yield)
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, object, object]:
+        try:
+            return (yield)
+        finally:
+            from .clock import CLOCK
+
+            block = item.stash.get(CLOCK_BLOCK, None)
+            if block is not None:
+                del item.stash[CLOCK_BLOCK]
+                block.close()
+            CLOCK.rewind()  # the next test's records compare with time.monotonic() again
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     markers = item.stash.get(MARKERS, None)
@@ -304,15 +334,11 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
 
 
 def _clock(item: pytest.Item, res: Resilience | None) -> contextlib.AbstractContextManager[object]:
-    """The body's clock: virtual (its windows' timers then fire at virtual instants), or
-    left as it is."""
-    if not item.stash.get(VIRTUAL, False):
-        return contextlib.nullcontext()
-    if res is not None:
+    """The body's clock: on virtual time (the test's block, opened at setup, which the
+    ``resilience`` fixture's record then names), or left as it is."""
+    if item.stash.get(VIRTUAL, False) and res is not None:
         return res.virtual_time()
-    from .runtime.virtual import virtual_time
-
-    return virtual_time()
+    return contextlib.nullcontext()
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -340,16 +366,6 @@ def _with_marker_windows(
     if windows.missing:
         pytest.fail(missing_service(windows.missing[0], res.services), pytrace=False)
     return result
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, object, object]:
-    try:
-        return (yield)
-    finally:
-        from .clock import CLOCK
-
-        CLOCK.rewind()  # the next test's records compare with time.monotonic() again
 
 
 @pytest.hookimpl(wrapper=True)

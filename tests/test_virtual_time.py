@@ -18,6 +18,7 @@ import types
 
 import pytest
 import requests
+import time_machine
 from freezegun import freeze_time
 
 from pytest_resilience import ConfigurationError, HttpService, Resilience
@@ -28,6 +29,7 @@ from pytest_resilience.clock import (
     real_sleep,
     real_wall,
 )
+from pytest_resilience.markers.windows import _Timer
 from pytest_resilience.runtime.virtual import virtual_time
 
 READS = ("monotonic", "perf_counter", "time")
@@ -212,6 +214,39 @@ def test_clocks_bound_before_the_block_are_reached_and_given_back() -> None:
         sys.modules.pop("imported_during_the_block", None)
 
 
+def test_a_clock_passed_as_a_default_argument_is_reached_and_given_back() -> None:
+    """``clock=time.monotonic`` (the payments example's breaker, botocore's RetryHandler's
+    ``sleep=time.sleep``) is bound when the function is defined."""
+    client = types.ModuleType("client_with_a_default_clock")
+    exec(
+        "import time\n"
+        "def elapsed_since(start, clock=time.monotonic):\n"
+        "    return clock() - start\n"
+        "class Breaker:\n"
+        "    def __init__(self, *, clock=time.monotonic, sleep=time.sleep):\n"
+        "        self.clock, self.sleep = clock, sleep\n",
+        client.__dict__,
+    )
+    client.__dict__["__name__"] = client.__name__
+    client.elapsed_since.__module__ = client.Breaker.__module__ = client.__name__
+    sys.modules[client.__name__] = client
+    try:
+        with virtual_time() as clock:
+            start = time.monotonic()
+            breaker = client.Breaker()
+            breaker.sleep(30)
+            assert 30 <= client.elapsed_since(start) <= 30 + clock.real
+            assert 30 <= breaker.clock() - start <= 30 + clock.real
+        assert client.elapsed_since.__defaults__ == (time.monotonic,)
+        assert client.Breaker.__init__.__kwdefaults__ == {
+            "clock": time.monotonic,
+            "sleep": time.sleep,
+        }
+        assert clock.real < 30
+    finally:
+        del sys.modules[client.__name__]
+
+
 def test_the_wall_clock_and_datetime_move_with_each_jump_and_come_back_after() -> None:
     with virtual_time() as clock:
         wall, now = time.time(), dt.datetime.now(dt.timezone.utc)
@@ -333,6 +368,146 @@ def test_the_plugins_own_waits_stay_real_while_another_participant_sleeps(
     assert clock.virtual >= 600
 
 
+# -- what a review found: each failed before its fix -------------------------------------
+
+
+def test_a_future_of_an_executor_made_before_the_block_is_waited_for_in_real_time() -> None:
+    """Its workers are outside the block: a jump must not time the result out while one
+    works (it did: TimeoutError after 0 real s)."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(int).result()  # its worker exists before the block
+        with virtual_time():
+            sleeper = threading.Thread(target=time.sleep, args=(600,))
+            sleeper.start()
+            assert pool.submit(lambda: (real_sleep(0.1), "done")[1]).result(timeout=10) == "done"
+            sleeper.join()
+
+
+def test_waits_still_open_when_the_block_ends_go_on_in_real_time() -> None:
+    """They returned False, raised TimeoutError, or joined a live thread."""
+    results: dict[str, object] = {}
+    with virtual_time():
+        ready = threading.Event()
+        waiter = threading.Thread(target=lambda: results.setdefault("wait", ready.wait()))
+        waiter.start()
+        joiner = threading.Thread(
+            target=lambda: (waiter.join(), results.setdefault("alive", waiter.is_alive()))
+        )
+        joiner.start()
+        time.sleep(1)
+    assert results == {}
+    ready.set()
+    joiner.join()
+    assert results == {"wait": True, "alive": False}
+
+
+def test_a_thread_whose_start_fails_leaves_the_participants() -> None:
+    """It stayed a running participant: every later sleep took real time."""
+    thread = threading.Thread(target=int)
+    with virtual_time() as clock:
+        thread.start()
+        thread.join()
+        with pytest.raises(RuntimeError, match="threads can only be started once"):
+            thread.start()
+        time.sleep(30)
+    assert clock.real < 30
+
+
+def test_the_plugins_timers_scheduled_beside_a_sleeping_test_never_deadlock() -> None:
+    """A machinery thread scheduling marker-window actions while the test sleeps: the
+    scheduler's lock and the timer's were taken in opposite orders, and hung."""
+    finished = threading.Event()
+
+    def body() -> None:
+        with virtual_time():
+            timer = _Timer(lambda exc: None)
+            stop = threading.Event()
+
+            def feeder() -> None:
+                while not stop.is_set():
+                    timer.at(CLOCK.now() + 1e6, lambda: None)
+
+            feeding = machinery_thread(feeder, "pytest-resilience-test-feeder")
+            feeding.start()
+            for _ in range(2000):
+                time.sleep(0.001)
+            stop.set()
+            feeding.join()
+            timer.stop()
+        finished.set()
+
+    runner = threading.Thread(target=body, daemon=True)  # outside any block: a real join
+    runner.start()
+    runner.join(timeout=60)
+    assert finished.is_set(), "deadlocked"
+
+
+def test_a_second_blocks_wall_and_monotonic_clocks_move_together() -> None:
+    """The wall clock travelled from the real time, the monotonic one carried the
+    offset: 100 s apart in the second block of a test."""
+    with virtual_time():
+        time.sleep(100)
+    with virtual_time():
+        # time-machine moves CLOCK_REALTIME too: the system's wall time through its hatch.
+        real_now, real_wall_now = real_monotonic(), time_machine.escape_hatch.time.time()
+        monotonic_ahead = time.monotonic() - real_now
+        wall_ahead = time.time() - real_wall_now
+    assert monotonic_ahead >= 99  # the jump: 100 s less the real time the sleep took
+    assert abs(wall_ahead - monotonic_ahead) < 1
+
+
+def test_a_module_that_cannot_be_read_does_not_stop_the_block() -> None:
+    class Lazy(types.ModuleType):
+        def __getattribute__(self, name: str) -> object:
+            raise ImportError("an optional dependency is missing")
+
+    sys.modules["lazy_module_of_a_library"] = Lazy("lazy_module_of_a_library")
+    try:
+        with virtual_time() as clock:
+            time.sleep(10)
+        assert clock.virtual >= 10
+    finally:
+        del sys.modules["lazy_module_of_a_library"]
+
+
+def test_a_thread_outside_the_block_keeps_its_real_timeouts() -> None:
+    """Its queue's timeout was read on the jumped clock and ended early."""
+    work: queue.Queue[int] = queue.Queue()
+    waited: list[float] = []
+
+    def consumer() -> None:
+        began = real_monotonic()
+        with pytest.raises(queue.Empty):
+            work.get(timeout=0.3)
+        waited.append(real_monotonic() - began)
+
+    outside = threading.Thread(target=consumer)
+    outside.start()
+    with virtual_time():
+        time.sleep(60)
+        with work.not_empty:
+            work.not_empty.notify()  # a wake-up without an item
+    outside.join()
+    assert waited[0] >= 0.3
+
+
+def test_held_back_time_is_counted_once_per_thread() -> None:
+    """Ten waits ending in real time together added their whole spans each."""
+    held = threading.Lock()
+    held.acquire()
+    with virtual_time() as clock:
+        blocker = threading.Thread(target=held.acquire, name="blocker")
+        blocker.start()
+        sleepers = [threading.Thread(target=time.sleep, args=(0.1,)) for _ in range(10)]
+        for sleeper in sleepers:
+            sleeper.start()
+        for sleeper in sleepers:
+            sleeper.join()
+        held.release()
+        blocker.join()
+    assert clock.held["blocker"] <= clock.real
+
+
 # -- the plugin: the marker, its windows, the record --------------------------------------
 
 
@@ -430,7 +605,7 @@ def test_the_summary_names_the_thread_that_held_the_clock_back(
         [
             "  clock:    0.3 s virtual in 0.* s real; waits ended in real time for 0.* s while "
             "thread 'lock-taker' ran where virtual time cannot see it wait (a socket, a lock, "
-            "a queue), holding the clock back"
+            "an object made before the block), holding the clock back"
         ]
     )
 
@@ -471,7 +646,7 @@ def test_a_bad_clock_option_is_one_sentence(inner: pytest.Pytester) -> None:
     result.stderr.fnmatch_lines(
         [
             "*--resilience-clock='fast' is not real or virtual; pass --resilience-clock=virtual "
-            "to put every sync test body on virtual time."
+            "to put every sync test on virtual time."
         ]
     )
 

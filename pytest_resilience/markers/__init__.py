@@ -40,8 +40,9 @@ EXPLORE_HELP = (
 )
 
 VIRTUAL_TIME_HELP = (
-    "virtual_time: run the test body on virtual time: time.sleep in its threads ends at once "
-    "and moves the clock the plugin records with (and time.monotonic, time.time) forward."
+    "virtual_time: run the test (setup to teardown) on virtual time: time.sleep in its threads "
+    "ends at once and moves the clock the plugin records with (and time.monotonic, time.time) "
+    "forward."
 )
 
 # HTTP markers: the HTTP service method each one calls (the marker takes its arguments).

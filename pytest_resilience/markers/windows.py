@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from ..clock import CLOCK, machinery_thread, timer_source
+from ..clock import CLOCK, RealCondition, machinery_thread, timer_source
 from ..faults.fault import Fault
 from . import MarkerFault
 
@@ -31,7 +31,7 @@ class _Timer:
     def __init__(self, on_error: Callable[[BaseException], None]) -> None:
         self._queue: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = itertools.count()
-        self._cond = threading.Condition()
+        self._cond = RealCondition()
         self._stopped = False
         self._on_error = on_error
         self._thread: threading.Thread | None = None
@@ -58,8 +58,10 @@ class _Timer:
             self.fire_due()
 
     def next_deadline(self) -> float | None:
-        with self._cond:
-            return None if self._stopped or not self._queue else self._queue[0][0]
+        # Without the lock: virtual time asks holding its own, and this timer's is held
+        # while its thread starts.  heapq's C functions change the list whole under the GIL.
+        queue = self._queue
+        return None if self._stopped or not queue else queue[0][0]
 
     def fire_due(self) -> None:
         """Run the actions due by now, here; one thread at a time, so that a jump of

@@ -114,7 +114,7 @@ def _clock(clock: ClockRecord) -> str:
         line += (
             f"; waits ended in real time for {clock.held_s:.2f} s while thread "
             f"{clock.held_by!r} ran where virtual time cannot see it wait (a socket, a lock, "
-            "a queue), holding the clock back"
+            "an object made before the block), holding the clock back"
         )
     return line
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..clock import CLOCK, real_monotonic, timer_sources
+from ..clock import CLOCK, RealCondition, real_monotonic, timer_sources
 from .loop import settle_loops
 
 
@@ -46,14 +46,9 @@ class VirtualClock:
         return self.virtual - self.real
 
 
-class _OwnCondition(threading.Condition):
-    """The scheduler's own condition, with ``threading.Condition``'s methods as they were
-    before any block patched them: its waits and notices are the machinery of the patched
-    ones."""
-
-    wait = threading.Condition.wait
-    notify = threading.Condition.notify
-    notify_all = threading.Condition.notify_all
+_CLOSING = 1.0
+"""Seconds :meth:`Scheduler.close` gives condition waits to take their locks back (one
+the closing thread holds itself cannot)."""
 
 
 class _Notice:
@@ -82,7 +77,7 @@ class Scheduler:
     def __init__(self, first: threading.Thread, wall: Any = None) -> None:
         self._wall = wall
         """time-machine's traveller, shifted with the offset; None: the wall clock stays."""
-        self._cond = _OwnCondition(threading.Lock())
+        self._cond = RealCondition(threading.Lock())
         self._running: set[threading.Thread] = {first}
         self._waiting: dict[threading.Thread, _Waiter] = {}
         self._adopted: set[threading.Thread] = set()
@@ -92,6 +87,10 @@ class Scheduler:
         may be notified by a thread outside the block, which the clock does not wait for)."""
         self._advancing = False
         self._last_jump = real_monotonic()
+        self._held_until: dict[threading.Thread, float] = {}
+        self._open_condition_waits = 0
+        self.closed = False
+        """The block ended: waits still open go on in real time, as if it never began."""
         self.clock = VirtualClock(CLOCK.now(), real_monotonic())
 
     # -- participants ------------------------------------------------------------------
@@ -99,6 +98,11 @@ class Scheduler:
     def knows(self, thread: threading.Thread) -> bool:
         with self._cond:
             return self._known(thread)
+
+    def knows_now(self, thread: threading.Thread) -> bool:
+        """:meth:`knows`, without the lock: for a clock read, where a stale answer costs a
+        moment of the other clock, never a deadlock."""
+        return thread in self._running or thread in self._waiting
 
     def _known(self, thread: threading.Thread) -> bool:
         return thread in self._running or thread in self._waiting
@@ -113,8 +117,9 @@ class Scheduler:
         with self._cond:
             return thread in self._adopted
 
-    def adopt(self, thread: threading.Thread) -> None:
-        """``thread``, about to start, is a participant until its ``run`` returns."""
+    def adopt(self, thread: threading.Thread, start: Callable[[], None]) -> None:
+        """``thread`` is a participant from before ``start()`` until its ``run`` returns
+        (or until ``start()`` fails)."""
         run = thread.run
 
         def participating() -> None:
@@ -127,6 +132,12 @@ class Scheduler:
         with self._cond:
             self._running.add(thread)
             self._adopted.add(thread)
+        try:
+            start()
+        except BaseException:
+            thread.run = run  # type: ignore[method-assign]
+            self.leave(thread)
+            raise
 
     def leave(self, thread: threading.Thread) -> None:
         with self._cond:
@@ -142,13 +153,16 @@ class Scheduler:
 
     # -- waits -------------------------------------------------------------------------
 
-    def wait(self, deadline: float | None, ended: Callable[[], bool] | None = None) -> None:
+    def wait(self, deadline: float | None, ended: Callable[[], bool] | None = None) -> bool:
         """Wait, as the calling participant, until ``deadline`` on the clock or until
-        ``ended()`` (checked when a participant leaves), whichever comes first."""
+        ``ended()`` (checked when a participant leaves), whichever comes first.  False when
+        the block ended first (or had): the caller finishes the wait in real time."""
         me = threading.current_thread()
         with self._cond:
+            if self.closed:
+                return False
             if ended is not None and ended():
-                return
+                return True
             waiter = _Waiter(deadline, ended)
             self._running.discard(me)
             self._waiting[me] = waiter
@@ -163,16 +177,23 @@ class Scheduler:
             finally:
                 self._waiting.pop(me, None)
                 self._running.add(me)
+            return not self.closed
 
-    def condition_wait(self, condition: threading.Condition, deadline: float | None) -> bool:
+    def condition_wait(self, condition: threading.Condition, deadline: float | None) -> bool | None:
         """``condition.wait`` as the calling participant, which holds its lock: release it,
-        wait until :meth:`notify` or ``deadline``, take it back; whether it was notified."""
+        wait until :meth:`notify` or ``deadline``, take it back; whether it was notified.
+        None if the block has ended: the caller waits for real.  A wait the block's end
+        cuts short goes on as a real one, from under the lock, so that no notice is lost
+        between the two (:meth:`close` waits for that)."""
         notice = _Notice(threading.current_thread())
         with self._cond:
+            if self.closed:
+                return None
             self._conditions.setdefault(condition, deque()).append(notice)
+            self._open_condition_waits += 1
         saved = condition._release_save()  # type: ignore[attr-defined]
         try:
-            self.wait(deadline, lambda: notice.notified)
+            virtual = self.wait(deadline, lambda: notice.notified)
         finally:
             condition._acquire_restore(saved)  # type: ignore[attr-defined]
             with self._cond:
@@ -181,7 +202,12 @@ class Scheduler:
                     notices.remove(notice)
                 if not notices:
                     self._conditions.pop(condition, None)
-        return notice.notified
+                self._open_condition_waits -= 1
+                self._cond.notify_all()
+        if notice.notified or virtual:
+            return notice.notified
+        left = None if deadline is None else max(deadline - CLOCK.now(), 0.0)
+        return RealCondition.wait(condition, left)
 
     def notify(self, condition: threading.Condition, n: int) -> int:
         """Wake up to ``n`` participants waiting on ``condition`` (whose lock the caller
@@ -203,9 +229,15 @@ class Scheduler:
         return woken
 
     def _held_back(self, waiter: _Waiter) -> None:
-        held = real_monotonic() - max(waiter.since, self._last_jump)
+        """A wait ended in real time: each running thread held the clock back from the
+        wait's start (or the last jump) until now, less what was already counted for it."""
+        now = real_monotonic()
+        since = max(waiter.since, self._last_jump)
         for thread in self._running:
-            self.clock.held[thread.name] = self.clock.held.get(thread.name, 0.0) + held
+            held = now - max(since, self._held_until.get(thread, since))
+            if held > 0:
+                self.clock.held[thread.name] = self.clock.held.get(thread.name, 0.0) + held
+                self._held_until[thread] = now
 
     # -- jumps -------------------------------------------------------------------------
 
@@ -221,7 +253,7 @@ class Scheduler:
             return  # the thread already advancing looks again before it stops
         self._advancing = True
         try:
-            while not self._still_running():
+            while not self.closed and not self._still_running():
                 target = self._next_deadline()
                 if target is None:
                     return  # every participant waits for another: nothing to jump to
@@ -260,12 +292,18 @@ class Scheduler:
         finally:
             self._cond.acquire()
 
-    def wake_all(self) -> None:
-        """The block ended: whoever still waits goes on in real time."""
+    def close(self) -> None:
+        """The block ends: whoever still waits goes on in real time.  Returns once each
+        condition wait has its lock back (a second at most), before the patches go, so
+        that a notice sent meanwhile still reaches it."""
         with self._cond:
+            self.closed = True
             for waiter in self._waiting.values():
                 waiter.woken = True
             self._cond.notify_all()
+            until = real_monotonic() + _CLOSING
+            while self._open_condition_waits and real_monotonic() < until:
+                self._cond.wait(until - real_monotonic())
 
 
 def _fire_timers() -> None:

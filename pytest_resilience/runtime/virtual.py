@@ -2,28 +2,35 @@
 
 The clock is real time plus an offset (:data:`~pytest_resilience.clock.CLOCK`'s), so real
 work (I/O, CPU) takes its real time in the record.  The offset jumps only when every
-**participant** waits: the test's thread, the threads it (or another participant) starts
-during the block, and any other thread at its first ``time.sleep``.  The plugin's own
-threads (:func:`~pytest_resilience.clock.machinery_thread`) are never participants.
+**participant** waits (:class:`~.scheduler.Scheduler`): the test's thread, the threads it
+(or another participant) starts during the block, and any other thread at its first
+``time.sleep``.  The plugin's own threads
+(:func:`~pytest_resilience.clock.machinery_thread`) are never participants.
 
 - ``time.sleep`` on a participant is a virtual wait with a deadline; ``Thread.join`` of
-  a participant is a virtual wait that ends when that thread's ``run`` returns.
+  a participant ends when that thread's ``run`` returns; a wait on a condition made in
+  the block (so an ``Event``, ``Queue``, ``Semaphore`` or future made there) ends at its
+  notice or its timeout.  Waits the plugin's code makes (on its own machinery) and waits
+  on objects made before the block (a thread outside it may be the one to set them) are
+  real, and their thread counts as running.
 - When the last running participant starts to wait, the scheduler lets the plugin's
   loops see and stamp what the code did before it (:func:`~.loop.settle_loops`), jumps
   to the earliest deadline among the waits and the plugin's timers (marker windows),
   fires those timers, then wakes the waiters due.  Timers fire first, so a fault window
   has closed before the client that waits for its end wakes.
-- A participant blocked where the scheduler cannot see (a socket read, a lock, a queue)
-  counts as running: no jump happens meanwhile and the others' waits end in real time.
-  Slower, never wrong.  :class:`VirtualClock` sums that real time per running thread so
-  that the summary can name the thread that held the jumps back.
-- Reads (``time.monotonic``, ``perf_counter``, ``time`` and their ``_ns`` forms) return
-  real time plus the offset on every thread.  The plugin's loops read the real clock
-  (:class:`~.loop._RealTimeLoop`), its machinery :func:`~pytest_resilience.clock.real_monotonic`.
+- A participant blocked where the scheduler cannot see (a socket read, a ``Lock`` in C,
+  an object made before the block) counts as running: no jump happens meanwhile and the
+  others' waits end in real time.  Slower, never wrong.  :class:`~.scheduler.VirtualClock`
+  sums that real time per running thread, so the summary can name the one that held
+  the jumps back.
+- Reads: ``time.monotonic`` and ``perf_counter`` (and their ``_ns`` forms, and module
+  globals bound to them before the block) return real time plus the offset on every
+  thread; the wall clock (``time.time``, ``datetime.now``) is time-machine's travel,
+  shifted at each jump.  The plugin's loops and machinery read the real clocks.
 
-What is patched is the ``time`` module's attributes and ``threading.Thread.start`` and
-``join``, for the block only: references bound before it (``from time import sleep``)
-and waits in C (lock and socket timeouts) keep real time.
+At the block's end, waits still open go on in real time, and the patches go
+(:class:`_Patches` lists them).  The records' offset stays until the test ends, so
+``time.monotonic()`` read after the block is behind them.
 """
 
 from __future__ import annotations
@@ -35,8 +42,8 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from types import ModuleType
+from collections.abc import Callable, Iterable, Iterator
+from types import FunctionType, ModuleType
 from typing import Any
 
 from ..clock import CLOCK, is_machinery, real_monotonic, real_wall
@@ -59,7 +66,9 @@ def _virtual_sleep(real: Callable[[float], None]) -> Callable[[float], None]:
         finite = isinstance(seconds, int | float) and math.isfinite(seconds)
         if scheduler is None or is_machinery() or not finite or seconds <= 0:
             return real(seconds)  # a yield, a machinery wait, or the error time.sleep gives
-        scheduler.wait(CLOCK.now() + seconds)
+        deadline = CLOCK.now() + seconds
+        if not scheduler.wait(deadline):  # the block ended first: sleep what is left
+            real(max(deadline - CLOCK.now(), 0.0))
         return None
 
     return sleep
@@ -73,8 +82,9 @@ def _virtual_start(real: Callable[[threading.Thread], None]) -> Callable[[thread
             and not is_machinery(thread)
             and scheduler.knows(threading.current_thread())
         ):
-            scheduler.adopt(thread)
-        real(thread)
+            scheduler.adopt(thread, lambda: real(thread))
+        else:
+            real(thread)
 
     return start
 
@@ -93,7 +103,9 @@ def _virtual_join(
         ):
             return real(thread, timeout)
         deadline = None if timeout is None else CLOCK.now() + max(float(timeout), 0.0)
-        scheduler.wait(deadline, lambda: scheduler.run_returned(thread))
+        if not scheduler.wait(deadline, lambda: scheduler.run_returned(thread)):
+            left = None if deadline is None else max(deadline - CLOCK.now(), 0.0)
+            return real(thread, left)  # the block ended first: join in real time
         if not scheduler.adopted(thread):
             real(thread, None)  # its run returned: what is left of the thread is short
         return None
@@ -109,6 +121,7 @@ def _virtual_condition_wait(
         if (
             scheduler is None
             or condition not in scheduler.made
+            or (timeout is not None and timeout <= 0)  # a poll: nothing to wait for
             or is_machinery()
             or not scheduler.knows(threading.current_thread())
             or _called_by_the_plugin()
@@ -117,7 +130,8 @@ def _virtual_condition_wait(
         if not condition._is_owned():  # type: ignore[attr-defined]
             raise RuntimeError("cannot wait on un-acquired lock")
         deadline = None if timeout is None else CLOCK.now() + max(float(timeout), 0.0)
-        return scheduler.condition_wait(condition, deadline)
+        notified = scheduler.condition_wait(condition, deadline)
+        return real(condition, timeout) if notified is None else notified
 
     return wait
 
@@ -141,7 +155,8 @@ def _virtual_notify(
         scheduler = _ACTIVE
         if not condition._is_owned():  # type: ignore[attr-defined]
             raise RuntimeError("cannot notify on un-acquired lock")
-        woken = scheduler.notify(condition, n) if scheduler is not None else 0
+        virtual = scheduler is not None and condition in scheduler.made
+        woken = scheduler.notify(condition, n) if virtual else 0  # type: ignore[union-attr]
         if n > woken:
             real(condition, n - woken)
 
@@ -153,7 +168,7 @@ def _virtual_notify_all(
 ) -> Callable[[threading.Condition], None]:
     def notify_all(condition: threading.Condition) -> None:
         scheduler = _ACTIVE
-        if scheduler is not None:
+        if scheduler is not None and condition in scheduler.made:
             scheduler.notify(condition, sys.maxsize)
         real(condition)
 
@@ -184,6 +199,19 @@ _OURS = frozenset({__name__, Scheduler.__module__})
 _PLUGIN = __name__.partition(".")[0]
 
 
+def _virtual_submit(real: Callable[..., Any]) -> Callable[..., Any]:
+    def submit(executor: Any, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        future = real(executor, fn, *args, **kwargs)
+        scheduler = _ACTIVE
+        if scheduler is not None and not isinstance(executor._work_queue, queue.Queue):
+            # An executor made before the block: its workers, outside it, complete the
+            # future, so waiting for it is a real wait.
+            scheduler.made.discard(future._condition)
+        return future
+
+    return submit
+
+
 class _Queues:
     """What ``concurrent.futures.thread`` reads of the ``queue`` module, with a work queue
     whose waits virtual time sees (``SimpleQueue`` waits in C): an executor made in a block
@@ -193,17 +221,12 @@ class _Queues:
     Empty = queue.Empty
 
 
-_BOUND_SKIPPED = frozenset(sys.stdlib_module_names) | {
-    "pytest_resilience",
-    "_pytest",
-    "pytest",
-    "pluggy",
-    "xdist",
-    "execnet",
-    "hypothesis",
-    "time_machine",
-    "freezegun",
-}
+_TIME_LIBRARIES = frozenset({"pytest_resilience", "time_machine", "freezegun"})
+_BOUND_SKIPPED = (
+    frozenset(sys.stdlib_module_names)
+    | _TIME_LIBRARIES
+    | {"_pytest", "pytest", "pluggy", "xdist", "execnet", "hypothesis"}
+)
 """Packages whose bound clocks stay real: the standard library's (``threading``, ``queue``
 and ``subprocess`` time real waits with them), the plugin's, pytest's (test durations),
 Hypothesis's (its deadlines) and the time libraries'."""
@@ -212,8 +235,9 @@ Hypothesis's (its deadlines) and the time libraries'."""
 class _Patches:
     """What a block changes, and undoes:
 
-    - the ``time`` module's clocks and ``sleep``, and the module globals bound to them
-      (``from time import monotonic``), outside :data:`_BOUND_SKIPPED`;
+    - the ``time`` module's clocks and ``sleep``, and the module globals and default
+      arguments bound to them (``from time import monotonic``, ``clock=time.monotonic``),
+      outside :data:`_BOUND_SKIPPED`;
     - ``Thread.start`` and ``join``; ``Condition.wait`` and ``notify`` (``Event``,
       ``queue.Queue``, ``Semaphore`` and futures wait through them), virtual for the
       conditions made in the block (``Condition.__init__`` notes them);
@@ -230,7 +254,7 @@ class _Patches:
                 real = getattr(time, attr)
                 self.replace[attr] = (real, make(real))
         self.replace["sleep"] = (time.sleep, _virtual_sleep(time.sleep))
-        waits_clock = _offset_off_machinery(time.monotonic)
+        waits_clock = _offset_for_participants(time.monotonic)
         self._attributes: list[tuple[object, str, object]] = [
             (threading.Thread, "start", _virtual_start),
             (threading.Thread, "join", _virtual_join),
@@ -241,9 +265,11 @@ class _Patches:
             (threading, "_time", lambda _: waits_clock),
             (queue, "time", lambda _: waits_clock),
             (concurrent.futures.thread, "queue", lambda _: _Queues),
+            (concurrent.futures.ThreadPoolExecutor, "submit", _virtual_submit),
         ]
         self._saved: list[tuple[object, str, object]] = []
         self._bound: list[tuple[ModuleType, str, object]] = []
+        self._defaults: list[tuple[FunctionType, str, Any]] = []
         self._modules: set[str] = set()
         self._travel: Any = None
         self.wall: Any = None
@@ -252,7 +278,7 @@ class _Patches:
     def apply(self) -> None:
         import time_machine
 
-        travel = time_machine.travel(real_wall(), tick=True)
+        travel = time_machine.travel(real_wall() + CLOCK.offset, tick=True)
         try:
             self.wall = travel.start()
         except RuntimeError as exc:  # freezegun's freeze_time is on
@@ -271,32 +297,52 @@ class _Patches:
         self._bound = _bound(list(sys.modules), swap)
         for module, attr, _ in self._bound:
             setattr(module, attr, swap[id(getattr(module, attr))])
+        self._defaults = _defaulted(list(sys.modules), swap)
+        for function, attr, value in self._defaults:
+            setattr(function, attr, _swapped(value, swap))
 
     def _set(self, owner: object, attr: str, value: object) -> None:
         self._saved.append((owner, attr, getattr(owner, attr)))
         setattr(owner, attr, value)
 
     def undo(self) -> None:
-        for module, attr, real in self._bound:
-            setattr(module, attr, real)
-        # Modules imported during the block bound the replacements: give them the real ones.
-        back = {id(replacement): real for real, replacement in self.replace.values()}
-        for module, attr, _ in _bound([n for n in sys.modules if n not in self._modules], back):
-            setattr(module, attr, back[id(getattr(module, attr))])
+        """Undo what :meth:`apply` did (all of it, or as far as it went)."""
         for owner, attr, real in reversed(self._saved):
             setattr(owner, attr, real)
+        for module, attr, real in self._bound:
+            setattr(module, attr, real)
+        for function, attr, value in self._defaults:
+            setattr(function, attr, value)
+        # Modules imported during the block bound the replacements: give them the real ones
+        # (the standard library's too: socketserver, sched bind time.monotonic at import).
+        back = {id(replacement): real for real, replacement in self.replace.values()}
+        late = [n for n in sys.modules if n not in self._modules]
+        for module, attr, _ in _bound(late, back, skipped=_TIME_LIBRARIES):
+            setattr(module, attr, back[id(getattr(module, attr))])
+        for function, attr, value in _defaulted(late, back, skipped=_TIME_LIBRARIES):
+            setattr(function, attr, _swapped(value, back))
         if self._travel is not None:
             self._travel.stop()
+            self._travel = None
 
 
-def _bound(names: list[str], swap: dict[int, object]) -> list[tuple[ModuleType, str, object]]:
+def _bound(
+    names: list[str], swap: dict[int, object], skipped: frozenset[str] | None = None
+) -> list[tuple[ModuleType, str, object]]:
     """(module, attribute, value) for each global of the modules ``names`` (outside
-    :data:`_BOUND_SKIPPED`) bound to an object whose id ``swap`` holds."""
+    ``skipped``, by default :data:`_BOUND_SKIPPED`) bound to an object whose id ``swap``
+    holds.  A module that cannot be read (a lazy proxy that fails) is passed over."""
+    skipped = _BOUND_SKIPPED if skipped is None else skipped
     found: list[tuple[ModuleType, str, object]] = []
     for name in names:
+        if name.partition(".")[0] in skipped:
+            continue
         module = sys.modules.get(name)
-        namespace = getattr(module, "__dict__", None)
-        if module is None or namespace is None or name.partition(".")[0] in _BOUND_SKIPPED:
+        try:
+            namespace = getattr(module, "__dict__", None)
+        except Exception:
+            continue
+        if module is None or not isinstance(namespace, dict):
             continue
         try:
             if swap.keys().isdisjoint(map(id, namespace.values())):
@@ -308,6 +354,53 @@ def _bound(names: list[str], swap: dict[int, object]) -> list[tuple[ModuleType, 
     return found
 
 
+def _defaulted(
+    names: list[str], swap: dict[int, object], skipped: frozenset[str] | None = None
+) -> list[tuple[FunctionType, str, Any]]:
+    """(function, ``"__defaults__"`` or ``"__kwdefaults__"``, value) for each function of
+    the modules ``names`` (their own functions and their classes' methods) whose default
+    arguments hold an object whose id ``swap`` holds: ``clock=time.monotonic``, the common
+    way to let a test pass its own clock."""
+    skipped = _BOUND_SKIPPED if skipped is None else skipped
+    found: list[tuple[FunctionType, str, Any]] = []
+    for name in names:
+        if name.partition(".")[0] in skipped:
+            continue
+        try:
+            namespace = dict(getattr(sys.modules.get(name), "__dict__", None) or {})
+        except Exception:
+            continue
+        for function in _functions_of(name, namespace.values()):
+            defaults, keywords = function.__defaults__, function.__kwdefaults__
+            if defaults and not swap.keys().isdisjoint(map(id, defaults)):
+                found.append((function, "__defaults__", defaults))
+            if keywords and not swap.keys().isdisjoint(map(id, keywords.values())):
+                found.append((function, "__kwdefaults__", keywords))
+    return found
+
+
+def _functions_of(module: str, values: Iterable[object]) -> Iterator[FunctionType]:
+    """The functions defined in ``module``: its own, and its classes' methods.  Types are
+    read with ``type()``, never ``isinstance``, which asks a lazy proxy for its
+    ``__class__`` and so imports what it stands for."""
+    for value in values:
+        kind = type(value)
+        if kind is FunctionType and value.__module__ == module:
+            yield value  # type: ignore[misc]
+        elif issubclass(kind, type) and value.__module__ == module:
+            for member in list(vars(value).values()):
+                if type(member) in (staticmethod, classmethod):
+                    member = member.__func__
+                if type(member) is FunctionType:
+                    yield member
+
+
+def _swapped(value: Any, swap: dict[int, object]) -> Any:
+    if isinstance(value, dict):
+        return {k: swap.get(id(v), v) for k, v in value.items()}
+    return tuple(swap.get(id(v), v) for v in value)
+
+
 @contextlib.contextmanager
 def virtual_time() -> Iterator[VirtualClock]:
     """The calling thread's block on virtual time (re-entered: the block already open)."""
@@ -317,28 +410,42 @@ def virtual_time() -> Iterator[VirtualClock]:
         return
     with _GUARD:
         patches = _Patches()
-        patches.apply()
+        try:
+            patches.apply()
+        except BaseException:
+            patches.undo()
+            raise
+        # Made before _ACTIVE is set, the scheduler's own objects are never virtual.
         scheduler = Scheduler(threading.current_thread(), patches.wall)
         _ACTIVE = CLOCK.virtual = scheduler
     try:
         yield scheduler.clock
     finally:
-        with _GUARD:
-            _ACTIVE = CLOCK.virtual = None
-            patches.undo()
-            scheduler.clock.ended_virtual = CLOCK.now()
-            scheduler.clock.ended_real = real_monotonic()
-        scheduler.wake_all()
+        scheduler.clock.ended_virtual = CLOCK.now()
+        scheduler.clock.ended_real = real_monotonic()
+        try:
+            scheduler.close()  # first: open waits turn real while notices still reach them
+        finally:
+            with _GUARD:
+                _ACTIVE = CLOCK.virtual = None
+                patches.undo()
 
 
 def _offset(real: Callable[[], float]) -> Callable[[], float]:
     return lambda: real() + CLOCK.offset
 
 
-def _offset_off_machinery(real: Callable[[], float]) -> Callable[[], float]:
-    """The clock of waits' timeouts: virtual, but real on the plugin's threads, whose waits
-    are real."""
-    return lambda: real() if is_machinery() else real() + CLOCK.offset
+def _offset_for_participants(real: Callable[[], float]) -> Callable[[], float]:
+    """The clock of waits' timeouts (``threading``'s and ``queue``'s): virtual for the
+    block's participants, whose waits are virtual; real for any other thread."""
+
+    def now() -> float:
+        scheduler = _ACTIVE
+        if scheduler is not None and scheduler.knows_now(threading.current_thread()):
+            return real() + CLOCK.offset
+        return real()
+
+    return now
 
 
 def _offset_ns(real: Callable[[], int]) -> Callable[[], int]:
