@@ -115,6 +115,8 @@ def timer_sources() -> list[TimerSource]:
 class _Waits(Protocol):
     def wait(self, deadline: float | None, ended: Callable[[], bool] | None = None) -> bool: ...
 
+    def poke(self) -> None: ...
+
 
 class Clock:
     """Monotonic seconds for records and schedules, wall seconds for HTTP-dates."""
@@ -124,9 +126,30 @@ class Clock:
     ends (:meth:`rewind`)."""
     virtual: _Waits | None = None
     """The scheduler of the block on virtual time, while one is open."""
+    _holds = 0
+    _holding = threading.Lock()
 
     def now(self) -> float:
         return real_monotonic() + self.offset
+
+    def hold(self) -> None:
+        """The machinery began work that the code under test may wait on in real time (an
+        answer in the making): virtual time does not jump until :meth:`release`."""
+        with self._holding:
+            self._holds += 1
+
+    def release(self) -> None:
+        with self._holding:
+            self._holds -= 1
+            idle = self._holds == 0
+        scheduler = self.virtual
+        if idle and scheduler is not None:
+            scheduler.poke()
+
+    @property
+    def held(self) -> bool:
+        """Whether the machinery has work in hand (:meth:`hold`)."""
+        return self._holds > 0
 
     def rewind(self) -> None:
         """Drop the offset once a test is over (and no block is on virtual time): the next

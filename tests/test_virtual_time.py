@@ -529,6 +529,23 @@ def test_a_window_heals_before_the_client_that_waits_for_its_end_wakes(
 
 
 @pytest.mark.virtual_time
+def test_no_jump_while_an_answer_is_held_in_real_time(resilience: Resilience) -> None:
+    """A delayed answer is held on the plugin's loop in real time: a test polling for it
+    with a virtual deadline ran that deadline out before the answer came (the zoo's
+    lost-answer tests failed so under --resilience-clock=virtual)."""
+    api: HttpService = resilience.http_service("api")
+    api.respond(200, json={"ok": True})
+    api.delay(0.4, count=1)
+    with pytest.raises(requests.ReadTimeout):
+        requests.post(api.url + "/orders", json={}, timeout=0.15)
+
+    deadline = time.monotonic() + 1.0
+    while not (api.exchanges and api.exchanges[0].ended_at is not None):
+        assert time.monotonic() < deadline, "the poll's virtual deadline ran out first"
+        time.sleep(0.25)
+
+
+@pytest.mark.virtual_time
 def test_resilience_virtual_time_inside_the_marker_is_the_bodys_clock(
     resilience: Resilience,
 ) -> None:

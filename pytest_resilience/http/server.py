@@ -300,6 +300,7 @@ class HttpLayer:
             ),
         )
         self._step("received", record)
+        CLOCK.hold()  # an answer in the making (held by a delay, perhaps): no jump meanwhile
         try:
             keep = await self._answer(conn, log, writer, request, record)
         except asyncio.CancelledError:
@@ -307,6 +308,8 @@ class HttpLayer:
         except BaseException:
             self._step("ended", record)
             raise
+        finally:
+            CLOCK.release()
         self._step("ended", record)
         return keep
 

@@ -89,6 +89,7 @@ class Scheduler:
         self._last_jump = real_monotonic()
         self._held_until: dict[threading.Thread, float] = {}
         self._open_condition_waits = 0
+        self._look_again = False
         self.closed = False
         """The block ended: waits still open go on in real time, as if it never began."""
         self.clock = VirtualClock(CLOCK.now(), real_monotonic())
@@ -174,6 +175,9 @@ class Scheduler:
                         self._held_back(waiter)
                         break
                     self._cond.wait(left)
+                    if self._look_again and not waiter.woken:
+                        self._look_again = False
+                        self._advance()
             finally:
                 self._waiting.pop(me, None)
                 self._running.add(me)
@@ -258,6 +262,8 @@ class Scheduler:
                 if target is None:
                     return  # every participant waits for another: nothing to jump to
                 if target > CLOCK.now():
+                    if CLOCK.held:
+                        return  # the machinery answers in real time; poke() looks again
                     self._unlocked(settle_loops)
                     if self._still_running() or self._next_deadline() != target:
                         continue
@@ -291,6 +297,14 @@ class Scheduler:
             action()
         finally:
             self._cond.acquire()
+
+    def poke(self) -> None:
+        """The machinery's work is done (:meth:`~pytest_resilience.clock.Clock.release`):
+        a waiting participant looks for a jump again.  Called from the machinery's
+        threads, which must not do the jump themselves (it settles their loops)."""
+        with self._cond:
+            self._look_again = True
+            self._cond.notify_all()
 
     def close(self) -> None:
         """The block ends: whoever still waits goes on in real time.  Returns once each
