@@ -67,8 +67,12 @@ def test_a_client_that_caps_retry_after_at_5_s_gives_up_on_a_minute(
 def test_five_attempts_with_backoff_capped_at_30_s(
     resilience: Resilience, payments: HttpService, client: PaymentsClient, order: Order
 ) -> None:
-    """Ten charges, each through four 503s: jitter shows across the charges' waits (four
-    charges cannot show it beyond the timing noise: the verdict says so)."""
+    """Ten charges, each through four 503s: five attempts each, one key per charge.
+
+    The waits' growth and jitter are judged in the herd tests below, not here: the jitter
+    test reads the timing noise measured over the real time the test took, and ten charges
+    one after another on virtual time take a tenth of a second, too few samples to rule
+    noise out; the verdict then says "insufficient evidence" (it did in some runs)."""
     client.policy = RetryPolicy(attempts=5, base=10.0, cap=30.0)
     amounts = iter(range(order.amount, order.amount + 10))
 
@@ -80,8 +84,7 @@ def test_five_attempts_with_backoff_capped_at_30_s(
 
     run.assert_availability(min=1.0)
     payments.assert_attempts(max=5)
-    # Growth is not judged: the cap stops it at 3x the first range (as in test_payments).
-    payments.assert_backoff(jitter=True, max_delay=30.0, min_factor=1)
+    payments.assert_stable_idempotency_key()
     payments.assert_no_duplicate_side_effects()
     # Forty full-jitter draws below 10, 20, 30 and 30 s (mean 450 s), jumped over.
     assert skipped(resilience) >= 200.0
