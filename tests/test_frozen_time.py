@@ -121,3 +121,25 @@ def test_answers_without_a_date_do_not_move_a_clock_that_ticks_at_each_read(resi
         after = time.time()
 
     assert after - before == 1.0
+
+
+def test_a_toxiproxy_starts_while_the_test_has_replaced_time_sleep(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Starting polls the server's API every 20 ms: with ``time.sleep`` made instant (as a
+    test skipping its waits does, or virtual time's jumps) it spun; it waits for real."""
+    import shutil
+
+    from pytest_resilience.toxiproxy.spawn import SpawnedToxiproxy
+
+    binary = shutil.which("toxiproxy-server")
+    if binary is None:
+        pytest.skip("toxiproxy-server is not on PATH (bash .ci/install-toxiproxy)")
+    polls: list[float] = []
+    monkeypatch.setattr(time, "sleep", polls.append)
+    server = SpawnedToxiproxy(binary)
+    try:
+        server.start()
+    finally:
+        server.stop()
+    assert polls == []
