@@ -297,12 +297,14 @@ class _ClockBlocks:
     """Opens a test's block on virtual time before its fixtures are set up (first of the
     setup hooks' wrappers), and closes it after its teardown (the last)."""
 
+    open: contextlib.ExitStack | None = None
+
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, object, object]:
         if item.stash.get(VIRTUAL, False) and MARKER_ERROR not in item.stash:
             from .runtime.virtual import virtual_time
 
-            block = item.stash[CLOCK_BLOCK] = contextlib.ExitStack()
+            block = item.stash[CLOCK_BLOCK] = self.open = contextlib.ExitStack()
             block.enter_context(virtual_time())
         return (yield)
 
@@ -316,8 +318,17 @@ class _ClockBlocks:
             block = item.stash.get(CLOCK_BLOCK, None)
             if block is not None:
                 del item.stash[CLOCK_BLOCK]
+                self.open = None
                 block.close()
             CLOCK.rewind()  # the next test's records compare with time.monotonic() again
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self) -> None:
+        """A run cut short (Ctrl-C) before a test's teardown: its block closes here, so
+        that the patches go and open waits end in real time."""
+        if self.open is not None:
+            block, self.open = self.open, None
+            block.close()
 
 
 @pytest.hookimpl(wrapper=True)

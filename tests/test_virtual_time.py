@@ -698,3 +698,28 @@ def test_the_marker_refuses_what_it_cannot_do_in_one_sentence(
             "@pytest.mark.virtual_time.",
         ]
     )
+
+
+INTERRUPTED = """
+import time
+
+import pytest
+
+
+@pytest.mark.virtual_time
+def test_interrupted(resilience):
+    time.sleep(5)
+    raise KeyboardInterrupt
+"""
+
+
+def test_a_run_cut_short_by_ctrl_c_closes_its_block(inner: pytest.Pytester, url: str) -> None:
+    """In process (pytester's default), the run's patches must be gone once it ends."""
+    sleep, start = time.sleep, threading.Thread.start
+    inner.makepyfile(INTERRUPTED)
+    result = inner.runpytest_inprocess(
+        "-p", "no:cacheprovider", f"--toxiproxy={url}", no_reraise_ctrlc=True
+    )
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    assert time.sleep is sleep and threading.Thread.start is start
+    assert CLOCK.virtual is None
