@@ -1,0 +1,228 @@
+"""Virtual time through the plugin: the marker and the option (setup to teardown), the
+marker windows firing at virtual instants, the record's clock line, the refusals, and a
+run cut short.  The scheduler's own tests are in ``test_virtual_time.py``."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import requests
+
+from pytest_resilience import HttpService, Resilience
+from pytest_resilience.clock import CLOCK
+
+
+@pytest.mark.virtual_time
+@pytest.mark.http_faults("api", status=503, duration=120)
+def test_a_window_heals_before_the_client_that_waits_for_its_end_wakes(
+    resilience: Resilience,
+) -> None:
+    api: HttpService = resilience.http_service("api")
+    api.respond(200, json={"ok": True})
+    start = time.monotonic()  # the windows opened just before the body began
+
+    assert requests.get(api.url + "/x", timeout=5).status_code == 503
+    time.sleep(120 - (time.monotonic() - start))  # wakes at the window's end, not after it
+    assert requests.get(api.url + "/x", timeout=5).status_code == 200
+
+    (clock,) = resilience.clocks
+    assert clock.skipped >= 119
+
+
+@pytest.mark.virtual_time
+def test_no_jump_while_an_answer_is_held_in_real_time(resilience: Resilience) -> None:
+    """A delayed answer is held on the plugin's loop in real time: a test polling for it
+    with a virtual deadline ran that deadline out before the answer came (the zoo's
+    lost-answer tests failed so under --resilience-clock=virtual)."""
+    api: HttpService = resilience.http_service("api")
+    api.respond(200, json={"ok": True})
+    api.delay(0.4, count=1)
+    with pytest.raises(requests.ReadTimeout):
+        requests.post(api.url + "/orders", json={}, timeout=0.15)
+
+    deadline = time.monotonic() + 1.0
+    while not (api.exchanges and api.exchanges[0].ended_at is not None):
+        assert time.monotonic() < deadline, "the poll's virtual deadline ran out first"
+        time.sleep(0.25)
+
+
+@pytest.mark.virtual_time
+def test_resilience_virtual_time_inside_the_marker_is_the_bodys_clock(
+    resilience: Resilience,
+) -> None:
+    with resilience.virtual_time() as clock:
+        time.sleep(42)
+    assert resilience.clocks == [clock]
+    assert clock.virtual >= 42
+
+
+def test_resilience_virtual_time_puts_a_block_on_virtual_time(resilience: Resilience) -> None:
+    api: HttpService = resilience.http_service("api")
+    api.respond(200, json={"ok": True})
+    api.rate_limit(1, retry_after=90)
+
+    with resilience.virtual_time() as clock:
+        first = requests.get(api.url + "/x", timeout=5)
+        time.sleep(float(first.headers["Retry-After"]))
+        second = requests.get(api.url + "/x", timeout=5)
+
+    assert (first.status_code, second.status_code) == (429, 200)
+    api.assert_retry_after_honoured()
+    assert clock.skipped >= 89
+    assert time.sleep.__module__ == "time"  # the block ended: real again
+
+
+MARKED = """
+import time
+
+import pytest
+
+
+@pytest.mark.virtual_time
+def test_waits(resilience):
+    api = resilience.http_service("api")
+    api.fail(503, count=1)
+    time.sleep(600)
+"""
+
+
+def test_the_summary_shows_virtual_and_real_time(inner: pytest.Pytester, url: str) -> None:
+    inner.makepyfile(MARKED)
+    result = inner.runpytest("-p", "no:cacheprovider", f"--toxiproxy={url}", "-v")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["  clock:    600.* s virtual in 0.* s real"])
+
+
+HELD = """
+import threading
+import time
+
+import pytest
+
+
+@pytest.mark.virtual_time
+def test_held(resilience):
+    resilience.http_service("api").fail(503, count=1)
+    held = threading.Lock()
+    held.acquire()
+    blocker = threading.Thread(target=held.acquire, name="lock-taker")
+    blocker.start()
+    time.sleep(0.3)
+    held.release()
+    blocker.join()
+"""
+
+
+def test_the_summary_names_the_thread_that_held_the_clock_back(
+    inner: pytest.Pytester, url: str
+) -> None:
+    inner.makepyfile(HELD)
+    result = inner.runpytest("-p", "no:cacheprovider", f"--toxiproxy={url}", "-v")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "  clock:    0.3 s virtual in 0.* s real; waits ended in real time for 0.* s while "
+            "thread 'lock-taker' ran where virtual time cannot see it wait (a socket, a lock, "
+            "an object made before the block), holding the clock back"
+        ]
+    )
+
+
+UNMARKED = """
+import time
+
+
+def test_waits(resilience):
+    resilience.http_service("api").fail(503, count=1)
+    time.sleep(300)
+
+
+async def test_a_coroutine(resilience):
+    pass
+"""
+
+
+@pytest.mark.parametrize("how", ["option", "ini"])
+def test_the_suite_option_puts_every_sync_body_on_virtual_time(
+    inner: pytest.Pytester, url: str, how: str
+) -> None:
+    inner.makepyfile(UNMARKED)
+    args = ["-p", "no:cacheprovider", f"--toxiproxy={url}", "-v", "-p", "no:anyio"]
+    if how == "option":
+        args.append("--resilience-clock=virtual")
+    else:
+        inner.makeini("[pytest]\nresilience_clock = virtual\n")
+    result = inner.runpytest(*args)
+    # The coroutine test is not run (no async plugin): it stays off virtual time, unrefused.
+    result.stdout.fnmatch_lines(["  clock:    300.* s virtual in 0.* s real"])
+    result.stdout.no_fnmatch_line("*@pytest.mark.virtual_time:*")
+
+
+def test_a_bad_clock_option_is_one_sentence(inner: pytest.Pytester) -> None:
+    result = inner.runpytest("--resilience-clock=fast")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "*--resilience-clock='fast' is not real or virtual; pass --resilience-clock=virtual "
+            "to put every sync test on virtual time."
+        ]
+    )
+
+
+REFUSED = """
+import pytest
+
+
+@pytest.mark.virtual_time
+async def test_a_coroutine(resilience):
+    pass
+
+
+@pytest.mark.virtual_time(speed=10)
+def test_arguments(resilience):
+    pass
+"""
+
+
+def test_the_marker_refuses_what_it_cannot_do_in_one_sentence(
+    inner: pytest.Pytester, url: str
+) -> None:
+    inner.makepyfile(REFUSED)
+    result = inner.runpytest("-p", "no:cacheprovider", f"--toxiproxy={url}")
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_a_coroutine: @pytest.mark.virtual_time: the test is a coroutine, and asyncio's "
+            "waits are not on virtual time yet (those of threads are); drive the async client "
+            "from a sync test, or drop the marker.",
+            "*test_arguments: @pytest.mark.virtual_time: it takes no arguments; write "
+            "@pytest.mark.virtual_time.",
+        ]
+    )
+
+
+INTERRUPTED = """
+import time
+
+import pytest
+
+
+@pytest.mark.virtual_time
+def test_interrupted(resilience):
+    time.sleep(5)
+    raise KeyboardInterrupt
+"""
+
+
+def test_a_run_cut_short_by_ctrl_c_closes_its_block(inner: pytest.Pytester, url: str) -> None:
+    """In process (pytester's default), the run's patches must be gone once it ends."""
+    sleep, start = time.sleep, threading.Thread.start
+    inner.makepyfile(INTERRUPTED)
+    result = inner.runpytest_inprocess(
+        "-p", "no:cacheprovider", f"--toxiproxy={url}", no_reraise_ctrlc=True
+    )
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    assert time.sleep is sleep and threading.Thread.start is start
+    assert CLOCK.virtual is None
