@@ -322,6 +322,15 @@ class _ClockBlocks:
                 block.close()
             CLOCK.rewind()  # the next test's records compare with time.monotonic() again
 
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(self, fixturedef: Any) -> Generator[None, object, object]:
+        if self.open is None or fixturedef.scope == "function":
+            return (yield)
+        from .runtime.virtual import outside_the_block
+
+        with outside_the_block():  # it outlives the test: real time, no participants
+            return (yield)
+
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self) -> None:
         """A run cut short (Ctrl-C) before a test's teardown: its block closes here, so

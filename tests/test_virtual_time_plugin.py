@@ -226,3 +226,39 @@ def test_a_run_cut_short_by_ctrl_c_closes_its_block(inner: pytest.Pytester, url:
     assert result.ret == pytest.ExitCode.INTERRUPTED
     assert time.sleep is sleep and threading.Thread.start is start
     assert CLOCK.virtual is None
+
+
+SESSION_SERVER = """
+import threading
+import time
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def server():
+    held = threading.Lock()
+    held.acquire()
+    thread = threading.Thread(target=held.acquire, name="session-server", daemon=True)
+    thread.start()  # blocked in C for the whole session, as a server's select() is
+    yield thread
+    held.release()
+
+
+@pytest.mark.virtual_time
+def test_first_user_of_the_server(resilience, server):
+    resilience.http_service("api").fail(503, count=1)
+    time.sleep(2)
+"""
+
+
+def test_a_session_fixture_set_up_by_a_virtual_test_stays_outside_its_block(
+    inner: pytest.Pytester, url: str
+) -> None:
+    """Set up inside the test's block, the session server's thread was adopted: blocked in
+    C, it held every jump back, and the test's 2 s took 2 s of real time."""
+    inner.makepyfile(SESSION_SERVER)
+    result = inner.runpytest("-p", "no:cacheprovider", f"--toxiproxy={url}", "-v")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["  clock:    2.* s virtual in 0.* s real"])
+    result.stdout.no_fnmatch_line("*session-server*")

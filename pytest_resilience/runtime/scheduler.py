@@ -90,6 +90,9 @@ class Scheduler:
         self._held_until: dict[threading.Thread, float] = {}
         self._open_condition_waits = 0
         self._look_again = False
+        self.suspended = 0
+        """While above 0 (:func:`~.virtual.outside_the_block`), the patches act as if no
+        block were open: waits are real, threads are not adopted, objects not noted."""
         self.closed = False
         """The block ended: waits still open go on in real time, as if it never began."""
         self.clock = VirtualClock(CLOCK.now(), real_monotonic())
@@ -265,6 +268,8 @@ class Scheduler:
                     if CLOCK.held:
                         return  # the machinery answers in real time; poke() looks again
                     self._unlocked(settle_loops)
+                    if CLOCK.held:
+                        return  # settling read a request: its answer comes in real time
                     if self._still_running() or self._next_deadline() != target:
                         continue
                     now = CLOCK.now()

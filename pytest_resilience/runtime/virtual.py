@@ -60,9 +60,33 @@ _ACTIVE: Scheduler | None = None
 _GUARD = threading.Lock()
 
 
+def _live() -> Scheduler | None:
+    """The open block's scheduler; None when none is, or it is suspended
+    (:func:`outside_the_block`): the patches then act as the functions they replace."""
+    scheduler = _ACTIVE
+    return None if scheduler is None or scheduler.suspended > 0 else scheduler
+
+
+@contextlib.contextmanager
+def outside_the_block() -> Iterator[None]:
+    """Run as if the open block (if any) were not: what a session- or module-scoped
+    fixture sets up while a test on virtual time opens it (a server, a pool) outlives the
+    test, so its threads are not participants, its waits are real and its objects are
+    not the block's."""
+    scheduler = _ACTIVE
+    if scheduler is None:
+        yield
+        return
+    scheduler.suspended += 1
+    try:
+        yield
+    finally:
+        scheduler.suspended -= 1
+
+
 def _virtual_sleep(real: Callable[[float], None]) -> Callable[[float], None]:
     def sleep(seconds: float) -> None:
-        scheduler = _ACTIVE
+        scheduler = _live()
         finite = isinstance(seconds, int | float) and math.isfinite(seconds)
         if scheduler is None or is_machinery() or not finite or seconds <= 0:
             return real(seconds)  # a yield, a machinery wait, or the error time.sleep gives
@@ -76,7 +100,7 @@ def _virtual_sleep(real: Callable[[float], None]) -> Callable[[float], None]:
 
 def _virtual_start(real: Callable[[threading.Thread], None]) -> Callable[[threading.Thread], None]:
     def start(thread: threading.Thread) -> None:
-        scheduler = _ACTIVE
+        scheduler = _live()
         if (
             scheduler is not None
             and not is_machinery(thread)
@@ -93,7 +117,7 @@ def _virtual_join(
     real: Callable[[threading.Thread, float | None], None],
 ) -> Callable[[threading.Thread, float | None], None]:
     def join(thread: threading.Thread, timeout: float | None = None) -> None:
-        scheduler = _ACTIVE
+        scheduler = _live()
         me = threading.current_thread()
         if (
             scheduler is None
@@ -117,7 +141,7 @@ def _virtual_condition_wait(
     real: Callable[[threading.Condition, float | None], bool],
 ) -> Callable[[threading.Condition, float | None], bool]:
     def wait(condition: threading.Condition, timeout: float | None = None) -> bool:
-        scheduler = _ACTIVE
+        scheduler = _live()
         if (
             scheduler is None
             or condition not in scheduler.made
@@ -141,7 +165,7 @@ def _virtual_condition_init(
 ) -> Callable[[threading.Condition, Any], None]:
     def init(condition: threading.Condition, lock: Any = None) -> None:
         real(condition, lock)
-        scheduler = _ACTIVE
+        scheduler = _live()
         if scheduler is not None:
             scheduler.made.add(condition)
 
@@ -155,8 +179,9 @@ def _virtual_notify(
         scheduler = _ACTIVE
         if not condition._is_owned():  # type: ignore[attr-defined]
             raise RuntimeError("cannot notify on un-acquired lock")
-        virtual = scheduler is not None and condition in scheduler.made
-        woken = scheduler.notify(condition, n) if virtual else 0  # type: ignore[union-attr]
+        woken = 0
+        if scheduler is not None and condition in scheduler.made:
+            woken = scheduler.notify(condition, n)
         if n > woken:
             real(condition, n - woken)
 
@@ -221,7 +246,8 @@ class _Queues:
     Empty = queue.Empty
 
 
-_TIME_LIBRARIES = frozenset({"pytest_resilience", "time_machine", "freezegun"})
+_PLUGIN_ONLY = frozenset({"pytest_resilience"})
+_TIME_LIBRARIES = _PLUGIN_ONLY | {"time_machine", "freezegun"}
 _BOUND_SKIPPED = (
     frozenset(sys.stdlib_module_names)
     | _TIME_LIBRARIES
@@ -295,8 +321,8 @@ class _Patches:
         swap = {id(real): replacement for real, replacement in self.replace.values()}
         self._modules = set(sys.modules)
         self._bound = _bound(list(sys.modules), swap)
-        for module, attr, _ in self._bound:
-            setattr(module, attr, swap[id(getattr(module, attr))])
+        for module, attr, value in self._bound:
+            setattr(module, attr, swap[id(value)])
         self._defaults = _defaulted(list(sys.modules), swap)
         for function, attr, value in self._defaults:
             setattr(function, attr, _swapped(value, swap))
@@ -314,12 +340,13 @@ class _Patches:
         for function, attr, value in self._defaults:
             setattr(function, attr, value)
         # Modules imported during the block bound the replacements: give them the real ones
-        # (the standard library's too: socketserver, sched bind time.monotonic at import).
+        # (the standard library's too: socketserver, sched bind time.monotonic at import; and
+        # freezegun's, which would put the replacement back as time.monotonic later).
         back = {id(replacement): real for real, replacement in self.replace.values()}
         late = [n for n in sys.modules if n not in self._modules]
-        for module, attr, _ in _bound(late, back, skipped=_TIME_LIBRARIES):
-            setattr(module, attr, back[id(getattr(module, attr))])
-        for function, attr, value in _defaulted(late, back, skipped=_TIME_LIBRARIES):
+        for module, attr, value in _bound(late, back, skipped=_PLUGIN_ONLY):
+            setattr(module, attr, back[id(value)])
+        for function, attr, value in _defaulted(late, back, skipped=_PLUGIN_ONLY):
             setattr(function, attr, _swapped(value, back))
         if self._travel is not None:
             self._travel.stop()

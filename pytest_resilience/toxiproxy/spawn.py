@@ -102,7 +102,8 @@ class SpawnedToxiproxy:
             with contextlib.suppress(BackendError):
                 self.client.version()
                 return True
-            real_sleep(0.02)  # the server starting takes real time, whatever the test did to time.sleep
+            # The server starts in real time, whatever the test did to time.sleep.
+            real_sleep(0.02)
         return False
 
     def _read_log(self) -> str:
