@@ -113,7 +113,7 @@ def timer_sources() -> list[TimerSource]:
 
 
 class _Waits(Protocol):
-    def wait(self, deadline: float | None, ended: Callable[[], bool] | None = None) -> bool: ...
+    def sleep(self, seconds: float) -> None: ...
 
     def poke(self) -> None: ...
 
@@ -168,10 +168,8 @@ class Clock:
         scheduler = self.virtual
         if scheduler is None or is_machinery() or seconds <= 0:
             real_sleep(seconds)
-            return
-        deadline = self.now() + seconds
-        if not scheduler.wait(deadline):  # the block ended first: wait what is left
-            real_sleep(max(deadline - self.now(), 0.0))
+        else:
+            scheduler.sleep(seconds)
 
 
 CLOCK = Clock()

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..clock import CLOCK, RealCondition, real_monotonic, timer_sources
+from ..clock import CLOCK, RealCondition, real_monotonic, real_sleep, timer_sources
 from .loop import settle_loops
 
 
@@ -101,14 +101,11 @@ class Scheduler:
 
     def knows(self, thread: threading.Thread) -> bool:
         with self._cond:
-            return self._known(thread)
+            return self.knows_now(thread)
 
     def knows_now(self, thread: threading.Thread) -> bool:
         """:meth:`knows`, without the lock: for a clock read, where a stale answer costs a
         moment of the other clock, never a deadlock."""
-        return thread in self._running or thread in self._waiting
-
-    def _known(self, thread: threading.Thread) -> bool:
         return thread in self._running or thread in self._waiting
 
     def run_returned(self, thread: threading.Thread) -> bool:
@@ -150,12 +147,24 @@ class Scheduler:
             self._adopted.discard(thread)
             for other, waiter in self._waiting.items():
                 if not waiter.woken and waiter.ended is not None and waiter.ended():
-                    waiter.woken = True
-                    self._running.add(other)
+                    self._wake(other, waiter)
             self._cond.notify_all()
             self._advance()
 
     # -- waits -------------------------------------------------------------------------
+
+    def sleep(self, seconds: float) -> None:
+        """``time.sleep(seconds)`` as the calling participant: a virtual wait, finished in
+        real time if the block ends first."""
+        deadline = CLOCK.now() + seconds
+        if not self.wait(deadline):
+            real_sleep(max(deadline - CLOCK.now(), 0.0))
+
+    def _wake(self, thread: threading.Thread, waiter: _Waiter) -> None:
+        """With the lock held: ``thread``'s wait is over, and it counts as running from
+        here on, so that no jump comes before it runs."""
+        waiter.woken = True
+        self._running.add(thread)
 
     def wait(self, deadline: float | None, ended: Callable[[], bool] | None = None) -> bool:
         """Wait, as the calling participant, until ``deadline`` on the clock or until
@@ -218,8 +227,7 @@ class Scheduler:
 
     def notify(self, condition: threading.Condition, n: int) -> int:
         """Wake up to ``n`` participants waiting on ``condition`` (whose lock the caller
-        holds), first come first; how many.  They count as running from here on, so that
-        no jump comes before they run."""
+        holds), first come first; how many."""
         woken = 0
         with self._cond:
             notices = self._conditions.get(condition)
@@ -229,8 +237,7 @@ class Scheduler:
                 woken += 1
                 waiter = self._waiting.get(notice.thread)
                 if waiter is not None and not waiter.woken:
-                    waiter.woken = True
-                    self._running.add(notice.thread)
+                    self._wake(notice.thread, waiter)
             if woken:
                 self._cond.notify_all()
         return woken
@@ -283,8 +290,7 @@ class Scheduler:
                 now = CLOCK.now()
                 for thread, waiter in self._waiting.items():
                     if not waiter.woken and waiter.deadline is not None and waiter.deadline <= now:
-                        waiter.woken = True
-                        self._running.add(thread)
+                        self._wake(thread, waiter)
                 self._cond.notify_all()
         finally:
             self._advancing = False

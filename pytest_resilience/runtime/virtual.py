@@ -90,9 +90,7 @@ def _virtual_sleep(real: Callable[[float], None]) -> Callable[[float], None]:
         finite = isinstance(seconds, int | float) and math.isfinite(seconds)
         if scheduler is None or is_machinery() or not finite or seconds <= 0:
             return real(seconds)  # a yield, a machinery wait, or the error time.sleep gives
-        deadline = CLOCK.now() + seconds
-        if not scheduler.wait(deadline):  # the block ended first: sleep what is left
-            real(max(deadline - CLOCK.now(), 0.0))
+        scheduler.sleep(seconds)
         return None
 
     return sleep
@@ -353,14 +351,13 @@ class _Patches:
             self._travel = None
 
 
-def _bound(
-    names: list[str], swap: dict[int, object], skipped: frozenset[str] | None = None
-) -> list[tuple[ModuleType, str, object]]:
-    """(module, attribute, value) for each global of the modules ``names`` (outside
-    ``skipped``, by default :data:`_BOUND_SKIPPED`) bound to an object whose id ``swap``
-    holds.  A module that cannot be read (a lazy proxy that fails) is passed over."""
+def _namespaces(
+    names: list[str], skipped: frozenset[str] | None
+) -> Iterator[tuple[str, ModuleType, dict[str, Any]]]:
+    """(name, module, its namespace) for each of the modules ``names`` outside ``skipped``
+    (by default :data:`_BOUND_SKIPPED`).  A module that cannot be read (a lazy proxy that
+    fails) is passed over."""
     skipped = _BOUND_SKIPPED if skipped is None else skipped
-    found: list[tuple[ModuleType, str, object]] = []
     for name in names:
         if name.partition(".")[0] in skipped:
             continue
@@ -369,8 +366,17 @@ def _bound(
             namespace = getattr(module, "__dict__", None)
         except Exception:
             continue
-        if module is None or not isinstance(namespace, dict):
-            continue
+        if module is not None and isinstance(namespace, dict):
+            yield name, module, namespace
+
+
+def _bound(
+    names: list[str], swap: dict[int, object], skipped: frozenset[str] | None = None
+) -> list[tuple[ModuleType, str, object]]:
+    """(module, attribute, value) for each global of the modules ``names``
+    (:func:`_namespaces`) bound to an object whose id ``swap`` holds."""
+    found: list[tuple[ModuleType, str, object]] = []
+    for _, module, namespace in _namespaces(names, skipped):
         try:
             if swap.keys().isdisjoint(map(id, namespace.values())):
                 continue  # the common case, cheap: nothing bound here
@@ -385,19 +391,12 @@ def _defaulted(
     names: list[str], swap: dict[int, object], skipped: frozenset[str] | None = None
 ) -> list[tuple[FunctionType, str, Any]]:
     """(function, ``"__defaults__"`` or ``"__kwdefaults__"``, value) for each function of
-    the modules ``names`` (their own functions and their classes' methods) whose default
-    arguments hold an object whose id ``swap`` holds: ``clock=time.monotonic``, the common
-    way to let a test pass its own clock."""
-    skipped = _BOUND_SKIPPED if skipped is None else skipped
+    the modules ``names`` (:func:`_namespaces`; their own functions and their classes'
+    methods) whose default arguments hold an object whose id ``swap`` holds:
+    ``clock=time.monotonic``, the common way to let a test pass its own clock."""
     found: list[tuple[FunctionType, str, Any]] = []
-    for name in names:
-        if name.partition(".")[0] in skipped:
-            continue
-        try:
-            namespace = dict(getattr(sys.modules.get(name), "__dict__", None) or {})
-        except Exception:
-            continue
-        for function in _functions_of(name, namespace.values()):
+    for name, _, namespace in _namespaces(names, skipped):
+        for function in _functions_of(name, namespace.copy().values()):
             defaults, keywords = function.__defaults__, function.__kwdefaults__
             if defaults and not swap.keys().isdisjoint(map(id, defaults)):
                 found.append((function, "__defaults__", defaults))
