@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from pytest_resilience import HttpService, Resilience
+from pytest_resilience import HttpService, Resilience, Run
 from pytest_resilience.assertions import ResilienceAssertionError
 
 from .client import CircuitBreaker, PaymentError, PaymentsClient, RetryPolicy
@@ -98,20 +98,29 @@ class NoJitter(RetryPolicy):
         return min(self.cap, self.base * 2 ** (retry - 1))
 
 
-@pytest.mark.http_faults("payments", status=503, duration=OUTAGE)
-def test_a_herd_with_full_jitter_comes_back_spread_out_after_a_two_minute_outage(
-    resilience: Resilience, payments: HttpService, client: PaymentsClient, order: Order
-) -> None:
-    client.policy = RetryPolicy(attempts=10, base=5.0, cap=60.0, timeout=2.0)
+HERD_POLICY = {"attempts": 10, "base": 5.0, "cap": 60.0, "timeout": 2.0}
+
+
+def herd_charges(
+    resilience: Resilience, client: PaymentsClient, order: Order, policy: RetryPolicy
+) -> Run:
+    """:data:`HERD` charges at once, one thread each, retrying by ``policy``."""
+    client.policy = policy
     client.breaker = CircuitBreaker(failures=10 * HERD)  # the breaker is another test's subject
     amounts = itertools.count(order.amount)  # one charge each, none a duplicate of another
-
-    run = resilience.load(
+    return resilience.load(
         lambda: client.charge(next(amounts), order.currency, order.customer),
         duration=0.02,
         rate=HERD / 0.02,
         concurrency=HERD,
     )
+
+
+@pytest.mark.http_faults("payments", status=503, duration=OUTAGE)
+def test_a_herd_with_full_jitter_comes_back_spread_out_after_a_two_minute_outage(
+    resilience: Resilience, payments: HttpService, client: PaymentsClient, order: Order
+) -> None:
+    run = herd_charges(resilience, client, order, RetryPolicy(**HERD_POLICY))
 
     assert len(run) == HERD
     payments.assert_attempts(max=10)
@@ -125,16 +134,7 @@ def test_a_herd_with_full_jitter_comes_back_spread_out_after_a_two_minute_outage
 def test_a_herd_without_jitter_comes_back_as_a_retry_storm_after_a_two_minute_outage(
     resilience: Resilience, payments: HttpService, client: PaymentsClient, order: Order
 ) -> None:
-    client.policy = NoJitter(attempts=10, base=5.0, cap=60.0, timeout=2.0)
-    client.breaker = CircuitBreaker(failures=10 * HERD)
-    amounts = itertools.count(order.amount)
-
-    run = resilience.load(
-        lambda: client.charge(next(amounts), order.currency, order.customer),
-        duration=0.02,
-        rate=HERD / 0.02,
-        concurrency=HERD,
-    )
+    run = herd_charges(resilience, client, order, NoJitter(**HERD_POLICY))
 
     # 5 + 10 + 20 + 40 s of waits end in the outage; the fifth attempt, at 75 s, fails too,
     # and the sixth, at 135 s, finds it healed.
