@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pytest
 
 from . import extensions
+from .errors import ResilienceError
 from .markers import (
     EXPLORE_HELP,
     FAULT_MARKERS,
@@ -314,13 +315,22 @@ class _ClockBlocks:
             return (yield)
         finally:
             from .clock import CLOCK
+            from .runtime.virtual import close_left_open
 
             block = item.stash.get(CLOCK_BLOCK, None)
             if block is not None:
                 del item.stash[CLOCK_BLOCK]
                 self.open = None
                 block.close()
+            opener = close_left_open()
             CLOCK.rewind()  # the next test's records compare with time.monotonic() again
+            if opener is not None:
+                raise ResilienceError(
+                    f"a block on virtual time opened by thread {opener!r} was still open "
+                    "after the test's teardown; the plugin closed it so that later tests "
+                    "run on real time: end the `with virtual_time()` block (join the "
+                    "thread that opened it) before the test returns."
+                )
 
     @pytest.hookimpl(wrapper=True)
     def pytest_fixture_setup(self, fixturedef: Any) -> Generator[None, object, object]:

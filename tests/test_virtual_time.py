@@ -426,6 +426,7 @@ def test_the_plugins_timers_scheduled_beside_a_sleeping_test_never_deadlock() ->
             def feeder() -> None:
                 while not stop.is_set():
                     timer.at(CLOCK.now() + 1e6, lambda: None)
+                    real_sleep(0)  # lets the test's thread run: a busy feeder only starves it
 
             feeding = machinery_thread(feeder, "pytest-resilience-test-feeder")
             feeding.start()

@@ -262,3 +262,47 @@ def test_a_session_fixture_set_up_by_a_virtual_test_stays_outside_its_block(
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["  clock:    2.* s virtual in 0.* s real"])
     result.stdout.no_fnmatch_line("*session-server*")
+
+
+LEFT_OPEN = """
+import threading
+import time
+
+from pytest_resilience.runtime.virtual import virtual_time
+
+leave = threading.Event()
+
+
+def test_a_thread_stays_in_its_block():
+    entered = threading.Event()
+
+    def body():
+        with virtual_time():
+            entered.set()
+            leave.wait()
+
+    threading.Thread(target=body, name="stuck-in-block", daemon=True).start()
+    assert entered.wait(10)
+
+
+def test_the_next_test_sleeps_in_real_time():
+    started = time.monotonic()
+    time.sleep(0.05)
+    leave.set()
+    assert time.monotonic() - started >= 0.05
+"""
+
+
+def test_a_block_left_open_by_a_thread_is_closed_and_named_at_teardown(
+    inner: pytest.Pytester, url: str
+) -> None:
+    """CI hung for 90 minutes: a test whose thread never left its block (it deadlocked)
+    left the patches on, and every later test ran on that block's clock."""
+    sleep = time.sleep
+    inner.makepyfile(LEFT_OPEN)
+    result = inner.runpytest_inprocess("-p", "no:cacheprovider", f"--toxiproxy={url}")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*a block on virtual time opened by thread 'stuck-in-block' was still open after*"]
+    )
+    assert time.sleep is sleep and CLOCK.virtual is None

@@ -57,6 +57,9 @@ time-machine, which reaches ``datetime.now`` and ``time.time`` in C."""
 # -- the patches, for one block at a time ----------------------------------------------
 
 _ACTIVE: Scheduler | None = None
+_PATCHES: _Patches | None = None
+_OPENER = ""
+"""The name of the thread that opened the block (for :func:`close_left_open`'s error)."""
 _GUARD = threading.Lock()
 
 
@@ -430,7 +433,7 @@ def _swapped(value: Any, swap: dict[int, object]) -> Any:
 @contextlib.contextmanager
 def virtual_time() -> Iterator[VirtualClock]:
     """The calling thread's block on virtual time (re-entered: the block already open)."""
-    global _ACTIVE
+    global _ACTIVE, _PATCHES, _OPENER
     if _ACTIVE is not None:
         yield _ACTIVE.clock
         return
@@ -444,17 +447,38 @@ def virtual_time() -> Iterator[VirtualClock]:
         # Made before _ACTIVE is set, the scheduler's own objects are never virtual.
         scheduler = Scheduler(threading.current_thread(), patches.wall)
         _ACTIVE = CLOCK.virtual = scheduler
+        _PATCHES, _OPENER = patches, threading.current_thread().name
     try:
         yield scheduler.clock
     finally:
+        _end(scheduler)
+
+
+def _end(scheduler: Scheduler) -> None:
+    """End ``scheduler``'s block, once: open waits go on in real time, the patches go."""
+    global _ACTIVE, _PATCHES
+    if scheduler.clock.ended_real is None:
         scheduler.clock.ended_virtual = CLOCK.now()
         scheduler.clock.ended_real = real_monotonic()
-        try:
-            scheduler.close()  # first: open waits turn real while notices still reach them
-        finally:
-            with _GUARD:
+    try:
+        scheduler.close()  # first: open waits turn real while notices still reach them
+    finally:
+        with _GUARD:
+            if _ACTIVE is scheduler and _PATCHES is not None:
                 _ACTIVE = CLOCK.virtual = None
+                patches, _PATCHES = _PATCHES, None
                 patches.undo()
+
+
+def close_left_open() -> str | None:
+    """End the block still open, if one is (its ``with`` never ended: a thread of the
+    test still inside it), so that the next test runs on real time; the name of the
+    thread that opened it, or None when none was open."""
+    scheduler, opener = _ACTIVE, _OPENER
+    if scheduler is None:
+        return None
+    _end(scheduler)
+    return opener
 
 
 def _offset(real: Callable[[], float]) -> Callable[[], float]:
