@@ -62,5 +62,5 @@ def parse_clock(value: str) -> str:
         return value.strip()
     raise ConfigurationError(
         f"{OPTION_CLOCK}={value!r} is not real or virtual; pass {OPTION_CLOCK}=virtual to put "
-        "every sync test on virtual time."
+        "every test on virtual time."
     )

@@ -65,6 +65,8 @@ VIRTUAL = pytest.StashKey[bool]()
 """On an item: it runs on virtual time, from setup to teardown."""
 CLOCK_BLOCK = pytest.StashKey[contextlib.ExitStack]()
 """On an item on virtual time: its open block, closed after teardown."""
+OUTER_BLOCK = pytest.StashKey[object | None]()
+"""The block on virtual time already open when the test began (an outer pytest's)."""
 _USES_PLUGIN = ("resilience", "toxiproxy")
 
 T = TypeVar("T")
@@ -140,7 +142,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dest="resilience_clock",
         type=_usage(parse_clock),
         default=None,
-        help="real (default) or virtual: virtual runs every sync test on virtual time, from "
+        help="real (default) or virtual: virtual runs every test on virtual time, from "
         "setup to teardown, as @pytest.mark.virtual_time does for one test.",
     )
     parser.addini(INI_CLOCK, "default for --resilience-clock", default="real")
@@ -236,21 +238,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def _on_virtual_time(item: pytest.Item, suite: bool) -> bool:
-    """Whether the body of ``item`` runs on virtual time: its marker, or the suite's option
-    (which leaves coroutine tests on real time)."""
-    import inspect
-
+    """Whether the body of ``item`` runs on virtual time: its marker, or the suite's option."""
     mark = item.get_closest_marker("virtual_time")
-    coroutine = inspect.iscoroutinefunction(getattr(item, "obj", None))
     if mark is None:
-        return suite and not coroutine
+        return suite
     if mark.args or mark.kwargs:
         raise ValueError("it takes no arguments; write @pytest.mark.virtual_time")
-    if coroutine:
-        raise ValueError(
-            "the test is a coroutine, and asyncio's waits are not on virtual time yet (those of "
-            "threads are); drive the async client from a sync test, or drop the marker"
-        )
     return True
 
 
@@ -302,6 +295,9 @@ class _ClockBlocks:
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, object, object]:
+        from .runtime.virtual import open_block
+
+        item.stash[OUTER_BLOCK] = open_block()
         if item.stash.get(VIRTUAL, False) and MARKER_ERROR not in item.stash:
             from .runtime.virtual import virtual_time
 
@@ -322,7 +318,7 @@ class _ClockBlocks:
                 del item.stash[CLOCK_BLOCK]
                 self.open = None
                 block.close()
-            opener = close_left_open()
+            opener = close_left_open(item.stash.get(OUTER_BLOCK, None))
             CLOCK.rewind()  # the next test's records compare with time.monotonic() again
             if opener is not None:
                 raise ResilienceError(

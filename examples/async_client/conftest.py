@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections.abc import AsyncIterator
@@ -65,14 +66,27 @@ def quote(fake: Faker) -> Quote:
     return Quote(f"q_{fake.uuid4()}", "gls", CARRIERS["gls"], "eur")
 
 
+@contextlib.asynccontextmanager
+async def client_on(
+    request: pytest.FixtureRequest,
+    shipping: HttpService,
+    resilience: Resilience,
+    policy: RetryPolicy,
+) -> AsyncIterator[ShippingClient]:
+    """The client with ``policy`` on the HTTP stack ``request.param`` names; its jitter
+    replays with ``--resilience-seed``."""
+    transport: Transport = HttpxTransport() if request.param == "httpx" else AiohttpTransport()
+    rng = random.Random(f"{resilience.seed}:{request.node.nodeid}")
+    async with ShippingClient(shipping.url, transport, policy=policy, rng=rng) as client:
+        yield client
+
+
 @pytest.fixture(params=["httpx", "aiohttp"])
 async def client(
     request: pytest.FixtureRequest, shipping: HttpService, resilience: Resilience
 ) -> AsyncIterator[ShippingClient]:
-    """The client on each HTTP stack; its jitter replays with ``--resilience-seed``."""
-    transport: Transport = HttpxTransport() if request.param == "httpx" else AiohttpTransport()
-    rng = random.Random(f"{resilience.seed}:{request.node.nodeid}")
-    async with ShippingClient(shipping.url, transport, policy=FAST, rng=rng) as client:
+    """The client on each HTTP stack, with its policy scaled down to test time."""
+    async with client_on(request, shipping, resilience, FAST) as client:
         yield client
 
 

@@ -62,11 +62,21 @@ class _Notice:
 
 
 class _Waiter:
-    __slots__ = ("deadline", "ended", "since", "woken")
+    __slots__ = ("deadline", "ended", "ready", "since", "wake", "woken")
 
-    def __init__(self, deadline: float | None, ended: Callable[[], bool] | None) -> None:
+    def __init__(
+        self,
+        deadline: float | None,
+        ended: Callable[[], bool] | None,
+        ready: Callable[[], bool] | None = None,
+        wake: Callable[[], None] | None = None,
+    ) -> None:
         self.deadline = deadline
         self.ended = ended
+        self.ready = ready
+        """For a wait on I/O (:meth:`Scheduler.wait_io`): whether its I/O is ready now."""
+        self.wake = wake
+        """For a wait on I/O: interrupts it (its thread waits in the kernel, not here)."""
         self.since = real_monotonic()
         self.woken = False
 
@@ -165,6 +175,40 @@ class Scheduler:
         here on, so that no jump comes before it runs."""
         waiter.woken = True
         self._running.add(thread)
+        if waiter.wake is not None:
+            waiter.wake()
+
+    def wait_io(
+        self,
+        deadline: float | None,
+        block: Callable[[float | None], Any],
+        ready: Callable[[], bool],
+        wake: Callable[[], None],
+    ) -> tuple[bool, Any]:
+        """Wait, as the calling participant, in ``block(timeout)`` (an event loop's
+        selector): a wait until ``deadline`` on the clock that I/O may end first.  The
+        thread waits in the kernel, for real time, until its I/O is ready, the deadline
+        comes, or a jump to it calls ``wake`` (which must end ``block`` at once).  Before
+        each jump, ``ready()`` is asked: I/O ready means the thread is about to run.
+        ``(False, None)`` when the calling thread is not a participant or the block has
+        ended: the caller waits for real; else ``(True, what block returned)``."""
+        me = threading.current_thread()
+        waiter = _Waiter(deadline, None, ready, wake)
+        with self._cond:
+            if self.closed or not self.knows_now(me):
+                return False, None
+            self._running.discard(me)
+            self._waiting[me] = waiter
+            self._advance()
+        try:
+            left = None if deadline is None else max(deadline - CLOCK.now(), 0.0)
+            return True, block(left)
+        finally:
+            with self._cond:
+                self._waiting.pop(me, None)
+                self._running.add(me)
+                if not waiter.woken and deadline is not None and CLOCK.now() >= deadline:
+                    self._held_back(waiter)  # it came in real time
 
     def wait(self, deadline: float | None, ended: Callable[[], bool] | None = None) -> bool:
         """Wait, as the calling participant, until ``deadline`` on the clock or until
@@ -267,7 +311,7 @@ class Scheduler:
             return  # the thread already advancing looks again before it stops
         self._advancing = True
         try:
-            while not self.closed and not self._still_running():
+            while not self.closed and not self._io_ready() and not self._still_running():
                 target = self._next_deadline()
                 if target is None:
                     return  # every participant waits for another: nothing to jump to
@@ -294,6 +338,16 @@ class Scheduler:
                 self._cond.notify_all()
         finally:
             self._advancing = False
+
+    def _io_ready(self) -> bool:
+        """Whether a participant waiting on I/O has it ready: it runs again (woken here,
+        so that no jump comes first).  Level-triggered, so asking does not take it away."""
+        found = False
+        for thread, waiter in self._waiting.items():
+            if not waiter.woken and waiter.ready is not None and waiter.ready():
+                self._wake(thread, waiter)
+                found = True
+        return found
 
     def _still_running(self) -> bool:
         """Whether a participant runs.  One whose thread ended without leaving (it joined

@@ -28,6 +28,9 @@ work (I/O, CPU) takes its real time in the record.  The offset jumps only when e
   thread; the wall clock (``time.time``, ``datetime.now``) is time-machine's travel,
   shifted at each jump.  The plugin's loops and machinery read the real clocks.
 
+- asyncio: a participant's event loop waits in its selector as a virtual wait, unless
+  an answer it asked for is on its way (:mod:`.virtual_loops`).
+
 At the block's end, waits still open go on in real time, and the patches go
 (:class:`_Patches` lists them).  The records' offset stays until the test ends, so
 ``time.monotonic()`` read after the block is behind them.
@@ -48,7 +51,11 @@ from typing import Any
 
 from ..clock import CLOCK, is_machinery, real_monotonic, real_wall
 from ..errors import ConfigurationError
+from . import virtual_loops
 from .scheduler import Scheduler, VirtualClock
+
+_INHERITED = object()
+"""Saved in place of a class attribute the class did not define itself."""
 
 _READS = ("monotonic", "perf_counter")
 """The clocks a block reads as real time plus the offset; the wall clock is moved by
@@ -293,6 +300,7 @@ class _Patches:
             (queue, "time", lambda _: waits_clock),
             (concurrent.futures.thread, "queue", lambda _: _Queues),
             (concurrent.futures.ThreadPoolExecutor, "submit", _virtual_submit),
+            *virtual_loops.patches(_live),
         ]
         self._saved: list[tuple[object, str, object]] = []
         self._bound: list[tuple[ModuleType, str, object]] = []
@@ -329,13 +337,19 @@ class _Patches:
             setattr(function, attr, _swapped(value, swap))
 
     def _set(self, owner: object, attr: str, value: object) -> None:
-        self._saved.append((owner, attr, getattr(owner, attr)))
+        # A class's inherited method (DefaultSelector's select) is its base's: undone by
+        # deleting the copy, so that the class is as it was.
+        own = not isinstance(owner, type) or attr in vars(owner)
+        self._saved.append((owner, attr, getattr(owner, attr) if own else _INHERITED))
         setattr(owner, attr, value)
 
     def undo(self) -> None:
         """Undo what :meth:`apply` did (all of it, or as far as it went)."""
         for owner, attr, real in reversed(self._saved):
-            setattr(owner, attr, real)
+            if real is _INHERITED:
+                delattr(owner, attr)
+            else:
+                setattr(owner, attr, real)
         for module, attr, real in self._bound:
             setattr(module, attr, real)
         for function, attr, value in self._defaults:
@@ -470,12 +484,18 @@ def _end(scheduler: Scheduler) -> None:
                 patches.undo()
 
 
-def close_left_open() -> str | None:
-    """End the block still open, if one is (its ``with`` never ended: a thread of the
-    test still inside it), so that the next test runs on real time; the name of the
-    thread that opened it, or None when none was open."""
+def open_block() -> object | None:
+    """The block open now (to hand to :func:`close_left_open` later), or None."""
+    return _ACTIVE
+
+
+def close_left_open(before: object | None) -> str | None:
+    """End the block still open, if one is and it is not ``before`` (:func:`open_block`
+    when the test began: an outer pytest's, around an in-process pytester run), so that
+    the next test runs on real time: its ``with`` never ended (a thread of the test still
+    inside it).  The name of the thread that opened it, or None when none was left."""
     scheduler, opener = _ACTIVE, _OPENER
-    if scheduler is None:
+    if scheduler is None or scheduler is before:
         return None
     _end(scheduler)
     return opener

@@ -1,0 +1,204 @@
+"""asyncio on virtual time (``runtime/virtual_loops.py``): a participant's loop waits in
+its selector as a virtual wait, unless an answer it asked for is on its way."""
+
+from __future__ import annotations
+
+import asyncio
+import selectors
+import socket
+import threading
+import time
+
+import pytest
+
+from pytest_resilience.clock import real_monotonic, real_sleep
+from pytest_resilience.runs import drive, load
+from pytest_resilience.runtime.virtual import virtual_time
+
+
+def test_a_loops_sleeps_and_timeouts_jump_the_clock() -> None:
+    async def body() -> tuple[float, bool]:
+        started = time.monotonic()
+        await asyncio.gather(*(asyncio.sleep(s) for s in (5, 30, 60)))
+        try:
+            await asyncio.wait_for(asyncio.sleep(600), timeout=120)
+            timed_out = False
+        except asyncio.TimeoutError:
+            timed_out = True
+        return time.monotonic() - started, timed_out
+
+    with virtual_time() as clock:
+        took, timed_out = asyncio.run(body())
+    assert timed_out
+    assert 180 <= took < 181
+    assert clock.real < 5  # 180 s of waits in real time would be 180 s
+    assert clock.jumps >= 4
+
+
+def test_a_loop_and_a_thread_share_one_clock() -> None:
+    """The thread's 20 s sleep and the loop's 30 s one overlap: 30 s pass, not 50."""
+    woke: dict[str, float] = {}
+
+    def sleeper() -> None:
+        time.sleep(20)
+        woke["thread"] = time.monotonic()
+
+    async def body() -> None:
+        await asyncio.sleep(30)
+        woke["loop"] = time.monotonic()
+
+    with virtual_time() as clock:
+        started = time.monotonic()
+        thread = threading.Thread(target=sleeper)
+        thread.start()
+        asyncio.run(body())
+        thread.join()
+    assert 20 <= woke["thread"] - started < 21
+    assert 30 <= woke["loop"] - started < 31
+    assert clock.real < 5
+
+
+def _slow_echo(delay: float) -> tuple[socket.socket, threading.Thread]:
+    """A server outside any block that answers each line after ``delay`` real seconds."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            data = conn.recv(1024)
+            real_sleep(delay)
+            conn.sendall(data)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return listener, thread
+
+
+def test_no_jump_fires_a_timeout_while_an_answer_is_on_its_way() -> None:
+    """The hazard of a jump during real I/O: a client waits 5 s (virtual) for an answer
+    that takes 0.3 s of real time while another task sleeps 10 s.  Jumping the loop's
+    wait to its first deadline would time the read out before the answer could come."""
+    listener, server = _slow_echo(0.3)
+    port = listener.getsockname()[1]
+
+    async def ask() -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"ping\n")
+        try:
+            return await asyncio.wait_for(reader.readline(), timeout=5)
+        finally:
+            writer.close()
+
+    async def body() -> tuple[bytes, None]:
+        return await asyncio.gather(ask(), asyncio.sleep(10))  # type: ignore[return-value]
+
+    with listener, virtual_time() as clock:
+        answer, _ = asyncio.run(body())
+    server.join(5)
+    assert answer == b"ping\n"
+    assert clock.virtual >= 10
+    assert clock.real < 5
+
+
+def test_a_loop_waiting_only_on_io_is_woken_by_it() -> None:
+    """No timer: the loop waits (virtually, with no deadline) until bytes come from a
+    thread outside the block, in real time; no jump, no hang."""
+    left, right = socket.socketpair()
+
+    def send_later() -> None:
+        real_sleep(0.2)
+        right.send(b"x")
+
+    async def body() -> tuple[bytes, float]:
+        loop = asyncio.get_running_loop()
+        started = real_monotonic()
+        left.setblocking(False)
+        data = await loop.sock_recv(left, 1)
+        return data, real_monotonic() - started
+
+    sender = threading.Thread(target=send_later, daemon=True)
+    sender.start()  # before the block: not a participant, its sleep is real
+    with left, right, virtual_time() as clock:
+        data, took = asyncio.run(body())
+    sender.join(5)
+    assert data == b"x"
+    assert took < 5
+    assert clock.jumps == 0
+
+
+def test_the_plugins_loops_and_loops_outside_the_block_keep_real_time() -> None:
+    """A loop run by a thread started before the block is no participant: its sleep is
+    real (0.2 s), and the selector's patch is gone after the block."""
+    real_select = selectors.DefaultSelector.select
+    took: list[float] = []
+
+    def outside() -> None:
+        started = real_monotonic()
+        asyncio.run(asyncio.sleep(0.2))
+        took.append(real_monotonic() - started)
+
+    go = threading.Event()
+    thread = threading.Thread(target=lambda: (go.wait(), outside()), daemon=True)
+    thread.start()
+    with virtual_time():
+        go.set()
+        thread.join(10)
+    assert took and took[0] >= 0.2
+    assert selectors.DefaultSelector.select is real_select
+
+
+def test_the_loops_of_drive_and_load_are_on_virtual_time() -> None:
+    """``runs._caller`` runs a coroutine function on a loop of the calling thread:
+    ``drive``'s (the test's thread) and ``load``'s workers (started in the block)."""
+
+    async def call() -> None:
+        await asyncio.sleep(30)
+
+    with virtual_time() as clock:
+        driven = drive(call, calls=3)
+        loaded = load(call, duration=60, rate=0.1, concurrency=2)  # 6 calls, 10 s apart
+    assert not driven.errors and not loaded.errors
+    assert len(loaded) == 6
+    # drive: 3 x 30 s.  load: two workers take the slots (0, 10, ... 50 s) as they come
+    # free, at 0, 10, 30, 40, 60 and 70 s: the last call ends at 100 s.
+    assert 190 <= clock.virtual < 191
+    assert clock.real < 5
+
+
+ASYNC_TESTS = """
+import time
+
+import anyio
+import httpx
+import pytest
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.mark.anyio
+@pytest.mark.virtual_time
+async def test_retry_after_a_minute(resilience):
+    api = resilience.http_service("api")
+    api.route("GET", "/quote").rate_limit(burst=1, retry_after=60)
+    async with httpx.AsyncClient(base_url=api.url, timeout=5) as client:
+        answer = await client.get("/quote")
+        assert answer.status_code == 429
+        await anyio.sleep(float(answer.headers["Retry-After"]))
+        assert (await client.get("/quote")).status_code == 200
+    api.assert_retry_after_honoured()
+"""
+
+
+def test_a_coroutine_test_under_the_marker_runs_on_virtual_time(
+    inner: pytest.Pytester, url: str
+) -> None:
+    """anyio's plugin runs the test's loop on the test's thread, inside its block."""
+    inner.makepyfile(ASYNC_TESTS)
+    # In a process of its own: in process, pytester takes out the modules the run imported
+    # when it ends, and an httpx imported again later no longer maps httpcore's errors.
+    result = inner.runpytest_subprocess("-p", "no:cacheprovider", f"--toxiproxy={url}", "-v")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["  clock:    6*.* s virtual in 0.* s real"])
