@@ -9,12 +9,13 @@ is the median over ``--runs`` processes.
 - a herd: 20 threads through a two-minute outage, retrying with exponential backoff
   and full jitter (capped at 60 s), then every charge succeeds.
 
-- an async client: the one client's workload on httpx's ``AsyncClient`` under anyio.
+- an async client: the one client's workload on httpx's ``AsyncClient`` under anyio;
+- the suite where the clock applies (:data:`SUITE`: the examples, the zoo of real
+  clients and the verdicts on real clients), its wall time on real time and with
+  ``--resilience-clock=virtual``, each in one pytest process (``-n 2``), on each backend.
 
-Not measured yet, and said so in the table: the whole suite with the clock on.
-
-    python -m benchmarks.virtual_time            # 3 runs, about a minute
-    python -m benchmarks.virtual_time --runs 1
+    python -m benchmarks.virtual_time            # 3 runs and the suite, about 5 minutes
+    python -m benchmarks.virtual_time --runs 1 --no-suite
 
 Needs ``.bin/toxiproxy-server`` (``bash .ci/install-toxiproxy``) for the Toxiproxy column.
 """
@@ -122,6 +123,24 @@ async def test_an_async_client(resilience):
 '''
 
 
+SUITE = ("examples", "tests/zoo", "tests/test_verdicts_on_real_clients.py")
+"""The tests that run on both clocks (``.ci/run`` runs them on virtual time too)."""
+
+
+def suite_seconds(backend: str, clock: str) -> float:
+    """Wall seconds of :data:`SUITE` on ``clock``, as pytest reports them."""
+    env = dict(os.environ)
+    env["PATH"] = f"{ROOT / '.bin'}{os.pathsep}{env.get('PATH', '')}"
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2", backend,
+         f"--resilience-clock={clock}", *SUITE],
+        cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=1800,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise SystemExit(f"the suite failed on {backend}, {clock} time:\n{done.stdout[-3000:]}")
+    return float(done.stdout.rsplit(" in ", 1)[1].split("s", 1)[0])
+
+
 def clocks(backend: str, seed: int) -> dict[str, dict[str, float]]:
     """Run the workloads in a fresh pytest process; each test's clock record, by name."""
     with tempfile.TemporaryDirectory() as folder:
@@ -158,7 +177,7 @@ def measure(runs: int) -> dict[str, dict[str, dict[str, float]]]:
     return table
 
 
-def report(table: dict[str, Any], runs: int) -> str:
+def report(table: dict[str, Any], runs: int, suite: dict[str, tuple[float, float]]) -> str:
     names = {"test_one_client": "one client, ten Retry-After: 60", "test_a_herd_of_20": (
         "20-client herd through a 2-minute outage"), "test_an_async_client": (
         "an async client (httpx), ten Retry-After: 60")}  # fmt: skip
@@ -175,19 +194,27 @@ def report(table: dict[str, Any], runs: int) -> str:
             for row in table.values()
         ]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines.append(
-        "| the whole suite, clock on where it applies | "
-        + " | ".join("not measured" for _ in table)
-        + " |"
-    )
+    cells = [
+        f"{real:.0f} s real, {virtual:.0f} s virtual: {real / virtual:.1f}x faster"
+        for real, virtual in suite.values()
+    ]
+    label = "the suite where the clock applies (" + ", ".join(SUITE) + ")"
+    lines.append(f"| {label} | " + " | ".join(cells or ["not measured"] * len(table)) + " |")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--no-suite", action="store_true", help="leave out the suite's row")
     args = parser.parse_args()
-    print(report(measure(args.runs), args.runs))
+    suite = {}
+    if not args.no_suite:
+        suite = {
+            name: (suite_seconds(backend, "real"), suite_seconds(backend, "virtual"))
+            for name, backend in BACKENDS.items()
+        }
+    print(report(measure(args.runs), args.runs, suite))
 
 
 if __name__ == "__main__":

@@ -124,10 +124,15 @@ class Clock:
     offset = 0.0
     """Seconds virtual time has jumped over in this test; it only grows until the test
     ends (:meth:`rewind`)."""
+    jumps: list[tuple[float, float]]
+    """This test's jumps: (the instant it left, seconds), in order."""
     virtual: _Waits | None = None
     """The scheduler of the block on virtual time, while one is open."""
     _holds = 0
     _holding = threading.Lock()
+
+    def __init__(self) -> None:
+        self.jumps = []
 
     def now(self) -> float:
         return real_monotonic() + self.offset
@@ -151,11 +156,17 @@ class Clock:
         """Whether the machinery has work in hand (:meth:`hold`)."""
         return self._holds > 0
 
+    def jump(self, seconds: float) -> None:
+        """Move the clock ``seconds`` forward (virtual time's scheduler, at a jump)."""
+        self.jumps.append((self.now(), seconds))
+        self.offset += seconds
+
     def rewind(self) -> None:
         """Drop the offset once a test is over (and no block is on virtual time): the next
         test's records are on ``time.monotonic()``'s time again."""
         if self.virtual is None:
             self.offset = 0.0
+            self.jumps.clear()
 
     def wall(self) -> float:
         """Seconds since the epoch (for HTTP-dates such as Retry-After's), as the code under

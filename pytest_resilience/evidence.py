@@ -48,6 +48,10 @@ class Evidence:
     failure_sets: Mapping[str, FailureSet]
     """Each HTTP service's failure set, which says which of its attempts failed."""
     runs: tuple[Run, ...]
+    jumps: tuple[tuple[float, float], ...] = ()
+    """On virtual time, the clock's jumps so far: (the instant it left, seconds).  The
+    timing verdicts read the real time of a wait from them
+    (:func:`~.assertions.timing.real_between`)."""
 
     def heals(self) -> list[float]:
         """When faults were healed."""

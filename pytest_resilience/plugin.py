@@ -65,7 +65,7 @@ VIRTUAL = pytest.StashKey[bool]()
 """On an item: it runs on virtual time, from setup to teardown."""
 CLOCK_BLOCK = pytest.StashKey[contextlib.ExitStack]()
 """On an item on virtual time: its open block, closed after teardown."""
-OUTER_BLOCK = pytest.StashKey[object | None]()
+OUTER_BLOCK = pytest.StashKey[object]()
 """The block on virtual time already open when the test began (an outer pytest's)."""
 _USES_PLUGIN = ("resilience", "toxiproxy")
 
@@ -295,9 +295,9 @@ class _ClockBlocks:
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, object, object]:
-        from .runtime.virtual import open_block
+        from .clock import CLOCK
 
-        item.stash[OUTER_BLOCK] = open_block()
+        item.stash[OUTER_BLOCK] = CLOCK.virtual
         if item.stash.get(VIRTUAL, False) and MARKER_ERROR not in item.stash:
             from .runtime.virtual import virtual_time
 
@@ -311,14 +311,18 @@ class _ClockBlocks:
             return (yield)
         finally:
             from .clock import CLOCK
-            from .runtime.virtual import close_left_open
 
             block = item.stash.get(CLOCK_BLOCK, None)
             if block is not None:
                 del item.stash[CLOCK_BLOCK]
                 self.open = None
                 block.close()
-            opener = close_left_open(item.stash.get(OUTER_BLOCK, None))
+            outer = item.stash.get(OUTER_BLOCK, None)
+            opener = None
+            if CLOCK.virtual is not None and CLOCK.virtual is not outer:
+                from .runtime.virtual import close_left_open
+
+                opener = close_left_open()
             CLOCK.rewind()  # the next test's records compare with time.monotonic() again
             if opener is not None:
                 raise ResilienceError(

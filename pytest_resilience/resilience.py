@@ -322,6 +322,7 @@ class Resilience:
             {s.name: tuple(events.effects(s.name)) for s in https},
             {s.name: s._failure_set for s in https},
             tuple(events.runs()),
+            tuple(CLOCK.jumps),
         )
 
     def drive(self, fn: Callable[[], Any], calls: int) -> Run:
@@ -383,6 +384,7 @@ class Resilience:
             group=group,
             failure_statuses=failure_statuses,
             noise=self._noise.samples_during(evidence.exchanges[http.name]),
+            jumps=evidence.jumps,
             calls=evidence.calls(http.name),
             blind=evidence.blind(http.name),
         )

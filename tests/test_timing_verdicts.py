@@ -12,6 +12,7 @@ when the noise is small against their waits, and never be cleared.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import random
 import threading
@@ -392,44 +393,60 @@ def fleet(
     base: float,
     scale: float,
     rng: random.Random,
-) -> list[Exchange]:
+) -> tuple[list[Exchange], float]:
     """``size`` clients failing together, each waiting as ``strategy`` says plus noise (the
-    sum of 4 wake-up delays)."""
-    rows = []
+    sum of 4 wake-up delays); and the most noise a wait took."""
+    rows, most = [], 0.0
     for _ in range(size):
         waits, last = [], 0.0
         for k in range(RETRIES):
             last = strategy(rng, base, k, last)
-            waits.append(last + sum(delay(rng, scale) for _ in range(4)))
+            noise = sum(delay(rng, scale) for _ in range(4))
+            most = max(most, noise)
+            waits.append(last + noise)
         rows.append(waits)
-    return herd(rows, spread=0.0005)
+    return herd(rows, spread=0.0005), most
 
 
 RUNS = 50
+VIRTUAL_SAMPLES = 10
+"""The probe's samples in a run on virtual time: its real time is the clients' work alone
+(about 0.1-0.2 s in the examples), a sample each ``PERIOD``."""
 
 
-def simulate(strategies: dict[str, Callable[[random.Random, float, int, float], float]]) -> dict:
+def simulate(
+    strategies: dict[str, Callable[[random.Random, float, int, float], float]], clock: str
+) -> dict:
+    """Each strategy x fleet size x base x noise level, ``RUNS`` fleets, judged as on
+    ``clock``: on real time with the probe's samples over the longest schedule; on virtual
+    time with the few samples of its short real time and the bound it adds (each wait's
+    noise is at most the real time the wait took: ``Noise.bound``, the most of them)."""
     rng = random.Random(20261202)
     tally: dict[tuple[str, int, float], dict[str, list[str]]] = {}
     for (name, strategy), size, base, scale in itertools.product(
         strategies.items(), FLEETS, BASES, NOISE_SCALES
     ):
         cell = tally.setdefault((name, size, base, scale), {"backoff": [], "storm": []})
-        # What the probe measures on such a machine while the fleet retries: a sample each
-        # PERIOD over the longest schedule.
-        samples = int(base * (2**RETRIES - 1) / PERIOD)
-        noise = Noise([delay(rng, scale) for _ in range(samples)], seed=rng.randrange(2**32))
+        samples = int(base * (2**RETRIES - 1) / PERIOD) if clock == "real" else VIRTUAL_SAMPLES
+        probe = Noise([delay(rng, scale) for _ in range(samples)], seed=rng.randrange(2**32))
         for _ in range(RUNS):
-            timeline = fleet(strategy, size, base, scale, rng)
+            timeline, most = fleet(strategy, size, base, scale, rng)
+            noise = probe
+            if clock == "virtual":
+                noise = copy.copy(probe)  # the samples' tables, drawn once per cell
+                noise.bound = most
             cell["backoff"].append(outcome(check_backoff, timeline, min_factor=1.5, noise=noise))
             cell["storm"].append(outcome(check_no_retry_storm, timeline, noise=noise))
     return tally
 
 
-def test_jittered_fleets_are_called_jitter_free_a_storm_or_not_growing_under_1_in_1000() -> None:
+@pytest.mark.parametrize("clock", ["real", "virtual"])
+def test_jittered_fleets_are_called_jitter_free_a_storm_or_not_growing_under_1_in_1000(
+    clock: str,
+) -> None:
     """At most one false claim per verdict in 4,800 fleets: the exact (Clopper-Pearson) 95%
     upper bound on its rate is then 4.74 / 4,800 < 1 / 1,000."""
-    tally = simulate(JITTERED)
+    tally = simulate(JITTERED, clock)
     runs = sum(len(v["backoff"]) for v in tally.values())
     assert runs == len(JITTERED) * len(FLEETS) * len(BASES) * len(NOISE_SCALES) * RUNS == 4800
     for verdict in ("backoff", "storm"):
@@ -485,19 +502,21 @@ NOT_GROWING = {
 }
 
 
-def test_jittered_clients_that_do_not_grow_never_pass_the_backoff_verdict() -> None:
+@pytest.mark.parametrize("clock", ["real", "virtual"])
+def test_jittered_clients_that_do_not_grow_never_pass_the_backoff_verdict(clock: str) -> None:
     """4,800 fleets whose wait ranges never exceed 1.5x the first (a fixed range, or 1.5x
     from the second retry on: the edge of what growth must rule out), with jitter: none
     passes ``assert_backoff`` (95% upper bound on the false pass rate 3 / 4,800, under
     1 in 1,000)."""
-    tally = simulate(NOT_GROWING)
+    tally = simulate(NOT_GROWING, clock)
     judged = [o for v in tally.values() for o in v["backoff"]]
     assert len(judged) == 4800
     assert "pass" not in judged
 
 
-def test_lockstep_herds_of_three_or_more_are_caught_and_never_cleared() -> None:
-    tally = simulate(LOCKSTEP)
+@pytest.mark.parametrize("clock", ["real", "virtual"])
+def test_lockstep_herds_of_three_or_more_are_caught_and_never_cleared(clock: str) -> None:
+    tally = simulate(LOCKSTEP, clock)
     for (name, size, base, scale), verdicts in tally.items():
         assert "pass" not in verdicts["storm"], (name, size, base, scale)
         assert "pass" not in verdicts["backoff"], (name, size, base, scale)
@@ -519,7 +538,7 @@ def _burst(size: int, fleets: int, rng: random.Random) -> list[str]:
         # 100 samples: about what the probe takes while such a burst retries (0.4-0.7 s).
         noise = Noise([delay(rng, 0.001) for _ in range(100)], seed=rng.randrange(2**32))
         for _ in range(RUNS):
-            timeline = fleet(_full, size, 0.05, 0.001, rng)
+            timeline, _ = fleet(_full, size, 0.05, 0.001, rng)
             verdicts.append(
                 outcome(
                     check_backoff, timeline, jitter=True, max_delay=0.5, min_factor=1, noise=noise

@@ -22,6 +22,7 @@ import time_machine
 from freezegun import freeze_time
 
 from pytest_resilience import ConfigurationError, HttpService, Resilience
+from pytest_resilience.assertions.timing import real_between
 from pytest_resilience.clock import (
     CLOCK,
     machinery_thread,
@@ -507,3 +508,21 @@ def test_held_back_time_is_counted_once_per_thread() -> None:
         held.release()
         blocker.join()
     assert clock.held["blocker"] <= clock.real
+
+
+def test_the_real_time_between_two_instants_leaves_the_jumps_out() -> None:
+    """What a timing verdict bounds a wait's noise by on virtual time
+    (``assertions/retries.py`` ``_real_bound``): its real time, not its virtual time."""
+    with virtual_time():
+        before = CLOCK.now()
+        time.sleep(30)
+        after = CLOCK.now()
+        time.sleep(5)
+        later = CLOCK.now()
+    assert after - before >= 30
+    assert 0 <= real_between(before, after, CLOCK.jumps) < 1
+    assert 0 <= real_between(after, later, CLOCK.jumps) < 1
+    assert real_between(before, later, CLOCK.jumps) < 1
+    assert [size for _, size in CLOCK.jumps] == pytest.approx([30, 5], abs=0.5)
+    CLOCK.rewind()
+    assert CLOCK.jumps == [] and CLOCK.offset == 0

@@ -8,6 +8,7 @@ the test, or the first attempt).
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,7 @@ from .timing import (
     evident,
     judge_growth,
     judge_no_jitter,
+    real_between,
 )
 
 if TYPE_CHECKING:
@@ -209,13 +211,33 @@ def _columns(ops: Sequence[Operation], cap: float | None) -> list[list[float]]:
 
 
 def _measured(
-    noise: Noise | Sequence[float], calls: Sequence[Call], ops: Sequence[Operation]
+    noise: Noise | Sequence[float],
+    calls: Sequence[Call],
+    ops: Sequence[Operation],
+    jumps: Sequence[tuple[float, float]],
 ) -> Noise:
-    """``noise`` as a :class:`Noise`: the probe's delays, with the way out of the driven
+    """``noise`` as a :class:`Noise`: the probe's delays, with the bound virtual time's
+    ``jumps`` give (:func:`_real_bound`) and the way out of the driven
     ``calls`` that pair with ``ops`` (:func:`.operations.outbound`)."""
     if isinstance(noise, Noise):
         return noise
-    return Noise(noise, outbound=outbound(calls, ops))
+    return Noise(noise, outbound=outbound(calls, ops), bound=_real_bound(ops, jumps))
+
+
+def _real_bound(ops: Sequence[Operation], jumps: Sequence[tuple[float, float]]) -> float | None:
+    """On virtual time (the clock made ``jumps``), the most real time a wait of ``ops``
+    took: a wait's noise (waking, the client's work, transit) is real time, while the
+    jumps within it cover only what the client asked to wait.  None on real time."""
+    if not jumps:
+        return None
+    return max(
+        (
+            real_between(answered_at(a), b.started_at, jumps)
+            for op in ops
+            for a, b in itertools.pairwise(op.attempts)
+        ),
+        default=None,
+    )
 
 
 def _spread(columns: Sequence[Sequence[float]], noise: Noise) -> str:
@@ -258,6 +280,7 @@ def check_backoff(
     group: Grouping | None = None,
     failure_statuses: Failures = None,
     noise: Noise | Sequence[float] = (),
+    jumps: Sequence[tuple[float, float]] = (),
     calls: Sequence[Call] = (),
     origin: float | None = None,
 ) -> None:
@@ -293,7 +316,7 @@ def check_backoff(
             _rows(all_ops),
             start,
         )
-    measured = _measured(noise, calls, all_ops)
+    measured = _measured(noise, calls, all_ops, jumps)
     missing: list[str] = []
     if max_delay is not None:
         missing += _over_the_cap(ops, max_delay, tolerance, measured, start)
@@ -425,6 +448,7 @@ def check_no_retry_storm(
     group: Grouping | None = None,
     failure_statuses: Failures = None,
     noise: Noise | Sequence[float] = (),
+    jumps: Sequence[tuple[float, float]] = (),
     blind: Sequence[tuple[float, float, str]] = (),
     calls: Sequence[Call] = (),
     origin: float | None = None,
@@ -446,7 +470,7 @@ def check_no_retry_storm(
     ops = operations(exchanges, group, FailureSet(failure_statuses))
     retried = [op for op in ops if len(op.attempts) > 1]
     start = _origin(exchanges, origin)
-    measured = _measured(noise, calls, ops)
+    measured = _measured(noise, calls, ops, jumps)
     herd = _herd(retried, measured) if retried else []
     herd_columns = _columns(herd, None)
     judgement = judge_no_jitter(herd_columns, measured) if len(herd) >= min_herd else None

@@ -132,7 +132,12 @@ class Noise:
         seed: int = 0,
         period: float = PROBE_PERIOD,
         outbound: Sequence[float] = (),
+        bound: float | None = None,
     ) -> None:
+        self.bound = None if bound is None else max(bound, 0.0)
+        """On virtual time: the most real time one of the waits judged took.  A wait's
+        noise is real time (the jumps only cover what the client asked to wait), so no
+        wait carries more: a certainty where the samples give a chance."""
         self.samples = tuple(max(s, 0.0) for s in samples)
         self.outbound = tuple(max(o, 0.0) for o in outbound)
         self.steady: list[float] = [0.0]
@@ -169,7 +174,15 @@ class Noise:
         """The ``q`` quantile of one wait's noise (seconds); of its steady part alone
         with ``steady`` (what lengthens every wait alike)."""
         table = self.steady if steady else self.sums
-        return table[min(int(q * len(table)), len(table) - 1)]
+        return self._within(table[min(int(q * len(table)), len(table) - 1)])
+
+    def net(self) -> float:
+        """The noise taken off a wait to read it net of noise: on virtual time the
+        :attr:`bound` (no wait carries more), else that of 999 waits in 1,000."""
+        return self.quantile(NOISE_BOUND) if self.bound is None else self.bound
+
+    def _within(self, seconds: float) -> float:
+        return seconds if self.bound is None else min(seconds, self.bound)
 
     def most(self) -> float:
         """The most noise one wait carries if no wake-up is later than the latest measured:
@@ -178,12 +191,15 @@ class Noise:
         (:meth:`tail`), so this is a bound by assumption, which a stall of the whole
         process meets (the probe, asleep a few ms at a time, is held by it too)."""
         timer = max(self.samples, default=0.0)
-        return max(HOPS * timer, timer + max(self.outbound, default=0.0))
+        return self._within(max(HOPS * timer, timer + max(self.outbound, default=0.0)))
 
     def tail(self, seconds: float) -> float:
         """The chance that one wait's noise is ``seconds`` or more: as measured, and never
         taken thinner than the chance that one of its :data:`HOPS` delays exceeds every
-        sample (beyond what was measured the tail is not known)."""
+        sample (beyond what was measured the tail is not known).  None beyond
+        :attr:`bound`."""
+        if self.bound is not None and seconds > self.bound:
+            return 0.0
         above = (len(self.sums) - bisect.bisect_left(self.sums, seconds)) / len(self.sums)
         return max(above, HOPS / (len(self.samples) + 1))
 
@@ -224,11 +240,24 @@ class Noise:
             if self.outbound
             else ""
         )
+        bound = (
+            ""
+            if self.bound is None
+            else f", and on virtual time at most {self.bound * 1000:.1f} ms (the most real time "
+            "a wait took)"
+        )
         return (
             f"timing noise measured in this run: {len(self.samples)} samples{calls}, one "
             f"wait's noise p50 {self.quantile(0.5) * 1000:.1f} ms, p99.9 "
-            f"{self.quantile(0.999) * 1000:.1f} ms"
+            f"{self.quantile(0.999) * 1000:.1f} ms{bound}"
         )
+
+
+def real_between(start: float, end: float, jumps: Sequence[tuple[float, float]]) -> float:
+    """The real seconds between two instants of a test's clock: the virtual ones less
+    ``jumps`` (:attr:`Clock.jumps <pytest_resilience.clock.Clock.jumps>`) between them;
+    a record's instant is never inside a jump."""
+    return end - start - math.fsum(size for at, size in jumps if start <= at < end)
 
 
 def _binomial_tail(n: int, q: float, k: int) -> float:
@@ -349,7 +378,8 @@ def outgrown(
     times its first (``D_k <= factor * D_0``) leaves ``later`` waits this far above ``factor``
     times the longest of the ``first`` ones, with jitter of at most ``jitter``.
 
-    With ``M`` the longest first wait and ``q`` the noise of 999 in 1,000 waits, the k-th
+    With ``M`` the longest first wait and ``q`` the noise of 999 in 1,000 waits
+    (:meth:`Noise.net`: on virtual time, the most any wait carries), the k-th
     longest later wait reaching ``q + s * factor * M`` needs k later waits whose jitter draw
     reaches ``s`` times the longest first draw ``V`` (``M >= D_0 * V``: noise only lengthens
     it), or whose noise passes ``q`` (:meth:`Noise.tail`).  Given ``V`` that is a binomial
@@ -363,7 +393,7 @@ def outgrown(
     longest = max(first)
     if longest <= 0 or not later:
         return 1.0
-    q = noise.quantile(NOISE_BOUND)
+    q = noise.net()
     unseen = noise.tail(math.nextafter(q, math.inf))  # noise beyond q: up to q, jitter must
     ratios = sorted(((w - q) / (factor * longest) for w in later), reverse=True)
     tried = [k for k in RANKS if k <= len(ratios)]
@@ -417,7 +447,7 @@ def judge_growth(
     if len(judged) < 2 or judged[0][0] != 0:
         return Judgement("undecided", 1.0, 1.0)
     jitter = jitter_bound(columns, noise, alpha / 2)
-    first = max(judged[0][1]) - noise.quantile(NOISE_BOUND)
+    first = max(judged[0][1]) - noise.net()
     pvalues = []
     if jitter < MIN_JITTER and first > 0:
         for k, column in judged[1:]:

@@ -325,7 +325,7 @@ class Scheduler:
                         continue
                     now = CLOCK.now()
                     if target > now:
-                        CLOCK.offset += target - now
+                        CLOCK.jump(target - now)
                         if self._wall is not None:
                             self._wall.shift(target - now)
                         self.clock.jumps += 1

@@ -484,18 +484,12 @@ def _end(scheduler: Scheduler) -> None:
                 patches.undo()
 
 
-def open_block() -> object | None:
-    """The block open now (to hand to :func:`close_left_open` later), or None."""
-    return _ACTIVE
-
-
-def close_left_open(before: object | None) -> str | None:
-    """End the block still open, if one is and it is not ``before`` (:func:`open_block`
-    when the test began: an outer pytest's, around an in-process pytester run), so that
-    the next test runs on real time: its ``with`` never ended (a thread of the test still
-    inside it).  The name of the thread that opened it, or None when none was left."""
+def close_left_open() -> str | None:
+    """End the block still open, if one is, so that the next test runs on real time: its
+    ``with`` never ended (a thread of the test still inside it).  The name of the thread
+    that opened it, or None when none was open."""
     scheduler, opener = _ACTIVE, _OPENER
-    if scheduler is None or scheduler is before:
+    if scheduler is None:
         return None
     _end(scheduler)
     return opener

@@ -409,6 +409,7 @@ class HttpService(TcpService, _Scripting):
             group=group,
             failure_statuses=failure_statuses,
             noise=self._noise.samples_during(evidence.exchanges[self.name]),
+            jumps=evidence.jumps,
             calls=evidence.calls(self.name),
         )
 
