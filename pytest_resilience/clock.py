@@ -126,6 +126,10 @@ class Clock:
     ends (:meth:`rewind`)."""
     jumps: list[tuple[float, float]]
     """This test's jumps: (the instant it left, seconds), in order."""
+    transit = 0
+    """Faults applied now that hold bytes in transit (latency, bandwidth, slicer, chaos):
+    an event loop on virtual time waits in real time meanwhile, since it cannot tell an
+    answer delayed on its way from one that is complete."""
     virtual: _Waits | None = None
     """The scheduler of the block on virtual time, while one is open."""
     _holds = 0
@@ -155,6 +159,11 @@ class Clock:
     def held(self) -> bool:
         """Whether the machinery has work in hand (:meth:`hold`)."""
         return self._holds > 0
+
+    def in_transit(self, change: int) -> None:
+        """A fault that holds bytes in transit was applied (+1) or healed (-1)."""
+        with self._holding:
+            self.transit += change
 
     def jump(self, seconds: float) -> None:
         """Move the clock ``seconds`` forward (virtual time's scheduler, at a jump)."""

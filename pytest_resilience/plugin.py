@@ -65,8 +65,6 @@ VIRTUAL = pytest.StashKey[bool]()
 """On an item: it runs on virtual time, from setup to teardown."""
 CLOCK_BLOCK = pytest.StashKey[contextlib.ExitStack]()
 """On an item on virtual time: its open block, closed after teardown."""
-OUTER_BLOCK = pytest.StashKey[object]()
-"""The block on virtual time already open when the test began (an outer pytest's)."""
 _USES_PLUGIN = ("resilience", "toxiproxy")
 
 T = TypeVar("T")
@@ -295,9 +293,6 @@ class _ClockBlocks:
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, object, object]:
-        from .clock import CLOCK
-
-        item.stash[OUTER_BLOCK] = CLOCK.virtual
         if item.stash.get(VIRTUAL, False) and MARKER_ERROR not in item.stash:
             from .runtime.virtual import virtual_time
 
@@ -307,8 +302,11 @@ class _ClockBlocks:
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, object, object]:
+        failed = True
         try:
-            return (yield)
+            result = yield
+            failed = False
+            return result
         finally:
             from .clock import CLOCK
 
@@ -317,14 +315,13 @@ class _ClockBlocks:
                 del item.stash[CLOCK_BLOCK]
                 self.open = None
                 block.close()
-            outer = item.stash.get(OUTER_BLOCK, None)
             opener = None
-            if CLOCK.virtual is not None and CLOCK.virtual is not outer:
+            if CLOCK.virtual is not None:
                 from .runtime.virtual import close_left_open
 
                 opener = close_left_open()
             CLOCK.rewind()  # the next test's records compare with time.monotonic() again
-            if opener is not None:
+            if opener is not None and not failed:  # else the teardown's own error stands
                 raise ResilienceError(
                     f"a block on virtual time opened by thread {opener!r} was still open "
                     "after the test's teardown; the plugin closed it so that later tests "

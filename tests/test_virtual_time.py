@@ -31,6 +31,7 @@ from pytest_resilience.clock import (
     real_wall,
 )
 from pytest_resilience.markers.windows import _Timer
+from pytest_resilience.runtime.scheduler import Scheduler
 from pytest_resilience.runtime.virtual import virtual_time
 
 READS = ("monotonic", "perf_counter", "time")
@@ -526,3 +527,27 @@ def test_the_real_time_between_two_instants_leaves_the_jumps_out() -> None:
     assert [size for _, size in CLOCK.jumps] == pytest.approx([30, 5], abs=0.5)
     CLOCK.rewind()
     assert CLOCK.jumps == [] and CLOCK.offset == 0
+
+
+def test_a_wait_on_io_whose_jump_check_fails_leaves_the_waiters() -> None:
+    """An exception while looking for a jump left the thread among the waiters: the clock
+    then jumped while it ran."""
+    with virtual_time():
+        scheduler = CLOCK.virtual
+        assert isinstance(scheduler, Scheduler)
+        sleeper = threading.Thread(target=time.sleep, args=(50,))
+        sleeper.start()
+
+        def ready() -> bool:
+            raise ValueError("I/O operation on closed epoll object")
+
+        leaver = threading.Thread(target=real_sleep, args=(0.1,))  # looks for a jump as it ends
+        leaver.start()
+        with pytest.raises(ValueError):
+            scheduler.wait_io(CLOCK.now() + 100, lambda left: None, ready, lambda: None)
+        before = CLOCK.now()
+        real_sleep(0.3)  # this thread runs: no jump may happen meanwhile
+        assert CLOCK.now() - before < 1
+        leaver.join()
+        time.sleep(60)
+        sleeper.join()

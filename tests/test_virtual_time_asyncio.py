@@ -4,6 +4,7 @@ its selector as a virtual wait, unless an answer it asked for is on its way."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import selectors
 import socket
 import threading
@@ -147,6 +148,98 @@ def test_the_plugins_loops_and_loops_outside_the_block_keep_real_time() -> None:
     assert selectors.DefaultSelector.select is real_select
 
 
+def test_a_connect_not_yet_done_is_waited_for_in_real_time() -> None:
+    """Nothing written yet, the connect in progress (a full accept queue drops the SYN; a
+    thread outside the block drains it after 0.3 s): a jump fired the 5 s timeout."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    filling = []
+    while True:
+        try:
+            filling.append(socket.create_connection(("127.0.0.1", port), timeout=0.2))
+        except OSError:
+            break
+    stop = threading.Event()
+
+    def drain() -> None:
+        real_sleep(0.3)
+        listener.settimeout(0.05)
+        while not stop.is_set():
+            with contextlib.suppress(OSError):  # a timeout: look at stop again
+                listener.accept()[0].close()
+
+    async def body() -> None:
+        _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 5)
+        writer.close()
+
+    drainer = threading.Thread(target=drain, daemon=True)
+    drainer.start()
+    try:
+        with virtual_time():
+            asyncio.run(body())
+    finally:
+        stop.set()
+        drainer.join(5)
+        for conn in filling:
+            conn.close()
+        listener.close()
+
+
+def test_work_in_an_executor_made_before_the_block_is_waited_for_in_real_time() -> None:
+    """The loop's default executor started its worker before the block: 0.3 s of real
+    work in it, under a 5 s timeout, timed out at once."""
+
+    async def body() -> None:
+        await asyncio.to_thread(lambda: None)  # the default executor's worker starts
+        with virtual_time():
+            await asyncio.wait_for(asyncio.to_thread(real_sleep, 0.3), timeout=5)
+
+    asyncio.run(body())
+
+
+def test_a_transport_made_before_the_block_leaves_flight_once_answered() -> None:
+    """Its read callback was bound before the block: after one request it stayed in
+    flight for good, and every later sleep took real time."""
+
+    served: list[asyncio.StreamWriter] = []
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        served.append(writer)
+        while line := await reader.readline():
+            writer.write(line)
+
+    async def connect() -> tuple[asyncio.Server, asyncio.StreamReader, asyncio.StreamWriter]:
+        server = await asyncio.start_server(echo, "127.0.0.1", 0)
+        reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname()[:2])
+        return server, reader, writer
+
+    async def ask_then_sleep(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"ping\n")
+        assert await reader.readline() == b"ping\n"
+        await asyncio.sleep(3)  # the server, on this loop, wrote last: no matter
+
+    async def close(server: asyncio.Server, writer: asyncio.StreamWriter) -> None:
+        # Each transport closed and told so before the loop closes: else it warns when
+        # collected, maybe during another test.
+        for each in (writer, *served):
+            each.close()
+            await each.wait_closed()
+        server.close()
+        await server.wait_closed()
+
+    loop = asyncio.new_event_loop()
+    try:
+        server, reader, writer = loop.run_until_complete(connect())  # before the block
+        with virtual_time() as clock:
+            loop.run_until_complete(ask_then_sleep(reader, writer))
+        loop.run_until_complete(close(server, writer))
+    finally:
+        loop.close()
+    assert clock.real < 2
+
+
 def test_the_loops_of_drive_and_load_are_on_virtual_time() -> None:
     """``runs._caller`` runs a coroutine function on a loop of the calling thread:
     ``drive``'s (the test's thread) and ``load``'s workers (started in the block)."""
@@ -163,6 +256,39 @@ def test_the_loops_of_drive_and_load_are_on_virtual_time() -> None:
     # free, at 0, 10, 30, 40, 60 and 70 s: the last call ends at 100 s.
     assert 190 <= clock.virtual < 191
     assert clock.real < 5
+
+
+SLICED = """
+import httpx
+import pytest
+
+BODY = "x" * 2000
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.mark.anyio
+@pytest.mark.virtual_time
+@pytest.mark.slicer("api", average_size=64, delay=20000)
+async def test_sliced(resilience):
+    api = resilience.http_service("api")
+    api.route("GET", "/big").respond(200, body=BODY)
+    async with httpx.AsyncClient(base_url=api.url, timeout=5) as client:
+        assert (await client.get("/big")).text == BODY
+"""
+
+
+def test_an_answer_sliced_by_a_fault_is_waited_for_in_real_time(
+    inner: pytest.Pytester, url: str
+) -> None:
+    """Slices 20 ms apart: the first one cleared the transport's flight, and a jump fired
+    httpx's 5 s read timeout before the rest came."""
+    inner.makepyfile(SLICED)
+    result = inner.runpytest_subprocess("-p", "no:cacheprovider", f"--toxiproxy={url}")
+    result.assert_outcomes(passed=1)
 
 
 ASYNC_TESTS = """

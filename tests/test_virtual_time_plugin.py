@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from pytest_resilience import HttpService, Resilience
-from pytest_resilience.clock import CLOCK
+from pytest_resilience.clock import CLOCK, real_monotonic
 
 
 @pytest.mark.virtual_time
@@ -309,3 +309,38 @@ def test_a_block_left_open_by_a_thread_is_closed_and_named_at_teardown(
         ["*a block on virtual time opened by thread 'stuck-in-block' was still open after*"]
     )
     assert time.sleep is sleep and CLOCK.virtual is None
+
+
+MODULE_BLOCK = """
+import time
+
+import pytest
+
+from pytest_resilience.runtime.virtual import virtual_time
+
+
+@pytest.fixture(scope="module")
+def clock():
+    with virtual_time() as clock:  # one block for the module's tests
+        yield clock
+
+
+def test_one(clock):
+    time.sleep(60)
+
+
+def test_two(clock):
+    time.sleep(60)
+"""
+
+
+def test_a_block_a_wider_fixture_keeps_open_is_not_closed_between_tests(
+    inner: pytest.Pytester, url: str
+) -> None:
+    """Opened by the test's own thread, it is the fixture's to close: the plugin closed it
+    after the first test, with an error, and the second slept a real minute."""
+    inner.makepyfile(MODULE_BLOCK)
+    started = real_monotonic()
+    result = inner.runpytest_inprocess("-p", "no:cacheprovider", f"--toxiproxy={url}")
+    result.assert_outcomes(passed=2)
+    assert real_monotonic() - started < 30

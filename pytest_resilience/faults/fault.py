@@ -7,7 +7,11 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from ..clock import CLOCK
 from .plan import FaultPlan
+
+TRANSIT = frozenset({"latency", "bandwidth", "slicer", "chaos"})
+"""Fault kinds that hold bytes on their way (:attr:`~..clock.Clock.transit`)."""
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -29,6 +33,8 @@ class Fault:
         self._heal = heal
         self._lock = threading.Lock()
         self.active = True
+        if self.kind in TRANSIT:
+            CLOCK.in_transit(+1)
 
     @property
     def kind(self) -> str:
@@ -41,7 +47,11 @@ class Fault:
             if not self.active:
                 return
             self.active = False
-        self._heal()
+        try:
+            self._heal()
+        finally:
+            if self.kind in TRANSIT:
+                CLOCK.in_transit(-1)
 
     def __enter__(self) -> Self:
         return self

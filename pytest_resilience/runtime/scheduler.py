@@ -199,8 +199,9 @@ class Scheduler:
                 return False, None
             self._running.discard(me)
             self._waiting[me] = waiter
-            self._advance()
         try:
+            with self._cond:
+                self._advance()
             left = None if deadline is None else max(deadline - CLOCK.now(), 0.0)
             return True, block(left)
         finally:
@@ -321,7 +322,7 @@ class Scheduler:
                     self._unlocked(settle_loops)
                     if CLOCK.held:
                         return  # settling read a request: its answer comes in real time
-                    if self._still_running() or self._next_deadline() != target:
+                    if self._io_ready() or self._still_running() or self._next_deadline() != target:
                         continue
                     now = CLOCK.now()
                     if target > now:

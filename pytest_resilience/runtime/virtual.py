@@ -65,8 +65,8 @@ time-machine, which reaches ``datetime.now`` and ``time.time`` in C."""
 
 _ACTIVE: Scheduler | None = None
 _PATCHES: _Patches | None = None
-_OPENER = ""
-"""The name of the thread that opened the block (for :func:`close_left_open`'s error)."""
+_OPENER: threading.Thread | None = None
+"""The thread that opened the block (for :func:`close_left_open`)."""
 _GUARD = threading.Lock()
 
 
@@ -461,7 +461,7 @@ def virtual_time() -> Iterator[VirtualClock]:
         # Made before _ACTIVE is set, the scheduler's own objects are never virtual.
         scheduler = Scheduler(threading.current_thread(), patches.wall)
         _ACTIVE = CLOCK.virtual = scheduler
-        _PATCHES, _OPENER = patches, threading.current_thread().name
+        _PATCHES, _OPENER = patches, threading.current_thread()
     try:
         yield scheduler.clock
     finally:
@@ -485,14 +485,15 @@ def _end(scheduler: Scheduler) -> None:
 
 
 def close_left_open() -> str | None:
-    """End the block still open, if one is, so that the next test runs on real time: its
-    ``with`` never ended (a thread of the test still inside it).  The name of the thread
-    that opened it, or None when none was open."""
+    """End the block still open, if another thread than this one opened it (a thread of
+    the test still inside its ``with``: it never ended), so that the next test runs on
+    real time; the name of that thread, or None.  A block this thread opened is left:
+    a wider-scoped fixture's, or an outer pytest's around an in-process pytester run."""
     scheduler, opener = _ACTIVE, _OPENER
-    if scheduler is None:
+    if scheduler is None or opener is None or opener is threading.current_thread():
         return None
     _end(scheduler)
-    return opener
+    return opener.name
 
 
 def _offset(real: Callable[[], float]) -> Callable[[], float]:

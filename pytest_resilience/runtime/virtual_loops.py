@@ -7,10 +7,14 @@ What it lacks is a way to tell the scheduler that it waits.  When the loop is ab
 block in its selector until its next timer, the patched ``select``:
 
 - returns at once what I/O is ready (a zero-timeout poll), as the loop would;
-- waits in real time, as a thread blocked in a socket read does, while one of the loop's
-  socket transports has sent bytes since it last received any (:data:`_IN_FLIGHT`: a
-  request whose answer is on its way).  A jump then could fire the client's own read
-  timeout while the answer is still in real transit;
+- waits in real time, as a thread blocked in a socket read does, while the loop has
+  something on its way (:func:`_busy`): a client socket transport that sent bytes since
+  it last received any (a request whose answer is coming; over TLS, until it closes or
+  sends again, since TLS records arrive that are no answer), a write or a connect not yet
+  done, work in an executor, or a fault that holds bytes in transit (a latency, slicer
+  or bandwidth fault: an answer in pieces would look complete at its first piece).  A
+  jump then could fire the client's own timeout while the answer is still in real
+  transit;
 - otherwise waits through :meth:`~.scheduler.Scheduler.wait_io`: in the kernel, woken
   by its I/O, by its timeout in real time, or by a jump to its deadline (through the
   loop's self-pipe, as ``call_soon_threadsafe`` wakes it).  Before each jump the
@@ -19,15 +23,21 @@ block in its selector until its next timer, the patched ``select``:
 The plugin's own loops (:class:`~.loop._RealTimeLoop`, and any loop on a machinery
 thread) keep real time.  Loops that do not wait through a ``selectors`` selector (uvloop)
 keep real time too: their waits are in C, as a socket read's is.  Sockets used through
-``loop.sock_*`` rather than a transport are not watched for answers in flight.
+``loop.sock_*`` rather than a transport are not watched for answers in flight, nor is an
+answer that a server outside the plugin sends in pieces (the first piece ends the
+wait's real time).  A loop that outlives the block keeps the timers it set during it on
+the jumped clock: they fire late by the time jumped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import asyncio.base_events
 import asyncio.events
 import asyncio.selector_events
+import asyncio.sslproto
 import selectors
+import threading
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -37,28 +47,45 @@ from .loop import _RealTimeLoop
 from .scheduler import Scheduler
 
 _IN_FLIGHT: weakref.WeakSet[Any] = weakref.WeakSet()
-"""Socket transports of participants' loops that sent bytes since they last received."""
+"""Client socket transports of participants' loops that sent bytes since they last
+received any (over TLS: since they last sent, until they close)."""
+_EXECUTING: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+"""Per loop: its ``run_in_executor`` calls not done yet."""
+_LOCK = threading.Lock()
+"""Guards both: every participant's loop changes them."""
 
 Live = Callable[[], Scheduler | None]
 Make = Callable[[Any], Any]
+_TRANSPORT = asyncio.selector_events._SelectorSocketTransport  # type: ignore[attr-defined]
 
 
 def patches(live: Live) -> list[tuple[object, str, Make]]:
     """(owner, attribute, make replacement from the real one) for a block whose open
     scheduler ``live()`` gives (None when none is, or it is suspended)."""
-    _IN_FLIGHT.clear()
-    transport = asyncio.selector_events._SelectorSocketTransport  # type: ignore[attr-defined]
-    return [
+    with _LOCK:
+        _IN_FLIGHT.clear()
+        _EXECUTING.clear()
+    found = [
         (selectors.DefaultSelector, "select", lambda real: _select(real, live)),
-        (transport, "write", lambda real: _sent(real, live)),
-        (transport, "_read_ready__data_received", _received),
-        (transport, "_read_ready__get_buffer", _received),
-        (transport, "_call_connection_lost", _received),
+        (_TRANSPORT, "write", lambda real: _sent(real, live)),
+        (_TRANSPORT, "_read_ready__data_received", _received),
+        (_TRANSPORT, "_read_ready__get_buffer", _received),
+        (_TRANSPORT, "_call_connection_lost", _lost),
+        (asyncio.base_events.BaseEventLoop, "run_in_executor", _executing),
     ]
+    if "writelines" in vars(_TRANSPORT):  # Python 3.12+: no longer through write
+        found.append((_TRANSPORT, "writelines", lambda real: _sent(real, live)))
+    return found
 
 
-def _in_flight(loop: asyncio.AbstractEventLoop) -> bool:
-    return any(t._loop is loop for t in list(_IN_FLIGHT))
+def _busy(loop: asyncio.AbstractEventLoop, selector: selectors.BaseSelector) -> bool:
+    """Whether ``loop`` has something on its way that real time brings (module doc)."""
+    if CLOCK.transit:
+        return True
+    with _LOCK:
+        if _EXECUTING.get(loop, 0) or any(t._loop is loop for t in _IN_FLIGHT):
+            return True
+    return any(key.events & selectors.EVENT_WRITE for key in selector.get_map().values())
 
 
 def _select(real: Callable[..., list[Any]], live: Live) -> Callable[..., list[Any]]:
@@ -76,7 +103,7 @@ def _select(real: Callable[..., list[Any]], live: Live) -> Callable[..., list[An
         ):
             return real(self, timeout)
         ready = real(self, 0)
-        if ready or _in_flight(loop):
+        if ready or _busy(loop, self):
             return ready or real(self, timeout)
         deadline = None if timeout is None else CLOCK.now() + timeout
         waited, events = scheduler.wait_io(
@@ -93,15 +120,49 @@ def _select(real: Callable[..., list[Any]], live: Live) -> Callable[..., list[An
 def _sent(real: Callable[..., None], live: Live) -> Callable[..., None]:
     def write(self: Any, data: Any) -> None:
         real(self, data)
-        if data and live() is not None and not is_machinery():
-            _IN_FLIGHT.add(self)
+        if data and self._server is None and live() is not None and not is_machinery():
+            # A transport made before the block reads through the real method it bound
+            # then; bound again, its reads clear it.
+            buffered = isinstance(self._protocol, asyncio.BufferedProtocol)
+            name = "_read_ready__get_buffer" if buffered else "_read_ready__data_received"
+            if getattr(self._read_ready_cb, "__func__", None) is not getattr(_TRANSPORT, name):
+                self._read_ready_cb = getattr(self, name)
+            with _LOCK:
+                _IN_FLIGHT.add(self)
 
     return write
 
 
 def _received(real: Callable[..., Any]) -> Callable[..., Any]:
-    def received(self: Any, *args: Any) -> Any:
-        _IN_FLIGHT.discard(self)
-        return real(self, *args)
+    def received(self: Any) -> Any:
+        if not isinstance(self._protocol, asyncio.sslproto.SSLProtocol):
+            with _LOCK:
+                _IN_FLIGHT.discard(self)
+        return real(self)
 
     return received
+
+
+def _lost(real: Callable[..., Any]) -> Callable[..., Any]:
+    def lost(self: Any, exc: BaseException | None) -> Any:
+        with _LOCK:
+            _IN_FLIGHT.discard(self)
+        return real(self, exc)
+
+    return lost
+
+
+def _executing(real: Callable[..., Any]) -> Callable[..., Any]:
+    def run_in_executor(self: Any, executor: Any, func: Any, *args: Any) -> Any:
+        future = real(self, executor, func, *args)
+        with _LOCK:
+            _EXECUTING[self] = _EXECUTING.get(self, 0) + 1
+
+        def done(_: Any) -> None:
+            with _LOCK:
+                _EXECUTING[self] = _EXECUTING.get(self, 1) - 1
+
+        future.add_done_callback(done)
+        return future
+
+    return run_in_executor
