@@ -291,6 +291,67 @@ def test_an_answer_sliced_by_a_fault_is_waited_for_in_real_time(
     result.assert_outcomes(passed=1)
 
 
+LARGE_ANSWERS = """
+import asyncio
+
+import aiohttp
+import pytest
+
+from pytest_resilience.assertions.operations import answered_at, operations
+from pytest_resilience.assertions.timing import real_between
+from pytest_resilience.clock import CLOCK
+from pytest_resilience.runtime import virtual_loops
+
+CLIENTS, FAILURES, WAIT = 5, 3, 1.0
+
+
+@pytest.mark.virtual_time
+@pytest.mark.parametrize("run", range(3))
+def test_a_lockstep_herd_with_large_answers(resilience, run):
+    api = resilience.http_service("api")
+    api.respond(200, json={})
+    api.fail(503, count=CLIENTS * FAILURES, body=b"x" * 2_000_000)
+
+    async def client(session, n):
+        while True:
+            headers = {"Idempotency-Key": f"op{n}"}
+            async with session.post(api.url + "/x", headers=headers) as answer:
+                await answer.read()
+                if answer.status == 200:
+                    return
+            await asyncio.sleep(WAIT)  # no jitter: a lockstep herd
+
+    async def herd():
+        async with aiohttp.ClientSession() as session:
+            await asyncio.gather(*(client(session, n) for n in range(CLIENTS)))
+
+    asyncio.run(herd())
+    # Every connection's HTTP was read to its end (aiohttp calls data_received(b"") itself
+    # when it resumes reading: read as the end of the stream, it made the framing opaque,
+    # and the first piece of each answer ended its flight again).
+    assert [f for f in virtual_loops._FRAMINGS.values() if f.opaque] == []
+    for op in operations(api.exchanges):
+        for before, after in zip(op.attempts, op.attempts[1:]):
+            noise = after.started_at - answered_at(before) - WAIT
+            real = real_between(answered_at(before), after.started_at, CLOCK.jumps)
+            assert noise <= real + 0.001, (op.label, noise, real)
+    with pytest.raises(AssertionError, match="^retry storm"):
+        resilience.assert_no_retry_storm(api)
+"""
+
+
+def test_a_large_answer_in_pieces_holds_the_jumps_until_it_has_all_come(
+    inner: pytest.Pytester, url: str
+) -> None:
+    """2 MB answers reach an aiohttp client in pieces (through Toxiproxy, more than through
+    the engine): its first piece ended the request's flight, a jump to another client's
+    sleep landed in the wait, and the noise bound of the timing verdicts (a wait's real
+    time) then cleared a lockstep herd.  Each wait's noise must stay within its real time."""
+    inner.makepyfile(LARGE_ANSWERS)
+    result = inner.runpytest_subprocess("-p", "no:cacheprovider", f"--toxiproxy={url}")
+    result.assert_outcomes(passed=3)
+
+
 ASYNC_TESTS = """
 import time
 

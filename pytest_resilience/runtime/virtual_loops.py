@@ -8,9 +8,10 @@ block in its selector until its next timer, the patched ``select``:
 
 - returns at once what I/O is ready (a zero-timeout poll), as the loop would;
 - waits in real time, as a thread blocked in a socket read does, while the loop has
-  something on its way (:func:`_busy`): a client socket transport that sent bytes since
-  it last received any (a request whose answer is coming; over TLS, until it closes or
-  sends again, since TLS records arrive that are no answer), a write or a connect not yet
+  something on its way (:func:`_busy`): a client socket transport with an HTTP/1.1
+  request whose answer has not all come (:class:`~.framing.Framing`, from its bytes;
+  another protocol's, one that sent bytes since it last received any; over TLS, until it
+  closes or sends again, since TLS records arrive that are no answer), a write or a connect not yet
   done, work in an executor, or a fault that holds bytes in transit (a latency, slicer
   or bandwidth fault: an answer in pieces would look complete at its first piece).  A
   jump then could fire the client's own timeout while the answer is still in real
@@ -43,16 +44,19 @@ from collections.abc import Callable
 from typing import Any
 
 from ..clock import CLOCK, is_machinery
+from .framing import Framing
 from .loop import _RealTimeLoop
 from .scheduler import Scheduler
 
 _IN_FLIGHT: weakref.WeakSet[Any] = weakref.WeakSet()
 """Client socket transports of participants' loops that sent bytes since they last
 received any (over TLS: since they last sent, until they close)."""
+_FRAMINGS: weakref.WeakKeyDictionary[Any, Framing] = weakref.WeakKeyDictionary()
+"""Per client transport: the HTTP/1.1 framing of its bytes (:func:`_framing`)."""
 _EXECUTING: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 """Per loop: its ``run_in_executor`` calls not done yet."""
 _LOCK = threading.Lock()
-"""Guards both: every participant's loop changes them."""
+"""Guards these: every participant's loop changes them."""
 
 Live = Callable[[], Scheduler | None]
 Make = Callable[[Any], Any]
@@ -64,6 +68,7 @@ def patches(live: Live) -> list[tuple[object, str, Make]]:
     scheduler ``live()`` gives (None when none is, or it is suspended)."""
     with _LOCK:
         _IN_FLIGHT.clear()
+        _FRAMINGS.clear()
         _EXECUTING.clear()
     found = [
         (selectors.DefaultSelector, "select", lambda real: _select(real, live)),
@@ -127,15 +132,85 @@ def _sent(real: Callable[..., None], live: Live) -> Callable[..., None]:
             name = "_read_ready__get_buffer" if buffered else "_read_ready__data_received"
             if getattr(self._read_ready_cb, "__func__", None) is not getattr(_TRANSPORT, name):
                 self._read_ready_cb = getattr(self, name)
+            framing = _framing(self)
+            if framing is not None:
+                framing.sent(bytes(data) if isinstance(data, bytes | bytearray) else b"".join(data))
             with _LOCK:
                 _IN_FLIGHT.add(self)
 
     return write
 
 
+def _framing(transport: Any) -> Framing | None:
+    """The HTTP/1.1 framing of ``transport``'s bytes, made at its first write in a block
+    (the answers' bytes reach it through the protocol's ``data_received``, wrapped); None
+    over TLS, or when the protocol cannot be wrapped."""
+    with _LOCK:
+        framing = _FRAMINGS.get(transport)
+    if framing is not None or isinstance(transport._protocol, asyncio.sslproto.SSLProtocol):
+        return framing
+    framing = Framing()
+    protocol: Any = transport._protocol
+    try:
+        if isinstance(transport._protocol, asyncio.BufferedProtocol):
+            protocol.get_buffer = _keeping(protocol.get_buffer, framing)
+            protocol.buffer_updated = _counting(protocol.buffer_updated, framing, transport)
+        else:
+            protocol.data_received = _reading(protocol.data_received, framing, transport)
+        protocol.eof_received = _ending(protocol.eof_received, framing, transport)
+    except (AttributeError, TypeError):  # a protocol with slots, or in C
+        framing.opaque = True
+    with _LOCK:
+        _FRAMINGS[transport] = framing
+    return framing
+
+
+def _answered(framing: Framing, transport: Any, data: bytes) -> None:
+    framing.received(data)
+    if not framing.waiting():
+        with _LOCK:
+            _IN_FLIGHT.discard(transport)
+
+
+def _reading(real: Callable[[bytes], Any], framing: Framing, transport: Any) -> Callable[..., Any]:
+    def data_received(data: bytes) -> Any:
+        if data:  # aiohttp calls it with b"" itself to resume its parser: no end of stream
+            _answered(framing, transport, data)
+        return real(data)
+
+    return data_received
+
+
+def _keeping(real: Callable[[int], Any], framing: Framing) -> Callable[..., Any]:
+    def get_buffer(sizehint: int) -> Any:
+        framing.buffer = real(sizehint)
+        return framing.buffer
+
+    return get_buffer
+
+
+def _counting(real: Callable[[int], Any], framing: Framing, transport: Any) -> Callable[..., Any]:
+    def buffer_updated(nbytes: int) -> Any:
+        _answered(framing, transport, bytes(memoryview(framing.buffer)[:nbytes]))
+        return real(nbytes)
+
+    return buffer_updated
+
+
+def _ending(real: Callable[[], Any], framing: Framing, transport: Any) -> Callable[..., Any]:
+    def eof_received() -> Any:
+        _answered(framing, transport, b"")  # an answer delimited by the close ends here
+        return real()
+
+    return eof_received
+
+
 def _received(real: Callable[..., Any]) -> Callable[..., Any]:
     def received(self: Any) -> Any:
-        if not isinstance(self._protocol, asyncio.sslproto.SSLProtocol):
+        with _LOCK:
+            framing = _FRAMINGS.get(self)
+        tls = isinstance(self._protocol, asyncio.sslproto.SSLProtocol)
+        if not tls and (framing is None or framing.opaque):  # else: its answer's end
             with _LOCK:
                 _IN_FLIGHT.discard(self)
         return real(self)
