@@ -35,6 +35,7 @@ from pytest_resilience.assertions.timing import (
     combined,
     jitter_bound,
     outgrown,
+    real_between,
 )
 from pytest_resilience.clock import CLOCK
 from pytest_resilience.http.records import Exchange
@@ -634,3 +635,13 @@ def test_clients_at_their_cap_are_seldom_said_to_pass_it_and_clients_past_it_are
     assert len(claims) <= 8, claims
     assert all(o.startswith("a retry waited") or o == "insufficient" for o in past), past
     assert sum(o.startswith("a retry waited") for o in past) >= 95
+
+
+def test_the_real_time_between_two_instants_counts_each_jump_once() -> None:
+    """A jump of 5 s noted at 10.0: a read at 10.5 was made while it was being noted (the
+    clock had not moved yet), so it lies before the jump, not inside it."""
+    jumps = [(10.0, 5.0)]
+    assert real_between(9.0, 16.0, jumps) == pytest.approx(2.0)
+    assert real_between(10.5, 16.0, jumps) == pytest.approx(0.5)
+    assert real_between(9.0, 10.5, jumps) == pytest.approx(1.5)
+    assert real_between(15.0, 20.0, jumps) == pytest.approx(5.0)

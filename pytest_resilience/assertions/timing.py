@@ -255,9 +255,11 @@ class Noise:
 
 def real_between(start: float, end: float, jumps: Sequence[tuple[float, float]]) -> float:
     """The real seconds between two instants of a test's clock: the virtual ones less
-    ``jumps`` (:attr:`Clock.jumps <pytest_resilience.clock.Clock.jumps>`) between them;
-    a record's instant is never inside a jump."""
-    return end - start - math.fsum(size for at, size in jumps if start <= at < end)
+    ``jumps`` (:attr:`Clock.jumps <pytest_resilience.clock.Clock.jumps>`) between them.
+    A jump lies between them when ``end`` was read after it and ``start`` before: a read
+    made while the jump was being noted (after its instant, before the clock moved) is
+    before it, though later than its instant."""
+    return end - start - math.fsum(size for at, size in jumps if start < at + size <= end)
 
 
 def _binomial_tail(n: int, q: float, k: int) -> float:
