@@ -54,3 +54,25 @@ def test_another_protocol_is_opaque() -> None:
     framing.sent(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
     framing.received(b"not http at all\r\n\r\n")
     assert framing.opaque
+
+
+def test_a_switch_of_protocol_makes_it_opaque() -> None:
+    """After a 101 (a websocket) no more HTTP/1.1 comes: it waited for the close, and every
+    sleep beside an open websocket took real time."""
+    framing = Framing()
+    framing.sent(
+        b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+    )
+    framing.received(
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+    )
+    assert framing.opaque
+
+
+def test_nothing_sent_is_no_end_of_the_stream() -> None:
+    """``writelines([b""])`` on 3.12+ sent nothing, which h11 read as the close; the next
+    request then raised a RuntimeError out of the client's write."""
+    framing = Framing()
+    framing.sent(b"")
+    framing.sent(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert framing.waiting() and not framing.opaque

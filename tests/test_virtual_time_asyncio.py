@@ -240,6 +240,56 @@ def test_a_transport_made_before_the_block_leaves_flight_once_answered() -> None
     assert clock.real < 2
 
 
+def _split_answers() -> tuple[socket.socket, threading.Thread]:
+    """A server outside any block answering each request on one connection in two pieces,
+    0.3 s apart."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            while conn.recv(4096):
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello")
+                real_sleep(0.3)
+                conn.sendall(b"world")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return listener, thread
+
+
+def test_a_kept_alive_connection_is_framed_afresh_in_each_block() -> None:
+    """Wrapped in the first block, its protocol kept a wrapper fed into that block's
+    framing, which never saw the second block's request: the answer's first piece ended
+    its flight, and a jump fired the 5 s read timeout.  Also: a memoryview written."""
+    listener, server = _split_answers()
+
+    async def ask(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
+        writer.write(memoryview(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"))
+        await reader.readuntil(b"\r\n\r\n")
+        return await asyncio.wait_for(reader.readexactly(10), timeout=5)
+
+    async def beside_a_sleep(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
+        answer, _ = await asyncio.gather(ask(reader, writer), asyncio.sleep(10))
+        return answer
+
+    loop = asyncio.new_event_loop()
+    try:
+        reader, writer = loop.run_until_complete(
+            asyncio.open_connection(*listener.getsockname()[:2])
+        )
+        for _ in range(2):
+            with virtual_time() as clock:
+                assert loop.run_until_complete(beside_a_sleep(reader, writer)) == b"helloworld"
+            assert clock.virtual >= 10 and clock.real < 5
+        writer.close()
+        loop.run_until_complete(writer.wait_closed())
+    finally:
+        loop.close()
+        listener.close()
+    server.join(5)
+
+
 def test_the_loops_of_drive_and_load_are_on_virtual_time() -> None:
     """``runs._caller`` runs a coroutine function on a loop of the calling thread:
     ``drive``'s (the test's thread) and ``load``'s workers (started in the block)."""

@@ -51,8 +51,8 @@ class Framing:
         self._feed(self._answers, data)
 
     def _feed(self, reader: h11.Connection, data: bytes) -> None:
-        if self.opaque:
-            return
+        if self.opaque or (reader is self._requests and not data):
+            return  # nothing sent is no end of the client's stream
         try:
             reader.receive_data(bytes(data))
             while (
@@ -61,8 +61,10 @@ class Framing:
                 or self._cycle()
             ):
                 pass
-        except h11.ProtocolError:
+        except Exception:  # h11 refused what it read: not HTTP/1.1 as it reads it
             self.opaque = True
+        if h11.SWITCHED_PROTOCOL in (self._answers.our_state, self._answers.their_state):
+            self.opaque = True  # a websocket or a CONNECT tunnel: no more HTTP/1.1
 
     @staticmethod
     def _step(reader: h11.Connection, mirror: h11.Connection) -> bool:

@@ -134,17 +134,26 @@ def _sent(real: Callable[..., None], live: Live) -> Callable[..., None]:
                 self._read_ready_cb = getattr(self, name)
             framing = _framing(self)
             if framing is not None:
-                framing.sent(bytes(data) if isinstance(data, bytes | bytearray) else b"".join(data))
+                framing.sent(_joined(data))
             with _LOCK:
                 _IN_FLIGHT.add(self)
 
     return write
 
 
+def _joined(data: Any) -> bytes:
+    """What ``write`` (bytes-like) or ``writelines`` (an iterable of them) sent."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        return bytes(data)
+    return b"".join(bytes(piece) for piece in data)
+
+
 def _framing(transport: Any) -> Framing | None:
-    """The HTTP/1.1 framing of ``transport``'s bytes, made at its first write in a block
-    (the answers' bytes reach it through the protocol's ``data_received``, wrapped); None
-    over TLS, or when the protocol cannot be wrapped."""
+    """The HTTP/1.1 framing of ``transport``'s bytes in this block, made at its first
+    write in it (a kept-alive connection begins a request there); None over TLS.  The
+    answers' bytes reach it through the protocol's ``data_received`` (or, buffered,
+    ``buffer_updated``), wrapped once for the protocol's life: the wrappers feed the
+    framing of the block open then, if any."""
     with _LOCK:
         framing = _FRAMINGS.get(transport)
     if framing is not None or isinstance(transport._protocol, asyncio.sslproto.SSLProtocol):
@@ -152,12 +161,15 @@ def _framing(transport: Any) -> Framing | None:
     framing = Framing()
     protocol: Any = transport._protocol
     try:
-        if isinstance(transport._protocol, asyncio.BufferedProtocol):
-            protocol.get_buffer = _keeping(protocol.get_buffer, framing)
-            protocol.buffer_updated = _counting(protocol.buffer_updated, framing, transport)
-        else:
-            protocol.data_received = _reading(protocol.data_received, framing, transport)
-        protocol.eof_received = _ending(protocol.eof_received, framing, transport)
+        if not getattr(protocol, "_resilience_framed", False):
+            if isinstance(transport._protocol, asyncio.BufferedProtocol):
+                buffer: list[Any] = [None]
+                protocol.get_buffer = _keeping(protocol.get_buffer, buffer)
+                protocol.buffer_updated = _counting(protocol.buffer_updated, buffer, transport)
+            else:
+                protocol.data_received = _reading(protocol.data_received, transport)
+            protocol.eof_received = _ending(protocol.eof_received, transport)
+            protocol._resilience_framed = True
     except (AttributeError, TypeError):  # a protocol with slots, or in C
         framing.opaque = True
     with _LOCK:
@@ -165,41 +177,46 @@ def _framing(transport: Any) -> Framing | None:
     return framing
 
 
-def _answered(framing: Framing, transport: Any, data: bytes) -> None:
+def _answered(transport: Any, data: bytes) -> None:
+    with _LOCK:
+        framing = _FRAMINGS.get(transport)
+    if framing is None:
+        return  # outside a block, or before the transport wrote in this one
     framing.received(data)
-    if not framing.waiting():
+    if framing.opaque or not framing.waiting():  # opaque: a read ends the flight, as before
         with _LOCK:
             _IN_FLIGHT.discard(transport)
 
 
-def _reading(real: Callable[[bytes], Any], framing: Framing, transport: Any) -> Callable[..., Any]:
+def _reading(real: Callable[[bytes], Any], transport: Any) -> Callable[..., Any]:
     def data_received(data: bytes) -> Any:
         if data:  # aiohttp calls it with b"" itself to resume its parser: no end of stream
-            _answered(framing, transport, data)
+            _answered(transport, data)
         return real(data)
 
     return data_received
 
 
-def _keeping(real: Callable[[int], Any], framing: Framing) -> Callable[..., Any]:
+def _keeping(real: Callable[[int], Any], buffer: list[Any]) -> Callable[..., Any]:
     def get_buffer(sizehint: int) -> Any:
-        framing.buffer = real(sizehint)
-        return framing.buffer
+        buffer[0] = real(sizehint)
+        return buffer[0]
 
     return get_buffer
 
 
-def _counting(real: Callable[[int], Any], framing: Framing, transport: Any) -> Callable[..., Any]:
+def _counting(real: Callable[[int], Any], buffer: list[Any], transport: Any) -> Callable[..., Any]:
     def buffer_updated(nbytes: int) -> Any:
-        _answered(framing, transport, bytes(memoryview(framing.buffer)[:nbytes]))
+        if nbytes:
+            _answered(transport, bytes(memoryview(buffer[0])[:nbytes]))
         return real(nbytes)
 
     return buffer_updated
 
 
-def _ending(real: Callable[[], Any], framing: Framing, transport: Any) -> Callable[..., Any]:
+def _ending(real: Callable[[], Any], transport: Any) -> Callable[..., Any]:
     def eof_received() -> Any:
-        _answered(framing, transport, b"")  # an answer delimited by the close ends here
+        _answered(transport, b"")  # an answer delimited by the close ends here
         return real()
 
     return eof_received
