@@ -123,10 +123,16 @@ class Operation:
         return [b - a for a, b in itertools.pairwise(starts)]
 
     @property
+    def wait_spans(self) -> list[tuple[float, float]]:
+        """(from, to) of each wait: from an attempt's answer (its start, if none reached
+        the client) to the next attempt's start."""
+        return [(answered_at(a), b.started_at) for a, b in itertools.pairwise(self.attempts)]
+
+    @property
     def waits(self) -> list[float]:
-        """Seconds from each attempt's answer (its start, if none reached the client) to
-        the next attempt: the client's own wait plus transit, without the service's time."""
-        return [b.started_at - answered_at(a) for a, b in itertools.pairwise(self.attempts)]
+        """Seconds of each of :attr:`wait_spans`: the client's own wait plus transit,
+        without the service's time."""
+        return [end - start for start, end in self.wait_spans]
 
     @property
     def keys(self) -> list[str | None]:

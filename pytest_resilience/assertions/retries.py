@@ -8,7 +8,6 @@ the test, or the first attempt).
 
 from __future__ import annotations
 
-import itertools
 import statistics
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -230,14 +229,8 @@ def _real_bound(ops: Sequence[Operation], jumps: Sequence[tuple[float, float]]) 
     jumps within it cover only what the client asked to wait.  None on real time."""
     if not jumps:
         return None
-    return max(
-        (
-            real_between(answered_at(a), b.started_at, jumps)
-            for op in ops
-            for a, b in itertools.pairwise(op.attempts)
-        ),
-        default=None,
-    )
+    spans = [span for op in ops for span in op.wait_spans]
+    return max((real_between(start, end, jumps) for start, end in spans), default=None)
 
 
 def _spread(columns: Sequence[Sequence[float]], noise: Noise) -> str:

@@ -13,7 +13,6 @@ the framing **opaque**: the caller falls back to its own rule.
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import h11
 
@@ -32,8 +31,6 @@ class Framing:
         self._answers = h11.Connection(h11.CLIENT)
         """Reads what comes back; told each request :attr:`_requests` read."""
         self.opaque = False
-        self.buffer: Any = None
-        """The buffer a buffered protocol last handed out to be read into."""
 
     def waiting(self) -> bool:
         """Whether a request was (at least partly) sent whose answer has not ended."""

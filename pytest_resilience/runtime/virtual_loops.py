@@ -184,8 +184,13 @@ def _answered(transport: Any, data: bytes) -> None:
         return  # outside a block, or before the transport wrote in this one
     framing.received(data)
     if framing.opaque or not framing.waiting():  # opaque: a read ends the flight, as before
-        with _LOCK:
-            _IN_FLIGHT.discard(transport)
+        _landed(transport)
+
+
+def _landed(transport: Any) -> None:
+    """``transport``'s answer has come: it is no longer in flight."""
+    with _LOCK:
+        _IN_FLIGHT.discard(transport)
 
 
 def _reading(real: Callable[[bytes], Any], transport: Any) -> Callable[..., Any]:
@@ -228,8 +233,7 @@ def _received(real: Callable[..., Any]) -> Callable[..., Any]:
             framing = _FRAMINGS.get(self)
         tls = isinstance(self._protocol, asyncio.sslproto.SSLProtocol)
         if not tls and (framing is None or framing.opaque):  # else: its answer's end
-            with _LOCK:
-                _IN_FLIGHT.discard(self)
+            _landed(self)
         return real(self)
 
     return received
@@ -237,8 +241,7 @@ def _received(real: Callable[..., Any]) -> Callable[..., Any]:
 
 def _lost(real: Callable[..., Any]) -> Callable[..., Any]:
     def lost(self: Any, exc: BaseException | None) -> Any:
-        with _LOCK:
-            _IN_FLIGHT.discard(self)
+        _landed(self)
         return real(self, exc)
 
     return lost
