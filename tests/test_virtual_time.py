@@ -30,8 +30,8 @@ from pytest_resilience.clock import (
     real_sleep,
     real_wall,
 )
-from pytest_resilience.markers.windows import _Timer
 from pytest_resilience.runtime.scheduler import Scheduler
+from pytest_resilience.runtime.timers import Timer
 from pytest_resilience.runtime.virtual import virtual_time
 
 READS = ("monotonic", "perf_counter", "time")
@@ -422,7 +422,7 @@ def test_the_plugins_timers_scheduled_beside_a_sleeping_test_never_deadlock() ->
 
     def body() -> None:
         with virtual_time():
-            timer = _Timer(lambda exc: None)
+            timer = Timer(lambda exc: None, "test-timer")
             stop = threading.Event()
 
             def feeder() -> None:

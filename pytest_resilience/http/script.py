@@ -11,6 +11,7 @@ default answer, or the real upstream's in forward mode.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime as dt
 import math
 import random
@@ -36,6 +37,11 @@ from .answers import (
 )
 
 Next = Callable[[Request], Awaitable[Answer]]
+PAUSE: contextvars.ContextVar[Callable[[float], Awaitable[None]]] = contextvars.ContextVar(
+    "PAUSE", default=asyncio.sleep
+)
+"""How a step holds an answer ``seconds``: the HTTP layer sets it for each connection, so
+that the hold is a timer of the plugin's clock (:meth:`~.server.HttpLayer.pause`)."""
 
 
 class Step:
@@ -173,7 +179,7 @@ class Delay(Reshape):
         self.seconds = seconds
 
     async def __call__(self, request: Request, next_: Next) -> Answer:
-        await asyncio.sleep(self.seconds)
+        await PAUSE.get()(self.seconds)
         return await self._answer(request, next_)
 
 

@@ -21,6 +21,8 @@ import h11
 
 from ..clock import CLOCK
 from ..runtime import wire
+from ..runtime.ledger import LayerCounts
+from ..runtime.timers import Timer
 from .answers import Answer, Request
 from .identity import fingerprint
 from .records import (
@@ -32,7 +34,7 @@ from .records import (
     ExchangeStep,
     requested_wait,
 )
-from .script import Script
+from .script import PAUSE, Script
 
 MAX_REQUEST_BODY = 16 * 1024 * 1024
 """Bytes of request body the layer holds; a longer one gets 413 and the connection ends
@@ -116,6 +118,10 @@ class ConnectionLog:
     sent: int = 0
     closed: bool = False
     accepted_at: float = field(default_factory=lambda: CLOCK.now())
+    consumed: int = 0
+    """Request bytes read."""
+    settled: int = 0
+    """Of those, the bytes acted on (:class:`~..runtime.ledger.LayerCounts`)."""
 
 
 class HttpLayer:
@@ -142,6 +148,10 @@ class HttpLayer:
         thread); an exchange cancelled because the layer closed does not end."""
         self.connections: dict[int, ConnectionLog] = {}
         self.errors: list[BaseException] = []
+        self.counts = LayerCounts()
+        """What virtual time reads to tell an answer held by a timer (:meth:`pause`) from
+        one on its way (:mod:`~..runtime.ledger`)."""
+        self._timer = Timer(self.errors.append, f"pytest-resilience-delays-{service}")
         self._stored: dict[str, Answer] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -158,6 +168,7 @@ class HttpLayer:
     async def close(self) -> None:
         server, self._server = self._server, None
         await self._connections.close(server)
+        self._timer.stop()
 
     async def restart(self) -> None:
         """Cut every connection and forget them and every stored answer (explore's next
@@ -180,6 +191,7 @@ class HttpLayer:
         with self._lock:
             self.connections[log.id] = log
         conn = h11.Connection(h11.SERVER)
+        PAUSE.set(lambda seconds: self.pause(log, seconds))  # this connection's task only
         try:
             with self._connections.open(writer):
                 await self._cycle_all(conn, log, reader, writer)
@@ -191,12 +203,15 @@ class HttpLayer:
             self.errors.append(exc)
         finally:
             log.closed = True
+            if not reader.at_eof():  # a close of ours, counted as a byte on its way
+                self.counts.sent += 1
             writer.transport.abort() if writer.transport.is_closing() else writer.close()
 
     def _received(self, log: ConnectionLog) -> Callable[[bytes], None]:
         """What keeps the head of the connection's first bytes, to join it with the tap."""
 
         def keep(data: bytes) -> None:
+            log.consumed += len(data)
             if log.digest is None and len(log.head) < wire.HEAD_LIMIT:
                 log.head += data
                 log.digest = wire.head_digest(bytes(log.head))
@@ -205,7 +220,48 @@ class HttpLayer:
 
     def _send(self, writer: asyncio.StreamWriter, log: ConnectionLog, data: bytes) -> None:
         log.sent += len(data)
+        self.counts.sent += len(data)  # before the write: never counted after it arrived
         writer.write(data)
+
+    def _settle(self, log: ConnectionLog) -> None:
+        """The connection's bytes read so far are acted on: it waits for more, or for a
+        timer."""
+        self.counts.settled += log.consumed - log.settled
+        log.settled = log.consumed
+
+    async def pause(self, log: ConnectionLog, seconds: float) -> None:
+        """Hold the answer being made on ``log``'s connection ``seconds`` on the plugin's
+        clock: a timer, so that virtual time may jump to its end.  Meanwhile no answer is
+        being made (the exchange's :meth:`~..clock.Clock.hold` is let go), and the timer
+        takes it back as it fires, before the thread that jumped to it goes on."""
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        claim = threading.Lock()
+        claimed: list[bool] = []
+
+        def take() -> bool:  # the hold is taken back once: by the timer, or after a cancel
+            with claim:
+                first = not claimed
+                claimed.append(True)
+                return first
+
+        def fire() -> None:
+            if not take():
+                return
+            CLOCK.hold()
+            try:
+                loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
+            except RuntimeError:  # the loop has closed: no answer will be made
+                CLOCK.release()
+
+        self._settle(log)
+        CLOCK.release()
+        try:
+            self._timer.at(CLOCK.now() + seconds, fire)
+            await done
+        finally:
+            if take():
+                CLOCK.hold()
 
     async def _cycle_all(
         self,
@@ -224,6 +280,7 @@ class HttpLayer:
                     lambda data: self._send(writer, log, data),
                     MAX_REQUEST_BODY,
                     received,
+                    lambda: self._settle(log),
                 )
             except wire.TooLarge:
                 refusal = (413, TOO_LARGE)

@@ -8,84 +8,17 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import heapq
-import itertools
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from ..clock import CLOCK, RealCondition, machinery_thread, timer_source
+from ..clock import CLOCK
 from ..faults.fault import Fault
+from ..runtime.timers import Timer
 from . import MarkerFault
 
 if TYPE_CHECKING:
     from ..resilience import Resilience
-
-_LONGEST_WAIT = 3600.0
-
-
-class _Timer:
-    """Runs callables at deadlines on the plugin's clock, on one thread, or on the thread
-    that jumps virtual time to them (a :class:`~pytest_resilience.clock.TimerSource`)."""
-
-    def __init__(self, on_error: Callable[[BaseException], None]) -> None:
-        self._queue: list[tuple[float, int, Callable[[], None]]] = []
-        self._seq = itertools.count()
-        self._cond = RealCondition()
-        self._stopped = False
-        self._on_error = on_error
-        self._thread: threading.Thread | None = None
-        self._firing = threading.Lock()
-        timer_source(self)
-
-    def at(self, deadline: float, action: Callable[[], None]) -> None:
-        with self._cond:
-            heapq.heappush(self._queue, (deadline, next(self._seq), action))
-            if self._thread is None:
-                self._thread = machinery_thread(self._run, "pytest-resilience-markers")
-                self._thread.start()
-            self._cond.notify()
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._stopped and (not self._queue or self._queue[0][0] > CLOCK.now()):
-                    wait = self._queue[0][0] - CLOCK.now() if self._queue else None
-                    # Capped: a far deadline must not overflow the wait and end the thread.
-                    self._cond.wait(None if wait is None else min(wait, _LONGEST_WAIT))
-                if self._stopped:
-                    return
-            self.fire_due()
-
-    def next_deadline(self) -> float | None:
-        # Without the lock: virtual time asks holding its own, and this timer's is held
-        # while its thread starts.  heapq's C functions change the list whole under the GIL.
-        queue = self._queue
-        return None if self._stopped or not queue else queue[0][0]
-
-    def fire_due(self) -> None:
-        """Run the actions due by now, here; one thread at a time, so that a jump of
-        virtual time returns only once an action the timer thread began has finished.
-        Then the timer thread works out its wait again: the clock may have jumped."""
-        with self._firing:
-            while True:
-                with self._cond:
-                    if self._stopped or not self._queue or self._queue[0][0] > CLOCK.now():
-                        self._cond.notify()
-                        return
-                    _, _, action = heapq.heappop(self._queue)
-                try:
-                    action()
-                except BaseException as exc:
-                    self._on_error(exc)
-
-    def stop(self) -> None:
-        with self._cond:
-            self._stopped = True
-            self._queue.clear()
-            self._cond.notify()
-        if self._thread is not None:
-            self._thread.join()
 
 
 class MarkerWindows:
@@ -98,7 +31,7 @@ class MarkerWindows:
         self._waiting: list[MarkerFault] = []
         self._applied: list[Fault] = []
         self.errors: list[BaseException] = []
-        self._timer = _Timer(self._keep_error)
+        self._timer = Timer(self._keep_error, "pytest-resilience-markers")
         self.started_at = 0.0
         self._finished = False
         self.missing: list[MarkerFault] = []

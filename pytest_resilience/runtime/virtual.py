@@ -51,7 +51,7 @@ from typing import Any
 
 from ..clock import CLOCK, is_machinery, real_monotonic, real_wall
 from ..errors import ConfigurationError
-from . import virtual_loops
+from . import virtual_loops, virtual_sockets
 from .scheduler import Scheduler, VirtualClock
 
 _INHERITED = object()
@@ -301,6 +301,7 @@ class _Patches:
             (concurrent.futures.thread, "queue", lambda _: _Queues),
             (concurrent.futures.ThreadPoolExecutor, "submit", _virtual_submit),
             *virtual_loops.patches(_live),
+            *virtual_sockets.patches(_live),
         ]
         self._saved: list[tuple[object, str, object]] = []
         self._bound: list[tuple[ModuleType, str, object]] = []

@@ -37,6 +37,7 @@ import asyncio.base_events
 import asyncio.events
 import asyncio.selector_events
 import asyncio.sslproto
+import math
 import selectors
 import threading
 import weakref
@@ -44,6 +45,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..clock import CLOCK, is_machinery
+from . import virtual_sockets
 from .framing import Framing
 from .loop import _RealTimeLoop
 from .scheduler import Scheduler
@@ -83,14 +85,24 @@ def patches(live: Live) -> list[tuple[object, str, Make]]:
     return found
 
 
-def _busy(loop: asyncio.AbstractEventLoop, selector: selectors.BaseSelector) -> bool:
-    """Whether ``loop`` has something on its way that real time brings (module doc)."""
+def _busy(loop: asyncio.AbstractEventLoop, selector: selectors.BaseSelector) -> float | None:
+    """Whether ``loop`` has something on its way that real time brings (module doc): None
+    if not; else the most real seconds to wait before looking again (a transport to an
+    HTTP stub whose bytes may come to rest, :mod:`.virtual_sockets`), or infinity."""
     if CLOCK.transit:
-        return True
+        return math.inf
     with _LOCK:
-        if _EXECUTING.get(loop, 0) or any(t._loop is loop for t in _IN_FLIGHT):
-            return True
-    return any(key.events & selectors.EVENT_WRITE for key in selector.get_map().values())
+        if _EXECUTING.get(loop, 0):
+            return math.inf
+        flying = [t for t in _IN_FLIGHT if t._loop is loop]
+    if any(key.events & selectors.EVENT_WRITE for key in selector.get_map().values()):
+        return math.inf
+    counted = [virtual_sockets.counts_of(t._sock) is not None for t in flying]
+    if not all(counted):
+        return math.inf
+    if not all(virtual_sockets.at_rest(t._sock) for t in flying):
+        return virtual_sockets.LOOK
+    return None
 
 
 def _select(real: Callable[..., list[Any]], live: Live) -> Callable[..., list[Any]]:
@@ -108,13 +120,16 @@ def _select(real: Callable[..., list[Any]], live: Live) -> Callable[..., list[An
         ):
             return real(self, timeout)
         ready = real(self, 0)
-        if ready or _busy(loop, self):
-            return ready or real(self, timeout)
+        if ready:
+            return ready
+        busy = _busy(loop, self)
+        if busy is not None:
+            return real(self, timeout if busy == math.inf else min(timeout or busy, busy))
         deadline = None if timeout is None else CLOCK.now() + timeout
         waited, events = scheduler.wait_io(
             deadline,
             lambda left: real(self, left),
-            lambda: bool(real(self, 0)),
+            lambda: bool(real(self, 0)) or _busy(loop, self) is not None,
             loop._write_to_self,  # type: ignore[attr-defined]
         )
         return events if waited else real(self, timeout)

@@ -44,13 +44,17 @@ async def next_event(
     conn: h11.Connection,
     reader: asyncio.StreamReader,
     received: Callable[[bytes], None] | None = None,
+    idle: Callable[[], None] | None = None,
 ) -> object:
     """The next h11 event of ``conn``, reading ``reader`` as it needs (each read handed to
-    ``received`` first).  Raises ``h11.RemoteProtocolError`` on a malformed request."""
+    ``received`` first; ``idle`` called before each read: what was read is acted on).
+    Raises ``h11.RemoteProtocolError`` on a malformed request."""
     while True:
         event = conn.next_event()
         if event is not h11.NEED_DATA:
             return event
+        if idle is not None:
+            idle()
         data = await reader.read(65536)
         if received is not None:
             received(data)
@@ -63,6 +67,7 @@ async def next_request(
     send: Callable[[bytes], None],
     limit: int,
     received: Callable[[bytes], None] | None = None,
+    idle: Callable[[], None] | None = None,
 ) -> tuple[h11.Request, bytes] | None:
     """The next request on ``conn`` and its whole body; None when the client closed.
 
@@ -70,7 +75,7 @@ async def next_request(
     Raises :class:`TooLarge` when the body declares or reaches more than ``limit`` bytes
     (the rest is not read), ``h11.RemoteProtocolError`` on a malformed request.
     """
-    event = await next_event(conn, reader, received)
+    event = await next_event(conn, reader, received, idle)
     if isinstance(event, h11.ConnectionClosed):
         return None
     assert isinstance(event, h11.Request), event
@@ -84,7 +89,7 @@ async def next_request(
                     h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
                 )
             )
-        part = await next_event(conn, reader, received)
+        part = await next_event(conn, reader, received, idle)
         if isinstance(part, h11.EndOfMessage):
             return event, bytes(body)
         if isinstance(part, h11.ConnectionClosed):

@@ -16,6 +16,7 @@ from ..faults.plan import FaultPlan
 from ..http.answers import make_answer, shape
 from ..http.records import Effect, ExchangeList
 from ..http.script import Route, Step, cut_step, delay_step, fail_step, rate_limit_step
+from ..runtime import ledger
 from .tcp import TcpService
 
 if TYPE_CHECKING:
@@ -216,6 +217,15 @@ class HttpService(TcpService, _Scripting):
         """Spent steps whose heal has not run yet."""
         recorder.watch(name, layer.heads, self._tap.traces)
         self._tap.on_progress = recorder.changed
+        self._path: ledger.Path | None = None
+        if layer.forward_to is None:  # a stub: its answers come from the plugin alone
+            self._path = ledger.Path(self._tap, layer.counts, self._proxy_faulted)
+            ledger.watch(self._path)
+
+    def _proxy_faulted(self) -> bool:
+        """Whether a fault of the proxy's (a toxic, a disabled proxy) was ever applied:
+        it acts on real time, so reads through this service stay real from then on."""
+        return any(f.plan.toxics or f.plan.disable for f in list(self._faults))
 
     @property
     def url(self) -> str:
@@ -414,6 +424,8 @@ class HttpService(TcpService, _Scripting):
         )
 
     def close(self) -> None:
+        if self._path is not None:
+            ledger.forget(self._path)
         try:
             super().close()
         finally:

@@ -51,6 +51,26 @@ class _Link:
         """Client data read before the leg to the proxy existed (see _ClientSide)."""
         self.opened_at = CLOCK.now()
         self.ended_at: float | None = None
+        self.peer: object = client.get_extra_info("peername")
+        """The client socket's address: how virtual time finds its link (:mod:`~..runtime.ledger`)."""
+        self.upstream_done = False
+        """The proxy's side ended (a close or a reset) while the client's was open."""
+
+    def pending_up(self) -> int:
+        """Bytes taken from the client and not yet handed to the proxy's socket."""
+        upstream = self.upstream
+        return len(self.early) + (0 if upstream is None else upstream.get_write_buffer_size())
+
+    def delivered(self) -> int:
+        """Bytes from the proxy that the client's socket took."""
+        return self.bytes_down - self.client.get_write_buffer_size()
+
+    def proxy_ended(self) -> None:
+        """The proxy's side closed or reset, first: counted once, as one byte down (the
+        HTTP layer counts its own closes so), unless the client had half-closed."""
+        if not (self.ended or self.upstream_done or self.client_eof):
+            self.upstream_done = True
+            self.tap.down_total += 1
 
     def record(self, kind: str, by: Side, undelivered: int = 0) -> None:
         self.tap.record(
@@ -80,8 +100,9 @@ class _Link:
             return
         self.upstream = transport
         if self.early:
-            transport.write(bytes(self.early))
-            self.early.clear()
+            early = bytes(self.early)
+            self.early.clear()  # first: a count read meanwhile takes it as passed on, not lost
+            transport.write(early)
         if self.client_eof and transport.can_write_eof():
             transport.write_eof()
         self.client.resume_reading()
@@ -90,9 +111,13 @@ class _Link:
         """One side is gone: pass a reset on as a reset, a close as a close."""
         if self.ended:
             return
+        if by == "upstream" and self.upstream is not None:
+            self.proxy_ended()
         self.ended = True
         self.ended_at = CLOCK.now()
         self.tap.links.discard(self)
+        self.tap.by_peer.pop(self.peer, None)
+        self.tap.up_lost += self.pending_up()  # after it left the links: never counted twice
         other = self.upstream if by == "client" else self.client
         undelivered = self.client.get_write_buffer_size() if by == "upstream" else 0
         if exc is not None:
@@ -147,6 +172,7 @@ class _ClientSide(asyncio.Protocol):
         transport.set_write_buffer_limits(high=0)
         self.link = _Link(self.tap, transport, next(self.tap.ids))
         self.tap.links.add(self.link)
+        self.tap.by_peer[self.link.peer] = self.link
         self.link.record("opened", "")
         self.tap.spawn(self.link.connect())
 
@@ -154,6 +180,7 @@ class _ClientSide(asyncio.Protocol):
         link = self.link
         assert link is not None
         link.bytes_up += len(data)
+        self.tap.up_total += len(data)
         if self.tap.trace_heads and link.digest is None and len(link.head) < HEAD_LIMIT:
             link.head += data
             link.digest = head_digest(bytes(link.head))
@@ -190,11 +217,13 @@ class _UpstreamSide(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.link.bytes_down += len(data)
+        self.link.tap.down_total += len(data)
         self.link.client.write(data)
         if not self.link.client.get_write_buffer_size():
             self.link.tap.progressed()  # all of it is in the client's socket already
 
     def eof_received(self) -> bool:
+        self.link.proxy_ended()
         self.link.half_close("upstream")
         return True
 
@@ -233,11 +262,24 @@ class Tap:
         self.trace_heads = trace_heads
         """Hash each connection's first request head, to pair it with the HTTP layer's."""
         self.finished: list[Trace] = []
+        self.by_peer: dict[object, _Link] = {}
+        """Open links by their client socket's address."""
+        self.up_total = 0
+        """Bytes taken from clients, in all."""
+        self.up_lost = 0
+        """Of those, bytes never handed to the proxy (their connection ended first)."""
+        self.down_total = 0
+        """Bytes got from the proxy, in all, and one per link the proxy's side ended."""
         self.on_progress: Callable[[], None] | None = None
         """Called on the loop when bytes reached a client's socket or a connection ended."""
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._lock = threading.Lock()
+
+    def forwarded(self) -> int:
+        """Bytes handed to the proxy's sockets, in all (read off the loop: a link that
+        ends meanwhile is counted as not yet passed on, never twice)."""
+        return self.up_total - self.up_lost - sum(link.pending_up() for link in list(self.links))
 
     def progressed(self) -> None:
         if self.on_progress is not None:
@@ -277,6 +319,7 @@ class Tap:
             if link.upstream is not None:
                 link.upstream.abort()
         self.links.clear()
+        self.by_peer.clear()
         self.finished.clear()
 
     def cut_all(self) -> None:

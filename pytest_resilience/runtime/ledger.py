@@ -1,0 +1,138 @@
+"""Whether a client socket's answer can come only from a timer of the plugin's, so that
+virtual time may jump while the client reads it (an HTTP ``delay`` held for a minute
+then ends at once, as a ``time.sleep`` does).
+
+A client reading a socket waits on the kernel, and a jump while its answer is in real
+transit would fire its own read timeout early (a false failure).  So a read may wait on
+the virtual clock only when nothing is on its way: every byte between the client and
+an HTTP stub service's layer has come to rest.  The bytes pass these stages, each of
+which counts them, and a stage never holds more than the one before it passed on:
+
+- the client's socket (sent, read: :mod:`.virtual_sockets` counts them);
+- the tap (:class:`~pytest_resilience.tap.relay.Tap`): per connection, what it took from
+  the client and what the client's socket took from it; in all, what it passed to the
+  proxy and what it got back (a close of the proxy's side counted as one byte);
+- the proxy (Toxiproxy or the embedded engine), which counts nothing;
+- the HTTP layer (:class:`~pytest_resilience.http.server.HttpLayer`): request bytes it
+  has acted on (it then waits for more, or for a timer), answer bytes it wrote (and a
+  close of its own, as one byte).
+
+At rest means: the client's request has all reached the tap; everything the tap passed
+on, the layer has acted on; everything the layer wrote, the tap got back; everything the
+tap got back for this connection, the client has read; no answer is being made
+(:attr:`~pytest_resilience.clock.Clock.held`); and the service has never had a fault of
+the proxy's (a toxic acts on real time and counts nothing: its reads stay real).  The
+counters are read twice and must agree: a change between the two reads is traffic.
+
+The counts are totals over the service's connections, since the two sides of the proxy
+cannot be paired while the bytes flow.  Bytes that never arrive (an answer written to a
+connection the client had closed) leave the totals apart for the rest of the test: its
+reads then keep real time.  Slower, never wrong.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..clock import CLOCK
+
+if TYPE_CHECKING:
+    from ..tap.relay import Tap
+
+
+@dataclass
+class LayerCounts:
+    """What an HTTP layer counts, on the plugin's loop."""
+
+    settled: int = 0
+    """Request bytes acted on: the layer then waits for more, or for a timer."""
+    sent: int = 0
+    """Answer bytes written, and one per connection the layer closed itself."""
+
+
+@dataclass
+class SocketCounts:
+    """What a client socket connected to a service sent and read, in the open block."""
+
+    port: int
+    """The tap's port it connected to."""
+    sent: int = 0
+    read: int = 0
+    unknown: bool = False
+    """A send failed part way: how much went is not known, so it is never at rest."""
+
+
+@dataclass(eq=False)
+class Path:
+    """An HTTP stub service's path: its tap, its layer's counts, and whether a fault of
+    the proxy's was ever applied to it."""
+
+    tap: Tap
+    layer: LayerCounts
+    faulted: Callable[[], bool]
+
+    def _snapshot(self, local: object, counts: SocketCounts) -> tuple[int, ...] | None:
+        # Each stage is read before the one that feeds it, so that bytes moving on
+        # between two reads show as bytes not yet arrived, never as bytes that were not.
+        tap, layer = self.tap, self.layer
+        link = tap.by_peer.get(local)
+        if link is None or link.ended or link.upstream_eof:
+            return None  # not taken yet, or ended: the client sees that in real time
+        read, delivered, got = counts.read, link.delivered(), link.bytes_down
+        answered, sent = tap.down_total, layer.sent
+        settled = layer.settled
+        forwarded = tap.forwarded()
+        taken, asked = link.bytes_up, counts.sent
+        return (read, delivered, got, answered, sent, settled, forwarded, taken, asked)
+
+    def at_rest(self, local: object, counts: SocketCounts) -> bool:
+        """Whether nothing is on its way to or from the client socket ``counts`` tells of
+        (its local address ``local``) along this path, and nothing is being made."""
+        if counts.unknown or CLOCK.held or self.faulted():
+            return False
+        first = self._snapshot(local, counts)
+        if first is None or first != self._snapshot(local, counts) or CLOCK.held:
+            return False
+        read, delivered, got, answered, sent, settled, forwarded, taken, asked = first
+        return (
+            read == delivered == got and answered == sent and settled == forwarded
+        ) and taken == asked
+
+
+_PATHS: weakref.WeakValueDictionary[int, Path] = weakref.WeakValueDictionary()
+"""Per tap port: the path of the HTTP stub service listening there."""
+_LOCK = threading.Lock()
+
+
+def watch(path: Path) -> None:
+    """Count ``path``'s bytes: its reads may wait on virtual time when at rest."""
+    with _LOCK:
+        _PATHS[path.tap.port] = path
+
+
+def forget(path: Path) -> None:
+    """``path``'s service has closed: its port may be another's next."""
+    with _LOCK:
+        if _PATHS.get(path.tap.port) is path:
+            del _PATHS[path.tap.port]
+
+
+def stub_port(address: object) -> int | None:
+    """The tap port of an HTTP stub service at ``address`` (a socket address a client
+    connects to), or None."""
+    if not isinstance(address, tuple) or len(address) < 2:
+        return None
+    host, port = address[0], address[1]
+    path = _PATHS.get(port) if isinstance(port, int) else None
+    return port if path is not None and path.tap.host == host else None
+
+
+def at_rest(counts: SocketCounts, local: object) -> bool:
+    """Whether the socket ``counts`` tells of (local address ``local``) has nothing on
+    its way along its service's path (module doc)."""
+    path = _PATHS.get(counts.port)
+    return path is not None and path.at_rest(local, counts)
