@@ -245,12 +245,16 @@ class HttpLayer:
                 claimed.append(True)
                 return first
 
+        def resume() -> None:
+            if not done.done():
+                done.set_result(None)
+
         def fire() -> None:
             if not take():
                 return
             CLOCK.hold()
             try:
-                loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
+                loop.call_soon_threadsafe(resume)
             except RuntimeError:  # the loop has closed: no answer will be made
                 CLOCK.release()
 
