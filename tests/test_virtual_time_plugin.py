@@ -32,10 +32,12 @@ def test_a_window_heals_before_the_client_that_waits_for_its_end_wakes(
 
 
 @pytest.mark.virtual_time
-def test_no_jump_while_an_answer_is_held_in_real_time(resilience: Resilience) -> None:
-    """A delayed answer is held on the plugin's loop in real time: a test polling for it
-    with a virtual deadline ran that deadline out before the answer came (the zoo's
-    lost-answer tests failed so under --resilience-clock=virtual)."""
+def test_a_test_polling_for_a_delayed_answer_sees_it_come(resilience: Resilience) -> None:
+    """A delayed answer is held by a timer of the plugin's clock, which a jump fires before
+    the poll waiting past it wakes: a test polling for it with a virtual deadline sees it
+    come (when the delay was held in real time without holding the jumps, the poll's
+    deadline ran out first: the zoo's lost-answer tests failed so under
+    --resilience-clock=virtual)."""
     api: HttpService = resilience.http_service("api")
     api.respond(200, json={"ok": True})
     api.delay(0.4, count=1)

@@ -30,6 +30,9 @@ work (I/O, CPU) takes its real time in the record.  The offset jumps only when e
 
 - asyncio: a participant's event loop waits in its selector as a virtual wait, unless
   an answer it asked for is on its way (:mod:`.virtual_loops`).
+- Reads of a socket to an HTTP stub wait on the virtual clock while every byte on the
+  way is at rest, so that an answer held by a ``delay`` (a timer of the plugin's clock)
+  comes at a jump (:mod:`.virtual_sockets`, :mod:`.ledger`).
 
 At the block's end, waits still open go on in real time, and the patches go
 (:class:`_Patches` lists them).  The records' offset stays until the test ends, so

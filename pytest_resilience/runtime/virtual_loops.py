@@ -15,7 +15,9 @@ block in its selector until its next timer, the patched ``select``:
   done, work in an executor, or a fault that holds bytes in transit (a latency, slicer
   or bandwidth fault: an answer in pieces would look complete at its first piece).  A
   jump then could fire the client's own timeout while the answer is still in real
-  transit;
+  transit.  A transport to an HTTP stub whose bytes are all at rest (its answer held by
+  a ``delay`` timer: :mod:`.ledger`) is not on its way; while one to a stub is, the
+  loop waits at most :data:`~.virtual_sockets.LOOK` before it looks again;
 - otherwise waits through :meth:`~.scheduler.Scheduler.wait_io`: in the kernel, woken
   by its I/O, by its timeout in real time, or by a jump to its deadline (through the
   loop's self-pipe, as ``call_soon_threadsafe`` wakes it).  Before each jump the

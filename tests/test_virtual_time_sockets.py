@@ -1,0 +1,167 @@
+"""Reads on virtual time (``runtime/virtual_sockets.py``, ``runtime/ledger.py``): an HTTP
+``delay`` is a timer of the plugin's clock, and a participant reading a socket to an
+HTTP stub waits on the virtual clock while every byte on the way is at rest, so that a
+minute's delay, or the client's own read timeout against it, ends at once.  Where real
+time acts (a fault of the proxy's, a server outside the plugin), reads stay real.
+
+What each client does on a read timeout comes from its source: requests turns urllib3's
+``ReadTimeoutError`` into ``requests.exceptions.ReadTimeout`` (``requests/adapters.py``,
+``HTTPAdapter.send``), which urllib3 raises from the socket's ``TimeoutError``
+(``urllib3/connectionpool.py``, ``HTTPConnectionPool._raise_timeout``); httpx raises
+``httpx.ReadTimeout`` from httpcore's (``httpcore/_backends/sync.py``,
+``SyncStream.read``; ``_backends/anyio.py`` for asyncio); aiohttp raises
+``asyncio.TimeoutError`` when its ``ClientTimeout(sock_read=)`` timer fires
+(``aiohttp/client_proto.py``, ``ResponseHandler._on_read_timeout``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import socketserver
+import threading
+import time
+
+import aiohttp
+import httpx
+import pytest
+import requests
+
+from pytest_resilience import HttpService, Resilience
+from pytest_resilience.clock import CLOCK, real_sleep
+from pytest_resilience.runtime.virtual import virtual_time
+
+
+def _stub(resilience: Resilience, seconds: float) -> HttpService:
+    api: HttpService = resilience.http_service("api")
+    api.respond(200, json={"ok": True})
+    api.delay(seconds, count=1)
+    return api
+
+
+def test_a_read_timeout_against_a_minutes_delay_ends_on_the_virtual_clock(
+    resilience: Resilience,
+) -> None:
+    api = _stub(resilience, 60)
+    with virtual_time() as clock:
+        started = time.monotonic()
+        with pytest.raises(requests.ReadTimeout):
+            requests.post(api.url + "/orders", json={}, timeout=30)
+        timed_out_after = time.monotonic() - started
+        retried = requests.post(api.url + "/orders", json={}, timeout=30)
+    assert 30 <= timed_out_after < 31
+    assert retried.status_code == 200
+    assert clock.skipped >= 29  # 30 s of waiting in real time would skip nothing
+
+
+@pytest.mark.parametrize("client", ["requests", "httpx"])
+def test_an_answer_held_a_minute_comes_at_the_virtual_minute(
+    resilience: Resilience, client: str
+) -> None:
+    api = _stub(resilience, 60)
+    with virtual_time() as clock:
+        started = time.monotonic()
+        if client == "requests":
+            status = requests.post(api.url + "/orders", json={}, timeout=90).status_code
+        else:
+            with httpx.Client(timeout=90) as session:
+                status = session.post(api.url + "/orders", json={}).status_code
+        took = time.monotonic() - started
+    assert status == 200
+    assert 60 <= took < 61
+    (exchange,) = api.exchanges
+    assert exchange.ended_at is not None and exchange.ended_at - exchange.started_at >= 60
+    assert clock.skipped >= 59
+
+
+def test_an_async_clients_read_against_a_delay_ends_on_the_virtual_clock(
+    resilience: Resilience,
+) -> None:
+    api = _stub(resilience, 60)
+
+    async def body() -> tuple[int, float, bool]:
+        started = time.monotonic()
+        async with httpx.AsyncClient(timeout=90) as client:
+            status = (await client.post(api.url + "/orders", json={})).status_code
+        took = time.monotonic() - started
+        api.delay(60, count=1)
+        timeout = aiohttp.ClientTimeout(sock_read=20)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            try:
+                async with session.post(api.url + "/orders", json={}) as answer:
+                    await answer.read()
+                timed_out = False
+            except asyncio.TimeoutError:
+                timed_out = True
+        return status, took, timed_out
+
+    with virtual_time() as clock:
+        status, took, timed_out = asyncio.run(body())
+    assert status == 200
+    assert 60 <= took < 61
+    assert timed_out
+    assert clock.skipped >= 79
+
+
+def test_a_close_the_proxy_makes_in_real_time_is_not_jumped_over(
+    resilience: Resilience,
+) -> None:
+    """The request reaches the layer and rests there (a 10 s delay), while the proxy closes
+    the connection 0.3 s later, in real time (Toxiproxy's ``timeout`` toxic closes at its
+    timeout whether data came or not: ``toxics/timeout.go``, ``TimeoutToxic.Pipe``).  Had
+    the read waited on the virtual clock, the client's 5 s timeout would have come first:
+    a timeout where real time gives a closed connection (a fault of the proxy's acts on
+    real time and counts nothing)."""
+    api = _stub(resilience, 10)
+    api.timeout(300, stream="downstream")
+    with virtual_time():
+        with pytest.raises(requests.ConnectionError) as caught:
+            requests.post(api.url + "/orders", json={}, timeout=5)
+    assert not isinstance(caught.value, requests.ReadTimeout), caught.value
+
+
+class _SlowEcho(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        self.request.recv(64)
+        real_sleep(0.3)
+        self.request.sendall(b"late")
+
+
+def test_a_read_from_a_server_outside_the_plugin_keeps_real_time() -> None:
+    """Nothing counts the bytes of a server the plugin does not run: its answer may be on
+    its way, so the read is real and the clock waits for it, however long another
+    participant sleeps."""
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _SlowEcho)
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    try:
+        got: list[bytes] = []
+
+        def read() -> None:
+            with socket.create_connection(server.server_address, timeout=2) as sock:
+                sock.sendall(b"hello")
+                got.append(sock.recv(64))
+
+        with virtual_time():
+            reader = threading.Thread(target=read)
+            reader.start()
+            time.sleep(100)
+            reader.join()
+        assert got == [b"late"]
+    finally:
+        server.shutdown()
+        server.server_close()
+        serving.join()
+
+
+def test_a_delay_cut_short_by_the_services_end_leaves_the_clock_free(
+    resilience: Resilience,
+) -> None:
+    """The delay lets go of the exchange's hold while it waits, and takes it back once,
+    whether its timer fires or the layer closes first: a hold left taken would keep every
+    later test on real time."""
+    api = _stub(resilience, 3600)
+    with pytest.raises(requests.ReadTimeout):
+        requests.post(api.url + "/orders", json={}, timeout=0.2)
+    api.close()
+    assert not CLOCK.held
