@@ -114,9 +114,8 @@ def test_a_close_the_proxy_makes_in_real_time_is_not_jumped_over(
     real time and counts nothing)."""
     api = _stub(resilience, 10)
     api.timeout(300, stream="downstream")
-    with virtual_time():
-        with pytest.raises(requests.ConnectionError) as caught:
-            requests.post(api.url + "/orders", json={}, timeout=5)
+    with virtual_time(), pytest.raises(requests.ConnectionError) as caught:
+        requests.post(api.url + "/orders", json={}, timeout=5)
     assert not isinstance(caught.value, requests.ReadTimeout), caught.value
 
 
