@@ -91,3 +91,40 @@ def test_a_rate_limit_error_carries_anthropics_error_type(
     assert raised.value.type == "rate_limit_error"
     anthropic_api.assert_attempts(min=3, max=3)
     anthropic_api.assert_retry_after_honoured()
+
+
+@pytest.mark.parametrize(
+    "timeout",
+    [
+        pytest.param(60.0, marks=pytest.mark.virtual_time, id="virtual"),
+        pytest.param(0.6, id="real"),
+    ],
+)
+def test_a_slow_answer_times_out_at_the_sdks_timeout_three_times(
+    anthropic_api: HttpService, timeout: float
+) -> None:
+    """A production timeout (a minute) against an answer that takes two, in milliseconds
+    on virtual time, with what a hundredth of it gives on real time.
+
+    From the SDK's source (``_base_client.py``): ``_attempt_request`` turns the read
+    timeout into ``APITimeoutError``, an ``APIConnectionError``, which
+    ``_should_retry_exception`` retries; ``max_retries=2`` makes three attempts, each
+    sending ``x-stainless-retry-count`` 0, 1, 2 (``_build_headers``); between them
+    ``_calculate_retry_timeout`` sleeps 0.5 s x 2^n times a jitter of 0.75-1.0.  So each
+    attempt starts one read timeout plus that sleep after the one before.
+    """
+    anthropic_api.route("POST", "/v1/messages").delay(2 * timeout)
+    with (
+        anthropic.Anthropic(
+            api_key="sk-ant-stub", base_url=anthropic_api.url, max_retries=2, timeout=timeout
+        ) as client,
+        pytest.raises(anthropic.APITimeoutError),
+    ):
+        ask_claude(client)
+
+    attempts = anthropic_api.exchanges
+    assert [e.header("x-stainless-retry-count") for e in attempts] == ["0", "1", "2"]
+    for n, (before, after) in enumerate(itertools.pairwise(attempts)):
+        slept = after.started_at - before.started_at - timeout
+        assert 0.5 * 2**n * 0.75 <= slept < 0.5 * 2**n + 1.0, (n, slept)
+    anthropic_api.assert_attempts(min=3, max=3)

@@ -120,6 +120,8 @@ class ConnectionLog:
     accepted_at: float = field(default_factory=lambda: CLOCK.now())
     consumed: int = 0
     """Request bytes read."""
+    peer_ended: bool = False
+    """The client's end (a close, a reset) has come: what is sent from here on is lost."""
     settled: int = 0
     """Of those, the bytes acted on (:class:`~..runtime.ledger.LayerCounts`)."""
 
@@ -192,6 +194,7 @@ class HttpLayer:
             self.connections[log.id] = log
         conn = h11.Connection(h11.SERVER)
         PAUSE.set(lambda seconds: self.pause(log, seconds))  # this connection's task only
+        self._notice_end(reader, log)
         try:
             with self._connections.open(writer):
                 await self._cycle_all(conn, log, reader, writer)
@@ -202,10 +205,16 @@ class HttpLayer:
         except Exception as exc:  # a bug of ours: hand it to the test
             self.errors.append(exc)
         finally:
-            log.closed = True
-            if not reader.at_eof():  # a close of ours, counted as a byte on its way
+            self._hang_up(writer, log)
+
+    def _hang_up(self, writer: asyncio.StreamWriter, log: ConnectionLog) -> None:
+        """End the connection (once): a close of ours, unless the client's end came
+        first, is counted as a byte on its way, before it goes."""
+        if not log.closed:
+            if not log.peer_ended:
                 self.counts.sent += 1
-            writer.transport.abort() if writer.transport.is_closing() else writer.close()
+            log.closed = True
+        writer.transport.abort() if writer.transport.is_closing() else writer.close()
 
     def _received(self, log: ConnectionLog) -> Callable[[bytes], None]:
         """What keeps the head of the connection's first bytes, to join it with the tap."""
@@ -220,8 +229,26 @@ class HttpLayer:
 
     def _send(self, writer: asyncio.StreamWriter, log: ConnectionLog, data: bytes) -> None:
         log.sent += len(data)
-        self.counts.sent += len(data)  # before the write: never counted after it arrived
+        if not log.peer_ended:
+            self.counts.sent += len(data)  # before the write: never counted after it arrived
         writer.write(data)
+
+    def _notice_end(self, reader: asyncio.StreamReader, log: ConnectionLog) -> None:
+        """Count the client's end as it comes (the tap counted it as one byte passed on),
+        even while the connection's task waits on a delay: from then on, what the layer
+        sends on it is lost, and is not counted."""
+
+        def ended(real: Callable[..., None]) -> Callable[..., None]:
+            def end(*args: object) -> None:
+                if not (log.peer_ended or log.closed):
+                    log.peer_ended = True
+                    self.counts.settled += 1
+                real(*args)
+
+            return end
+
+        reader.feed_eof = ended(reader.feed_eof)  # type: ignore[method-assign]
+        reader.set_exception = ended(reader.set_exception)  # type: ignore[method-assign]
 
     def _settle(self, log: ConnectionLog) -> None:
         """The connection's bytes read so far are acted on: it waits for more, or for a
@@ -430,7 +457,7 @@ class HttpLayer:
             record.cut = True
             self._step("answered", record)
             await writer.drain()
-            writer.close()
+            self._hang_up(writer, log)
             return False
         out = (
             head + (conn.send(h11.Data(data=body)) if body else b"") + conn.send(h11.EndOfMessage())

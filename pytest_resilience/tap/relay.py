@@ -55,6 +55,8 @@ class _Link:
         """The client socket's address: how virtual time finds its link (:mod:`~..runtime.ledger`)."""
         self.upstream_done = False
         """The proxy's side ended (a close or a reset) while the client's was open."""
+        self.client_end_passed = False
+        """The client's end (a close, a reset, a half-close) went on to the proxy's side."""
 
     def pending_up(self) -> int:
         """Bytes taken from the client and not yet handed to the proxy's socket."""
@@ -71,6 +73,15 @@ class _Link:
         if not (self.ended or self.upstream_done or self.client_eof):
             self.upstream_done = True
             self.tap.down_total += 1
+
+    def pass_client_end(self) -> None:
+        """The client's end goes on to the proxy's side (before it does): counted once, as
+        one byte up (the HTTP layer counts its arrival so), unless the proxy's side had
+        ended (the layer's connection is gone, and counts nothing)."""
+        ended = self.upstream_eof or self.upstream_done or self.client_end_passed
+        if self.upstream is not None and not ended:
+            self.client_end_passed = True
+            self.tap.up_total += 1
 
     def record(self, kind: str, by: Side, undelivered: int = 0) -> None:
         self.tap.record(
@@ -104,6 +115,7 @@ class _Link:
             self.early.clear()  # first: a count read meanwhile takes it as passed on, not lost
             transport.write(early)
         if self.client_eof and transport.can_write_eof():
+            self.pass_client_end()
             transport.write_eof()
         self.client.resume_reading()
 
@@ -113,11 +125,14 @@ class _Link:
             return
         if by == "upstream" and self.upstream is not None:
             self.proxy_ended()
+        elif by == "client":
+            self.pass_client_end()
         self.ended = True
         self.ended_at = CLOCK.now()
         self.tap.links.discard(self)
         self.tap.by_peer.pop(self.peer, None)
-        self.tap.up_lost += self.pending_up()  # after it left the links: never counted twice
+        if exc is not None or self.upstream is None:  # a close sends what is buffered first
+            self.tap.up_lost += self.pending_up()  # after it left the links: not counted twice
         other = self.upstream if by == "client" else self.client
         undelivered = self.client.get_write_buffer_size() if by == "upstream" else 0
         if exc is not None:
@@ -155,6 +170,8 @@ class _Link:
             if self.upstream is not None:
                 self.upstream.close()
         elif target is not None and target.can_write_eof():
+            if side == "client":
+                self.pass_client_end()
             target.write_eof()
 
 
@@ -217,7 +234,8 @@ class _UpstreamSide(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.link.bytes_down += len(data)
-        self.link.tap.down_total += len(data)
+        if not self.link.client_eof:  # else the layer, once it knows, counts nothing sent
+            self.link.tap.down_total += len(data)
         self.link.client.write(data)
         if not self.link.client.get_write_buffer_size():
             self.link.tap.progressed()  # all of it is in the client's socket already
