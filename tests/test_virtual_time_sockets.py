@@ -164,3 +164,23 @@ def test_a_delay_cut_short_by_the_services_end_leaves_the_clock_free(
         requests.post(api.url + "/orders", json={}, timeout=0.2)
     api.close()
     assert not CLOCK.held
+
+
+def test_answers_a_delay_sends_after_the_client_gave_up_leave_the_next_reads_virtual(
+    resilience: Resilience,
+) -> None:
+    """Every answer comes a minute late; the client gives up after 40 s and tries again.
+    Each late answer goes to a connection the client closed: the layer counts the close's
+    arrival, so that it knows the answer lost, and the next read still waits on the
+    virtual clock (counted as sent, the lost answer held every later read to real time:
+    here 40 s of it)."""
+    api: HttpService = resilience.http_service("api")
+    api.respond(200, json={"ok": True})
+    api.delay(60)
+    with virtual_time() as clock:
+        for _ in range(3):
+            with pytest.raises(requests.ReadTimeout):
+                requests.post(api.url + "/orders", json={}, timeout=40)
+            time.sleep(1)
+    assert clock.virtual >= 123
+    assert clock.skipped >= 120
