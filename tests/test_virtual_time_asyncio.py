@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from pytest_resilience import ConfigurationError
 from pytest_resilience.clock import real_monotonic, real_sleep
 from pytest_resilience.runs import drive, load
 from pytest_resilience.runtime.virtual import virtual_time
@@ -439,3 +440,14 @@ def test_a_coroutine_test_under_the_marker_runs_on_virtual_time(
     result = inner.runpytest_subprocess("-p", "no:cacheprovider", f"--toxiproxy={url}", "-v")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["  clock:    6*.* s virtual in 0.* s real"])
+
+
+def test_a_uvloop_loop_on_virtual_time_is_refused_in_one_sentence() -> None:
+    """uvloop waits in C (its ``Loop.run_forever`` runs libuv), where no patch reaches its
+    timers: on virtual time a 60 s sleep would take 60 real seconds.  Its loop is refused
+    as it is made, with what to do; on real time it runs as ever."""
+    import uvloop
+
+    with virtual_time(), pytest.raises(ConfigurationError, match="uvloop's event loop"):
+        uvloop.new_event_loop()
+    assert uvloop.run(asyncio.sleep(0, result="ran")) == "ran"

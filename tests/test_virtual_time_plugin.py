@@ -346,3 +346,32 @@ def test_a_block_a_wider_fixture_keeps_open_is_not_closed_between_tests(
     result = inner.runpytest_inprocess("-p", "no:cacheprovider", f"--toxiproxy={url}")
     result.assert_outcomes(passed=2)
     assert real_monotonic() - started < 30
+
+
+def test_a_uvloop_test_under_the_marker_fails_in_one_sentence(
+    inner: pytest.Pytester, url: str
+) -> None:
+    """anyio runs the test on uvloop when asked (``use_uvloop``): virtual time cannot reach
+    that loop's timers, so the test fails at once with what to do, not after its sleep's
+    real time."""
+    inner.makepyfile(
+        """
+        import anyio
+        import pytest
+
+
+        @pytest.fixture
+        def anyio_backend():
+            return ("asyncio", {"use_uvloop": True})
+
+
+        @pytest.mark.virtual_time
+        @pytest.mark.anyio
+        async def test_a_coroutine(resilience):
+            await anyio.sleep(600)
+        """
+    )
+    result = inner.runpytest_subprocess("-p", "no:cacheprovider", f"--toxiproxy={url}")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*ConfigurationError: uvloop's event loop waits in C*"])
+    assert result.duration < 60  # not the sleep's 600 s

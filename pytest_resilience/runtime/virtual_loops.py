@@ -39,6 +39,8 @@ import asyncio.base_events
 import asyncio.events
 import asyncio.selector_events
 import asyncio.sslproto
+import importlib
+import importlib.util
 import math
 import selectors
 import threading
@@ -47,6 +49,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..clock import CLOCK, is_machinery
+from ..errors import ConfigurationError
 from . import virtual_sockets
 from .framing import Framing
 from .loop import _RealTimeLoop
@@ -84,7 +87,36 @@ def patches(live: Live) -> list[tuple[object, str, Make]]:
     ]
     if "writelines" in vars(_TRANSPORT):  # Python 3.12+: no longer through write
         found.append((_TRANSPORT, "writelines", lambda real: _sent(real, live)))
+    uvloop = _uvloop()
+    if uvloop is not None:
+        found.append((uvloop.Loop, "__init__", lambda real: _refused(real, live)))
     return found
+
+
+UVLOOP = (
+    "uvloop's event loop waits in C, where virtual time cannot reach its timers (each would "
+    "take its real time); run this test on asyncio's own loop (anyio: use_uvloop=False; "
+    "pytest-asyncio: the default event_loop_policy), or take it off virtual time."
+)
+
+
+def _uvloop() -> Any:
+    """uvloop, imported if installed (anyio imports it only as its loop starts, after the
+    block's patches), so that its loop is refused in one sentence; else None."""
+    if importlib.util.find_spec("uvloop") is None:
+        return None
+    module = importlib.import_module("uvloop")
+    return module if isinstance(getattr(module, "Loop", None), type) else None
+
+
+def _refused(real: Callable[..., Any], live: Live) -> Callable[..., Any]:
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        scheduler = live()
+        if scheduler is not None and scheduler.knows(threading.current_thread()):
+            raise ConfigurationError(UVLOOP)
+        real(self, *args, **kwargs)
+
+    return init
 
 
 def _busy(loop: asyncio.AbstractEventLoop, selector: selectors.BaseSelector) -> float | None:
