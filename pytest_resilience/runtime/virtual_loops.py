@@ -24,8 +24,8 @@ block in its selector until its next timer, the patched ``select``:
   scheduler polls the selector again; I/O ready then means the loop is about to run.
 
 The plugin's own loops (:class:`~.loop._RealTimeLoop`, and any loop on a machinery
-thread) keep real time.  Loops that do not wait through a ``selectors`` selector (uvloop)
-keep real time too: their waits are in C, as a socket read's is.  Sockets used through
+thread) keep real time.  uvloop's loop waits in C, out of reach: made on a participant
+thread, it is refused in one sentence (:data:`UVLOOP`).  Sockets used through
 ``loop.sock_*`` rather than a transport are not watched for answers in flight, nor is an
 answer that a server outside the plugin sends in pieces (the first piece ends the
 wait's real time).  A loop that outlives the block keeps the timers it set during it on
