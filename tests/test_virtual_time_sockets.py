@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import socketserver
+import subprocess
+import sys
 import threading
 import time
 
@@ -30,6 +32,7 @@ import requests
 from pytest_resilience import HttpService, Resilience
 from pytest_resilience.clock import CLOCK, real_sleep
 from pytest_resilience.runtime.virtual import virtual_time
+from pytest_resilience.tap import relay
 
 
 def _stub(resilience: Resilience, seconds: float) -> HttpService:
@@ -184,3 +187,106 @@ def test_answers_a_delay_sends_after_the_client_gave_up_leave_the_next_reads_vir
             time.sleep(1)
     assert clock.virtual >= 123
     assert clock.skipped >= 120
+
+
+CHILD = """
+import sys, urllib.request
+try:
+    urllib.request.urlopen(sys.argv[1] + "/orders", timeout=0.5).read()
+    print("answered")
+except TimeoutError:
+    print("timed out")
+"""
+
+
+@pytest.mark.parametrize("where", ["thread", "process"])
+def test_a_client_outside_the_block_gets_its_timeout_in_real_time(
+    resilience: Resilience, where: str
+) -> None:
+    """A client the block does not count (a thread started before it, another process)
+    reads in real time: while its answer is held by a delay, the test's own polling must
+    not jump the clock to the delay's end (it got the answer where real time gives its
+    0.5 s timeout)."""
+    api = _stub(resilience, 10)
+    outcome: list[str] = []
+    go = threading.Event()
+
+    def client() -> None:
+        go.wait()
+        try:
+            requests.post(api.url + "/orders", json={}, timeout=0.5)
+            outcome.append("answered")
+        except requests.ReadTimeout:
+            outcome.append("timed out")
+
+    child: subprocess.Popen[str] | None = None
+    thread = threading.Thread(target=client)
+    if where == "thread":
+        thread.start()
+    with virtual_time():
+        if where == "thread":
+            go.set()
+        else:
+            argv = [sys.executable, "-c", CHILD, api.url]
+            child = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+        while not outcome and (child is None or child.poll() is None):
+            time.sleep(0.25)
+    if child is not None:
+        out, _ = child.communicate()
+        outcome.append(out.strip())
+    else:
+        thread.join()
+    assert outcome == ["timed out"]
+
+
+def test_a_refused_request_sent_after_a_delayed_one_is_waited_for(
+    resilience: Resilience,
+) -> None:
+    """A request the client sent right after a delayed one (pipelined), malformed: the
+    layer refuses it after the delay, then lingers in real time before it closes.  The
+    delay must not count it acted on, nor the linger go uncounted: the read of the close
+    timed out on the virtual clock instead."""
+    api = _stub(resilience, 0.3)
+    with virtual_time(), socket.create_connection(("127.0.0.1", api.port), timeout=5) as sock:
+        sock.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nBOGUS\r\n\r\n")
+        received = b""
+        while chunk := sock.recv(65536):  # raises TimeoutError if the jump came first
+            received += chunk
+    assert received.startswith(b"HTTP/1.1 200")
+
+
+def test_a_request_the_tap_still_holds_is_not_at_rest(
+    resilience: Resilience, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tap read the request before its leg to the proxy was up (CPython 3.11.2 reads
+    a paused transport; a proxy slow to accept): those bytes are on their way, although
+    the layer has acted on all it got (from a review; the read timed out at once)."""
+    api: HttpService = resilience.http_service("api")
+    api.respond(200, json={"ok": True})
+    connect = relay._Link.connect
+
+    async def slow(link: relay._Link) -> None:
+        link.client.resume_reading()
+        await asyncio.sleep(0.3)
+        await connect(link)
+
+    monkeypatch.setattr(relay._Link, "connect", slow)
+    with virtual_time():
+        assert requests.get(api.url + "/x", timeout=5).status_code == 200
+
+
+def test_the_counts_stay_together_through_explores_restarts(resilience: Resilience) -> None:
+    """explore cuts every connection before each example (the tap's and the layer's):
+    the layer counted each cut's arrival, the tap nothing, and every read after the
+    first example kept real time (from a review)."""
+    api: HttpService = resilience.http_service("api")
+    api.respond(200, json={"ok": True})
+    restore = api._snapshot()
+    with requests.Session() as kept:
+        for _ in range(3):
+            kept.get(api.url + "/warm", timeout=5)
+            restore()
+    api.delay(30, count=1)
+    with virtual_time() as clock:
+        assert requests.get(api.url + "/y", timeout=60).status_code == 200
+    assert clock.skipped >= 29

@@ -122,6 +122,8 @@ class ConnectionLog:
     """Request bytes read."""
     peer_ended: bool = False
     """The client's end (a close, a reset) has come: what is sent from here on is lost."""
+    ours_ended: bool = False
+    """The layer ended its side (a close, or a half-close after a refusal)."""
     settled: int = 0
     """Of those, the bytes acted on (:class:`~..runtime.ledger.LayerCounts`)."""
 
@@ -175,6 +177,9 @@ class HttpLayer:
     async def restart(self) -> None:
         """Cut every connection and forget them and every stored answer (explore's next
         example: fresh connections, an empty idempotency store)."""
+        with self._lock:
+            for log in self.connections.values():
+                log.closed = True  # the tap's links are cut too, and count nothing
         await self._connections.cut_all()
         with self._lock:
             self.connections.clear()
@@ -193,7 +198,7 @@ class HttpLayer:
         with self._lock:
             self.connections[log.id] = log
         conn = h11.Connection(h11.SERVER)
-        PAUSE.set(lambda seconds: self.pause(log, seconds))  # this connection's task only
+        PAUSE.set(lambda seconds: self.pause(log, conn, seconds))  # this connection's task only
         self._notice_end(reader, log)
         try:
             with self._connections.open(writer):
@@ -208,13 +213,18 @@ class HttpLayer:
             self._hang_up(writer, log)
 
     def _hang_up(self, writer: asyncio.StreamWriter, log: ConnectionLog) -> None:
-        """End the connection (once): a close of ours, unless the client's end came
-        first, is counted as a byte on its way, before it goes."""
-        if not log.closed:
-            if not log.peer_ended:
-                self.counts.sent += 1
-            log.closed = True
+        """End the connection: counted (:meth:`_end_ours`), then closed."""
+        self._end_ours(log)
+        log.closed = True
         writer.transport.abort() if writer.transport.is_closing() else writer.close()
+
+    def _end_ours(self, log: ConnectionLog) -> None:
+        """Our side ends (a close, or a half-close): once, unless the client's end came
+        first, it is counted as a byte on its way, before it goes; the tap counts its
+        arrival so."""
+        if not (log.ours_ended or log.peer_ended):
+            self.counts.sent += 1
+        log.ours_ended = True
 
     def _received(self, log: ConnectionLog) -> Callable[[bytes], None]:
         """What keeps the head of the connection's first bytes, to join it with the tap."""
@@ -240,9 +250,9 @@ class HttpLayer:
 
         def ended(real: Callable[..., None]) -> Callable[..., None]:
             def end(*args: object) -> None:
-                if not (log.peer_ended or log.closed):
-                    log.peer_ended = True
-                    self.counts.settled += 1
+                if not (log.peer_ended or log.ours_ended or log.closed):
+                    self.counts.settled += 1  # the tap counted it, unless ours had come
+                log.peer_ended = True
                 real(*args)
 
             return end
@@ -250,13 +260,16 @@ class HttpLayer:
         reader.feed_eof = ended(reader.feed_eof)  # type: ignore[method-assign]
         reader.set_exception = ended(reader.set_exception)  # type: ignore[method-assign]
 
-    def _settle(self, log: ConnectionLog) -> None:
-        """The connection's bytes read so far are acted on: it waits for more, or for a
-        timer."""
-        self.counts.settled += log.consumed - log.settled
-        log.settled = log.consumed
+    def _settle(self, log: ConnectionLog, unread: int = 0) -> None:
+        """The connection's bytes read so far, but the last ``unread`` (a request sent
+        after the one answered, not looked at yet), are acted on: it waits for more, or
+        for a timer."""
+        settled = log.consumed - unread
+        if settled > log.settled:
+            self.counts.settled += settled - log.settled
+            log.settled = settled
 
-    async def pause(self, log: ConnectionLog, seconds: float) -> None:
+    async def pause(self, log: ConnectionLog, conn: h11.Connection, seconds: float) -> None:
         """Hold the answer being made on ``log``'s connection ``seconds`` on the plugin's
         clock: a timer, so that virtual time may jump to its end.  Meanwhile no answer is
         being made (the exchange's :meth:`~..clock.Clock.hold` is let go), and the timer
@@ -285,12 +298,14 @@ class HttpLayer:
             except RuntimeError:  # the loop has closed: no answer will be made
                 CLOCK.release()
 
-        self._settle(log)
+        self._settle(log, len(conn.trailing_data[0]))
+        self.counts.pausing += 1
         CLOCK.release()
         try:
             self._timer.at(CLOCK.now() + seconds, fire)
             await done
         finally:
+            self.counts.pausing -= 1
             if take():
                 CLOCK.hold()
 
@@ -318,7 +333,11 @@ class HttpLayer:
             except h11.RemoteProtocolError as exc:
                 refusal = (exc.error_status_hint, f"bad request: {exc}")
             if refusal is not None:  # outside the except: the body read so far is freed
-                await self._refuse(conn, log, reader, writer, *refusal)
+                CLOCK.hold()  # it lingers in real time, uncounted
+                try:
+                    await self._refuse(conn, log, reader, writer, *refusal)
+                finally:
+                    CLOCK.release()
                 return
             if got is None:
                 return
@@ -363,7 +382,7 @@ class HttpLayer:
             )
             self._send(writer, log, conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage()))
         await writer.drain()
-        await wire.linger(reader, writer)
+        await wire.linger(reader, writer, lambda: self._end_ours(log))
 
     async def _exchange(
         self,

@@ -8,21 +8,32 @@ the virtual clock only when nothing is on its way: every byte between the client
 an HTTP stub service's layer has come to rest.  The bytes pass these stages, each of
 which counts them, and a stage never holds more than the one before it passed on:
 
-- the client's socket (sent, read: :mod:`.virtual_sockets` counts them);
+- the client's socket (sent, read: :mod:`.virtual_sockets` counts them, for sockets a
+  participant connected in the block);
 - the tap (:class:`~pytest_resilience.tap.relay.Tap`): per connection, what it took from
-  the client and what the client's socket took from it; in all, what it passed to the
-  proxy and what it got back (a close of the proxy's side counted as one byte);
+  the client and what the client's socket took from it; in all, what it took from
+  clients and what it got back from the proxy.  An end (a close, a reset, a half-close)
+  counts as one byte: the client's, passed on, unless the proxy's side had ended; the
+  proxy's, got back, unless the client's had;
 - the proxy (Toxiproxy or the embedded engine), which counts nothing;
 - the HTTP layer (:class:`~pytest_resilience.http.server.HttpLayer`): request bytes it
-  has acted on (it then waits for more, or for a timer), answer bytes it wrote (and a
-  close of its own, as one byte).
+  has acted on (it then waits for more, or for a timer; a request read after the one a
+  timer holds is not acted on yet) and the client's end as it comes; answer bytes it
+  wrote and an end of its own, unless the client's had come (then they are lost).
 
-At rest means: the client's request has all reached the tap; everything the tap passed
-on, the layer has acted on; everything the layer wrote, the tap got back; everything the
-tap got back for this connection, the client has read; no answer is being made
-(:attr:`~pytest_resilience.clock.Clock.held`); and the service has never had a fault of
-the proxy's (a toxic acts on real time and counts nothing: its reads stay real).  The
-counters are read twice and must agree: a change between the two reads is traffic.
+At rest means: the client's request has all reached the tap; everything the tap took,
+the layer has acted on; everything the layer wrote, the tap got back; everything the
+tap got back for this connection, the client has read; no answer is being made and no
+refusal lingers (:attr:`~pytest_resilience.clock.Clock.held`); and the service has never
+had a fault of the proxy's (a toxic acts on real time and counts nothing: its reads stay
+real).  The counters are read twice and must agree: a change between the two reads is
+traffic.  Drift between the counts must only ever keep them apart (slower), never bring
+them together early; each rule above that skips a count has its mirror on the other side.
+
+A timer holds an answer only for counted clients: while one holds an answer and a
+connection no counted socket made is open on the service (a thread or a process outside
+the block, a socket connected before it), that client waits in real time, so virtual
+time does not jump (:func:`holding`).
 
 The counts are totals over the service's connections, since the two sides of the proxy
 cannot be paired while the bytes flow.  Bytes that never arrive (an answer written to a
@@ -49,9 +60,12 @@ class LayerCounts:
     """What an HTTP layer counts, on the plugin's loop."""
 
     settled: int = 0
-    """Request bytes acted on: the layer then waits for more, or for a timer."""
+    """Request bytes acted on (the layer then waits for more, or for a timer), and one
+    per client's end that came."""
     sent: int = 0
-    """Answer bytes written, and one per connection the layer closed itself."""
+    """Answer bytes written, and one per end of the layer's own (a close, a half-close)."""
+    pausing: int = 0
+    """Exchanges whose answer a timer holds (a ``delay``)."""
 
 
 @dataclass
@@ -85,9 +99,9 @@ class Path:
         read, delivered, got = counts.read, link.delivered(), link.bytes_down
         answered, sent = tap.down_total, layer.sent
         settled = layer.settled
-        forwarded = tap.forwarded()
-        taken, asked = link.bytes_up, counts.sent
-        return (read, delivered, got, answered, sent, settled, forwarded, taken, asked)
+        taken = tap.up_total - tap.up_lost  # what the tap holds is not at rest
+        took, asked = link.bytes_up, counts.sent
+        return (read, delivered, got, answered, sent, settled, taken, took, asked)
 
     def at_rest(self, local: object, counts: SocketCounts) -> bool:
         """Whether nothing is on its way to or from the client socket ``counts`` tells of
@@ -97,15 +111,42 @@ class Path:
         first = self._snapshot(local, counts)
         if first is None or first != self._snapshot(local, counts) or CLOCK.held:
             return False
-        read, delivered, got, answered, sent, settled, forwarded, taken, asked = first
-        return (
-            read == delivered == got and answered == sent and settled == forwarded
-        ) and taken == asked
+        read, delivered, got, answered, sent, settled, taken, took, asked = first
+        return read == delivered == got and answered == sent and settled == taken and took == asked
+
+    def holds_for_others(self) -> bool:
+        """Whether a timer holds an answer while a connection is open that no counted
+        socket made (a thread or process outside the block, a socket connected before
+        it): its client waits in real time, so no jump may fire the timer early."""
+        if not self.layer.pausing:
+            return False
+        counted = _COUNTED.get(self.tap.port, set())
+        return any(link.peer not in counted for link in list(self.tap.links))
 
 
 _PATHS: weakref.WeakValueDictionary[int, Path] = weakref.WeakValueDictionary()
 """Per tap port: the path of the HTTP stub service listening there."""
+_COUNTED: dict[int, set[object]] = {}
+"""Per tap port: the local addresses of the sockets counted in the open block."""
 _LOCK = threading.Lock()
+
+
+def counted(port: int, local: object) -> None:
+    """A participant connected a socket from ``local`` to the tap at ``port``: counted."""
+    with _LOCK:
+        _COUNTED.setdefault(port, set()).add(local)
+
+
+def forget_counted() -> None:
+    """A block begins: no socket is counted yet."""
+    with _LOCK:
+        _COUNTED.clear()
+
+
+def holding() -> bool:
+    """Whether some stub holds an answer on a timer that a client outside the block may
+    wait for (:meth:`Path.holds_for_others`): virtual time does not jump meanwhile."""
+    return any(path.holds_for_others() for path in list(_PATHS.values()))
 
 
 def watch(path: Path) -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..clock import CLOCK, RealCondition, real_monotonic, real_sleep, timer_sources
+from .ledger import holding
 from .loop import settle_loops
 
 
@@ -317,10 +318,10 @@ class Scheduler:
                 if target is None:
                     return  # every participant waits for another: nothing to jump to
                 if target > CLOCK.now():
-                    if CLOCK.held:
+                    if CLOCK.held or holding():
                         return  # the machinery answers in real time; poke() looks again
                     self._unlocked(settle_loops)
-                    if CLOCK.held:
+                    if CLOCK.held or holding():
                         return  # settling read a request: its answer comes in real time
                     if self._io_ready() or self._still_running() or self._next_deadline() != target:
                         continue

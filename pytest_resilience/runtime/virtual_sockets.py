@@ -52,6 +52,7 @@ def patches(live: Live) -> list[tuple[object, str, Make]]:
     scheduler ``live()`` gives (None when none is, or it is suspended)."""
     with _LOCK:
         _COUNTS.clear()
+    ledger.forget_counted()
     return [
         (socket.socket, "connect", lambda real: _connect(real, live)),
         (socket.socket, "send", _send),
@@ -81,13 +82,19 @@ def at_rest(sock: Any) -> bool:
 
 def _connect(real: Callable[..., Any], live: Live) -> Callable[..., Any]:
     def connect(self: socket.socket, address: Any) -> Any:
+        scheduler = live()
         port = None
-        if live() is not None and not isinstance(self, ssl.SSLSocket):
+        if scheduler is not None and not isinstance(self, ssl.SSLSocket) and not is_machinery():
             port = ledger.stub_port(address)
-        if port is not None:  # before: a connect in progress (asyncio's) is counted too
-            with _LOCK:
-                _COUNTS[self] = ledger.SocketCounts(port)
-        return real(self, address)
+        if port is None or not scheduler or not scheduler.knows(threading.current_thread()):
+            return real(self, address)  # a thread outside the block reads in real time
+        with _LOCK:
+            _COUNTS[self] = ledger.SocketCounts(port)
+        try:
+            return real(self, address)
+        finally:  # a connect in progress (asyncio's) has its address already
+            with contextlib.suppress(OSError):
+                ledger.counted(port, self.getsockname())
 
     return connect
 

@@ -116,16 +116,23 @@ def reason(status: int) -> bytes:
         return b""
 
 
-async def linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Read and drop what the client still sends until it pauses, then end our side and
-    drop the rest, for a while: closing with unread data would reset the connection and
-    could lose the answer just sent.  (Toxiproxy closes the client's connection when ours
-    ends, so the client's bytes must have passed through it before our end does.)"""
+async def linger(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    ending: Callable[[], None] | None = None,
+) -> None:
+    """Read and drop what the client still sends until it pauses, then end our side
+    (``ending`` called just before) and drop the rest, for a while: closing with unread
+    data would reset the connection and could lose the answer just sent.  (Toxiproxy
+    closes the client's connection when ours ends, so the client's bytes must have passed
+    through it before our end does.)"""
     deadline = real_monotonic() + LINGER
     with contextlib.suppress(OSError, asyncio.TimeoutError):
         while (left := deadline - real_monotonic()) > 0:
             if not await asyncio.wait_for(reader.read(65536), min(left, QUIET)):
                 return
+    if ending is not None:
+        ending()
     with contextlib.suppress(OSError, RuntimeError):
         writer.write_eof()
     with contextlib.suppress(OSError, asyncio.TimeoutError):
