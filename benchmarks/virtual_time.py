@@ -10,6 +10,8 @@ is the median over ``--runs`` processes.
   and full jitter (capped at 60 s), then every charge succeeds.
 
 - an async client: the one client's workload on httpx's ``AsyncClient`` under anyio;
+- slow answers: ten calls against answers held two minutes (an HTTP ``delay``), each
+  retried after its 60 s read timeout until one comes in time;
 - the suite where the clock applies (:data:`SUITE`: the examples, the zoo of real
   clients and the verdicts on real clients), its wall time on real time and with
   ``--resilience-clock=virtual``, each in one pytest process (``-n 2``), on each backend.
@@ -109,6 +111,20 @@ async def charge_async(client, rng, cap, base):
     raise AssertionError("no success in 19 attempts")
 
 
+@pytest.mark.virtual_time
+def test_slow_answers(resilience):
+    api = resilience.http_service("api")
+    api.respond(201, json={"id": "ch_1"})
+    for _ in range(10):
+        api.route("POST", "/charges").delay(120, count=2)
+        for attempt in range(3):
+            try:
+                requests.post(api.url + "/charges", json={"amount": 1}, timeout=60)
+                break
+            except requests.ReadTimeout:
+                time.sleep(2**attempt)
+
+
 @pytest.mark.anyio
 @pytest.mark.virtual_time
 async def test_an_async_client(resilience):
@@ -180,7 +196,8 @@ def measure(runs: int) -> dict[str, dict[str, dict[str, float]]]:
 def report(table: dict[str, Any], runs: int, suite: dict[str, tuple[float, float]]) -> str:
     names = {"test_one_client": "one client, ten Retry-After: 60", "test_a_herd_of_20": (
         "20-client herd through a 2-minute outage"), "test_an_async_client": (
-        "an async client (httpx), ten Retry-After: 60")}  # fmt: skip
+        "an async client (httpx), ten Retry-After: 60"), "test_slow_answers": (
+        "ten calls against two-minute answers, 60 s read timeouts")}  # fmt: skip
     lines = [
         f"virtual time, median of {runs} run(s): virtual s / real s of the test body",
         "",
