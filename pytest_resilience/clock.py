@@ -113,6 +113,8 @@ def timer_sources() -> list[TimerSource]:
 
 
 class _Waits(Protocol):
+    suspended: int
+
     def sleep(self, seconds: float) -> None: ...
 
     def poke(self) -> None: ...
@@ -184,9 +186,10 @@ class Clock:
 
     def sleep(self, seconds: float) -> None:
         """Wait ``seconds`` on this clock (a schedule's wait, never a wait for a result):
-        a virtual wait on virtual time, unless the plugin's own thread waits."""
+        a virtual wait on virtual time, unless the plugin's own thread waits, or the
+        block is set aside (:func:`~.runtime.virtual.outside_the_block`)."""
         scheduler = self.virtual
-        if scheduler is None or is_machinery() or seconds <= 0:
+        if scheduler is None or scheduler.suspended or is_machinery() or seconds <= 0:
             real_sleep(seconds)
         else:
             scheduler.sleep(seconds)

@@ -32,7 +32,7 @@ from pytest_resilience.clock import (
 )
 from pytest_resilience.runtime.scheduler import Scheduler
 from pytest_resilience.runtime.timers import Timer
-from pytest_resilience.runtime.virtual import virtual_time
+from pytest_resilience.runtime.virtual import outside_the_block, virtual_time
 
 READS = ("monotonic", "perf_counter", "time")
 
@@ -551,3 +551,15 @@ def test_a_wait_on_io_whose_jump_check_fails_leaves_the_waiters() -> None:
         leaver.join()
         time.sleep(60)
         sleeper.join()
+
+
+def test_the_plugins_schedule_waits_in_real_time_outside_the_block() -> None:
+    """``load``'s pacing waits through ``CLOCK.sleep``: what a wider-scoped fixture runs
+    while a test opens a block (:func:`outside_the_block`) paces on real time, as every
+    other patch acts there (it jumped the clock instead)."""
+    with virtual_time() as clock, outside_the_block():
+        started = real_monotonic()
+        CLOCK.sleep(0.05)
+        took = real_monotonic() - started
+    assert took >= 0.05
+    assert clock.jumps == 0
