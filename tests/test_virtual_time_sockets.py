@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import socketserver
+import struct
 import subprocess
 import sys
 import threading
@@ -30,7 +31,7 @@ import pytest
 import requests
 
 from pytest_resilience import HttpService, Resilience
-from pytest_resilience.clock import CLOCK, real_sleep
+from pytest_resilience.clock import CLOCK, real_monotonic, real_sleep
 from pytest_resilience.runtime.virtual import virtual_time
 from pytest_resilience.tap import relay
 
@@ -290,3 +291,101 @@ def test_the_counts_stay_together_through_explores_restarts(resilience: Resilien
     with virtual_time() as clock:
         assert requests.get(api.url + "/y", timeout=60).status_code == 200
     assert clock.skipped >= 29
+
+
+def test_a_pooled_connection_a_thread_outside_the_block_uses_reads_in_real_time(
+    resilience: Resilience,
+) -> None:
+    """A participant made the pooled connection (counted); a thread started before the
+    block sends a delayed request on it with a 0.5 s timeout while the test sleeps 30 s:
+    that thread waits in real time, so the delay must not end at a jump (from a review)."""
+    api: HttpService = resilience.http_service("api")
+    api.respond(200, json={"ok": True})
+    go = threading.Event()
+    outcome: list[str] = []
+    with requests.Session() as session:
+
+        def worker() -> None:
+            go.wait()
+            try:
+                session.get(api.url + "/w", timeout=0.5)
+                outcome.append("answered")
+            except requests.ReadTimeout:
+                outcome.append("timed out")
+
+        thread = threading.Thread(target=worker)
+        thread.start()
+        with virtual_time():
+            session.get(api.url + "/warm", timeout=5)
+            api.delay(10, count=1)
+            go.set()
+            while not outcome:
+                time.sleep(0.25)
+        thread.join()
+    assert outcome == ["timed out"]
+
+
+@pytest.mark.parametrize("first", ["connection close", "cut"])
+def test_a_close_crossing_the_clients_leaves_the_next_delay_virtual(
+    resilience: Resilience, first: str
+) -> None:
+    """The layer closes after its answer while the client closes after reading it: each
+    end crosses the other, so neither side counts the other's (the counts stay apart by
+    one).  Once no connection is open on either side, what is apart was lost with them,
+    and the next delay waits on the virtual clock again (from a review: 10 s real)."""
+    api: HttpService = resilience.http_service("api")
+    api.respond(200, json={"ok": True})
+    if first == "cut":
+        api.cut(count=1)
+    with virtual_time() as clock:
+        if first == "cut":
+            with pytest.raises(requests.RequestException):
+                requests.get(api.url + "/a", timeout=5)
+        else:
+            requests.get(api.url + "/a", headers={"Connection": "close"}, timeout=5)
+        api.delay(10, count=1)
+        assert requests.get(api.url + "/b", timeout=60).status_code == 200
+    assert clock.skipped >= 9
+
+
+def test_an_abandoned_delay_holds_no_jump(resilience: Resilience) -> None:
+    """A client gave up on a delayed answer: nobody waits for it any more, so neither does
+    the clock, though a connection made before the block (a pool's, idle) is open (from a
+    review: the 20 s sleep took 20 s real)."""
+    api: HttpService = resilience.http_service("api")
+    api.respond(200, json={"ok": True})
+    with requests.Session() as pool:
+        pool.get(api.url + "/warm", timeout=5)
+        api.delay(600, count=1)
+        with virtual_time() as clock:
+            with pytest.raises(requests.ReadTimeout):
+                requests.get(api.url + "/x", timeout=1)
+            time.sleep(20)
+    assert clock.skipped >= 19
+
+
+def test_a_client_that_resets_before_the_proxy_is_reached_keeps_the_counts_together(
+    resilience: Resilience, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client resets before the tap's leg to the proxy is up: the tap passes its end
+    on as the leg's reset, which the layer counts; counted on one side only, it put the
+    counts apart the wrong way (the layer ahead, from a review)."""
+    api: HttpService = resilience.http_service("api")
+    api.respond(200, json={"ok": True})
+    connect = relay._Link.connect
+
+    async def slow(link: relay._Link) -> None:
+        await asyncio.sleep(0.1)
+        await connect(link)
+
+    monkeypatch.setattr(relay._Link, "connect", slow)
+    for _ in range(3):
+        sock = socket.create_connection(("127.0.0.1", api.port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+    tap, layer = api._tap, api._layer.counts
+    deadline = real_monotonic() + 5
+    while layer.accepted < 3 or layer.open:
+        assert real_monotonic() < deadline, "the layer never saw the three connections end"
+        real_sleep(0.01)
+    assert layer.settled == tap.up_total - tap.up_lost == 3

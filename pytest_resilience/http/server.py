@@ -124,6 +124,8 @@ class ConnectionLog:
     """The client's end (a close, a reset) has come: what is sent from here on is lost."""
     ours_ended: bool = False
     """The layer ended its side (a close, or a half-close after a refusal)."""
+    pausing: bool = False
+    """A timer holds its answer, and the client has not ended: counted in the layer's."""
     settled: int = 0
     """Of those, the bytes acted on (:class:`~..runtime.ledger.LayerCounts`)."""
 
@@ -199,6 +201,8 @@ class HttpLayer:
             self.connections[log.id] = log
         conn = h11.Connection(h11.SERVER)
         PAUSE.set(lambda seconds: self.pause(log, conn, seconds))  # this connection's task only
+        self.counts.accepted += 1
+        self.counts.open += 1
         self._notice_end(reader, log)
         try:
             with self._connections.open(writer):
@@ -211,6 +215,9 @@ class HttpLayer:
             self.errors.append(exc)
         finally:
             self._hang_up(writer, log)
+            self.counts.open -= 1
+            if not self.counts.open and self.counts.idle is not None:
+                self.counts.idle()
 
     def _hang_up(self, writer: asyncio.StreamWriter, log: ConnectionLog) -> None:
         """End the connection: counted (:meth:`_end_ours`), then closed."""
@@ -253,6 +260,7 @@ class HttpLayer:
                 if not (log.peer_ended or log.ours_ended or log.closed):
                     self.counts.settled += 1  # the tap counted it, unless ours had come
                 log.peer_ended = True
+                self._pausing(log, False)  # nobody waits for its answer now
                 real(*args)
 
             return end
@@ -299,15 +307,26 @@ class HttpLayer:
                 CLOCK.release()
 
         self._settle(log, len(conn.trailing_data[0]))
-        self.counts.pausing += 1
+        self._pausing(log, True)
+        # The timer first: from the release on, a jump may come, and must see it.
+        self._timer.at(CLOCK.now() + seconds, fire, lambda: not log.peer_ended)
         CLOCK.release()
         try:
-            self._timer.at(CLOCK.now() + seconds, fire)
             await done
         finally:
-            self.counts.pausing -= 1
+            self._pausing(log, False)
             if take():
                 CLOCK.hold()
+
+    def _pausing(self, log: ConnectionLog, pausing: bool) -> None:
+        """A timer holds ``log``'s answer (True), or no longer does: counted while the
+        client may still want it (:attr:`~..runtime.ledger.LayerCounts.pausing`)."""
+        if pausing and not log.peer_ended:
+            log.pausing = True
+            self.counts.pausing += 1
+        elif not pausing and log.pausing:
+            log.pausing = False
+            self.counts.pausing -= 1
 
     async def _cycle_all(
         self,

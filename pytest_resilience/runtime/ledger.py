@@ -46,7 +46,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..clock import CLOCK
@@ -65,7 +65,13 @@ class LayerCounts:
     sent: int = 0
     """Answer bytes written, and one per end of the layer's own (a close, a half-close)."""
     pausing: int = 0
-    """Exchanges whose answer a timer holds (a ``delay``)."""
+    """Exchanges whose answer a timer holds (a ``delay``) for a client still there."""
+    accepted: int = 0
+    """Connections accepted, in all."""
+    open: int = 0
+    """Connections not ended yet."""
+    idle: Callable[[], None] | None = field(default=None, repr=False)
+    """Called on the loop when the last open connection ended (:meth:`Path.rest`)."""
 
 
 @dataclass
@@ -77,7 +83,8 @@ class SocketCounts:
     sent: int = 0
     read: int = 0
     unknown: bool = False
-    """A send failed part way: how much went is not known, so it is never at rest."""
+    """A send failed part way (how much went is not known), or a thread outside the block
+    used it: never at rest."""
 
 
 @dataclass(eq=False)
@@ -88,19 +95,38 @@ class Path:
     tap: Tap
     layer: LayerCounts
     faulted: Callable[[], bool]
+    up_offset: int = 0
+    down_offset: int = 0
+    """What the counts were apart by when the path last came to rest (:meth:`rest`)."""
+
+    def rest(self) -> None:
+        """On the loop, when a connection ended: if none is open on either side of the
+        proxy, and the layer accepted as many as the tap made (none is still on its way
+        through the proxy), what is still apart was lost with them.  From here the counts
+        start together (so that lost bytes keep reads real only until then)."""
+        tap, layer = self.tap, self.layer
+        if tap.links or layer.open or layer.pausing or tap.connected != layer.accepted:
+            return
+        self.up_offset = (tap.up_total - tap.up_lost) - layer.settled
+        self.down_offset = layer.sent - tap.down_total
 
     def _snapshot(self, local: object, counts: SocketCounts) -> tuple[int, ...] | None:
         # Each stage is read before the one that feeds it, so that bytes moving on
         # between two reads show as bytes not yet arrived, never as bytes that were not.
         tap, layer = self.tap, self.layer
+        up_offset, down_offset = self.up_offset, self.down_offset
         link = tap.by_peer.get(local)
-        if link is None or link.ended or link.upstream_eof:
-            return None  # not taken yet, or ended: the client sees that in real time
+        if link is None or link.ended or link.upstream_eof or link.client_eof:
+            # Not taken yet; or ended, which the client sees in real time; or the client
+            # half-closed, after which the answer's bytes are counted on neither side.
+            return None
         read, delivered, got = counts.read, link.delivered(), link.bytes_down
         answered, sent = tap.down_total, layer.sent
         settled = layer.settled
         taken = tap.up_total - tap.up_lost  # what the tap holds is not at rest
         took, asked = link.bytes_up, counts.sent
+        answered += down_offset
+        settled += up_offset
         return (read, delivered, got, answered, sent, settled, taken, took, asked)
 
     def at_rest(self, local: object, counts: SocketCounts) -> bool:
@@ -137,6 +163,12 @@ def counted(port: int, local: object) -> None:
         _COUNTED.setdefault(port, set()).add(local)
 
 
+def uncounted(port: int, local: object) -> None:
+    """The socket from ``local`` to ``port`` is no longer counted."""
+    with _LOCK:
+        _COUNTED.get(port, set()).discard(local)
+
+
 def forget_counted() -> None:
     """A block begins: no socket is counted yet."""
     with _LOCK:
@@ -151,6 +183,8 @@ def holding() -> bool:
 
 def watch(path: Path) -> None:
     """Count ``path``'s bytes: its reads may wait on virtual time when at rest."""
+    path.tap.on_idle = path.rest
+    path.layer.idle = path.rest
     with _LOCK:
         _PATHS[path.tap.port] = path
 

@@ -20,7 +20,7 @@ class Timer:
     that jumps virtual time to them (a :class:`~pytest_resilience.clock.TimerSource`)."""
 
     def __init__(self, on_error: Callable[[BaseException], None], name: str) -> None:
-        self._queue: list[tuple[float, int, Callable[[], None]]] = []
+        self._queue: list[tuple[float, int, Callable[[], None], Callable[[], bool] | None]] = []
         self._seq = itertools.count()
         self._cond = RealCondition()
         self._stopped = False
@@ -30,9 +30,17 @@ class Timer:
         self._firing = threading.Lock()
         timer_source(self)
 
-    def at(self, deadline: float, action: Callable[[], None]) -> None:
+    def at(
+        self,
+        deadline: float,
+        action: Callable[[], None],
+        aimed: Callable[[], bool] | None = None,
+    ) -> None:
+        """Run ``action`` at ``deadline``.  While ``aimed()`` is False (nobody waits for
+        what it does any more), virtual time does not jump to it; it still runs when its
+        instant comes or a jump passes it."""
         with self._cond:
-            heapq.heappush(self._queue, (deadline, next(self._seq), action))
+            heapq.heappush(self._queue, (deadline, next(self._seq), action, aimed))
             if self._thread is None:
                 self._thread = machinery_thread(self._run, self._name)
                 self._thread.start()
@@ -52,8 +60,10 @@ class Timer:
     def next_deadline(self) -> float | None:
         # Without the lock: virtual time asks holding its own, and this timer's is held
         # while its thread starts.  heapq's C functions change the list whole under the GIL.
-        queue = self._queue
-        return None if self._stopped or not queue else queue[0][0]
+        if self._stopped:
+            return None
+        aimed = (d for d, _, _, wanted in list(self._queue) if wanted is None or wanted())
+        return min(aimed, default=None)
 
     def fire_due(self) -> None:
         """Run the actions due by now, here; one thread at a time, so that a jump of
@@ -65,7 +75,7 @@ class Timer:
                     if self._stopped or not self._queue or self._queue[0][0] > CLOCK.now():
                         self._cond.notify()
                         return
-                    _, _, action = heapq.heappop(self._queue)
+                    action = heapq.heappop(self._queue)[2]
                 try:
                     action()
                 except BaseException as exc:

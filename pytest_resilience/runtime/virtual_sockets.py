@@ -55,8 +55,8 @@ def patches(live: Live) -> list[tuple[object, str, Make]]:
     ledger.forget_counted()
     return [
         (socket.socket, "connect", lambda real: _connect(real, live)),
-        (socket.socket, "send", _send),
-        (socket.socket, "sendall", _sendall),
+        (socket.socket, "send", lambda real: _send(real, live)),
+        (socket.socket, "sendall", lambda real: _sendall(real, live)),
         (socket.socket, "recv", lambda real: _recv(real, live)),
         (socket.socket, "recv_into", lambda real: _recv_into(real, live)),
     ]
@@ -99,9 +99,9 @@ def _connect(real: Callable[..., Any], live: Live) -> Callable[..., Any]:
     return connect
 
 
-def _send(real: Callable[..., int]) -> Callable[..., int]:
+def _send(real: Callable[..., int], live: Live) -> Callable[..., int]:
     def send(self: socket.socket, data: Any, *flags: int) -> int:
-        counts = _COUNTS.get(self)
+        counts = _mine(self, live)
         sent = real(self, data, *flags)
         if counts is not None:
             counts.sent += sent
@@ -110,9 +110,9 @@ def _send(real: Callable[..., int]) -> Callable[..., int]:
     return send
 
 
-def _sendall(real: Callable[..., None]) -> Callable[..., None]:
+def _sendall(real: Callable[..., None], live: Live) -> Callable[..., None]:
     def sendall(self: socket.socket, data: Any, *flags: int) -> None:
-        counts = _COUNTS.get(self)
+        counts = _mine(self, live)
         if counts is None:
             return real(self, data, *flags)
         try:
@@ -150,11 +150,26 @@ def _recv_into(real: Callable[..., int], live: Live) -> Callable[..., int]:
 def _counted(sock: socket.socket, flags: int, live: Live) -> ledger.SocketCounts | None:
     """The counts a read of ``sock`` with ``flags`` adds to, after waiting for it to be
     readable (a peek takes nothing, and waits for nothing)."""
-    counts = _COUNTS.get(sock)
+    counts = _mine(sock, live)
     if counts is None or flags & socket.MSG_PEEK:
         return None
     if not flags & socket.MSG_DONTWAIT:
         _readable(sock, live)
+    return counts
+
+
+def _mine(sock: socket.socket, live: Live) -> ledger.SocketCounts | None:
+    """``sock``'s counts, if it is counted; a thread outside the block that uses it (a
+    pool shared with one) makes it uncounted for good: that thread reads in real time,
+    and an answer a timer holds for it must not come at a jump."""
+    counts = _COUNTS.get(sock)
+    if counts is None or counts.unknown or is_machinery():
+        return counts
+    scheduler = live()
+    if scheduler is None or not scheduler.knows(threading.current_thread()):
+        counts.unknown = True
+        with contextlib.suppress(OSError):
+            ledger.uncounted(counts.port, sock.getsockname())
     return counts
 
 

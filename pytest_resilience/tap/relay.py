@@ -106,7 +106,9 @@ class _Link:
             # As Toxiproxy does when its upstream is down: accept, then close.
             self.end(None, by="upstream")
             return
+        self.tap.connected += 1  # the proxy makes one connection to the layer for it
         if self.ended:
+            self.tap.up_total += 1  # the client's end, passed on as this reset
             transport.abort()
             return
         self.upstream = transport
@@ -145,6 +147,8 @@ class _Link:
             self.record("closed", by)
         self.tap.finished.append(self.trace(undelivered, ended=True))
         self.tap.progressed()
+        if not self.tap.links and self.tap.on_idle is not None:
+            self.tap.on_idle()
         scheduler = CLOCK.virtual
         if scheduler is not None:  # a client outside the block may have held the jumps
             scheduler.poke()
@@ -291,6 +295,10 @@ class Tap:
         """Of those, bytes never handed to the proxy (their connection ended first)."""
         self.down_total = 0
         """Bytes got from the proxy, in all, and one per link the proxy's side ended."""
+        self.connected = 0
+        """Links whose leg to the proxy was made, in all."""
+        self.on_idle: Callable[[], None] | None = None
+        """Called on the loop when the last open link ended."""
         self.on_progress: Callable[[], None] | None = None
         """Called on the loop when bytes reached a client's socket or a connection ended."""
         self._server: asyncio.Server | None = None
