@@ -29,6 +29,7 @@ from pytest_resilience.clock import (
     real_monotonic,
     real_sleep,
     real_wall,
+    timer_source,
 )
 from pytest_resilience.runtime.scheduler import Scheduler
 from pytest_resilience.runtime.timers import Timer
@@ -563,3 +564,36 @@ def test_the_plugins_schedule_waits_in_real_time_outside_the_block() -> None:
         took = real_monotonic() - started
     assert took >= 0.05
     assert clock.jumps == 0
+
+
+def test_a_notice_sent_while_the_scheduler_looks_for_a_jump_does_not_deadlock() -> None:
+    """A garbage collection while the scheduler holds its lock (looking for a jump) runs
+    finalizers, and urllib3's pool's notifies a condition made in the block: that notice
+    took the lock again on the same thread and hung every participant (from a review: 4
+    hangs in 12 runs of requests sessions left in cycles).  Here the notice comes from a
+    timer source asked for its deadline, as such a finalizer would."""
+    finished = threading.Event()
+
+    class NotifyingSource:
+        def __init__(self, condition: threading.Condition) -> None:
+            self.condition = condition
+
+        def next_deadline(self) -> float | None:
+            with self.condition:
+                self.condition.notify()
+            return None
+
+        def fire_due(self) -> None:
+            pass
+
+    def body() -> None:
+        with virtual_time():
+            source = NotifyingSource(threading.Condition())  # made in the block
+            timer_source(source)
+            time.sleep(5)
+        finished.set()
+
+    runner = threading.Thread(target=body, daemon=True)  # outside any block: a real join
+    runner.start()
+    runner.join(timeout=20)
+    assert finished.is_set(), "deadlocked"

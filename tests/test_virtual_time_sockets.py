@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 
 import aiohttp
 import httpx
@@ -389,3 +390,20 @@ def test_a_client_that_resets_before_the_proxy_is_reached_keeps_the_counts_toget
         assert real_monotonic() < deadline, "the layer never saw the three connections end"
         real_sleep(0.01)
     assert layer.settled == tap.up_total - tap.up_lost == 3
+
+
+def test_a_connection_that_ends_after_its_request_leaves_it_acted_on(
+    resilience: Resilience,
+) -> None:
+    """urllib asks for ``Connection: close``: its connection ends after its answer, with no
+    read after it, so its request was never counted as acted on, and while a pooled
+    connection stayed open every later read kept real time (from a review: 10 s)."""
+    api: HttpService = resilience.http_service("api")
+    api.respond(200, json={"ok": True})
+    with virtual_time() as clock, requests.Session() as pooled:
+        pooled.get(api.url + "/warm", timeout=5)
+        with urllib.request.urlopen(api.url + "/once", timeout=5) as answer:
+            answer.read()
+        api.delay(10, count=1)
+        assert pooled.get(api.url + "/b", timeout=60).status_code == 200
+    assert clock.skipped >= 9

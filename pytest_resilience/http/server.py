@@ -220,7 +220,9 @@ class HttpLayer:
                 self.counts.idle()
 
     def _hang_up(self, writer: asyncio.StreamWriter, log: ConnectionLog) -> None:
-        """End the connection: counted (:meth:`_end_ours`), then closed."""
+        """End the connection: what it read is acted on (nothing more will be), its end
+        counted (:meth:`_end_ours`), then it closes."""
+        self._settle(log)
         self._end_ours(log)
         log.closed = True
         writer.transport.abort() if writer.transport.is_closing() else writer.close()

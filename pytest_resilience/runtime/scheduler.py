@@ -88,7 +88,9 @@ class Scheduler:
     def __init__(self, first: threading.Thread, wall: Any = None) -> None:
         self._wall = wall
         """time-machine's traveller, shifted with the offset; None: the wall clock stays."""
-        self._cond = RealCondition(threading.Lock())
+        self._cond = RealCondition(threading.RLock())
+        """Re-entrant: a garbage collection while it is held may run a finalizer that
+        notifies a condition made in the block (urllib3's pool's), which takes it again."""
         self._running: set[threading.Thread] = {first}
         self._waiting: dict[threading.Thread, _Waiter] = {}
         self._adopted: set[threading.Thread] = set()

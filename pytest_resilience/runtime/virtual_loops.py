@@ -125,10 +125,14 @@ def _busy(loop: asyncio.AbstractEventLoop, selector: selectors.BaseSelector) -> 
     HTTP stub whose bytes may come to rest, :mod:`.virtual_sockets`), or infinity."""
     if CLOCK.transit:
         return math.inf
-    with _LOCK:
-        if _EXECUTING.get(loop, 0):
-            return math.inf
-        flying = [t for t in _IN_FLIGHT if t._loop is loop]
+    # Without the lock: the scheduler asks holding its own, which a garbage collection
+    # under this module's lock may want too (a finalizer notifying a condition).  The
+    # weak set's own set is copied whole, under the GIL.
+    if _EXECUTING.get(loop, 0):
+        return math.inf
+    refs = list(_IN_FLIGHT.data)  # type: ignore[attr-defined]
+    flying = [t for t in (ref() for ref in refs) if t is not None]
+    flying = [t for t in flying if t._loop is loop]
     if any(key.events & selectors.EVENT_WRITE for key in selector.get_map().values()):
         return math.inf
     counted = [virtual_sockets.counts_of(t._sock) is not None for t in flying]

@@ -63,9 +63,10 @@ def patches(live: Live) -> list[tuple[object, str, Make]]:
 
 
 def counts_of(sock: Any) -> ledger.SocketCounts | None:
-    """What ``sock`` sent and read in the block, if it is counted."""
-    with _LOCK:
-        return _COUNTS.get(sock)
+    """What ``sock`` sent and read in the block, if it is counted.  Read without the lock:
+    the scheduler asks holding its own, which a garbage collection under this module's
+    lock may want too (a finalizer notifying a condition)."""
+    return _COUNTS.get(sock)
 
 
 def at_rest(sock: Any) -> bool:
