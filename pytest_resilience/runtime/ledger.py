@@ -36,9 +36,10 @@ the block, a socket connected before it), that client waits in real time, so vir
 time does not jump (:func:`holding`).
 
 The counts are totals over the service's connections, since the two sides of the proxy
-cannot be paired while the bytes flow.  Bytes that never arrive (an answer written to a
-connection the client had closed) leave the totals apart for the rest of the test: its
-reads then keep real time.  Slower, never wrong.
+cannot be paired while the bytes flow.  What never arrives (two ends that cross, one
+from each side, neither counted by the other) leaves the totals apart, and reads keep
+real time, until no connection is open on either side (:meth:`Path.rest`).  Slower,
+never wrong.
 """
 
 from __future__ import annotations
