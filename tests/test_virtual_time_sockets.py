@@ -407,3 +407,45 @@ def test_a_connection_that_ends_after_its_request_leaves_it_acted_on(
         api.delay(10, count=1)
         assert pooled.get(api.url + "/b", timeout=60).status_code == 200
     assert clock.skipped >= 9
+
+
+def test_readers_against_delays_either_side_of_their_timeout_get_what_real_time_gives(
+    resilience: Resilience,
+) -> None:
+    """Six clients, each with a pooled session and a 2.5 s read timeout, against answers
+    held 0, 1, 2 and 3 s: each answer held less than the timeout comes, the 3 s one times
+    out, whatever the others do meanwhile (a review's stress case; under the suite's
+    stress run it also looks for jumps taken while bytes are on their way)."""
+    api: HttpService = resilience.http_service("api")
+    api.respond(200, json={"ok": True})
+    held = {"/d0": 0.0, "/d1": 1.0, "/d2": 2.0, "/d3": 3.0}
+    for path, seconds in held.items():
+        if seconds:
+            api.route("GET", path).delay(seconds)
+    wrong: list[str] = []
+
+    def client(i: int) -> None:
+        with requests.Session() as session:
+            for n in range(15):
+                path = list(held)[(i + n) % 4]
+                try:
+                    session.get(api.url + path, timeout=2.5)
+                    if held[path] > 2.5:
+                        wrong.append(f"{path} answered")
+                except requests.ReadTimeout:
+                    if held[path] < 2.5:
+                        wrong.append(f"{path} timed out")
+                time.sleep(0.5 * (i % 3))
+
+    with virtual_time() as clock:
+        clients = [threading.Thread(target=client, args=(i,)) for i in range(6)]
+        for thread in clients:
+            thread.start()
+        for thread in clients:
+            thread.join()
+    assert wrong == []
+    assert clock.skipped > 0
+    deadline = real_monotonic() + 5  # an answer a last jump's timer began may be in the making
+    while CLOCK.held:
+        assert real_monotonic() < deadline, "a hold was never let go"
+        real_sleep(0.01)
