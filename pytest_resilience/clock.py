@@ -153,8 +153,15 @@ class Clock:
         with self._holding:
             self._holds -= 1
             idle = self._holds == 0
+        if idle:
+            self.poke()
+
+    def poke(self) -> None:
+        """The machinery's state changed so that a jump held back may be due: the block
+        on virtual time, if one is open, looks again.  Never jumps here (the caller may
+        be a loop a jump settles)."""
         scheduler = self.virtual
-        if idle and scheduler is not None:
+        if scheduler is not None:
             scheduler.poke()
 
     @property

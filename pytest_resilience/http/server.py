@@ -120,14 +120,14 @@ class ConnectionLog:
     accepted_at: float = field(default_factory=lambda: CLOCK.now())
     consumed: int = 0
     """Request bytes read."""
+    settled: int = 0
+    """Of those, the bytes acted on (:class:`~..runtime.ledger.LayerCounts`)."""
     peer_ended: bool = False
     """The client's end (a close, a reset) has come: what is sent from here on is lost."""
     ours_ended: bool = False
     """The layer ended its side (a close, or a half-close after a refusal)."""
     pausing: bool = False
     """A timer holds its answer, and the client has not ended: counted in the layer's."""
-    settled: int = 0
-    """Of those, the bytes acted on (:class:`~..runtime.ledger.LayerCounts`)."""
 
 
 class HttpLayer:

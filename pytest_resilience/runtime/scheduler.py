@@ -320,10 +320,10 @@ class Scheduler:
                 if target is None:
                     return  # every participant waits for another: nothing to jump to
                 if target > CLOCK.now():
-                    if CLOCK.held or holding():
+                    if _machinery_busy():
                         return  # the machinery answers in real time; poke() looks again
                     self._unlocked(settle_loops)
-                    if CLOCK.held or holding():
+                    if _machinery_busy():
                         return  # settling read a request: its answer comes in real time
                     if self._io_ready() or self._still_running() or self._next_deadline() != target:
                         continue
@@ -387,6 +387,12 @@ class Scheduler:
             until = real_monotonic() + _CLOSING
             while self._open_condition_waits and real_monotonic() < until:
                 self._cond.wait(until - real_monotonic())
+
+
+def _machinery_busy() -> bool:
+    """Whether the plugin's machinery makes an answer in real time (:meth:`~..clock.Clock.hold`),
+    or a timer holds one a client outside the block waits for (:func:`~.ledger.holding`)."""
+    return CLOCK.held or holding()
 
 
 def _fire_timers() -> None:

@@ -131,12 +131,10 @@ def _busy(loop: asyncio.AbstractEventLoop, selector: selectors.BaseSelector) -> 
     if _EXECUTING.get(loop, 0):
         return math.inf
     refs = list(_IN_FLIGHT.data)  # type: ignore[attr-defined]
-    flying = [t for t in (ref() for ref in refs) if t is not None]
-    flying = [t for t in flying if t._loop is loop]
+    flying = [t for t in (ref() for ref in refs) if t is not None and t._loop is loop]
     if any(key.events & selectors.EVENT_WRITE for key in selector.get_map().values()):
         return math.inf
-    counted = [virtual_sockets.counts_of(t._sock) is not None for t in flying]
-    if not all(counted):
+    if any(virtual_sockets.counts_of(t._sock) is None for t in flying):
         return math.inf
     if not all(virtual_sockets.at_rest(t._sock) for t in flying):
         return virtual_sockets.LOOK

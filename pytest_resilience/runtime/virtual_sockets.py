@@ -84,10 +84,10 @@ def at_rest(sock: Any) -> bool:
 def _connect(real: Callable[..., Any], live: Live) -> Callable[..., Any]:
     def connect(self: socket.socket, address: Any) -> Any:
         scheduler = live()
-        port = None
-        if scheduler is not None and not isinstance(self, ssl.SSLSocket) and not is_machinery():
-            port = ledger.stub_port(address)
-        if port is None or not scheduler or not scheduler.knows(threading.current_thread()):
+        if scheduler is None or isinstance(self, ssl.SSLSocket) or is_machinery():
+            return real(self, address)
+        port = ledger.stub_port(address)
+        if port is None or not scheduler.knows(threading.current_thread()):
             return real(self, address)  # a thread outside the block reads in real time
         with _LOCK:
             _COUNTS[self] = ledger.SocketCounts(port)

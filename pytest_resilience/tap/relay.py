@@ -149,9 +149,7 @@ class _Link:
         self.tap.progressed()
         if not self.tap.links and self.tap.on_idle is not None:
             self.tap.on_idle()
-        scheduler = CLOCK.virtual
-        if scheduler is not None:  # a client outside the block may have held the jumps
-            scheduler.poke()
+        CLOCK.poke()  # a client outside the block may have held the jumps
 
     def trace(self, undelivered: int | None = None, *, ended: bool = False) -> Trace:
         if undelivered is None:
