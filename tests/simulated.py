@@ -4,12 +4,14 @@ measure meanwhile (``tests/test_timing_verdicts.py``, ``tests/test_zoo_herds.py`
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Callable, Sequence
 
 from records import attempts
 
 from pytest_resilience.assertions import InsufficientEvidence, ResilienceAssertionError
+from pytest_resilience.assertions.operations import answered_at
 from pytest_resilience.assertions.timing import HOPS, Noise
 from pytest_resilience.http.records import Exchange
 from pytest_resilience.observe.noise import PERIOD
@@ -18,6 +20,24 @@ from pytest_resilience.observe.noise import PERIOD
 def herd(waits: Sequence[Sequence[float]], spread: float = 0.001) -> list[Exchange]:
     """One operation per row of waits, first attempts ``spread`` apart; each fails until its last."""
     return [e for n, row in enumerate(waits) for e in attempts(n * spread, list(row), f"op{n}")]
+
+
+def real_time(
+    timeline: Sequence[Exchange], rows: Sequence[Sequence[float]]
+) -> Callable[[float, float], float]:
+    """For a :func:`herd` on virtual time: the real seconds between two instants of its
+    clock, for the span of each wait (``Noise.real``), ``rows[n][k]`` for the k-th wait of
+    operation n."""
+    spans = {}
+    for n, row in enumerate(rows):
+        mine = sorted((e for e in timeline if e.idempotency_key == f"op{n}"), key=_started)
+        for (a, b), real in zip(itertools.pairwise(mine), row, strict=True):
+            spans[(answered_at(a), b.started_at)] = real
+    return lambda start, end: spans[(start, end)]
+
+
+def _started(exchange: Exchange) -> float:
+    return exchange.started_at
 
 
 def delay(rng: random.Random, scale: float) -> float:

@@ -9,7 +9,7 @@ the test, or the first attempt).
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .. import validate
@@ -196,17 +196,31 @@ def check_stable_idempotency_key(
         )
 
 
-def _columns(ops: Sequence[Operation], cap: float | None) -> list[list[float]]:
+def _columns(
+    ops: Sequence[Operation],
+    cap: float | None,
+    of: Callable[[float, float], float] | None = None,
+) -> list[list[float]]:
     """The waits before each retry, by retry index (one per operation).  A retry at which
     some wait reached ``cap`` is left empty: the cap flattens its draws, whether it applies
-    before or after the jitter, so neither growth nor jitter can be read there."""
+    before or after the jitter, so neither growth nor jitter can be read there.  With
+    ``of``, in each wait's place what ``of`` says of its span instead (:func:`_bounds`)."""
     columns: list[list[float]] = []
+    capped: set[int] = set()
     for op in ops:
-        for k, wait in enumerate(op.waits):
+        for k, (span, wait) in enumerate(zip(op.wait_spans, op.waits, strict=True)):
             while len(columns) <= k:
                 columns.append([])
-            columns[k].append(wait)
-    return [[] if cap is not None and max(c) >= cap else c for c in columns]
+            columns[k].append(wait if of is None else of(*span))
+            if cap is not None and wait >= cap:
+                capped.add(k)
+    return [[] if k in capped else c for k, c in enumerate(columns)]
+
+
+def _bounds(ops: Sequence[Operation], cap: float | None, noise: Noise) -> list[list[float]] | None:
+    """On virtual time, in the places of :func:`_columns`' waits: the real time each wait
+    took, the most noise it can carry (:attr:`.timing.Noise.real`); None on real time."""
+    return None if noise.real is None else _columns(ops, cap, noise.real)
 
 
 def _measured(
@@ -220,17 +234,22 @@ def _measured(
     ``calls`` that pair with ``ops`` (:func:`.operations.outbound`)."""
     if isinstance(noise, Noise):
         return noise
-    return Noise(noise, outbound=outbound(calls, ops), bound=_real_bound(ops, jumps))
-
-
-def _real_bound(ops: Sequence[Operation], jumps: Sequence[tuple[float, float]]) -> float | None:
-    """On virtual time (the clock made ``jumps``), the most real time a wait of ``ops``
-    took: a wait's noise (waking, the client's work, transit) is real time, while the
-    jumps within it cover only what the client asked to wait.  None on real time."""
     if not jumps:
-        return None
+        return Noise(noise, outbound=outbound(calls, ops))
+
+    def real(start: float, end: float) -> float:
+        return real_between(start, end, jumps)
+
+    return Noise(noise, outbound=outbound(calls, ops), bound=_real_bound(ops, real), real=real)
+
+
+def _real_bound(ops: Sequence[Operation], real: Callable[[float, float], float]) -> float | None:
+    """On virtual time, the most real time a wait of ``ops`` took (``real``: the real
+    seconds between two instants of the test's clock): a wait's noise (waking, the
+    client's work, transit) is real time, while the jumps within it cover only what the
+    client asked to wait."""
     spans = [span for op in ops for span in op.wait_spans]
-    return max((real_between(start, end, jumps) for start, end in spans), default=None)
+    return max((real(start, end) for start, end in spans), default=None)
 
 
 def _spread(columns: Sequence[Sequence[float]], noise: Noise) -> str:
@@ -316,7 +335,7 @@ def check_backoff(
     cap = None if max_delay is None else max_delay - tolerance
     columns = _columns(ops, cap)
     # Jitter and growth at half the false-alarm rate each, so that together they keep it.
-    lockstep = judge_no_jitter(columns, measured, ALPHA / 2)
+    lockstep = judge_no_jitter(columns, measured, ALPHA / 2, _bounds(ops, cap, measured))
     if min_factor > 1:
         capped = cap is not None and any(w >= cap for op in ops for w in op.waits)
         growth = judge_growth(columns, min_factor, measured, ALPHA / 2)
@@ -379,19 +398,31 @@ def _over_the_cap(
     ``tests/test_timing_verdicts.py`` checks the false-alarm rate on capped herds whose
     simulated delays, unlike a stall, strike each client apart.
     """
-    waits = [(i, j + 1, w) for i, op in enumerate(ops) for j, w in enumerate(op.waits)]
-    above = [(i, j, w) for i, j, w in waits if w > max_delay + tolerance]
+    waits = [
+        (i, j + 1, w, noise.most(span))
+        for i, op in enumerate(ops)
+        for j, (w, span) in enumerate(zip(op.waits, op.wait_spans, strict=True))
+    ]
+    above = [(i, j, w, most) for i, j, w, most in waits if w > max_delay + tolerance]
     if not above:
         return []
-    most = noise.most()
-    longest = max(w for _, _, w in above)
+    over = {(i, j) for i, j, w, most in above if w - max_delay > most + tolerance}
+    # The allowance named is that of the longest wait judged (over the cap, if any is).
+    _, _, longest, most = max(
+        (entry for entry in above if (entry[0], entry[1]) in over or not over),
+        key=lambda entry: entry[2],
+    )
     cap = f"the cap of {max_delay * 1000:.0f} ms"
+    how = (
+        f"{HOPS} wake-ups of up to {most / HOPS * 1000:.1f} ms, the latest measured"
+        if noise.real is None
+        else f"no more than the real time the wait took, nor {HOPS} wake-ups as late as the "
+        "latest measured"
+    )
     allowance = (
-        f"the {most * 1000:.0f} ms that timing noise can add ({HOPS} wake-ups of up to "
-        f"{most / HOPS * 1000:.1f} ms, the latest measured) plus the "
+        f"the {most * 1000:.0f} ms that timing noise can add ({how}) plus the "
         f"{tolerance * 1000:.0f} ms tolerance"
     )
-    over = {(i, j) for i, j, w in above if w - max_delay > most + tolerance}
     if over:
         allowed = {key: f"<= {max_delay * 1000:.0f} ms" for key in over}
         beyond = f", by more than {allowance}" if most >= 0.0005 else ""
@@ -466,9 +497,15 @@ def check_no_retry_storm(
     measured = _measured(noise, calls, ops, jumps)
     herd = _herd(retried, measured) if retried else []
     herd_columns = _columns(herd, None)
-    judgement = judge_no_jitter(herd_columns, measured) if len(herd) >= min_herd else None
+    judgement = (
+        judge_no_jitter(herd_columns, measured, bounds=_bounds(herd, None, measured))
+        if len(herd) >= min_herd
+        else None
+    )
     # Jitter shown among every operation that retried clears the fleet, herd or not.
-    fleet = judge_no_jitter(_columns(retried, None), measured)
+    fleet = judge_no_jitter(
+        _columns(retried, None), measured, bounds=_bounds(retried, None, measured)
+    )
     if judgement is not None and judgement.outcome == "claim":
         firsts = [answered_at(op.attempts[0]) for op in herd]
         retries = max(len(op.attempts) for op in herd) - 1

@@ -35,7 +35,7 @@ import bisect
 import math
 import random
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -133,11 +133,16 @@ class Noise:
         period: float = PROBE_PERIOD,
         outbound: Sequence[float] = (),
         bound: float | None = None,
+        real: Callable[[float, float], float] | None = None,
     ) -> None:
         self.bound = None if bound is None else max(bound, 0.0)
         """On virtual time: the most real time one of the waits judged took.  A wait's
         noise is real time (the jumps only cover what the client asked to wait), so no
         wait carries more: a certainty where the samples give a chance."""
+        self.real = real
+        """On virtual time: the real seconds between two instants of the test's clock
+        (:func:`real_between` over its jumps), so the most noise the wait between them
+        carries: each wait's own bound, where :attr:`bound` is the most of them."""
         self.samples = tuple(max(s, 0.0) for s in samples)
         self.outbound = tuple(max(o, 0.0) for o in outbound)
         self.steady: list[float] = [0.0]
@@ -184,14 +189,19 @@ class Noise:
     def _within(self, seconds: float) -> float:
         return seconds if self.bound is None else min(seconds, self.bound)
 
-    def most(self) -> float:
+    def most(self, span: tuple[float, float] | None = None) -> float:
         """The most noise one wait carries if no wake-up is later than the latest measured:
         :data:`HOPS` wake-ups, each that late, or one wake-up that late and the slowest way
         out measured (:attr:`outbound`).  Beyond the samples the tail is not known
         (:meth:`tail`), so this is a bound by assumption, which a stall of the whole
-        process meets (the probe, asleep a few ms at a time, is held by it too)."""
+        process meets (the probe, asleep a few ms at a time, is held by it too).  On
+        virtual time, never more than the real time the wait over ``span`` took
+        (:attr:`real`), or any wait (:attr:`bound`)."""
         timer = max(self.samples, default=0.0)
-        return self._within(max(HOPS * timer, timer + max(self.outbound, default=0.0)))
+        most = self._within(max(HOPS * timer, timer + max(self.outbound, default=0.0)))
+        if span is not None and self.real is not None:
+            most = min(most, max(self.real(*span), 0.0))
+        return most
 
     def tail(self, seconds: float) -> float:
         """The chance that one wait's noise is ``seconds`` or more: as measured, and never
@@ -203,9 +213,12 @@ class Noise:
         above = (len(self.sums) - bisect.bisect_left(self.sums, seconds)) / len(self.sums)
         return max(above, HOPS / (len(self.samples) + 1))
 
-    def apart(self, waits: Sequence[float], jitter: float = 0.0) -> float:
+    def apart(
+        self, waits: Sequence[float], jitter: float = 0.0, bounds: Sequence[float] | None = None
+    ) -> float:
         """An upper bound on the chance that noise alone, with jitter of at most ``jitter``
-        (a share of the wait), spreads waits this far.
+        (a share of the wait), spreads waits this far; ``bounds``, in the order of
+        ``waits``: the most noise each can carry (on virtual time, the real time it took).
 
         Such waits ``D * u_i + e_i`` (``u_i`` in ``[1 - jitter, 1]``) lie above their least
         by at most ``jitter * D`` plus their own noise.  One delay may hold several clients
@@ -218,10 +231,18 @@ class Noise:
         over ``1 - jitter``.  A group held by one delay that straddles a level's bound
         still counts twice, its second level barely above the first: a small excess, weak
         evidence.  ``tests/test_recorded_herds.py`` checks the bound on lockstep herds
-        recorded under load.
+        recorded under load.  With ``bounds``, a wait lying further above the least than
+        ``jitter * D`` and its own bound is more than such noise can do (the least wait's
+        noise is at least 0): 0, a certainty.  Otherwise the bounds say nothing of the
+        chance: a wait's real time holds its noise, so which waits have room for a level
+        depends on the noise drawn.
         """
         ordered = sorted(waits)
         slack = jitter * ordered[-1] / (1 - jitter)
+        if bounds is not None and any(
+            w - ordered[0] - slack > max(b, 0.0) for w, b in zip(waits, bounds, strict=True)
+        ):
+            return 0.0
         starts = [ordered[0]]
         for wait in ordered[1:]:
             if wait > starts[-1] + slack:
@@ -229,6 +250,7 @@ class Noise:
         levels = sorted((start - ordered[0] - slack for start in starts[1:]), reverse=True)
         if not levels:
             return 1.0
+
         n = len(waits)
         best = min(_binomial_tail(n, self.tail(d), k) for k, d in enumerate(levels, start=1))
         return min(1.0, best * len(levels))
@@ -243,6 +265,9 @@ class Noise:
         bound = (
             ""
             if self.bound is None
+            else ", and on virtual time each wait's at most the real time it took "
+            f"({self.bound * 1000:.1f} ms at the most)"
+            if self.real is not None
             else f", and on virtual time at most {self.bound * 1000:.1f} ms (the most real time "
             "a wait took)"
         )
@@ -304,8 +329,14 @@ def _decide(claim_p: float, clear_p: float, alpha: float) -> Judgement:
 
 
 def evident(columns: Sequence[Sequence[float]], noise: Noise) -> list[Sequence[float]]:
-    """The columns of waits that carry evidence on jitter: two waits or more, typically
-    (their median) above the steady noise of 99 in 100 waits, and not a retry made at once.
+    """The columns of waits that carry evidence on jitter (:func:`evident_at`)."""
+    return [columns[k] for k in evident_at(columns, noise)]
+
+
+def evident_at(columns: Sequence[Sequence[float]], noise: Noise) -> list[int]:
+    """The indices of the columns of waits that carry evidence on jitter: two waits or
+    more, typically (their median) above the steady noise of 99 in 100 waits, and not a
+    retry made at once.
 
     A retry the client makes at once (urllib3's first) shows no jitter to judge, only the
     noise and the client's own work between attempts; it is told by its typical wait being
@@ -317,7 +348,7 @@ def evident(columns: Sequence[Sequence[float]], noise: Noise) -> list[Sequence[f
     for k, column in enumerate(columns):
         at_once = k + 1 < len(columns) and medians[k] < MIN_JITTER * medians[k + 1]
         if len(column) >= 2 and medians[k] > ceiling and not at_once:
-            kept.append(column)
+            kept.append(k)
     return kept
 
 
@@ -333,16 +364,25 @@ def _at_once(column: Sequence[float], following: Sequence[float], noise: Noise) 
 
 
 def judge_no_jitter(
-    columns: Sequence[Sequence[float]], noise: Noise, alpha: float = ALPHA
+    columns: Sequence[Sequence[float]],
+    noise: Noise,
+    alpha: float = ALPHA,
+    bounds: Sequence[Sequence[float]] | None = None,
 ) -> Judgement:
     """Claim "no jitter" from waits at the same retry index (one column per index, one
-    wait per operation); clear it when noise cannot explain their spread."""
-    shown = evident(columns, noise)
+    wait per operation); clear it when noise cannot explain their spread.  ``bounds``, in
+    the places of the waits: the most noise each can carry (:meth:`Noise.apart`)."""
+    shown = evident_at(columns, noise)
     if not shown:
         return Judgement("undecided", 1.0, 1.0)
     floor = noise.quantile(0.5, steady=True)
-    claim = combined([alike_under_jitter(c, floor) for c in shown])
-    clear = combined([noise.apart(c, SHOWN_JITTER) for c in shown])
+    claim = combined([alike_under_jitter(columns[k], floor) for k in shown])
+    clear = combined(
+        [
+            noise.apart(columns[k], SHOWN_JITTER, None if bounds is None else bounds[k])
+            for k in shown
+        ]
+    )
     return _decide(claim, clear, alpha)
 
 
