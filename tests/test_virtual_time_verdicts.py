@@ -14,12 +14,14 @@ import time
 
 import pytest
 from records import attempts
+from simulated import herd, outcome, real_time
 
 from pytest_resilience import HttpService, Resilience
 from pytest_resilience.assertions import (
     InsufficientEvidence,
     ResilienceAssertionError,
     check_backoff,
+    check_no_retry_storm,
 )
 from pytest_resilience.assertions.operations import operations
 from pytest_resilience.assertions.timing import Noise
@@ -103,3 +105,23 @@ def test_a_wait_past_the_cap_by_more_than_its_own_real_time_fails() -> None:
     verdict = _capped(busy)
     assert verdict.startswith("a retry waited 298 ms after the answer before it, above the cap")
     assert "no more than the real time the wait took" in verdict
+
+
+WORK = [[0.0, 0.004], [0.012, 0.02], [0.025, 0.033], [0.04, 0.011]]
+"""Seconds of their own work four lockstep clients put into each of their two waits: real
+time on a busy machine, which the probe (a sleeping thread) does not see."""
+
+
+def test_lockstep_clients_spread_by_their_own_work_are_never_shown_jittered() -> None:
+    """Four clients that each wait 200 ms, twice, their waits spread up to 40 ms by their
+    own work (each wait's real time is that work and a millisecond).  A quiet probe with
+    many samples (a long run) models that spread as near impossible: read against it, as
+    virtual time read every wait before, the herd passed the storm verdict and the jitter
+    check.  On virtual time only a certainty clears it, and no wait lies further from the
+    least than its own real time: insufficient evidence, never a pass (too spread, at 20%
+    of the wait, to claim lockstep either)."""
+    timeline = herd([[0.2 + work for work in row] for row in WORK], spread=0.0005)
+    probe = Noise([0.0001] * 2000, bound=0.041)
+    probe.real = real_time(timeline, [[work + 0.001 for work in row] for row in WORK])
+    assert outcome(check_no_retry_storm, timeline, noise=probe) == "insufficient"
+    assert outcome(check_backoff, timeline, min_factor=1, noise=probe) == "insufficient"

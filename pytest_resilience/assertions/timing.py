@@ -15,6 +15,7 @@ what the claim denies is accused at most once in 1,000 verdicts:
   jitter of ``x0.75-1.0`` is wider still, so its false-alarm rate is far below);
 - jitter shown: they lie further apart than jitter of ``x0.95-1.0`` and the measured noise
   would leave them (:meth:`Noise.apart`; :data:`SHOWN_JITTER` says why not the noise alone);
+  on virtual time, further than that jitter and each wait's own real time, a certainty;
 - "does not grow": waits shown jitter-free stay so far below ``factor ** k`` times the
   first ones that jitter of ``x0.8-1.0`` would rarely draw them (:func:`judge_growth`);
 - growth shown: the later waits lie so far above ``factor`` times the first ones that a
@@ -231,18 +232,24 @@ class Noise:
         over ``1 - jitter``.  A group held by one delay that straddles a level's bound
         still counts twice, its second level barely above the first: a small excess, weak
         evidence.  ``tests/test_recorded_herds.py`` checks the bound on lockstep herds
-        recorded under load.  With ``bounds``, a wait lying further above the least than
-        ``jitter * D`` and its own bound is more than such noise can do (the least wait's
-        noise is at least 0): 0, a certainty.  Otherwise the bounds say nothing of the
-        chance: a wait's real time holds its noise, so which waits have room for a level
-        depends on the noise drawn.
+        recorded under load.
+
+        With ``bounds`` (virtual time) the answer is a certainty, 0 or 1: 0 when a wait
+        lies further above the least than ``jitter * D`` and its own bound (the least
+        wait's noise is at least 0), which no such noise can do; else 1.  The levels'
+        chance is not asked there: it rests on the probe's model of a wait's noise, which
+        leaves the clients' own work out (``docs/wait-noise-research.md``), and on virtual
+        time that work is all of the noise (the jumps end each sleep on its deadline).
+        Nor can the bounds stand in for the probe: a wait's real time holds its own noise,
+        so waits at a level always find room there.
         """
         ordered = sorted(waits)
         slack = jitter * ordered[-1] / (1 - jitter)
-        if bounds is not None and any(
-            w - ordered[0] - slack > max(b, 0.0) for w, b in zip(waits, bounds, strict=True)
-        ):
-            return 0.0
+        if bounds is not None:
+            beyond = any(
+                w - ordered[0] - slack > max(b, 0.0) for w, b in zip(waits, bounds, strict=True)
+            )
+            return 0.0 if beyond else 1.0
         starts = [ordered[0]]
         for wait in ordered[1:]:
             if wait > starts[-1] + slack:
