@@ -13,7 +13,7 @@ import threading
 import time
 
 import pytest
-from records import attempts
+from records import attempts, exchange
 from simulated import herd, outcome, real_time
 
 from pytest_resilience import HttpService, Resilience
@@ -23,27 +23,33 @@ from pytest_resilience.assertions import (
     check_backoff,
     check_no_retry_storm,
 )
-from pytest_resilience.assertions.operations import operations
+from pytest_resilience.assertions.operations import Answers, operations
 from pytest_resilience.assertions.timing import Noise
 from pytest_resilience.clock import real_monotonic
 
-STALL = 0.25
+STALL = 0.7
 """Real seconds one client spends between an answer and its wait, as a stalled client would."""
-WAITS = (0.02, 0.07, 0.13)
-"""Waits drawn with full jitter below 150 ms by three clients (fixed here, so that the
-test does not rest on a draw): 50 ms and more apart, far beyond the few ms of real time
-each wait takes, and within the stall."""
+WAITS = (0.02, 0.3, 0.6)
+"""Waits three clients drew (fixed here, so that the test does not rest on a draw): hundreds
+of ms apart, far beyond the real time each wait takes even on a loaded machine, and
+within the stall, which bounded every wait before each was held to its own."""
+
+
+def _charge(api: HttpService, key: str) -> int:
+    """One attempt on a new connection, as a pool-less client makes it; its status."""
+    conn = http.client.HTTPConnection(api.host, api.port, timeout=10)
+    try:
+        conn.request("POST", "/charges", body=b"{}", headers={"Idempotency-Key": key})
+        return conn.getresponse().status
+    finally:
+        conn.close()
 
 
 def _retry_once(api: HttpService, key: str, wait: float, stall: float = 0.0) -> None:
     """One charge: a first attempt, ``stall`` real seconds of work on a 503, ``wait``
-    seconds of sleep, then the retry (a new connection each, as a pool-less client)."""
+    seconds of sleep, then the retry."""
     for attempt in range(2):
-        conn = http.client.HTTPConnection(api.host, api.port, timeout=10)
-        conn.request("POST", "/charges", body=b"{}", headers={"Idempotency-Key": key})
-        status = conn.getresponse().status
-        conn.close()
-        if status != 503 or attempt == 1:
+        if _charge(api, key) != 503 or attempt == 1:
             return
         until = real_monotonic() + stall
         while real_monotonic() < until:  # real work: nothing to jump over
@@ -56,10 +62,10 @@ def test_one_wait_held_in_real_time_leaves_the_others_jitter_shown(
     resilience: Resilience,
 ) -> None:
     """Three charges fail together and retry after their draws; a fourth, after they are
-    done, is held a quarter second of real time before its own wait.  The three waits lie
-    50-110 ms apart where each took a few ms of real time: no noise can spread them so, and
-    jitter is shown, the stall notwithstanding (it was insufficient evidence: the bound of
-    every wait was the stalled one's, and the probe's few samples could not decide)."""
+    done, is held 0.7 s of real time before its own wait.  The three waits lie 280-580 ms
+    apart where each took a few ms of real time: no noise can spread them so, and jitter
+    is shown, the stall notwithstanding (it was insufficient evidence: the bound of every
+    wait was the stalled one's, and the probe's few samples could not decide)."""
     api = resilience.http_service("payments")
     api.respond(200, json={"ok": True})
     api.route("POST", "/charges").fail(503, count=3)
@@ -125,3 +131,98 @@ def test_lockstep_clients_spread_by_their_own_work_are_never_shown_jittered() ->
     probe.real = real_time(timeline, [[work + 0.001 for work in row] for row in WORK])
     assert outcome(check_no_retry_storm, timeline, noise=probe) == "insufficient"
     assert outcome(check_backoff, timeline, min_factor=1, noise=probe) == "insufficient"
+
+
+BACKOFF = 0.5
+
+
+def _queued_client(api: HttpService, key: str, slot: threading.Semaphore) -> None:
+    """A charge with a fixed 0.5 s backoff and no jitter, sent through one shared slot (a
+    pool of one connection), which it holds until its answer is read."""
+    for attempt in range(2):
+        with slot:
+            status = _charge(api, key)
+        if status != 503 or attempt == 1:
+            return
+        time.sleep(BACKOFF)
+
+
+def _queued_herd(resilience: Resilience) -> HttpService:
+    """Three such charges fail together; each retry's answer is held 0.3 s, so the second
+    and third retries queue for the slot behind it: their waits read 0.5, 0.8 and 1.1 s,
+    and on virtual time the queueing is jumped over, a few ms of real time each (found by
+    review: the waits were read as jitter, a certainty)."""
+    api = resilience.http_service("payments")
+    api.respond(200, json={"ok": True})
+    api.route("POST", "/charges").fail(503, count=3)
+    api.route("POST", "/charges").delay(0.3, count=3)
+    slot = threading.Semaphore(1)
+    herd = [threading.Thread(target=_queued_client, args=(api, f"c{n}", slot)) for n in range(3)]
+    for client in herd:
+        client.start()
+    for client in herd:
+        client.join()
+    waits = sorted(op.waits[0] for op in operations(api.exchanges))
+    assert waits[1] - waits[0] >= 0.25 and waits[2] - waits[1] >= 0.25
+    return api
+
+
+@pytest.mark.virtual_time
+def test_lockstep_clients_queued_behind_each_other_are_not_shown_jittered(
+    resilience: Resilience,
+) -> None:
+    """A retry that began right after another attempt's answer may have waited for it: its
+    wait is no evidence of the client's choice (``operations.Answers.queued``), and the
+    herd's jitter is not shown (it was a pass of both verdicts)."""
+    api = _queued_herd(resilience)
+    with pytest.raises(InsufficientEvidence):
+        api.assert_backoff(jitter=True, min_factor=1)
+    with pytest.raises(InsufficientEvidence):
+        resilience.assert_no_retry_storm(api)
+
+
+@pytest.mark.virtual_time
+def test_a_stalled_client_beside_a_queued_herd_does_not_show_jitter(
+    resilience: Resilience,
+) -> None:
+    """The queued herd and a fourth client of the same policy held 0.7 s of real time: its
+    stall set every wait's bound before waits were held to their own, and the herd was
+    insufficient evidence; held to their own, it must still not pass."""
+    api = _queued_herd(resilience)
+    api.route("POST", "/charges").fail(503, count=1)
+    _retry_once(api, "charge-stalled", BACKOFF, stall=0.7)
+    with pytest.raises(InsufficientEvidence):
+        api.assert_backoff(jitter=True, min_factor=1)
+
+
+@pytest.mark.virtual_time
+def test_a_retry_queued_past_the_cap_is_not_blamed_on_the_client(
+    resilience: Resilience,
+) -> None:
+    """Each client asks 0.5 s, under a 0.6 s cap; two waited longer, queued for the slot.
+    The wire cannot tell that wait from a client's choice: insufficient evidence, not a
+    breach (it failed the client: "a retry waited 1104 ms ... above the cap")."""
+    api = _queued_herd(resilience)
+    with pytest.raises(InsufficientEvidence, match="may have queued behind it"):
+        api.assert_backoff(jitter=False, min_factor=1, max_delay=0.6)
+
+
+def test_a_retry_queued_past_the_cap_is_not_blamed_on_the_client_on_real_time(
+    resilience: Resilience,
+) -> None:
+    """The same on real time, where the window is the noise a wait can carry: the queued
+    retries began a few ms after the answer they waited for (it failed the client too)."""
+    api = _queued_herd(resilience)
+    with pytest.raises(InsufficientEvidence, match="may have queued behind it"):
+        api.assert_backoff(jitter=False, min_factor=1, max_delay=0.6)
+
+
+def test_only_another_attempts_answer_makes_a_retry_look_queued() -> None:
+    """A lost answer is stamped after its attempt began, inside the wait that follows it
+    (that wait runs from the attempt's start): it is the retry's own, never another's."""
+    lost = exchange(0.0, 503, key="a", delivered=False)
+    retry = exchange(0.01, 200, key="a")
+    assert not Answers([lost, retry]).queued(lost, retry, 1.0)
+    other = exchange(0.0, 503, key="b", took=0.009)
+    assert Answers([lost, retry, other]).queued(lost, retry, 0.005)
+    assert not Answers([lost, retry, other]).queued(lost, retry, 0.0005)

@@ -25,6 +25,7 @@ ends an operation.  ``group=`` (exchange -> hashable) groups otherwise.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import re
 from collections.abc import Callable, Hashable, Iterable, Sequence
@@ -137,6 +138,29 @@ class Operation:
     @property
     def keys(self) -> list[str | None]:
         return [a.idempotency_key for a in self.attempts]
+
+
+class Answers:
+    """When the attempts of a service ended, to tell a retry that may have queued: one
+    that began right after another attempt's answer ended may have waited for it (a
+    connection, a lock or a slot the two shared) rather than for its own backoff, and its
+    wait then says nothing of the client's choice."""
+
+    def __init__(self, exchanges: Iterable[Exchange]) -> None:
+        self._ends = sorted(e.ended_at for e in exchanges if e.ended_at is not None)
+
+    def queued(self, previous: Exchange, following: Exchange, within: float) -> bool:
+        """Whether an attempt other than ``previous`` ended during the wait from
+        ``previous`` to ``following``, no more than ``within`` seconds before ``following``
+        began."""
+        end = following.started_at
+        start = answered_at(previous)
+        i = bisect.bisect_left(self._ends, end) - 1
+        while i >= 0 and self._ends[i] > start and self._ends[i] >= end - within:
+            if self._ends[i] != previous.ended_at:
+                return True
+            i -= 1
+        return False
 
 
 def answered_at(exchange: Exchange) -> float:

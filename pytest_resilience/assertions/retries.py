@@ -8,6 +8,8 @@ the test, or the first attempt).
 
 from __future__ import annotations
 
+import itertools
+import math
 import statistics
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -16,6 +18,7 @@ from .. import validate
 from ..errors import ConfigurationError
 from ..http.records import Exchange
 from .operations import (
+    Answers,
     FailureSet,
     Grouping,
     Operation,
@@ -199,28 +202,43 @@ def check_stable_idempotency_key(
 def _columns(
     ops: Sequence[Operation],
     cap: float | None,
-    of: Callable[[float, float], float] | None = None,
+    of: Callable[[Exchange, Exchange], float] | None = None,
 ) -> list[list[float]]:
     """The waits before each retry, by retry index (one per operation).  A retry at which
     some wait reached ``cap`` is left empty: the cap flattens its draws, whether it applies
     before or after the jitter, so neither growth nor jitter can be read there.  With
-    ``of``, in each wait's place what ``of`` says of its span instead (:func:`_bounds`)."""
+    ``of``, in each wait's place what ``of`` says of the attempts before and after it
+    instead (:func:`_bounds`)."""
     columns: list[list[float]] = []
     capped: set[int] = set()
     for op in ops:
-        for k, (span, wait) in enumerate(zip(op.wait_spans, op.waits, strict=True)):
+        pairs = itertools.pairwise(op.attempts)
+        for k, ((previous, following), wait) in enumerate(zip(pairs, op.waits, strict=True)):
             while len(columns) <= k:
                 columns.append([])
-            columns[k].append(wait if of is None else of(*span))
+            columns[k].append(wait if of is None else of(previous, following))
             if cap is not None and wait >= cap:
                 capped.add(k)
     return [[] if k in capped else c for k, c in enumerate(columns)]
 
 
-def _bounds(ops: Sequence[Operation], cap: float | None, noise: Noise) -> list[list[float]] | None:
+def _bounds(
+    ops: Sequence[Operation], cap: float | None, noise: Noise, answers: Answers
+) -> list[list[float]] | None:
     """On virtual time, in the places of :func:`_columns`' waits: the real time each wait
-    took, the most noise it can carry (:attr:`.timing.Noise.real`); None on real time."""
-    return None if noise.real is None else _columns(ops, cap, noise.real)
+    took, the most noise it can carry (:attr:`.timing.Noise.real`), or none (infinity)
+    where the retry may have queued behind another attempt (:meth:`.operations.Answers.queued`:
+    virtual time it waited through then was another's, not its own choice); None on real
+    time."""
+    real = noise.real
+    if real is None:
+        return None
+
+    def bound(previous: Exchange, following: Exchange) -> float:
+        took = real(answered_at(previous), following.started_at)
+        return math.inf if answers.queued(previous, following, max(took, 0.0)) else took
+
+    return _columns(ops, cap, bound)
 
 
 def _measured(
@@ -331,11 +349,12 @@ def check_backoff(
     measured = _measured(noise, calls, all_ops, jumps)
     missing: list[str] = []
     if max_delay is not None:
-        missing += _over_the_cap(ops, max_delay, tolerance, measured, start)
+        missing += _over_the_cap(ops, max_delay, tolerance, measured, Answers(exchanges), start)
     cap = None if max_delay is None else max_delay - tolerance
     columns = _columns(ops, cap)
     # Jitter and growth at half the false-alarm rate each, so that together they keep it.
-    lockstep = judge_no_jitter(columns, measured, ALPHA / 2, _bounds(ops, cap, measured))
+    bounds = _bounds(ops, cap, measured, Answers(exchanges))
+    lockstep = judge_no_jitter(columns, measured, ALPHA / 2, bounds)
     if min_factor > 1:
         capped = cap is not None and any(w >= cap for op in ops for w in op.waits)
         growth = judge_growth(columns, min_factor, measured, ALPHA / 2)
@@ -384,7 +403,12 @@ def check_backoff(
 
 
 def _over_the_cap(
-    ops: Sequence[Operation], max_delay: float, tolerance: float, noise: Noise, start: float
+    ops: Sequence[Operation],
+    max_delay: float,
+    tolerance: float,
+    noise: Noise,
+    answers: Answers,
+    start: float,
 ) -> list[str]:
     """Fail the retries that waited longer than ``max_delay`` by more than timing noise
     can have added; what lies above it by no more than that is insufficient evidence.
@@ -396,16 +420,36 @@ def _over_the_cap(
     (:meth:`.timing.Noise.most`: a stall of the process reaches the probe too, which sleeps
     a few ms at a time throughout).  Past the cap by ``tolerance`` or less is not judged.
     ``tests/test_timing_verdicts.py`` checks the false-alarm rate on capped herds whose
-    simulated delays, unlike a stall, strike each client apart.
+    simulated delays, unlike a stall, strike each client apart.  A retry that began within
+    that noise and ``tolerance`` (on virtual time, within the wait's real time) after
+    another attempt's answer ended may have queued behind it (:meth:`.operations.Answers.queued`): its wait
+    is not shown to be the client's.
     """
-    waits = [
-        (i, j + 1, w, noise.most(span))
-        for i, op in enumerate(ops)
-        for j, (w, span) in enumerate(zip(op.waits, op.wait_spans, strict=True))
-    ]
-    above = [(i, j, w, most) for i, j, w, most in waits if w > max_delay + tolerance]
-    if not above:
+    waits = []
+    for i, op in enumerate(ops):
+        pairs = itertools.pairwise(op.attempts)
+        for j, ((previous, following), w, span) in enumerate(
+            zip(pairs, op.waits, op.wait_spans, strict=True)
+        ):
+            most = noise.most(span)
+            # What came between another's answer and this retry is in the wait's noise:
+            # on virtual time within its real time; on real time within what the cap
+            # allows for noise (``most`` and ``tolerance``: the client's own work, which
+            # the probe does not see, is in that gap).
+            near = most + tolerance if noise.real is None else max(noise.real(*span), 0.0)
+            waits.append((i, j + 1, w, most, answers.queued(previous, following, near)))
+    long = [entry for entry in waits if entry[2] > max_delay + tolerance]
+    if not long:
         return []
+    queued = [(i, j) for i, j, _, _, q in long if q]
+    above = [(i, j, w, most) for i, j, w, most, q in long if not q]
+    if not above:
+        return [
+            f"{len(queued)} retries waited longer than the cap of {max_delay * 1000:.0f} ms, "
+            "each beginning right after another attempt's answer (within the noise its wait "
+            "can carry), so each may have queued behind it (a connection, lock or slot they "
+            "shared) rather than chosen that wait"
+        ]
     over = {(i, j) for i, j, w, most in above if w - max_delay > most + tolerance}
     # The allowance named is that of the longest wait judged (over the cap, if any is).
     _, _, longest, most = max(
@@ -495,16 +539,17 @@ def check_no_retry_storm(
     retried = [op for op in ops if len(op.attempts) > 1]
     start = _origin(exchanges, origin)
     measured = _measured(noise, calls, ops, jumps)
+    answers = Answers(exchanges)
     herd = _herd(retried, measured) if retried else []
     herd_columns = _columns(herd, None)
     judgement = (
-        judge_no_jitter(herd_columns, measured, bounds=_bounds(herd, None, measured))
+        judge_no_jitter(herd_columns, measured, bounds=_bounds(herd, None, measured, answers))
         if len(herd) >= min_herd
         else None
     )
     # Jitter shown among every operation that retried clears the fleet, herd or not.
     fleet = judge_no_jitter(
-        _columns(retried, None), measured, bounds=_bounds(retried, None, measured)
+        _columns(retried, None), measured, bounds=_bounds(retried, None, measured, answers)
     )
     if judgement is not None and judgement.outcome == "claim":
         firsts = [answered_at(op.attempts[0]) for op in herd]

@@ -272,7 +272,7 @@ class Noise:
         bound = (
             ""
             if self.bound is None
-            else ", and on virtual time each wait's at most the real time it took "
+            else ", and on virtual time each wait's noise at most the real time it took "
             f"({self.bound * 1000:.1f} ms at the most)"
             if self.real is not None
             else f", and on virtual time at most {self.bound * 1000:.1f} ms (the most real time "
