@@ -26,14 +26,15 @@ def real_time(
     timeline: Sequence[Exchange], rows: Sequence[Sequence[float]]
 ) -> Callable[[float, float], float]:
     """For a :func:`herd` on virtual time: the real seconds between two instants of its
-    clock, for the span of each wait (``Noise.real``), ``rows[n][k]`` for the k-th wait of
-    operation n."""
+    clock (``Noise.real``): ``rows[n][k]`` for the span of the k-th wait of operation n,
+    none between other instants (jumped over: these clients share nothing, so no attempt
+    is handed over to the next)."""
     spans = {}
     for n, row in enumerate(rows):
         mine = sorted((e for e in timeline if e.idempotency_key == f"op{n}"), key=_started)
         for (a, b), real in zip(itertools.pairwise(mine), row, strict=True):
             spans[(answered_at(a), b.started_at)] = real
-    return lambda start, end: spans[(start, end)]
+    return lambda start, end: spans.get((start, end), 0.0)
 
 
 def _started(exchange: Exchange) -> float:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import math
 import re
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
@@ -140,27 +141,45 @@ class Operation:
         return [a.idempotency_key for a in self.attempts]
 
 
-class Answers:
-    """When the attempts of a service ended, to tell a retry that may have queued: one
-    that began right after another attempt's answer ended may have waited for it (a
-    connection, a lock or a slot the two shared) rather than for its own backoff, and its
-    wait then says nothing of the client's choice."""
+class InFlight:
+    """When the attempts of a service were in flight, to tell a retry that may have queued
+    behind others (a connection, a lock or a slot they shared): while it waited for them,
+    its wait was not its own choice.  An attempt is in flight from its start to its
+    answer's end; one with no answer (cut, hung) until its operation's next attempt began
+    (the client had given up on it), or for good if none did."""
 
-    def __init__(self, exchanges: Iterable[Exchange]) -> None:
-        self._ends = sorted(e.ended_at for e in exchanges if e.ended_at is not None)
+    def __init__(self, ops: Iterable[Operation]) -> None:
+        self._spans: list[tuple[float, float, Exchange]] = []
+        for op in ops:
+            for k, attempt in enumerate(op.attempts):
+                end = attempt.ended_at
+                if end is None:
+                    later = op.attempts[k + 1 :]
+                    end = later[0].started_at if later else math.inf
+                self._spans.append((attempt.started_at, end, attempt))
+        self._spans.sort(key=lambda span: span[0])
+        self._starts = [span[0] for span in self._spans]
 
-    def queued(self, previous: Exchange, following: Exchange, within: float) -> bool:
-        """Whether an attempt other than ``previous`` ended during the wait from
-        ``previous`` to ``following``, no more than ``within`` seconds before ``following``
-        began."""
-        end = following.started_at
-        start = answered_at(previous)
-        i = bisect.bisect_left(self._ends, end) - 1
-        while i >= 0 and self._ends[i] > start and self._ends[i] >= end - within:
-            if self._ends[i] != previous.ended_at:
-                return True
-            i -= 1
-        return False
+    def queued(
+        self, previous: Exchange, following: Exchange, handed: Callable[[float, float], bool]
+    ) -> float:
+        """Seconds of the wait from ``previous`` to ``following`` that it may have spent
+        queued: the run of other attempts in flight that ``following`` began right after,
+        each begun right after the one before it ended (``handed(end, start)``: whether
+        nothing but a hand-over can lie between the two instants); 0 if none."""
+        begun, end = answered_at(previous), following.started_at
+        runs: list[list[float]] = []
+        for start, stop, attempt in self._spans[: bisect.bisect_left(self._starts, end)]:
+            if stop <= begun or attempt is previous or attempt is following:
+                continue
+            start, stop = max(start, begun), min(stop, end)
+            if runs and (start <= runs[-1][1] or handed(runs[-1][1], start)):
+                runs[-1][1] = max(runs[-1][1], stop)
+            else:
+                runs.append([start, stop])
+        if not runs or not (runs[-1][1] >= end or handed(runs[-1][1], end)):
+            return 0.0
+        return runs[-1][1] - runs[-1][0]
 
 
 def answered_at(exchange: Exchange) -> float:
