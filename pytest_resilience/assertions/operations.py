@@ -149,16 +149,19 @@ class InFlight:
     (the client had given up on it), or for good if none did."""
 
     def __init__(self, ops: Iterable[Operation]) -> None:
-        self._spans: list[tuple[float, float, Exchange]] = []
+        spans: list[tuple[float, float, Exchange]] = []
         for op in ops:
             for k, attempt in enumerate(op.attempts):
                 end = attempt.ended_at
                 if end is None:
                     later = op.attempts[k + 1 :]
                     end = later[0].started_at if later else math.inf
-                self._spans.append((attempt.started_at, end, attempt))
-        self._spans.sort(key=lambda span: span[0])
+                spans.append((attempt.started_at, end, attempt))
+        spans.sort(key=lambda span: span[0])
+        self._spans = [span for span in spans if span[1] < math.inf]
         self._starts = [span[0] for span in self._spans]
+        self._longest = max((stop - start for start, stop, _ in self._spans), default=0.0)
+        self._endless = [span for span in spans if span[1] == math.inf]
 
     def queued(
         self, previous: Exchange, following: Exchange, handed: Callable[[float, float], bool]
@@ -169,7 +172,15 @@ class InFlight:
         nothing but a hand-over can lie between the two instants); 0 if none."""
         begun, end = answered_at(previous), following.started_at
         runs: list[list[float]] = []
-        for start, stop, attempt in self._spans[: bisect.bisect_left(self._starts, end)]:
+        # Only attempts that began before the retry and were in flight after the wait
+        # began: those begun within the longest attempt of it, and those never ended.
+        first = bisect.bisect_left(self._starts, begun - self._longest)
+        last = bisect.bisect_left(self._starts, end)
+        candidates = sorted(
+            self._spans[first:last] + [s for s in self._endless if s[0] < end],
+            key=lambda span: span[0],
+        )
+        for start, stop, attempt in candidates:
             if stop <= begun or attempt is previous or attempt is following:
                 continue
             start, stop = max(start, begun), min(stop, end)

@@ -35,10 +35,10 @@ from .timing import (
     SHOWN_JITTER,
     Judgement,
     Noise,
+    RealTime,
     evident,
     judge_growth,
     judge_no_jitter,
-    real_between,
 )
 
 if TYPE_CHECKING:
@@ -264,10 +264,7 @@ def _measured(
         return noise
     if not jumps:
         return Noise(noise, outbound=outbound(calls, ops))
-
-    def real(start: float, end: float) -> float:
-        return real_between(start, end, jumps)
-
+    real = RealTime(jumps)
     return Noise(noise, outbound=outbound(calls, ops), bound=_real_bound(ops, real), real=real)
 
 

@@ -33,6 +33,7 @@ lockstep herds recorded under load instead (``tests/test_recorded_herds.py``).
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 import random
 import statistics
@@ -286,12 +287,26 @@ class Noise:
 
 
 def real_between(start: float, end: float, jumps: Sequence[tuple[float, float]]) -> float:
+    """The real seconds between two instants of a test's clock (:class:`RealTime`)."""
+    return RealTime(jumps)(start, end)
+
+
+class RealTime:
     """The real seconds between two instants of a test's clock: the virtual ones less
     ``jumps`` (:attr:`Clock.jumps <pytest_resilience.clock.Clock.jumps>`) between them.
     A jump lies between them when ``end`` was read after it and ``start`` before: a read
     made while the jump was being noted (after its instant, before the clock moved) is
-    before it, though later than its instant."""
-    return end - start - math.fsum(size for at, size in jumps if start < at + size <= end)
+    before it, though later than its instant.  Asked of many pairs (each wait, each
+    hand-over), so the jumps are summed once: they land in the order they were made."""
+
+    def __init__(self, jumps: Sequence[tuple[float, float]]) -> None:
+        self._landings = [at + size for at, size in jumps]
+        self._sums = [0.0, *itertools.accumulate(size for _, size in jumps)]
+
+    def __call__(self, start: float, end: float) -> float:
+        first = bisect.bisect_right(self._landings, start)
+        last = bisect.bisect_right(self._landings, end)
+        return end - start - (self._sums[last] - self._sums[first]) if last > first else end - start
 
 
 def _binomial_tail(n: int, q: float, k: int) -> float:
