@@ -12,9 +12,10 @@ import http.client
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
-from records import attempts, exchange
+from records import T0, attempts, exchange
 from simulated import herd, outcome, real_time
 
 from pytest_resilience import HttpService, Resilience
@@ -236,9 +237,31 @@ def test_a_retry_is_queued_only_as_long_as_other_attempts_were_in_flight_before_
     ops = operations([lost, retry, other, earlier])
     assert InFlight(ops).queued(lost, retry, _within(0.005)) == pytest.approx(0.043)
     assert InFlight(ops).queued(lost, retry, _within(0.003)) == pytest.approx(0.018)
-    cut = exchange(0.01, None, key="c")  # no answer, and no later attempt
+    cut = replace(exchange(0.01, None, key="c"), cut_at=0.046 + T0)  # cut at 46 ms
     ops = operations([lost, retry, cut])
-    assert InFlight(ops).queued(lost, retry, _within(0.0)) == pytest.approx(0.04)
+    assert InFlight(ops).queued(lost, retry, _within(0.005)) == pytest.approx(0.036)
+
+
+def test_an_attempt_still_in_flight_as_the_retry_began_did_not_hold_it() -> None:
+    """Found by review: a slow answer still on its way, or a hung attempt no one retried,
+    covered every wait it overlapped, and a client past its cap beside such traffic was
+    insufficient evidence.  A retry that queued began once what it waited for was over."""
+    previous = exchange(0.0, 503, key="a")
+    retry = exchange(2.0, 200, key="a")
+    slow = exchange(0.5, 200, key="b", took=1.6)  # 0.5-2.1 s
+    polls = [exchange(start, 200, key=f"p{n}", took=0.9) for n, start in enumerate((0.1, 0.8, 1.6))]
+    hung = exchange(-0.5, None, key="h")  # no answer, never retried
+    for others in ([slow], polls, [hung]):
+        ops = operations([previous, retry, *others])
+        assert InFlight(ops).queued(previous, retry, _within(0.0)) == 0.0
+    # The polls' run ended at 1.7 s, handed on to the retry: it may have queued 1.6 s.
+    ops = operations([previous, retry, *polls])
+    assert InFlight(ops).queued(previous, retry, _within(0.31)) == pytest.approx(1.6)
+    noise = Noise([0.001] * 20, bound=0.002)
+    noise.real = lambda start, end: 0.001  # every span jumped over but a millisecond
+    timeline = [previous, retry, slow, hung, *polls]
+    with pytest.raises(ResilienceAssertionError, match="above the cap of 1000 ms"):
+        check_backoff(timeline, jitter=False, min_factor=1, max_delay=1.0, noise=noise)
 
 
 @pytest.mark.virtual_time

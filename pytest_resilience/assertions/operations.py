@@ -145,14 +145,14 @@ class InFlight:
     """When the attempts of a service were in flight, to tell a retry that may have queued
     behind others (a connection, a lock or a slot they shared): while it waited for them,
     its wait was not its own choice.  An attempt is in flight from its start to its
-    answer's end; one with no answer (cut, hung) until its operation's next attempt began
-    (the client had given up on it), or for good if none did."""
+    answer's end, or its cut; one with no answer (hung) until its operation's next attempt
+    began (the client had given up on it), or for good if none did."""
 
     def __init__(self, ops: Iterable[Operation]) -> None:
         spans: list[tuple[float, float, Exchange]] = []
         for op in ops:
             for k, attempt in enumerate(op.attempts):
-                end = attempt.ended_at
+                end = attempt.ended_at if attempt.cut_at is None else attempt.cut_at
                 if end is None:
                     later = op.attempts[k + 1 :]
                     end = later[0].started_at if later else math.inf
@@ -171,7 +171,6 @@ class InFlight:
         each begun right after the one before it ended (``handed(end, start)``: whether
         nothing but a hand-over can lie between the two instants); 0 if none."""
         begun, end = answered_at(previous), following.started_at
-        runs: list[list[float]] = []
         # Only attempts that began before the retry and were in flight after the wait
         # began: those begun within the longest attempt of it, and those never ended.
         first = bisect.bisect_left(self._starts, begun - self._longest)
@@ -180,17 +179,21 @@ class InFlight:
             self._spans[first:last] + [s for s in self._endless if s[0] < end],
             key=lambda span: span[0],
         )
+        runs: list[list[float]] = []  # [start, latest end, latest end before the retry]
         for start, stop, attempt in candidates:
             if stop <= begun or attempt is previous or attempt is following:
                 continue
-            start, stop = max(start, begun), min(stop, end)
+            start, done = max(start, begun), stop if stop <= end else -math.inf
             if runs and (start <= runs[-1][1] or handed(runs[-1][1], start)):
-                runs[-1][1] = max(runs[-1][1], stop)
+                runs[-1][1], runs[-1][2] = max(runs[-1][1], stop), max(runs[-1][2], done)
             else:
-                runs.append([start, stop])
-        if not runs or not (runs[-1][1] >= end or handed(runs[-1][1], end)):
-            return 0.0
-        return runs[-1][1] - runs[-1][0]
+                runs.append([start, stop, done])
+        # A retry that queued began once an attempt it waited for was over: one still in
+        # flight as it began did not hold it.
+        return max(
+            (done - start for start, _, done in runs if done > -math.inf and handed(done, end)),
+            default=0.0,
+        )
 
 
 def answered_at(exchange: Exchange) -> float:

@@ -93,6 +93,8 @@ class Exchange:
     """The headers of the answer (framing headers left out); empty if none was sent."""
     answer_body: bytes = b""
     """The body of the answer (its first 64 KiB), for failure predicates to read."""
+    cut_at: float | None = None
+    """When the answer was cut short and the connection ended (a ``cut``); None otherwise."""
 
     def header(self, name: str) -> str | None:
         """A header the client sent."""

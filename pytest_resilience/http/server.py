@@ -80,6 +80,7 @@ class Pending:
     """Offsets of the answer's bytes in its connection's outgoing stream."""
     cut: bool = False
     """The answer was cut halfway on purpose (so it cannot have reached the client)."""
+    cut_at: float | None = None
 
     def frozen(self, service: str) -> Exchange:
         """The record as it stands (a cut answer is known lost; others not yet known)."""
@@ -102,6 +103,7 @@ class Pending:
             False if self.cut else None,
             self.answer_headers,
             self.answer_body,
+            self.cut_at,
         )
 
 
@@ -494,7 +496,7 @@ class HttpLayer:
             partial = head + body[: len(body) // 2] if body else head[: len(b"HTTP/1.1 ") + 1]
             self._send(writer, log, partial)
             record.answer_range = (start, start + len(head) + len(body))
-            record.cut = True
+            record.cut, record.cut_at = True, CLOCK.now()
             self._step("answered", record)
             await writer.drain()
             self._hang_up(writer, log)
