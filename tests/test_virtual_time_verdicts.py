@@ -228,18 +228,18 @@ def test_a_retry_is_queued_only_as_long_as_other_attempts_were_in_flight_before_
     cut without an answer (in flight until its operation gave up on it)."""
     lost = exchange(0.0, 503, key="a", delivered=False)
     retry = exchange(0.05, 200, key="a")
-    assert InFlight(operations([lost, retry])).queued(lost, retry, _within(1.0)) == 0.0
+    assert InFlight(operations([lost, retry]), _within(1.0)).queued(lost, retry) == 0.0
     other = exchange(0.03, 503, key="b", took=0.018)  # in flight 30-48 ms, 2 ms before
     ops = operations([lost, retry, other])
-    assert InFlight(ops).queued(lost, retry, _within(0.005)) == pytest.approx(0.018)
-    assert InFlight(ops).queued(lost, retry, _within(0.001)) == 0.0
+    assert InFlight(ops, _within(0.005)).queued(lost, retry) == pytest.approx(0.018)
+    assert InFlight(ops, _within(0.001)).queued(lost, retry) == 0.0
     earlier = exchange(0.005, 503, key="d", took=0.02)  # 5-25 ms: handed over at 30 ms
     ops = operations([lost, retry, other, earlier])
-    assert InFlight(ops).queued(lost, retry, _within(0.005)) == pytest.approx(0.043)
-    assert InFlight(ops).queued(lost, retry, _within(0.003)) == pytest.approx(0.018)
+    assert InFlight(ops, _within(0.005)).queued(lost, retry) == pytest.approx(0.043)
+    assert InFlight(ops, _within(0.003)).queued(lost, retry) == pytest.approx(0.018)
     cut = replace(exchange(0.01, None, key="c"), cut_at=0.046 + T0)  # cut at 46 ms
     ops = operations([lost, retry, cut])
-    assert InFlight(ops).queued(lost, retry, _within(0.005)) == pytest.approx(0.036)
+    assert InFlight(ops, _within(0.005)).queued(lost, retry) == pytest.approx(0.036)
 
 
 def test_an_attempt_still_in_flight_as_the_retry_began_did_not_hold_it() -> None:
@@ -253,10 +253,10 @@ def test_an_attempt_still_in_flight_as_the_retry_began_did_not_hold_it() -> None
     hung = exchange(-0.5, None, key="h")  # no answer, never retried
     for others in ([slow], polls, [hung]):
         ops = operations([previous, retry, *others])
-        assert InFlight(ops).queued(previous, retry, _within(0.0)) == 0.0
+        assert InFlight(ops, _within(0.0)).queued(previous, retry) == 0.0
     # The polls' run ended at 1.7 s, handed on to the retry: it may have queued 1.6 s.
     ops = operations([previous, retry, *polls])
-    assert InFlight(ops).queued(previous, retry, _within(0.31)) == pytest.approx(1.6)
+    assert InFlight(ops, _within(0.31)).queued(previous, retry) == pytest.approx(1.6)
     noise = Noise([0.001] * 20, bound=0.002)
     noise.real = lambda start, end: 0.001  # every span jumped over but a millisecond
     timeline = [previous, retry, slow, hung, *polls]

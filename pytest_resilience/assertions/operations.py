@@ -146,9 +146,12 @@ class InFlight:
     behind others (a connection, a lock or a slot they shared): while it waited for them,
     its wait was not its own choice.  An attempt is in flight from its start to its
     answer's end, or its cut; one with no answer (hung) until its operation's next attempt
-    began (the client had given up on it), or for good if none did."""
+    began (the client had given up on it), or for good if none did.  ``handed(end,
+    start)``: whether nothing but a hand-over can lie between two instants."""
 
-    def __init__(self, ops: Iterable[Operation]) -> None:
+    def __init__(self, ops: Iterable[Operation], handed: Callable[[float, float], bool]) -> None:
+        self._handed = handed
+        self._queued: dict[tuple[int, int], float] = {}
         spans: list[tuple[float, float, Exchange]] = []
         for op in ops:
             for k, attempt in enumerate(op.attempts):
@@ -163,22 +166,27 @@ class InFlight:
         self._longest = max((stop - start for start, stop, _ in self._spans), default=0.0)
         self._endless = [span for span in spans if span[1] == math.inf]
 
-    def queued(
-        self, previous: Exchange, following: Exchange, handed: Callable[[float, float], bool]
-    ) -> float:
+    def queued(self, previous: Exchange, following: Exchange) -> float:
         """Seconds of the wait from ``previous`` to ``following`` that it may have spent
         queued: the run of other attempts in flight that ``following`` began right after,
-        each begun right after the one before it ended (``handed(end, start)``: whether
-        nothing but a hand-over can lie between the two instants); 0 if none."""
+        each begun right after the one before it ended (handed over); 0 if none.  Asked
+        once a wait, however many verdicts read it."""
+        key = (id(previous), id(following))
+        if key not in self._queued:
+            self._queued[key] = self._run_before(previous, following)
+        return self._queued[key]
+
+    def _run_before(self, previous: Exchange, following: Exchange) -> float:
+        handed = self._handed
         begun, end = answered_at(previous), following.started_at
         # Only attempts that began before the retry and were in flight after the wait
         # began: those begun within the longest attempt of it, and those never ended.
         first = bisect.bisect_left(self._starts, begun - self._longest)
         last = bisect.bisect_left(self._starts, end)
-        candidates = sorted(
-            self._spans[first:last] + [s for s in self._endless if s[0] < end],
-            key=lambda span: span[0],
-        )
+        candidates = self._spans[first:last]  # sorted by start
+        endless = [span for span in self._endless if span[0] < end]
+        if endless:
+            candidates = sorted(candidates + endless, key=lambda span: span[0])
         runs: list[list[float]] = []  # [start, latest end, latest end before the retry]
         for start, stop, attempt in candidates:
             if stop <= begun or attempt is previous or attempt is following:

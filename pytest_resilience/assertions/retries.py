@@ -221,8 +221,15 @@ def _columns(
     return [[] if k in capped else c for k, c in enumerate(columns)]
 
 
+def _in_flight(ops: Sequence[Operation], noise: Noise) -> InFlight | None:
+    """On virtual time, the attempts of ``ops`` in flight, to tell a retry that may have
+    queued behind others (hand-overs told by the jumps: :func:`_handed`); None on real
+    time, where nothing tells a hand-over from other traffic ending as close."""
+    return None if noise.real is None else InFlight(ops, _handed(noise.real))
+
+
 def _bounds(
-    ops: Sequence[Operation], cap: float | None, noise: Noise, in_flight: InFlight
+    ops: Sequence[Operation], cap: float | None, noise: Noise, in_flight: InFlight | None
 ) -> list[list[float]] | None:
     """On virtual time, in the places of :func:`_columns`' waits: the most noise each can
     carry, the real time it took (:attr:`.timing.Noise.real`) and the virtual time it may
@@ -230,12 +237,12 @@ def _bounds(
     retry began right after they were done, with no jump between, so it may have waited
     for them, jumps and all); None on real time."""
     real = noise.real
-    if real is None:
+    if real is None or in_flight is None:
         return None
 
     def bound(previous: Exchange, following: Exchange) -> float:
         took = max(real(answered_at(previous), following.started_at), 0.0)
-        return took + in_flight.queued(previous, following, _handed(real))
+        return took + in_flight.queued(previous, following)
 
     return _columns(ops, cap, bound)
 
@@ -354,7 +361,7 @@ def check_backoff(
             start,
         )
     measured = _measured(noise, calls, all_ops, jumps)
-    in_flight = InFlight(all_ops)
+    in_flight = _in_flight(all_ops, measured)
     missing: list[str] = []
     if max_delay is not None:
         missing += _over_the_cap(ops, max_delay, tolerance, measured, in_flight, start)
@@ -415,7 +422,7 @@ def _over_the_cap(
     max_delay: float,
     tolerance: float,
     noise: Noise,
-    in_flight: InFlight,
+    in_flight: InFlight | None,
     start: float,
 ) -> list[str]:
     """Fail the retries that waited longer than ``max_delay`` by more than timing noise
@@ -441,18 +448,12 @@ def _over_the_cap(
         for j, ((previous, following), w, span) in enumerate(
             zip(pairs, op.waits, op.wait_spans, strict=True)
         ):
-            # On virtual time a hand-over between attempts is told by the jumps (none lies
-            # in one); on real time nothing tells it from other traffic (not judged there).
-            behind = (
-                0.0
-                if noise.real is None
-                else in_flight.queued(previous, following, _handed(noise.real))
-            )
+            behind = 0.0 if in_flight is None else in_flight.queued(previous, following)
             waits.append((i, j + 1, w, noise.most(span), behind))
     above = [entry for entry in waits if entry[2] > max_delay + tolerance]
     if not above:
         return []
-    over = {(i, j) for i, j, w, most, queued in above if w - max_delay > most + tolerance + queued}
+    over = {(i, j) for i, j, w, most, behind in above if w - max_delay > most + tolerance + behind}
     # The allowance named is that of the longest wait judged (over the cap, if any is).
     _, _, longest, most, _ = max(
         (entry for entry in above if (entry[0], entry[1]) in over or not over),
@@ -552,7 +553,7 @@ def check_no_retry_storm(
     retried = [op for op in ops if len(op.attempts) > 1]
     start = _origin(exchanges, origin)
     measured = _measured(noise, calls, ops, jumps)
-    in_flight = InFlight(ops)
+    in_flight = _in_flight(ops, measured)
     herd = _herd(retried, measured) if retried else []
     herd_columns = _columns(herd, None)
     judgement = (

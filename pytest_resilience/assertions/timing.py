@@ -258,7 +258,6 @@ class Noise:
         levels = sorted((start - ordered[0] - slack for start in starts[1:]), reverse=True)
         if not levels:
             return 1.0
-
         n = len(waits)
         best = min(_binomial_tail(n, self.tail(d), k) for k, d in enumerate(levels, start=1))
         return min(1.0, best * len(levels))
