@@ -15,12 +15,13 @@ measured, read beside the snapshot.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from .assertions.operations import FailureSet
     from .http.records import Effect, ExchangeList
+    from .observe.pacing import Pacing
     from .observe.records import Call
     from .observe.timeline import Events
     from .runs import Run
@@ -52,6 +53,9 @@ class Evidence:
     """On virtual time, the clock's jumps so far: (the instant it left, seconds).  The
     timing verdicts read the real time of a wait from them
     (:func:`~.assertions.timing.real_between`)."""
+    pacing: Mapping[str, Pacing] = field(default_factory=dict)
+    """On real time, each HTTP service's sends joined with its connections: what the
+    thread that sent a retry asked to sleep before it (:mod:`~.observe.pacing`)."""
 
     def heals(self) -> list[float]:
         """When faults were healed."""

@@ -354,7 +354,9 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     with _clock(item, res):
         if res is None:
             return (yield)
-        with heap.frozen():  # a collection during the body walks only what the body makes
+        # A collection during the body walks only what the body makes; on real time the
+        # sleeps of the code's threads are noted, for the timing verdicts.
+        with heap.frozen(), res.paced():
             if not markers or EXPLORE in item.stash:  # explore opens the windows per example
                 return (yield)
             return (yield from _with_marker_windows(res, markers))

@@ -16,8 +16,10 @@ from .faults.fault import Fault, FaultGroup
 from .http.records import Exchange
 from .observe import Timeline
 from .observe.noise import NoiseProbe
+from .observe.pacing import Pacing
 from .observe.records import RunEvent
 from .observe.settle import ExchangeRecorder
+from .runtime.pacing import PacingRecorder
 from .services.http import HttpService
 from .services.tcp import TcpService
 from .tap import Tap
@@ -54,6 +56,7 @@ class Resilience:
         self._created_listeners: list[Callable[[TcpService], None]] = []
         self._closed = False
         self._noise = NoiseProbe()
+        self._pacing = PacingRecorder(self._tapped)
         self._exploration: Exploration | None = None
         self._clocks: list[VirtualClock] = []
 
@@ -86,6 +89,23 @@ class Resilience:
             if clock not in self._clocks:
                 self._clocks.append(clock)
             yield clock
+
+    def paced(self) -> contextlib.AbstractContextManager[None]:
+        """While the body runs on real time: note what each thread of the code asks to
+        sleep before its requests (:mod:`.observe.pacing`); on virtual time the jumps
+        tell a wait's real time already."""
+        if CLOCK.virtual is not None:
+            return contextlib.nullcontext()
+        return self._pacing.recording()
+
+    def _tapped(self, address: object) -> int | None:
+        """The tap port of this test's HTTP service at socket ``address``, or None."""
+        if not isinstance(address, tuple) or len(address) < 2:
+            return None
+        for service in list(self._services.values()):
+            if isinstance(service, HttpService) and address[1] == service.port:
+                return service.port if address[0] == service.host else None
+        return None
 
     @property
     def seed(self) -> int:
@@ -308,6 +328,7 @@ class Resilience:
         for service in https:
             service.check()
         events = self._recorder.settled([s.name for s in https], settle)
+        sends = self._pacing.sends()
         return Evidence(
             self.timeline.started_at,
             CLOCK.now(),
@@ -323,6 +344,10 @@ class Resilience:
             {s.name: s._failure_set for s in https},
             tuple(events.runs()),
             tuple(CLOCK.jumps),
+            {
+                s.name: Pacing.join(sends, self._recorder.traced(s.name), self.timeline.started_at)
+                for s in https
+            },
         )
 
     def drive(self, fn: Callable[[], Any], calls: int) -> Run:
@@ -386,6 +411,7 @@ class Resilience:
             noise=self._noise.samples_during(evidence.exchanges[http.name]),
             jumps=evidence.jumps,
             calls=evidence.calls(http.name),
+            pacing=evidence.pacing.get(http.name),
             blind=evidence.blind(http.name),
         )
 

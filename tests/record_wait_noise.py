@@ -31,8 +31,8 @@ from pathlib import Path
 import pytest
 
 from examples.payments.incident import NaivePaymentsClient
+from pytest_resilience.assertions.backoff import _columns
 from pytest_resilience.assertions.operations import FailureSet, operations
-from pytest_resilience.assertions.retries import _columns
 from pytest_resilience.assertions.timing import HOPS, Noise
 from pytest_resilience.clock import CLOCK
 from pytest_resilience.observe.noise import PERIOD, overlapped, span

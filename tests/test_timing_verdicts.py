@@ -623,7 +623,7 @@ def _capped(wait: float, scale: float, runs: int, rng: random.Random) -> list[st
 
 def test_clients_at_their_cap_are_seldom_said_to_pass_it_and_clients_past_it_are() -> None:
     """The cap takes a wait past it by more than ``HOPS`` times the longest wake-up measured
-    as the client's (``retries._over_the_cap``), a bound, not a p-value: beyond the delays
+    as the client's (``backoff._over_the_cap``), a bound, not a p-value: beyond the delays
     measured their tail is not known.  The simulated delays strike each client apart, 1 in
     100 a 10x hiccup the probe need not see, harsher than the stalls of a loaded process
     (which reach the probe too), and there the bound is not the 1 in 1,000 of the other

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import ResilienceError
+from .operations import status_text
+
+if TYPE_CHECKING:
+    from ..http.records import Exchange
+    from .operations import Operation
 
 
 class ResilienceAssertionError(AssertionError, ResilienceError):
@@ -73,3 +79,44 @@ def insufficient(reason: str, rows: Iterable[Row], origin: float) -> Insufficien
     return InsufficientEvidence(
         "\n".join([f"insufficient evidence: {reason}", table(list(rows), origin)])
     )
+
+
+def origin_of(exchanges: Sequence[Exchange], origin: float | None) -> float:
+    """The t=0 of a table: ``origin`` if given, else the first attempt's start."""
+    if origin is not None:
+        return origin
+    return min((e.started_at for e in exchanges), default=0.0)
+
+
+def operation_rows(
+    ops: Sequence[Operation],
+    allowed: dict[tuple[int, int], str] | None = None,
+    flagged: set[tuple[int, int]] | None = None,
+) -> list[Row]:
+    """One row per attempt of ``ops``, by time; ``allowed`` and ``flagged`` by
+    (operation index, attempt index)."""
+    rows = []
+    for i, op in enumerate(ops):
+        previous = None
+        for j, attempt in enumerate(op.attempts):
+            gap: float | None = (
+                None if previous is None else attempt.started_at - previous.started_at
+            )
+            rows.append(
+                Row(
+                    attempt.started_at,
+                    op.label,
+                    j + 1,
+                    status_text(attempt),
+                    gap,
+                    (allowed or {}).get((i, j), ""),
+                    (i, j) in (flagged or set()),
+                )
+            )
+            previous = attempt
+    return sorted(rows, key=lambda r: r.at)
+
+
+def retry_cells(ops: Sequence[Operation]) -> set[tuple[int, int]]:
+    """(operation index, attempt index) of every retry of ``ops``: the rows to flag."""
+    return {(i, j) for i, op in enumerate(ops) for j in range(1, len(op.attempts))}

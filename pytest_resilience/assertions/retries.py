@@ -1,4 +1,5 @@
-"""Verdicts on retries: how many, how spaced, how keyed, and whether they storm.
+"""Verdicts on retries: how many, how keyed, and how many requests a call makes (their
+timing: :mod:`.backoff`).
 
 Each function takes the records and raises :class:`ResilienceAssertionError`
 with the evidence when the rule is broken; it needs no sockets and no pytest.
@@ -8,9 +9,8 @@ the test, or the first attempt).
 
 from __future__ import annotations
 
-import itertools
 import statistics
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .. import validate
@@ -19,66 +19,16 @@ from ..http.records import Exchange
 from .operations import (
     FailureSet,
     Grouping,
-    InFlight,
     Operation,
-    answered_at,
     operations,
-    outbound,
-    status_text,
 )
-from .report import Row, fail, insufficient
-from .timing import (
-    ALPHA,
-    HOPS,
-    MIN_JITTER,
-    NOISE_CEILING,
-    SHOWN_JITTER,
-    Judgement,
-    Noise,
-    RealTime,
-    evident,
-    judge_growth,
-    judge_no_jitter,
-)
+from .report import fail, operation_rows, origin_of, retry_cells
 
 if TYPE_CHECKING:
-    from ..observe.records import Call
+    pass
 
 Failures = Iterable[Any] | None
 """Statuses and predicates (exchange -> bool) that count as failed attempts; None: the default."""
-
-
-def _origin(exchanges: Sequence[Exchange], origin: float | None) -> float:
-    if origin is not None:
-        return origin
-    return min((e.started_at for e in exchanges), default=0.0)
-
-
-def _rows(
-    ops: Sequence[Operation],
-    allowed: dict[tuple[int, int], str] | None = None,
-    flagged: set[tuple[int, int]] | None = None,
-) -> list[Row]:
-    rows = []
-    for i, op in enumerate(ops):
-        previous = None
-        for j, attempt in enumerate(op.attempts):
-            gap: float | None = (
-                None if previous is None else attempt.started_at - previous.started_at
-            )
-            rows.append(
-                Row(
-                    attempt.started_at,
-                    op.label,
-                    j + 1,
-                    status_text(attempt),
-                    gap,
-                    (allowed or {}).get((i, j), ""),
-                    (i, j) in (flagged or set()),
-                )
-            )
-            previous = attempt
-    return sorted(rows, key=lambda r: r.at)
 
 
 def check_attempts(
@@ -121,8 +71,8 @@ def check_attempts(
         raise fail(
             f"operation {worst.label} made {len(worst.attempts)} attempts; each operation may make "
             f"{bound} ({len(broken)} of {len(ops)} operations broke it).",
-            _rows(ops, flagged=flagged),
-            _origin(exchanges, origin),
+            operation_rows(ops, flagged=flagged),
+            origin_of(exchanges, origin),
         )
 
 
@@ -159,8 +109,8 @@ def check_retry_after_honoured(
             f"operation {op.label} retried {waited * 1000:.0f} ms after an answer whose "
             f"{asking.wait_header} asked for {asking.retry_after_delay:g} s ({len(flagged)} early "
             f"attempts; tolerance {tolerance * 1000:.0f} ms).",
-            _rows(ops, allowed, flagged),
-            _origin(exchanges, origin),
+            operation_rows(ops, allowed, flagged),
+            origin_of(exchanges, origin),
         )
 
 
@@ -193,413 +143,9 @@ def check_stable_idempotency_key(
             f"the {len(op.attempts)} attempts of {op.label} carried {len(set(op.keys))} different "
             f"Idempotency-Keys ({keys}); a retry must reuse its operation's key, or a lost answer "
             "turns into a second side effect.",
-            _rows(broken, allowed, flagged),
-            _origin(exchanges, origin),
+            operation_rows(broken, allowed, flagged),
+            origin_of(exchanges, origin),
         )
-
-
-def _columns(
-    ops: Sequence[Operation],
-    cap: float | None,
-    of: Callable[[Exchange, Exchange], float] | None = None,
-) -> list[list[float]]:
-    """The waits before each retry, by retry index (one per operation).  A retry at which
-    some wait reached ``cap`` is left empty: the cap flattens its draws, whether it applies
-    before or after the jitter, so neither growth nor jitter can be read there.  With
-    ``of``, in each wait's place what ``of`` says of the attempts before and after it
-    instead (:func:`_bounds`)."""
-    columns: list[list[float]] = []
-    capped: set[int] = set()
-    for op in ops:
-        pairs = itertools.pairwise(op.attempts)
-        for k, ((previous, following), wait) in enumerate(zip(pairs, op.waits, strict=True)):
-            while len(columns) <= k:
-                columns.append([])
-            columns[k].append(wait if of is None else of(previous, following))
-            if cap is not None and wait >= cap:
-                capped.add(k)
-    return [[] if k in capped else c for k, c in enumerate(columns)]
-
-
-def _in_flight(ops: Sequence[Operation], noise: Noise) -> InFlight | None:
-    """On virtual time, the attempts of ``ops`` in flight, to tell a retry that may have
-    queued behind others (hand-overs told by the jumps: :func:`_handed`); None on real
-    time, where nothing tells a hand-over from other traffic ending as close."""
-    return None if noise.real is None else InFlight(ops, _handed(noise.real))
-
-
-def _bounds(
-    ops: Sequence[Operation], cap: float | None, noise: Noise, in_flight: InFlight | None
-) -> list[list[float]] | None:
-    """On virtual time, in the places of :func:`_columns`' waits: the most noise each can
-    carry, the real time it took (:attr:`.timing.Noise.real`) and the virtual time it may
-    have spent queued behind other attempts (:meth:`.operations.InFlight.queued`: its
-    retry began right after they were done, with no jump between, so it may have waited
-    for them, jumps and all); None on real time."""
-    real = noise.real
-    if real is None or in_flight is None:
-        return None
-
-    def bound(previous: Exchange, following: Exchange) -> float:
-        took = max(real(answered_at(previous), following.started_at), 0.0)
-        return took + in_flight.queued(previous, following)
-
-    return _columns(ops, cap, bound)
-
-
-def _handed(real: Callable[[float, float], float]) -> Callable[[float, float], bool]:
-    """On virtual time, whether only a hand-over can lie between two instants: no jump
-    does (a client released by another's answer runs at once, and while a participant
-    runs the clock does not jump; a wait between the two would have been jumped over)."""
-
-    def handed(start: float, end: float) -> bool:
-        return real(start, end) >= (end - start) * (1 - 1e-9)
-
-    return handed
-
-
-def _measured(
-    noise: Noise | Sequence[float],
-    calls: Sequence[Call],
-    ops: Sequence[Operation],
-    jumps: Sequence[tuple[float, float]],
-) -> Noise:
-    """``noise`` as a :class:`Noise`: the probe's delays, with the bound virtual time's
-    ``jumps`` give (:func:`_real_bound`) and the way out of the driven
-    ``calls`` that pair with ``ops`` (:func:`.operations.outbound`)."""
-    if isinstance(noise, Noise):
-        return noise
-    if not jumps:
-        return Noise(noise, outbound=outbound(calls, ops))
-    real = RealTime(jumps)
-    return Noise(noise, outbound=outbound(calls, ops), bound=_real_bound(ops, real), real=real)
-
-
-def _real_bound(ops: Sequence[Operation], real: Callable[[float, float], float]) -> float | None:
-    """On virtual time, the most real time a wait of ``ops`` took (``real``: the real
-    seconds between two instants of the test's clock): a wait's noise (waking, the
-    client's work, transit) is real time, while the jumps within it cover only what the
-    client asked to wait."""
-    spans = [span for op in ops for span in op.wait_spans]
-    return max((real(start, end) for start, end in spans), default=None)
-
-
-def _spread(columns: Sequence[Sequence[float]], noise: Noise) -> str:
-    shown = evident(columns, noise)
-    widest = max(((max(c) - min(c)) / max(c) for c in shown), default=0.0)
-    return (
-        f"at {len(shown)} retries the waits of {max((len(c) for c in shown), default=0)} "
-        f"operations lie within {widest * 100:.1f}% of each other"
-    )
-
-
-def _undecided_jitter(
-    judgement: Judgement, columns: Sequence[Sequence[float]], noise: Noise
-) -> str:
-    if not any(len(c) >= 2 for c in columns):
-        return (
-            "jitter needs waits at the same retry in at least 2 operations (concurrent, or one "
-            "after another): one operation's waits cannot show randomness; run it several times"
-        )
-    if not evident(columns, noise):
-        return (
-            "no retry was made after a wait longer than timing noise (at once, or under the "
-            f"cap), so no jitter can show ({noise.describe()}); use longer waits"
-        )
-    return (
-        f"{_spread(columns, noise)}: too alike to rule out timing noise and jitter under "
-        f"x{1 - SHOWN_JITTER:g}-1.0 (p = {judgement.clear_p:.2g}; "
-        f"{noise.describe()}) and too apart to rule out jitter (p = {judgement.claim_p:.2g}); "
-        "use longer waits or more operations"
-    )
-
-
-def check_backoff(
-    exchanges: Sequence[Exchange],
-    jitter: bool = True,
-    min_factor: float = 1.5,
-    max_delay: float | None = None,
-    *,
-    tolerance: float = 0.02,
-    group: Grouping | None = None,
-    failure_statuses: Failures = None,
-    noise: Noise | Sequence[float] = (),
-    jumps: Sequence[tuple[float, float]] = (),
-    calls: Sequence[Call] = (),
-    origin: float | None = None,
-) -> None:
-    """Waits between retries grow, carry jitter, and stay under the cap.
-
-    - cap: no retry more than ``max_delay`` after the answer before it (after its start
-      when no answer reached the client), by more than timing noise can add plus
-      ``tolerance``; past it by less is insufficient evidence (:func:`_over_the_cap`);
-    - growth and jitter are statistical tests on the waits below the cap
-      (:mod:`.timing`): "does not grow by ``min_factor``" and "no jitter" are each claimed
-      at a false-alarm rate under 1 in 1,000; growth is clear when the later waits lie so
-      far above ``min_factor`` times the first ones that a client never growing by it would
-      leave them there under 1 in 2,000 times (:func:`.timing.judge_growth`); a cap that
-      stops the growth leaves it undecided, never passed; jitter is clear when waits at
-      the same retry of several operations lie further apart than the measured ``noise``
-      (delays in seconds, or a :class:`Noise`) explains, with the way out of the driven
-      ``calls`` when they pair with the operations (:func:`.operations.outbound`).  When
-      the evidence decides neither way, :class:`InsufficientEvidence` says what would.
-    """
-    __tracebackhide__ = True
-    validate.flag(jitter, "jitter")
-    validate.number(min_factor, "min_factor")
-    if max_delay is not None:
-        validate.number(max_delay, "max_delay (seconds)", above=True)
-    validate.seconds(tolerance, "tolerance")
-    all_ops = operations(exchanges, group, FailureSet(failure_statuses))
-    ops = [op for op in all_ops if len(op.attempts) > 1]
-    start = _origin(exchanges, origin)
-    if not ops:
-        raise insufficient(
-            f"no operation retried ({len(exchanges)} attempts in {len(all_ops)} operations), so "
-            "there is no wait to judge; inject a longer fault.",
-            _rows(all_ops),
-            start,
-        )
-    measured = _measured(noise, calls, all_ops, jumps)
-    in_flight = _in_flight(all_ops, measured)
-    missing: list[str] = []
-    if max_delay is not None:
-        missing += _over_the_cap(ops, max_delay, tolerance, measured, in_flight, start)
-    cap = None if max_delay is None else max_delay - tolerance
-    columns = _columns(ops, cap)
-    # Jitter and growth at half the false-alarm rate each, so that together they keep it.
-    bounds = _bounds(ops, cap, measured, in_flight)
-    lockstep = judge_no_jitter(columns, measured, ALPHA / 2, bounds)
-    if min_factor > 1:
-        capped = cap is not None and any(w >= cap for op in ops for w in op.waits)
-        growth = judge_growth(columns, min_factor, measured, ALPHA / 2)
-        if growth.outcome == "claim":
-            raise fail(
-                f"retry waits do not grow: the longest wait after the first retry is "
-                f"{max(w for c in columns[1:] for w in c) * 1000:.0f} ms, against "
-                f"{max(columns[0]) * 1000:.0f} ms before the first; jitter-free waits growing "
-                f"{min_factor:g}x a retry would leave them this low with p = "
-                f"{growth.claim_p:.2g} (false-alarm rate {ALPHA:g}). A fixed interval keeps "
-                "hammering a struggling service.",
-                _rows(ops, flagged=_retries(ops)),
-                start,
-            )
-        if growth.outcome == "undecided":
-            below = " below the cap" if capped else ""
-            missing.append(
-                f"growth needs waits before a first and a later retry{below}"
-                if sum(1 for c in columns if c) < 2 or not columns[0]
-                else f"the later waits{below} do not lie far enough above {min_factor:g}x the "
-                f"first ones to rule out a client that never grows (p = {growth.clear_p:.2g}, "
-                f"against {growth.level:g}): the first waits may all be low jitter draws and "
-                f"any wait may carry noise beyond the {len(measured.samples)} measured; growth "
-                f"shows with more operations and retries{below} (about 10 with 5 retries "
-                "under full jitter), or pass min_factor=1 to judge the cap and jitter alone"
-                + (
-                    ""
-                    if growth.claim_p == 1.0
-                    else f"; nor low enough to rule growth out (p = {growth.claim_p:.2g})"
-                )
-            )
-    if jitter:
-        if lockstep.outcome == "claim":
-            raise fail(
-                f"retry waits carry no jitter: {_spread(columns, measured)}, where jitter of at least "
-                f"x{1 - MIN_JITTER:g}-1.0 would leave them this close with p = "
-                f"{lockstep.claim_p:.2g} (false-alarm rate {ALPHA:g}); clients that failed "
-                "together retry together.",
-                _rows(ops, flagged=_retries(ops)),
-                start,
-            )
-        if lockstep.outcome == "undecided":
-            missing.append(_undecided_jitter(lockstep, columns, measured))
-    if missing:
-        raise insufficient("; ".join(missing) + ".", _rows(ops), start)
-
-
-def _over_the_cap(
-    ops: Sequence[Operation],
-    max_delay: float,
-    tolerance: float,
-    noise: Noise,
-    in_flight: InFlight | None,
-    start: float,
-) -> list[str]:
-    """Fail the retries that waited longer than ``max_delay`` by more than timing noise
-    can have added; what lies above it by no more than that is insufficient evidence.
-
-    The client's wait begins at the answer it got, so the cap is judged on the time from
-    that answer: how long the service (slowed by a busy machine) took is not the client's
-    wait.  A wait is the client's choice plus the noise of :data:`.timing.HOPS` wake-ups,
-    each taken as no longer than the longest the probe measured over the same span
-    (:meth:`.timing.Noise.most`: a stall of the process reaches the probe too, which sleeps
-    a few ms at a time throughout).  Past the cap by ``tolerance`` or less is not judged.
-    ``tests/test_timing_verdicts.py`` checks the false-alarm rate on capped herds whose
-    simulated delays, unlike a stall, strike each client apart.  On virtual time the
-    virtual time a retry may have spent queued behind other attempts
-    (:meth:`.operations.InFlight.queued`) is allowed too: the wire cannot tell it from the
-    client's choice.  On real time a hand-over from one attempt to the next lies within
-    the noise, which nothing bounds well enough to tell it from other traffic: a queued
-    retry past the cap is failed there (a known limit, README).
-    """
-    waits = []
-    for i, op in enumerate(ops):
-        pairs = itertools.pairwise(op.attempts)
-        for j, ((previous, following), w, span) in enumerate(
-            zip(pairs, op.waits, op.wait_spans, strict=True)
-        ):
-            behind = 0.0 if in_flight is None else in_flight.queued(previous, following)
-            waits.append((i, j + 1, w, noise.most(span), behind))
-    above = [entry for entry in waits if entry[2] > max_delay + tolerance]
-    if not above:
-        return []
-    over = {(i, j) for i, j, w, most, behind in above if w - max_delay > most + tolerance + behind}
-    # The allowance named is that of the longest wait judged (over the cap, if any is).
-    _, _, longest, most, _ = max(
-        (entry for entry in above if (entry[0], entry[1]) in over or not over),
-        key=lambda entry: entry[2],
-    )
-    queued = [entry for entry in above if entry[2] - max_delay > entry[3] + tolerance]
-    if queued and not over:
-        return [
-            f"{len(queued)} of the retries waited longer than the cap of "
-            f"{max_delay * 1000:.0f} ms by more than timing noise can add, but each began "
-            "right after other attempts that were in flight for as long as its excess (up "
-            f"to {max(entry[4] for entry in queued) * 1000:.0f} ms), so it may have queued "
-            "behind them (a connection, lock or slot they shared) rather than chosen that "
-            "wait; judge the cap with clients that share nothing, or with answers that "
-            "come at once"
-        ]
-    cap = f"the cap of {max_delay * 1000:.0f} ms"
-    how = (
-        f"{HOPS} wake-ups of up to {most / HOPS * 1000:.1f} ms, the latest measured"
-        if noise.real is None
-        else f"no more than the real time the wait took, nor {HOPS} wake-ups as late as the "
-        "latest measured"
-    )
-    allowance = (
-        f"the {most * 1000:.0f} ms that timing noise can add ({how}) plus the "
-        f"{tolerance * 1000:.0f} ms tolerance"
-    )
-    if over:
-        allowed = {key: f"<= {max_delay * 1000:.0f} ms" for key in over}
-        beyond = f", by more than {allowance}" if most >= 0.0005 else ""
-        raise fail(
-            f"a retry waited {longest * 1000:.0f} ms after the answer before it, above {cap}"
-            f"{beyond}.",
-            _rows(ops, allowed, over),
-            start,
-        )
-    return [
-        f"a retry waited {longest * 1000:.0f} ms after the answer before it, "
-        f"{(longest - max_delay) * 1000:.0f} ms above {cap}, within {allowance}, so whether "
-        "the client keeps its cap is not shown"
-    ]
-
-
-def _retries(ops: Sequence[Operation]) -> set[tuple[int, int]]:
-    return {(i, j) for i, op in enumerate(ops) for j in range(1, len(op.attempts))}
-
-
-def _herd(ops: Sequence[Operation], noise: Noise) -> list[Operation]:
-    """The most operations that failed together: their first failures within their median
-    first wait of each other (the first wait the client chose: typically above the noise,
-    not urllib3's immediate first retry), so that each failed before the others waited."""
-    ordered = sorted(ops, key=lambda op: answered_at(op.attempts[0]))
-    columns = _columns(ops, None)
-    ceiling = noise.quantile(NOISE_CEILING, steady=True)
-    chosen = [c for c in columns if c and statistics.median(c) > ceiling] or columns
-    span = max(statistics.median(chosen[0]), 0.0)
-    best: list[Operation] = []
-    lo = 0
-    for hi in range(len(ordered)):
-        while (
-            lo < hi
-            and answered_at(ordered[hi].attempts[0]) - answered_at(ordered[lo].attempts[0]) > span
-        ):
-            lo += 1
-        if hi + 1 - lo > len(best):
-            best = ordered[lo : hi + 1]
-    return best
-
-
-def check_no_retry_storm(
-    exchanges: Sequence[Exchange],
-    *,
-    min_herd: int = 3,
-    group: Grouping | None = None,
-    failure_statuses: Failures = None,
-    noise: Noise | Sequence[float] = (),
-    jumps: Sequence[tuple[float, float]] = (),
-    blind: Sequence[tuple[float, float, str]] = (),
-    calls: Sequence[Call] = (),
-    origin: float | None = None,
-) -> None:
-    """Operations that failed together do not retry in lockstep.
-
-    A storm is ``min_herd`` or more operations whose first failures came together (within
-    their median first wait: each failed before the others retried) and whose waits, retry
-    by retry, are alike beyond what jitter of at least ``x0.8-1.0`` would leave them (the
-    "no jitter" test of :mod:`.timing`, false-alarm rate under 1 in 1,000).  The fleet is
-    clear when the waits of the operations that retried lie further apart than the
-    measured ``noise`` explains (with the way out of the driven ``calls``, as
-    :func:`check_backoff` reads it).  ``blind`` lists spans (start, end, why) in which attempts
-    could leave no HTTP record (connections refused or swallowed): a fleet not caught
-    outright is then insufficient evidence.
-    """
-    __tracebackhide__ = True
-    validate.integer(min_herd, "min_herd", minimum=2)
-    ops = operations(exchanges, group, FailureSet(failure_statuses))
-    retried = [op for op in ops if len(op.attempts) > 1]
-    start = _origin(exchanges, origin)
-    measured = _measured(noise, calls, ops, jumps)
-    in_flight = _in_flight(ops, measured)
-    herd = _herd(retried, measured) if retried else []
-    herd_columns = _columns(herd, None)
-    judgement = (
-        judge_no_jitter(herd_columns, measured, bounds=_bounds(herd, None, measured, in_flight))
-        if len(herd) >= min_herd
-        else None
-    )
-    # Jitter shown among every operation that retried clears the fleet, herd or not.
-    fleet = judge_no_jitter(
-        _columns(retried, None), measured, bounds=_bounds(retried, None, measured, in_flight)
-    )
-    if judgement is not None and judgement.outcome == "claim":
-        firsts = [answered_at(op.attempts[0]) for op in herd]
-        retries = max(len(op.attempts) for op in herd) - 1
-        flagged = {(ops.index(op), j) for op in herd for j in range(1, len(op.attempts))}
-        raise fail(
-            f"retry storm: {len(herd)} operations failed together (within "
-            f"{(max(firsts) - min(firsts)) * 1000:.1f} ms) and retried in lockstep over "
-            f"{retries} retries: {_spread(herd_columns, measured)}, where jitter of at least "
-            f"x{1 - MIN_JITTER:g}-1.0 would leave them this close with p = "
-            f"{judgement.claim_p:.2g} (false-alarm rate {ALPHA:g}); without jitter, clients "
-            "that failed together retry together.",
-            _rows(ops, flagged=flagged),
-            start,
-        )
-    if fleet.outcome == "clear" and not blind:
-        return
-    reasons = []
-    if blind:
-        spans = ", ".join(
-            f"{why} from t+{(a - start) * 1000:.0f} to t+{(b - start) * 1000:.0f} ms"
-            for a, b, why in blind
-        )
-        reasons.append(
-            f"attempts could leave no record ({spans}): a client reconnecting in lockstep then "
-            "is invisible to HTTP records; judge the fleet on a fault that answers (fail, "
-            "rate_limit, cut) or count connections"
-        )
-    if fleet.outcome != "clear":  # when it is, only the blind spans stand in the way
-        reasons.append(
-            f"a storm needs at least {min_herd} operations that failed together and retried; "
-            f"the largest such herd here has {len(herd)} ({len(retried)} operations retried)"
-            if judgement is None
-            else _undecided_jitter(judgement, herd_columns, measured)
-        )
-    raise insufficient("; ".join(reasons) + ".", _rows(ops), start)
 
 
 def check_amplification(
@@ -624,6 +170,6 @@ def check_amplification(
             f"retry amplification {ratio:.2f}: the service received {len(exchanges)} requests for "
             f"{calls} client calls (at most {max:g} per call allowed; {per_call:.1f} attempts per "
             "operation on average).",
-            _rows(ops, flagged=_retries(ops)),
-            _origin(exchanges, origin),
+            operation_rows(ops, flagged=retry_cells(ops)),
+            origin_of(exchanges, origin),
         )

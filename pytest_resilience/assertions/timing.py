@@ -388,11 +388,12 @@ def judge_no_jitter(
     columns: Sequence[Sequence[float]],
     noise: Noise,
     alpha: float = ALPHA,
-    bounds: Sequence[Sequence[float]] | None = None,
+    bounds: Sequence[Sequence[float] | None] | None = None,
 ) -> Judgement:
     """Claim "no jitter" from waits at the same retry index (one column per index, one
     wait per operation); clear it when noise cannot explain their spread.  ``bounds``, in
-    the places of the waits: the most noise each can carry (:meth:`Noise.apart`)."""
+    the places of the waits: the most noise each can carry (:meth:`Noise.apart`), where
+    it is known (None for a column where it is not)."""
     shown = evident_at(columns, noise)
     if not shown:
         return Judgement("undecided", 1.0, 1.0)

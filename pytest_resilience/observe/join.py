@@ -26,6 +26,8 @@ class Trace:
     ended: bool
     opened_at: float = 0.0
     ended_at: float | None = None
+    port: int | None = None
+    """The client socket's local port (the peer of the tap's connection)."""
 
 
 def pair(

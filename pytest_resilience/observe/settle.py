@@ -116,6 +116,12 @@ class ExchangeRecorder:
         self._settling.until(lambda: self._learn(names), bool, timeout)
         return self._timeline.snapshot()
 
+    def traced(self, service: str) -> dict[int, Trace]:
+        """``service``'s layer connections, by id, joined with the tap's (:func:`~.join.pair`)."""
+        with self._lock:
+            heads, traces = self._sources.get(service, (list, list))
+        return pair(heads(), traces())
+
     def _learn(self, services: list[str]) -> bool:
         """Record the deliveries known now; whether none of ``services`` is awaited."""
         for service in services:

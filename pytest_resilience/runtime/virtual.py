@@ -48,13 +48,13 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from types import FunctionType, ModuleType
 from typing import Any
 
 from ..clock import CLOCK, is_machinery, real_monotonic, real_wall
 from ..errors import ConfigurationError
-from . import virtual_loops, virtual_sockets
+from . import rebind, virtual_loops, virtual_sockets
 from .scheduler import Scheduler, VirtualClock
 
 _INHERITED = object()
@@ -257,24 +257,12 @@ class _Queues:
     Empty = queue.Empty
 
 
-_PLUGIN_ONLY = frozenset({"pytest_resilience"})
-_TIME_LIBRARIES = _PLUGIN_ONLY | {"time_machine", "freezegun"}
-_BOUND_SKIPPED = (
-    frozenset(sys.stdlib_module_names)
-    | _TIME_LIBRARIES
-    | {"_pytest", "pytest", "pluggy", "xdist", "execnet", "hypothesis"}
-)
-"""Packages whose bound clocks stay real: the standard library's (``threading``, ``queue``
-and ``subprocess`` time real waits with them), the plugin's, pytest's (test durations),
-Hypothesis's (its deadlines) and the time libraries'."""
-
-
 class _Patches:
     """What a block changes, and undoes:
 
     - the ``time`` module's clocks and ``sleep``, and the module globals and default
       arguments bound to them (``from time import monotonic``, ``clock=time.monotonic``),
-      outside :data:`_BOUND_SKIPPED`;
+      outside :data:`rebind.BOUND_SKIPPED`;
     - ``Thread.start`` and ``join``; ``Condition.wait`` and ``notify`` (``Event``,
       ``queue.Queue``, ``Semaphore`` and futures wait through them), virtual for the
       conditions made in the block (``Condition.__init__`` notes them);
@@ -333,12 +321,12 @@ class _Patches:
             self._set(owner, attr, make(getattr(owner, attr)))  # type: ignore[operator]
         swap = {id(real): replacement for real, replacement in self.replace.values()}
         self._modules = set(sys.modules)
-        self._bound = _bound(list(sys.modules), swap)
+        self._bound = rebind.bound(list(sys.modules), swap)
         for module, attr, value in self._bound:
             setattr(module, attr, swap[id(value)])
-        self._defaults = _defaulted(list(sys.modules), swap)
+        self._defaults = rebind.defaulted(list(sys.modules), swap)
         for function, attr, value in self._defaults:
-            setattr(function, attr, _swapped(value, swap))
+            setattr(function, attr, rebind.swapped(value, swap))
 
     def _set(self, owner: object, attr: str, value: object) -> None:
         # A class's inherited method (DefaultSelector's select) is its base's: undone by
@@ -363,89 +351,13 @@ class _Patches:
         # freezegun's, which would put the replacement back as time.monotonic later).
         back = {id(replacement): real for real, replacement in self.replace.values()}
         late = [n for n in sys.modules if n not in self._modules]
-        for module, attr, value in _bound(late, back, skipped=_PLUGIN_ONLY):
+        for module, attr, value in rebind.bound(late, back, skipped=rebind.PLUGIN_ONLY):
             setattr(module, attr, back[id(value)])
-        for function, attr, value in _defaulted(late, back, skipped=_PLUGIN_ONLY):
-            setattr(function, attr, _swapped(value, back))
+        for function, attr, value in rebind.defaulted(late, back, skipped=rebind.PLUGIN_ONLY):
+            setattr(function, attr, rebind.swapped(value, back))
         if self._travel is not None:
             self._travel.stop()
             self._travel = None
-
-
-def _namespaces(
-    names: list[str], skipped: frozenset[str] | None
-) -> Iterator[tuple[str, ModuleType, dict[str, Any]]]:
-    """(name, module, its namespace) for each of the modules ``names`` outside ``skipped``
-    (by default :data:`_BOUND_SKIPPED`).  A module that cannot be read (a lazy proxy that
-    fails) is passed over."""
-    skipped = _BOUND_SKIPPED if skipped is None else skipped
-    for name in names:
-        if name.partition(".")[0] in skipped:
-            continue
-        module = sys.modules.get(name)
-        try:
-            namespace = getattr(module, "__dict__", None)
-        except Exception:
-            continue
-        if module is not None and isinstance(namespace, dict):
-            yield name, module, namespace
-
-
-def _bound(
-    names: list[str], swap: dict[int, object], skipped: frozenset[str] | None = None
-) -> list[tuple[ModuleType, str, object]]:
-    """(module, attribute, value) for each global of the modules ``names``
-    (:func:`_namespaces`) bound to an object whose id ``swap`` holds."""
-    found: list[tuple[ModuleType, str, object]] = []
-    for _, module, namespace in _namespaces(names, skipped):
-        try:
-            if swap.keys().isdisjoint(map(id, namespace.values())):
-                continue  # the common case, cheap: nothing bound here
-            values = list(namespace.items())
-        except RuntimeError:  # another thread changed the module meanwhile
-            values = list(namespace.copy().items())
-        found += [(module, attr, value) for attr, value in values if id(value) in swap]
-    return found
-
-
-def _defaulted(
-    names: list[str], swap: dict[int, object], skipped: frozenset[str] | None = None
-) -> list[tuple[FunctionType, str, Any]]:
-    """(function, ``"__defaults__"`` or ``"__kwdefaults__"``, value) for each function of
-    the modules ``names`` (:func:`_namespaces`; their own functions and their classes'
-    methods) whose default arguments hold an object whose id ``swap`` holds:
-    ``clock=time.monotonic``, the common way to let a test pass its own clock."""
-    found: list[tuple[FunctionType, str, Any]] = []
-    for name, _, namespace in _namespaces(names, skipped):
-        for function in _functions_of(name, namespace.copy().values()):
-            defaults, keywords = function.__defaults__, function.__kwdefaults__
-            if defaults and not swap.keys().isdisjoint(map(id, defaults)):
-                found.append((function, "__defaults__", defaults))
-            if keywords and not swap.keys().isdisjoint(map(id, keywords.values())):
-                found.append((function, "__kwdefaults__", keywords))
-    return found
-
-
-def _functions_of(module: str, values: Iterable[object]) -> Iterator[FunctionType]:
-    """The functions defined in ``module``: its own, and its classes' methods.  Types are
-    read with ``type()``, never ``isinstance``, which asks a lazy proxy for its
-    ``__class__`` and so imports what it stands for."""
-    for value in values:
-        kind = type(value)
-        if kind is FunctionType and value.__module__ == module:
-            yield value  # type: ignore[misc]
-        elif issubclass(kind, type) and value.__module__ == module:
-            for member in list(vars(value).values()):
-                if type(member) in (staticmethod, classmethod):
-                    member = member.__func__
-                if type(member) is FunctionType:
-                    yield member
-
-
-def _swapped(value: Any, swap: dict[int, object]) -> Any:
-    if isinstance(value, dict):
-        return {k: swap.get(id(v), v) for k, v in value.items()}
-    return tuple(swap.get(id(v), v) for v in value)
 
 
 @contextlib.contextmanager

@@ -421,6 +421,7 @@ class HttpService(TcpService, _Scripting):
             noise=self._noise.samples_during(evidence.exchanges[self.name]),
             jumps=evidence.jumps,
             calls=evidence.calls(self.name),
+            pacing=evidence.pacing.get(self.name),
         )
 
     def close(self) -> None:

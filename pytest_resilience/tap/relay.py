@@ -161,6 +161,7 @@ class _Link:
             ended,
             self.opened_at,
             self.ended_at,
+            self.peer[1] if isinstance(self.peer, tuple) else None,
         )
 
     def half_close(self, side: Side) -> None:

@@ -1,0 +1,89 @@
+"""What the thread that sent each retry asked to sleep before it, on real time.
+
+A retry's wait on the wire (from the answer before it to its request) is the delay the
+client chose plus noise: waking late, its own work, and time spent queued behind other
+clients (a lock, a pool slot, a connection they share).  The wire alone cannot tell them
+apart, and a herd whose retries queue one behind another looks jittered there
+(``docs/wait-noise-research.md``).  So while a test's body runs on real time,
+:class:`~..runtime.pacing.PacingRecorder` notes, for the code under test:
+
+- each ``time.sleep`` a thread returns from: when it began, and the seconds it asked;
+- that a thread did I/O on a socket (any socket, in Python): the sleeps it made before
+  are no longer the pause before its next request;
+- each send on a socket connected to an HTTP service's tap, noted before its bytes go
+  (so before the service can have read them): the thread, the instant, the socket's
+  local port, how many reads the socket had made (a request's sends all follow the read
+  of the answer before it), and the sleeps the thread made since its last I/O.
+
+:class:`Pacing` joins those sends with the HTTP layer's connections through the tap
+(the client socket's local port is the peer of the tap's connection,
+:attr:`~.join.Trace.port`) and gives, for a retry, the seconds its sending thread asked
+to sleep after the answer before it, with no I/O between (:meth:`Pacing.asked`).  That
+sleep lies within the wait (``time.sleep`` sleeps at least as asked), so the rest of the
+wait, ``wait - asked``, is the most noise the wait can carry if the client chose no more
+than it asked to sleep: lockstep clients asking the same sleep are then never shown
+jittered, however their waits were spread by a busy machine or by queueing.
+
+Waits the recorder does not see (``asyncio.sleep``, ``Event.wait``, a sleep in C, a
+client in another process) leave a retry with nothing asked, and the timing verdicts
+read such waits with the probe's model instead (:mod:`~..assertions.timing`).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from ..runtime.pacing import Sent
+from .join import Trace
+
+
+@dataclass(frozen=True)
+class Pacing:
+    """The sends on one HTTP service's connections, by the HTTP layer's connection id,
+    oldest first."""
+
+    sends: Mapping[int, tuple[Sent, ...]]
+
+    @classmethod
+    def join(cls, sends: Sequence[Sent], traces: Mapping[int, Trace], since: float) -> Pacing:
+        """The ``sends`` made from ``since`` on, given to the layer's connections that
+        ``traces`` pairs with the tap's (:func:`~.join.pair`).  A port is taken again only
+        after the connection from it ended, so a send belongs to the connection from its
+        port that had not ended before it."""
+        by_port: dict[int, list[Sent]] = {}
+        for sent in sorted(sends, key=lambda s: s.at):
+            if sent.at >= since:
+                by_port.setdefault(sent.port, []).append(sent)
+        ends: dict[int, list[float]] = {}
+        for trace in traces.values():
+            if trace.port is not None and trace.ended_at is not None:
+                ends.setdefault(trace.port, []).append(trace.ended_at)
+        for times in ends.values():
+            times.sort()
+        joined: dict[int, tuple[Sent, ...]] = {}
+        for connection, trace in traces.items():
+            if trace.port is None:
+                continue
+            earlier = [t for t in ends.get(trace.port, []) if t < trace.opened_at]
+            start = earlier[-1] if earlier else -math.inf
+            end = math.inf if trace.ended_at is None else trace.ended_at
+            joined[connection] = tuple(
+                s for s in by_port.get(trace.port, []) if start < s.at <= end
+            )
+        return cls(joined)
+
+    def asked(self, connection: int, started_at: float, since: float) -> float | None:
+        """Seconds that the thread which sent the request the layer began to read at
+        ``started_at`` on ``connection`` asked to sleep from ``since`` (the answer before
+        it) until it sent it, with no I/O of its own between; None when that send is not
+        known (a client outside the process, a connection not traced)."""
+        sends = self.sends.get(connection, ())
+        last = bisect.bisect_right([s.at for s in sends], started_at)
+        if last == 0:
+            return None
+        request = sends[last - 1].reads
+        first = next(s for s in sends[:last] if s.reads == request)
+        return math.fsum(seconds for began, seconds in first.slept if began >= since)

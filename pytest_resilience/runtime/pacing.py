@@ -1,0 +1,204 @@
+"""The patches that note, on real time, what each thread of the code under test asked
+to sleep and when it sent on a socket to an HTTP service's tap (:mod:`~..observe.pacing`
+says what is noted and how the timing verdicts read it).
+
+``time.sleep`` is replaced, and so are the module globals bound to it before the body
+(:mod:`.rebind`: ``from time import sleep``); a default argument bound to it before the
+body (``sleep=time.sleep``) is not reached, and such a sleep goes unnoted, as do
+``asyncio.sleep`` and waits on a condition: a retry after them has nothing asked, and is
+read with the probe's model.  Sockets are patched on their class (``socket.socket`` and
+``ssl.SSLSocket``), so every Python socket counts as I/O.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import socket
+import ssl
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from ..clock import CLOCK, is_machinery
+from . import rebind
+
+Sleep = tuple[float, float]
+"""(when it began, seconds asked) of one ``time.sleep``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """One send on a socket connected to an HTTP service's tap."""
+
+    port: int
+    """The socket's local port: the tap's connection from it has it as its peer."""
+    at: float
+    """When it was called, before its bytes went (the plugin's clock)."""
+    thread: int
+    reads: int
+    """The socket's reads before it: a request's sends share the number."""
+    slept: tuple[Sleep, ...]
+    """The sleeps its thread returned from since its last I/O on a socket."""
+
+
+class PacingRecorder:
+    """Notes sleeps and sends (module doc) while :meth:`recording`; ``tapped`` gives the
+    tap port of an HTTP service at a socket address a client connects to, or None."""
+
+    def __init__(self, tapped: Callable[[object], int | None]) -> None:
+        self._tapped = tapped
+        self._sends: list[Sent] = []
+
+    def sends(self) -> list[Sent]:
+        return list(self._sends)
+
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[None]:
+        """Note the code's sleeps and sends until the block ends (one block at a time in
+        the process: the patches are the class's and the ``time`` module's)."""
+        global _ACTIVE
+        with _GUARD:
+            if _ACTIVE is not None:
+                raise RuntimeError("a pacing recorder is already recording")
+            _ACTIVE = self
+        patches = _Patches(self._tapped)
+        try:
+            patches.apply()
+            yield
+        finally:
+            patches.undo()
+            with _GUARD:
+                _ACTIVE = None
+
+    def note(self, sock: socket.socket, mark: _Mark) -> None:
+        """A send on ``sock``, connected to a tap, by the calling thread."""
+        slept = tuple(_slept())
+        self._sends.append(Sent(mark.port, CLOCK.now(), threading.get_ident(), mark.reads, slept))
+        _LOCAL.slept = []
+
+
+@dataclass(slots=True)
+class _Mark:
+    port: int
+    reads: int = 0
+
+
+_ACTIVE: PacingRecorder | None = None
+_GUARD = threading.Lock()
+_LOCAL = threading.local()
+_TAPPED: weakref.WeakKeyDictionary[socket.socket, _Mark] = weakref.WeakKeyDictionary()
+
+_SENDS = ("send", "sendall", "sendto", "sendmsg")
+_READS = ("recv", "recv_into", "recvfrom", "recvfrom_into", "recvmsg", "recvmsg_into")
+
+
+def _slept() -> list[Sleep]:
+    return getattr(_LOCAL, "slept", None) or []
+
+
+def _sleep(real: Callable[[float], None]) -> Callable[[float], None]:
+    @functools.wraps(real)  # a witness only: it reads as the function it notes
+    def sleep(seconds: float) -> None:
+        began = CLOCK.now()
+        real(seconds)
+        if _ACTIVE is not None and not is_machinery():
+            _LOCAL.slept = [*_slept(), (began, float(seconds))]
+
+    return sleep
+
+
+def _connect(
+    real: Callable[..., Any], tapped: Callable[[object], int | None]
+) -> Callable[..., Any]:
+    def connect(self: socket.socket, address: Any) -> Any:
+        port = None if is_machinery() else tapped(address)
+        try:
+            return real(self, address)
+        finally:  # a connect in progress (asyncio's) has its local address already
+            if port is not None:
+                with contextlib.suppress(OSError):
+                    _TAPPED[self] = _Mark(self.getsockname()[1])
+
+    return connect
+
+
+def _send(real: Callable[..., Any]) -> Callable[..., Any]:
+    def send(self: socket.socket, *args: Any, **kwargs: Any) -> Any:
+        mark = _TAPPED.get(self)
+        recorder = _ACTIVE
+        if mark is not None and recorder is not None and not is_machinery():
+            recorder.note(self, mark)
+        elif getattr(_LOCAL, "slept", None):
+            _LOCAL.slept = []
+        return real(self, *args, **kwargs)
+
+    return send
+
+
+def _read(real: Callable[..., Any]) -> Callable[..., Any]:
+    def read(self: socket.socket, *args: Any, **kwargs: Any) -> Any:
+        mark = _TAPPED.get(self)
+        if mark is not None:
+            mark.reads += 1
+        if getattr(_LOCAL, "slept", None):
+            _LOCAL.slept = []
+        return real(self, *args, **kwargs)
+
+    return read
+
+
+class _Patches:
+    """What :meth:`PacingRecorder.recording` sets, and gives back."""
+
+    def __init__(self, tapped: Callable[[object], int | None]) -> None:
+        self.real_sleep = time.sleep
+        self.sleep = _sleep(time.sleep)
+        self._plan: list[tuple[object, str, object]] = [(time, "sleep", self.sleep)]
+        for owner in (socket.socket, ssl.SSLSocket):
+            # SSLSocket's own methods only: the others are socket.socket's, patched already.
+            own = vars(owner) if owner is ssl.SSLSocket else None
+            for names, wrap in ((_SENDS, _send), (_READS, _read)):
+                for name in names:
+                    if hasattr(owner, name) and (own is None or name in own):
+                        self._plan.append((owner, name, wrap(getattr(owner, name))))
+        for name in ("connect", "connect_ex"):
+            self._plan.append((socket.socket, name, _connect(getattr(socket.socket, name), tapped)))
+        self._saved: list[tuple[object, str, object]] = []
+        self._bound: list[tuple[Any, str, object]] = []
+        self._modules: set[str] = set()
+
+    def apply(self) -> None:
+        for owner, name, value in self._plan:
+            own = not isinstance(owner, type) or name in vars(owner)
+            self._saved.append((owner, name, getattr(owner, name) if own else _INHERITED))
+            setattr(owner, name, value)
+        swap: dict[int, object] = {id(self.real_sleep): self.sleep}
+        self._modules = set(sys.modules)
+        self._bound = rebind.bound(list(sys.modules), swap)
+        for module, name, _ in self._bound:
+            setattr(module, name, self.sleep)
+
+    def undo(self) -> None:
+        for owner, name, value in reversed(self._saved):
+            if value is _INHERITED:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, value)
+        for module, name, value in self._bound:
+            setattr(module, name, value)
+        # Modules imported meanwhile bound the replacement: give them the real one.
+        back: dict[int, object] = {id(self.sleep): self.real_sleep}
+        late = [n for n in sys.modules if n not in self._modules]
+        for module, name, _ in rebind.bound(late, back, skipped=rebind.PLUGIN_ONLY):
+            setattr(module, name, self.real_sleep)
+        for function, name, value in rebind.defaulted(late, back, skipped=rebind.PLUGIN_ONLY):
+            setattr(function, name, rebind.swapped(value, back))
+
+
+_INHERITED = object()
+"""Saved in place of a class attribute the class did not define itself."""

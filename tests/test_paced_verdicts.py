@@ -1,0 +1,212 @@
+"""Timing verdicts on real time read what the thread that sent each retry asked to sleep
+(``observe/pacing.py``, ``runtime/pacing.py``).
+
+Two false verdicts on real time, known limits until now (session 18's closing note):
+
+- a herd of fixed-backoff clients queued one behind another (a shared slot) shows waits
+  spread 0.3 s apart on the wire, and passed ``assert_backoff(jitter=True)`` and the storm
+  verdict;
+- lockstep clients whose waits their own work spread (a busy machine) were read against
+  the probe's model, which leaves that work out, and were cleared.
+
+Their threads asked the same sleep: with it noted, the rest of each wait is noise
+(queueing, work), and the herd is never shown jittered.  A retry queued past the cap
+was failed; its thread asked no more than the cap, so it is insufficient evidence now.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import http.client
+import itertools
+import threading
+import time
+
+import pytest
+
+from pytest_resilience import HttpService, Resilience
+from pytest_resilience.assertions import InsufficientEvidence, ResilienceAssertionError
+from pytest_resilience.assertions.operations import operations
+from pytest_resilience.observe.join import Trace
+from pytest_resilience.observe.pacing import Pacing
+from pytest_resilience.runtime.pacing import Sent
+
+BACKOFF = 0.3
+
+
+def _charge(api: HttpService, key: str) -> int:
+    """One attempt on a new connection; its status."""
+    conn = http.client.HTTPConnection(api.host, api.port, timeout=10)
+    try:
+        conn.request("POST", "/charges", body=b"{}", headers={"Idempotency-Key": key})
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def _run(clients: list[threading.Thread]) -> None:
+    for client in clients:
+        client.start()
+    for client in clients:
+        client.join()
+
+
+def _queued_client(api: HttpService, key: str, slot: threading.Semaphore) -> None:
+    """A charge with a fixed backoff and no jitter, sent through one shared slot (a pool of
+    one connection), held until its answer is read."""
+    for attempt in range(2):
+        with slot:
+            status = _charge(api, key)
+        if status != 503 or attempt == 1:
+            return
+        time.sleep(BACKOFF)
+
+
+def _queued_herd(resilience: Resilience, clients: int = 5) -> HttpService:
+    """``clients`` such charges fail together; each retry's answer is held 0.3 s, so the
+    retries queue for the slot: their waits read 0.3, 0.6, 0.9 ... s."""
+    api = resilience.http_service("payments")
+    api.respond(200, json={"ok": True})
+    api.route("POST", "/charges").fail(503, count=clients)
+    api.route("POST", "/charges").delay(0.3, count=clients)
+    slot = threading.Semaphore(1)
+    _run(
+        [threading.Thread(target=_queued_client, args=(api, f"c{n}", slot)) for n in range(clients)]
+    )
+    retries = sorted(op.attempts[1].started_at for op in operations(api.exchanges))
+    assert all(b - a >= 0.29 for a, b in itertools.pairwise(retries))
+    return api
+
+
+def test_a_queued_herd_is_not_shown_jittered_on_real_time(resilience: Resilience) -> None:
+    """Five clients, one fixed 0.3 s backoff: the wire shows waits 0.3 s apart, which passed
+    both verdicts.  Each thread asked 300 ms; the rest of its wait it was queued."""
+    api = _queued_herd(resilience)
+    with pytest.raises(InsufficientEvidence, match="asked to sleep from 300 to 300 ms"):
+        api.assert_backoff(jitter=True, min_factor=1)
+    with pytest.raises(InsufficientEvidence, match="asked to sleep"):
+        resilience.assert_no_retry_storm(api)
+
+
+def test_a_retry_queued_past_the_cap_is_insufficient_evidence_on_real_time(
+    resilience: Resilience,
+) -> None:
+    """Each client asks 0.3 s, under a 0.4 s cap; four waited longer, queued for the slot.
+    It was failed ("a retry waited 1205 ms ... above the cap"); the thread asked 300 ms."""
+    api = _queued_herd(resilience)
+    with pytest.raises(InsufficientEvidence, match="asked to sleep no longer than 300 ms"):
+        api.assert_backoff(jitter=False, min_factor=1, max_delay=0.4)
+
+
+def test_a_client_that_asks_past_the_cap_is_failed_by_what_it_asked(
+    resilience: Resilience,
+) -> None:
+    """A sleep asked beyond the cap (and its tolerance) is the client's choice, whatever
+    the timing noise: failed, naming the sleep."""
+    api = resilience.http_service("payments")
+    api.respond(200, json={"ok": True})
+    api.route("POST", "/charges").fail(503, count=1)
+    assert _charge(api, "late") == 503
+    time.sleep(0.45)
+    assert _charge(api, "late") == 200
+    with pytest.raises(ResilienceAssertionError, match="asked to sleep 450 ms"):
+        api.assert_backoff(jitter=False, min_factor=1, max_delay=0.4)
+
+
+WORK = (0.0, 0.02, 0.04, 0.06, 0.08, 0.1)
+"""Seconds of their own work six lockstep clients do between an answer and their sleep,
+waiting outside the interpreter (a lookup, a disk write, a query): what a busy machine
+stretches unevenly there, and the probe (a sleeping thread, which that work does not
+hold back) never sees."""
+
+
+def _working_client(api: HttpService, key: str, work: float) -> None:
+    for attempt in range(3):
+        if _charge(api, key) != 503 or attempt == 2:
+            return
+        threading.Event().wait(work)  # work that waits outside the interpreter
+        time.sleep(0.2)
+
+
+def test_lockstep_clients_spread_by_their_own_work_are_not_shown_jittered(
+    resilience: Resilience,
+) -> None:
+    """Six clients waiting 200 ms twice, spread up to 100 ms by their own work: against the
+    probe's model of a quiet machine that spread is jitter, and both verdicts passed."""
+    api = resilience.http_service("payments")
+    api.respond(200, json={"ok": True})
+    api.route("POST", "/charges").fail(503, count=12)
+    _run(
+        [
+            threading.Thread(target=_working_client, args=(api, f"w{n}", work))
+            for n, work in enumerate(WORK)
+        ]
+    )
+    with pytest.raises(InsufficientEvidence):
+        api.assert_backoff(jitter=True, min_factor=1)
+    with pytest.raises(InsufficientEvidence):
+        resilience.assert_no_retry_storm(api)
+
+
+def test_pool_threads_ask_only_their_own_sleeps(resilience: Resilience) -> None:
+    """Two pool threads run four lockstep clients' retries one after another: a thread's
+    second retry comes a sleep and a request after its first, and had both of its sleeps
+    been read as asked for it, the herd would have shown jitter.  Sleeps before the thread's
+    last I/O are not the pause before its next request."""
+    api = resilience.http_service("payments")
+    api.respond(200, json={"ok": True})
+    api.route("POST", "/charges").fail(503, count=4)
+    keys = [f"p{n}" for n in range(4)]
+    for key in keys:
+        assert _charge(api, key) == 503
+
+    def retry(key: str) -> int:
+        time.sleep(BACKOFF)
+        return _charge(api, key)
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        assert list(pool.map(retry, keys)) == [200] * 4
+    with pytest.raises(InsufficientEvidence, match="asked to sleep from 300 to 300 ms"):
+        api.assert_backoff(jitter=True, min_factor=1)
+
+
+SLEEPS = (0.1, 0.25, 0.4)
+
+
+def test_clients_asking_sleeps_apart_are_shown_jittered(resilience: Resilience) -> None:
+    """Three clients whose sleeps were drawn far apart (fixed here, so that the test rests
+    on no draw) are cleared by what they asked, with no model of the noise."""
+    api = resilience.http_service("payments")
+    api.respond(200, json={"ok": True})
+    api.route("POST", "/charges").fail(503, count=3)
+
+    def client(key: str, wait: float) -> None:
+        assert _charge(api, key) == 503
+        time.sleep(wait)
+        assert _charge(api, key) == 200
+
+    _run([threading.Thread(target=client, args=(f"j{n}", w)) for n, w in enumerate(SLEEPS)])
+    api.assert_backoff(jitter=True, min_factor=1)
+    resilience.assert_no_retry_storm(api)
+
+
+def test_what_a_retry_asked_is_the_sleeps_of_its_sender_since_its_last_io() -> None:
+    """``Pacing.asked``: a request's sends share the socket's read count, the first of them
+    carries the sleeps since the thread's last I/O, and only those after the answer count;
+    a request whose send is unknown has None."""
+    trace = Trace(1, "d", 0, True, opened_at=10.0, ended_at=20.0, port=5000)
+    sends = [
+        Sent(5000, 10.1, 7, 0, ()),  # the first request
+        Sent(5000, 11.0, 7, 1, ((10.3, 0.1), (10.5, 0.4))),  # the retry's head ...
+        Sent(5000, 11.01, 7, 1, ()),  # ... and its body
+        Sent(5001, 11.0, 8, 0, ((10.2, 0.7),)),  # another connection
+    ]
+    pacing = Pacing.join(sends, {3: trace}, since=0.0)
+    assert pacing.asked(3, 11.02, since=10.25) == pytest.approx(0.5)
+    assert pacing.asked(3, 11.02, since=10.4) == pytest.approx(0.4)
+    assert pacing.asked(3, 10.05, since=0.0) is None
+    assert pacing.asked(4, 11.02, since=0.0) is None
+    # The port taken again after the connection ended: its sends are another's.
+    later = Trace(2, "d", 0, False, opened_at=21.0, port=5000)
+    again = Pacing.join([*sends, Sent(5000, 21.5, 9, 0, ((21.1, 0.3),))], {3: trace, 4: later}, 0.0)
+    assert [s.thread for s in again.sends[4]] == [9]
