@@ -16,12 +16,14 @@ was failed; its thread asked no more than the cap, so it is insufficient evidenc
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import http.client
 import itertools
 import threading
 import time
 
+import httpx
 import pytest
 
 from pytest_resilience import HttpService, Resilience
@@ -210,3 +212,59 @@ def test_what_a_retry_asked_is_the_sleeps_of_its_sender_since_its_last_io() -> N
     later = Trace(2, "d", 0, False, opened_at=21.0, port=5000)
     again = Pacing.join([*sends, Sent(5000, 21.5, 9, 0, ((21.1, 0.3),))], {3: trace, 4: later}, 0.0)
     assert [s.thread for s in again.sends[4]] == [9]
+
+
+async def _async_queued_client(api: HttpService, key: str, slot: asyncio.Semaphore) -> None:
+    """The queued client as a coroutine: httpx's async client, one shared slot, a fixed
+    backoff slept with ``asyncio.sleep``."""
+    async with httpx.AsyncClient(timeout=10) as client:
+        for attempt in range(2):
+            async with slot:
+                answer = await client.post(
+                    f"{api.url}/charges", content=b"{}", headers={"Idempotency-Key": key}
+                )
+            if answer.status_code != 503 or attempt == 1:
+                return
+            await asyncio.sleep(BACKOFF)
+
+
+def test_a_queued_herd_of_tasks_is_not_shown_jittered(resilience: Resilience) -> None:
+    """Five tasks on one event loop, queued behind one slot: a thread runs them all, so
+    what each asked is noted per task (and a read in the loop's callbacks is no task's)."""
+    api = resilience.http_service("payments")
+    api.respond(200, json={"ok": True})
+    api.route("POST", "/charges").fail(503, count=5)
+    api.route("POST", "/charges").delay(0.3, count=5)
+
+    async def herd() -> None:
+        slot = asyncio.Semaphore(1)
+        await asyncio.gather(*(_async_queued_client(api, f"t{n}", slot) for n in range(5)))
+
+    asyncio.run(herd())
+    with pytest.raises(InsufficientEvidence, match="asked to sleep from 300 to 300 ms"):
+        api.assert_backoff(jitter=True, min_factor=1)
+    with pytest.raises(InsufficientEvidence, match="asked to sleep no longer than 300 ms"):
+        api.assert_backoff(jitter=False, min_factor=1, max_delay=0.4)
+
+
+def test_tasks_asking_sleeps_apart_are_shown_jittered(resilience: Resilience) -> None:
+    api = resilience.http_service("payments")
+    api.respond(200, json={"ok": True})
+    api.route("POST", "/charges").fail(503, count=3)
+
+    async def client(key: str, wait: float) -> None:
+        async with httpx.AsyncClient(timeout=10) as http:
+            assert (
+                await http.post(f"{api.url}/charges", headers={"Idempotency-Key": key})
+            ).status_code == 503
+            await asyncio.sleep(wait)
+            assert (
+                await http.post(f"{api.url}/charges", headers={"Idempotency-Key": key})
+            ).status_code == 200
+
+    async def herd() -> None:
+        await asyncio.gather(*(client(f"a{n}", w) for n, w in enumerate(SLEEPS)))
+
+    asyncio.run(herd())
+    api.assert_backoff(jitter=True, min_factor=1)
+    resilience.assert_no_retry_storm(api)

@@ -4,7 +4,7 @@
 
 The statistics are :mod:`.timing`'s; this module reads the waits from the operations and
 says which noise each can carry: the probe's model, on virtual time the real time it
-took (and time it may have queued), on real time what its sending thread asked to sleep
+took (and time it may have queued), on real time what its sending client asked to sleep
 (:mod:`~..observe.pacing`).  Times are monotonic seconds.
 """
 
@@ -85,8 +85,8 @@ def _bounds(
       time it may have spent queued behind other attempts
       (:meth:`.operations.InFlight.queued`: its retry began right after they were done,
       with no jump between, so it may have waited for them, jumps and all).
-    - On real time, at a retry index whose waits all have their sending thread's sleeps
-      noted (:func:`_asked`), some of them a sleep: the wait less what that thread asked
+    - On real time, at a retry index whose waits all have their sending client's sleeps
+      noted (:func:`_asked`), some of them a sleep: the wait less what that client asked
       to sleep in it.  The sleep lies within the wait, so for a client that chose no
       longer than it asked to sleep the rest is noise: waking late, its own work, or time
       queued behind others, none of it jitter.
@@ -111,7 +111,7 @@ def _bounds(
 def _asked(
     ops: Sequence[Operation], cap: float | None, pacing: Pacing | None
 ) -> list[list[float] | None] | None:
-    """On real time, in the places of :func:`_columns`' waits: the seconds the thread that
+    """On real time, in the places of :func:`_columns`' waits: the seconds the client (thread or task) that
     sent each retry asked to sleep after the answer before it (:meth:`.Pacing.asked`),
     at the retry indices where every wait has them and some asked a sleep; None at the
     others, and None in all when none has."""
@@ -197,7 +197,7 @@ def _undecided_jitter(
         least = min(min(c) for c in paced if c is not None)
         most = max(max(c) for c in paced if c is not None)
         return (
-            f"{_spread(columns, noise)}, but the threads that sent those retries asked to "
+            f"{_spread(columns, noise)}, but the clients that sent those retries asked to "
             f"sleep from {least * 1000:.0f} to {most * 1000:.0f} ms, none of them longer than "
             "the shortest wait at its retry by more than jitter under "
             f"x{1 - SHOWN_JITTER:g}-1.0 allows: the rest of each wait they spent awake (queued "
@@ -340,7 +340,7 @@ def _over_the_cap(
 
     Two records say more than the wire.  On virtual time, the virtual time a retry may
     have spent queued behind other attempts (:meth:`.operations.InFlight.queued`) is
-    allowed too.  On real time, where the thread that sent a retry had its sleeps noted
+    allowed too.  On real time, where the client (thread or task) that sent a retry had its sleeps noted
     (:mod:`~..observe.pacing`), what it asked to sleep decides: beyond the cap by more
     than ``tolerance``, the client chose that wait (a certainty, whatever the noise);
     within it, a wait past the cap by more than noise was spent awake (queued behind
@@ -383,7 +383,7 @@ def _over_the_cap(
     if awake and not over:
         return [
             f"{len(awake)} of the retries waited longer than {cap} by more than timing noise "
-            "can add, but the threads that sent them asked to sleep no longer than "
+            "can add, but the clients that sent them asked to sleep no longer than "
             f"{max(entry[5] or 0.0 for entry in awake) * 1000:.0f} ms after the answer "
             "before: the rest of each wait they spent awake, queued behind others (a lock, "
             "a connection, a pool slot) or at their own work, which the wire cannot tell "
@@ -413,7 +413,7 @@ def _over_the_cap(
         beyond = f", by more than {allowance}" if most >= 0.0005 else ""
         if asked is not None:
             beyond = (
-                f": the thread that sent it asked to sleep {asked * 1000:.0f} ms after that answer"
+                f": the client that sent it asked to sleep {asked * 1000:.0f} ms after that answer"
             )
         raise fail(
             f"a retry waited {longest * 1000:.0f} ms after the answer before it, above {cap}"

@@ -1,4 +1,4 @@
-"""What the thread that sent each retry asked to sleep before it, on real time.
+"""What the client that sent each retry asked to sleep before it, on real time.
 
 A retry's wait on the wire (from the answer before it to its request) is the delay the
 client chose plus noise: waking late, its own work, and time spent queued behind other
@@ -7,25 +7,26 @@ apart, and a herd whose retries queue one behind another looks jittered there
 (``docs/wait-noise-research.md``).  So while a test's body runs on real time,
 :class:`~..runtime.pacing.PacingRecorder` notes, for the code under test:
 
-- each ``time.sleep`` a thread returns from: when it began, and the seconds it asked;
-- that a thread did I/O on a socket (any socket, in Python): the sleeps it made before
+- each ``time.sleep`` or ``asyncio.sleep`` a caller (an asyncio task, else a thread)
+  returns from: when it began, and the seconds it asked;
+- that a caller did I/O on a socket (any socket, in Python): the sleeps it made before
   are no longer the pause before its next request;
 - each send on a socket connected to an HTTP service's tap, noted before its bytes go
   (so before the service can have read them): the thread, the instant, the socket's
   local port, how many reads the socket had made (a request's sends all follow the read
-  of the answer before it), and the sleeps the thread made since its last I/O.
+  of the answer before it), and the sleeps the caller made since its last I/O.
 
 :class:`Pacing` joins those sends with the HTTP layer's connections through the tap
 (the client socket's local port is the peer of the tap's connection,
-:attr:`~.join.Trace.port`) and gives, for a retry, the seconds its sending thread asked
-to sleep after the answer before it, with no I/O between (:meth:`Pacing.asked`).  That
-sleep lies within the wait (``time.sleep`` sleeps at least as asked), so the rest of the
+:attr:`~.join.Trace.port`) and gives, for a retry, the seconds the caller that sent it
+asked to sleep after the answer before it, with no I/O between (:meth:`Pacing.asked`).  That
+sleep lies within the wait (a sleep lasts at least as asked), so the rest of the
 wait, ``wait - asked``, is the most noise the wait can carry if the client chose no more
 than it asked to sleep: lockstep clients asking the same sleep are then never shown
 jittered, however their waits were spread by a busy machine or by queueing.
 
-Waits the recorder does not see (``asyncio.sleep``, ``Event.wait``, a sleep in C, a
-client in another process) leave a retry with nothing asked, and the timing verdicts
+Waits the recorder does not see (``Event.wait``, a sleep in C, uvloop's timers, a client
+in another process) leave a retry with nothing asked, and the timing verdicts
 read such waits with the probe's model instead (:mod:`~..assertions.timing`).
 """
 
@@ -76,7 +77,7 @@ class Pacing:
         return cls(joined)
 
     def asked(self, connection: int, started_at: float, since: float) -> float | None:
-        """Seconds that the thread which sent the request the layer began to read at
+        """Seconds that the caller which sent the request the layer began to read at
         ``started_at`` on ``connection`` asked to sleep from ``since`` (the answer before
         it) until it sent it, with no I/O of its own between; None when that send is not
         known (a client outside the process, a connection not traced)."""

@@ -2,16 +2,22 @@
 to sleep and when it sent on a socket to an HTTP service's tap (:mod:`~..observe.pacing`
 says what is noted and how the timing verdicts read it).
 
-``time.sleep`` is replaced, and so are the module globals bound to it before the body
-(:mod:`.rebind`: ``from time import sleep``); a default argument bound to it before the
-body (``sleep=time.sleep``) is not reached, and such a sleep goes unnoted, as do
-``asyncio.sleep`` and waits on a condition: a retry after them has nothing asked, and is
-read with the probe's model.  Sockets are patched on their class (``socket.socket`` and
-``ssl.SSLSocket``), so every Python socket counts as I/O.
+``time.sleep`` and ``asyncio.sleep`` are replaced, and so are the module globals bound
+to them before the body (:mod:`.rebind`: ``from time import sleep``, anyio's ``from
+asyncio import sleep``).  A default argument bound to one before the body
+(``sleep=time.sleep``) is not reached, and such a sleep goes unnoted, as do waits on a
+condition (``Event.wait``), sleeps in C and uvloop's timers: a retry after them has
+nothing asked, and is read with the probe's model.  Sockets are patched on their class
+(``socket.socket`` and ``ssl.SSLSocket``), so every Python socket counts as I/O.
+
+The caller is the asyncio task when the thread runs one (a loop runs many clients,
+each its own task, and a transport sends a request's bytes from the task that wrote
+them), else the thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import socket
@@ -28,7 +34,7 @@ from ..clock import CLOCK, is_machinery
 from . import rebind
 
 Sleep = tuple[float, float]
-"""(when it began, seconds asked) of one ``time.sleep``."""
+"""(when it began, seconds asked) of one ``time.sleep`` or ``asyncio.sleep``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,10 +46,11 @@ class Sent:
     at: float
     """When it was called, before its bytes went (the plugin's clock)."""
     thread: int
+    """The sending thread's ident (for a task, the thread its loop ran on)."""
     reads: int
     """The socket's reads before it: a request's sends share the number."""
     slept: tuple[Sleep, ...]
-    """The sleeps its thread returned from since its last I/O on a socket."""
+    """The sleeps its caller (task or thread) returned from since its last I/O."""
 
 
 class PacingRecorder:
@@ -75,11 +82,11 @@ class PacingRecorder:
             with _GUARD:
                 _ACTIVE = None
 
-    def note(self, sock: socket.socket, mark: _Mark) -> None:
-        """A send on ``sock``, connected to a tap, by the calling thread."""
+    def note(self, mark: _Mark) -> None:
+        """A send on the socket ``mark`` tells of (connected to a tap), by the caller."""
         slept = tuple(_slept())
         self._sends.append(Sent(mark.port, CLOCK.now(), threading.get_ident(), mark.reads, slept))
-        _LOCAL.slept = []
+        _forget()
 
 
 @dataclass(slots=True)
@@ -91,14 +98,47 @@ class _Mark:
 _ACTIVE: PacingRecorder | None = None
 _GUARD = threading.Lock()
 _LOCAL = threading.local()
+"""Per thread, ``slept``: its sleeps since its last I/O (outside an asyncio task)."""
+_TASKS: weakref.WeakKeyDictionary[asyncio.Task[Any], list[Sleep]] = weakref.WeakKeyDictionary()
+"""Per asyncio task, its sleeps since its last I/O."""
 _TAPPED: weakref.WeakKeyDictionary[socket.socket, _Mark] = weakref.WeakKeyDictionary()
 
 _SENDS = ("send", "sendall", "sendto", "sendmsg")
 _READS = ("recv", "recv_into", "recvfrom", "recvfrom_into", "recvmsg", "recvmsg_into")
 
 
+def _task() -> asyncio.Task[Any] | None:
+    """The asyncio task running in the calling thread, if any: the caller whose sleeps
+    count, where the thread runs many (each a client of its own)."""
+    return None if asyncio._get_running_loop() is None else asyncio.current_task()
+
+
 def _slept() -> list[Sleep]:
+    """The caller's sleeps since its last I/O."""
+    task = _task()
+    if task is not None:
+        return _TASKS.get(task) or []
     return getattr(_LOCAL, "slept", None) or []
+
+
+def _noted(began: float, seconds: float) -> None:
+    if _ACTIVE is None or is_machinery():
+        return
+    task = _task()
+    if task is not None:
+        _TASKS[task] = [*_slept(), (began, float(seconds))]
+    else:
+        _LOCAL.slept = [*_slept(), (began, float(seconds))]
+
+
+def _forget() -> None:
+    """The caller did I/O: its sleeps before are not the pause before its next request.
+    A read in an event loop's callback (no task) is no task's."""
+    task = _task()
+    if task is not None:
+        _TASKS.pop(task, None)
+    elif getattr(_LOCAL, "slept", None):
+        _LOCAL.slept = []
 
 
 def _sleep(real: Callable[[float], None]) -> Callable[[float], None]:
@@ -106,8 +146,18 @@ def _sleep(real: Callable[[float], None]) -> Callable[[float], None]:
     def sleep(seconds: float) -> None:
         began = CLOCK.now()
         real(seconds)
-        if _ACTIVE is not None and not is_machinery():
-            _LOCAL.slept = [*_slept(), (began, float(seconds))]
+        _noted(began, seconds)
+
+    return sleep
+
+
+def _async_sleep(real: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(real)
+    async def sleep(delay: float, result: Any = None) -> Any:
+        began = CLOCK.now()
+        value = await real(delay, result)
+        _noted(began, delay)
+        return value
 
     return sleep
 
@@ -132,9 +182,9 @@ def _send(real: Callable[..., Any]) -> Callable[..., Any]:
         mark = _TAPPED.get(self)
         recorder = _ACTIVE
         if mark is not None and recorder is not None and not is_machinery():
-            recorder.note(self, mark)
-        elif getattr(_LOCAL, "slept", None):
-            _LOCAL.slept = []
+            recorder.note(mark)
+        else:
+            _forget()
         return real(self, *args, **kwargs)
 
     return send
@@ -145,8 +195,7 @@ def _read(real: Callable[..., Any]) -> Callable[..., Any]:
         mark = _TAPPED.get(self)
         if mark is not None:
             mark.reads += 1
-        if getattr(_LOCAL, "slept", None):
-            _LOCAL.slept = []
+        _forget()
         return real(self, *args, **kwargs)
 
     return read
@@ -156,9 +205,14 @@ class _Patches:
     """What :meth:`PacingRecorder.recording` sets, and gives back."""
 
     def __init__(self, tapped: Callable[[object], int | None]) -> None:
-        self.real_sleep = time.sleep
-        self.sleep = _sleep(time.sleep)
-        self._plan: list[tuple[object, str, object]] = [(time, "sleep", self.sleep)]
+        sleeps = {time.sleep: _sleep(time.sleep), asyncio.sleep: _async_sleep(asyncio.sleep)}
+        self._swap: dict[int, object] = {id(real): noted for real, noted in sleeps.items()}
+        self._back: dict[int, object] = {id(noted): real for real, noted in sleeps.items()}
+        self._plan: list[tuple[object, str, object]] = [
+            (time, "sleep", sleeps[time.sleep]),
+            (asyncio, "sleep", sleeps[asyncio.sleep]),
+            (asyncio.tasks, "sleep", sleeps[asyncio.sleep]),
+        ]
         for owner in (socket.socket, ssl.SSLSocket):
             # SSLSocket's own methods only: the others are socket.socket's, patched already.
             own = vars(owner) if owner is ssl.SSLSocket else None
@@ -177,11 +231,10 @@ class _Patches:
             own = not isinstance(owner, type) or name in vars(owner)
             self._saved.append((owner, name, getattr(owner, name) if own else _INHERITED))
             setattr(owner, name, value)
-        swap: dict[int, object] = {id(self.real_sleep): self.sleep}
         self._modules = set(sys.modules)
-        self._bound = rebind.bound(list(sys.modules), swap)
-        for module, name, _ in self._bound:
-            setattr(module, name, self.sleep)
+        self._bound = rebind.bound(list(sys.modules), self._swap)
+        for module, name, real in self._bound:
+            setattr(module, name, self._swap[id(real)])
 
     def undo(self) -> None:
         for owner, name, value in reversed(self._saved):
@@ -191,13 +244,12 @@ class _Patches:
                 setattr(owner, name, value)
         for module, name, value in self._bound:
             setattr(module, name, value)
-        # Modules imported meanwhile bound the replacement: give them the real one.
-        back: dict[int, object] = {id(self.sleep): self.real_sleep}
+        # Modules imported meanwhile bound the replacements: give them the real ones.
         late = [n for n in sys.modules if n not in self._modules]
-        for module, name, _ in rebind.bound(late, back, skipped=rebind.PLUGIN_ONLY):
-            setattr(module, name, self.real_sleep)
-        for function, name, value in rebind.defaulted(late, back, skipped=rebind.PLUGIN_ONLY):
-            setattr(function, name, rebind.swapped(value, back))
+        for module, name, noted in rebind.bound(late, self._back, skipped=rebind.PLUGIN_ONLY):
+            setattr(module, name, self._back[id(noted)])
+        for function, name, value in rebind.defaulted(late, self._back, skipped=rebind.PLUGIN_ONLY):
+            setattr(function, name, rebind.swapped(value, self._back))
 
 
 _INHERITED = object()
