@@ -15,6 +15,8 @@ from pytest_resilience.assertions.operations import answered_at
 from pytest_resilience.assertions.timing import HOPS, Noise
 from pytest_resilience.http.records import Exchange
 from pytest_resilience.observe.noise import PERIOD
+from pytest_resilience.observe.pacing import Pacing
+from pytest_resilience.runtime.pacing import Sent
 
 
 def herd(waits: Sequence[Sequence[float]], spread: float = 0.001) -> list[Exchange]:
@@ -35,6 +37,20 @@ def real_time(
         for (a, b), real in zip(itertools.pairwise(mine), row, strict=True):
             spans[(answered_at(a), b.started_at)] = real
     return lambda start, end: spans.get((start, end), 0.0)
+
+
+def paced(timeline: Sequence[Exchange], rows: Sequence[Sequence[float]]) -> Pacing:
+    """For a :func:`herd` on real time with its clients' sleeps noted: each retry sent by
+    a client that asked, right after the answer before it, for its wait less
+    ``rows[n][k]`` (that wait's noise) as one sleep (``observe/pacing.py``)."""
+    sends = {}
+    for n, row in enumerate(rows):
+        mine = sorted((e for e in timeline if e.idempotency_key == f"op{n}"), key=_started)
+        for (a, b), noise in zip(itertools.pairwise(mine), row, strict=True):
+            since = answered_at(a)
+            asked = max(b.started_at - since - noise, 0.0)
+            sends[b.connection] = (Sent(b.connection, b.started_at, n, 0, ((since, asked),)),)
+    return Pacing(sends)
 
 
 def _started(exchange: Exchange) -> float:

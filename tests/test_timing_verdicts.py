@@ -21,7 +21,7 @@ from collections.abc import Callable
 import pytest
 from processes import wait_for
 from records import T0, attempts, exchange, failure, marked, rule
-from simulated import delay, herd, noisy, outcome, real_time, recorded
+from simulated import delay, herd, noisy, outcome, paced, real_time, recorded
 
 from pytest_resilience.assertions import (
     InsufficientEvidence,
@@ -423,14 +423,15 @@ def simulate(
     time with the few samples of its short real time and the bounds it adds (each wait's
     noise is at most the real time the wait took, ``Noise.real``, here the noise itself:
     the tightest bound, the hardest test of the clear sides; ``Noise.bound``, the most of
-    them)."""
+    them); "paced": on real time with each client's sleep noted (``observe/pacing.py``:
+    the wait less the sleep its client asked, here its noise again)."""
     rng = random.Random(20261202)
     tally: dict[tuple[str, int, float], dict[str, list[str]]] = {}
     for (name, strategy), size, base, scale in itertools.product(
         strategies.items(), FLEETS, BASES, NOISE_SCALES
     ):
         cell = tally.setdefault((name, size, base, scale), {"backoff": [], "storm": []})
-        samples = int(base * (2**RETRIES - 1) / PERIOD) if clock == "real" else VIRTUAL_SAMPLES
+        samples = VIRTUAL_SAMPLES if clock == "virtual" else int(base * (2**RETRIES - 1) / PERIOD)
         probe = Noise([delay(rng, scale) for _ in range(samples)], seed=rng.randrange(2**32))
         for _ in range(RUNS):
             timeline, noises = fleet(strategy, size, base, scale, rng)
@@ -439,12 +440,17 @@ def simulate(
                 noise = copy.copy(probe)  # the samples' tables, drawn once per cell
                 noise.bound = max(map(max, noises))
                 noise.real = real_time(timeline, noises)
-            cell["backoff"].append(outcome(check_backoff, timeline, min_factor=1.5, noise=noise))
-            cell["storm"].append(outcome(check_no_retry_storm, timeline, noise=noise))
+            pacing = paced(timeline, noises) if clock == "paced" else None
+            cell["backoff"].append(
+                outcome(check_backoff, timeline, min_factor=1.5, noise=noise, pacing=pacing)
+            )
+            cell["storm"].append(
+                outcome(check_no_retry_storm, timeline, noise=noise, pacing=pacing)
+            )
     return tally
 
 
-@pytest.mark.parametrize("clock", ["real", "virtual"])
+@pytest.mark.parametrize("clock", ["real", "virtual", "paced"])
 def test_jittered_fleets_are_called_jitter_free_a_storm_or_not_growing_under_1_in_1000(
     clock: str,
 ) -> None:
@@ -506,7 +512,7 @@ NOT_GROWING = {
 }
 
 
-@pytest.mark.parametrize("clock", ["real", "virtual"])
+@pytest.mark.parametrize("clock", ["real", "virtual", "paced"])
 def test_jittered_clients_that_do_not_grow_never_pass_the_backoff_verdict(clock: str) -> None:
     """4,800 fleets whose wait ranges never exceed 1.5x the first (a fixed range, or 1.5x
     from the second retry on: the edge of what growth must rule out), with jitter: none
@@ -518,7 +524,7 @@ def test_jittered_clients_that_do_not_grow_never_pass_the_backoff_verdict(clock:
     assert "pass" not in judged
 
 
-@pytest.mark.parametrize("clock", ["real", "virtual"])
+@pytest.mark.parametrize("clock", ["real", "virtual", "paced"])
 def test_lockstep_herds_of_three_or_more_are_caught_and_never_cleared(clock: str) -> None:
     tally = simulate(LOCKSTEP, clock)
     for (name, size, base, scale), verdicts in tally.items():
