@@ -347,6 +347,7 @@ class Resilience:
             {
                 s.name: Pacing.join(sends, self._recorder.traced(s.name), self.timeline.started_at)
                 for s in https
+                if sends  # none on virtual time, where the jumps tell a wait's real time
             },
         )
 
