@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from .explore import ExploreSpec
     from .report.record import TestRecord
     from .resilience import Resilience
+    from .runtime.pacing import PacingRecorder
     from .toxiproxy.backends import Backend
 
 SESSION = pytest.StashKey[ResilienceSession]()
@@ -64,7 +65,10 @@ ORPHAN_WATCH = pytest.StashKey[Any]()
 VIRTUAL = pytest.StashKey[bool]()
 """On an item: it runs on virtual time, from setup to teardown."""
 CLOCK_BLOCK = pytest.StashKey[contextlib.ExitStack]()
-"""On an item on virtual time: its open block, closed after teardown."""
+"""On an item on virtual time: its open block, closed after teardown (on real time, its
+recording of the callers' sleeps)."""
+PACING: pytest.StashKey[PacingRecorder] = pytest.StashKey()
+"""On an item on real time using ``resilience``: what its callers asked to sleep."""
 _USES_PLUGIN = ("resilience", "toxiproxy")
 
 T = TypeVar("T")
@@ -287,9 +291,12 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 class _ClockBlocks:
     """Opens a test's block on virtual time before its fixtures are set up (first of the
-    setup hooks' wrappers), and closes it after its teardown (the last)."""
+    setup hooks' wrappers), and closes it after its teardown (the last); on real time,
+    the same span for the recording of its callers' sleeps."""
 
     open: contextlib.ExitStack | None = None
+    paced: contextlib.ExitStack | None = None
+    """A test's recording of its callers' sleeps, on real time (:mod:`.runtime.pacing`)."""
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, object, object]:
@@ -298,6 +305,15 @@ class _ClockBlocks:
 
             block = item.stash[CLOCK_BLOCK] = self.open = contextlib.ExitStack()
             block.enter_context(virtual_time())
+        elif "resilience" in getattr(item, "fixturenames", ()):
+            # On real time the timing verdicts read what the code's callers asked to
+            # sleep (observe/pacing.py): noted from before the fixtures' setup to after
+            # their teardown, so that a fixture's own patch of time.sleep is undone inside.
+            from .runtime.pacing import PacingRecorder
+
+            recorder = item.stash[PACING] = PacingRecorder()
+            block = item.stash[CLOCK_BLOCK] = self.paced = contextlib.ExitStack()
+            block.enter_context(recorder.recording())
         return (yield)
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -313,7 +329,7 @@ class _ClockBlocks:
             block = item.stash.get(CLOCK_BLOCK, None)
             if block is not None:
                 del item.stash[CLOCK_BLOCK]
-                self.open = None
+                self.open = self.paced = None
                 block.close()
             opener = None
             if CLOCK.virtual is not None:
@@ -342,9 +358,10 @@ class _ClockBlocks:
     def pytest_sessionfinish(self) -> None:
         """A run cut short (Ctrl-C) before a test's teardown: its block closes here, so
         that the patches go and open waits end in real time."""
-        if self.open is not None:
-            block, self.open = self.open, None
-            block.close()
+        for block in (self.open, self.paced):
+            if block is not None:
+                block.close()
+        self.open = self.paced = None
 
 
 @pytest.hookimpl(wrapper=True)
@@ -354,9 +371,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     with _clock(item, res):
         if res is None:
             return (yield)
-        # A collection during the body walks only what the body makes; on real time the
-        # sleeps of the code's threads are noted, for the timing verdicts.
-        with heap.frozen(), res.paced():
+        with heap.frozen():  # a collection during the body walks only what the body makes
             if not markers or EXPLORE in item.stash:  # explore opens the windows per example
                 return (yield)
             return (yield from _with_marker_windows(res, markers))
@@ -498,6 +513,7 @@ def toxiproxy(pytestconfig: pytest.Config) -> Backend:
 def resilience(request: pytest.FixtureRequest, toxiproxy: Backend) -> Iterator[Resilience]:
     """Services, faults and observations for one test; everything is undone afterwards."""
     res = _one_line(lambda: request.config.stash[SESSION].new_test(request.node.nodeid))
+    res.pace(request.node.stash.get(PACING, None))
     extensions.watch_events(request.node, res)
     try:
         yield res

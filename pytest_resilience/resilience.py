@@ -56,7 +56,7 @@ class Resilience:
         self._created_listeners: list[Callable[[TcpService], None]] = []
         self._closed = False
         self._noise = NoiseProbe()
-        self._pacing = PacingRecorder(self._tapped)
+        self._pacing: PacingRecorder | None = None
         self._exploration: Exploration | None = None
         self._clocks: list[VirtualClock] = []
 
@@ -90,13 +90,12 @@ class Resilience:
                 self._clocks.append(clock)
             yield clock
 
-    def paced(self) -> contextlib.AbstractContextManager[None]:
-        """While the body runs on real time: note what each thread of the code asks to
-        sleep before its requests (:mod:`.observe.pacing`); on virtual time the jumps
-        tell a wait's real time already."""
-        if CLOCK.virtual is not None:
-            return contextlib.nullcontext()
-        return self._pacing.recording()
+    def pace(self, recorder: PacingRecorder | None) -> None:
+        """Read the sleeps and sends ``recorder`` notes for this test (the plugin records
+        them on real time, from setup to teardown: :mod:`.observe.pacing`)."""
+        self._pacing = recorder
+        if recorder is not None:
+            recorder.tapped = self._tapped
 
     def _tapped(self, address: object) -> int | None:
         """The tap port of this test's HTTP service at socket ``address``, or None."""
@@ -328,7 +327,7 @@ class Resilience:
         for service in https:
             service.check()
         events = self._recorder.settled([s.name for s in https], settle)
-        sends = self._pacing.sends()
+        sends = [] if self._pacing is None else self._pacing.sends()
         return Evidence(
             self.timeline.started_at,
             CLOCK.now(),
@@ -345,7 +344,9 @@ class Resilience:
             tuple(events.runs()),
             tuple(CLOCK.jumps),
             {
-                s.name: Pacing.join(sends, self._recorder.traced(s.name), self.timeline.started_at)
+                s.name: Pacing.join(
+                    sends, self._recorder.traced(s.name), self.timeline.started_at, s.port
+                )
                 for s in https
                 if sends  # none on virtual time, where the jumps tell a wait's real time
             },

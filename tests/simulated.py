@@ -49,7 +49,7 @@ def paced(timeline: Sequence[Exchange], rows: Sequence[Sequence[float]]) -> Paci
         for (a, b), noise in zip(itertools.pairwise(mine), row, strict=True):
             since = answered_at(a)
             asked = max(b.started_at - since - noise, 0.0)
-            sends[b.connection] = (Sent(b.connection, b.started_at, n, 0, ((since, asked),)),)
+            sends[b.connection] = (Sent(b.connection, 0, b.started_at, n, 0, ((since, asked),)),)
     return Pacing(sends)
 
 

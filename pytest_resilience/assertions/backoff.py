@@ -103,9 +103,21 @@ def _bounds(
     if asked is None:
         return None
     return [
-        None if a is None else [w - s for w, s in zip(c, a, strict=True)]
+        None
+        if a is None
+        else list(c)
+        if _repeated(a)
+        else [w - s for w, s in zip(c, a, strict=True)]
         for c, a in zip(_columns(ops, cap), asked, strict=True)
     ]
+
+
+def _repeated(asked: Sequence[float]) -> bool:
+    """Whether two clients asked the very same sleep: no jitter draws that twice, so the
+    retry shows none (two fixed policies side by side would otherwise pass for jitter:
+    the one asking longer lies beyond the others' waits)."""
+    sleeps = [round(s, 9) for s in asked if s > 0]
+    return len(set(sleeps)) < len(sleeps)
 
 
 def _asked(
@@ -196,14 +208,19 @@ def _undecided_jitter(
     if paced and len(paced) == len(shown):
         least = min(min(c) for c in paced if c is not None)
         most = max(max(c) for c in paced if c is not None)
+        same = (
+            " (some of them the very same sleep, which no jitter draws twice)"
+            if any(_repeated(c) for c in paced if c is not None)
+            else ""
+        )
         return (
             f"{_spread(columns, noise)}, but the clients that sent those retries asked to "
-            f"sleep from {least * 1000:.0f} to {most * 1000:.0f} ms, none of them longer than "
-            "the shortest wait at its retry by more than jitter under "
-            f"x{1 - SHOWN_JITTER:g}-1.0 allows: the rest of each wait they spent awake (queued "
-            "behind one another for a lock, a connection or a pool slot, or at their own "
-            "work), which is not jitter; jitter shows when the clients ask for sleeps further "
-            "apart"
+            f"sleep from {least * 1000:.0f} to {most * 1000:.0f} ms{same}, none of them "
+            "longer than the shortest wait at its retry by more than jitter under "
+            f"x{1 - SHOWN_JITTER:g}-1.0 allows: the rest of each wait was not a sleep they "
+            "asked (queued behind one another for a lock, a connection or a pool slot, "
+            "their own work, or a wait the plugin does not see), which shows no jitter; "
+            "jitter shows when the clients ask for sleeps further apart"
         )
     return (
         f"{_spread(columns, noise)}: too alike to rule out timing noise and jitter under "
@@ -385,9 +402,11 @@ def _over_the_cap(
             f"{len(awake)} of the retries waited longer than {cap} by more than timing noise "
             "can add, but the clients that sent them asked to sleep no longer than "
             f"{max(entry[5] or 0.0 for entry in awake) * 1000:.0f} ms after the answer "
-            "before: the rest of each wait they spent awake, queued behind others (a lock, "
-            "a connection, a pool slot) or at their own work, which the wire cannot tell "
-            "from a longer choice; judge the cap with clients that share nothing"
+            "before: the rest of each wait was no sleep they asked (queued behind others "
+            "for a lock, a connection or a pool slot, their own work, or a wait the plugin "
+            "does not see, such as Event.wait), so whether they chose it is not shown; "
+            "judge the cap with clients that share nothing and back off with time.sleep or "
+            "asyncio.sleep"
         ]
     if queued and not over:
         return [

@@ -49,14 +49,16 @@ class Pacing:
     sends: Mapping[int, tuple[Sent, ...]]
 
     @classmethod
-    def join(cls, sends: Sequence[Sent], traces: Mapping[int, Trace], since: float) -> Pacing:
-        """The ``sends`` made from ``since`` on, given to the layer's connections that
-        ``traces`` pairs with the tap's (:func:`~.join.pair`).  A port is taken again only
-        after the connection from it ended, so a send belongs to the connection from its
-        port that had not ended before it."""
+    def join(
+        cls, sends: Sequence[Sent], traces: Mapping[int, Trace], since: float, tap: int
+    ) -> Pacing:
+        """The ``sends`` to the tap at port ``tap`` made from ``since`` on, given to the
+        layer's connections that ``traces`` pairs with that tap's (:func:`~.join.pair`).
+        A port is taken again only after the connection from it ended, so a send belongs
+        to the connection from its port that had not ended before it."""
         by_port: dict[int, list[Sent]] = {}
         for sent in sorted(sends, key=lambda s: s.at):
-            if sent.at >= since:
+            if sent.at >= since and sent.tap == tap:
                 by_port.setdefault(sent.port, []).append(sent)
         ends: dict[int, list[float]] = {}
         for trace in traces.values():
@@ -77,14 +79,18 @@ class Pacing:
         return cls(joined)
 
     def asked(self, connection: int, started_at: float, since: float) -> float | None:
-        """Seconds that the caller which sent the request the layer began to read at
-        ``started_at`` on ``connection`` asked to sleep from ``since`` (the answer before
-        it) until it sent it, with no I/O of its own between; None when that send is not
-        known (a client outside the process, a connection not traced)."""
+        """The longest sleep that the caller which sent the request the layer began to
+        read at ``started_at`` on ``connection`` asked from ``since`` (the answer before
+        it) until it sent it, with no I/O of its own between (0 if none); None when that
+        send is not known (a client outside the process, a connection not traced).
+
+        The longest, not their sum: a client's backoff is one sleep, and a caller that
+        slept more than once in the wait (polling a lock, backing off again after a
+        refused connection, which leaves no record) slept the rest for other reasons."""
         sends = self.sends.get(connection, ())
-        last = bisect.bisect_right([s.at for s in sends], started_at)
+        last = bisect.bisect_right(sends, started_at, key=lambda s: s.at)
         if last == 0:
             return None
         request = sends[last - 1].reads
         first = next(s for s in sends[:last] if s.reads == request)
-        return math.fsum(seconds for began, seconds in first.slept if began >= since)
+        return max((seconds for began, seconds in first.slept if began >= since), default=0.0)

@@ -1,10 +1,12 @@
 """The patches that note, on real time, what each thread of the code under test asked
 to sleep and when it sent on a socket to an HTTP service's tap (:mod:`~..observe.pacing`
-says what is noted and how the timing verdicts read it).
+says what is noted and how the timing verdicts read it).  The plugin records from a
+test's setup to the end of its teardown (so that a fixture's own patch of
+``time.sleep``, such as ``monkeypatch``'s, is given back inside that span).
 
 ``time.sleep`` and ``asyncio.sleep`` are replaced, and so are the module globals bound
-to them before the body (:mod:`.rebind`: ``from time import sleep``, anyio's ``from
-asyncio import sleep``).  A default argument bound to one before the body
+to them before the test (:mod:`.rebind`: ``from time import sleep``, anyio's ``from
+asyncio import sleep``).  A default argument bound to one before the test
 (``sleep=time.sleep``) is not reached, and such a sleep goes unnoted, as do waits on a
 condition (``Event.wait``), sleeps in C and uvloop's timers: a retry after them has
 nothing asked, and is read with the probe's model.  Sockets are patched on their class
@@ -43,6 +45,8 @@ class Sent:
 
     port: int
     """The socket's local port: the tap's connection from it has it as its peer."""
+    tap: int
+    """The tap's port: which service it went to (a local port may serve two at once)."""
     at: float
     """When it was called, before its bytes went (the plugin's clock)."""
     thread: int
@@ -54,11 +58,12 @@ class Sent:
 
 
 class PacingRecorder:
-    """Notes sleeps and sends (module doc) while :meth:`recording`; ``tapped`` gives the
-    tap port of an HTTP service at a socket address a client connects to, or None."""
+    """Notes sleeps and sends (module doc) while :meth:`recording`.  :attr:`tapped`
+    gives the tap port of the test's HTTP service at a socket address a client connects
+    to, or None (its ``resilience`` fixture sets it)."""
 
-    def __init__(self, tapped: Callable[[object], int | None]) -> None:
-        self._tapped = tapped
+    def __init__(self) -> None:
+        self.tapped: Callable[[object], int | None] = lambda address: None
         self._sends: list[Sent] = []
 
     def sends(self) -> list[Sent]:
@@ -66,14 +71,16 @@ class PacingRecorder:
 
     @contextlib.contextmanager
     def recording(self) -> Iterator[None]:
-        """Note the code's sleeps and sends until the block ends (one block at a time in
-        the process: the patches are the class's and the ``time`` module's)."""
+        """Note the code's sleeps and sends until the block ends.  One block at a time in
+        the process (the patches are the classes' and the modules'): a block opened while
+        another records (a test run inside a test) notes nothing."""
         global _ACTIVE
         with _GUARD:
             if _ACTIVE is not None:
-                raise RuntimeError("a pacing recorder is already recording")
+                yield
+                return
             _ACTIVE = self
-        patches = _Patches(self._tapped)
+        patches = _Patches()
         try:
             patches.apply()
             yield
@@ -85,22 +92,27 @@ class PacingRecorder:
     def note(self, mark: _Mark) -> None:
         """A send on the socket ``mark`` tells of (connected to a tap), by the caller."""
         slept = tuple(_slept())
-        self._sends.append(Sent(mark.port, CLOCK.now(), threading.get_ident(), mark.reads, slept))
+        self._sends.append(
+            Sent(mark.port, mark.tap, CLOCK.now(), threading.get_ident(), mark.reads, slept)
+        )
         _forget()
 
 
 @dataclass(slots=True)
 class _Mark:
     port: int
+    tap: int
     reads: int = 0
 
 
 _ACTIVE: PacingRecorder | None = None
 _GUARD = threading.Lock()
 _LOCAL = threading.local()
-"""Per thread, ``slept``: its sleeps since its last I/O (outside an asyncio task)."""
-_TASKS: weakref.WeakKeyDictionary[asyncio.Task[Any], list[Sleep]] = weakref.WeakKeyDictionary()
-"""Per asyncio task, its sleeps since its last I/O."""
+"""Per thread, ``slept``: (the recorder, its sleeps since its last I/O), outside a task."""
+_TASKS: weakref.WeakKeyDictionary[asyncio.Task[Any], tuple[PacingRecorder, list[Sleep]]] = (
+    weakref.WeakKeyDictionary()
+)
+"""Per asyncio task, the same."""
 _TAPPED: weakref.WeakKeyDictionary[socket.socket, _Mark] = weakref.WeakKeyDictionary()
 
 _SENDS = ("send", "sendall", "sendto", "sendmsg")
@@ -114,21 +126,28 @@ def _task() -> asyncio.Task[Any] | None:
 
 
 def _slept() -> list[Sleep]:
-    """The caller's sleeps since its last I/O."""
+    """The caller's sleeps since its last I/O, in this recording (a list kept from an
+    earlier test's is not this one's)."""
     task = _task()
-    if task is not None:
-        return _TASKS.get(task) or []
-    return getattr(_LOCAL, "slept", None) or []
+    held = _TASKS.get(task) if task is not None else getattr(_LOCAL, "slept", None)
+    if held is None or held[0] is not _ACTIVE:
+        return []
+    return held[1]
 
 
 def _noted(began: float, seconds: float) -> None:
-    if _ACTIVE is None or is_machinery():
+    recorder = _ACTIVE
+    if recorder is None or is_machinery():
         return
     task = _task()
-    if task is not None:
-        _TASKS[task] = [*_slept(), (began, float(seconds))]
-    else:
-        _LOCAL.slept = [*_slept(), (began, float(seconds))]
+    held = _TASKS.get(task) if task is not None else getattr(_LOCAL, "slept", None)
+    if held is None or held[0] is not recorder:
+        held = (recorder, [])
+        if task is not None:
+            _TASKS[task] = held
+        else:
+            _LOCAL.slept = held
+    held[1].append((began, float(seconds)))
 
 
 def _forget() -> None:
@@ -137,8 +156,13 @@ def _forget() -> None:
     task = _task()
     if task is not None:
         _TASKS.pop(task, None)
-    elif getattr(_LOCAL, "slept", None):
-        _LOCAL.slept = []
+    elif getattr(_LOCAL, "slept", None) is not None:
+        _LOCAL.slept = None
+
+
+def _unwrapped(function: Any) -> Any:
+    """``function``, or what it notes if it is one of this module's wrappers."""
+    return getattr(function, "__pacing__", function)
 
 
 def _sleep(real: Callable[[float], None]) -> Callable[[float], None]:
@@ -148,6 +172,7 @@ def _sleep(real: Callable[[float], None]) -> Callable[[float], None]:
         real(seconds)
         _noted(began, seconds)
 
+    sleep.__pacing__ = real  # type: ignore[attr-defined]
     return sleep
 
 
@@ -159,20 +184,20 @@ def _async_sleep(real: Callable[..., Any]) -> Callable[..., Any]:
         _noted(began, delay)
         return value
 
+    sleep.__pacing__ = real  # type: ignore[attr-defined]
     return sleep
 
 
-def _connect(
-    real: Callable[..., Any], tapped: Callable[[object], int | None]
-) -> Callable[..., Any]:
+def _connect(real: Callable[..., Any]) -> Callable[..., Any]:
     def connect(self: socket.socket, address: Any) -> Any:
-        port = None if is_machinery() else tapped(address)
+        recorder = _ACTIVE
+        tap = None if recorder is None or is_machinery() else recorder.tapped(address)
         try:
             return real(self, address)
         finally:  # a connect in progress (asyncio's) has its local address already
-            if port is not None:
+            if tap is not None:
                 with contextlib.suppress(OSError):
-                    _TAPPED[self] = _Mark(self.getsockname()[1])
+                    _TAPPED[self] = _Mark(self.getsockname()[1], tap)
 
     return connect
 
@@ -204,14 +229,23 @@ def _read(real: Callable[..., Any]) -> Callable[..., Any]:
 class _Patches:
     """What :meth:`PacingRecorder.recording` sets, and gives back."""
 
-    def __init__(self, tapped: Callable[[object], int | None]) -> None:
-        sleeps = {time.sleep: _sleep(time.sleep), asyncio.sleep: _async_sleep(asyncio.sleep)}
+    def __init__(self) -> None:
+        # A wrapper left in place by an earlier patch's undo (a fixture that saved it) is
+        # unwrapped: wrappers never nest, and each sleep is noted once.
+        sleeps = {
+            real: wrap(real)
+            for real, wrap in (
+                (_unwrapped(time.sleep), _sleep),
+                (_unwrapped(asyncio.sleep), _async_sleep),
+            )
+        }
+        time_sleep, asyncio_sleep = sleeps
         self._swap: dict[int, object] = {id(real): noted for real, noted in sleeps.items()}
         self._back: dict[int, object] = {id(noted): real for real, noted in sleeps.items()}
         self._plan: list[tuple[object, str, object]] = [
-            (time, "sleep", sleeps[time.sleep]),
-            (asyncio, "sleep", sleeps[asyncio.sleep]),
-            (asyncio.tasks, "sleep", sleeps[asyncio.sleep]),
+            (time, "sleep", sleeps[time_sleep]),
+            (asyncio, "sleep", sleeps[asyncio_sleep]),
+            (asyncio.tasks, "sleep", sleeps[asyncio_sleep]),
         ]
         for owner in (socket.socket, ssl.SSLSocket):
             # SSLSocket's own methods only: the others are socket.socket's, patched already.
@@ -221,7 +255,7 @@ class _Patches:
                     if hasattr(owner, name) and (own is None or name in own):
                         self._plan.append((owner, name, wrap(getattr(owner, name))))
         for name in ("connect", "connect_ex"):
-            self._plan.append((socket.socket, name, _connect(getattr(socket.socket, name), tapped)))
+            self._plan.append((socket.socket, name, _connect(getattr(socket.socket, name))))
         self._saved: list[tuple[object, str, object]] = []
         self._bound: list[tuple[Any, str, object]] = []
         self._modules: set[str] = set()
