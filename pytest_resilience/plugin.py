@@ -331,6 +331,8 @@ class _ClockBlocks:
                 del item.stash[CLOCK_BLOCK]
                 self.open = self.paced = None
                 block.close()
+            if PACING in item.stash:  # it holds the test's services: let them go
+                del item.stash[PACING]
             opener = None
             if CLOCK.virtual is not None:
                 from .runtime.virtual import close_left_open
@@ -362,6 +364,9 @@ class _ClockBlocks:
             if block is not None:
                 block.close()
         self.open = self.paced = None
+        from .runtime import pacing
+
+        pacing.sweep()
 
 
 @pytest.hookimpl(wrapper=True)

@@ -103,21 +103,18 @@ def _bounds(
     if asked is None:
         return None
     return [
-        None
-        if a is None
-        else list(c)
-        if _repeated(a)
-        else [w - s for w, s in zip(c, a, strict=True)]
+        None if a is None else [w - s for w, s in zip(c, a, strict=True)]
         for c, a in zip(_columns(ops, cap), asked, strict=True)
     ]
 
 
-def _repeated(asked: Sequence[float]) -> bool:
-    """Whether two clients asked the very same sleep: no jitter draws that twice, so the
-    retry shows none (two fixed policies side by side would otherwise pass for jitter:
-    the one asking longer lies beyond the others' waits)."""
-    sleeps = [round(s, 9) for s in asked if s > 0]
-    return len(set(sleeps)) < len(sleeps)
+def _arrivals(ops: Sequence[Operation], cap: float | None) -> list[list[float]]:
+    """In the places of :func:`_columns`' waits: when each retry came, from the first
+    answer before a retry of its column (:func:`.timing.judge_no_jitter` clears a column
+    only if these lie apart too)."""
+    starts = _columns(ops, cap, lambda previous, following: following.started_at)
+    answers = _columns(ops, cap, lambda previous, following: answered_at(previous))
+    return [[t - min(a) for t in c] for c, a in zip(starts, answers, strict=True)]
 
 
 def _asked(
@@ -204,23 +201,21 @@ def _undecided_jitter(
             f"cap), so no jitter can show ({noise.describe()}); use longer waits"
         )
     shown = evident_at(columns, noise)
-    paced = [asked[k] for k in shown if asked is not None and asked[k] is not None]
-    if paced and len(paced) == len(shown):
-        least = min(min(c) for c in paced if c is not None)
-        most = max(max(c) for c in paced if c is not None)
-        same = (
-            " (some of them the very same sleep, which no jitter draws twice)"
-            if any(_repeated(c) for c in paced if c is not None)
-            else ""
-        )
+    paced = [(k, a) for k in shown if asked is not None and (a := asked[k]) is not None]
+    slack = SHOWN_JITTER / (1 - SHOWN_JITTER)
+    vetoed = all(max(a) <= min(columns[k]) + slack * max(columns[k]) for k, a in paced)
+    if paced and len(paced) == len(shown) and vetoed:
+        least = min(min(a) for _, a in paced)
+        most = max(max(a) for _, a in paced)
         return (
-            f"{_spread(columns, noise)}, but the clients that sent those retries asked to "
-            f"sleep from {least * 1000:.0f} to {most * 1000:.0f} ms{same}, none of them "
+            f"{_spread(columns, noise)}, but the clients that sent those retries slept "
+            f"from {least * 1000:.0f} to {most * 1000:.0f} ms in their waits, none of them "
             "longer than the shortest wait at its retry by more than jitter under "
             f"x{1 - SHOWN_JITTER:g}-1.0 allows: the rest of each wait was not a sleep they "
             "asked (queued behind one another for a lock, a connection or a pool slot, "
-            "their own work, or a wait the plugin does not see), which shows no jitter; "
-            "jitter shows when the clients ask for sleeps further apart"
+            "their own work, or a wait the plugin does not see), which shows no jitter "
+            f"({noise.describe()}); jitter shows when the clients ask for sleeps further "
+            "apart"
         )
     return (
         f"{_spread(columns, noise)}: too alike to rule out timing noise and jitter under "
@@ -286,7 +281,7 @@ def check_backoff(
     columns = _columns(ops, cap)
     # Jitter and growth at half the false-alarm rate each, so that together they keep it.
     bounds = _bounds(ops, cap, measured, in_flight, pacing)
-    lockstep = judge_no_jitter(columns, measured, ALPHA / 2, bounds)
+    lockstep = judge_no_jitter(columns, measured, ALPHA / 2, bounds, _arrivals(ops, cap))
     if min_factor > 1:
         capped = cap is not None and any(w >= cap for op in ops for w in op.waits)
         growth = judge_growth(columns, min_factor, measured, ALPHA / 2)
@@ -400,9 +395,8 @@ def _over_the_cap(
     if awake and not over:
         return [
             f"{len(awake)} of the retries waited longer than {cap} by more than timing noise "
-            "can add, but the clients that sent them asked to sleep no longer than "
-            f"{max(entry[5] or 0.0 for entry in awake) * 1000:.0f} ms after the answer "
-            "before: the rest of each wait was no sleep they asked (queued behind others "
+            "can add, but the clients that sent them slept no longer than "
+            f"{max(entry[5] or 0.0 for entry in awake) * 1000:.0f} ms in their waits: the rest of each wait was no sleep they asked (queued behind others "
             "for a lock, a connection or a pool slot, their own work, or a wait the plugin "
             "does not see, such as Event.wait), so whether they chose it is not shown; "
             "judge the cap with clients that share nothing and back off with time.sleep or "
@@ -432,7 +426,7 @@ def _over_the_cap(
         beyond = f", by more than {allowance}" if most >= 0.0005 else ""
         if asked is not None:
             beyond = (
-                f": the client that sent it asked to sleep {asked * 1000:.0f} ms after that answer"
+                f": the client that sent it slept {asked * 1000:.0f} ms in that wait, as it asked"
             )
         raise fail(
             f"a retry waited {longest * 1000:.0f} ms after the answer before it, above {cap}"
@@ -505,7 +499,10 @@ def check_no_retry_storm(
     herd_columns = _columns(herd, None)
     judgement = (
         judge_no_jitter(
-            herd_columns, measured, bounds=_bounds(herd, None, measured, in_flight, pacing)
+            herd_columns,
+            measured,
+            bounds=_bounds(herd, None, measured, in_flight, pacing),
+            arrivals=_arrivals(herd, None),
         )
         if len(herd) >= min_herd
         else None
@@ -515,6 +512,7 @@ def check_no_retry_storm(
         _columns(retried, None),
         measured,
         bounds=_bounds(retried, None, measured, in_flight, pacing),
+        arrivals=_arrivals(retried, None),
     )
     if judgement is not None and judgement.outcome == "claim":
         firsts = [answered_at(op.attempts[0]) for op in herd]

@@ -235,9 +235,13 @@ class Noise:
         evidence.  ``tests/test_recorded_herds.py`` checks the bound on lockstep herds
         recorded under load.
 
-        With ``bounds`` (virtual time) the answer is a certainty, 0 or 1: 0 when a wait
-        lies further above the least than ``jitter * D`` and its own bound (the least
-        wait's noise is at least 0), which no such noise can do; else 1.  The levels'
+        With ``bounds`` the waits must lie apart by a certainty too: a wait further above
+        the least than ``jitter * D`` and its own bound (the least wait's noise is at
+        least 0), which no such noise can do.  On virtual time that certainty is the
+        answer, 0 or 1.  On real time (the bounds are what the clients asked to sleep,
+        :mod:`~..observe.pacing`) it only vetoes: without it the answer is 1, with it
+        the levels' chance below, so that what the clients asked never clears waits the
+        probe's model does not.  The levels'
         chance is not asked there: it rests on the probe's model of a wait's noise, which
         leaves the clients' own work out (``docs/wait-noise-research.md``), and on virtual
         time that work is all of the noise (the jumps end each sleep on its deadline).
@@ -250,7 +254,10 @@ class Noise:
             beyond = any(
                 w - ordered[0] - slack > max(b, 0.0) for w, b in zip(waits, bounds, strict=True)
             )
-            return 0.0 if beyond else 1.0
+            if not beyond:
+                return 1.0
+            if self.real is not None:
+                return 0.0
         starts = [ordered[0]]
         for wait in ordered[1:]:
             if wait > starts[-1] + slack:
@@ -389,22 +396,29 @@ def judge_no_jitter(
     noise: Noise,
     alpha: float = ALPHA,
     bounds: Sequence[Sequence[float] | None] | None = None,
+    arrivals: Sequence[Sequence[float]] | None = None,
 ) -> Judgement:
     """Claim "no jitter" from waits at the same retry index (one column per index, one
     wait per operation); clear it when noise cannot explain their spread.  ``bounds``, in
     the places of the waits: the most noise each can carry (:meth:`Noise.apart`), where
-    it is known (None for a column where it is not)."""
+    it is known (None for a column where it is not).  ``arrivals``, in the same places:
+    when each retry came, from the first answer before a retry of its column; a column
+    clears only if they lie apart too (clients retrying on the same tick of a clock
+    arrive together though their waits differ: no jitter spread them)."""
     shown = evident_at(columns, noise)
     if not shown:
         return Judgement("undecided", 1.0, 1.0)
     floor = noise.quantile(0.5, steady=True)
     claim = combined([alike_under_jitter(columns[k], floor) for k in shown])
-    clear = combined(
-        [
-            noise.apart(columns[k], SHOWN_JITTER, None if bounds is None else bounds[k])
-            for k in shown
-        ]
-    )
+
+    def apart(k: int) -> float:
+        bound = None if bounds is None else bounds[k]
+        waits = noise.apart(columns[k], SHOWN_JITTER, bound)
+        if arrivals is None:
+            return waits
+        return max(waits, noise.apart(arrivals[k], SHOWN_JITTER, bound))
+
+    clear = combined([apart(k) for k in shown])
     return _decide(claim, clear, alpha)
 
 

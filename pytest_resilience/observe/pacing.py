@@ -23,7 +23,10 @@ asked to sleep after the answer before it, with no I/O between (:meth:`Pacing.as
 sleep lies within the wait (a sleep lasts at least as asked), so the rest of the
 wait, ``wait - asked``, is the most noise the wait can carry if the client chose no more
 than it asked to sleep: lockstep clients asking the same sleep are then never shown
-jittered, however their waits were spread by a busy machine or by queueing.
+jittered, however their waits were spread by a busy machine or by queueing.  On real
+time this only vetoes the probe's model, never clears what it does not
+(:meth:`~..assertions.timing.Noise.apart`): a sleep that was no backoff makes a client
+seem to have chosen more than it did.
 
 Waits the recorder does not see (``Event.wait``, a sleep in C, uvloop's timers, a client
 in another process) leave a retry with nothing asked, and the timing verdicts
@@ -79,18 +82,19 @@ class Pacing:
         return cls(joined)
 
     def asked(self, connection: int, started_at: float, since: float) -> float | None:
-        """The longest sleep that the caller which sent the request the layer began to
-        read at ``started_at`` on ``connection`` asked from ``since`` (the answer before
+        """The seconds that the caller which sent the request the layer began to read at
+        ``started_at`` on ``connection`` asked to sleep from ``since`` (the answer before
         it) until it sent it, with no I/O of its own between (0 if none); None when that
         send is not known (a client outside the process, a connection not traced).
 
-        The longest, not their sum: a client's backoff is one sleep, and a caller that
-        slept more than once in the wait (polling a lock, backing off again after a
-        refused connection, which leaves no record) slept the rest for other reasons."""
+        All of its sleeps there, not only the longest: a backoff slept in chunks is all
+        asked.  A sleep that was no backoff (a rate limiter's, a lock polled, a second
+        backoff after a refused connection that left no record) counts too, which makes
+        the client seem to ask more than it chose: the verdicts only let this veto."""
         sends = self.sends.get(connection, ())
         last = bisect.bisect_right(sends, started_at, key=lambda s: s.at)
         if last == 0:
             return None
         request = sends[last - 1].reads
         first = next(s for s in sends[:last] if s.reads == request)
-        return max((seconds for began, seconds in first.slept if began >= since), default=0.0)
+        return math.fsum(seconds for began, seconds in first.slept if began >= since)

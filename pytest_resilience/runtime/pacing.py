@@ -64,6 +64,8 @@ class PacingRecorder:
 
     def __init__(self) -> None:
         self.tapped: Callable[[object], int | None] = lambda address: None
+        self.wrappers: frozenset[object] | None = None
+        """The sleep wrappers of the recording open now: the only ones that note."""
         self._sends: list[Sent] = []
 
     def sends(self) -> list[Sent]:
@@ -81,6 +83,7 @@ class PacingRecorder:
                 return
             _ACTIVE = self
         patches = _Patches()
+        self.wrappers = patches.wrappers
         try:
             patches.apply()
             yield
@@ -88,6 +91,7 @@ class PacingRecorder:
             patches.undo()
             with _GUARD:
                 _ACTIVE = None
+            self.wrappers = None
 
     def note(self, mark: _Mark) -> None:
         """A send on the socket ``mark`` tells of (connected to a tap), by the caller."""
@@ -135,9 +139,14 @@ def _slept() -> list[Sleep]:
     return held[1]
 
 
-def _noted(began: float, seconds: float) -> None:
+def _noted(began: float, seconds: float, by: object) -> None:
+    """A sleep of ``seconds`` the caller returned from, through the wrapper ``by``: noted
+    if ``by`` is the active recording's (one an earlier recording left in place, put back
+    by a fixture's undo, only sleeps), and if it slept at all (``sleep(0)`` yields)."""
     recorder = _ACTIVE
-    if recorder is None or is_machinery():
+    if recorder is None or recorder.wrappers is None or by not in recorder.wrappers:
+        return
+    if seconds <= 0 or is_machinery():
         return
     task = _task()
     held = _TASKS.get(task) if task is not None else getattr(_LOCAL, "slept", None)
@@ -170,7 +179,7 @@ def _sleep(real: Callable[[float], None]) -> Callable[[float], None]:
     def sleep(seconds: float) -> None:
         began = CLOCK.now()
         real(seconds)
-        _noted(began, seconds)
+        _noted(began, seconds, sleep)
 
     sleep.__pacing__ = real  # type: ignore[attr-defined]
     return sleep
@@ -181,7 +190,7 @@ def _async_sleep(real: Callable[..., Any]) -> Callable[..., Any]:
     async def sleep(delay: float, result: Any = None) -> Any:
         began = CLOCK.now()
         value = await real(delay, result)
-        _noted(began, delay)
+        _noted(began, delay, sleep)
         return value
 
     sleep.__pacing__ = real  # type: ignore[attr-defined]
@@ -240,6 +249,7 @@ class _Patches:
             )
         }
         time_sleep, asyncio_sleep = sleeps
+        self.wrappers = frozenset(sleeps.values())
         self._swap: dict[int, object] = {id(real): noted for real, noted in sleeps.items()}
         self._back: dict[int, object] = {id(noted): real for real, noted in sleeps.items()}
         self._plan: list[tuple[object, str, object]] = [
@@ -256,14 +266,16 @@ class _Patches:
                         self._plan.append((owner, name, wrap(getattr(owner, name))))
         for name in ("connect", "connect_ex"):
             self._plan.append((socket.socket, name, _connect(getattr(socket.socket, name))))
-        self._saved: list[tuple[object, str, object]] = []
+        self._saved: list[tuple[object, str, object, object]] = []
+        """(owner, name, what it was, this recording's replacement)."""
         self._bound: list[tuple[Any, str, object]] = []
         self._modules: set[str] = set()
 
     def apply(self) -> None:
         for owner, name, value in self._plan:
             own = not isinstance(owner, type) or name in vars(owner)
-            self._saved.append((owner, name, getattr(owner, name) if own else _INHERITED))
+            was = _unwrapped(getattr(owner, name)) if own else _INHERITED
+            self._saved.append((owner, name, was, value))
             setattr(owner, name, value)
         self._modules = set(sys.modules)
         self._bound = rebind.bound(list(sys.modules), self._swap)
@@ -271,13 +283,19 @@ class _Patches:
             setattr(module, name, self._swap[id(real)])
 
     def undo(self) -> None:
-        for owner, name, value in reversed(self._saved):
+        """Give back what is still this recording's: a patch a wider fixture made since
+        (``time.sleep`` faked for a module) stays, and when that fixture puts this
+        recording's wrapper back later, the wrapper is inert (:func:`_noted`)."""
+        for owner, name, value, mine in reversed(self._saved):
+            if getattr(owner, name, None) is not mine:
+                continue
             if value is _INHERITED:
                 delattr(owner, name)
             else:
                 setattr(owner, name, value)
         for module, name, value in self._bound:
-            setattr(module, name, value)
+            if getattr(module, name, None) is self._swap[id(value)]:
+                setattr(module, name, value)
         # Modules imported meanwhile bound the replacements: give them the real ones.
         late = [n for n in sys.modules if n not in self._modules]
         for module, name, noted in rebind.bound(late, self._back, skipped=rebind.PLUGIN_ONLY):
@@ -288,3 +306,16 @@ class _Patches:
 
 _INHERITED = object()
 """Saved in place of a class attribute the class did not define itself."""
+
+
+def sweep() -> None:
+    """Put back what a sleep wrapper left in place wraps (a fixture's undo, after the
+    recording ended, restored the wrapper it had seen): at a session's end, so that the
+    process is left as it was found."""
+    with _GUARD:
+        if _ACTIVE is not None:
+            return
+        for owner, name in ((time, "sleep"), (asyncio, "sleep"), (asyncio.tasks, "sleep")):
+            value = getattr(owner, name)
+            if hasattr(value, "__pacing__"):
+                setattr(owner, name, _unwrapped(value))

@@ -320,6 +320,12 @@ class _Patches:
         for owner, attr, make in self._attributes:
             self._set(owner, attr, make(getattr(owner, attr)))  # type: ignore[operator]
         swap = {id(real): replacement for real, replacement in self.replace.values()}
+        for real, replacement in self.replace.values():
+            # A pacing wrapper in place (a real-time test's recording, or one a fixture
+            # put back after it): the modules bound to what it wraps are swapped too.
+            wrapped = getattr(real, "__pacing__", None)
+            if wrapped is not None:
+                swap[id(wrapped)] = replacement
         self._modules = set(sys.modules)
         self._bound = rebind.bound(list(sys.modules), swap)
         for module, attr, value in self._bound:
