@@ -24,15 +24,23 @@ import random
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 import httpx
 import pytest
-import retrying
 import tenacity
+from simulated import herd
 
 from pytest_resilience import HttpService, Resilience
-from pytest_resilience.assertions import InsufficientEvidence, ResilienceAssertionError
-from pytest_resilience.assertions.operations import operations
+from pytest_resilience.assertions import (
+    InsufficientEvidence,
+    ResilienceAssertionError,
+    check_backoff,
+    check_no_retry_storm,
+)
+from pytest_resilience.assertions.operations import answered_at, operations
+from pytest_resilience.assertions.timing import Noise
+from pytest_resilience.http.records import Exchange
 from pytest_resilience.observe.join import Trace
 from pytest_resilience.observe.pacing import Pacing
 from pytest_resilience.runtime.pacing import Sent
@@ -176,13 +184,13 @@ def test_pool_threads_ask_only_their_own_sleeps(resilience: Resilience) -> None:
         api.assert_backoff(jitter=True, min_factor=1)
 
 
-SLEEPS = tuple(0.1 + 0.04 * n for n in range(8))
+SLEEPS = tuple(0.1 + 0.15 * n for n in range(8))
 """Sleeps eight jittered clients drew, fixed here so that the test rests on no draw."""
 
 
 def test_what_the_clients_asked_leaves_a_jittered_fleet_cleared(resilience: Resilience) -> None:
     """What the clients asked only vetoes the probe's model: eight clients whose sleeps
-    lie 40 ms apart are cleared as before, the sleeps confirming the spread."""
+    lie 150 ms apart are cleared as before, the sleeps confirming the spread."""
     api = resilience.http_service("payments")
     api.respond(200, json={"ok": True})
     api.route("POST", "/charges").fail(503, count=len(SLEEPS))
@@ -599,31 +607,72 @@ def _nap(seconds: float, stop: threading.Event | None = None) -> None:
         time.sleep(min(CHUNK, left))
 
 
-def test_jittered_clients_that_sleep_in_chunks_are_shown_jittered(
-    resilience: Resilience,
-) -> None:
-    """Twenty clients whose backoff is drawn from 100-400 ms (a seeded draw each, so that
-    the test rests on no luck), each slept in 50 ms chunks: every client's longest sleep is
-    the same 50 ms chunk, so the retry "cannot clear" and the plainly jittered fleet is
-    insufficient evidence; before pacing both verdicts passed."""
-    api = resilience.http_service("payments")
-    api.respond(200, json={"ok": True})
-    api.route("POST", "/charges").fail(503, count=20)
+def _sleeps(timeline: list[Exchange], asked: Callable[[int, float], list[float]]) -> Pacing:
+    """The sends of a simulated ``herd``'s retries, each after the sleeps ``asked(n, wait)``
+    gives for operation n's wait, slept one after another from the answer before it."""
+    sends = {}
+    for n in range(len({e.idempotency_key for e in timeline})):
+        mine = sorted((e for e in timeline if e.idempotency_key == f"op{n}"), key=_started)
+        for a, b in itertools.pairwise(mine):
+            since = answered_at(a)
+            slept, at = [], since
+            for seconds in asked(n, b.started_at - since - 0.002):
+                slept.append((at, seconds))
+                at += seconds
+            sends[b.connection] = (Sent(b.connection, 0, b.started_at, n, 0, tuple(slept)),)
+    return Pacing(sends)
 
-    def client(key: str, wait: float) -> None:
-        assert _charge(api, key) == 503
-        _nap(wait)
-        assert _charge(api, key) == 200
 
-    draws = random.Random(7)
-    _run(
-        [
-            threading.Thread(target=client, args=(f"j{n}", draws.uniform(0.1, 0.4)))
-            for n in range(20)
-        ]
-    )
-    api.assert_backoff(jitter=True, min_factor=1)
-    resilience.assert_no_retry_storm(api)
+def _started(exchange: Exchange) -> float:
+    return exchange.started_at
+
+
+_DRAW = random.Random(7)
+DRAWS = [_DRAW.uniform(0.1, 0.4) for _ in range(20)]
+"""Twenty clients' backoffs drawn from 100-400 ms (seeded: the test rests on no draw)."""
+QUIET = Noise([0.0005] * 400)
+"""A quiet machine's probe: the probe's model clears these fleets, and the test asks
+whether what the clients asked vetoes that."""
+
+
+def test_jittered_clients_that_sleep_in_chunks_are_not_vetoed() -> None:
+    """Found by review: a backoff slept in 50 ms chunks (an interruptible sleep) made every
+    client's longest sleep 50 ms, and the fleet was left undecided.  All of a caller's
+    sleeps in the wait are what it asked."""
+    timeline = herd([[w + 0.002] for w in DRAWS])
+
+    def chunks(n: int, wait: float) -> list[float]:
+        whole, left = divmod(wait, CHUNK)
+        return [CHUNK] * int(whole) + ([left] if left > 0 else [])
+
+    pacing = _sleeps(timeline, chunks)
+    check_backoff(timeline, min_factor=1, noise=QUIET, pacing=pacing)
+    check_no_retry_storm(timeline, noise=QUIET, pacing=pacing)
+
+
+def test_jitter_drawn_in_whole_milliseconds_is_not_vetoed() -> None:
+    """Found by review: ``retrying`` draws its random wait in whole milliseconds
+    (``retrying.py`` ``Retrying.random_sleep``: ``random.randint(min, max)``, slept as
+    ``time.sleep(sleep / 1000.0)``), so two of twenty clients often draw the same sleep,
+    which a rule against repeated sleeps took for no jitter."""
+    draws = [round(w, 3) for w in DRAWS[:19]] + [round(DRAWS[0], 3)]  # one draw twice
+    timeline = herd([[w + 0.002] for w in draws])
+    pacing = _sleeps(timeline, lambda n, wait: [draws[n]])
+    check_backoff(timeline, min_factor=1, noise=QUIET, pacing=pacing)
+    check_no_retry_storm(timeline, noise=QUIET, pacing=pacing)
+
+
+def test_the_probe_alone_would_clear_what_the_veto_stops() -> None:
+    """The veto's own test: the same fleet whose clients all asked the least sleep (a
+    queue spread their waits) is cleared by the probe's model alone, and not with what
+    they asked."""
+    timeline = herd([[w + 0.002] for w in DRAWS])
+    check_no_retry_storm(timeline, noise=QUIET)
+    least = min(DRAWS)
+    with pytest.raises(InsufficientEvidence, match="slept from"):
+        check_no_retry_storm(
+            timeline, noise=QUIET, pacing=_sleeps(timeline, lambda n, wait: [least])
+        )
 
 
 def test_a_client_past_its_cap_in_chunks_is_failed(resilience: Resilience) -> None:
@@ -642,38 +691,6 @@ def test_a_client_past_its_cap_in_chunks_is_failed(resilience: Resilience) -> No
 
 
 # Jitter drawn in whole milliseconds: two clients draw the same sleep
-
-
-def test_clients_jittered_by_retrying_in_whole_ms_are_shown_jittered(
-    resilience: Resilience,
-) -> None:
-    """Twenty clients with ``retrying``'s random wait, 100-400 ms: ``Retrying.random_sleep``
-    draws ``random.randint(100, 400)`` milliseconds and ``Retrying.call`` sleeps
-    ``time.sleep(sleep / 1000.0)`` (retrying.py).  Two of twenty draw the same millisecond
-    about 47% of the time (20% with twelve), and the index then "cannot clear": a fleet
-    jittered over 300 ms is insufficient evidence.  The seed fixes a draw with one such
-    pair (171 ms twice); before pacing both verdicts passed."""
-    api = resilience.http_service("payments")
-    api.respond(200, json={"ok": True})
-    api.route("POST", "/charges").fail(503, count=20)
-
-    @retrying.retry(
-        wait_random_min=100,
-        wait_random_max=400,
-        stop_max_attempt_number=2,
-        retry_on_result=lambda status: status == 503,
-    )
-    def charge(key: str) -> int:
-        return _charge(api, key)
-
-    state = random.getstate()
-    random.seed(0)
-    try:
-        _run([threading.Thread(target=charge, args=(f"r{n}",)) for n in range(20)])
-    finally:
-        random.setstate(state)
-    api.assert_backoff(jitter=True, min_factor=1)
-    resilience.assert_no_retry_storm(api)
 
 
 # The recording's undo clobbers a wider-scoped fixture's patch of time.sleep
