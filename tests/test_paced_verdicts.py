@@ -22,6 +22,7 @@ import http.client
 import itertools
 import random
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -112,19 +113,19 @@ def test_a_retry_queued_past_the_cap_is_insufficient_evidence_on_real_time(
         api.assert_backoff(jitter=False, min_factor=1, max_delay=0.4)
 
 
-def test_a_client_that_asks_past_the_cap_is_failed_by_what_it_asked(
-    resilience: Resilience,
-) -> None:
-    """A sleep asked beyond the cap (and its tolerance) is the client's choice, whatever
-    the timing noise: failed, naming the sleep."""
+def test_a_client_that_asks_past_the_cap_is_failed(resilience: Resilience) -> None:
+    """A sleep asked beyond the cap, and a wait beyond it by more than noise: failed, as
+    without pacing (what a client asked never fails it by itself: a third review found a
+    lock polled with ``time.sleep`` read as asked, and a queued client failed)."""
     api = resilience.http_service("payments")
     api.respond(200, json={"ok": True})
     api.route("POST", "/charges").fail(503, count=1)
     assert _charge(api, "late") == 503
-    time.sleep(0.45)
+    time.sleep(0.6)
     assert _charge(api, "late") == 200
-    with pytest.raises(ResilienceAssertionError, match="slept 450 ms in that wait"):
+    with pytest.raises(ResilienceAssertionError, match="above the cap of 400 ms") as raised:
         api.assert_backoff(jitter=False, min_factor=1, max_delay=0.4)
+    assert not isinstance(raised.value, InsufficientEvidence)
 
 
 WORK = (0.0, 0.02, 0.04, 0.06, 0.08, 0.1)
@@ -831,3 +832,168 @@ def test_a_task_yielding_without_sending_holds_no_growing_record(resilience: Res
     finally:
         tracemalloc.stop()
     assert held < 1_000_000, f"{held / 1e6:.1f} MB held by 50,000 yields"
+
+
+# Found by the third review
+
+SLEEPER = """
+from time import sleep
+
+
+def nap(seconds):
+    sleep(seconds)
+"""
+
+STALE_IN_A_MODULE = """
+import pytest
+
+import sleeper_r3
+
+
+@pytest.fixture(scope="module")
+def quiet():
+    # A module-wide patch of a client module's bound sleep (mock.patch("client.sleep")).
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sleeper_r3, "sleep", lambda s: None)
+        yield
+
+
+def test_first(resilience, quiet):
+    pass
+
+
+def test_last(quiet):  # the module's last test records nothing: the undo puts back W1
+    pass
+"""
+
+LATER = """
+import os
+
+import pytest
+
+import sleeper_r3
+from pytest_resilience.runtime import pacing
+
+
+def test_real_time_notes_the_clients_sleep(resilience):
+    sleeper_r3.nap(0.01)
+    assert pacing._slept(), f"unnoted: sleeper_r3.sleep is {sleeper_r3.sleep!r}"
+
+
+@pytest.mark.virtual_time
+def test_virtual_time_does_not_sleep_for_real(resilience):
+    began = os.times().elapsed
+    sleeper_r3.nap(3)
+    assert os.times().elapsed - began < 1, "slept 3 s for real on virtual time"
+"""
+
+
+def test_a_stale_wrapper_left_in_a_module_global_is_reached_by_later_tests(
+    inner: pytest.Pytester, url: str
+) -> None:
+    """A module-scoped patch of a client module's ``sleep`` set up inside test 1's
+    recording and undone after it leaves test 1's (inert) wrapper bound in the client
+    module: later recordings do not swap it (they swap what is bound to the real sleep),
+    nor does virtual time (time.sleep is the real one again), nor the session-end sweep
+    (time/asyncio attributes only)."""
+    inner.makepyfile(sleeper_r3=SLEEPER, test_a=STALE_IN_A_MODULE, test_b=LATER)
+    inner.syspathinsert()
+    try:
+        result = inner.runpytest_inprocess("-p", "no:cacheprovider", f"--toxiproxy={url}")
+        left = getattr(sys.modules.get("sleeper_r3"), "sleep", None)
+        result.assert_outcomes(passed=4)
+        assert not hasattr(left, "__pacing__"), f"left in the module after the session: {left!r}"
+    finally:
+        sys.modules.pop("sleeper_r3", None)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known limit (README): a queue slept through reads as asked sleep, and a "
+    "queued retry past the cap is failed, as before pacing",
+)
+def test_a_retry_queued_past_the_cap_by_a_polled_lock_is_not_failed(
+    resilience: Resilience,
+) -> None:
+    """The queued herd of test_paced_verdicts (fixed 300 ms backoff under a 400 ms cap,
+    one shared slot), the slot a lock taken by polling with time.sleep (filelock, redis-py's
+    Lock.acquire): with a plain lock this is insufficient evidence, since the rest of each
+    wait was queueing; with the polls summed into what the client "asked", the queue reads
+    as a choice past the cap and the client is failed ("slept ... ms in that wait, as it
+    asked"), though its backoff keeps the cap."""
+    api = resilience.http_service("payments")
+    api.respond(200, json={"ok": True})
+    api.route("POST", "/charges").fail(503, count=5)
+    api.route("POST", "/charges").delay(0.3, count=5)
+    slot = _PolledLock()
+    _run(
+        [
+            threading.Thread(target=_queued_client, args=(api, f"q{n}", slot))  # type: ignore[arg-type]
+            for n in range(5)
+        ]
+    )
+    with pytest.raises(InsufficientEvidence):
+        api.assert_backoff(jitter=False, min_factor=1, max_delay=0.4)
+
+
+def test_the_arrivals_veto_keeps_the_async_clients_burst_of_five_as_decided() -> None:
+    """examples/async_client's burst (full jitter under 50 ms x 2^k, cap 0.5 s), five
+    quotes, 1,000 seeded fleets as test_timing_verdicts judges them: 18 insufficient
+    without the arrivals veto ("five in 2-3%" in that test's docstring), 54 with it.  The
+    arrivals' slack is 5% of the longest *arrival*, which holds the spread of the answers
+    before (earlier retries' jitter), so later retry indices of a jittered herd clear less."""
+    from test_timing_verdicts import _burst
+
+    verdicts = _burst(5, 1000, random.Random(20261203))
+    assert verdicts.count("insufficient") <= 30, verdicts.count("insufficient")
+
+
+def test_a_herd_vetoed_by_its_arrivals_is_told_so() -> None:
+    """Five clients 40 ms apart retrying on one tick: their waits lie 32% apart, and only
+    the arrivals veto clears them.  The message says the waits are "too alike to rule
+    out timing noise and jitter under x0.95-1.0" (they are 32% apart) and advises longer
+    waits or more operations; it never names the arrivals."""
+    timeline = herd([[0.5 - 0.04 * i + 0.002] for i in range(5)], spread=0.04)
+    with pytest.raises(InsufficientEvidence, match="arrived closer together"):
+        check_no_retry_storm(timeline, noise=Noise([0.0005] * 400))
+
+
+BLOCK_IN_REAL_TIME = """
+import os
+import time
+
+import sleeper_r3b
+from pytest_resilience.runtime import pacing
+
+
+def test_block(resilience):
+    with resilience.virtual_time():
+        began = os.times().elapsed
+        sleeper_r3b.nap(3)
+        time.sleep(3)
+        import late_r3b
+        late_r3b.nap(3)
+        assert os.times().elapsed - began < 1
+    sleeper_r3b.nap(0.01)
+    assert pacing._slept()
+    late_r3b.nap(0.01)
+    assert len(pacing._slept()) == 2
+
+
+def test_after():
+    import late_r3b
+    assert not hasattr(time.sleep, "__pacing__")
+    assert not hasattr(sleeper_r3b.sleep, "__pacing__"), sleeper_r3b.sleep
+    assert not hasattr(late_r3b.sleep, "__pacing__"), late_r3b.sleep
+"""
+
+
+def test_a_virtual_block_inside_a_real_time_test(inner: pytest.Pytester, url: str) -> None:
+    inner.makepyfile(sleeper_r3b=SLEEPER, late_r3b=SLEEPER, test_block=BLOCK_IN_REAL_TIME)
+    inner.syspathinsert()
+    try:
+        result = inner.runpytest_inprocess("-p", "no:cacheprovider", f"--toxiproxy={url}")
+        result.assert_outcomes(passed=2)
+    finally:
+        sys.modules.pop("sleeper_r3b", None)
+        sys.modules.pop("late_r3b", None)

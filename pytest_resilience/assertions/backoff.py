@@ -108,15 +108,6 @@ def _bounds(
     ]
 
 
-def _arrivals(ops: Sequence[Operation], cap: float | None) -> list[list[float]]:
-    """In the places of :func:`_columns`' waits: when each retry came, from the first
-    answer before a retry of its column (:func:`.timing.judge_no_jitter` clears a column
-    only if these lie apart too)."""
-    starts = _columns(ops, cap, lambda previous, following: following.started_at)
-    answers = _columns(ops, cap, lambda previous, following: answered_at(previous))
-    return [[t - min(a) for t in c] for c, a in zip(starts, answers, strict=True)]
-
-
 def _asked(
     ops: Sequence[Operation], cap: float | None, pacing: Pacing | None
 ) -> list[list[float] | None] | None:
@@ -184,11 +175,57 @@ def _spread(columns: Sequence[Sequence[float]], noise: Noise) -> str:
     )
 
 
+HERD = 3
+"""The fewest retries arriving together that make a herd (the storm verdict's default
+``min_herd``)."""
+
+
+def _converged(
+    ops: Sequence[Operation], cap: float | None, columns: Sequence[Sequence[float]], noise: Noise
+) -> str | None:
+    """Why the waits' spread shows no jitter, when at every retry shown (of :data:`HERD`
+    operations or more) the retries arrived closer together than the answers before them
+    came, and within the x0.95-1.0 not taken as jitter and the noise: clients retrying on
+    one tick of a clock (each sleeping to the next whole second) or released together,
+    whose waits differ by just what brings them together.  None otherwise.  A veto only:
+    a jittered fleet that failed together arrives no closer than its answers came, and
+    one whose arrivals met at every retry by chance is left undecided, never accused."""
+    shown = [k for k in evident_at(columns, noise) if len(columns[k]) >= HERD]
+    if not shown:
+        return None
+    starts = _columns(ops, cap, lambda previous, following: following.started_at)
+    answers = _columns(ops, cap, lambda previous, following: answered_at(previous))
+    slack = SHOWN_JITTER / (1 - SHOWN_JITTER)
+    met = []
+    for k in shown:
+        came = max(starts[k]) - min(starts[k])
+        answered = max(answers[k]) - min(answers[k])
+        if came >= answered or came > slack * max(columns[k]) + noise.most():
+            return None
+        met.append((came, answered, k))
+    came, answered, k = max(met)
+    return (
+        f"the waits lie apart, but at every retry the retries arrived closer together than "
+        f"the answers before them (at retry {k + 1}: within {came * 1000:.1f} ms, the "
+        f"answers {answered * 1000:.0f} ms apart): clients retrying on one tick of a clock, "
+        "or released together, arrive as a herd whatever their waits, and no jitter spread "
+        "them"
+    )
+
+
+def _vetoed(judgement: Judgement, converged: str | None) -> Judgement:
+    """``judgement``, its clear side taken back if the retries converged (:func:`_converged`)."""
+    if converged is None or judgement.outcome != "clear":
+        return judgement
+    return Judgement("undecided", judgement.claim_p, 1.0, judgement.level)
+
+
 def _undecided_jitter(
     judgement: Judgement,
     columns: Sequence[Sequence[float]],
     noise: Noise,
     asked: Sequence[Sequence[float] | None] | None = None,
+    converged: str | None = None,
 ) -> str:
     if not any(len(c) >= 2 for c in columns):
         return (
@@ -200,6 +237,8 @@ def _undecided_jitter(
             "no retry was made after a wait longer than timing noise (at once, or under the "
             f"cap), so no jitter can show ({noise.describe()}); use longer waits"
         )
+    if converged is not None:
+        return converged
     shown = evident_at(columns, noise)
     paced = [(k, a) for k in shown if asked is not None and (a := asked[k]) is not None]
     slack = SHOWN_JITTER / (1 - SHOWN_JITTER)
@@ -281,7 +320,8 @@ def check_backoff(
     columns = _columns(ops, cap)
     # Jitter and growth at half the false-alarm rate each, so that together they keep it.
     bounds = _bounds(ops, cap, measured, in_flight, pacing)
-    lockstep = judge_no_jitter(columns, measured, ALPHA / 2, bounds, _arrivals(ops, cap))
+    converged = _converged(ops, cap, columns, measured)
+    lockstep = _vetoed(judge_no_jitter(columns, measured, ALPHA / 2, bounds), converged)
     if min_factor > 1:
         capped = cap is not None and any(w >= cap for op in ops for w in op.waits)
         growth = judge_growth(columns, min_factor, measured, ALPHA / 2)
@@ -324,7 +364,9 @@ def check_backoff(
                 start,
             )
         if lockstep.outcome == "undecided":
-            missing.append(_undecided_jitter(lockstep, columns, measured, _asked(ops, cap, pacing)))
+            missing.append(
+                _undecided_jitter(lockstep, columns, measured, _asked(ops, cap, pacing), converged)
+            )
     if missing:
         raise insufficient("; ".join(missing) + ".", operation_rows(ops), start)
 
@@ -352,11 +394,12 @@ def _over_the_cap(
 
     Two records say more than the wire.  On virtual time, the virtual time a retry may
     have spent queued behind other attempts (:meth:`.operations.InFlight.queued`) is
-    allowed too.  On real time, where the client (thread or task) that sent a retry had its sleeps noted
-    (:mod:`~..observe.pacing`), what it asked to sleep decides: beyond the cap by more
-    than ``tolerance``, the client chose that wait (a certainty, whatever the noise);
-    within it, a wait past the cap by more than noise was spent awake (queued behind
-    others, or at the client's own work), which is insufficient evidence, not a breach.
+    allowed too.  On real time, where the client (thread or task) that sent a retry had
+    its sleeps noted (:mod:`~..observe.pacing`), a wait past the cap by more than noise
+    whose client asked no more than the cap (and ``tolerance``) in it was spent otherwise
+    (queued behind others, at its own work, or in a wait not noted): insufficient
+    evidence, not a breach.  What a client asked never fails it by itself: a queue slept
+    through (a lock polled with ``time.sleep``) reads as asked too.
     """
     waits = []
     for i, op in enumerate(ops):
@@ -377,14 +420,11 @@ def _over_the_cap(
     over = {
         (i, j)
         for i, j, w, most, behind, asked in above
-        if (
-            asked > max_delay + tolerance
-            if asked is not None
-            else w - max_delay > most + tolerance + behind
-        )
+        if w - max_delay > most + tolerance + behind
+        and (asked is None or asked > max_delay + tolerance)
     }
     # The allowance named is that of the longest wait judged (over the cap, if any is).
-    _, _, longest, most, _, asked = max(
+    _, _, longest, most, _, _ = max(
         (entry for entry in above if (entry[0], entry[1]) in over or not over),
         key=lambda entry: entry[2],
     )
@@ -424,10 +464,6 @@ def _over_the_cap(
     if over:
         allowed = {key: f"<= {max_delay * 1000:.0f} ms" for key in over}
         beyond = f", by more than {allowance}" if most >= 0.0005 else ""
-        if asked is not None:
-            beyond = (
-                f": the client that sent it slept {asked * 1000:.0f} ms in that wait, as it asked"
-            )
         raise fail(
             f"a retry waited {longest * 1000:.0f} ms after the answer before it, above {cap}"
             f"{beyond}.",
@@ -502,17 +538,18 @@ def check_no_retry_storm(
             herd_columns,
             measured,
             bounds=_bounds(herd, None, measured, in_flight, pacing),
-            arrivals=_arrivals(herd, None),
         )
         if len(herd) >= min_herd
         else None
     )
     # Jitter shown among every operation that retried clears the fleet, herd or not.
-    fleet = judge_no_jitter(
-        _columns(retried, None),
-        measured,
-        bounds=_bounds(retried, None, measured, in_flight, pacing),
-        arrivals=_arrivals(retried, None),
+    retried_columns = _columns(retried, None)
+    converged = _converged(retried, None, retried_columns, measured)
+    fleet = _vetoed(
+        judge_no_jitter(
+            retried_columns, measured, bounds=_bounds(retried, None, measured, in_flight, pacing)
+        ),
+        converged,
     )
     if judgement is not None and judgement.outcome == "claim":
         firsts = [answered_at(op.attempts[0]) for op in herd]
@@ -546,6 +583,8 @@ def check_no_retry_storm(
             f"a storm needs at least {min_herd} operations that failed together and retried; "
             f"the largest such herd here has {len(herd)} ({len(retried)} operations retried)"
             if judgement is None
-            else _undecided_jitter(judgement, herd_columns, measured, _asked(herd, None, pacing))
+            else _undecided_jitter(
+                judgement, herd_columns, measured, _asked(herd, None, pacing), converged
+            )
         )
     raise insufficient("; ".join(reasons) + ".", operation_rows(ops), start)

@@ -396,29 +396,23 @@ def judge_no_jitter(
     noise: Noise,
     alpha: float = ALPHA,
     bounds: Sequence[Sequence[float] | None] | None = None,
-    arrivals: Sequence[Sequence[float]] | None = None,
 ) -> Judgement:
     """Claim "no jitter" from waits at the same retry index (one column per index, one
     wait per operation); clear it when noise cannot explain their spread.  ``bounds``, in
     the places of the waits: the most noise each can carry (:meth:`Noise.apart`), where
-    it is known (None for a column where it is not).  ``arrivals``, in the same places:
-    when each retry came, from the first answer before a retry of its column; a column
-    clears only if they lie apart too (clients retrying on the same tick of a clock
-    arrive together though their waits differ: no jitter spread them)."""
+    it is known (None for a column where it is not)."""
     shown = evident_at(columns, noise)
     if not shown:
         return Judgement("undecided", 1.0, 1.0)
     floor = noise.quantile(0.5, steady=True)
     claim = combined([alike_under_jitter(columns[k], floor) for k in shown])
 
-    def apart(k: int) -> float:
-        bound = None if bounds is None else bounds[k]
-        waits = noise.apart(columns[k], SHOWN_JITTER, bound)
-        if arrivals is None:
-            return waits
-        return max(waits, noise.apart(arrivals[k], SHOWN_JITTER, bound))
-
-    clear = combined([apart(k) for k in shown])
+    clear = combined(
+        [
+            noise.apart(columns[k], SHOWN_JITTER, None if bounds is None else bounds[k])
+            for k in shown
+        ]
+    )
     return _decide(claim, clear, alpha)
 
 

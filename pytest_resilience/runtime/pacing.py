@@ -174,6 +174,22 @@ def _unwrapped(function: Any) -> Any:
     return getattr(function, "__pacing__", function)
 
 
+_MADE: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
+"""Every sleep wrapper made and still alive, by id: a fixture's undo may have left one
+in a module's global after its recording ended (inert, :func:`_noted`)."""
+
+
+def left_behind(replacement: Callable[[Any], Any]) -> dict[int, object]:
+    """``{id(wrapper): replacement(what it wraps)}`` for the wrappers made and not the
+    open recording's: a patch that swaps functions bound in modules swaps these too."""
+    active = _ACTIVE.wrappers if _ACTIVE is not None else None
+    return {
+        key: replacement(wrapper.__pacing__)
+        for key, wrapper in list(_MADE.items())
+        if not active or wrapper not in active
+    }
+
+
 def _sleep(real: Callable[[float], None]) -> Callable[[float], None]:
     @functools.wraps(real)  # a witness only: it reads as the function it notes
     def sleep(seconds: float) -> None:
@@ -182,6 +198,7 @@ def _sleep(real: Callable[[float], None]) -> Callable[[float], None]:
         _noted(began, seconds, sleep)
 
     sleep.__pacing__ = real  # type: ignore[attr-defined]
+    _MADE[id(sleep)] = sleep
     return sleep
 
 
@@ -194,6 +211,7 @@ def _async_sleep(real: Callable[..., Any]) -> Callable[..., Any]:
         return value
 
     sleep.__pacing__ = real  # type: ignore[attr-defined]
+    _MADE[id(sleep)] = sleep
     return sleep
 
 
@@ -251,6 +269,7 @@ class _Patches:
         time_sleep, asyncio_sleep = sleeps
         self.wrappers = frozenset(sleeps.values())
         self._swap: dict[int, object] = {id(real): noted for real, noted in sleeps.items()}
+        self._swap.update(left_behind(lambda real: sleeps.get(real, real)))
         self._back: dict[int, object] = {id(noted): real for real, noted in sleeps.items()}
         self._plan: list[tuple[object, str, object]] = [
             (time, "sleep", sleeps[time_sleep]),
@@ -295,7 +314,7 @@ class _Patches:
                 setattr(owner, name, value)
         for module, name, value in self._bound:
             if getattr(module, name, None) is self._swap[id(value)]:
-                setattr(module, name, value)
+                setattr(module, name, _unwrapped(value))
         # Modules imported meanwhile bound the replacements: give them the real ones.
         late = [n for n in sys.modules if n not in self._modules]
         for module, name, noted in rebind.bound(late, self._back, skipped=rebind.PLUGIN_ONLY):
@@ -310,8 +329,8 @@ _INHERITED = object()
 
 def sweep() -> None:
     """Put back what a sleep wrapper left in place wraps (a fixture's undo, after the
-    recording ended, restored the wrapper it had seen): at a session's end, so that the
-    process is left as it was found."""
+    recording ended, restored the wrapper it had seen), in ``time``, ``asyncio`` and the
+    modules' globals: at a session's end, so that the process is left as it was found."""
     with _GUARD:
         if _ACTIVE is not None:
             return
@@ -319,3 +338,7 @@ def sweep() -> None:
             value = getattr(owner, name)
             if hasattr(value, "__pacing__"):
                 setattr(owner, name, _unwrapped(value))
+        back = left_behind(lambda real: real)
+        if back:
+            for module, name, value in rebind.bound(list(sys.modules), back):
+                setattr(module, name, back[id(value)])

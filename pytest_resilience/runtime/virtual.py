@@ -54,7 +54,7 @@ from typing import Any
 
 from ..clock import CLOCK, is_machinery, real_monotonic, real_wall
 from ..errors import ConfigurationError
-from . import rebind, virtual_loops, virtual_sockets
+from . import pacing, rebind, virtual_loops, virtual_sockets
 from .scheduler import Scheduler, VirtualClock
 
 _INHERITED = object()
@@ -322,10 +322,19 @@ class _Patches:
         swap = {id(real): replacement for real, replacement in self.replace.values()}
         for real, replacement in self.replace.values():
             # A pacing wrapper in place (a real-time test's recording, or one a fixture
-            # put back after it): the modules bound to what it wraps are swapped too.
+            # put back after it): the modules bound to what it wraps are swapped too, and
+            # those bound to a wrapper left behind.
             wrapped = getattr(real, "__pacing__", None)
             if wrapped is not None:
                 swap[id(wrapped)] = replacement
+        unwrapped = {id(getattr(r, "__pacing__", r)): rep for r, rep in self.replace.values()}
+        swap.update(
+            {
+                key: value
+                for key, value in pacing.left_behind(lambda real: unwrapped.get(id(real))).items()
+                if value is not None
+            }
+        )
         self._modules = set(sys.modules)
         self._bound = rebind.bound(list(sys.modules), swap)
         for module, attr, value in self._bound:
