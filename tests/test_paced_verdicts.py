@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import http.client
 import itertools
 import random
@@ -66,7 +67,9 @@ def _run(clients: list[threading.Thread]) -> None:
         client.join()
 
 
-def _queued_client(api: HttpService, key: str, slot: threading.Semaphore) -> None:
+def _queued_client(
+    api: HttpService, key: str, slot: contextlib.AbstractContextManager[object]
+) -> None:
     """A charge with a fixed backoff and no jitter, sent through one shared slot (a pool of
     one connection), held until its answer is read."""
     for attempt in range(2):
@@ -77,16 +80,23 @@ def _queued_client(api: HttpService, key: str, slot: threading.Semaphore) -> Non
         time.sleep(BACKOFF)
 
 
-def _queued_herd(resilience: Resilience, clients: int = 5) -> HttpService:
+def _queued_herd(
+    resilience: Resilience,
+    clients: int = 5,
+    slot: contextlib.AbstractContextManager[object] | None = None,
+) -> HttpService:
     """``clients`` such charges fail together; each retry's answer is held 0.3 s, so the
     retries queue for the slot: their waits read 0.3, 0.6, 0.9 ... s."""
     api = resilience.http_service("payments")
     api.respond(200, json={"ok": True})
     api.route("POST", "/charges").fail(503, count=clients)
     api.route("POST", "/charges").delay(0.3, count=clients)
-    slot = threading.Semaphore(1)
+    shared = threading.Semaphore(1) if slot is None else slot
     _run(
-        [threading.Thread(target=_queued_client, args=(api, f"c{n}", slot)) for n in range(clients)]
+        [
+            threading.Thread(target=_queued_client, args=(api, f"c{n}", shared))
+            for n in range(clients)
+        ]
     )
     retries = sorted(op.attempts[1].started_at for op in operations(api.exchanges))
     assert all(b - a >= 0.29 for a, b in itertools.pairwise(retries))
@@ -325,17 +335,7 @@ def test_a_herd_queued_by_a_polled_lock_is_not_shown_jittered(resilience: Resili
     """Found by review: the queued herd above, its slot taken by polling with
     ``time.sleep``: the polls read as asked sleep, so what the clients asked does not
     veto, and the probe's model clears the herd (as it did before pacing)."""
-    api = resilience.http_service("payments")
-    api.respond(200, json={"ok": True})
-    api.route("POST", "/charges").fail(503, count=5)
-    api.route("POST", "/charges").delay(0.3, count=5)
-    slot = _PolledLock()
-    _run(
-        [
-            threading.Thread(target=_queued_client, args=(api, f"q{n}", slot))  # type: ignore[arg-type]
-            for n in range(5)
-        ]
-    )
+    api = _queued_herd(resilience, slot=_PolledLock())
     with pytest.raises(InsufficientEvidence):
         api.assert_backoff(jitter=True, min_factor=1)
     with pytest.raises(InsufficientEvidence):
@@ -915,23 +915,12 @@ def test_a_stale_wrapper_left_in_a_module_global_is_reached_by_later_tests(
 def test_a_retry_queued_past_the_cap_by_a_polled_lock_is_not_failed(
     resilience: Resilience,
 ) -> None:
-    """The queued herd of test_paced_verdicts (fixed 300 ms backoff under a 400 ms cap,
-    one shared slot), the slot a lock taken by polling with time.sleep (filelock, redis-py's
-    Lock.acquire): with a plain lock this is insufficient evidence, since the rest of each
-    wait was queueing; with the polls summed into what the client "asked", the queue reads
-    as a choice past the cap and the client is failed ("slept ... ms in that wait, as it
-    asked"), though its backoff keeps the cap."""
-    api = resilience.http_service("payments")
-    api.respond(200, json={"ok": True})
-    api.route("POST", "/charges").fail(503, count=5)
-    api.route("POST", "/charges").delay(0.3, count=5)
-    slot = _PolledLock()
-    _run(
-        [
-            threading.Thread(target=_queued_client, args=(api, f"q{n}", slot))  # type: ignore[arg-type]
-            for n in range(5)
-        ]
-    )
+    """Found by review: the queued herd (fixed 300 ms backoff under a 400 ms cap), its
+    slot a lock taken by polling with ``time.sleep`` (filelock, redis-py's
+    ``Lock.acquire``): with a plain lock this is insufficient evidence, the rest of each
+    wait queueing; the polls read as asked sleep, so nothing excuses the wait, and the
+    client is failed as before pacing."""
+    api = _queued_herd(resilience, slot=_PolledLock())
     with pytest.raises(InsufficientEvidence):
         api.assert_backoff(jitter=False, min_factor=1, max_delay=0.4)
 
