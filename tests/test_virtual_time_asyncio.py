@@ -439,7 +439,7 @@ def test_a_coroutine_test_under_the_marker_runs_on_virtual_time(
     # when it ends, and an httpx imported again later no longer maps httpcore's errors.
     result = inner.runpytest_subprocess("-p", "no:cacheprovider", f"--toxiproxy={url}", "-v")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["  clock:    6*.* s virtual in 0.* s real"])
+    result.stdout.fnmatch_lines(["  clock:    6*.* s virtual in ?.* s real"])
 
 
 def test_a_uvloop_loop_on_virtual_time_is_refused_in_one_sentence() -> None:

@@ -94,7 +94,7 @@ def test_the_summary_shows_virtual_and_real_time(inner: pytest.Pytester, url: st
     inner.makepyfile(MARKED)
     result = inner.runpytest("-p", "no:cacheprovider", f"--toxiproxy={url}", "-v")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["  clock:    600.* s virtual in 0.* s real"])
+    result.stdout.fnmatch_lines(["  clock:    600.* s virtual in ?.* s real"])
 
 
 HELD = """
@@ -171,7 +171,7 @@ def test_the_suite_option_puts_every_body_on_virtual_time(
     result = inner.runpytest_subprocess(*args)
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(
-        ["  clock:    300.* s virtual in 0.* s real", "  clock:    120.* s virtual in 0.* s real"]
+        ["  clock:    300.* s virtual in ?.* s real", "  clock:    120.* s virtual in ?.* s real"]
     )
 
 
