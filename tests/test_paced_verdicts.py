@@ -67,6 +67,14 @@ def _run(clients: list[threading.Thread]) -> None:
         client.join()
 
 
+def _neither_clears(resilience: Resilience, api: HttpService) -> None:
+    """Neither jitter verdict clears ``api``'s retries: each is insufficient evidence."""
+    with pytest.raises(InsufficientEvidence):
+        api.assert_backoff(jitter=True, min_factor=1)
+    with pytest.raises(InsufficientEvidence):
+        resilience.assert_no_retry_storm(api)
+
+
 def _queued_client(
     api: HttpService, key: str, slot: contextlib.AbstractContextManager[object]
 ) -> None:
@@ -167,10 +175,7 @@ def test_lockstep_clients_spread_by_their_own_work_are_not_shown_jittered(
             for n, work in enumerate(WORK)
         ]
     )
-    with pytest.raises(InsufficientEvidence):
-        api.assert_backoff(jitter=True, min_factor=1)
-    with pytest.raises(InsufficientEvidence):
-        resilience.assert_no_retry_storm(api)
+    _neither_clears(resilience, api)
 
 
 def test_pool_threads_ask_only_their_own_sleeps(resilience: Resilience) -> None:
@@ -305,10 +310,7 @@ def _two_fixed_policies(resilience: Resilience) -> HttpService:
 
 def test_two_fixed_policies_side_by_side_are_not_shown_jittered(resilience: Resilience) -> None:
     api = _two_fixed_policies(resilience)
-    with pytest.raises(InsufficientEvidence):
-        api.assert_backoff(jitter=True, min_factor=1)
-    with pytest.raises(InsufficientEvidence):
-        resilience.assert_no_retry_storm(api)
+    _neither_clears(resilience, api)
 
 
 class _PolledLock:
@@ -336,10 +338,7 @@ def test_a_herd_queued_by_a_polled_lock_is_not_shown_jittered(resilience: Resili
     ``time.sleep``: the polls read as asked sleep, so what the clients asked does not
     veto, and the probe's model clears the herd (as it did before pacing)."""
     api = _queued_herd(resilience, slot=_PolledLock())
-    with pytest.raises(InsufficientEvidence):
-        api.assert_backoff(jitter=True, min_factor=1)
-    with pytest.raises(InsufficientEvidence):
-        resilience.assert_no_retry_storm(api)
+    _neither_clears(resilience, api)
 
 
 def test_a_wait_past_the_cap_that_was_no_asked_sleep_is_not_shown_either_way(
@@ -537,10 +536,7 @@ def test_two_fixed_policies_slept_to_a_deadline_are_not_shown_jittered(
             for n, w in enumerate(waits)
         ]
     )
-    with pytest.raises(InsufficientEvidence):
-        api.assert_backoff(jitter=True, min_factor=1)
-    with pytest.raises(InsufficientEvidence):
-        resilience.assert_no_retry_storm(api)
+    _neither_clears(resilience, api)
 
 
 class _TokenBucket:
@@ -589,10 +585,7 @@ def test_a_herd_queued_by_a_token_bucket_is_not_shown_jittered(resilience: Resil
             time.sleep(0.3)
 
     _run([threading.Thread(target=client, args=(f"b{n}",)) for n in range(5)])
-    with pytest.raises(InsufficientEvidence):
-        api.assert_backoff(jitter=True, min_factor=1)
-    with pytest.raises(InsufficientEvidence):
-        resilience.assert_no_retry_storm(api)
+    _neither_clears(resilience, api)
 
 
 CHUNK = 0.05

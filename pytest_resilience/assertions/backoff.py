@@ -30,6 +30,7 @@ from .timing import (
     Judgement,
     Noise,
     RealTime,
+    beyond_noise,
     evident,
     evident_at,
     judge_growth,
@@ -76,7 +77,7 @@ def _bounds(
     cap: float | None,
     noise: Noise,
     in_flight: InFlight | None,
-    pacing: Pacing | None = None,
+    asked: Sequence[Sequence[float] | None] | None = None,
 ) -> list[list[float] | None] | None:
     """In the places of :func:`_columns`' waits, the most noise each can carry, where it
     is known; None where it is not (the probe's model reads those waits).
@@ -86,8 +87,8 @@ def _bounds(
       (:meth:`.operations.InFlight.queued`: its retry began right after they were done,
       with no jump between, so it may have waited for them, jumps and all).
     - On real time, at a retry index whose waits all have their sending client's sleeps
-      noted (:func:`_asked`), some of them a sleep: the wait less what that client asked
-      to sleep in it.  The sleep lies within the wait, so for a client that chose no
+      noted (``asked``, from :func:`_asked`), some of them a sleep: the wait less what
+      that client asked to sleep in it.  The sleep lies within the wait, so for a client that chose no
       longer than it asked to sleep the rest is noise: waking late, its own work, or time
       queued behind others, none of it jitter.
     """
@@ -99,7 +100,6 @@ def _bounds(
             return took + in_flight.queued(previous, following)
 
         return list(_columns(ops, cap, bound))
-    asked = _asked(ops, cap, pacing)
     if asked is None:
         return None
     return [
@@ -241,8 +241,10 @@ def _undecided_jitter(
         return converged
     shown = evident_at(columns, noise)
     paced = [(k, a) for k in shown if asked is not None and (a := asked[k]) is not None]
-    slack = SHOWN_JITTER / (1 - SHOWN_JITTER)
-    vetoed = all(max(a) <= min(columns[k]) + slack * max(columns[k]) for k, a in paced)
+    vetoed = not any(
+        beyond_noise(columns[k], SHOWN_JITTER, [w - s for w, s in zip(columns[k], a, strict=True)])
+        for k, a in paced
+    )
     if paced and len(paced) == len(shown) and vetoed:
         least = min(min(a) for _, a in paced)
         most = max(max(a) for _, a in paced)
@@ -319,7 +321,8 @@ def check_backoff(
     cap = None if max_delay is None else max_delay - tolerance
     columns = _columns(ops, cap)
     # Jitter and growth at half the false-alarm rate each, so that together they keep it.
-    bounds = _bounds(ops, cap, measured, in_flight, pacing)
+    asked = _asked(ops, cap, pacing)
+    bounds = _bounds(ops, cap, measured, in_flight, asked)
     converged = _converged(ops, cap, columns, measured)
     lockstep = _vetoed(judge_no_jitter(columns, measured, ALPHA / 2, bounds), converged)
     if min_factor > 1:
@@ -364,9 +367,7 @@ def check_backoff(
                 start,
             )
         if lockstep.outcome == "undecided":
-            missing.append(
-                _undecided_jitter(lockstep, columns, measured, _asked(ops, cap, pacing), converged)
-            )
+            missing.append(_undecided_jitter(lockstep, columns, measured, asked, converged))
     if missing:
         raise insufficient("; ".join(missing) + ".", operation_rows(ops), start)
 
@@ -533,11 +534,10 @@ def check_no_retry_storm(
     in_flight = _in_flight(ops, measured)
     herd = _herd(retried, measured) if retried else []
     herd_columns = _columns(herd, None)
+    herd_asked = _asked(herd, None, pacing)
     judgement = (
         judge_no_jitter(
-            herd_columns,
-            measured,
-            bounds=_bounds(herd, None, measured, in_flight, pacing),
+            herd_columns, measured, bounds=_bounds(herd, None, measured, in_flight, herd_asked)
         )
         if len(herd) >= min_herd
         else None
@@ -547,7 +547,9 @@ def check_no_retry_storm(
     converged = _converged(retried, None, retried_columns, measured)
     fleet = _vetoed(
         judge_no_jitter(
-            retried_columns, measured, bounds=_bounds(retried, None, measured, in_flight, pacing)
+            retried_columns,
+            measured,
+            bounds=_bounds(retried, None, measured, in_flight, _asked(retried, None, pacing)),
         ),
         converged,
     )
@@ -583,8 +585,6 @@ def check_no_retry_storm(
             f"a storm needs at least {min_herd} operations that failed together and retried; "
             f"the largest such herd here has {len(herd)} ({len(retried)} operations retried)"
             if judgement is None
-            else _undecided_jitter(
-                judgement, herd_columns, measured, _asked(herd, None, pacing), converged
-            )
+            else _undecided_jitter(judgement, herd_columns, measured, herd_asked, converged)
         )
     raise insufficient("; ".join(reasons) + ".", operation_rows(ops), start)

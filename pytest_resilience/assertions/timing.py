@@ -251,10 +251,7 @@ class Noise:
         ordered = sorted(waits)
         slack = jitter * ordered[-1] / (1 - jitter)
         if bounds is not None:
-            beyond = any(
-                w - ordered[0] - slack > max(b, 0.0) for w, b in zip(waits, bounds, strict=True)
-            )
-            if not beyond:
+            if not beyond_noise(waits, jitter, bounds):
                 return 1.0
             if self.real is not None:
                 return 0.0
@@ -290,6 +287,16 @@ class Noise:
             f"wait's noise p50 {self.quantile(0.5) * 1000:.1f} ms, p99.9 "
             f"{self.quantile(0.999) * 1000:.1f} ms{bound}"
         )
+
+
+def beyond_noise(waits: Sequence[float], jitter: float, bounds: Sequence[float]) -> bool:
+    """Whether some of ``waits`` lies further above the least than jitter of at most
+    ``jitter`` (a share of the longest wait, taken over ``1 - jitter``) and its own bound
+    in ``bounds`` (the most noise it can carry) allow: what no such noise can do
+    (:meth:`Noise.apart`)."""
+    least = min(waits)
+    slack = jitter * max(waits) / (1 - jitter)
+    return any(w - least - slack > max(b, 0.0) for w, b in zip(waits, bounds, strict=True))
 
 
 def real_between(start: float, end: float, jumps: Sequence[tuple[float, float]]) -> float:

@@ -119,6 +119,8 @@ _TASKS: weakref.WeakKeyDictionary[asyncio.Task[Any], tuple[PacingRecorder, list[
 """Per asyncio task, the same."""
 _TAPPED: weakref.WeakKeyDictionary[socket.socket, _Mark] = weakref.WeakKeyDictionary()
 
+_SLEEPS = ((time, "sleep"), (asyncio, "sleep"), (asyncio.tasks, "sleep"))
+"""Where the sleeps are patched (``asyncio.sleep`` is ``asyncio.tasks.sleep``)."""
 _SENDS = ("send", "sendall", "sendto", "sendmsg")
 _READS = ("recv", "recv_into", "recvfrom", "recvfrom_into", "recvmsg", "recvmsg_into")
 
@@ -129,14 +131,17 @@ def _task() -> asyncio.Task[Any] | None:
     return None if asyncio._get_running_loop() is None else asyncio.current_task()
 
 
-def _slept() -> list[Sleep]:
-    """The caller's sleeps since its last I/O, in this recording (a list kept from an
-    earlier test's is not this one's)."""
+def _held(recorder: PacingRecorder | None) -> list[Sleep] | None:
+    """The caller's sleeps since its last I/O in ``recorder``'s recording (a list kept
+    from an earlier test's is not this one's); None if it has none there."""
     task = _task()
     held = _TASKS.get(task) if task is not None else getattr(_LOCAL, "slept", None)
-    if held is None or held[0] is not _ACTIVE:
-        return []
-    return held[1]
+    return held[1] if held is not None and held[0] is recorder else None
+
+
+def _slept() -> list[Sleep]:
+    """The caller's sleeps since its last I/O, in the open recording."""
+    return _held(_ACTIVE) or []
 
 
 def _noted(began: float, seconds: float, by: object) -> None:
@@ -148,15 +153,15 @@ def _noted(began: float, seconds: float, by: object) -> None:
         return
     if seconds <= 0 or is_machinery():
         return
-    task = _task()
-    held = _TASKS.get(task) if task is not None else getattr(_LOCAL, "slept", None)
-    if held is None or held[0] is not recorder:
-        held = (recorder, [])
+    slept = _held(recorder)
+    if slept is None:
+        slept = []
+        task = _task()
         if task is not None:
-            _TASKS[task] = held
+            _TASKS[task] = (recorder, slept)
         else:
-            _LOCAL.slept = held
-    held[1].append((began, float(seconds)))
+            _LOCAL.slept = (recorder, slept)
+    slept.append((began, float(seconds)))
 
 
 def _forget() -> None:
@@ -259,22 +264,15 @@ class _Patches:
     def __init__(self) -> None:
         # A wrapper left in place by an earlier patch's undo (a fixture that saved it) is
         # unwrapped: wrappers never nest, and each sleep is noted once.
-        sleeps = {
-            real: wrap(real)
-            for real, wrap in (
-                (_unwrapped(time.sleep), _sleep),
-                (_unwrapped(asyncio.sleep), _async_sleep),
-            )
-        }
-        time_sleep, asyncio_sleep = sleeps
+        time_real, asyncio_real = _unwrapped(time.sleep), _unwrapped(asyncio.sleep)
+        sleeps = {time_real: _sleep(time_real), asyncio_real: _async_sleep(asyncio_real)}
         self.wrappers = frozenset(sleeps.values())
         self._swap: dict[int, object] = {id(real): noted for real, noted in sleeps.items()}
         self._swap.update(left_behind(lambda real: sleeps.get(real, real)))
         self._back: dict[int, object] = {id(noted): real for real, noted in sleeps.items()}
         self._plan: list[tuple[object, str, object]] = [
-            (time, "sleep", sleeps[time_sleep]),
-            (asyncio, "sleep", sleeps[asyncio_sleep]),
-            (asyncio.tasks, "sleep", sleeps[asyncio_sleep]),
+            (owner, name, sleeps[time_real if owner is time else asyncio_real])
+            for owner, name in _SLEEPS
         ]
         for owner in (socket.socket, ssl.SSLSocket):
             # SSLSocket's own methods only: the others are socket.socket's, patched already.
@@ -292,9 +290,7 @@ class _Patches:
 
     def apply(self) -> None:
         for owner, name, value in self._plan:
-            own = not isinstance(owner, type) or name in vars(owner)
-            was = _unwrapped(getattr(owner, name)) if own else _INHERITED
-            self._saved.append((owner, name, was, value))
+            self._saved.append((owner, name, _unwrapped(rebind.held(owner, name)), value))
             setattr(owner, name, value)
         self._modules = set(sys.modules)
         self._bound = rebind.bound(list(sys.modules), self._swap)
@@ -306,25 +302,12 @@ class _Patches:
         (``time.sleep`` faked for a module) stays, and when that fixture puts this
         recording's wrapper back later, the wrapper is inert (:func:`_noted`)."""
         for owner, name, value, mine in reversed(self._saved):
-            if getattr(owner, name, None) is not mine:
-                continue
-            if value is _INHERITED:
-                delattr(owner, name)
-            else:
-                setattr(owner, name, value)
+            if getattr(owner, name, None) is mine:
+                rebind.give_back(owner, name, value)
         for module, name, value in self._bound:
             if getattr(module, name, None) is self._swap[id(value)]:
                 setattr(module, name, _unwrapped(value))
-        # Modules imported meanwhile bound the replacements: give them the real ones.
-        late = [n for n in sys.modules if n not in self._modules]
-        for module, name, noted in rebind.bound(late, self._back, skipped=rebind.PLUGIN_ONLY):
-            setattr(module, name, self._back[id(noted)])
-        for function, name, value in rebind.defaulted(late, self._back, skipped=rebind.PLUGIN_ONLY):
-            setattr(function, name, rebind.swapped(value, self._back))
-
-
-_INHERITED = object()
-"""Saved in place of a class attribute the class did not define itself."""
+        rebind.give_back_late(self._modules, self._back)
 
 
 def sweep() -> None:
@@ -334,7 +317,7 @@ def sweep() -> None:
     with _GUARD:
         if _ACTIVE is not None:
             return
-        for owner, name in ((time, "sleep"), (asyncio, "sleep"), (asyncio.tasks, "sleep")):
+        for owner, name in _SLEEPS:
             value = getattr(owner, name)
             if hasattr(value, "__pacing__"):
                 setattr(owner, name, _unwrapped(value))

@@ -99,3 +99,35 @@ def swapped(value: Any, swap: dict[int, object]) -> Any:
     if isinstance(value, dict):
         return {k: swap.get(id(v), v) for k, v in value.items()}
     return tuple(swap.get(id(v), v) for v in value)
+
+
+INHERITED = object()
+"""What :func:`held` gives for a class attribute the class did not define itself."""
+
+
+def held(owner: object, name: str) -> object:
+    """What setting ``name`` on ``owner`` replaces, for :func:`give_back`: its value, or
+    :data:`INHERITED` where ``owner`` is a class that inherits it (a base's method is
+    given back by deleting the copy, so that the class is as it was)."""
+    own = not isinstance(owner, type) or name in vars(owner)
+    return getattr(owner, name) if own else INHERITED
+
+
+def give_back(owner: object, name: str, value: object) -> None:
+    """Undo a patch of ``name`` on ``owner`` to ``value`` (from :func:`held`)."""
+    if value is INHERITED:
+        delattr(owner, name)
+    else:
+        setattr(owner, name, value)
+
+
+def give_back_late(before: set[str], back: dict[int, object]) -> None:
+    """The modules imported since ``before`` (the names loaded then) bound replacements
+    while a patch was on: their globals and default arguments get the real functions
+    (``back``: a replacement's id to its real one).  The standard library's too
+    (socketserver, sched bind ``time.monotonic`` at import); the plugin's are its own."""
+    late = [name for name in sys.modules if name not in before]
+    for module, name, value in bound(late, back, skipped=PLUGIN_ONLY):
+        setattr(module, name, back[id(value)])
+    for function, name, value in defaulted(late, back, skipped=PLUGIN_ONLY):
+        setattr(function, name, swapped(value, back))

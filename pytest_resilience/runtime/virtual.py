@@ -57,9 +57,6 @@ from ..errors import ConfigurationError
 from . import pacing, rebind, virtual_loops, virtual_sockets
 from .scheduler import Scheduler, VirtualClock
 
-_INHERITED = object()
-"""Saved in place of a class attribute the class did not define itself."""
-
 _READS = ("monotonic", "perf_counter")
 """The clocks a block reads as real time plus the offset; the wall clock is moved by
 time-machine, which reaches ``datetime.now`` and ``time.time`` in C."""
@@ -319,22 +316,14 @@ class _Patches:
             self._set(time, attr, replacement)
         for owner, attr, make in self._attributes:
             self._set(owner, attr, make(getattr(owner, attr)))  # type: ignore[operator]
+        # With a pacing wrapper in place (a real-time test's recording, or one a fixture put
+        # back after it), the modules bound to what it wraps are swapped too, and those
+        # bound to a wrapper left behind.
         swap = {id(real): replacement for real, replacement in self.replace.values()}
-        for real, replacement in self.replace.values():
-            # A pacing wrapper in place (a real-time test's recording, or one a fixture
-            # put back after it): the modules bound to what it wraps are swapped too, and
-            # those bound to a wrapper left behind.
-            wrapped = getattr(real, "__pacing__", None)
-            if wrapped is not None:
-                swap[id(wrapped)] = replacement
         unwrapped = {id(getattr(r, "__pacing__", r)): rep for r, rep in self.replace.values()}
-        swap.update(
-            {
-                key: value
-                for key, value in pacing.left_behind(lambda real: unwrapped.get(id(real))).items()
-                if value is not None
-            }
-        )
+        swap.update(unwrapped)
+        left = pacing.left_behind(lambda real: unwrapped.get(id(real)))
+        swap.update({key: value for key, value in left.items() if value is not None})
         self._modules = set(sys.modules)
         self._bound = rebind.bound(list(sys.modules), swap)
         for module, attr, value in self._bound:
@@ -344,32 +333,20 @@ class _Patches:
             setattr(function, attr, rebind.swapped(value, swap))
 
     def _set(self, owner: object, attr: str, value: object) -> None:
-        # A class's inherited method (DefaultSelector's select) is its base's: undone by
-        # deleting the copy, so that the class is as it was.
-        own = not isinstance(owner, type) or attr in vars(owner)
-        self._saved.append((owner, attr, getattr(owner, attr) if own else _INHERITED))
+        self._saved.append((owner, attr, rebind.held(owner, attr)))
         setattr(owner, attr, value)
 
     def undo(self) -> None:
         """Undo what :meth:`apply` did (all of it, or as far as it went)."""
         for owner, attr, real in reversed(self._saved):
-            if real is _INHERITED:
-                delattr(owner, attr)
-            else:
-                setattr(owner, attr, real)
+            rebind.give_back(owner, attr, real)
         for module, attr, real in self._bound:
             setattr(module, attr, real)
         for function, attr, value in self._defaults:
             setattr(function, attr, value)
-        # Modules imported during the block bound the replacements: give them the real ones
-        # (the standard library's too: socketserver, sched bind time.monotonic at import; and
-        # freezegun's, which would put the replacement back as time.monotonic later).
-        back = {id(replacement): real for real, replacement in self.replace.values()}
-        late = [n for n in sys.modules if n not in self._modules]
-        for module, attr, value in rebind.bound(late, back, skipped=rebind.PLUGIN_ONLY):
-            setattr(module, attr, back[id(value)])
-        for function, attr, value in rebind.defaulted(late, back, skipped=rebind.PLUGIN_ONLY):
-            setattr(function, attr, rebind.swapped(value, back))
+        # Modules imported during the block bound the replacements (freezegun's too, which
+        # would put the replacement back as time.monotonic later).
+        rebind.give_back_late(self._modules, {id(new): real for real, new in self.replace.values()})
         if self._travel is not None:
             self._travel.stop()
             self._travel = None
