@@ -22,6 +22,7 @@ import contextlib
 import http.client
 import itertools
 import random
+import select
 import socket
 import sys
 import threading
@@ -153,12 +154,32 @@ stretches unevenly there, and the probe (a sleeping thread, which that work does
 hold back) never sees."""
 
 
-def _working_client(api: HttpService, key: str, work: float) -> None:
+def _work(seconds: float) -> None:
+    """Work that waits outside the interpreter, unnoted (a wait in C)."""
+    select.select([], [], [], seconds)
+
+
+def _working_client(
+    api: HttpService, key: str, work: float, pause: Callable[[float], object] = time.sleep
+) -> None:
     for attempt in range(3):
         if _charge(api, key) != 503 or attempt == 2:
             return
-        threading.Event().wait(work)  # work that waits outside the interpreter
-        time.sleep(0.2)
+        _work(work)
+        pause(0.2)
+
+
+def _working_herd(resilience: Resilience, pause: Callable[[float], object]) -> HttpService:
+    api = resilience.http_service("payments")
+    api.respond(200, json={"ok": True})
+    api.route("POST", "/charges").fail(503, count=12)
+    _run(
+        [
+            threading.Thread(target=_working_client, args=(api, f"w{n}", work, pause))
+            for n, work in enumerate(WORK)
+        ]
+    )
+    return api
 
 
 def test_lockstep_clients_spread_by_their_own_work_are_not_shown_jittered(
@@ -166,16 +187,42 @@ def test_lockstep_clients_spread_by_their_own_work_are_not_shown_jittered(
 ) -> None:
     """Six clients waiting 200 ms twice, spread up to 100 ms by their own work: against the
     probe's model of a quiet machine that spread is jitter, and both verdicts passed."""
-    api = resilience.http_service("payments")
-    api.respond(200, json={"ok": True})
-    api.route("POST", "/charges").fail(503, count=12)
-    _run(
-        [
-            threading.Thread(target=_working_client, args=(api, f"w{n}", work))
-            for n, work in enumerate(WORK)
-        ]
-    )
-    _neither_clears(resilience, api)
+    _neither_clears(resilience, _working_herd(resilience, time.sleep))
+
+
+def test_lockstep_clients_backing_off_on_an_event_are_not_shown_jittered(
+    resilience: Resilience,
+) -> None:
+    """The six clients above, their 200 ms backoff an interruptible one: ``Event.wait``
+    on a stop event that is never set, as OpenTelemetry's OTLP exporters back off
+    (``opentelemetry/exporter/otlp/common/http.py``, ``_OTLPHTTPClient.export``:
+    ``self._shutdown_event.wait(backoff)``).  Nothing noted that wait, so what the
+    clients asked could not veto, and the probe's model cleared the herd: both verdicts
+    passed.  A wait on a condition that runs out is a sleep asked for its timeout."""
+    stop = threading.Event()
+    _neither_clears(resilience, _working_herd(resilience, stop.wait))
+
+
+def test_a_wait_that_was_notified_is_not_read_as_asked(resilience: Resilience) -> None:
+    """The queued herd, its slot taken with a timeout (``Semaphore.acquire(timeout=)``
+    waits on a condition): each client's wait for the slot is notified, not run out, so
+    it is queueing, not a sleep the client asked; the threads still asked 300 ms."""
+    api = _queued_herd(resilience, slot=_TimedSlot())
+    with pytest.raises(InsufficientEvidence, match="slept from 300 to 300 ms"):
+        api.assert_backoff(jitter=True, min_factor=1)
+
+
+class _TimedSlot:
+    """One slot, waited for at most 10 s (a pool's checkout with a timeout)."""
+
+    def __init__(self) -> None:
+        self._slot = threading.Semaphore(1)
+
+    def __enter__(self) -> None:
+        assert self._slot.acquire(timeout=10)
+
+    def __exit__(self, *exc: object) -> None:
+        self._slot.release()
 
 
 def test_pool_threads_ask_only_their_own_sleeps(resilience: Resilience) -> None:
@@ -204,16 +251,21 @@ SLEEPS = tuple(0.1 + 0.15 * n for n in range(8))
 """Sleeps eight jittered clients drew, fixed here so that the test rests on no draw."""
 
 
-def test_what_the_clients_asked_leaves_a_jittered_fleet_cleared(resilience: Resilience) -> None:
+@pytest.mark.parametrize("pause", ["time.sleep", "Event.wait"])
+def test_what_the_clients_asked_leaves_a_jittered_fleet_cleared(
+    resilience: Resilience, pause: str
+) -> None:
     """What the clients asked only vetoes the probe's model: eight clients whose sleeps
-    lie 150 ms apart are cleared as before, the sleeps confirming the spread."""
+    lie 150 ms apart are cleared as before, the sleeps confirming the spread; so are
+    clients that wait on a stop event instead (OpenTelemetry's exporters)."""
     api = resilience.http_service("payments")
     api.respond(200, json={"ok": True})
     api.route("POST", "/charges").fail(503, count=len(SLEEPS))
+    wait_for = time.sleep if pause == "time.sleep" else threading.Event().wait
 
     def client(key: str, wait: float) -> None:
         assert _charge(api, key) == 503
-        time.sleep(wait)
+        wait_for(wait)
         assert _charge(api, key) == 200
 
     _run([threading.Thread(target=client, args=(f"j{n}", w)) for n, w in enumerate(SLEEPS)])
@@ -344,19 +396,38 @@ def test_a_herd_queued_by_a_polled_lock_is_not_shown_jittered(resilience: Resili
 def test_a_wait_past_the_cap_that_was_no_asked_sleep_is_not_shown_either_way(
     resilience: Resilience,
 ) -> None:
-    """Found by review: a lone client sleeps 20 ms, then waits 1.2 s on a stop event (an
-    interruptible backoff), 0.8 s past a 0.4 s cap.  Nothing tells that wait from time
-    queued behind a lock: insufficient evidence, saying both (it was failed before pacing,
-    as was a queued retry; the message read "queued behind others" alone)."""
+    """Found by review: a lone client sleeps 20 ms, then waits 1.2 s on a lock (a wait in
+    C, which nothing notes), 0.8 s past a 0.4 s cap.  Nothing tells that wait from time
+    queued behind others, or from a backoff waited in C: insufficient evidence, saying
+    both (it was failed before pacing, as was a queued retry; the message read "queued
+    behind others" alone)."""
     api = resilience.http_service("payments")
     api.respond(200, json={"ok": True})
     api.route("POST", "/charges").fail(503, count=1)
     assert _charge(api, "solo") == 503
     time.sleep(0.02)
-    threading.Event().wait(1.2)
+    held = threading.Lock()
+    held.acquire()
+    assert not held.acquire(timeout=1.2)
     assert _charge(api, "solo") == 200
     with pytest.raises(InsufficientEvidence, match="or a wait the plugin does not see"):
         api.assert_backoff(jitter=False, min_factor=1, max_delay=0.4)
+
+
+def test_a_client_that_waits_on_an_event_past_the_cap_is_failed(resilience: Resilience) -> None:
+    """The lone client above, its 1.2 s wait an ``Event.wait`` that ran out (an
+    interruptible backoff): it asked to wait past the cap, and is failed, as a
+    ``time.sleep`` past it is.  (Unnoted, that wait was insufficient evidence.)"""
+    api = resilience.http_service("payments")
+    api.respond(200, json={"ok": True})
+    api.route("POST", "/charges").fail(503, count=1)
+    assert _charge(api, "solo") == 503
+    time.sleep(0.02)
+    assert not threading.Event().wait(1.2)
+    assert _charge(api, "solo") == 200
+    with pytest.raises(ResilienceAssertionError, match="above the cap of 400 ms") as raised:
+        api.assert_backoff(jitter=False, min_factor=1, max_delay=0.4)
+    assert not isinstance(raised.value, InsufficientEvidence)
 
 
 def _batch(n: int) -> float:

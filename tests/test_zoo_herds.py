@@ -21,9 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from simulated import noisy, outcome, recorded
+from simulated import delay, herd, noisy, outcome, probed, real_time, recorded
+from test_timing_verdicts import VIRTUAL_SAMPLES
 
 from pytest_resilience.assertions import check_backoff, check_no_retry_storm
+from pytest_resilience.assertions.timing import HOPS
+from pytest_resilience.observe.noise import PERIOD
 
 BUSY = 0.001
 """Mean wake-up delay (s) of a busy machine: one wait's noise p50 about 4 ms."""
@@ -50,6 +53,9 @@ class Herd:
     """(check, its arguments as the test passes them but ``failure_statuses``, which only
     botocore's tests need for its 400 throttles, expected): ``expected`` is "pass" or the
     claim the check must make."""
+    clock: str = "real"
+    """"virtual" for a test marked ``virtual_time``: each wait's noise is bounded by the
+    real time it took (``Noise.real``), and the probe has few samples."""
 
 
 def _plus(
@@ -189,6 +195,25 @@ HERDS = [
             (check_no_retry_storm, {}, STORM),
         ),
     ),
+    Herd(
+        "test_opentelemetry.py::test_a_fleet_with_the_default_jitter_is_not_called_a_storm",
+        5,
+        lambda rng: [rng.uniform(0.8, 1.2)],
+        (
+            (check_no_retry_storm, {}, "pass"),
+            (check_backoff, {"jitter": True, "min_factor": 1, "max_delay": 1.5}, "pass"),
+        ),
+        clock="virtual",
+    ),
+    Herd(
+        "test_opentelemetry.py::test_a_fleet_without_jitter_retries_in_lockstep",
+        5,
+        lambda rng: [1.0],
+        (
+            (check_no_retry_storm, {}, STORM),
+            (check_backoff, {"jitter": True, "min_factor": 1}, LOCKSTEP),
+        ),
+    ),
 ]
 """Every herd test of the zoo, with the verdicts it takes as judged, then the herds of
 ``test_verdicts_on_real_clients.py`` (named from the zoo's folder: ``../``)."""
@@ -223,8 +248,20 @@ HERDS += [
 def judge(herd_: Herd, scale: float, rng: random.Random) -> list[str]:
     """One simulated run of ``herd_`` on a machine waking threads ``scale`` s late: each
     verdict's outcome, in the order of ``herd_.verdicts``."""
-    rows = [noisy(herd_.waits(rng), scale, rng) for _ in range(herd_.size)]
-    timeline, noise = recorded(rows, scale, rng, spread=scale if scale < OVERLOADED else 4 * scale)
+    spread = scale if scale < OVERLOADED else 4 * scale
+    if herd_.clock == "virtual":
+        asked = [herd_.waits(rng) for _ in range(herd_.size)]
+        noises = [[sum(delay(rng, scale) for _ in range(HOPS)) for _ in row] for row in asked]
+        rows = [
+            [w + e for w, e in zip(a, n, strict=True)] for a, n in zip(asked, noises, strict=True)
+        ]
+        timeline = herd(rows, spread=spread)
+        noise = probed(VIRTUAL_SAMPLES * PERIOD, scale, rng)
+        noise.bound = max(map(max, noises))
+        noise.real = real_time(timeline, noises)
+    else:
+        rows = [noisy(herd_.waits(rng), scale, rng) for _ in range(herd_.size)]
+        timeline, noise = recorded(rows, scale, rng, spread=spread)
     return [outcome(check, timeline, noise=noise, **kwargs) for check, kwargs, _ in herd_.verdicts]
 
 

@@ -439,9 +439,9 @@ def _over_the_cap(
             "can add, but the clients that sent them slept no longer than "
             f"{max(entry[5] or 0.0 for entry in awake) * 1000:.0f} ms in their waits: the rest of each wait was no sleep they asked (queued behind others "
             "for a lock, a connection or a pool slot, their own work, or a wait the plugin "
-            "does not see, such as Event.wait), so whether they chose it is not shown; "
-            "judge the cap with clients that share nothing and back off with time.sleep or "
-            "asyncio.sleep"
+            "does not see, such as one on a lock or in C), so whether they chose it is not "
+            "shown; judge the cap with clients that share nothing and back off with "
+            "time.sleep, asyncio.sleep or Event.wait"
         ]
     if queued and not over:
         return [

@@ -28,8 +28,8 @@ time this only vetoes the probe's model, never clears what it does not
 (:meth:`~..assertions.timing.Noise.apart`): a sleep that was no backoff makes a client
 seem to have chosen more than it did.
 
-Waits the recorder does not see (``Event.wait``, a sleep in C, uvloop's timers, a client
-in another process) leave a retry with nothing asked, and the timing verdicts
+Waits the recorder does not see (on a lock, ``asyncio.wait_for``'s timeouts, a sleep in
+C, uvloop's timers, a client in another process) leave a retry with nothing asked, and the timing verdicts
 read such waits with the probe's model instead (:mod:`~..assertions.timing`).
 """
 

@@ -6,10 +6,14 @@ test's setup to the end of its teardown (so that a fixture's own patch of
 
 ``time.sleep`` and ``asyncio.sleep`` are replaced, and so are the module globals bound
 to them before the test (:mod:`.rebind`: ``from time import sleep``, anyio's ``from
-asyncio import sleep``).  A default argument bound to one before the test
-(``sleep=time.sleep``) is not reached, and such a sleep goes unnoted, as do waits on a
-condition (``Event.wait``), sleeps in C and uvloop's timers: a retry after them has
-nothing asked, and is read with the probe's model.  Sockets are patched on their class
+asyncio import sleep``).  So is ``threading.Condition.wait``: a wait with a timeout that
+ran out is a sleep asked for that long (``Event.wait(backoff)``, an interruptible
+backoff: OpenTelemetry's OTLP exporters wait so), and one that was notified is not (it
+waited for something, as a queue waits).  A default argument bound to a sleep before the
+test (``sleep=time.sleep``) is not reached, and such a sleep goes unnoted, as do waits
+on a lock (``Lock.acquire(timeout=)``), ``asyncio.wait_for``'s timeouts, sleeps in C and
+uvloop's timers: a retry after them has nothing asked, and is read with the probe's
+model.  Sockets are patched on their class
 (``socket.socket`` and ``ssl.SSLSocket``), so every Python socket counts as I/O.
 
 The caller is the asyncio task when the thread runs one (a loop runs many clients,
@@ -36,7 +40,8 @@ from ..clock import CLOCK, is_machinery
 from . import rebind
 
 Sleep = tuple[float, float]
-"""(when it began, seconds asked) of one ``time.sleep`` or ``asyncio.sleep``."""
+"""(when it began, seconds asked) of one ``time.sleep`` or ``asyncio.sleep``, or of one
+wait on a condition that ran out (``Event.wait(seconds)``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +126,9 @@ _TAPPED: weakref.WeakKeyDictionary[socket.socket, _Mark] = weakref.WeakKeyDictio
 
 _SLEEPS = ((time, "sleep"), (asyncio, "sleep"), (asyncio.tasks, "sleep"))
 """Where the sleeps are patched (``asyncio.sleep`` is ``asyncio.tasks.sleep``)."""
+_WAIT = (threading.Condition, "wait")
+"""Where waits with a timeout are patched (``Event.wait``, ``Queue.get`` and ``Timer``
+wait on a condition)."""
 _SENDS = ("send", "sendall", "sendto", "sendmsg")
 _READS = ("recv", "recv_into", "recvfrom", "recvfrom_into", "recvmsg", "recvmsg_into")
 
@@ -220,6 +228,19 @@ def _async_sleep(real: Callable[..., Any]) -> Callable[..., Any]:
     return sleep
 
 
+def _wait(real: Callable[..., bool]) -> Callable[..., bool]:
+    @functools.wraps(real)
+    def wait(self: threading.Condition, timeout: float | None = None) -> bool:
+        began = CLOCK.now()
+        notified = real(self, timeout)
+        if not notified and timeout is not None:
+            _noted(began, timeout, wait)  # ran out: the caller asked to wait that long
+        return notified
+
+    wait.__pacing__ = real  # type: ignore[attr-defined]
+    return wait
+
+
 def _connect(real: Callable[..., Any]) -> Callable[..., Any]:
     def connect(self: socket.socket, address: Any) -> Any:
         recorder = _ACTIVE
@@ -266,7 +287,8 @@ class _Patches:
         # unwrapped: wrappers never nest, and each sleep is noted once.
         time_real, asyncio_real = _unwrapped(time.sleep), _unwrapped(asyncio.sleep)
         sleeps = {time_real: _sleep(time_real), asyncio_real: _async_sleep(asyncio_real)}
-        self.wrappers = frozenset(sleeps.values())
+        waited = _wait(_unwrapped(getattr(*_WAIT)))
+        self.wrappers = frozenset([*sleeps.values(), waited])
         self._swap: dict[int, object] = {id(real): noted for real, noted in sleeps.items()}
         self._swap.update(left_behind(lambda real: sleeps.get(real, real)))
         self._back: dict[int, object] = {id(noted): real for real, noted in sleeps.items()}
@@ -274,6 +296,7 @@ class _Patches:
             (owner, name, sleeps[time_real if owner is time else asyncio_real])
             for owner, name in _SLEEPS
         ]
+        self._plan.append((*_WAIT, waited))
         for owner in (socket.socket, ssl.SSLSocket):
             # SSLSocket's own methods only: the others are socket.socket's, patched already.
             own = vars(owner) if owner is ssl.SSLSocket else None
@@ -312,12 +335,12 @@ class _Patches:
 
 def sweep() -> None:
     """Put back what a sleep wrapper left in place wraps (a fixture's undo, after the
-    recording ended, restored the wrapper it had seen), in ``time``, ``asyncio`` and the
-    modules' globals: at a session's end, so that the process is left as it was found."""
+    recording ended, restored the wrapper it had seen), in ``time``, ``asyncio``,
+    ``threading.Condition`` and the modules' globals: at a session's end, so that the process is left as it was found."""
     with _GUARD:
         if _ACTIVE is not None:
             return
-        for owner, name in _SLEEPS:
+        for owner, name in (*_SLEEPS, _WAIT):
             value = getattr(owner, name)
             if hasattr(value, "__pacing__"):
                 setattr(owner, name, _unwrapped(value))
