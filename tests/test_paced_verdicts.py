@@ -21,6 +21,7 @@ import concurrent.futures
 import contextlib
 import http.client
 import itertools
+import queue
 import random
 import select
 import socket
@@ -28,10 +29,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
+import requests
 import tenacity
+from real_clients import released_together
 from simulated import herd
 
 from pytest_resilience import HttpService, Resilience
@@ -43,19 +47,22 @@ from pytest_resilience.assertions import (
 )
 from pytest_resilience.assertions.operations import answered_at, operations
 from pytest_resilience.assertions.timing import Noise
+from pytest_resilience.clock import real_monotonic
 from pytest_resilience.http.records import Exchange
 from pytest_resilience.observe.join import Trace
 from pytest_resilience.observe.pacing import Pacing
-from pytest_resilience.runtime.pacing import Sent
+from pytest_resilience.runtime.pacing import PacingRecorder, Sent
+from pytest_resilience.runtime.virtual import virtual_time
 
 BACKOFF = 0.3
 
 
-def _charge(api: HttpService, key: str) -> int:
-    """One attempt on a new connection; its status."""
+def _charge(api: HttpService, key: str | None) -> int:
+    """One attempt on a new connection (keyless with no ``key``); its status."""
     conn = http.client.HTTPConnection(api.host, api.port, timeout=10)
     try:
-        conn.request("POST", "/charges", body=b"{}", headers={"Idempotency-Key": key})
+        headers = {} if key is None else {"Idempotency-Key": key}
+        conn.request("POST", "/charges", body=b"{}", headers=headers)
         return conn.getresponse().status
     finally:
         conn.close()
@@ -198,31 +205,124 @@ def test_lockstep_clients_backing_off_on_an_event_are_not_shown_jittered(
     (``opentelemetry/exporter/otlp/common/http.py``, ``_OTLPHTTPClient.export``:
     ``self._shutdown_event.wait(backoff)``).  Nothing noted that wait, so what the
     clients asked could not veto, and the probe's model cleared the herd: both verdicts
-    passed.  A wait on a condition that runs out is a sleep asked for its timeout."""
+    passed.  An event's wait that runs out is a sleep asked for its timeout."""
     stop = threading.Event()
     _neither_clears(resilience, _working_herd(resilience, stop.wait))
 
 
-def test_a_wait_that_was_notified_is_not_read_as_asked(resilience: Resilience) -> None:
-    """The queued herd, its slot taken with a timeout (``Semaphore.acquire(timeout=)``
-    waits on a condition): each client's wait for the slot is notified, not run out, so
-    it is queueing, not a sleep the client asked; the threads still asked 300 ms."""
-    api = _queued_herd(resilience, slot=_TimedSlot())
-    with pytest.raises(InsufficientEvidence, match="slept from 300 to 300 ms"):
-        api.assert_backoff(jitter=True, min_factor=1)
-
-
-class _TimedSlot:
-    """One slot, waited for at most 10 s (a pool's checkout with a timeout)."""
+class _TimedPollSlot:
+    """One slot taken with timed acquires in a loop (a checkout that wakes every 50 ms to
+    check for shutdown): a semaphore waits on a condition, which nothing notes."""
 
     def __init__(self) -> None:
         self._slot = threading.Semaphore(1)
 
     def __enter__(self) -> None:
-        assert self._slot.acquire(timeout=10)
+        while not self._slot.acquire(timeout=0.05):
+            pass
 
     def __exit__(self, *exc: object) -> None:
         self._slot.release()
+
+
+class _QueuePool:
+    """A pool of one token, checked out with ``get(timeout=0.05)`` in a loop."""
+
+    def __init__(self) -> None:
+        self._tokens: queue.Queue[int] = queue.Queue()
+        self._tokens.put(1)
+
+    def __enter__(self) -> None:
+        while True:
+            with contextlib.suppress(queue.Empty):
+                self._tokens.get(timeout=0.05)
+                return
+
+    def __exit__(self, *exc: object) -> None:
+        self._tokens.put(1)
+
+
+class _EventPolledSlot:
+    """One slot whose release is signalled on an event, waited on 50 ms at a time between
+    tries: the waits that run out are polls, not a sleep the client chose."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._released = threading.Event()
+
+    def __enter__(self) -> None:
+        while not self._lock.acquire(blocking=False):
+            self._released.wait(0.05)
+            self._released.clear()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+        self._released.set()
+
+
+TIMED_POLLS = [_TimedPollSlot, _QueuePool, _EventPolledSlot]
+
+
+@pytest.mark.parametrize("slot", TIMED_POLLS, ids=lambda slot: slot.__name__)
+def test_a_herd_queued_by_timed_polls_is_not_shown_jittered(
+    resilience: Resilience, slot: type[contextlib.AbstractContextManager[object]]
+) -> None:
+    """Found by review: the queued herd, its slot polled with timed waits.  Noting every
+    wait on a condition that ran out (a first design) read the polls as asked sleep, and
+    both verdicts cleared the herd; a semaphore's or a queue's waits are not noted, and
+    an event waited on again before the next I/O, or set while waited on, was polled:
+    none of its waits count.  The threads asked 300 ms."""
+    api = _queued_herd(resilience, slot=slot())
+    with pytest.raises(InsufficientEvidence, match="slept from 300 to 300 ms"):
+        api.assert_backoff(jitter=True, min_factor=1)
+    with pytest.raises(InsufficientEvidence):
+        resilience.assert_no_retry_storm(api)
+
+
+@pytest.mark.parametrize("slot", TIMED_POLLS, ids=lambda slot: slot.__name__)
+def test_a_retry_queued_past_the_cap_by_timed_polls_is_not_failed(
+    resilience: Resilience, slot: type[contextlib.AbstractContextManager[object]]
+) -> None:
+    """Found by review: the same herd under a 0.4 s cap; with the polls read as asked,
+    the queued clients were failed ("a retry waited 1508 ms ... above the cap")."""
+    api = _queued_herd(resilience, slot=slot())
+    with pytest.raises(InsufficientEvidence, match="slept no longer than 300 ms"):
+        api.assert_backoff(jitter=False, min_factor=1, max_delay=0.4)
+
+
+def test_the_plugins_own_schedule_is_not_read_as_the_clients_sleep(
+    resilience: Resilience,
+) -> None:
+    """Found by review: ``resilience.load`` waits for each call's slot on an event of the
+    plugin's (``clock.real_sleep``), on the caller's thread.  A keyless client sleeps
+    100 ms after each failure and is called twice a second: the next call's request is a
+    retry of the failed operation, about 0.5 s after its answer, of which the client
+    asked 0.1 s.  With the schedule read as asked, it was failed against a 0.2 s cap."""
+    api = resilience.http_service("payments")
+    api.respond(200, json={"ok": True})
+    api.route("POST", "/charges").fail(503, count=2)
+
+    def call() -> None:
+        for _ in range(2):
+            if _charge(api, None) == 200:
+                return
+            time.sleep(0.1)
+
+    resilience.load(call, duration=1.0, rate=2, concurrency=1)
+    with pytest.raises(InsufficientEvidence, match="slept no longer than 100 ms"):
+        api.assert_backoff(jitter=False, min_factor=1, max_delay=0.2)
+
+
+def test_an_event_wait_stays_virtual_under_a_recording_opened_in_a_virtual_block() -> None:
+    """Found by review: a recording opened inside a block on virtual time puts its event
+    wrapper above virtual time's condition wait, whose test of who called it met the
+    wrapper's frame, took it for the plugin's own and waited in real time (3 s)."""
+    with virtual_time(), PacingRecorder().recording():
+        began = real_monotonic()
+        time.sleep(3)
+        assert not threading.Event().wait(3)
+        took = real_monotonic() - began
+    assert took < 1
 
 
 def test_pool_threads_ask_only_their_own_sleeps(resilience: Resilience) -> None:
@@ -1050,3 +1150,54 @@ def test_a_virtual_block_inside_a_real_time_test(inner: pytest.Pytester, url: st
     finally:
         sys.modules.pop("sleeper_r3b", None)
         sys.modules.pop("late_r3b", None)
+
+
+class _WorkingSession(requests.Session):
+    """A session that, after a failed answer, works ``work`` s outside the interpreter
+    before its next request (a credential provider's session refreshing its token)."""
+
+    def __init__(self, work: float) -> None:
+        super().__init__()
+        self.work = work
+        self.failed = False
+
+    def request(self, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        if self.failed:
+            _work(self.work)
+        response = super().request(*args, **kwargs)
+        self.failed = response.status_code >= 500
+        return response
+
+
+def test_opentelemetry_exporters_spread_by_their_own_work_are_not_shown_jittered(
+    resilience: Resilience,
+) -> None:
+    """Six OTLP/HTTP span exporters without jitter (the client's ``jitter=0``: each waits
+    ``2 ** 0`` s on its shutdown event, ``_OTLPHTTPClient.export`` in
+    ``opentelemetry/exporter/otlp/common/http.py``), their sessions working 0-500 ms
+    after a failure (``OTLPSpanExporter(session=)``; a token refreshed from a slow
+    identity provider): lockstep, spread by their work.  With the event's wait unnoted,
+    the probe's model cleared the herd; each asked 1 s."""
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace import TracerProvider
+
+    collector = resilience.http_service("collector")
+    collector.respond(200, body=b"")
+    collector.route("POST", "/v1/traces").fail(503, count=len(WORK))
+    exporters, spans = [], []
+    tracer = TracerProvider().get_tracer("paced")
+    for work in (5 * w for w in WORK):
+        exporter = OTLPSpanExporter(
+            endpoint=f"{collector.url}/v1/traces", timeout=5, session=_WorkingSession(work)
+        )
+        exporter._client._jitter = 0.0
+        exporters.append(exporter)
+        with tracer.start_as_current_span("export") as span:
+            spans.append(span)
+    try:
+        results = released_together(len(WORK), lambda n: exporters[n].export([spans[n]]))
+    finally:
+        for exporter in exporters:
+            exporter.shutdown()
+    assert [result.name for result in results] == ["SUCCESS"] * len(WORK)
+    _neither_clears(resilience, collector)

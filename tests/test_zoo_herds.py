@@ -280,12 +280,17 @@ def test_each_zoo_herd_is_decided_as_its_test_expects_and_never_the_other_way(he
         assert [run[k] for run in busy].count(want) >= DECIDED, (k, seen[:RUNS].count(want))
 
 
+def _function(test: str) -> ast.FunctionDef:
+    """The zoo test's function, parsed from its source."""
+    file, name = test.split("::")
+    tree = ast.parse((ZOO / file).read_text())
+    return next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name)
+
+
 def _judged_calls(test: str) -> list[tuple[str, dict[str, object], str]]:
     """The ``judged(...)`` calls of a zoo test, read from its source: (verdict method,
     literal keyword arguments but ``failure_statuses``, expected outcome)."""
-    file, name = test.split("::")
-    tree = ast.parse((ZOO / file).read_text())
-    function = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name)
+    function = _function(test)
     calls = []
     for node in ast.walk(function):
         if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "judged":
@@ -299,6 +304,11 @@ def _judged_calls(test: str) -> list[tuple[str, dict[str, object], str]]:
     return calls
 
 
+def _on_virtual_time(test: str) -> bool:
+    """Whether the zoo test is marked ``virtual_time`` (read from its source)."""
+    return any("virtual_time" in ast.unparse(mark) for mark in _function(test).decorator_list)
+
+
 def test_each_simulated_herd_is_judged_as_its_zoo_test_judges_it() -> None:
     """The table above is read off the zoo's sources: a herd test whose size or verdicts
     change must change its simulation too, and every herd test has one."""
@@ -306,6 +316,7 @@ def test_each_simulated_herd_is_judged_as_its_zoo_test_judges_it() -> None:
     for herd_ in HERDS:
         simulated = [(methods[c], kwargs, want) for c, kwargs, want in herd_.verdicts]
         assert _judged_calls(herd_.test) == simulated, herd_.test
+        assert _on_virtual_time(herd_.test) == (herd_.clock == "virtual"), herd_.test
     herd_tests = {
         f"{path.name}::{node.name}"
         for path in ZOO.glob("test_*.py")

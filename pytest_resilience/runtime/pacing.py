@@ -6,14 +6,17 @@ test's setup to the end of its teardown (so that a fixture's own patch of
 
 ``time.sleep`` and ``asyncio.sleep`` are replaced, and so are the module globals bound
 to them before the test (:mod:`.rebind`: ``from time import sleep``, anyio's ``from
-asyncio import sleep``).  So is ``threading.Condition.wait``: a wait with a timeout that
-ran out is a sleep asked for that long (``Event.wait(backoff)``, an interruptible
-backoff: OpenTelemetry's OTLP exporters wait so), and one that was notified is not (it
-waited for something, as a queue waits).  A default argument bound to a sleep before the
-test (``sleep=time.sleep``) is not reached, and such a sleep goes unnoted, as do waits
-on a lock (``Lock.acquire(timeout=)``), ``asyncio.wait_for``'s timeouts, sleeps in C and
-uvloop's timers: a retry after them has nothing asked, and is read with the probe's
-model.  Sockets are patched on their class
+asyncio import sleep``).  So is ``threading.Event.wait``: an interruptible backoff
+(OpenTelemetry's OTLP exporters wait ``self._shutdown_event.wait(backoff)``) is one wait
+on an event that is never set, which runs out, and that wait is a sleep asked for its
+timeout.  An event waited on again by the same caller before its next I/O, or set
+while it waited, was being polled for something (a slot, a signal): queueing, so none
+of that caller's waits on it are noted.  Waits on the plugin's own events, and those of
+a block on virtual time, are not the client's.  A default argument bound to a sleep
+before the test (``sleep=time.sleep``) is not reached, and such a sleep goes unnoted,
+as do waits on a lock, a semaphore or a queue (polls, as often as not), ``asyncio.wait_for``'s
+timeouts, sleeps in C and uvloop's timers: a retry after them has nothing asked, and is
+read with the probe's model.  Sockets are patched on their class
 (``socket.socket`` and ``ssl.SSLSocket``), so every Python socket counts as I/O.
 
 The caller is the asyncio task when the thread runs one (a loop runs many clients,
@@ -41,7 +44,7 @@ from . import rebind
 
 Sleep = tuple[float, float]
 """(when it began, seconds asked) of one ``time.sleep`` or ``asyncio.sleep``, or of one
-wait on a condition that ran out (``Event.wait(seconds)``)."""
+``Event.wait(seconds)`` that ran out."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,19 +119,30 @@ class _Mark:
 
 _ACTIVE: PacingRecorder | None = None
 _GUARD = threading.Lock()
+
+
+@dataclass(slots=True)
+class _Held:
+    """A caller's sleeps since its last I/O, in ``recorder``'s recording."""
+
+    recorder: PacingRecorder
+    sleeps: list[Sleep]
+    events: dict[int, Sleep | None]
+    """The events it waited on (by id), with the sleep noted for the one wait that ran
+    out; None once it waited on one again or the event was set: polled, none noted."""
+
+
 _LOCAL = threading.local()
-"""Per thread, ``slept``: (the recorder, its sleeps since its last I/O), outside a task."""
-_TASKS: weakref.WeakKeyDictionary[asyncio.Task[Any], tuple[PacingRecorder, list[Sleep]]] = (
-    weakref.WeakKeyDictionary()
-)
+"""Per thread, ``held``: its :class:`_Held`, outside a task."""
+_TASKS: weakref.WeakKeyDictionary[asyncio.Task[Any], _Held] = weakref.WeakKeyDictionary()
 """Per asyncio task, the same."""
 _TAPPED: weakref.WeakKeyDictionary[socket.socket, _Mark] = weakref.WeakKeyDictionary()
 
 _SLEEPS = ((time, "sleep"), (asyncio, "sleep"), (asyncio.tasks, "sleep"))
 """Where the sleeps are patched (``asyncio.sleep`` is ``asyncio.tasks.sleep``)."""
-_WAIT = (threading.Condition, "wait")
-"""Where waits with a timeout are patched (``Event.wait``, ``Queue.get`` and ``Timer``
-wait on a condition)."""
+_WAIT = (threading.Event, "wait")
+"""Where waits on an event are patched (``threading.Timer`` waits on one too)."""
+_PLUGIN = __name__.partition(".")[0] + "."
 _SENDS = ("send", "sendall", "sendto", "sendmsg")
 _READS = ("recv", "recv_into", "recvfrom", "recvfrom_into", "recvmsg", "recvmsg_into")
 
@@ -139,37 +153,70 @@ def _task() -> asyncio.Task[Any] | None:
     return None if asyncio._get_running_loop() is None else asyncio.current_task()
 
 
-def _held(recorder: PacingRecorder | None) -> list[Sleep] | None:
-    """The caller's sleeps since its last I/O in ``recorder``'s recording (a list kept
-    from an earlier test's is not this one's); None if it has none there."""
+def _held(recorder: PacingRecorder | None, make: bool = False) -> _Held | None:
+    """The caller's sleeps since its last I/O in ``recorder``'s recording (those kept from
+    an earlier test's are not this one's): None if it has none there, unless ``make``."""
     task = _task()
-    held = _TASKS.get(task) if task is not None else getattr(_LOCAL, "slept", None)
-    return held[1] if held is not None and held[0] is recorder else None
+    held = _TASKS.get(task) if task is not None else getattr(_LOCAL, "held", None)
+    if held is not None and held.recorder is recorder:
+        return held
+    if not make or recorder is None:
+        return None
+    held = _Held(recorder, [], {})
+    if task is not None:
+        _TASKS[task] = held
+    else:
+        _LOCAL.held = held
+    return held
 
 
 def _slept() -> list[Sleep]:
     """The caller's sleeps since its last I/O, in the open recording."""
-    return _held(_ACTIVE) or []
+    held = _held(_ACTIVE)
+    return held.sleeps if held is not None else []
+
+
+def _noting(by: object) -> PacingRecorder | None:
+    """The open recording, if the wrapper ``by`` is its own (one an earlier recording left
+    in place, put back by a fixture's undo, only waits) and the caller's waits are the
+    code's: not on the plugin's threads, nor in a block on virtual time."""
+    recorder = _ACTIVE
+    if recorder is None or recorder.wrappers is None or by not in recorder.wrappers:
+        return None
+    return None if is_machinery() or CLOCK.virtual is not None else recorder
 
 
 def _noted(began: float, seconds: float, by: object) -> None:
     """A sleep of ``seconds`` the caller returned from, through the wrapper ``by``: noted
-    if ``by`` is the active recording's (one an earlier recording left in place, put back
-    by a fixture's undo, only sleeps), and if it slept at all (``sleep(0)`` yields)."""
-    recorder = _ACTIVE
-    if recorder is None or recorder.wrappers is None or by not in recorder.wrappers:
+    if it slept at all (``sleep(0)`` yields)."""
+    recorder = _noting(by) if seconds > 0 else None
+    if recorder is not None:
+        _held(recorder, make=True).sleeps.append((began, float(seconds)))  # type: ignore[union-attr]
+
+
+def _waited(event: object, began: float, seconds: float | None, ran_out: bool, by: object) -> None:
+    """A wait on ``event`` returned, through the wrapper ``by``: a sleep asked for
+    ``seconds`` if it ran out and is the caller's first wait on ``event`` since its last
+    I/O; a second wait, or one the event's setting ended, or a poll (``wait(0)``), shows
+    the event polled, and the caller's waits on it are not noted."""
+    recorder = _noting(by)
+    if recorder is None:
         return
-    if seconds <= 0 or is_machinery():
+    held = _held(recorder, make=True)
+    assert held is not None
+    key = id(event)
+    if key in held.events:
+        noted = held.events[key]
+        if noted is not None:
+            held.sleeps[:] = [sleep for sleep in held.sleeps if sleep is not noted]
+            held.events[key] = None
         return
-    slept = _held(recorder)
-    if slept is None:
-        slept = []
-        task = _task()
-        if task is not None:
-            _TASKS[task] = (recorder, slept)
-        else:
-            _LOCAL.slept = (recorder, slept)
-    slept.append((began, float(seconds)))
+    if ran_out and seconds is not None and seconds > 0:
+        sleep = (began, float(seconds))
+        held.sleeps.append(sleep)
+        held.events[key] = sleep
+    else:
+        held.events[key] = None
 
 
 def _forget() -> None:
@@ -178,8 +225,8 @@ def _forget() -> None:
     task = _task()
     if task is not None:
         _TASKS.pop(task, None)
-    elif getattr(_LOCAL, "slept", None) is not None:
-        _LOCAL.slept = None
+    elif getattr(_LOCAL, "held", None) is not None:
+        _LOCAL.held = None
 
 
 def _unwrapped(function: Any) -> Any:
@@ -228,14 +275,15 @@ def _async_sleep(real: Callable[..., Any]) -> Callable[..., Any]:
     return sleep
 
 
-def _wait(real: Callable[..., bool]) -> Callable[..., bool]:
+def _event_wait(real: Callable[..., bool]) -> Callable[..., bool]:
     @functools.wraps(real)
-    def wait(self: threading.Condition, timeout: float | None = None) -> bool:
+    def wait(self: threading.Event, timeout: float | None = None) -> bool:
+        if sys._getframe(1).f_globals.get("__name__", "").startswith(_PLUGIN):
+            return real(self, timeout)  # the plugin's own wait (real_sleep, a settle)
         began = CLOCK.now()
-        notified = real(self, timeout)
-        if not notified and timeout is not None:
-            _noted(began, timeout, wait)  # ran out: the caller asked to wait that long
-        return notified
+        flag = real(self, timeout)
+        _waited(self, began, timeout, not flag, wait)
+        return flag
 
     wait.__pacing__ = real  # type: ignore[attr-defined]
     return wait
@@ -287,7 +335,7 @@ class _Patches:
         # unwrapped: wrappers never nest, and each sleep is noted once.
         time_real, asyncio_real = _unwrapped(time.sleep), _unwrapped(asyncio.sleep)
         sleeps = {time_real: _sleep(time_real), asyncio_real: _async_sleep(asyncio_real)}
-        waited = _wait(_unwrapped(getattr(*_WAIT)))
+        waited = _event_wait(_unwrapped(getattr(*_WAIT)))
         self.wrappers = frozenset([*sleeps.values(), waited])
         self._swap: dict[int, object] = {id(real): noted for real, noted in sleeps.items()}
         self._swap.update(left_behind(lambda real: sleeps.get(real, real)))

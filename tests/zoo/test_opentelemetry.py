@@ -13,10 +13,12 @@ unless named):
   any other is not; before retry ``k`` (from 0) it waits ``_compute_backoff(k)`` =
   ``2 ** k * random.uniform(1 - jitter, 1 + jitter)``, or what ``_extract_retry_after``
   reads of a ``Retry-After`` (seconds or an HTTP-date) when the answer has one; it gives
-  up when that wait is longer than what is left of its ``timeout`` (10 s).
+  up when that wait is longer than what is left of its ``timeout`` (``_DEFAULT_TIMEOUT``,
+  10 s; 5 s here).
 - The wait is ``self._shutdown_event.wait(backoff)``: an interruptible backoff on a
   ``threading.Event`` (``shutdown()`` sets it), not ``time.sleep``.  On real time the
-  plugin notes a wait on a condition that ran out as a sleep asked for its timeout.
+  plugin notes such a wait that ran out as a sleep asked for its timeout
+  (``tests/test_paced_verdicts.py`` has these exporters spread by their own work).
 - No idempotency key and no attempt counter: a retry is the same bytes on the same
   connection (``requests.Session`` keeps it alive).
 
