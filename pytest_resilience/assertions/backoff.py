@@ -86,9 +86,9 @@ def _bounds(
       time it may have spent queued behind other attempts
       (:meth:`.operations.InFlight.queued`: its retry began right after they were done,
       with no jump between, so it may have waited for them, jumps and all).
-    - On real time, at a retry index whose waits all have their sending client's sleeps
-      noted (``asked``, from :func:`_asked`), some of them a sleep: the wait less what
-      that client asked to sleep in it.  The sleep lies within the wait, so for a client that chose no
+    - On real time, at a retry index whose waits all have their sending client known
+      (``asked``, from :func:`_asked`): the wait less what that client asked to sleep in
+      it (none noted: the whole wait).  The sleep lies within the wait, so for a client that chose no
       longer than it asked to sleep the rest is noise: waking late, its own work, or time
       queued behind others, none of it jitter.
     """
@@ -113,8 +113,10 @@ def _asked(
 ) -> list[list[float] | None] | None:
     """On real time, in the places of :func:`_columns`' waits: the seconds the client (thread or task) that
     sent each retry asked to sleep after the answer before it (:meth:`.Pacing.asked`),
-    at the retry indices where every wait has them and some asked a sleep; None at the
-    others, and None in all when none has."""
+    at the retry indices where every wait has its sender known; None at the others, and
+    None in all when none has.  A sender known to have asked no sleep (0) waited on
+    something the plugin does not note (``Event.wait``, a sleep in C, another loop's
+    timers, a queue): what spread those waits is not shown to be jitter either."""
     if pacing is None:
         return None
 
@@ -123,8 +125,7 @@ def _asked(
         return math.nan if seconds is None else seconds
 
     columns: list[list[float] | None] = [
-        c if c and not any(map(math.isnan, c)) and any(s > 0 for s in c) else None
-        for c in _columns(ops, cap, asked)
+        c if c and not any(map(math.isnan, c)) else None for c in _columns(ops, cap, asked)
     ]
     return columns if any(c is not None for c in columns) else None
 
@@ -248,6 +249,16 @@ def _undecided_jitter(
     if paced and len(paced) == len(shown) and vetoed:
         least = min(min(a) for _, a in paced)
         most = max(max(a) for _, a in paced)
+        if most == 0:
+            return (
+                f"{_spread(columns, noise)}, but the clients that sent those retries asked no "
+                "sleep the plugin notes (time.sleep, asyncio.sleep) in their waits: they waited "
+                "on something else (Event.wait, a sleep in C, another event loop's timers, a "
+                "queue), and on real time what spread them (that wait, their own work, time "
+                f"queued behind others) is not shown to be jitter ({noise.describe()}); judge "
+                "such clients on virtual time (@pytest.mark.virtual_time), where each wait is "
+                "held to the real time it took"
+            )
         return (
             f"{_spread(columns, noise)}, but the clients that sent those retries slept "
             f"from {least * 1000:.0f} to {most * 1000:.0f} ms in their waits, none of them "
@@ -395,11 +406,11 @@ def _over_the_cap(
 
     Two records say more than the wire.  On virtual time, the virtual time a retry may
     have spent queued behind other attempts (:meth:`.operations.InFlight.queued`) is
-    allowed too.  On real time, where the client (thread or task) that sent a retry had
-    its sleeps noted (:mod:`~..observe.pacing`), a wait past the cap by more than noise
-    whose client asked no more than the cap (and ``tolerance``) in it was spent otherwise
-    (queued behind others, at its own work, or in a wait not noted): insufficient
-    evidence, not a breach.  What a client asked never fails it by itself: a queue slept
+    allowed too.  On real time, where the client (thread or task) that sent a retry is
+    known (:mod:`~..observe.pacing`), a wait past the cap by more than noise whose client
+    asked no more than the cap (and ``tolerance``) in it, or no sleep at all, was spent
+    otherwise (queued behind others, at its own work, or in a wait not noted):
+    insufficient evidence, not a breach.  What a client asked never fails it by itself: a queue slept
     through (a lock polled with ``time.sleep``) reads as asked too.
     """
     waits = []
@@ -414,7 +425,7 @@ def _over_the_cap(
                 asked = pacing.asked(
                     following.connection, following.started_at, answered_at(previous)
                 )
-            waits.append((i, j + 1, w, noise.most(span), behind, asked or None))
+            waits.append((i, j + 1, w, noise.most(span), behind, asked))
     above = [entry for entry in waits if entry[2] > max_delay + tolerance]
     if not above:
         return []
@@ -434,14 +445,20 @@ def _over_the_cap(
     queued = [entry for entry in beyond_noise if entry[5] is None]
     cap = f"the cap of {max_delay * 1000:.0f} ms"
     if awake and not over:
+        slept = max(entry[5] or 0.0 for entry in awake)
+        told = (
+            f"slept no longer than {slept * 1000:.0f} ms in their waits"
+            if slept > 0
+            else "asked no sleep the plugin notes (time.sleep, asyncio.sleep) in their waits"
+        )
         return [
             f"{len(awake)} of the retries waited longer than {cap} by more than timing noise "
-            "can add, but the clients that sent them slept no longer than "
-            f"{max(entry[5] or 0.0 for entry in awake) * 1000:.0f} ms in their waits: the rest of each wait was no sleep they asked (queued behind others "
-            "for a lock, a connection or a pool slot, their own work, or a wait the plugin "
-            "does not see, such as one on a lock or in C), so whether they chose it is not "
-            "shown; judge the cap with clients that share nothing and back off with "
-            "time.sleep, asyncio.sleep or Event.wait"
+            f"can add, but the clients that sent them {told}: the rest of each wait was no "
+            "sleep they asked (queued behind others for a lock, a connection or a pool slot, "
+            "their own work, or a wait the plugin does not see, such as Event.wait or a "
+            "sleep in C), so whether they chose it is not shown; judge the cap with clients "
+            "that share nothing and back off with time.sleep or asyncio.sleep, or on "
+            "virtual time"
         ]
     if queued and not over:
         return [

@@ -28,9 +28,11 @@ time this only vetoes the probe's model, never clears what it does not
 (:meth:`~..assertions.timing.Noise.apart`): a sleep that was no backoff makes a client
 seem to have chosen more than it did.
 
-Waits the recorder does not see (on a lock, ``asyncio.wait_for``'s timeouts, a sleep in
-C, uvloop's timers, a client in another process) leave a retry with nothing asked, and the timing verdicts
-read such waits with the probe's model instead (:mod:`~..assertions.timing`).
+Waits the recorder does not note (``Event.wait``, a lock, a sleep in C, uvloop's timers)
+leave a retry with nothing asked: 0, and such a wait is never shown jittered on real
+time (it may hold work or queueing, and nothing tells).  A retry whose send the
+recorder did not see (a client in another process) has None, and the timing verdicts
+read its wait with the probe's model instead (:mod:`~..assertions.timing`).
 """
 
 from __future__ import annotations

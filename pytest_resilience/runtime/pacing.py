@@ -6,17 +6,12 @@ test's setup to the end of its teardown (so that a fixture's own patch of
 
 ``time.sleep`` and ``asyncio.sleep`` are replaced, and so are the module globals bound
 to them before the test (:mod:`.rebind`: ``from time import sleep``, anyio's ``from
-asyncio import sleep``).  So is ``threading.Event.wait``: an interruptible backoff
-(OpenTelemetry's OTLP exporters wait ``self._shutdown_event.wait(backoff)``) is one wait
-on an event that is never set, which runs out, and that wait is a sleep asked for its
-timeout.  An event waited on again by the same caller before its next I/O, or set
-while it waited, was being polled for something (a slot, a signal): queueing, so none
-of that caller's waits on it are noted.  Waits on the plugin's own events, and those of
-a block on virtual time, are not the client's.  A default argument bound to a sleep
-before the test (``sleep=time.sleep``) is not reached, and such a sleep goes unnoted,
-as do waits on a lock, a semaphore or a queue (polls, as often as not), ``asyncio.wait_for``'s
-timeouts, sleeps in C and uvloop's timers: a retry after them has nothing asked, and is
-read with the probe's model.  Sockets are patched on their class
+asyncio import sleep``).  A default argument bound to one before the test
+(``sleep=time.sleep``) is not reached, and such a sleep goes unnoted, as do waits on a
+condition (``Event.wait``), sleeps in C and uvloop's timers: a retry after them has
+nothing asked, and is not shown jittered on real time (:func:`~..assertions.backoff._asked`).
+Only sleeps are noted, because a wait that runs out is as often a poll, or work given
+so long, as a backoff (``docs/wait-noise-research.md``, session 20).  Sockets are patched on their class
 (``socket.socket`` and ``ssl.SSLSocket``), so every Python socket counts as I/O.
 
 The caller is the asyncio task when the thread runs one (a loop runs many clients,
@@ -43,8 +38,7 @@ from ..clock import CLOCK, is_machinery
 from . import rebind
 
 Sleep = tuple[float, float]
-"""(when it began, seconds asked) of one ``time.sleep`` or ``asyncio.sleep``, or of one
-``Event.wait(seconds)`` that ran out."""
+"""(when it began, seconds asked) of one ``time.sleep`` or ``asyncio.sleep``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,30 +113,16 @@ class _Mark:
 
 _ACTIVE: PacingRecorder | None = None
 _GUARD = threading.Lock()
-
-
-@dataclass(slots=True)
-class _Held:
-    """A caller's sleeps since its last I/O, in ``recorder``'s recording."""
-
-    recorder: PacingRecorder
-    sleeps: list[Sleep]
-    events: dict[int, Sleep | None]
-    """The events it waited on (by id), with the sleep noted for the one wait that ran
-    out; None once it waited on one again or the event was set: polled, none noted."""
-
-
 _LOCAL = threading.local()
-"""Per thread, ``held``: its :class:`_Held`, outside a task."""
-_TASKS: weakref.WeakKeyDictionary[asyncio.Task[Any], _Held] = weakref.WeakKeyDictionary()
+"""Per thread, ``slept``: (the recorder, its sleeps since its last I/O), outside a task."""
+_TASKS: weakref.WeakKeyDictionary[asyncio.Task[Any], tuple[PacingRecorder, list[Sleep]]] = (
+    weakref.WeakKeyDictionary()
+)
 """Per asyncio task, the same."""
 _TAPPED: weakref.WeakKeyDictionary[socket.socket, _Mark] = weakref.WeakKeyDictionary()
 
 _SLEEPS = ((time, "sleep"), (asyncio, "sleep"), (asyncio.tasks, "sleep"))
 """Where the sleeps are patched (``asyncio.sleep`` is ``asyncio.tasks.sleep``)."""
-_WAIT = (threading.Event, "wait")
-"""Where waits on an event are patched (``threading.Timer`` waits on one too)."""
-_PLUGIN = __name__.partition(".")[0] + "."
 _SENDS = ("send", "sendall", "sendto", "sendmsg")
 _READS = ("recv", "recv_into", "recvfrom", "recvfrom_into", "recvmsg", "recvmsg_into")
 
@@ -153,70 +133,37 @@ def _task() -> asyncio.Task[Any] | None:
     return None if asyncio._get_running_loop() is None else asyncio.current_task()
 
 
-def _held(recorder: PacingRecorder | None, make: bool = False) -> _Held | None:
-    """The caller's sleeps since its last I/O in ``recorder``'s recording (those kept from
-    an earlier test's are not this one's): None if it has none there, unless ``make``."""
+def _held(recorder: PacingRecorder | None) -> list[Sleep] | None:
+    """The caller's sleeps since its last I/O in ``recorder``'s recording (a list kept
+    from an earlier test's is not this one's); None if it has none there."""
     task = _task()
-    held = _TASKS.get(task) if task is not None else getattr(_LOCAL, "held", None)
-    if held is not None and held.recorder is recorder:
-        return held
-    if not make or recorder is None:
-        return None
-    held = _Held(recorder, [], {})
-    if task is not None:
-        _TASKS[task] = held
-    else:
-        _LOCAL.held = held
-    return held
+    held = _TASKS.get(task) if task is not None else getattr(_LOCAL, "slept", None)
+    return held[1] if held is not None and held[0] is recorder else None
 
 
 def _slept() -> list[Sleep]:
     """The caller's sleeps since its last I/O, in the open recording."""
-    held = _held(_ACTIVE)
-    return held.sleeps if held is not None else []
-
-
-def _noting(by: object) -> PacingRecorder | None:
-    """The open recording, if the wrapper ``by`` is its own (one an earlier recording left
-    in place, put back by a fixture's undo, only waits) and the caller's waits are the
-    code's: not on the plugin's threads, nor in a block on virtual time."""
-    recorder = _ACTIVE
-    if recorder is None or recorder.wrappers is None or by not in recorder.wrappers:
-        return None
-    return None if is_machinery() or CLOCK.virtual is not None else recorder
+    return _held(_ACTIVE) or []
 
 
 def _noted(began: float, seconds: float, by: object) -> None:
     """A sleep of ``seconds`` the caller returned from, through the wrapper ``by``: noted
-    if it slept at all (``sleep(0)`` yields)."""
-    recorder = _noting(by) if seconds > 0 else None
-    if recorder is not None:
-        _held(recorder, make=True).sleeps.append((began, float(seconds)))  # type: ignore[union-attr]
-
-
-def _waited(event: object, began: float, seconds: float | None, ran_out: bool, by: object) -> None:
-    """A wait on ``event`` returned, through the wrapper ``by``: a sleep asked for
-    ``seconds`` if it ran out and is the caller's first wait on ``event`` since its last
-    I/O; a second wait, or one the event's setting ended, or a poll (``wait(0)``), shows
-    the event polled, and the caller's waits on it are not noted."""
-    recorder = _noting(by)
-    if recorder is None:
+    if ``by`` is the active recording's (one an earlier recording left in place, put back
+    by a fixture's undo, only sleeps), and if it slept at all (``sleep(0)`` yields)."""
+    recorder = _ACTIVE
+    if recorder is None or recorder.wrappers is None or by not in recorder.wrappers:
         return
-    held = _held(recorder, make=True)
-    assert held is not None
-    key = id(event)
-    if key in held.events:
-        noted = held.events[key]
-        if noted is not None:
-            held.sleeps[:] = [sleep for sleep in held.sleeps if sleep is not noted]
-            held.events[key] = None
+    if seconds <= 0 or is_machinery():
         return
-    if ran_out and seconds is not None and seconds > 0:
-        sleep = (began, float(seconds))
-        held.sleeps.append(sleep)
-        held.events[key] = sleep
-    else:
-        held.events[key] = None
+    slept = _held(recorder)
+    if slept is None:
+        slept = []
+        task = _task()
+        if task is not None:
+            _TASKS[task] = (recorder, slept)
+        else:
+            _LOCAL.slept = (recorder, slept)
+    slept.append((began, float(seconds)))
 
 
 def _forget() -> None:
@@ -225,8 +172,8 @@ def _forget() -> None:
     task = _task()
     if task is not None:
         _TASKS.pop(task, None)
-    elif getattr(_LOCAL, "held", None) is not None:
-        _LOCAL.held = None
+    elif getattr(_LOCAL, "slept", None) is not None:
+        _LOCAL.slept = None
 
 
 def _unwrapped(function: Any) -> Any:
@@ -275,20 +222,6 @@ def _async_sleep(real: Callable[..., Any]) -> Callable[..., Any]:
     return sleep
 
 
-def _event_wait(real: Callable[..., bool]) -> Callable[..., bool]:
-    @functools.wraps(real)
-    def wait(self: threading.Event, timeout: float | None = None) -> bool:
-        if sys._getframe(1).f_globals.get("__name__", "").startswith(_PLUGIN):
-            return real(self, timeout)  # the plugin's own wait (real_sleep, a settle)
-        began = CLOCK.now()
-        flag = real(self, timeout)
-        _waited(self, began, timeout, not flag, wait)
-        return flag
-
-    wait.__pacing__ = real  # type: ignore[attr-defined]
-    return wait
-
-
 def _connect(real: Callable[..., Any]) -> Callable[..., Any]:
     def connect(self: socket.socket, address: Any) -> Any:
         recorder = _ACTIVE
@@ -335,8 +268,7 @@ class _Patches:
         # unwrapped: wrappers never nest, and each sleep is noted once.
         time_real, asyncio_real = _unwrapped(time.sleep), _unwrapped(asyncio.sleep)
         sleeps = {time_real: _sleep(time_real), asyncio_real: _async_sleep(asyncio_real)}
-        waited = _event_wait(_unwrapped(getattr(*_WAIT)))
-        self.wrappers = frozenset([*sleeps.values(), waited])
+        self.wrappers = frozenset(sleeps.values())
         self._swap: dict[int, object] = {id(real): noted for real, noted in sleeps.items()}
         self._swap.update(left_behind(lambda real: sleeps.get(real, real)))
         self._back: dict[int, object] = {id(noted): real for real, noted in sleeps.items()}
@@ -344,7 +276,6 @@ class _Patches:
             (owner, name, sleeps[time_real if owner is time else asyncio_real])
             for owner, name in _SLEEPS
         ]
-        self._plan.append((*_WAIT, waited))
         for owner in (socket.socket, ssl.SSLSocket):
             # SSLSocket's own methods only: the others are socket.socket's, patched already.
             own = vars(owner) if owner is ssl.SSLSocket else None
@@ -383,12 +314,12 @@ class _Patches:
 
 def sweep() -> None:
     """Put back what a sleep wrapper left in place wraps (a fixture's undo, after the
-    recording ended, restored the wrapper it had seen), in ``time``, ``asyncio``,
-    ``threading.Condition`` and the modules' globals: at a session's end, so that the process is left as it was found."""
+    recording ended, restored the wrapper it had seen), in ``time``, ``asyncio`` and the
+    modules' globals: at a session's end, so that the process is left as it was found."""
     with _GUARD:
         if _ACTIVE is not None:
             return
-        for owner, name in (*_SLEEPS, _WAIT):
+        for owner, name in _SLEEPS:
             value = getattr(owner, name)
             if hasattr(value, "__pacing__"):
                 setattr(owner, name, _unwrapped(value))

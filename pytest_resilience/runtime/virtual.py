@@ -211,8 +211,8 @@ def _virtual_notify_all(
 def _called_by_the_plugin() -> bool:
     """Whether the wait was called by the plugin's own code (through the standard library:
     a future's result, an event): it waits for the plugin's machinery, which keeps real
-    time, so it is a real wait and its thread counts as running.  The frames of the
-    plugin's wrappers (:data:`_OURS`) are passed over."""
+    time, so it is a real wait and its thread counts as running.  The frames of virtual
+    time's own wrappers (``Thread.start``, the ``run`` of a participant) are passed over."""
     frame = sys._getframe(2)  # the caller of the patched wait
     while frame is not None:
         module = frame.f_globals.get("__name__", "")
@@ -228,9 +228,7 @@ def _called_by_the_plugin() -> bool:
     return False
 
 
-_OURS = frozenset({__name__, Scheduler.__module__, pacing.__name__})
-"""Modules whose frames are passed over: virtual time's own, and the waits pacing wraps
-(a recording opened inside a block sits above virtual time's patches)."""
+_OURS = frozenset({__name__, Scheduler.__module__})
 _PLUGIN = __name__.partition(".")[0]
 
 

@@ -16,9 +16,10 @@ unless named):
   up when that wait is longer than what is left of its ``timeout`` (``_DEFAULT_TIMEOUT``,
   10 s; 5 s here).
 - The wait is ``self._shutdown_event.wait(backoff)``: an interruptible backoff on a
-  ``threading.Event`` (``shutdown()`` sets it), not ``time.sleep``.  On real time the
-  plugin notes such a wait that ran out as a sleep asked for its timeout
-  (``tests/test_paced_verdicts.py`` has these exporters spread by their own work).
+  ``threading.Event`` (``shutdown()`` sets it), not ``time.sleep``.  On real time
+  nothing notes that wait, so the exporters' waits are never shown jittered there
+  (``tests/test_paced_verdicts.py`` has them spread by their own work); on virtual time
+  the wait is virtual, and held to the real time it took.
 - No idempotency key and no attempt counter: a retry is the same bytes on the same
   connection (``requests.Session`` keeps it alive).
 
@@ -137,11 +138,13 @@ def test_a_fleet_with_the_default_jitter_is_not_called_a_storm(
     1 s times 0.8-1.2 each, drawn apart: jittered, never a storm (or, where the noise
     measured hides the spread, insufficient evidence).
 
-    On virtual time, where each wait's noise is the real time it took: on real time the
-    probe's few hundred samples floor each wait's chance of lying so far late at 4 in
-    their number + 1, and jitter this narrow leaves too few levels apart to beat it (p =
-    0.006 for five exporters, 0.002 for ten, against the 1 in 1,000 asked): insufficient
-    evidence in every run, as the README's storm row says of small fleets."""
+    On virtual time, where each wait's noise is the real time it took.  On real time it is
+    insufficient evidence in every run: nothing notes a wait on an event, and such waits
+    are never shown jittered there (they may hold work or queueing); before that rule,
+    the probe's model alone left it insufficient too (its few hundred samples floor each
+    wait's chance of lying so far late at 4 in their number + 1, and jitter this narrow
+    leaves too few levels apart: p = 0.006 for five exporters, 0.002 for ten, against
+    the 1 in 1,000 asked)."""
     collector.route("POST", TRACES).fail(503, count=HERD)
 
     assert _fleet(collector) == [SpanExportResult.SUCCESS] * HERD
@@ -158,8 +161,7 @@ def test_a_fleet_without_jitter_retries_in_lockstep(
     resilience: Resilience, collector: HttpService
 ) -> None:
     """``_compute_backoff(0)`` with ``jitter=0``: ``2 ** 0 * uniform(1, 1)``, every
-    exporter waits exactly 1 s on its event: a lockstep herd, claimed as a storm (its
-    waits were unnoted before: the probe's model alone judged them)."""
+    exporter waits exactly 1 s on its event: a lockstep herd, claimed as a storm."""
     collector.route("POST", TRACES).fail(503, count=HERD)
 
     assert _fleet(collector, jitter=0.0) == [SpanExportResult.SUCCESS] * HERD
