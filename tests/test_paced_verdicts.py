@@ -29,13 +29,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 import httpx
 import pytest
-import requests
 import tenacity
-from real_clients import released_together
 from simulated import herd
 
 from pytest_resilience import HttpService, Resilience
@@ -208,25 +205,6 @@ def test_lockstep_clients_spread_by_their_own_work_are_not_shown_jittered(
     design reading the latter as asked sleep, which let the herd through."""
     work = _work if working == "in C" else threading.Event().wait
     _neither_clears(resilience, _working_herd(resilience, time.sleep, work))
-
-
-@pytest.mark.parametrize("pause", ["Event.wait", "sleep in C"])
-def test_lockstep_clients_backing_off_in_a_wait_nothing_notes_are_not_shown_jittered(
-    resilience: Resilience, pause: str
-) -> None:
-    """The six clients above, their 200 ms backoff a wait the plugin does not note: an
-    interruptible one, ``Event.wait`` on a stop event that is never set, as
-    OpenTelemetry's OTLP exporters back off (``opentelemetry/exporter/otlp/common/
-    http.py``, ``_OTLPHTTPClient.export``: ``self._shutdown_event.wait(backoff)``), or a
-    sleep in C.  With no sleep noted the probe's model judged the herd alone and both
-    verdicts passed; a retry whose sender is known and asked no noted sleep waited on
-    something else, and its spread is not shown to be jitter on real time."""
-    wait = threading.Event().wait if pause == "Event.wait" else _work
-    api = _working_herd(resilience, wait)
-    with pytest.raises(InsufficientEvidence, match="asked no sleep the plugin notes"):
-        api.assert_backoff(jitter=True, min_factor=1)
-    with pytest.raises(InsufficientEvidence, match="asked no sleep the plugin notes"):
-        resilience.assert_no_retry_storm(api)
 
 
 class _TimedPollSlot:
@@ -414,33 +392,12 @@ def test_what_the_clients_asked_leaves_a_jittered_fleet_cleared(resilience: Resi
     resilience.assert_no_retry_storm(api)
 
 
-def test_a_jittered_fleet_waiting_on_events_is_insufficient_evidence_on_real_time(
-    resilience: Resilience,
-) -> None:
-    """The same fleet, each client waiting its draw on a stop event (OpenTelemetry's
-    exporters): nothing notes those waits, so nothing tells their spread from work or
-    queueing on real time, and the message sends it to virtual time (next test)."""
-    api = _jittered_fleet(resilience, threading.Event().wait)
-    with pytest.raises(InsufficientEvidence, match="virtual time"):
-        api.assert_backoff(jitter=True, min_factor=1)
-    with pytest.raises(InsufficientEvidence, match="virtual time"):
-        resilience.assert_no_retry_storm(api)
-
-
-@pytest.mark.virtual_time
-def test_a_jittered_fleet_waiting_on_events_is_cleared_on_virtual_time(
-    resilience: Resilience,
-) -> None:
-    """The same fleet on virtual time: each wait held to the real time it took."""
-    api = _jittered_fleet(resilience, threading.Event().wait)
-    api.assert_backoff(jitter=True, min_factor=1)
-    resilience.assert_no_retry_storm(api)
-
-
 def test_what_a_retry_asked_is_the_sleeps_of_its_sender_since_its_last_io() -> None:
     """``Pacing.asked``: a request's sends share the socket's read count, the first of them
-    carries the sleeps since the caller's last I/O, and those after the answer count; a request whose send is unknown has None; sends to another tap, or on
-    the port once its connection ended, are another's."""
+    carries the sleeps since the caller's last I/O, and those after the answer count; a
+    request whose send is unknown has None; sends to another tap, or on the port once its
+    connection ended, are another's.  No sleep noted is 0 when the same caller sent the
+    attempt before, and not known (None) when another did (it may not have waited)."""
     trace = Trace(1, "d", 0, True, opened_at=10.0, ended_at=20.0, port=5000)
     sends = [
         Sent(5000, 80, 10.1, 7, 0, ()),  # the first request
@@ -450,16 +407,21 @@ def test_what_a_retry_asked_is_the_sleeps_of_its_sender_since_its_last_io() -> N
         Sent(5000, 81, 10.9, 9, 0, ((10.4, 0.45),)),  # the same local port, another service
     ]
     pacing = Pacing.join(sends, {3: trace}, since=0.0, tap=80)
-    assert pacing.asked(3, 11.02, since=10.25) == pytest.approx(0.5)
-    assert pacing.asked(3, 11.02, since=10.4) == pytest.approx(0.4)
-    assert pacing.asked(3, 11.02, since=10.55) == 0.0
-    assert pacing.asked(3, 10.05, since=0.0) is None
-    assert pacing.asked(4, 11.02, since=0.0) is None
+    first = (3, 10.15)
+    assert pacing.asked(3, 11.02, 10.25, first) == pytest.approx(0.5)
+    assert pacing.asked(3, 11.02, 10.4, first) == pytest.approx(0.4)
+    assert pacing.asked(3, 11.02, 10.55, first) == 0.0
+    assert pacing.asked(3, 10.05, 0.0, first) is None
+    assert pacing.asked(4, 11.02, 0.0, first) is None
+    handed = [sends[0], Sent(5000, 80, 11.0, 12, 1, ((10.3, 0.1),))]  # the retry, by a task
+    other = Pacing.join(handed, {3: trace}, since=0.0, tap=80)
+    assert other.asked(3, 11.02, 10.25, first) == pytest.approx(0.1)
+    assert other.asked(3, 11.02, 10.55, first) is None
     later = Trace(2, "d", 0, False, opened_at=21.0, port=5000)
     again = Pacing.join(
         [*sends, Sent(5000, 80, 21.5, 9, 0, ((21.1, 0.3),))], {3: trace, 4: later}, 0.0, 80
     )
-    assert [s.thread for s in again.sends[4]] == [9]
+    assert [s.caller for s in again.sends[4]] == [9]
 
 
 class _Unavailable(Exception):
@@ -575,25 +537,6 @@ def test_a_wait_past_the_cap_that_was_no_asked_sleep_is_not_shown_either_way(
     assert not held.acquire(timeout=1.2)
     assert _charge(api, "solo") == 200
     with pytest.raises(InsufficientEvidence, match="or a wait the plugin does not see"):
-        api.assert_backoff(jitter=False, min_factor=1, max_delay=0.4)
-
-
-def test_a_wait_past_the_cap_with_no_sleep_noted_is_not_shown_either_way(
-    resilience: Resilience,
-) -> None:
-    """A lone client waits 1.2 s on a lock with nothing noted before it, 0.8 s past a
-    0.4 s cap: it was failed (nothing noted read as nothing known), though nothing tells
-    that wait from a slot it queued for, as the 20 ms sleep above makes it insufficient
-    evidence."""
-    api = resilience.http_service("payments")
-    api.respond(200, json={"ok": True})
-    api.route("POST", "/charges").fail(503, count=1)
-    assert _charge(api, "solo") == 503
-    held = threading.Lock()
-    held.acquire()
-    assert not held.acquire(timeout=1.2)
-    assert _charge(api, "solo") == 200
-    with pytest.raises(InsufficientEvidence, match="asked no sleep the plugin notes"):
         api.assert_backoff(jitter=False, min_factor=1, max_delay=0.4)
 
 
@@ -1217,57 +1160,3 @@ def test_a_virtual_block_inside_a_real_time_test(inner: pytest.Pytester, url: st
     finally:
         sys.modules.pop("sleeper_r3b", None)
         sys.modules.pop("late_r3b", None)
-
-
-class _WorkingSession(requests.Session):
-    """A session that, after a failed answer, works ``work`` s outside the interpreter
-    before its next request (a credential provider's session refreshing its token)."""
-
-    def __init__(self, work: float) -> None:
-        super().__init__()
-        self.work = work
-        self.failed = False
-
-    def request(self, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        if self.failed:
-            _work(self.work)
-        response = super().request(*args, **kwargs)
-        self.failed = response.status_code >= 500
-        return response
-
-
-def test_opentelemetry_exporters_spread_by_their_own_work_are_not_shown_jittered(
-    resilience: Resilience,
-) -> None:
-    """Six OTLP/HTTP span exporters without jitter (the client's ``jitter=0``: each waits
-    ``2 ** 0`` s on its shutdown event, ``_OTLPHTTPClient.export`` in
-    ``opentelemetry/exporter/otlp/common/http.py``), their sessions working 0-500 ms
-    after a failure (``OTLPSpanExporter(session=)``; a token refreshed from a slow
-    identity provider): lockstep, spread by their work.  Nothing notes the event's wait,
-    and with no sleep noted the probe's model judged the herd alone and cleared it."""
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    from opentelemetry.sdk.trace import TracerProvider
-
-    collector = resilience.http_service("collector")
-    collector.respond(200, body=b"")
-    collector.route("POST", "/v1/traces").fail(503, count=len(WORK))
-    exporters, spans = [], []
-    tracer = TracerProvider().get_tracer("paced")
-    for work in (5 * w for w in WORK):
-        exporter = OTLPSpanExporter(
-            endpoint=f"{collector.url}/v1/traces", timeout=5, session=_WorkingSession(work)
-        )
-        exporter._client._jitter = 0.0
-        exporters.append(exporter)
-        with tracer.start_as_current_span("export") as span:
-            spans.append(span)
-    try:
-        results = released_together(len(WORK), lambda n: exporters[n].export([spans[n]]))
-    finally:
-        for exporter in exporters:
-            exporter.shutdown()
-    assert [result.name for result in results] == ["SUCCESS"] * len(WORK)
-    with pytest.raises(InsufficientEvidence, match="asked no sleep the plugin notes"):
-        collector.assert_backoff(jitter=True, min_factor=1)
-    with pytest.raises(InsufficientEvidence, match="asked no sleep the plugin notes"):
-        resilience.assert_no_retry_storm(collector)

@@ -94,7 +94,7 @@ def test_the_summary_shows_virtual_and_real_time(inner: pytest.Pytester, url: st
     inner.makepyfile(MARKED)
     result = inner.runpytest("-p", "no:cacheprovider", f"--toxiproxy={url}", "-v")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["  clock:    600.* s virtual in ?.* s real"])
+    result.stdout.fnmatch_lines(["  clock:    60?.* s virtual in ?.* s real"])
 
 
 HELD = """
@@ -170,8 +170,9 @@ def test_the_suite_option_puts_every_body_on_virtual_time(
     # be taken out after it (pytester's snapshot of the modules), and imported again.
     result = inner.runpytest_subprocess(*args)
     result.assert_outcomes(passed=2)
+    # Virtual time holds the real time the bodies took too: on a loaded machine, a second.
     result.stdout.fnmatch_lines(
-        ["  clock:    300.* s virtual in ?.* s real", "  clock:    120.* s virtual in ?.* s real"]
+        ["  clock:    30?.* s virtual in ?.* s real", "  clock:    12?.* s virtual in ?.* s real"]
     )
 
 

@@ -121,13 +121,30 @@ def _asked(
         return None
 
     def asked(previous: Exchange, following: Exchange) -> float:
-        seconds = pacing.asked(following.connection, following.started_at, answered_at(previous))
+        seconds = _asked_in(pacing, previous, following)
         return math.nan if seconds is None else seconds
 
     columns: list[list[float] | None] = [
         c if c and not any(map(math.isnan, c)) else None for c in _columns(ops, cap, asked)
     ]
     return columns if any(c is not None for c in columns) else None
+
+
+def _on_real_time(pacing: Pacing | None, noise: Noise) -> Pacing | None:
+    """``pacing``, unless the waits are on virtual time (a block of it in a real-time test:
+    its sleeps were virtual, so none was noted, and each wait's real time bounds it)."""
+    return None if noise.real is not None else pacing
+
+
+def _asked_in(pacing: Pacing, previous: Exchange, following: Exchange) -> float | None:
+    """What the client that sent ``following`` asked to sleep after ``previous``'s answer
+    (:meth:`.Pacing.asked`)."""
+    return pacing.asked(
+        following.connection,
+        following.started_at,
+        answered_at(previous),
+        (previous.connection, previous.started_at),
+    )
 
 
 def _handed(real: Callable[[float, float], float]) -> Callable[[float, float], bool]:
@@ -253,8 +270,8 @@ def _undecided_jitter(
             return (
                 f"{_spread(columns, noise)}, but the clients that sent those retries asked no "
                 "sleep the plugin notes (time.sleep, asyncio.sleep) in their waits: they waited "
-                "on something else (Event.wait, a sleep in C, another event loop's timers, a "
-                "queue), and on real time what spread them (that wait, their own work, time "
+                "on something else (Event.wait, a sleep in C, a lock, a queue), and on real "
+                "time what spread them (that wait, their own work, time "
                 f"queued behind others) is not shown to be jitter ({noise.describe()}); judge "
                 "such clients on virtual time (@pytest.mark.virtual_time), where each wait is "
                 "held to the real time it took"
@@ -326,6 +343,7 @@ def check_backoff(
         )
     measured = _measured(noise, calls, all_ops, jumps)
     in_flight = _in_flight(all_ops, measured)
+    pacing = _on_real_time(pacing, measured)
     missing: list[str] = []
     if max_delay is not None:
         missing += _over_the_cap(ops, max_delay, tolerance, measured, in_flight, pacing, start)
@@ -420,11 +438,7 @@ def _over_the_cap(
             zip(pairs, op.waits, op.wait_spans, strict=True)
         ):
             behind = 0.0 if in_flight is None else in_flight.queued(previous, following)
-            asked = None
-            if pacing is not None:
-                asked = pacing.asked(
-                    following.connection, following.started_at, answered_at(previous)
-                )
+            asked = None if pacing is None else _asked_in(pacing, previous, following)
             waits.append((i, j + 1, w, noise.most(span), behind, asked))
     above = [entry for entry in waits if entry[2] > max_delay + tolerance]
     if not above:
@@ -549,6 +563,7 @@ def check_no_retry_storm(
     start = origin_of(exchanges, origin)
     measured = _measured(noise, calls, ops, jumps)
     in_flight = _in_flight(ops, measured)
+    pacing = _on_real_time(pacing, measured)
     herd = _herd(retried, measured) if retried else []
     herd_columns = _columns(herd, None)
     herd_asked = _asked(herd, None, pacing)

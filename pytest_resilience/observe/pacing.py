@@ -28,11 +28,13 @@ time this only vetoes the probe's model, never clears what it does not
 (:meth:`~..assertions.timing.Noise.apart`): a sleep that was no backoff makes a client
 seem to have chosen more than it did.
 
-Waits the recorder does not note (``Event.wait``, a lock, a sleep in C, uvloop's timers)
-leave a retry with nothing asked: 0, and such a wait is never shown jittered on real
-time (it may hold work or queueing, and nothing tells).  A retry whose send the
-recorder did not see (a client in another process) has None, and the timing verdicts
-read its wait with the probe's model instead (:mod:`~..assertions.timing`).
+Waits the recorder does not note (``Event.wait``, a lock, a sleep in C) leave a retry
+sent by the caller that sent the attempt before with nothing asked: 0, and such a wait
+is never shown jittered on real time (it may hold work or queueing, and nothing tells).
+A retry whose send the recorder did not see (a client in another process, or on
+uvloop, which writes in C), or that another caller sent with nothing noted, has None,
+and the timing verdicts read its wait with the probe's model instead
+(:mod:`~..assertions.timing`).
 """
 
 from __future__ import annotations
@@ -83,20 +85,39 @@ class Pacing:
             )
         return cls(joined)
 
-    def asked(self, connection: int, started_at: float, since: float) -> float | None:
+    def asked(
+        self, connection: int, started_at: float, since: float, before: tuple[int, float]
+    ) -> float | None:
         """The seconds that the caller which sent the request the layer began to read at
         ``started_at`` on ``connection`` asked to sleep from ``since`` (the answer before
-        it) until it sent it, with no I/O of its own between (0 if none); None when that
-        send is not known (a client outside the process, a connection not traced).
+        it) until it sent it, with no I/O of its own between; None when that is not known.
 
         All of its sleeps there, not only the longest: a backoff slept in chunks is all
         asked.  A sleep that was no backoff (a rate limiter's, a lock polled, a second
         backoff after a refused connection that left no record) counts too, which makes
-        the client seem to ask more than it chose: the verdicts only let this veto."""
+        the client seem to ask more than it chose: the verdicts only let this veto.
+
+        Not known: the send was not seen (a client outside the process, a connection not
+        traced); or no sleep was noted and the sender is not the caller that sent the
+        attempt ``before`` (its connection and start), so it may not be the one that
+        waited (aiohttp sends a request with a body from a task of its own, and
+        ``asyncio.to_thread`` from a pool's thread).  The same caller with no sleep noted
+        waited on something nothing notes: 0."""
+        sent = self._first(connection, started_at)
+        if sent is None:
+            return None
+        seconds = math.fsum(s for began, s in sent.slept if began >= since)
+        if seconds > 0:
+            return seconds
+        earlier = self._first(*before)
+        return 0.0 if earlier is not None and earlier.caller == sent.caller else None
+
+    def _first(self, connection: int, started_at: float) -> Sent | None:
+        """The first send of the request the layer began to read at ``started_at`` on
+        ``connection`` (a request's sends share the socket's read count)."""
         sends = self.sends.get(connection, ())
         last = bisect.bisect_right(sends, started_at, key=lambda s: s.at)
         if last == 0:
             return None
         request = sends[last - 1].reads
-        first = next(s for s in sends[:last] if s.reads == request)
-        return math.fsum(seconds for began, seconds in first.slept if began >= since)
+        return next(s for s in sends[:last] if s.reads == request)

@@ -8,10 +8,12 @@ test's setup to the end of its teardown (so that a fixture's own patch of
 to them before the test (:mod:`.rebind`: ``from time import sleep``, anyio's ``from
 asyncio import sleep``).  A default argument bound to one before the test
 (``sleep=time.sleep``) is not reached, and such a sleep goes unnoted, as do waits on a
-condition (``Event.wait``), sleeps in C and uvloop's timers: a retry after them has
-nothing asked, and is not shown jittered on real time (:func:`~..assertions.backoff._asked`).
-Only sleeps are noted, because a wait that runs out is as often a poll, or work given
-so long, as a backoff (``docs/wait-noise-research.md``, session 20).  Sockets are patched on their class
+condition (``Event.wait``) and sleeps in C: a retry after them, sent by the caller that
+sent the attempt before, has nothing asked, and is not shown jittered on real time
+(:func:`~..assertions.backoff._asked`).  Only sleeps are noted, because a wait that runs
+out is as often a poll, or work given so long, as a backoff
+(``docs/wait-noise-research.md``, session 20).  uvloop writes to its sockets in C: its
+clients' sends are not seen at all.  Sockets are patched on their class
 (``socket.socket`` and ``ssl.SSLSocket``), so every Python socket counts as I/O.
 
 The caller is the asyncio task when the thread runs one (a loop runs many clients,
@@ -22,8 +24,10 @@ them), else the thread.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures.thread
 import contextlib
 import functools
+import itertools
 import socket
 import ssl
 import sys
@@ -51,8 +55,9 @@ class Sent:
     """The tap's port: which service it went to (a local port may serve two at once)."""
     at: float
     """When it was called, before its bytes went (the plugin's clock)."""
-    thread: int
-    """The sending thread's ident (for a task, the thread its loop ran on)."""
+    caller: int
+    """The sending caller, numbered in the order first seen (:func:`_caller`): never one
+    another caller had (a thread's ident and a task's id are taken again once it ends)."""
     reads: int
     """The socket's reads before it: a request's sends share the number."""
     slept: tuple[Sleep, ...]
@@ -98,9 +103,7 @@ class PacingRecorder:
     def note(self, mark: _Mark) -> None:
         """A send on the socket ``mark`` tells of (connected to a tap), by the caller."""
         slept = tuple(_slept())
-        self._sends.append(
-            Sent(mark.port, mark.tap, CLOCK.now(), threading.get_ident(), mark.reads, slept)
-        )
+        self._sends.append(Sent(mark.port, mark.tap, CLOCK.now(), _caller(), mark.reads, slept))
         _forget()
 
 
@@ -114,7 +117,8 @@ class _Mark:
 _ACTIVE: PacingRecorder | None = None
 _GUARD = threading.Lock()
 _LOCAL = threading.local()
-"""Per thread, ``slept``: (the recorder, its sleeps since its last I/O), outside a task."""
+"""Per thread, ``slept``: (the recorder, its sleeps since its last I/O), outside a task;
+and ``serial``, its :func:`_caller` number."""
 _TASKS: weakref.WeakKeyDictionary[asyncio.Task[Any], tuple[PacingRecorder, list[Sleep]]] = (
     weakref.WeakKeyDictionary()
 )
@@ -131,6 +135,37 @@ def _task() -> asyncio.Task[Any] | None:
     """The asyncio task running in the calling thread, if any: the caller whose sleeps
     count, where the thread runs many (each a client of its own)."""
     return None if asyncio._get_running_loop() is None else asyncio.current_task()
+
+
+_SERIALS = itertools.count(1)
+_TASK_SERIALS: weakref.WeakKeyDictionary[asyncio.Task[Any], int] = weakref.WeakKeyDictionary()
+"""Each task's number, given at its first send (a task aiohttp makes to write a request's
+body is a new one each time)."""
+
+
+def _work_item(real: Callable[[Any], None]) -> Callable[[Any], None]:
+    def run(item: Any) -> None:
+        # Each call a thread pool runs (``asyncio.to_thread``, ``run_in_executor``) sends
+        # as a caller of its own: the sleep before it was another's (the awaiting task's).
+        _LOCAL.serial = None
+        real(item)
+
+    return run
+
+
+def _caller() -> int:
+    """The sending caller's number (:attr:`Sent.caller`): its task's, else its thread's
+    (since the call the thread's pool gave it, if it is a pool's)."""
+    task = _task()
+    if task is not None:
+        serial = _TASK_SERIALS.get(task)
+        if serial is None:
+            serial = _TASK_SERIALS[task] = next(_SERIALS)
+        return serial
+    serial = getattr(_LOCAL, "serial", None)
+    if serial is None:
+        serial = _LOCAL.serial = next(_SERIALS)
+    return serial
 
 
 def _held(recorder: PacingRecorder | None) -> list[Sleep] | None:
@@ -285,6 +320,8 @@ class _Patches:
                         self._plan.append((owner, name, wrap(getattr(owner, name))))
         for name in ("connect", "connect_ex"):
             self._plan.append((socket.socket, name, _connect(getattr(socket.socket, name))))
+        item = concurrent.futures.thread._WorkItem
+        self._plan.append((item, "run", _work_item(item.run)))
         self._saved: list[tuple[object, str, object, object]] = []
         """(owner, name, what it was, this recording's replacement)."""
         self._bound: list[tuple[Any, str, object]] = []
