@@ -15,6 +15,14 @@ STOCK = {"sku": "A1", "stock": 3}
 """The ``inventory`` service's answer."""
 FALLBACK = {"sku": "A1", "stock": None, "cached": True}
 """What the breakers' clients answer while the breaker is open."""
+OUTAGE_CALLS = 1.5
+"""Seconds a breaker that must not open is called through an outage, :data:`RATE` times a
+second (:data:`OUTAGE_COUNT` calls):
+its first 3 failures and the 0.5 s cooldown after them, with room for a stall of most of
+a second on a loaded machine (one of 664 ms once left 0.8 s of calls with none in the
+cooldown, and the verdict rightly could not judge it)."""
+RATE = 20
+OUTAGE_COUNT = round(OUTAGE_CALLS * RATE)
 
 
 def get_stock(url: str) -> dict[str, Any]:

@@ -32,7 +32,7 @@ import pytest
 
 from pytest_resilience import HttpService, Resilience, ResilienceAssertionError
 
-from .shop import FALLBACK, STOCK
+from .shop import FALLBACK, OUTAGE_CALLS, OUTAGE_COUNT, RATE, STOCK
 
 # aiobreaker stamps opened_at with datetime.utcnow(), deprecated from Python 3.12 on.
 pytestmark = pytest.mark.filterwarnings(
@@ -100,11 +100,11 @@ def test_excluding_http_status_errors_keeps_the_breaker_closed_through_an_outage
         fail_max=3, timeout_duration=timedelta(seconds=COOLDOWN), exclude=[httpx.HTTPStatusError]
     )
 
-    run = resilience.load(guarded(breaker, inventory.url), duration=0.8, rate=20)
+    run = resilience.load(guarded(breaker, inventory.url), duration=OUTAGE_CALLS, rate=RATE)
 
     assert breaker.current_state == aiobreaker.CircuitBreakerState.CLOSED
     assert breaker.fail_counter == 0
-    assert len(run.errors) == 16
+    assert len(run.errors) == OUTAGE_COUNT
     assert all(isinstance(e, httpx.HTTPStatusError) for e in run.errors)
     with pytest.raises(
         ResilienceAssertionError,

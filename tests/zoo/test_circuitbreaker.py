@@ -33,7 +33,7 @@ from circuitbreaker import STATE_CLOSED, CircuitBreaker, circuit
 
 from pytest_resilience import HttpService, Resilience, ResilienceAssertionError
 
-from .shop import FALLBACK, STOCK, get_stock
+from .shop import FALLBACK, OUTAGE_CALLS, OUTAGE_COUNT, RATE, STOCK, get_stock
 
 COOLDOWN = 0.5
 """The breakers' recovery_timeout, in seconds."""
@@ -88,7 +88,9 @@ def test_a_breaker_counting_only_connection_errors_never_opens_on_503s(
         name=name(),
     )
 
-    run = resilience.load(lambda: breaker.call(get_stock, inventory.url), duration=0.8, rate=20)
+    run = resilience.load(
+        lambda: breaker.call(get_stock, inventory.url), duration=OUTAGE_CALLS, rate=RATE
+    )
 
     assert breaker.state == STATE_CLOSED and breaker.failure_count == 0
     assert all(isinstance(e, requests.HTTPError) for e in run.errors)
@@ -103,7 +105,7 @@ def test_a_breaker_counting_only_connection_errors_never_opens_on_503s(
 def test_a_threshold_above_the_outage_never_opens(
     resilience: Resilience, inventory: HttpService
 ) -> None:
-    """``failure_threshold=100``: 16 consecutive failures are under it, so
+    """``failure_threshold=100``: 30 consecutive failures are under it, so
     ``__call_failed`` never opens the circuit."""
     inventory.fail(503)
 
@@ -111,9 +113,9 @@ def test_a_threshold_above_the_outage_never_opens(
     def stock() -> dict[str, Any]:
         return get_stock(inventory.url)
 
-    run = resilience.load(stock, duration=0.8, rate=20)
+    run = resilience.load(stock, duration=OUTAGE_CALLS, rate=RATE)
 
-    assert len(inventory.settled()) == 16
+    assert len(inventory.settled()) == OUTAGE_COUNT
     with pytest.raises(ResilienceAssertionError, match=r"^breaker did not open: after 3 "):
         resilience.assert_breaker_opened(inventory, run, after_failures=3, cooldown=COOLDOWN)
 

@@ -31,7 +31,7 @@ from purgatory.domain.model import OpenedState
 
 from pytest_resilience import HttpService, Resilience, ResilienceAssertionError
 
-from .shop import FALLBACK, STOCK, get_stock
+from .shop import FALLBACK, OUTAGE_CALLS, OUTAGE_COUNT, RATE, STOCK, get_stock
 
 COOLDOWN = 0.5
 """The breakers' ttl, in seconds."""
@@ -85,10 +85,10 @@ def test_excluding_http_errors_keeps_the_circuit_closed_through_an_outage(
         default_threshold=3, default_ttl=COOLDOWN, exclude=[requests.HTTPError]
     )
 
-    run = resilience.load(client(factory, inventory.url), duration=0.8, rate=20)
+    run = resilience.load(client(factory, inventory.url), duration=OUTAGE_CALLS, rate=RATE)
 
     assert factory.get_breaker("inventory").context.state == "closed"
-    assert len(run.errors) == 16
+    assert len(run.errors) == OUTAGE_COUNT
     with pytest.raises(
         ResilienceAssertionError,
         match=r"^breaker did not open: after 3 consecutive failures the service still got \d+ "
