@@ -270,9 +270,11 @@ def _undecided_jitter(
             return (
                 f"{_spread(columns, noise)}, but the clients that sent those retries asked no "
                 "sleep the plugin notes (time.sleep, asyncio.sleep) in their waits: they waited "
-                "on something else (Event.wait, a sleep in C, a lock, a queue), and on real "
-                "time what spread them (that wait, their own work, time "
-                f"queued behind others) is not shown to be jitter ({noise.describe()}); judge "
+                "on something else (Event.wait, a sleep in C, a lock, a queue), or a caller "
+                "other than the sender slept (a worker thread of anyio, trio or a "
+                "multiprocessing ThreadPool), and on real time what spread them (that wait, "
+                f"their own work, time queued behind others) is not shown to be jitter "
+                f"({noise.describe()}); judge "
                 "such clients on virtual time (@pytest.mark.virtual_time), where each wait is "
                 "held to the real time it took"
             )
@@ -469,10 +471,11 @@ def _over_the_cap(
             f"{len(awake)} of the retries waited longer than {cap} by more than timing noise "
             f"can add, but the clients that sent them {told}: the rest of each wait was no "
             "sleep they asked (queued behind others for a lock, a connection or a pool slot, "
-            "their own work, or a wait the plugin does not see, such as Event.wait or a "
-            "sleep in C), so whether they chose it is not shown; judge the cap with clients "
-            "that share nothing and back off with time.sleep or asyncio.sleep, or on "
-            "virtual time"
+            "their own work, a wait the plugin does not see, such as Event.wait or a sleep in "
+            "C, or a sleep of a caller other than the sender, such as the task that awaited "
+            "an anyio worker thread), so whether they chose it is not shown; judge the cap "
+            "with clients that share nothing and back off with time.sleep or asyncio.sleep, "
+            "or on virtual time"
         ]
     if queued and not over:
         return [

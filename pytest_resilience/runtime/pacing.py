@@ -143,12 +143,15 @@ _TASK_SERIALS: weakref.WeakKeyDictionary[asyncio.Task[Any], int] = weakref.WeakK
 body is a new one each time)."""
 
 
-def _work_item(real: Callable[[Any], None]) -> Callable[[Any], None]:
-    def run(item: Any) -> None:
+def _work_item(real: Callable[..., None]) -> Callable[..., None]:
+    def run(item: Any, *args: Any, **kwargs: Any) -> None:  # 3.14 passes a context
         # Each call a thread pool runs (``asyncio.to_thread``, ``run_in_executor``) sends
-        # as a caller of its own: the sleep before it was another's (the awaiting task's).
+        # as a caller of its own, with no sleep of an earlier call's: the sleep before it
+        # was another's (the awaiting task's).  Other pools' workers (anyio's, trio's,
+        # ``multiprocessing.pool.ThreadPool``'s) are not told apart: see the README.
         _LOCAL.serial = None
-        real(item)
+        _LOCAL.slept = None
+        real(item, *args, **kwargs)
 
     return run
 
