@@ -24,11 +24,22 @@ import aiohttp
 import pytest
 import requests
 from real_clients import released_together
-from test_paced_verdicts import SLEEPS, WORK, _charge, _jittered_fleet, _work, _working_herd
+from test_paced_verdicts import (
+    SLEEPS,
+    WORK,
+    _charge,
+    _jittered_fleet,
+    _neither_clears,
+    _work,
+    _working_herd,
+)
 
 from pytest_resilience import HttpService, Resilience, ResilienceAssertionError
 from pytest_resilience.assertions import InsufficientEvidence
 from pytest_resilience.runtime import pacing
+
+NOTHING_ASKED = "asked no sleep the plugin notes"
+"""What both verdicts say of retries whose senders asked no noted sleep."""
 
 
 @pytest.mark.parametrize("pause", ["Event.wait", "sleep in C"])
@@ -43,11 +54,7 @@ def test_lockstep_clients_backing_off_in_a_wait_nothing_notes_are_not_shown_jitt
     verdicts passed; a retry whose sender is known and asked no noted sleep waited on
     something else, and its spread is not shown to be jitter on real time."""
     wait = threading.Event().wait if pause == "Event.wait" else _work
-    api = _working_herd(resilience, wait)
-    with pytest.raises(InsufficientEvidence, match="asked no sleep the plugin notes"):
-        api.assert_backoff(jitter=True, min_factor=1)
-    with pytest.raises(InsufficientEvidence, match="asked no sleep the plugin notes"):
-        resilience.assert_no_retry_storm(api)
+    _neither_clears(resilience, _working_herd(resilience, wait), NOTHING_ASKED)
 
 
 def test_a_jittered_fleet_waiting_on_events_is_insufficient_evidence_on_real_time(
@@ -56,11 +63,7 @@ def test_a_jittered_fleet_waiting_on_events_is_insufficient_evidence_on_real_tim
     """The same fleet, each client waiting its draw on a stop event (OpenTelemetry's
     exporters): nothing notes those waits, so nothing tells their spread from work or
     queueing on real time, and the message sends it to virtual time (next test)."""
-    api = _jittered_fleet(resilience, threading.Event().wait)
-    with pytest.raises(InsufficientEvidence, match="virtual time"):
-        api.assert_backoff(jitter=True, min_factor=1)
-    with pytest.raises(InsufficientEvidence, match="virtual time"):
-        resilience.assert_no_retry_storm(api)
+    _neither_clears(resilience, _jittered_fleet(resilience, threading.Event().wait), "virtual time")
 
 
 @pytest.mark.virtual_time
@@ -88,7 +91,7 @@ def test_a_wait_past_the_cap_with_no_sleep_noted_is_not_shown_either_way(
     held.acquire()
     assert not held.acquire(timeout=1.2)
     assert _charge(api, "solo") == 200
-    with pytest.raises(InsufficientEvidence, match="asked no sleep the plugin notes"):
+    with pytest.raises(InsufficientEvidence, match=NOTHING_ASKED):
         api.assert_backoff(jitter=False, min_factor=1, max_delay=0.4)
 
 
@@ -140,10 +143,7 @@ def test_opentelemetry_exporters_spread_by_their_own_work_are_not_shown_jittered
         for exporter in exporters:
             exporter.shutdown()
     assert [result.name for result in results] == ["SUCCESS"] * len(WORK)
-    with pytest.raises(InsufficientEvidence, match="asked no sleep the plugin notes"):
-        collector.assert_backoff(jitter=True, min_factor=1)
-    with pytest.raises(InsufficientEvidence, match="asked no sleep the plugin notes"):
-        resilience.assert_no_retry_storm(collector)
+    _neither_clears(resilience, collector, NOTHING_ASKED)
 
 
 def _service(resilience: Resilience, failures: int) -> HttpService:

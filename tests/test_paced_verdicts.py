@@ -72,11 +72,12 @@ def _run(clients: list[threading.Thread]) -> None:
         client.join()
 
 
-def _neither_clears(resilience: Resilience, api: HttpService) -> None:
-    """Neither jitter verdict clears ``api``'s retries: each is insufficient evidence."""
-    with pytest.raises(InsufficientEvidence):
+def _neither_clears(resilience: Resilience, api: HttpService, match: str | None = None) -> None:
+    """Neither jitter verdict clears ``api``'s retries: each is insufficient evidence (its
+    message matching ``match``, if given)."""
+    with pytest.raises(InsufficientEvidence, match=match):
         api.assert_backoff(jitter=True, min_factor=1)
-    with pytest.raises(InsufficientEvidence):
+    with pytest.raises(InsufficientEvidence, match=match):
         resilience.assert_no_retry_storm(api)
 
 

@@ -130,6 +130,10 @@ def _asked(
     return columns if any(c is not None for c in columns) else None
 
 
+_NOTHING_ASKED = "asked no sleep the plugin notes (time.sleep, asyncio.sleep) in their waits"
+"""What the messages say of retries whose senders are known and asked nothing noted."""
+
+
 def _on_real_time(pacing: Pacing | None, noise: Noise) -> Pacing | None:
     """``pacing``, unless the waits are on virtual time (a block of it in a real-time test:
     its sleeps were virtual, so none was noted, and each wait's real time bounds it)."""
@@ -268,15 +272,13 @@ def _undecided_jitter(
         most = max(max(a) for _, a in paced)
         if most == 0:
             return (
-                f"{_spread(columns, noise)}, but the clients that sent those retries asked no "
-                "sleep the plugin notes (time.sleep, asyncio.sleep) in their waits: they waited "
-                "on something else (Event.wait, a sleep in C, a lock, a queue), or a caller "
-                "other than the sender slept (a worker thread of anyio, trio or a "
-                "multiprocessing ThreadPool), and on real time what spread them (that wait, "
-                f"their own work, time queued behind others) is not shown to be jitter "
-                f"({noise.describe()}); judge "
-                "such clients on virtual time (@pytest.mark.virtual_time), where each wait is "
-                "held to the real time it took"
+                f"{_spread(columns, noise)}, but the clients that sent those retries "
+                f"{_NOTHING_ASKED}: they waited on something else (Event.wait, a sleep in C, "
+                "a lock, a queue), or a caller other than the sender slept (a worker thread "
+                "of anyio, trio or a multiprocessing ThreadPool), and on real time what "
+                "spread them (that wait, their own work, time queued behind others) is not "
+                f"shown to be jitter ({noise.describe()}); judge such clients on virtual time "
+                "(@pytest.mark.virtual_time), where each wait is held to the real time it took"
             )
         return (
             f"{_spread(columns, noise)}, but the clients that sent those retries slept "
@@ -465,7 +467,7 @@ def _over_the_cap(
         told = (
             f"slept no longer than {slept * 1000:.0f} ms in their waits"
             if slept > 0
-            else "asked no sleep the plugin notes (time.sleep, asyncio.sleep) in their waits"
+            else _NOTHING_ASKED
         )
         return [
             f"{len(awake)} of the retries waited longer than {cap} by more than timing noise "

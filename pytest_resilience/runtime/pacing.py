@@ -150,7 +150,7 @@ def _work_item(real: Callable[..., None]) -> Callable[..., None]:
         # was another's (the awaiting task's).  Other pools' workers (anyio's, trio's,
         # ``multiprocessing.pool.ThreadPool``'s) are not told apart: see the README.
         _LOCAL.serial = None
-        _LOCAL.slept = None
+        _forget()  # outside a task, as a pool's thread runs: the thread's sleeps
         real(item, *args, **kwargs)
 
     return run
