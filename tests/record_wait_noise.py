@@ -31,9 +31,9 @@ from pathlib import Path
 import pytest
 
 from examples.payments.incident import NaivePaymentsClient
-from pytest_resilience.assertions.backoff import _columns
 from pytest_resilience.assertions.operations import FailureSet, operations
 from pytest_resilience.assertions.timing import HOPS, Noise
+from pytest_resilience.assertions.waits import wait_columns
 from pytest_resilience.clock import CLOCK
 from pytest_resilience.observe.noise import PERIOD, overlapped, span
 
@@ -85,7 +85,7 @@ def test_incident_burst_beside_an_echo_probe(resilience, echo_server) -> None:
     firsts = sorted(op.attempts[0].started_at for op in ops)
     line = {
         "backend": resilience.session.backend.kind,
-        "waits": _columns(ops, None),  # by retry index, as the jitter verdict reads them
+        "waits": wait_columns(ops, None),  # by retry index, as the jitter verdict reads them
         "probe": resilience._noise.samples(since, until),
         # A call's start (on its load thread) to its first request's arrival: the client's
         # own work on the way out, and every hop after it (calls and operations in order).

@@ -92,7 +92,7 @@ def test_timing_verdicts_read_the_way_out_of_the_calls_the_plugin_drove(
     assert resilience.evidence("api").calls("api") == tuple(run.calls)
     # Two waits 20% apart: too apart to be accused (jitter of x0.8-1.0 spreads waits so), and
     # never cleared on real time, as the clients asked no sleep the plugin notes
-    # (backoff._undecided_jitter); on a loaded machine, perhaps no wait beyond the noise.
+    # (waits.undecided_jitter); on a loaded machine, perhaps no wait beyond the noise.
     # Every one of those messages describes the noise, with the way out of the driven calls.
     with pytest.raises(InsufficientEvidence, match=r"and the way out of 2 driven calls \(exp"):
         api.assert_backoff(min_factor=1)

@@ -1,5 +1,5 @@
 """Who sent a retry, and waits nothing notes: timing verdicts on real time
-(``observe/pacing.py``, ``assertions/backoff.py``: ``_asked``, ``_over_the_cap``).
+(``observe/pacing.py``, ``assertions/waits.py``: ``asked_sleeps``; ``assertions/backoff.py``: ``_over_the_cap``).
 
 A retry whose sender is the caller that sent the attempt before it, and which asked no
 noted sleep (``time.sleep``, ``asyncio.sleep``), waited on something nothing notes: an

@@ -514,7 +514,7 @@ def test_held_back_time_is_counted_once_per_thread() -> None:
 
 def test_the_real_time_between_two_instants_leaves_the_jumps_out() -> None:
     """What a timing verdict bounds a wait's noise by on virtual time
-    (``assertions/backoff.py`` ``_real_bound``): its real time, not its virtual time."""
+    (``assertions/waits.py`` ``real_bound``): its real time, not its virtual time."""
     with virtual_time():
         before = CLOCK.now()
         time.sleep(30)

@@ -5,7 +5,7 @@ broken and the evidence as a timeline table; the services, ``resilience`` and
 runs expose them as ``assert_*`` methods.
 """
 
-from .backoff import check_backoff, check_no_retry_storm
+from .backoff import check_backoff
 from .breaker import check_breaker_opened, check_breaker_respected
 from .effects import check_no_duplicate_side_effects
 from .operations import DEFAULT_FAILURES, FailureSet, Operation, failed, operations
@@ -16,6 +16,7 @@ from .retries import (
     check_retry_after_honoured,
     check_stable_idempotency_key,
 )
+from .storm import check_no_retry_storm
 
 __all__ = [
     "DEFAULT_FAILURES",

@@ -1,5 +1,5 @@
 """Verdicts on retries: how many, how keyed, and how many requests a call makes (their
-timing: :mod:`.backoff`).
+timing: :mod:`.backoff` and :mod:`.storm`).
 
 Each function takes the records and raises :class:`ResilienceAssertionError`
 with the evidence when the rule is broken; it needs no sockets and no pytest.

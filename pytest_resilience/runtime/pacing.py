@@ -10,7 +10,7 @@ asyncio import sleep``).  A default argument bound to one before the test
 (``sleep=time.sleep``) is not reached, and such a sleep goes unnoted, as do waits on a
 condition (``Event.wait``) and sleeps in C: a retry after them, sent by the caller that
 sent the attempt before, has nothing asked, and is not shown jittered on real time
-(:func:`~..assertions.backoff._asked`).  Only sleeps are noted, because a wait that runs
+(:func:`~..assertions.waits.asked_sleeps`).  Only sleeps are noted, because a wait that runs
 out is as often a poll, or work given so long, as a backoff
 (``docs/wait-noise-research.md``, session 20).  uvloop writes to its sockets in C: its
 clients' sends are not seen at all.  Sockets are patched on their class
