@@ -80,10 +80,11 @@ def test_timing_verdicts_read_the_way_out_of_the_calls_the_plugin_drove(
         try:
             return get(url)
         except urllib.error.HTTPError:
-            # Each client's own interval, 30 or 24 ms, on a wait whose length no record notes
-            # (a time.sleep would be: observe/pacing.py).  Waits of one interval could lie
-            # within microseconds of each other on a quiet machine, which rightly claims "no
-            # jitter" (as CI once saw: p = 0.00039); 24 is 30 x 0.8, a spread jitter gives.
+            # The two calls' intervals (the run makes exactly two: indices 0 and 1), 30 and
+            # 24 ms, on a wait whose length no record notes (a time.sleep would be:
+            # observe/pacing.py).  Waits of one interval could lie within microseconds of
+            # each other on a quiet machine, which rightly claims "no jitter" (as CI once
+            # saw: p = 0.00039); 24 is 30 x 0.8, a spread jitter gives.
             threading.Event().wait(0.03 if index % 2 == 0 else 0.024)
             return get(url)
 

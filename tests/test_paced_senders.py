@@ -1,5 +1,6 @@
 """Who sent a retry, and waits nothing notes: timing verdicts on real time
-(``observe/pacing.py``, ``assertions/waits.py``: ``asked_sleeps``; ``assertions/backoff.py``: ``_over_the_cap``).
+(``observe/pacing.py``; ``assertions/waits.py``: ``asked_sleeps``;
+``assertions/backoff.py``: ``_over_the_cap``).
 
 A retry whose sender is the caller that sent the attempt before it, and which asked no
 noted sleep (``time.sleep``, ``asyncio.sleep``), waited on something nothing notes: an

@@ -24,6 +24,7 @@ from .timing import (
     judge_no_jitter,
 )
 from .waits import (
+    HERD,
     asked_sleeps,
     convergence,
     in_flight_of,
@@ -66,7 +67,7 @@ def _herd(ops: Sequence[Operation], noise: Noise) -> list[Operation]:
 def check_no_retry_storm(
     exchanges: Sequence[Exchange],
     *,
-    min_herd: int = 3,
+    min_herd: int = HERD,
     group: Grouping | None = None,
     failure_statuses: Failures = None,
     noise: Noise | Sequence[float] = (),

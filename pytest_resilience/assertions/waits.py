@@ -102,9 +102,8 @@ def asked_sleeps(
 ) -> list[list[float] | None] | None:
     """On real time, in the places of :func:`wait_columns`' waits: the seconds the client
     (thread or task) that sent each retry asked to sleep after the answer before it
-    (:meth:`.Pacing.asked`),
-    at the retry indices where every wait has its sender known; None at the others, and
-    None in all when none has.  A sender known to have asked no sleep (0) waited on
+    (:meth:`.Pacing.asked`), at the retry indices where every wait has its sender known;
+    None at the others, and None in all when none has.  A sender known to have asked no sleep (0) waited on
     something the plugin does not note (``Event.wait``, a sleep in C, another loop's
     timers, a queue): what spread those waits is not shown to be jitter either."""
     if pacing is None:

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import email.utils
 import re
-import select
+import selectors
 import socket
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any
@@ -68,12 +68,13 @@ class ApiServer:
         self._listeners: list[socket.socket] = []
         self._operations = asyncio.Lock()
         self._open: set[_ApiConnection] = set()
-        self._poll: select.epoll | None = None
-        """The connections' readiness, in an epoll of their own that the loop watches as
-        one reader: registering a socket with it costs a fifth of what the loop's
-        ``add_reader`` costs (a handle, a key, a repr formatted into a KeyError), and an API
-        client's new connection is registered once and removed once."""
+        self._poll: selectors.DefaultSelector | None = None
+        """The connections being read, in a selector of their own (epoll on Linux) that the
+        loop watches as one reader (:meth:`_dispatch`): registering a socket there costs
+        half of what the loop's ``add_reader`` costs (a handle, a key, a repr formatted into
+        a KeyError on each new fd), and every new connection is registered and removed."""
         self._watched: dict[int, Callable[[], None]] = {}
+        """The callback of each fd in :attr:`_poll`."""
         self._ids = request_ids()
         self.heads = Heads()
         self._date = (0, "")
@@ -82,8 +83,6 @@ class ApiServer:
         """Listen on ``host:port`` (0: the OS chooses) and return the port: on each address
         ``host`` names, as asyncio's servers bind (an IPv6 address without IPv4)."""
         loop = asyncio.get_running_loop()
-        self._poll = select.epoll()
-        loop.add_reader(self._poll.fileno(), self._dispatch)
         # In this thread, as asyncio does for an address (a name: /etc/hosts, at once).
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
         try:
@@ -110,6 +109,10 @@ class ApiServer:
             raise
         if not self._listeners:
             raise OSError(f"no address of {host!r} can be listened on here")
+        # Last, so that a start that fails leaves nothing open; no connection is accepted
+        # before this coroutine returns (the listeners are read on a later turn).
+        self._poll = selectors.DefaultSelector()
+        loop.add_reader(self._poll.fileno(), self._dispatch, loop)
         return int(self._listeners[0].getsockname()[1])
 
     def _accept(self, listener: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
@@ -143,40 +146,51 @@ class ApiServer:
             loop.remove_reader(listener)
             listener.close()
         self._listeners = []
-        if self._poll is not None and not self._open:
-            loop.remove_reader(self._poll.fileno())
-            self._poll.close()
-            self._poll = None
 
-    def watch(self, fd: int, readable: Callable[[], None]) -> None:
+    def _watch(self, fd: int, readable: Callable[[], None]) -> None:
         """Call ``readable`` whenever ``fd`` has bytes to read or has ended."""
         assert self._poll is not None, "watched before start() or after stop()"
-        self._poll.register(fd, select.EPOLLIN)
+        self._poll.register(fd, selectors.EVENT_READ)
         self._watched[fd] = readable
 
-    def unwatch(self, fd: int) -> None:
+    def _unwatch(self, fd: int) -> None:
         """Stop watching ``fd`` (before it is closed)."""
         del self._watched[fd]
         if self._poll is not None:
             self._poll.unregister(fd)
 
-    def _dispatch(self) -> None:
+    def _dispatch(self, loop: asyncio.AbstractEventLoop) -> None:
         """The loop's callback for :attr:`_poll`: each connection that is ready is called
-        (level-triggered, so what one callback leaves unread is reported again)."""
+        (level-triggered: what one callback leaves unread is reported again).  A callback
+        that raises is reported as the loop reports its own, and the others still run."""
         if self._poll is None:
             return
-        for fd, _ in self._poll.poll(0):
-            readable = self._watched.get(fd)  # None: cut by a callback just before
-            if readable is not None:
+        for key, _ in self._poll.select(0):
+            # None: cut by a callback just before (its fd is not reused meanwhile: nothing
+            # is accepted in this callback).
+            readable = self._watched.get(key.fd)
+            if readable is None:
+                continue
+            try:
                 readable()
+            except Exception as exc:
+                loop.call_exception_handler(
+                    {"message": "Exception in an API connection's callback", "exception": exc}
+                )
 
     async def stop(self) -> None:
         """Stop listening, end every connection, and wait for the operations under way."""
         loop = asyncio.get_running_loop()
-        pending = [c.pending for c in self._open if c.pending is not None]
-        for connection in list(self._open):
-            connection.cut()
         self._close_listeners(loop)
+        pending = [c.pending for c in self._open if c.pending is not None]
+        try:
+            for connection in list(self._open):
+                connection.cut()
+        finally:
+            if self._poll is not None:
+                loop.remove_reader(self._poll.fileno())
+                self._poll.close()
+                self._poll = None
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
@@ -213,7 +227,8 @@ class ApiServer:
 
 
 class _ApiConnection:
-    """One API connection on its socket, read when the event loop says it is readable: a
+    """One API connection on its socket, read when the API's selector says it is readable
+    (:meth:`ApiServer._dispatch`, on the event loop): a
     request whose operation finishes without waiting (most do) is answered in the callback
     that read it, and on a new connection that is the callback that accepts it
     (:data:`DEFER_ACCEPT`).  (On asyncio's streams a request took two loop turns on a
@@ -258,8 +273,9 @@ class _ApiConnection:
         self.closed = False
         sock.setblocking(False)
         self.fd = sock.fileno()
-        """What the loop watches: the fd number, not the socket, as registering a socket
-        the first time formats its repr into a KeyError (``selectors.get_key``)."""
+        """What the selectors watch (the API's for reading, the loop's for writing): the fd
+        number, not the socket, as registering a socket the first time formats its repr
+        into a KeyError (``selectors.get_key``)."""
         api._open.add(self)
         self._reading = False
         self._read(True)
@@ -271,9 +287,9 @@ class _ApiConnection:
 
     def _read(self, on: bool) -> None:
         if on and not self._reading and not self.closed:
-            self.api.watch(self.fd, self._readable)
+            self.api._watch(self.fd, self._readable)
         elif not on and self._reading:
-            self.api.unwatch(self.fd)
+            self.api._unwatch(self.fd)
         self._reading = on and not self.closed
 
     def cut(self) -> None:
