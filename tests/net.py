@@ -7,14 +7,6 @@ import socket
 from collections.abc import Iterator
 
 
-def free_port() -> int:
-    """A loopback port for a server to listen on (just released by the OS, so another
-    socket may take it first: for a port that must refuse, see :func:`refused_port`)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
 def refused_port() -> Iterator[int]:
     """A loopback port held bound and not listening while the block runs: connecting to it
