@@ -16,7 +16,7 @@ from pytest_resilience.assertions.timing import HOPS, Noise
 from pytest_resilience.http.records import Exchange
 from pytest_resilience.observe.noise import PERIOD
 from pytest_resilience.observe.pacing import Pacing
-from pytest_resilience.runtime.pacing import Sent
+from pytest_resilience.runtime.pacing import Sent, Sleep
 
 
 def herd(waits: Sequence[Sequence[float]], spread: float = 0.001) -> list[Exchange]:
@@ -49,7 +49,9 @@ def paced(timeline: Sequence[Exchange], rows: Sequence[Sequence[float]]) -> Paci
         for (a, b), noise in zip(itertools.pairwise(mine), row, strict=True):
             since = answered_at(a)
             asked = max(b.started_at - since - noise, 0.0)
-            sends[b.connection] = (Sent(b.connection, 0, b.started_at, n, 0, ((since, asked),)),)
+            sends[b.connection] = (
+                Sent(b.connection, 0, b.started_at, n, 0, (Sleep(since, asked),)),
+            )
     return Pacing(sends)
 
 

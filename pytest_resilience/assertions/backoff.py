@@ -26,6 +26,7 @@ from .timing import (
 )
 from .waits import (
     NOTHING_ASKED,
+    PLACES,
     asked_in,
     asked_sleeps,
     convergence,
@@ -178,8 +179,9 @@ def _over_the_cap(
     known (:mod:`~..observe.pacing`), a wait past the cap by more than noise whose client
     asked no more than the cap (and ``tolerance``) in it, or no sleep at all, was spent
     otherwise (queued behind others, at its own work, or in a wait not noted):
-    insufficient evidence, not a breach.  What a client asked never fails it by itself: a queue slept
-    through (a lock polled with ``time.sleep``) reads as asked too.
+    insufficient evidence, not a breach.  What a client asked never fails it by itself: a
+    queue slept through from the same place as its backoff reads as asked too (one slept
+    from another place does not, :meth:`.Pacing.asked`).
     """
     waits = []
     for i, op in enumerate(ops):
@@ -211,7 +213,7 @@ def _over_the_cap(
     if awake and not over:
         slept = max(entry[5] or 0.0 for entry in awake)
         told = (
-            f"slept no longer than {slept * 1000:.0f} ms in their waits"
+            f"slept no longer than {slept * 1000:.0f} ms in their waits ({PLACES})"
             if slept > 0
             else NOTHING_ASKED
         )

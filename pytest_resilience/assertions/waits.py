@@ -122,6 +122,12 @@ def asked_sleeps(
 NOTHING_ASKED = "asked no sleep the plugin notes (time.sleep, asyncio.sleep) in their waits"
 """What the messages say of retries whose senders are known and asked nothing noted."""
 
+PLACES = (
+    "where a client slept from two places or more in its code in one wait (a backoff, and "
+    "a lock it polled or a rate limiter), only the least counts"
+)
+"""What the messages say of how sleeps slept from several places count (:meth:`.Pacing.asked`)."""
+
 
 def on_real_time(pacing: Pacing | None, noise: Noise) -> Pacing | None:
     """``pacing``, unless the waits are on virtual time (a block of it in a real-time test:
@@ -271,8 +277,8 @@ def undecided_jitter(
             )
         return (
             f"{spread_of(columns, noise)}, but the clients that sent those retries slept "
-            f"from {least * 1000:.0f} to {most * 1000:.0f} ms in their waits, none of them "
-            "longer than the shortest wait at its retry by more than jitter under "
+            f"from {least * 1000:.0f} to {most * 1000:.0f} ms in their waits ({PLACES}), none "
+            "of them longer than the shortest wait at its retry by more than jitter under "
             f"x{1 - SHOWN_JITTER:g}-1.0 allows: the rest of each wait was not a sleep they "
             "asked (queued behind one another for a lock, a connection or a pool slot, "
             "their own work, or a wait the plugin does not see), which shows no jitter "

@@ -8,7 +8,8 @@ apart, and a herd whose retries queue one behind another looks jittered there
 :class:`~..runtime.pacing.PacingRecorder` notes, for the code under test:
 
 - each ``time.sleep`` or ``asyncio.sleep`` a caller (an asyncio task, else a thread)
-  returns from: when it began, and the seconds it asked;
+  returns from: when it began, the seconds it asked, and the place in the code it was
+  slept from;
 - that a caller did I/O on a socket (any socket, in Python): the sleeps it made before
   are no longer the pause before its next request;
 - each send on a socket connected to an HTTP service's tap, noted before its bytes go
@@ -26,7 +27,8 @@ than it asked to sleep: lockstep clients asking the same sleep are then never sh
 jittered, however their waits were spread by a busy machine or by queueing.  On real
 time this only vetoes the probe's model, never clears what it does not
 (:meth:`~..assertions.timing.Noise.apart`): a sleep that was no backoff makes a client
-seem to have chosen more than it did.
+seem to have chosen more than it did.  Where a wait was slept from two places (a backoff,
+and a lock polled or a rate limiter's reservation), only the least one place asked counts.
 
 Waits the recorder does not note (``Event.wait``, a lock, a sleep in C) leave a retry
 sent by the caller that sent the attempt before with nothing asked: 0, and such a wait
@@ -93,9 +95,17 @@ class Pacing:
         it) until it sent it, with no I/O of its own between; None when that is not known.
 
         All of its sleeps there, not only the longest: a backoff slept in chunks is all
-        asked.  A sleep that was no backoff (a rate limiter's, a lock polled, a second
-        backoff after a refused connection that left no record) counts too, which makes
-        the client seem to ask more than it chose: the verdicts only let this veto.
+        asked.  But where it slept from more than one place in its code
+        (:attr:`~..runtime.pacing.Sleep.site`), only the least that one place asked: a
+        backoff and a queue slept through (a lock polled with ``time.sleep``, a
+        reserve-then-sleep rate limiter) are slept from different places, and which of
+        them the client chose is not known, so the rest may be queueing.  Lockstep
+        clients queued so then ask no more than their backoff, and are never shown
+        jittered; a client that writes one backoff as sleeps in two places (a fixed half
+        and a random half) is then not shown jittered either, only undecided.  A sleep
+        that was no backoff slept from the same place as one (a second backoff after a
+        refused connection that left no record) counts in full, which makes the client
+        seem to ask more than it chose: the verdicts only let this veto.
 
         Not known: the send was not seen (a client outside the process, a connection not
         traced); or no sleep was noted and the sender is not the caller that sent the
@@ -106,9 +116,12 @@ class Pacing:
         sent = self._first(connection, started_at)
         if sent is None:
             return None
-        seconds = math.fsum(s for began, s in sent.slept if began >= since)
-        if seconds > 0:
-            return seconds
+        places: dict[int, list[float]] = {}
+        for sleep in sent.slept:
+            if sleep.began >= since:
+                places.setdefault(sleep.site, []).append(sleep.seconds)
+        if places:
+            return min(map(math.fsum, places.values()))
         earlier = self._first(*before)
         return 0.0 if earlier is not None and earlier.caller == sent.caller else None
 

@@ -36,13 +36,30 @@ import time
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from types import FrameType
+from typing import Any, NamedTuple
 
 from ..clock import CLOCK, is_machinery
 from . import rebind
 
-Sleep = tuple[float, float]
-"""(when it began, seconds asked) of one ``time.sleep`` or ``asyncio.sleep``."""
+
+class Sleep(NamedTuple):
+    """One ``time.sleep`` or ``asyncio.sleep`` a caller returned from."""
+
+    began: float
+    seconds: float
+    """What it asked."""
+    site: int = 0
+    """Where it was called from: the code path of the innermost :data:`SITE_DEPTH` frames
+    that called it (each function and line), numbered in the order first seen.  A backoff
+    and a queue slept through (a lock polled, a rate limiter's reservation) are called
+    from different places; a backoff slept in chunks is called from one."""
+
+
+SITE_DEPTH = 4
+"""How many frames name a sleep's :attr:`Sleep.site`: enough to reach the caller's own
+code past a library's sleep helpers (anyio's ``sleep`` calls its backend's, which calls
+``asyncio.sleep``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,10 +201,28 @@ def _slept() -> list[Sleep]:
     return _held(_ACTIVE) or []
 
 
-def _noted(began: float, seconds: float, by: object) -> None:
-    """A sleep of ``seconds`` the caller returned from, through the wrapper ``by``: noted
-    if ``by`` is the active recording's (one an earlier recording left in place, put back
-    by a fixture's undo, only sleeps), and if it slept at all (``sleep(0)`` yields)."""
+_SITES: dict[tuple[tuple[object, int], ...], int] = {}
+_SITE_SERIALS = itertools.count(1)
+
+
+def _site(frame: FrameType | None) -> int:
+    """The number of the code path that ``frame`` and its callers make (:attr:`Sleep.site`)."""
+    path: list[tuple[object, int]] = []
+    while frame is not None and len(path) < SITE_DEPTH:
+        path.append((frame.f_code, frame.f_lineno))
+        frame = frame.f_back
+    key = tuple(path)
+    site = _SITES.get(key)
+    if site is None:
+        site = _SITES.setdefault(key, next(_SITE_SERIALS))
+    return site
+
+
+def _noted(began: float, seconds: float, by: object, caller: FrameType | None) -> None:
+    """A sleep of ``seconds`` the caller returned from, through the wrapper ``by``, called
+    from the frame ``caller``: noted if ``by`` is the active recording's (one an earlier
+    recording left in place, put back by a fixture's undo, only sleeps), and if it slept
+    at all (``sleep(0)`` yields)."""
     recorder = _ACTIVE
     if recorder is None or recorder.wrappers is None or by not in recorder.wrappers:
         return
@@ -201,7 +236,7 @@ def _noted(began: float, seconds: float, by: object) -> None:
             _TASKS[task] = (recorder, slept)
         else:
             _LOCAL.slept = (recorder, slept)
-    slept.append((began, float(seconds)))
+    slept.append(Sleep(began, float(seconds), _site(caller)))
 
 
 def _forget() -> None:
@@ -240,7 +275,7 @@ def _sleep(real: Callable[[float], None]) -> Callable[[float], None]:
     def sleep(seconds: float) -> None:
         began = CLOCK.now()
         real(seconds)
-        _noted(began, seconds, sleep)
+        _noted(began, seconds, sleep, sys._getframe(1))
 
     sleep.__pacing__ = real  # type: ignore[attr-defined]
     _MADE[id(sleep)] = sleep
@@ -252,7 +287,7 @@ def _async_sleep(real: Callable[..., Any]) -> Callable[..., Any]:
     async def sleep(delay: float, result: Any = None) -> Any:
         began = CLOCK.now()
         value = await real(delay, result)
-        _noted(began, delay, sleep)
+        _noted(began, delay, sleep, sys._getframe(1))
         return value
 
     sleep.__pacing__ = real  # type: ignore[attr-defined]
