@@ -10,16 +10,20 @@ and the token bucket).  A backoff slept in chunks comes from one place and count
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import random
+import sys
 import threading
 import time
 
 import anyio
 import pytest
-from test_paced_verdicts import _charge, _neither_clears, _run
+from processes import wait_for
+from test_paced_verdicts import _charge, _neither_clears, _queued_herd, _run
 
 from pytest_resilience import Resilience
+from pytest_resilience.assertions import InsufficientEvidence
 from pytest_resilience.assertions.operations import operations
 from pytest_resilience.observe.join import Trace
 from pytest_resilience.observe.pacing import Pacing
@@ -90,11 +94,43 @@ def test_a_wait_slept_from_two_places_asks_the_least_of_them() -> None:
     )
     sends = [Sent(5000, 80, 10.1, 7, 0, ()), Sent(5000, 80, 11.0, 7, 1, retry)]
     paced = Pacing.join(sends, {3: trace}, since=0.0, tap=80)
-    assert paced.asked(3, 11.02, 10.25, (3, 10.15)) == pytest.approx(0.25)
-    assert paced.asked(3, 11.02, 10.55, (3, 10.15)) == pytest.approx(0.25)
+    assert paced.asked(3, 11.02, 10.25, (3, 10.15)) == pytest.approx(0.25)  # 0.3 and 0.25
+    assert paced.places(3, 11.02, 10.25) == 2
+    assert paced.asked(3, 11.02, 10.45, (3, 10.15)) == pytest.approx(0.1)  # 0.1 and 0.25
+    assert paced.asked(3, 11.02, 10.55, (3, 10.15)) == pytest.approx(0.25)  # one place
+    assert paced.places(3, 11.02, 10.55) == 1
     one_place = [sends[0], Sent(5000, 80, 11.0, 7, 1, retry[1:3])]
     alone = Pacing.join(one_place, {3: trace}, since=0.0, tap=80)
     assert alone.asked(3, 11.02, 10.25, (3, 10.15)) == pytest.approx(0.3)
+
+
+def test_a_sleep_in_a_thread_started_from_c_is_noted_without_a_caller(
+    resilience: Resilience,
+) -> None:
+    """Found by review: ``sys._getframe(1)`` in the sleep's wrapper raised ValueError
+    (after the sleep, into the code under test) when the wrapper was the thread's first
+    Python frame, as in a thread ``_thread.start_new_thread`` started on ``time.sleep``."""
+    resilience.http_service("payments")
+    raised: list[BaseException | None] = []
+    unraisable = sys.unraisablehook
+    sys.unraisablehook = lambda hook: raised.append(hook.exc_value)
+    try:
+        before = _thread._count()
+        _thread.start_new_thread(time.sleep, (0.2,))
+        wait_for(lambda: _thread._count() > before, timeout=10, what="the thread to start")
+        wait_for(lambda: _thread._count() == before, timeout=10, what="the thread to end")
+    finally:
+        sys.unraisablehook = unraisable
+    assert raised == []
+
+
+def test_a_herd_that_slept_from_one_place_is_not_told_of_two(resilience: Resilience) -> None:
+    """The note on places is said only where a wait was slept from two: the herd queued
+    behind a plain lock slept its backoff alone (``test_paced_verdicts._queued_herd``)."""
+    api = _queued_herd(resilience)
+    with pytest.raises(InsufficientEvidence, match="slept from 300 to 300 ms") as raised:
+        api.assert_backoff(jitter=True, min_factor=1)
+    assert "two places" not in str(raised.value)
 
 
 def test_equal_jitter_written_as_two_sleeps_is_never_called_jitter_free(
@@ -103,7 +139,7 @@ def test_equal_jitter_written_as_two_sleeps_is_never_called_jitter_free(
     """The price of the rule: five clients with "equal jitter" (half of a 300 ms backoff
     fixed, half drawn), written as two sleeps on two lines.  The drawn half is the least
     asked, so the fixed half counts as noise, and the fleet is undecided, saying why;
-    it is never called jitter-free or a storm (its waits lie up to 150 ms apart)."""
+    it is never called jitter-free or a storm (its drawn halves lie 20-143 ms)."""
     api = resilience.http_service("payments")
     api.respond(200, json={"ok": True})
     api.route("POST", "/charges").fail(503, count=5)

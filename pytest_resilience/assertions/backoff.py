@@ -26,7 +26,6 @@ from .timing import (
 )
 from .waits import (
     NOTHING_ASKED,
-    PLACES,
     asked_in,
     asked_sleeps,
     convergence,
@@ -34,6 +33,7 @@ from .waits import (
     measured_noise,
     noise_bounds,
     on_real_time,
+    places_note,
     spread_of,
     undecided_jitter,
     veto_clear,
@@ -147,7 +147,8 @@ def check_backoff(
                 start,
             )
         if lockstep.outcome == "undecided":
-            missing.append(undecided_jitter(lockstep, columns, measured, asked, converged))
+            places = places_note(ops, pacing)
+            missing.append(undecided_jitter(lockstep, columns, measured, asked, converged, places))
     if missing:
         raise insufficient("; ".join(missing) + ".", operation_rows(ops), start)
 
@@ -213,7 +214,7 @@ def _over_the_cap(
     if awake and not over:
         slept = max(entry[5] or 0.0 for entry in awake)
         told = (
-            f"slept no longer than {slept * 1000:.0f} ms in their waits ({PLACES})"
+            f"slept no longer than {slept * 1000:.0f} ms in their waits{places_note(ops, pacing)}"
             if slept > 0
             else NOTHING_ASKED
         )

@@ -31,6 +31,7 @@ from .waits import (
     measured_noise,
     noise_bounds,
     on_real_time,
+    places_note,
     spread_of,
     undecided_jitter,
     veto_clear,
@@ -152,6 +153,13 @@ def check_no_retry_storm(
             f"a storm needs at least {min_herd} operations that failed together and retried; "
             f"the largest such herd here has {len(herd)} ({len(retried)} operations retried)"
             if judgement is None
-            else undecided_jitter(judgement, herd_columns, measured, herd_asked, converged)
+            else undecided_jitter(
+                judgement,
+                herd_columns,
+                measured,
+                herd_asked,
+                converged,
+                places_note(herd, pacing),
+            )
         )
     raise insufficient("; ".join(reasons) + ".", operation_rows(ops), start)

@@ -122,11 +122,25 @@ def asked_sleeps(
 NOTHING_ASKED = "asked no sleep the plugin notes (time.sleep, asyncio.sleep) in their waits"
 """What the messages say of retries whose senders are known and asked nothing noted."""
 
-PLACES = (
-    "where a client slept from two places or more in its code in one wait (a backoff, and "
-    "a lock it polled or a rate limiter), only the least counts"
-)
-"""What the messages say of how sleeps slept from several places count (:meth:`.Pacing.asked`)."""
+
+def places_note(ops: Sequence[Operation], pacing: Pacing | None) -> str:
+    """What the messages add where the sender of a retry of ``ops`` slept from two places
+    or more in its wait, of which only the least counts (:meth:`.Pacing.asked`); else ""."""
+    if pacing is None:
+        return ""
+    split = sum(
+        1
+        for op in ops
+        for previous, following in itertools.pairwise(op.attempts)
+        if pacing.places(following.connection, following.started_at, answered_at(previous)) > 1
+    )
+    if not split:
+        return ""
+    return (
+        f" ({split} of the waits were slept from two places or more in the client's code, "
+        "such as a backoff and a lock it polled or a rate limiter's reservation: which one "
+        "it chose is not known, so there only the least one place slept counts as asked)"
+    )
 
 
 def on_real_time(pacing: Pacing | None, noise: Noise) -> Pacing | None:
@@ -243,7 +257,10 @@ def undecided_jitter(
     noise: Noise,
     asked: Sequence[Sequence[float] | None] | None = None,
     converged: str | None = None,
+    places: str = "",
 ) -> str:
+    """Why the jitter of ``columns`` is not decided, and what would decide it; ``places``
+    is :func:`places_note`'s for the operations read."""
     if not any(len(c) >= 2 for c in columns):
         return (
             "jitter needs waits at the same retry in at least 2 operations (concurrent, or one "
@@ -277,7 +294,7 @@ def undecided_jitter(
             )
         return (
             f"{spread_of(columns, noise)}, but the clients that sent those retries slept "
-            f"from {least * 1000:.0f} to {most * 1000:.0f} ms in their waits ({PLACES}), none "
+            f"from {least * 1000:.0f} to {most * 1000:.0f} ms in their waits{places}, none "
             "of them longer than the shortest wait at its retry by more than jitter under "
             f"x{1 - SHOWN_JITTER:g}-1.0 allows: the rest of each wait was not a sleep they "
             "asked (queued behind one another for a lock, a connection or a pool slot, "

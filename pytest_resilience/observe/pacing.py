@@ -104,8 +104,9 @@ class Pacing:
         jittered; a client that writes one backoff as sleeps in two places (a fixed half
         and a random half) is then not shown jittered either, only undecided.  A sleep
         that was no backoff slept from the same place as one (a second backoff after a
-        refused connection that left no record) counts in full, which makes the client
-        seem to ask more than it chose: the verdicts only let this veto.
+        refused connection that left no record, in a retry loop with one sleep line)
+        counts in full, which makes the client seem to ask more than it chose: the
+        verdicts only let this veto.  Sleeps of no time are not counted.
 
         Not known: the send was not seen (a client outside the process, a connection not
         traced); or no sleep was noted and the sender is not the caller that sent the
@@ -116,14 +117,27 @@ class Pacing:
         sent = self._first(connection, started_at)
         if sent is None:
             return None
-        places: dict[int, list[float]] = {}
-        for sleep in sent.slept:
-            if sleep.began >= since:
-                places.setdefault(sleep.site, []).append(sleep.seconds)
+        places = self._places(sent, since)
         if places:
             return min(map(math.fsum, places.values()))
         earlier = self._first(*before)
         return 0.0 if earlier is not None and earlier.caller == sent.caller else None
+
+    def places(self, connection: int, started_at: float, since: float) -> int:
+        """From how many places in its code the caller that sent the request the layer
+        began to read at ``started_at`` on ``connection`` slept from ``since`` until it
+        sent it (0 when that is not known)."""
+        sent = self._first(connection, started_at)
+        return 0 if sent is None else len(self._places(sent, since))
+
+    @staticmethod
+    def _places(sent: Sent, since: float) -> dict[int, list[float]]:
+        """The sleeps ``sent``'s caller made from ``since`` on, by the place slept from."""
+        places: dict[int, list[float]] = {}
+        for sleep in sent.slept:
+            if sleep.began >= since and sleep.seconds > 0:
+                places.setdefault(sleep.site, []).append(sleep.seconds)
+        return places
 
     def _first(self, connection: int, started_at: float) -> Sent | None:
         """The first send of the request the layer began to read at ``started_at`` on

@@ -58,8 +58,12 @@ class Sleep(NamedTuple):
 
 SITE_DEPTH = 4
 """How many frames name a sleep's :attr:`Sleep.site`: enough to reach the caller's own
-code past a library's sleep helpers (anyio's ``sleep`` calls its backend's, which calls
-``asyncio.sleep``)."""
+line past two helpers of a library's (``anyio.sleep`` calls its backend's ``sleep``,
+which calls ``asyncio.sleep``).  Deeper helpers (httpcore's backends over anyio's), or a
+spy on ``time.sleep`` (``mocker.spy`` adds its own frames), fill the path with their
+own frames, and then every sleep through them reads as one place: the sum, as before
+places were told apart.  A frame is its code object, which compares by value: two
+identical functions at the same lines of two files are one place."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,7 +279,7 @@ def _sleep(real: Callable[[float], None]) -> Callable[[float], None]:
     def sleep(seconds: float) -> None:
         began = CLOCK.now()
         real(seconds)
-        _noted(began, seconds, sleep, sys._getframe(1))
+        _noted(began, seconds, sleep, sys._getframe(0).f_back)
 
     sleep.__pacing__ = real  # type: ignore[attr-defined]
     _MADE[id(sleep)] = sleep
@@ -287,7 +291,7 @@ def _async_sleep(real: Callable[..., Any]) -> Callable[..., Any]:
     async def sleep(delay: float, result: Any = None) -> Any:
         began = CLOCK.now()
         value = await real(delay, result)
-        _noted(began, delay, sleep, sys._getframe(1))
+        _noted(began, delay, sleep, sys._getframe(0).f_back)
         return value
 
     sleep.__pacing__ = real  # type: ignore[attr-defined]
