@@ -95,10 +95,10 @@ def test_a_wait_slept_from_two_places_asks_the_least_of_them() -> None:
     sends = [Sent(5000, 80, 10.1, 7, 0, ()), Sent(5000, 80, 11.0, 7, 1, retry)]
     paced = Pacing.join(sends, {3: trace}, since=0.0, tap=80)
     assert paced.asked(3, 11.02, 10.25, (3, 10.15)) == pytest.approx(0.25)  # 0.3 and 0.25
-    assert paced.places(3, 11.02, 10.25) == 2
+    assert paced.places(3, 11.02, 10.25, (3, 10.15)) == 2
     assert paced.asked(3, 11.02, 10.45, (3, 10.15)) == pytest.approx(0.1)  # 0.1 and 0.25
     assert paced.asked(3, 11.02, 10.55, (3, 10.15)) == pytest.approx(0.25)  # one place
-    assert paced.places(3, 11.02, 10.55) == 1
+    assert paced.places(3, 11.02, 10.55, (3, 10.15)) == 1
     one_place = [sends[0], Sent(5000, 80, 11.0, 7, 1, retry[1:3])]
     alone = Pacing.join(one_place, {3: trace}, since=0.0, tap=80)
     assert alone.asked(3, 11.02, 10.25, (3, 10.15)) == pytest.approx(0.3)

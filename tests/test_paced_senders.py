@@ -9,8 +9,10 @@ lock.  Nothing tells whether that was a backoff, a poll or work, so its spread i
 shown to be jitter on real time, and past ``max_delay`` it is insufficient evidence.
 Before, the probe's model judged such waits alone, and cleared lockstep clients spread
 by their own work.  A retry sent by another caller (aiohttp's task for a request body, a
-pool's thread under ``asyncio.to_thread``) with no sleep noted is not known: its sender
-need not be the one that waited, and the probe's model reads it, as before.
+pool's thread under ``asyncio.to_thread``) with no sleep noted has asked what the callers
+in whose context it ran slept (``Sent.lent``: the task that made aiohttp's, the task that
+awaited ``to_thread``); where none slept (``run_in_executor``) it is not known, and the
+probe's model reads it, as before.
 """
 
 from __future__ import annotations
@@ -37,7 +39,10 @@ from test_paced_verdicts import (
 
 from pytest_resilience import HttpService, Resilience, ResilienceAssertionError
 from pytest_resilience.assertions import InsufficientEvidence
+from pytest_resilience.observe.join import Trace
+from pytest_resilience.observe.pacing import Pacing
 from pytest_resilience.runtime import pacing
+from pytest_resilience.runtime.pacing import Sent, Sleep
 
 NOTHING_ASKED = "asked no sleep the plugin notes"
 """What both verdicts say of retries whose senders asked no noted sleep."""
@@ -330,3 +335,102 @@ def test_an_anyio_worker_threads_sender_is_not_told_from_the_task_that_slept(
     anyio.run(client)
     with pytest.raises(InsufficientEvidence, match="anyio worker thread"):
         api.assert_backoff(jitter=False, min_factor=1, max_delay=0.4)
+
+
+async def _aiohttp_working_client(api: HttpService, key: str, work: float) -> None:
+    """An aiohttp client of a lockstep herd: 200 ms twice, after its own work in a pool
+    thread (``WORK``), which nothing notes."""
+    async with aiohttp.ClientSession() as session:
+        for attempt in range(3):
+            if await _aiohttp_charge(session, api, key) != 503 or attempt == 2:
+                return
+            await asyncio.to_thread(_work, work)
+            await asyncio.sleep(0.2)
+
+
+def test_a_lockstep_aiohttp_herd_spread_by_its_own_work_is_not_shown_jittered(
+    resilience: Resilience,
+) -> None:
+    """Six aiohttp clients POSTing, 200 ms twice, spread up to 100 ms by their own work:
+    each retry's body goes from a task aiohttp made (``aiohttp/client_reqrep.py``,
+    ``ClientRequest.send``), which slept nothing, so the sender was not known and the
+    probe's model cleared the herd (the working herd of threads in
+    ``test_paced_verdicts.py``, through aiohttp).  The task that made it slept 200 ms,
+    and the body's task runs in a copy of its context: that sleep is what it asked."""
+    api = _service(resilience, 2 * len(WORK))
+
+    async def herd() -> None:
+        await asyncio.gather(
+            *(_aiohttp_working_client(api, f"h{n}", w) for n, w in enumerate(WORK))
+        )
+
+    asyncio.run(herd())
+    _neither_clears(resilience, api, "slept from 200 to 200 ms")
+
+
+def test_a_lockstep_herd_sending_from_to_thread_is_not_shown_jittered(
+    resilience: Resilience,
+) -> None:
+    """The same herd, its requests sent with ``asyncio.to_thread`` (a sync client under an
+    async retry loop): each call runs in a pool's thread, a caller of its own that slept
+    nothing, in a copy of the awaiting task's context, where the task's sleep is found."""
+    api = _service(resilience, 2 * len(WORK))
+
+    async def client(key: str, work: float) -> None:
+        for attempt in range(3):
+            if await asyncio.to_thread(_charge, api, key) != 503 or attempt == 2:
+                return
+            await asyncio.to_thread(_work, work)
+            await asyncio.sleep(0.2)
+
+    async def herd() -> None:
+        await asyncio.gather(*(client(f"t{n}", w) for n, w in enumerate(WORK)))
+
+    asyncio.run(herd())
+    _neither_clears(resilience, api, "slept from 200 to 200 ms")
+
+
+def test_a_task_created_before_its_parent_slept_is_not_lent_the_parents_sleeps(
+    resilience: Resilience,
+) -> None:
+    """A task finds only the sleeps its creator made before creating it (its context is a
+    copy): a parent polling with sleeps while children it made earlier retry lends them
+    nothing, so a child's retry from a new task of its own is not known."""
+    resilience.http_service("payments")
+    seen: list[tuple[object, ...]] = []
+
+    async def child(started: asyncio.Event) -> None:
+        started.set()
+        await asyncio.sleep(0.05)
+        seen.append(pacing._LINEAGE.get())
+
+    async def parent() -> None:
+        started = asyncio.Event()
+        task = asyncio.create_task(child(started))
+        await started.wait()
+        await asyncio.sleep(0.01)  # the parent's poll, after the child was made
+        await task
+        seen.append(pacing._LINEAGE.get())
+
+    asyncio.run(parent())
+    child_lineage, parent_lineage = seen
+    assert len(child_lineage) == 1  # the child alone
+    assert parent_lineage[0] not in child_lineage
+
+
+def test_what_a_sender_that_slept_nothing_is_lent_counts_only_where_another_sent_before() -> None:
+    """``Pacing.asked`` reads ``Sent.lent`` (what the callers in whose context the sender
+    ran slept) only where the sender slept nothing and another caller sent the attempt
+    before: the same caller with nothing noted waited on something nothing notes (0),
+    whatever its context slept, and a sender's own sleeps are what it asked."""
+    trace = Trace(1, "d", 0, True, opened_at=10.0, ended_at=20.0, port=5000)
+    first = Sent(5000, 80, 10.1, 7, 0, ())
+    lent = (Sleep(10.3, 0.2),)
+
+    def asked(retry: Sent, since: float = 10.25) -> float | None:
+        return Pacing.join([first, retry], {3: trace}, 0.0, 80).asked(3, 11.02, since, (3, 10.15))
+
+    assert asked(Sent(5000, 80, 11.0, 12, 1, (), lent)) == pytest.approx(0.2)
+    assert asked(Sent(5000, 80, 11.0, 7, 1, (), lent)) == 0.0
+    assert asked(Sent(5000, 80, 11.0, 12, 1, (Sleep(10.4, 0.1),), lent)) == pytest.approx(0.1)
+    assert asked(Sent(5000, 80, 11.0, 12, 1, (), lent), since=10.35) is None

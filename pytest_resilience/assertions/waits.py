@@ -132,7 +132,13 @@ def places_note(ops: Sequence[Operation], pacing: Pacing | None) -> str:
         1
         for op in ops
         for previous, following in itertools.pairwise(op.attempts)
-        if pacing.places(following.connection, following.started_at, answered_at(previous)) > 1
+        if pacing.places(
+            following.connection,
+            following.started_at,
+            answered_at(previous),
+            (previous.connection, previous.started_at),
+        )
+        > 1
     )
     if not split:
         return ""

@@ -34,7 +34,8 @@ Waits the recorder does not note (``Event.wait``, a lock, a sleep in C) leave a 
 sent by the caller that sent the attempt before with nothing asked: 0, and such a wait
 is never shown jittered on real time (it may hold work or queueing, and nothing tells).
 A retry whose send the recorder did not see (a client in another process, or on
-uvloop, which writes in C), or that another caller sent with nothing noted, has None,
+uvloop, which writes in C), or that another caller sent with nothing noted where no
+caller in whose context it ran slept either (:meth:`Pacing.asked`), has None,
 and the timing verdicts read its wait with the probe's model instead
 (:mod:`~..assertions.timing`).
 """
@@ -46,7 +47,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ..runtime.pacing import Sent
+from ..runtime.pacing import Sent, Sleep
 from .join import Trace
 
 
@@ -108,36 +109,40 @@ class Pacing:
         counts in full, which makes the client seem to ask more than it chose: the
         verdicts only let this veto.  Sleeps of no time are not counted.
 
-        Not known: the send was not seen (a client outside the process, a connection not
-        traced); or no sleep was noted and the sender is not the caller that sent the
-        attempt ``before`` (its connection and start), so it may not be the one that
-        waited (aiohttp sends a request with a body from a task of its own, and
-        ``asyncio.to_thread`` from a pool's thread).  The same caller with no sleep noted
-        waited on something nothing notes: 0."""
+        The same caller as the one that sent the attempt ``before`` (its connection and
+        start), with no sleep noted, waited on something nothing notes: 0.  Another caller
+        with no sleep noted may not be the one that waited (aiohttp sends a request with a
+        body from a task of its own, and ``asyncio.to_thread`` from a pool's thread): what
+        the callers in whose context it ran slept is read instead
+        (:attr:`~..runtime.pacing.Sent.lent`: the task that created aiohttp's, the task
+        that awaited ``to_thread``).  Not known: none of them slept (a call
+        ``run_in_executor`` ran, in the pool thread's own context), or the send was not
+        seen (a client outside the process, a connection not traced)."""
+        places = self._asked_places(connection, started_at, since, before)
+        return None if places is None else min(map(math.fsum, places.values()), default=0.0)
+
+    def places(
+        self, connection: int, started_at: float, since: float, before: tuple[int, float]
+    ) -> int:
+        """From how many places in its code what :meth:`asked` reads was slept (0 when
+        nothing was, or it is not known)."""
+        return len(self._asked_places(connection, started_at, since, before) or ())
+
+    def _asked_places(
+        self, connection: int, started_at: float, since: float, before: tuple[int, float]
+    ) -> dict[int, list[float]] | None:
+        """What :meth:`asked` reads, by the place slept from: {} for nothing asked, None
+        for not known."""
         sent = self._first(connection, started_at)
         if sent is None:
             return None
-        places = self._places(sent, since)
+        places = _by_place(sent.slept, since)
         if places:
-            return min(map(math.fsum, places.values()))
+            return places
         earlier = self._first(*before)
-        return 0.0 if earlier is not None and earlier.caller == sent.caller else None
-
-    def places(self, connection: int, started_at: float, since: float) -> int:
-        """From how many places in its code the caller that sent the request the layer
-        began to read at ``started_at`` on ``connection`` slept from ``since`` until it
-        sent it (0 when that is not known)."""
-        sent = self._first(connection, started_at)
-        return 0 if sent is None else len(self._places(sent, since))
-
-    @staticmethod
-    def _places(sent: Sent, since: float) -> dict[int, list[float]]:
-        """The sleeps ``sent``'s caller made from ``since`` on, by the place slept from."""
-        places: dict[int, list[float]] = {}
-        for sleep in sent.slept:
-            if sleep.began >= since and sleep.seconds > 0:
-                places.setdefault(sleep.site, []).append(sleep.seconds)
-        return places
+        if earlier is not None and earlier.caller == sent.caller:
+            return {}
+        return _by_place(sent.lent, since) or None
 
     def _first(self, connection: int, started_at: float) -> Sent | None:
         """The first send of the request the layer began to read at ``started_at`` on
@@ -148,3 +153,12 @@ class Pacing:
             return None
         request = sends[last - 1].reads
         return next(s for s in sends[:last] if s.reads == request)
+
+
+def _by_place(sleeps: Sequence[Sleep], since: float) -> dict[int, list[float]]:
+    """The ``sleeps`` made from ``since`` on, by the place slept from."""
+    places: dict[int, list[float]] = {}
+    for sleep in sleeps:
+        if sleep.began >= since and sleep.seconds > 0:
+            places.setdefault(sleep.site, []).append(sleep.seconds)
+    return places

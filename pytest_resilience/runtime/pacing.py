@@ -18,7 +18,9 @@ clients' sends are not seen at all.  Sockets are patched on their class
 
 The caller is the asyncio task when the thread runs one (a loop runs many clients,
 each its own task, and a transport sends a request's bytes from the task that wrote
-them), else the thread.
+them), else the thread.  A send also carries what the callers in whose context it runs
+slept (:attr:`Sent.lent`, :data:`_LINEAGE`): the task that made the sending task, the
+task that handed the call to a thread with its context.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures.thread
 import contextlib
+import contextvars
 import functools
 import itertools
 import socket
@@ -35,7 +38,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, NamedTuple
 
@@ -83,6 +86,11 @@ class Sent:
     """The socket's reads before it: a request's sends share the number."""
     slept: tuple[Sleep, ...]
     """The sleeps its caller (task or thread) returned from since its last I/O."""
+    lent: tuple[Sleep, ...] = ()
+    """The sleeps, each since its own last I/O, of the callers in whose context it runs
+    (:data:`_LINEAGE`): the task that created it (aiohttp writes a request's body from a
+    task of its own), the task that handed it to a thread (``asyncio.to_thread`` and
+    anyio's worker threads run the call in a copy of the awaiting task's context)."""
 
 
 class PacingRecorder:
@@ -123,9 +131,39 @@ class PacingRecorder:
 
     def note(self, mark: _Mark) -> None:
         """A send on the socket ``mark`` tells of (connected to a tap), by the caller."""
+        held = _holder()
         slept = tuple(_slept())
-        self._sends.append(Sent(mark.port, mark.tap, CLOCK.now(), _caller(), mark.reads, slept))
+        lent = tuple(
+            sleep
+            for lender in _LINEAGE.get()
+            if lender is not held and lender.recorder is self
+            for sleep in lender.slept
+        )
+        self._sends.append(
+            Sent(mark.port, mark.tap, CLOCK.now(), _caller(), mark.reads, slept, lent)
+        )
         _forget()
+
+
+@dataclass(slots=True, eq=False)
+class _Held:
+    """One caller's sleeps since its last I/O, in ``recorder``'s recording."""
+
+    recorder: PacingRecorder | None = None
+    slept: list[Sleep] = field(default_factory=list)
+
+
+_LINEAGE: contextvars.ContextVar[tuple[_Held, ...]] = contextvars.ContextVar(
+    "pytest_resilience_pacing_lineage", default=()
+)
+"""The callers that slept in this context and the contexts it was copied from, latest
+first: a caller that sleeps puts itself first in its own context, so a task it creates
+(a copy of its context) or a call it hands to a thread with its context
+(``asyncio.to_thread``) finds it there.  A thread started with ``threading.Thread``
+begins with an empty context, and ``run_in_executor`` runs the call in the pool thread's
+own, so neither finds the caller that started it."""
+LINEAGE_DEPTH = 8
+"""The most callers :data:`_LINEAGE` keeps (tasks creating tasks, nested)."""
 
 
 @dataclass(slots=True)
@@ -138,12 +176,11 @@ class _Mark:
 _ACTIVE: PacingRecorder | None = None
 _GUARD = threading.Lock()
 _LOCAL = threading.local()
-"""Per thread, ``slept``: (the recorder, its sleeps since its last I/O), outside a task;
-and ``serial``, its :func:`_caller` number."""
-_TASKS: weakref.WeakKeyDictionary[asyncio.Task[Any], tuple[PacingRecorder, list[Sleep]]] = (
-    weakref.WeakKeyDictionary()
-)
-"""Per asyncio task, the same."""
+"""Per thread, ``held``: its :class:`_Held`, outside a task; and ``serial``, its
+:func:`_caller` number."""
+_TASKS: weakref.WeakKeyDictionary[asyncio.Task[Any], _Held] = weakref.WeakKeyDictionary()
+"""Per asyncio task, its sleeps since its last I/O (outside a task, the thread's are
+``_LOCAL.held``)."""
 _TAPPED: weakref.WeakKeyDictionary[socket.socket, _Mark] = weakref.WeakKeyDictionary()
 
 _SLEEPS = ((time, "sleep"), (asyncio, "sleep"), (asyncio.tasks, "sleep"))
@@ -192,12 +229,25 @@ def _caller() -> int:
     return serial
 
 
+def _holder(create: bool = False) -> _Held | None:
+    """The calling task's :class:`_Held`, else its thread's; made if ``create``."""
+    task = _task()
+    if task is not None:
+        held = _TASKS.get(task)
+        if held is None and create:
+            held = _TASKS[task] = _Held()
+        return held
+    held = getattr(_LOCAL, "held", None)
+    if held is None and create:
+        held = _LOCAL.held = _Held()
+    return held
+
+
 def _held(recorder: PacingRecorder | None) -> list[Sleep] | None:
     """The caller's sleeps since its last I/O in ``recorder``'s recording (a list kept
     from an earlier test's is not this one's); None if it has none there."""
-    task = _task()
-    held = _TASKS.get(task) if task is not None else getattr(_LOCAL, "slept", None)
-    return held[1] if held is not None and held[0] is recorder else None
+    held = _holder()
+    return held.slept if held is not None and held.recorder is recorder else None
 
 
 def _slept() -> list[Sleep]:
@@ -232,25 +282,22 @@ def _noted(began: float, seconds: float, by: object, caller: FrameType | None) -
         return
     if seconds <= 0 or is_machinery():
         return
-    slept = _held(recorder)
-    if slept is None:
-        slept = []
-        task = _task()
-        if task is not None:
-            _TASKS[task] = (recorder, slept)
-        else:
-            _LOCAL.slept = (recorder, slept)
-    slept.append(Sleep(began, float(seconds), _site(caller)))
+    held = _holder(create=True)
+    assert held is not None
+    if held.recorder is not recorder:
+        held.recorder, held.slept = recorder, []
+    held.slept.append(Sleep(began, float(seconds), _site(caller)))
+    lineage = _LINEAGE.get()
+    if not lineage or lineage[0] is not held:
+        _LINEAGE.set((held, *lineage[: LINEAGE_DEPTH - 1]))
 
 
 def _forget() -> None:
     """The caller did I/O: its sleeps before are not the pause before its next request.
     A read in an event loop's callback (no task) is no task's."""
-    task = _task()
-    if task is not None:
-        _TASKS.pop(task, None)
-    elif getattr(_LOCAL, "slept", None) is not None:
-        _LOCAL.slept = None
+    held = _holder()
+    if held is not None and held.slept:
+        held.slept = []
 
 
 def _unwrapped(function: Any) -> Any:
