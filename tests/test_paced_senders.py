@@ -21,6 +21,7 @@ import asyncio
 import concurrent.futures
 import threading
 import time
+import weakref
 from typing import Any
 
 import aiohttp
@@ -390,32 +391,48 @@ def test_a_lockstep_herd_sending_from_to_thread_is_not_shown_jittered(
     _neither_clears(resilience, api, "slept from 200 to 200 ms")
 
 
-def test_a_task_created_before_its_parent_slept_is_not_lent_the_parents_sleeps(
+def test_a_task_is_lent_only_what_its_creator_had_slept_when_it_was_made(
     resilience: Resilience,
 ) -> None:
-    """A task finds only the sleeps its creator made before creating it (its context is a
-    copy): a parent polling with sleeps while children it made earlier retry lends them
-    nothing, so a child's retry from a new task of its own is not known."""
+    """Found by review: the lineage held the creator itself, so a task was lent every
+    sleep its creator made later too (a test body or supervisor polling while its
+    clients retry).  Now a context holds the creator's sleeps as they stood when it was
+    copied: the child made after the parent's first sleep is lent that one, not the
+    parent's later poll, and never its own sleeps."""
     resilience.http_service("payments")
-    seen: list[tuple[object, ...]] = []
+    lent: list[list[float]] = []
 
-    async def child(started: asyncio.Event) -> None:
-        started.set()
-        await asyncio.sleep(0.05)
-        seen.append(pacing._LINEAGE.get())
+    async def child(made: asyncio.Event, polled: asyncio.Event) -> None:
+        made.set()
+        await polled.wait()
+        await asyncio.sleep(0.03)  # its own: never lent to itself
+        lent.append([sleep.seconds for sleep in pacing._lent(pacing._ACTIVE)])
 
     async def parent() -> None:
-        started = asyncio.Event()
-        task = asyncio.create_task(child(started))
-        await started.wait()
-        await asyncio.sleep(0.01)  # the parent's poll, after the child was made
+        await asyncio.sleep(0.01)
+        made, polled = asyncio.Event(), asyncio.Event()
+        task = asyncio.create_task(child(made, polled))
+        await made.wait()
+        await asyncio.sleep(0.02)  # the parent's poll, after the child was made
+        polled.set()
         await task
-        seen.append(pacing._LINEAGE.get())
 
     asyncio.run(parent())
-    child_lineage, parent_lineage = seen
-    assert child_lineage[0] is not parent_lineage[0]  # each first in its own context
-    assert parent_lineage[0] not in child_lineage
+    assert lent == [[0.01]]
+
+
+def test_what_another_recording_slept_is_not_lent(resilience: Resilience) -> None:
+    """A context can outlive its test (a thread's, a long-lived task's): its lenders of
+    an earlier recording are not this one's."""
+    resilience.http_service("payments")
+    other = pacing.PacingRecorder()
+    link = pacing._Link(Sleep(0.0, 0.2), None)
+    token = pacing._LINEAGE.set((pacing._Lender(-1, weakref.ref(other), link),))
+    try:
+        assert pacing._lent(pacing._ACTIVE) == []
+        assert pacing._lent(other) == [Sleep(0.0, 0.2)]
+    finally:
+        pacing._LINEAGE.reset(token)
 
 
 def test_what_a_sender_that_slept_nothing_is_lent_counts_only_where_another_sent_before() -> None:
@@ -434,3 +451,7 @@ def test_what_a_sender_that_slept_nothing_is_lent_counts_only_where_another_sent
     assert asked(Sent(5000, 80, 11.0, 7, 1, (), lent)) == 0.0
     assert asked(Sent(5000, 80, 11.0, 12, 1, (Sleep(10.4, 0.1),), lent)) == pytest.approx(0.1)
     assert asked(Sent(5000, 80, 11.0, 12, 1, (), lent), since=10.35) is None
+    two = (Sleep(10.3, 0.2, site=1), Sleep(10.5, 0.05, site=2))  # a backoff, a poll
+    assert asked(Sent(5000, 80, 11.0, 12, 1, (), two)) == pytest.approx(0.05)
+    paced = Pacing.join([first, Sent(5000, 80, 11.0, 12, 1, (), two)], {3: trace}, 0.0, 80)
+    assert paced.places(3, 11.02, 10.25, (3, 10.15)) == 2

@@ -15,7 +15,9 @@ apart, and a herd whose retries queue one behind another looks jittered there
 - each send on a socket connected to an HTTP service's tap, noted before its bytes go
   (so before the service can have read them): the thread, the instant, the socket's
   local port, how many reads the socket had made (a request's sends all follow the read
-  of the answer before it), and the sleeps the caller made since its last I/O.
+  of the answer before it), the sleeps the caller made since its last I/O, and those
+  the callers in whose context it runs had made when that context was copied from
+  theirs (the task that made it, the task that awaited ``asyncio.to_thread``).
 
 :class:`Pacing` joins those sends with the HTTP layer's connections through the tap
 (the client socket's local port is the peer of the tap's connection,

@@ -87,10 +87,11 @@ class Sent:
     slept: tuple[Sleep, ...]
     """The sleeps its caller (task or thread) returned from since its last I/O."""
     lent: tuple[Sleep, ...] = ()
-    """The sleeps, each since its own last I/O, of the callers in whose context it runs
-    (:data:`_LINEAGE`): the task that created it (aiohttp writes a request's body from a
-    task of its own), the task that handed it to a thread (``asyncio.to_thread`` and
-    anyio's worker threads run the call in a copy of the awaiting task's context)."""
+    """What the callers in whose context it runs had slept, each since its own last I/O,
+    when that context was copied from theirs (:func:`_lent`): the task that created the
+    sender (aiohttp writes a request's body from a task of its own), the task that
+    handed the call to a thread (``asyncio.to_thread`` runs it in a copy of the awaiting
+    task's context)."""
 
 
 class PacingRecorder:
@@ -131,39 +132,77 @@ class PacingRecorder:
 
     def note(self, mark: _Mark) -> None:
         """A send on the socket ``mark`` tells of (connected to a tap), by the caller."""
-        held = _holder()
         slept = tuple(_slept())
-        lent = tuple(
-            sleep
-            for lender in _LINEAGE.get()
-            if lender is not held and lender.recorder is self
-            for sleep in lender.slept
-        )
+        lent = tuple(_lent(self))
         self._sends.append(
             Sent(mark.port, mark.tap, CLOCK.now(), _caller(), mark.reads, slept, lent)
         )
         _forget()
 
 
+@dataclass(frozen=True, slots=True)
+class _Link:
+    """A caller's sleeps since its last I/O as they stood at one of them: that sleep, and
+    the link before it.  Links are shared, so a context copied keeps what was, for free."""
+
+    sleep: Sleep
+    before: _Link | None
+
+
+_HELD_SERIALS = itertools.count(1)
+
+
 @dataclass(slots=True, eq=False)
 class _Held:
-    """One caller's sleeps since its last I/O, in ``recorder``'s recording."""
+    """One caller's sleeps since its last I/O, in ``recorder``'s recording: as a list
+    (:func:`_slept`), and as the latest :class:`_Link` (lent, :data:`_LINEAGE`)."""
 
+    serial: int = field(default_factory=lambda: next(_HELD_SERIALS))
     recorder: PacingRecorder | None = None
     slept: list[Sleep] = field(default_factory=list)
+    last: _Link | None = None
 
 
-_LINEAGE: contextvars.ContextVar[tuple[_Held, ...]] = contextvars.ContextVar(
+@dataclass(frozen=True, slots=True)
+class _Lender:
+    """One caller's entry in :data:`_LINEAGE`: its sleeps as they stood at its latest in
+    this context (the recording held weakly: a context can outlive its test)."""
+
+    caller: int
+    """Its :attr:`_Held.serial`."""
+    recorder: weakref.ref[PacingRecorder]
+    last: _Link
+
+
+_LINEAGE: contextvars.ContextVar[tuple[_Lender, ...]] = contextvars.ContextVar(
     "pytest_resilience_pacing_lineage", default=()
 )
-"""The callers that slept in this context and the contexts it was copied from, latest
-first: a caller that sleeps puts itself first in its own context, so a task it creates
-(a copy of its context) or a call it hands to a thread with its context
-(``asyncio.to_thread``) finds it there.  A thread started with ``threading.Thread``
-begins with an empty context, and ``run_in_executor`` runs the call in the pool thread's
-own, so neither finds the caller that started it."""
+"""The callers that slept in this context and in the contexts it was copied from, latest
+first, each with its sleeps as they stood then: a caller that sleeps puts itself first
+in its own context, so a task it creates (a copy of its context) or a call it hands to a
+thread with its context (``asyncio.to_thread``) finds the sleeps it had made by then,
+and none it makes later.  A thread started with ``threading.Thread`` begins with an
+empty context (before Python 3.14's ``thread_inherit_context``), and
+``run_in_executor`` runs the call in the pool thread's own, so neither finds the caller
+that started it."""
 LINEAGE_DEPTH = 8
 """The most callers :data:`_LINEAGE` keeps (tasks creating tasks, nested)."""
+
+
+def _lent(recorder: PacingRecorder | None) -> list[Sleep]:
+    """What the callers in the calling context's :data:`_LINEAGE` other than the caller
+    itself had slept in ``recorder``'s recording, each since its own last I/O, when the
+    context was copied from theirs."""
+    held = _holder()
+    own = None if held is None else held.serial
+    sleeps = []
+    for lender in _LINEAGE.get():
+        if lender.caller != own and lender.recorder() is recorder:
+            link: _Link | None = lender.last
+            while link is not None:
+                sleeps.append(link.sleep)
+                link = link.before
+    return sleeps
 
 
 @dataclass(slots=True)
@@ -285,19 +324,21 @@ def _noted(began: float, seconds: float, by: object, caller: FrameType | None) -
     held = _holder(create=True)
     assert held is not None
     if held.recorder is not recorder:
-        held.recorder, held.slept = recorder, []
-    held.slept.append(Sleep(began, float(seconds), _site(caller)))
-    lineage = _LINEAGE.get()
-    if not lineage or lineage[0] is not held:
-        _LINEAGE.set((held, *lineage[: LINEAGE_DEPTH - 1]))
+        held.recorder, held.slept, held.last = recorder, [], None
+    sleep = Sleep(began, float(seconds), _site(caller))
+    held.slept.append(sleep)
+    held.last = _Link(sleep, held.last)
+    others = [lender for lender in _LINEAGE.get() if lender.caller != held.serial]
+    mine = _Lender(held.serial, weakref.ref(recorder), held.last)
+    _LINEAGE.set((mine, *others[: LINEAGE_DEPTH - 1]))
 
 
 def _forget() -> None:
     """The caller did I/O: its sleeps before are not the pause before its next request.
     A read in an event loop's callback (no task) is no task's."""
     held = _holder()
-    if held is not None and held.slept:
-        held.slept = []
+    if held is not None and held.recorder is not None:
+        held.recorder, held.slept, held.last = None, [], None
 
 
 def _unwrapped(function: Any) -> Any:
