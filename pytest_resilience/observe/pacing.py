@@ -30,7 +30,8 @@ jittered, however their waits were spread by a busy machine or by queueing.  On 
 time this only vetoes the probe's model, never clears what it does not
 (:meth:`~..assertions.timing.Noise.apart`): a sleep that was no backoff makes a client
 seem to have chosen more than it did.  Where a wait was slept from two places (a backoff,
-and a lock polled or a rate limiter's reservation), only the least one place asked counts.
+and a lock polled or a rate limiter's reservation), only the smallest total slept from
+any one place counts.
 
 Waits the recorder does not note (``Event.wait``, a lock, a sleep in C) leave a retry
 sent by the caller that sent the attempt before with nothing asked: 0, and such a wait
@@ -99,7 +100,8 @@ class Pacing:
 
         All of its sleeps there, not only the longest: a backoff slept in chunks is all
         asked.  But where it slept from more than one place in its code
-        (:attr:`~..runtime.pacing.Sleep.site`), only the least that one place asked: a
+        (:attr:`~..runtime.pacing.Sleep.site`), only the smallest total slept from any one
+        place: a
         backoff and a queue slept through (a lock polled with ``time.sleep``, a
         reserve-then-sleep rate limiter) are slept from different places, and which of
         them the client chose is not known, so the rest may be queueing.  Lockstep

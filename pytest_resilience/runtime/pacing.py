@@ -60,9 +60,11 @@ class Sleep(NamedTuple):
 
 
 SITE_DEPTH = 4
-"""How many frames name a sleep's :attr:`Sleep.site`: enough to reach the caller's own
-line past two helpers of a library's (``anyio.sleep`` calls its backend's ``sleep``,
-which calls ``asyncio.sleep``).  Deeper helpers (httpcore's backends over anyio's), or a
+"""How many frames name a sleep's :attr:`Sleep.site`: the line that called the sleep
+and the three calls above it.  That reaches the caller's own line past a library's
+helpers (``anyio.sleep`` calls its backend's ``sleep``, which calls ``asyncio.sleep``),
+and tells apart the lines of one function that call the same helper (openai's
+``request()`` sleeps through ``_sleep_for_retry`` from one line per kind of error).  Deeper helpers (httpcore's backends over anyio's), or a
 spy on ``time.sleep`` (``mocker.spy`` adds its own frames), fill the path with their
 own frames, and then every sleep through them reads as one place: the sum, as before
 places were told apart.  A frame is its code object, which compares by value: two
@@ -87,9 +89,10 @@ class Sent:
     slept: tuple[Sleep, ...]
     """The sleeps its caller (task or thread) returned from since its last I/O."""
     lent: tuple[Sleep, ...] = ()
-    """What the callers in whose context it runs had slept, each since its own last I/O,
-    when that context was copied from theirs (:func:`_lent`): the task that created the
-    sender (aiohttp writes a request's body from a task of its own), the task that
+    """What the callers in whose context it runs had slept when that context was copied
+    from theirs (:func:`_lent`; each caller's sleeps since its last I/O as they stood at
+    its latest sleep in that context, so an I/O of its after that sleep does not drop
+    them): the task that created the sender (aiohttp writes a request's body from a task of its own), the task that
     handed the call to a thread (``asyncio.to_thread`` runs it in a copy of the awaiting
     task's context)."""
 
@@ -182,17 +185,17 @@ first, each with its sleeps as they stood then: a caller that sleeps puts itself
 in its own context, so a task it creates (a copy of its context) or a call it hands to a
 thread with its context (``asyncio.to_thread``) finds the sleeps it had made by then,
 and none it makes later.  A thread started with ``threading.Thread`` begins with an
-empty context (before Python 3.14's ``thread_inherit_context``), and
-``run_in_executor`` runs the call in the pool thread's own, so neither finds the caller
-that started it."""
+empty context by default (a free-threaded build, or ``-X thread_inherit_context=1``,
+copies the starter's), and ``run_in_executor`` runs the call in the pool thread's own,
+so neither finds the caller that started it."""
 LINEAGE_DEPTH = 8
 """The most callers :data:`_LINEAGE` keeps (tasks creating tasks, nested)."""
 
 
 def _lent(recorder: PacingRecorder | None) -> list[Sleep]:
     """What the callers in the calling context's :data:`_LINEAGE` other than the caller
-    itself had slept in ``recorder``'s recording, each since its own last I/O, when the
-    context was copied from theirs."""
+    itself had slept in ``recorder``'s recording when the context was copied from theirs
+    (each as it stood at its latest sleep there)."""
     held = _holder()
     own = None if held is None else held.serial
     sleeps = []
