@@ -101,8 +101,7 @@ class Pacing:
         All of its sleeps there, not only the longest: a backoff slept in chunks is all
         asked.  But where it slept from more than one place in its code
         (:attr:`~..runtime.pacing.Sleep.site`), only the smallest total slept from any one
-        place: a
-        backoff and a queue slept through (a lock polled with ``time.sleep``, a
+        place: a backoff and a queue slept through (a lock polled with ``time.sleep``, a
         reserve-then-sleep rate limiter) are slept from different places, and which of
         them the client chose is not known, so the rest may be queueing.  Lockstep
         clients queued so then ask no more than their backoff, and are never shown

@@ -64,10 +64,10 @@ SITE_DEPTH = 4
 and the three calls above it.  That reaches the caller's own line past a library's
 helpers (``anyio.sleep`` calls its backend's ``sleep``, which calls ``asyncio.sleep``),
 and tells apart the lines of one function that call the same helper (openai's
-``request()`` sleeps through ``_sleep_for_retry`` from one line per kind of error).  Deeper helpers (httpcore's backends over anyio's), or a
-spy on ``time.sleep`` (``mocker.spy`` adds its own frames), fill the path with their
-own frames, and then every sleep through them reads as one place: the sum, as before
-places were told apart.  A frame is its code object, which compares by value: two
+``request()`` sleeps through ``_sleep_for_retry`` from one line per kind of error).
+Deeper helpers (httpcore's backends over anyio's), or a spy on ``time.sleep``
+(``mocker.spy`` adds its own frames), fill the path with their own frames, and then
+every sleep through them reads as one place: the sum, as before places were told apart.  A frame is its code object, which compares by value: two
 identical functions at the same lines of two files are one place."""
 
 
@@ -92,9 +92,9 @@ class Sent:
     """What the callers in whose context it runs had slept when that context was copied
     from theirs (:func:`_lent`; each caller's sleeps since its last I/O as they stood at
     its latest sleep in that context, so an I/O of its after that sleep does not drop
-    them): the task that created the sender (aiohttp writes a request's body from a task of its own), the task that
-    handed the call to a thread (``asyncio.to_thread`` runs it in a copy of the awaiting
-    task's context)."""
+    them): the task that created the sender (aiohttp writes a request's body from a task
+    of its own), the task that handed the call to a thread (``asyncio.to_thread`` runs it
+    in a copy of the awaiting task's context)."""
 
 
 class PacingRecorder:
@@ -155,14 +155,22 @@ class _Link:
 _HELD_SERIALS = itertools.count(1)
 
 
+def _chain(link: _Link | None) -> list[Sleep]:
+    """The sleeps ``link`` holds, latest first."""
+    sleeps = []
+    while link is not None:
+        sleeps.append(link.sleep)
+        link = link.before
+    return sleeps
+
+
 @dataclass(slots=True, eq=False)
 class _Held:
-    """One caller's sleeps since its last I/O, in ``recorder``'s recording: as a list
-    (:func:`_slept`), and as the latest :class:`_Link` (lent, :data:`_LINEAGE`)."""
+    """One caller's sleeps since its last I/O, in ``recorder``'s recording: the latest
+    :class:`_Link` (its own, :func:`_slept`; lent, :data:`_LINEAGE`)."""
 
     serial: int = field(default_factory=lambda: next(_HELD_SERIALS))
     recorder: PacingRecorder | None = None
-    slept: list[Sleep] = field(default_factory=list)
     last: _Link | None = None
 
 
@@ -198,14 +206,12 @@ def _lent(recorder: PacingRecorder | None) -> list[Sleep]:
     (each as it stood at its latest sleep there)."""
     held = _holder()
     own = None if held is None else held.serial
-    sleeps = []
-    for lender in _LINEAGE.get():
-        if lender.caller != own and lender.recorder() is recorder:
-            link: _Link | None = lender.last
-            while link is not None:
-                sleeps.append(link.sleep)
-                link = link.before
-    return sleeps
+    return [
+        sleep
+        for lender in _LINEAGE.get()
+        if lender.caller != own and lender.recorder() is recorder
+        for sleep in _chain(lender.last)
+    ]
 
 
 @dataclass(slots=True)
@@ -285,16 +291,13 @@ def _holder(create: bool = False) -> _Held | None:
     return held
 
 
-def _held(recorder: PacingRecorder | None) -> list[Sleep] | None:
-    """The caller's sleeps since its last I/O in ``recorder``'s recording (a list kept
-    from an earlier test's is not this one's); None if it has none there."""
-    held = _holder()
-    return held.slept if held is not None and held.recorder is recorder else None
-
-
 def _slept() -> list[Sleep]:
-    """The caller's sleeps since its last I/O, in the open recording."""
-    return _held(_ACTIVE) or []
+    """The caller's sleeps since its last I/O, in the open recording (those kept from an
+    earlier test's are not this one's), oldest first."""
+    held = _holder()
+    if held is None or held.recorder is not _ACTIVE:
+        return []
+    return _chain(held.last)[::-1]
 
 
 _SITES: dict[tuple[tuple[object, int], ...], int] = {}
@@ -327,10 +330,8 @@ def _noted(began: float, seconds: float, by: object, caller: FrameType | None) -
     held = _holder(create=True)
     assert held is not None
     if held.recorder is not recorder:
-        held.recorder, held.slept, held.last = recorder, [], None
-    sleep = Sleep(began, float(seconds), _site(caller))
-    held.slept.append(sleep)
-    held.last = _Link(sleep, held.last)
+        held.recorder, held.last = recorder, None
+    held.last = _Link(Sleep(began, float(seconds), _site(caller)), held.last)
     others = [lender for lender in _LINEAGE.get() if lender.caller != held.serial]
     mine = _Lender(held.serial, weakref.ref(recorder), held.last)
     _LINEAGE.set((mine, *others[: LINEAGE_DEPTH - 1]))
@@ -341,7 +342,7 @@ def _forget() -> None:
     A read in an event loop's callback (no task) is no task's."""
     held = _holder()
     if held is not None and held.recorder is not None:
-        held.recorder, held.slept, held.last = None, [], None
+        held.recorder, held.last = None, None
 
 
 def _unwrapped(function: Any) -> Any:
