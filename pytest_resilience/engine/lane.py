@@ -46,11 +46,16 @@ _GONE = select.EPOLLHUP | select.EPOLLERR
 class _Way:
     """One direction of an express link: reads ``src``, writes ``dst``."""
 
-    __slots__ = ("counters", "dst", "eof", "pending", "src")
+    __slots__ = ("counters", "dst", "eof", "express", "other", "pending", "src")
 
-    def __init__(self, src: socket.socket, dst: socket.socket, counters: list[int]) -> None:
+    def __init__(
+        self, express: _Express, src: socket.socket, dst: socket.socket, counters: list[int]
+    ) -> None:
+        self.express = express
         self.src = src
         self.dst = dst
+        self.other: _Way = self
+        """The way back: it reads ``dst`` and writes ``src``."""
         self.pending = b""
         """Bytes read from ``src`` that ``dst`` has not taken yet (``src`` is not read
         meanwhile: the event loop's flow control, without a buffer to fill)."""
@@ -66,15 +71,10 @@ class _Express:
         self.client = client
         self.upstream = upstream
         counters = link.proxy.counters
-        self.up = _Way(client, upstream, counters["upstream"])
-        self.down = _Way(upstream, client, counters["downstream"])
+        self.up = _Way(self, client, upstream, counters["upstream"])
+        self.down = _Way(self, upstream, client, counters["downstream"])
+        self.up.other, self.down.other = self.down, self.up
         self.closing = False
-
-    def reading(self, fd: int) -> _Way:
-        return self.up if fd == self.client.fileno() else self.down
-
-    def writing(self, fd: int) -> _Way:
-        return self.down if fd == self.client.fileno() else self.up
 
 
 Released = tuple[socket.socket, socket.socket, bytes, bytes, bool, bool]
@@ -91,7 +91,8 @@ class Lane:
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._epoll.register(self._wake_r, _IN)
         self._commands: collections.deque[Callable[[], None]] = collections.deque()
-        self._by_fd: dict[int, _Express] = {}
+        self._by_fd: dict[int, _Way] = {}
+        """Each socket's file descriptor: the way that reads it."""
         self._by_link: dict[Link, _Express] = {}
         self._parked: set[int] = set()
         """Sockets taken out of the epoll while they hung up with nothing to read yet."""
@@ -194,26 +195,36 @@ class Lane:
     def _run(self) -> None:
         poll = self._epoll.poll
         by_fd = self._by_fd
+        pump = self._pump
         wake = self._wake_r
         while self._running:
             for fd, events in poll():
-                if fd == wake:
-                    with contextlib.suppress(BlockingIOError):
-                        os.read(wake, 4096)
-                    while self._commands:
-                        try:
-                            self._commands.popleft()()
-                        except Exception:  # a bug of ours: the lane goes on
-                            log.exception("the engine's express lane failed a command")
-                    continue
-                express = by_fd.get(fd)
-                if express is None:
-                    continue  # ended earlier in this batch
+                way = by_fd.get(fd)
+                if way is None:
+                    if fd == wake:
+                        self._commanded()
+                    continue  # else it ended earlier in this batch
                 try:
-                    self._ready(fd, events, express)
+                    # The common turn, bytes to read and nothing in the way, goes
+                    # straight to the pump; every other goes through _ready.
+                    if events == _IN and not (way.pending or way.eof or way.express.closing):
+                        pump(way)
+                    else:
+                        self._ready(fd, events, way)
                 except Exception:  # a bug of ours: this link ends, the others go on
-                    log.exception("the engine's express lane failed on link %d", express.link.id)
-                    self._drop(express)
+                    log.exception(
+                        "the engine's express lane failed on link %d", way.express.link.id
+                    )
+                    self._drop(way.express)
+
+    def _commanded(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.read(self._wake_r, 4096)
+        while self._commands:
+            try:
+                self._commands.popleft()()
+            except Exception:  # a bug of ours: the lane goes on
+                log.exception("the engine's express lane failed a command")
 
     def _drop(self, express: _Express) -> None:
         """End a link at once, whatever stands in the way."""
@@ -228,16 +239,17 @@ class Lane:
                 sock.close()
             self._by_link.pop(express.link, None)
 
-    def _ready(self, fd: int, events: int, express: _Express) -> None:
-        """Write what waits for ``fd`` if it has room; read it if it has bytes."""
+    def _ready(self, fd: int, events: int, way: _Way) -> None:
+        """Write what waits for ``fd`` (``way.other``'s) if it has room; read it (``way``)
+        if it has bytes."""
+        express = way.express
         if events & (_OUT | _GONE):
-            self._flush(express, express.writing(fd))
+            self._flush(way.other)
         if not events & (_IN | _GONE) or fd not in self._by_fd or express.closing:
             return
-        way = express.reading(fd)
         if not way.pending and not way.eof:
-            self._pump(express, way)
-        elif events & _GONE and not express.writing(fd).pending:
+            self._pump(way)
+        elif events & _GONE and not way.other.pending:
             # The peer hung up while its bytes wait for room on the other side: epoll
             # would report it on every turn, so stop watching until they are written
             # (then the hang-up reads as an EOF).
@@ -250,11 +262,11 @@ class Lane:
             express.upstream.close()
             return
         self._by_link[express.link] = express
-        for sock in (express.client, express.upstream):
-            self._by_fd[sock.fileno()] = express
-            self._epoll.register(sock.fileno(), _IN)
+        for way in (express.up, express.down):
+            self._by_fd[way.src.fileno()] = way
+            self._epoll.register(way.src.fileno(), _IN)
 
-    def _pump(self, express: _Express, way: _Way) -> None:
+    def _pump(self, way: _Way) -> None:
         try:
             n = way.src.recv_into(self._buffer)
         except BlockingIOError:
@@ -263,7 +275,7 @@ class Lane:
             n = 0  # Toxiproxy takes a read error for a close: what is in flight still goes
         if n == 0:
             way.eof = True
-            self._end(express)
+            self._end(way.express)
             return
         way.counters[0] += n
         try:
@@ -271,16 +283,17 @@ class Lane:
         except BlockingIOError:
             sent = 0
         except OSError:
-            self._end(express)
+            self._end(way.express)
             return
         way.counters[1] += sent
         if sent < n:
             way.pending = bytes(self._view[sent:n])
-            self._interest(express)
+            self._interest(way.express)
 
-    def _flush(self, express: _Express, way: _Way) -> None:
+    def _flush(self, way: _Way) -> None:
         if not way.pending:
             return
+        express = way.express
         try:
             sent = way.dst.send(way.pending)
         except BlockingIOError:
