@@ -144,8 +144,9 @@ def places_note(ops: Sequence[Operation], pacing: Pacing | None) -> str:
         return ""
     return (
         f" ({split} of the waits were slept from two places or more in the client's code, "
-        "such as a backoff and a lock it polled or a rate limiter's reservation: which one "
-        "it chose is not known, so there only the least one place slept counts as asked)"
+        "such as a backoff and a lock it polled or a rate limiter's reservation: which of "
+        "them was the backoff is not known, so only the place that slept least counts as "
+        "asked there)"
     )
 
 
