@@ -19,8 +19,8 @@ import time
 
 import anyio
 import pytest
+from paced import _charge, _neither_clears, _queued_herd, _run
 from processes import wait_for
-from test_paced_verdicts import _charge, _neither_clears, _queued_herd, _run
 
 from pytest_resilience import Resilience
 from pytest_resilience.assertions import InsufficientEvidence
@@ -126,7 +126,7 @@ def test_a_sleep_in_a_thread_started_from_c_is_noted_without_a_caller(
 
 def test_a_herd_that_slept_from_one_place_is_not_told_of_two(resilience: Resilience) -> None:
     """The note on places is said only where a wait was slept from two: the herd queued
-    behind a plain lock slept its backoff alone (``test_paced_verdicts._queued_herd``)."""
+    behind a plain lock slept its backoff alone (``paced._queued_herd``)."""
     api = _queued_herd(resilience)
     with pytest.raises(InsufficientEvidence, match="slept from 300 to 300 ms") as raised:
         api.assert_backoff(jitter=True, min_factor=1)

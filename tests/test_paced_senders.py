@@ -27,8 +27,7 @@ from typing import Any
 import aiohttp
 import pytest
 import requests
-from real_clients import released_together
-from test_paced_verdicts import (
+from paced import (
     SLEEPS,
     WORK,
     _charge,
@@ -37,6 +36,7 @@ from test_paced_verdicts import (
     _work,
     _working_herd,
 )
+from real_clients import released_together
 
 from pytest_resilience import HttpService, Resilience, ResilienceAssertionError
 from pytest_resilience.assertions import InsufficientEvidence
