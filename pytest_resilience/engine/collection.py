@@ -30,6 +30,8 @@ class Answer:
     body: Any = None
     """JSON-able body; ``None`` with a 204, or a ``str`` sent as text."""
     content_type: str = "application/json"
+    location: str | None = None
+    """A redirect's Location header."""
 
 
 class ApiError(Exception):

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import base64
 import os
+import posixpath
 import re
 from collections.abc import Iterator
 from typing import NamedTuple
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import h11
 
@@ -44,6 +45,8 @@ def response(
     else:
         payload = gojson.dumps(answer.body).encode()
     head = f"HTTP/1.1 {answer.status} {wire.reason(answer.status).decode()}\r\n"
+    if answer.location is not None:
+        head += f"Location: {answer.location}\r\n"
     head += f"Date: {date}\r\n"
     if payload:
         head += f"Content-Type: {answer.content_type}\r\n"
@@ -51,7 +54,8 @@ def response(
             head += "X-Content-Type-Options: nosniff\r\n"  # as http.Error sets
     if request_id is not None:
         head += f"X-Toxiproxy-Request-Id: {request_id}\r\n"
-    if answer.status != 204:  # Go sends no length with a 204, which has no body
+    # Go sends no length with a 204, which has no body, nor with an empty HEAD answer.
+    if answer.status != 204 and (payload or method != "HEAD"):
         head += f"Content-Length: {len(payload)}\r\n"
     if close:
         head += "Connection: close\r\n"
@@ -68,13 +72,40 @@ class Request(NamedTuple):
     """Decoded, as gorilla/mux routes on Go's URL.Path (a proxy named "a b" lives at
     /proxies/a%20b); None: a target Go's URL parsing refuses."""
     user_agent: str
+    moved: str | None = None
+    """Where the request is redirected (301) before any route: the path cleaned, when
+    cleaning changes it (:func:`moved_to`)."""
 
     @classmethod
     def of(cls, request: h11.Request) -> Request:
         target = request.target.decode("ascii", "replace")
-        path = None if _BAD_ESCAPE.search(target) else unquote(target.split("?", 1)[0])
+        method = request.method.decode("ascii", "replace")
         agent = next((v for n, v in request.headers if n == b"user-agent"), b"")
-        return cls(request.method.decode("ascii", "replace"), path, agent.decode("latin-1"))
+        if _BAD_ESCAPE.search(target):
+            return cls(method, None, agent.decode("latin-1"))
+        raw_path, question, query = target.partition("?")
+        path = unquote(raw_path)
+        return cls(method, path, agent.decode("latin-1"), moved_to(path, question + query))
+
+
+def moved_to(path: str, query: str) -> str | None:
+    """Where gorilla/mux redirects a request for ``path`` (decoded; ``query`` is what
+    followed it, ``?`` included), or None.  Before routing, Toxiproxy's router cleans the
+    path as Go's ``path.Clean`` does (no ``.`` or ``..`` segment, no empty one; a trailing
+    slash kept) and, where that changes it, answers 301 to the cleaned path, escaped as
+    Go's ``URL.String`` escapes a path, with the query as it came (``mux.Router.ServeHTTP``
+    and ``cleanPath`` in gorilla/mux 1.8).  So a proxy named ``..`` is created but no
+    address reaches it: ``/proxies/..`` is moved to ``/``."""
+    if not path.startswith("/"):
+        return None  # not a path Go's server hands the router (OPTIONS *)
+    cleaned = posixpath.normpath(path)
+    if cleaned.startswith("//"):  # POSIX keeps two leading slashes; Go keeps one
+        cleaned = "/" + cleaned.lstrip("/")
+    if path.endswith("/") and cleaned != "/":
+        cleaned += "/"
+    if cleaned == path:
+        return None
+    return quote(cleaned, safe="/$&+,:;=@") + query
 
 
 class Known(NamedTuple):

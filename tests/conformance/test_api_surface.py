@@ -13,6 +13,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import requests
 
 if TYPE_CHECKING:
     from .conftest import Api, Connector, EchoServer
@@ -151,6 +152,118 @@ def test_a_path_that_decodes_badly_or_across_a_slash_is_refused_as_go_refuses_it
 
     head, _, rest = answer.partition(b"\r\n\r\n")
     assert (head.split(b"\r\n", 1)[0], rest) == (status_line, body)
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "location"),
+    [
+        ("GET", b"/proxies/..?x=1", b"/?x=1"),
+        ("DELETE", b"/proxies/%2E%2E", b"/"),
+        ("POST", b"/proxies/../reset", b"/reset"),
+        ("GET", b"//proxies", b"/proxies"),
+        ("GET", b"/proxies/a%2F..%2Fb", b"/proxies/b"),
+        ("GET", b"///x//y/./", b"/x/y/"),
+        (
+            "GET",
+            b"/proxies/a%3Fb/../d%3F%C3%BC!*~$&+,:;=@x?",
+            b"/proxies/d%3F%C3%BC%21%2A~$&+,:;=@x?",
+        ),
+        ("HEAD", b"/proxies/..", b"/"),
+    ],
+    ids=[
+        "dot-dot-query",
+        "encoded-dots",
+        "dot-dot-to-route",
+        "double-slash",
+        "encoded-slashes",
+        "trailing-slash-kept",
+        "escaped-as-go",
+        "head",
+    ],
+)
+def test_a_path_that_cleaning_changes_is_moved_to_the_cleaned_path(
+    api_url: str, connect: Connector, method: str, target: bytes, location: bytes
+) -> None:
+    """Before any route, Toxiproxy's router (gorilla/mux 1.8, ``Router.ServeHTTP`` and
+    ``cleanPath``) cleans the decoded path as Go's ``path.Clean`` does and, where that
+    changes it, answers 301 to the cleaned path as ``URL.String`` writes it: escaped,
+    query kept, no body and no request id (its middlewares run on routes only).  The
+    engine routed the path as it came (a 404, or a proxy named ``..`` served)."""
+    client = connect(api_url.removeprefix("http://"))
+    client.send(
+        method.encode()
+        + b" "
+        + target
+        + b" HTTP/1.1\r\nHost: api\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    head, _, body = client.read_until_closed().data.partition(b"\r\n\r\n")
+    status, *lines = head.split(b"\r\n")
+    headers = dict(line.split(b": ", 1) for line in lines)
+
+    assert status == b"HTTP/1.1 301 Moved Permanently"
+    assert headers[b"Location"] == location
+    assert b"X-Toxiproxy-Request-Id" not in headers
+    # Go writes no length for an empty answer to HEAD.
+    assert headers.get(b"Content-Length") == (None if method == "HEAD" else b"0")
+    assert body == b""
+
+
+@pytest.mark.parametrize(
+    ("target", "status", "length"),
+    [(b"/version", b"405 Method Not Allowed", None), (b"/nope", b"404 Not Found", b"19")],
+    ids=["empty", "with-body"],
+)
+def test_a_head_answer_has_a_length_only_where_the_get_has_a_body(
+    api_url: str, connect: Connector, target: bytes, status: bytes, length: bytes | None
+) -> None:
+    """Go's server writes no Content-Length for an empty answer to HEAD (a handler that
+    wrote nothing), and the length of what it wrote otherwise; the engine wrote
+    ``Content-Length: 0`` for the empty one."""
+    client = connect(api_url.removeprefix("http://"))
+    client.send(b"HEAD " + target + b" HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n")
+    head, _, body = client.read_until_closed().data.partition(b"\r\n\r\n")
+    first, *lines = head.split(b"\r\n")
+    headers = dict(line.split(b": ", 1) for line in lines)
+
+    assert (first, headers.get(b"Content-Length"), body) == (b"HTTP/1.1 " + status, length, b"")
+
+
+@pytest.mark.parametrize("name", ["..", "a/.."])
+def test_a_proxy_whose_path_cleaning_changes_is_created_and_never_reached(
+    api_url: str, backend: str, connect: Connector, echo: EchoServer, name: str
+) -> None:
+    """Toxiproxy takes any name, but a proxy named ``..`` (or ``a/..``, at
+    ``/proxies/a%2F..``) has no address: cleaning moves every path to it elsewhere, so
+    it can be listed but not shown, changed or deleted.  On a server of its own (of the
+    kind ``api_url`` names), which takes the proxy with it.  Sent as raw bytes: HTTP
+    clients remove a path's dot segments themselves."""
+    from urllib.parse import quote
+
+    from .conftest import _run_embedded, _run_toxiproxy
+
+    server = _run_toxiproxy() if backend == "toxiproxy" else _run_embedded()
+    try:
+        url = next(server).rstrip("/")
+        created = requests.post(
+            f"{url}/proxies",
+            json={"name": name, "upstream": echo.address, "listen": "127.0.0.1:0"},
+            timeout=5,
+        )
+        assert created.status_code == 201, created.text
+        target = f"/proxies/{quote(name, safe='')}".encode()
+        for method in (b"GET", b"POST", b"DELETE"):
+            client = connect(url.removeprefix("http://"))
+            client.send(
+                method
+                + b" "
+                + target
+                + b" HTTP/1.1\r\nHost: api\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+            status = client.read_until_closed().data.split(b"\r\n", 1)[0]
+            assert status == b"HTTP/1.1 301 Moved Permanently", method
+        assert name in requests.get(f"{url}/proxies", timeout=5).json()
+    finally:
+        server.close()
 
 
 REQUEST_ID = re.compile(r"[0-9a-v]{20}")
