@@ -443,8 +443,8 @@ class _ApiConnection:
             self._refuse(BAD_REQUEST)  # Go's URL parsing refuses the request line
             return
         method = request.method
-        if request.moved is not None:  # Toxiproxy's router, before any route or middleware
-            self._answer(method, Answer(301, "", location=request.moved), close)
+        if request.early is not None:  # before any route or middleware
+            self._answer(method, request.early, close, routed=False)
             return
         operation = self.api._answer(method, request.path, request.user_agent, body)
         try:
@@ -478,10 +478,10 @@ class _ApiConnection:
             self._read(True)
             self._advance()
 
-    def _answer(self, method: str, answer: Answer, close: bool) -> None:
+    def _answer(self, method: str, answer: Answer, close: bool, routed: bool = True) -> None:
         """Send ``answer``, then close if the client asked to (or spoke HTTP/1.0)."""
         # Toxiproxy's middleware stamps each request its router took on.
-        routed = answer is not NO_ROUTE and answer is not NO_METHOD and answer.location is None
+        routed = routed and answer is not NO_ROUTE and answer is not NO_METHOD
         request_id = next(self.api._ids) if routed else None
         self._send(response(method, answer, self.api.date(), close, request_id))
         if close:

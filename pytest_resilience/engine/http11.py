@@ -10,7 +10,7 @@ import posixpath
 import re
 from collections.abc import Iterator
 from typing import NamedTuple
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, unquote_to_bytes
 
 import h11
 
@@ -72,40 +72,52 @@ class Request(NamedTuple):
     """Decoded, as gorilla/mux routes on Go's URL.Path (a proxy named "a b" lives at
     /proxies/a%20b); None: a target Go's URL parsing refuses."""
     user_agent: str
-    moved: str | None = None
-    """Where the request is redirected (301) before any route: the path cleaned, when
-    cleaning changes it (:func:`moved_to`)."""
+    early: Answer | None = None
+    """What is answered before any route (:func:`early_answer`), or None."""
 
     @classmethod
     def of(cls, request: h11.Request) -> Request:
         target = request.target.decode("ascii", "replace")
         method = request.method.decode("ascii", "replace")
-        agent = next((v for n, v in request.headers if n == b"user-agent"), b"")
+        agent = next((v for n, v in request.headers if n == b"user-agent"), b"").decode("latin-1")
         if _BAD_ESCAPE.search(target):
-            return cls(method, None, agent.decode("latin-1"))
-        raw_path, question, query = target.partition("?")
-        path = unquote(raw_path)
-        return cls(method, path, agent.decode("latin-1"), moved_to(path, question + query))
+            return cls(method, None, agent)
+        absolute = _ABSOLUTE.fullmatch(target)
+        # Go routes an absolute-form target (GET http://host/path) on its path.
+        raw = absolute.group(3) if absolute else target
+        raw_path = raw.partition("?")[0]
+        return cls(method, unquote(raw_path), agent, early_answer(method, target, raw_path))
 
 
-def moved_to(path: str, query: str) -> str | None:
-    """Where gorilla/mux redirects a request for ``path`` (decoded; ``query`` is what
-    followed it, ``?`` included), or None.  Before routing, Toxiproxy's router cleans the
-    path as Go's ``path.Clean`` does (no ``.`` or ``..`` segment, no empty one; a trailing
-    slash kept) and, where that changes it, answers 301 to the cleaned path, escaped as
-    Go's ``URL.String`` escapes a path, with the query as it came (``mux.Router.ServeHTTP``
-    and ``cleanPath`` in gorilla/mux 1.8).  So a proxy named ``..`` is created but no
-    address reaches it: ``/proxies/..`` is moved to ``/``."""
-    if not path.startswith("/"):
-        return None  # not a path Go's server hands the router (OPTIONS *)
-    cleaned = posixpath.normpath(path)
-    if cleaned.startswith("//"):  # POSIX keeps two leading slashes; Go keeps one
-        cleaned = "/" + cleaned.lstrip("/")
-    if path.endswith("/") and cleaned != "/":
-        cleaned += "/"
+_ABSOLUTE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://([^/?]*)(.*)", re.DOTALL)
+"""A request target in absolute form: scheme, host and the rest."""
+_PATH_SAFE = "/$&+,:;=@"
+"""What Go's ``URL.String`` leaves unescaped in a path, beyond letters, digits and
+``-._~`` (``shouldEscape`` in net/url, for a path)."""
+
+
+def early_answer(method: str, target: str, raw_path: str) -> Answer | None:
+    """What Go's server or Toxiproxy's router answers before any route, or None.
+
+    ``OPTIONS *`` is Go's server's own: 200, empty.  Otherwise the router (gorilla/mux
+    1.8, ``Router.ServeHTTP`` and ``cleanPath``) cleans the decoded path as Go's
+    ``path.Clean`` does (a leading slash added; no ``.``, ``..`` or empty segment; a
+    trailing slash kept) and, where that changes it, answers 301 to the cleaned path as
+    ``URL.String`` writes it: escaped, with the scheme and host of an absolute target
+    and the query as they came.  So a proxy named ``..`` is created but no address
+    reaches it: ``/proxies/..`` is moved to ``/``."""
+    if target == "*" and method == "OPTIONS":
+        return Answer(200, "")
+    absolute = _ABSOLUTE.fullmatch(target)
+    path = unquote_to_bytes(raw_path)  # bytes: an escape that is no UTF-8 comes back as it was
+    cleaned = posixpath.normpath(b"/" + path.lstrip(b"/"))
+    if path.endswith(b"/") and cleaned != b"/":
+        cleaned += b"/"
     if cleaned == path:
         return None
-    return quote(cleaned, safe="/$&+,:;=@") + query
+    _, question, query = target.partition("?")
+    origin = f"{absolute.group(1).lower()}://{absolute.group(2)}" if absolute else ""
+    return Answer(301, "", location=origin + quote(cleaned, safe=_PATH_SAFE) + question + query)
 
 
 class Known(NamedTuple):

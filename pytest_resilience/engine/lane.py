@@ -46,16 +46,11 @@ _GONE = select.EPOLLHUP | select.EPOLLERR
 class _Way:
     """One direction of an express link: reads ``src``, writes ``dst``."""
 
-    __slots__ = ("counters", "dst", "eof", "express", "other", "pending", "src")
+    __slots__ = ("counters", "dst", "eof", "pending", "src")
 
-    def __init__(
-        self, express: _Express, src: socket.socket, dst: socket.socket, counters: list[int]
-    ) -> None:
-        self.express = express
+    def __init__(self, src: socket.socket, dst: socket.socket, counters: list[int]) -> None:
         self.src = src
         self.dst = dst
-        self.other: _Way = self
-        """The way back: it reads ``dst`` and writes ``src``."""
         self.pending = b""
         """Bytes read from ``src`` that ``dst`` has not taken yet (``src`` is not read
         meanwhile: the event loop's flow control, without a buffer to fill)."""
@@ -71,11 +66,14 @@ class _Express:
         self.client = client
         self.upstream = upstream
         counters = link.proxy.counters
-        self.up = _Way(self, client, upstream, counters["upstream"])
-        self.down = _Way(self, upstream, client, counters["downstream"])
-        self.up.other, self.down.other = self.down, self.up
+        self.up = _Way(client, upstream, counters["upstream"])
+        self.down = _Way(upstream, client, counters["downstream"])
         self.closing = False
 
+
+_Side = tuple[_Express, _Way, _Way]
+"""One socket of an express link: the link, the way that reads the socket, and the way
+that writes to it."""
 
 Released = tuple[socket.socket, socket.socket, bytes, bytes, bool, bool]
 """What a link takes back to the event loop: its client and upstream sockets, the bytes
@@ -91,8 +89,7 @@ class Lane:
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._epoll.register(self._wake_r, _IN)
         self._commands: collections.deque[Callable[[], None]] = collections.deque()
-        self._by_fd: dict[int, _Way] = {}
-        """Each socket's file descriptor: the way that reads it."""
+        self._by_fd: dict[int, _Side] = {}
         self._by_link: dict[Link, _Express] = {}
         self._parked: set[int] = set()
         """Sockets taken out of the epoll while they hung up with nothing to read yet."""
@@ -199,23 +196,22 @@ class Lane:
         wake = self._wake_r
         while self._running:
             for fd, events in poll():
-                way = by_fd.get(fd)
-                if way is None:
+                side = by_fd.get(fd)
+                if side is None:
                     if fd == wake:
                         self._commanded()
                     continue  # else it ended earlier in this batch
+                express, way, _ = side
                 try:
-                    # The common turn, bytes to read and nothing in the way, goes
-                    # straight to the pump; every other goes through _ready.
-                    if events == _IN and not (way.pending or way.eof or way.express.closing):
-                        pump(way)
+                    # The common turn, bytes to read and nothing in the way, goes straight
+                    # to the pump (as _ready would send it); every other through _ready.
+                    if events == _IN and not (way.pending or way.eof or express.closing):
+                        pump(express, way)
                     else:
-                        self._ready(fd, events, way)
+                        self._ready(fd, events, side)
                 except Exception:  # a bug of ours: this link ends, the others go on
-                    log.exception(
-                        "the engine's express lane failed on link %d", way.express.link.id
-                    )
-                    self._drop(way.express)
+                    log.exception("the engine's express lane failed on link %d", express.link.id)
+                    self._drop(express)
 
     def _commanded(self) -> None:
         with contextlib.suppress(BlockingIOError):
@@ -239,17 +235,16 @@ class Lane:
                 sock.close()
             self._by_link.pop(express.link, None)
 
-    def _ready(self, fd: int, events: int, way: _Way) -> None:
-        """Write what waits for ``fd`` (``way.other``'s) if it has room; read it (``way``)
-        if it has bytes."""
-        express = way.express
+    def _ready(self, fd: int, events: int, side: _Side) -> None:
+        """Write what waits for ``fd`` if it has room; read it if it has bytes."""
+        express, way, back = side
         if events & (_OUT | _GONE):
-            self._flush(way.other)
+            self._flush(express, back)
         if not events & (_IN | _GONE) or fd not in self._by_fd or express.closing:
             return
         if not way.pending and not way.eof:
-            self._pump(way)
-        elif events & _GONE and not way.other.pending:
+            self._pump(express, way)
+        elif events & _GONE and not back.pending:
             # The peer hung up while its bytes wait for room on the other side: epoll
             # would report it on every turn, so stop watching until they are written
             # (then the hang-up reads as an EOF).
@@ -262,11 +257,14 @@ class Lane:
             express.upstream.close()
             return
         self._by_link[express.link] = express
-        for way in (express.up, express.down):
-            self._by_fd[way.src.fileno()] = way
-            self._epoll.register(way.src.fileno(), _IN)
+        for sock, way, back in (
+            (express.client, express.up, express.down),
+            (express.upstream, express.down, express.up),
+        ):
+            self._by_fd[sock.fileno()] = (express, way, back)
+            self._epoll.register(sock.fileno(), _IN)
 
-    def _pump(self, way: _Way) -> None:
+    def _pump(self, express: _Express, way: _Way) -> None:
         try:
             n = way.src.recv_into(self._buffer)
         except BlockingIOError:
@@ -275,7 +273,7 @@ class Lane:
             n = 0  # Toxiproxy takes a read error for a close: what is in flight still goes
         if n == 0:
             way.eof = True
-            self._end(way.express)
+            self._end(express)
             return
         way.counters[0] += n
         try:
@@ -283,17 +281,16 @@ class Lane:
         except BlockingIOError:
             sent = 0
         except OSError:
-            self._end(way.express)
+            self._end(express)
             return
         way.counters[1] += sent
         if sent < n:
             way.pending = bytes(self._view[sent:n])
-            self._interest(way.express)
+            self._interest(express)
 
-    def _flush(self, way: _Way) -> None:
+    def _flush(self, express: _Express, way: _Way) -> None:
         if not way.pending:
             return
-        express = way.express
         try:
             sent = way.dst.send(way.pending)
         except BlockingIOError:

@@ -108,6 +108,13 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.node.callspec.params["api_url"])
 
 
+@pytest.fixture
+def own_api_url(api_url: str, backend: str) -> Iterator[str]:
+    """A fresh server of the backend ``api_url`` names, for this test alone: what the
+    test leaves on it (a proxy no address reaches) goes with it."""
+    yield from _run_toxiproxy() if backend == "toxiproxy" else _run_embedded()
+
+
 # -- HTTP API ----------------------------------------------------------------------
 
 _test_numbers = itertools.count(1)

@@ -169,6 +169,10 @@ def test_a_path_that_decodes_badly_or_across_a_slash_is_refused_as_go_refuses_it
             b"/proxies/d%3F%C3%BC%21%2A~$&+,:;=@x?",
         ),
         ("HEAD", b"/proxies/..", b"/"),
+        ("GET", b"/a/../%FF", b"/%FF"),
+        ("GET", b"*", b"/%2A"),
+        ("GET", b"http://api/proxies/..?q=1", b"http://api/?q=1"),
+        ("GET", b"HTTP://API:80", b"http://API:80/"),
     ],
     ids=[
         "dot-dot-query",
@@ -179,6 +183,10 @@ def test_a_path_that_decodes_badly_or_across_a_slash_is_refused_as_go_refuses_it
         "trailing-slash-kept",
         "escaped-as-go",
         "head",
+        "not-utf-8",
+        "asterisk",
+        "absolute-form",
+        "absolute-form-no-path",
     ],
 )
 def test_a_path_that_cleaning_changes_is_moved_to_the_cleaned_path(
@@ -230,40 +238,55 @@ def test_a_head_answer_has_a_length_only_where_the_get_has_a_body(
 
 @pytest.mark.parametrize("name", ["..", "a/.."])
 def test_a_proxy_whose_path_cleaning_changes_is_created_and_never_reached(
-    api_url: str, backend: str, connect: Connector, echo: EchoServer, name: str
+    own_api_url: str, connect: Connector, echo: EchoServer, name: str
 ) -> None:
     """Toxiproxy takes any name, but a proxy named ``..`` (or ``a/..``, at
     ``/proxies/a%2F..``) has no address: cleaning moves every path to it elsewhere, so
-    it can be listed but not shown, changed or deleted.  On a server of its own (of the
-    kind ``api_url`` names), which takes the proxy with it.  Sent as raw bytes: HTTP
-    clients remove a path's dot segments themselves."""
+    it can be listed but not shown, changed or deleted (hence a server of its own).
+    Sent as raw bytes: HTTP clients remove a path's dot segments themselves."""
     from urllib.parse import quote
 
-    from .conftest import _run_embedded, _run_toxiproxy
-
-    server = _run_toxiproxy() if backend == "toxiproxy" else _run_embedded()
-    try:
-        url = next(server).rstrip("/")
-        created = requests.post(
-            f"{url}/proxies",
-            json={"name": name, "upstream": echo.address, "listen": "127.0.0.1:0"},
-            timeout=5,
+    url = own_api_url.rstrip("/")
+    created = requests.post(
+        f"{url}/proxies",
+        json={"name": name, "upstream": echo.address, "listen": "127.0.0.1:0"},
+        timeout=5,
+    )
+    assert created.status_code == 201, created.text
+    target = f"/proxies/{quote(name, safe='')}".encode()
+    for method in (b"GET", b"POST", b"DELETE"):
+        client = connect(url.removeprefix("http://"))
+        client.send(
+            method
+            + b" "
+            + target
+            + b" HTTP/1.1\r\nHost: api\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         )
-        assert created.status_code == 201, created.text
-        target = f"/proxies/{quote(name, safe='')}".encode()
-        for method in (b"GET", b"POST", b"DELETE"):
-            client = connect(url.removeprefix("http://"))
-            client.send(
-                method
-                + b" "
-                + target
-                + b" HTTP/1.1\r\nHost: api\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-            )
-            status = client.read_until_closed().data.split(b"\r\n", 1)[0]
-            assert status == b"HTTP/1.1 301 Moved Permanently", method
-        assert name in requests.get(f"{url}/proxies", timeout=5).json()
-    finally:
-        server.close()
+        status = client.read_until_closed().data.split(b"\r\n", 1)[0]
+        assert status == b"HTTP/1.1 301 Moved Permanently", method
+    assert name in requests.get(f"{url}/proxies", timeout=5).json()
+
+
+@pytest.mark.parametrize(
+    ("request_line", "status", "stamped"),
+    [
+        (b"OPTIONS * HTTP/1.1", b"HTTP/1.1 200 OK", False),
+        (b"GET http://api/version HTTP/1.1", b"HTTP/1.1 200 OK", True),
+    ],
+    ids=["options-asterisk", "absolute-form"],
+)
+def test_targets_go_answers_without_a_plain_path(
+    api_url: str, connect: Connector, request_line: bytes, status: bytes, stamped: bool
+) -> None:
+    """``OPTIONS *`` is answered by Go's server itself (200, empty, no route); a target in
+    absolute form is routed on its path.  The engine answered both 404."""
+    client = connect(api_url.removeprefix("http://"))
+    client.send(request_line + b"\r\nHost: api\r\nConnection: close\r\n\r\n")
+    head = client.read_until_closed().data.partition(b"\r\n\r\n")[0]
+    first, *lines = head.split(b"\r\n")
+
+    assert first == status
+    assert any(line.startswith(b"X-Toxiproxy-Request-Id: ") for line in lines) == stamped
 
 
 REQUEST_ID = re.compile(r"[0-9a-v]{20}")
