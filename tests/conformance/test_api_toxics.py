@@ -6,6 +6,7 @@ As a real Toxiproxy 2.12.0 answers (``support`` says how closely).
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -286,3 +287,56 @@ def test_reset_answers_204_enables_every_proxy_and_drops_every_toxic(
     for proxy in (disabled, poisoned):
         assert shape(api.get(f"/proxies/{proxy['name']}").json()) == shape(proxy)
         assert connect(proxy).round_trip(b"clean again") < 0.25
+
+
+def test_proxies_and_toxics_are_written_byte_for_byte_as_toxiproxy_writes_them(
+    api: Api, echo: EchoServer
+) -> None:
+    """Key order, spacing and numbers of every toxic type's default attributes and of the
+    proxy that holds them, read off Toxiproxy 2.12 (Go writes a struct's fields in their
+    order; upstream toxics are listed before downstream ones).  Only the proxy's listen
+    port is masked, and the ``"Logger":{}`` the real server adds (README: an extension)."""
+    name = api.create_proxy(echo.address)["name"]
+    added = [
+        api.request("POST", f"/proxies/{name}/toxics", json={"type": kind, "stream": stream})
+        for kind, stream in [
+            ("latency", "downstream"),
+            ("bandwidth", "upstream"),
+            ("slow_close", "upstream"),
+            ("timeout", "upstream"),
+            ("reset_peer", "upstream"),
+            ("slicer", "upstream"),
+            ("limit_data", "upstream"),
+        ]
+    ]
+    toxics = [
+        b'{"attributes":{"rate":0},"name":"bandwidth_upstream","type":"bandwidth",'
+        b'"stream":"upstream","toxicity":1}',
+        b'{"attributes":{"delay":0},"name":"slow_close_upstream","type":"slow_close",'
+        b'"stream":"upstream","toxicity":1}',
+        b'{"attributes":{"timeout":0},"name":"timeout_upstream","type":"timeout",'
+        b'"stream":"upstream","toxicity":1}',
+        b'{"attributes":{"timeout":0},"name":"reset_peer_upstream","type":"reset_peer",'
+        b'"stream":"upstream","toxicity":1}',
+        b'{"attributes":{"average_size":0,"size_variation":0,"delay":0},"name":"slicer_upstream",'
+        b'"type":"slicer","stream":"upstream","toxicity":1}',
+        b'{"attributes":{"bytes":0},"name":"limit_data_upstream","type":"limit_data",'
+        b'"stream":"upstream","toxicity":1}',
+        b'{"attributes":{"latency":0,"jitter":0},"name":"latency_downstream","type":"latency",'
+        b'"stream":"downstream","toxicity":1}',
+    ]
+    shown = api.get(f"/proxies/{name}").content
+
+    assert [answer.content for answer in added] == [toxics[-1], *toxics[:-1]]
+    assert api.get(f"/proxies/{name}/toxics").content == b"[" + b",".join(toxics) + b"]"
+    assert re.sub(rb"127\.0\.0\.1:\d+\"", b'127.0.0.1:PORT"', shown, count=1).replace(
+        b'"Logger":{},', b""
+    ) == (
+        b'{"name":"'
+        + name.encode()
+        + b'","listen":"127.0.0.1:PORT","upstream":"'
+        + echo.address.encode()
+        + b'","enabled":true,"toxics":['
+        + b",".join(toxics)
+        + b"]}"
+    )
