@@ -27,7 +27,23 @@ if TYPE_CHECKING:
     from .runs import Run
 
 BLINDING_KINDS = frozenset({"timeout", "reset_peer", "partition", "down", "limit_data", "chaos"})
-"""Fault kinds under which a request may never reach the HTTP layer, so leaves no record."""
+"""Fault kinds under which a request may never reach the HTTP layer, so leaves no record
+(:func:`hides_requests` says which of their faults do)."""
+
+
+def hides_requests(kind: str, detail: str) -> bool:
+    """Whether a fault of ``kind`` (with the ``detail`` its plan wrote) may keep requests
+    from the HTTP layer: a proxy down or refusing, connections reset, or the requests' own
+    direction cut (a ``timeout`` or ``limit_data`` toxic upstream, a partition of both
+    directions or upstream).  A partition of the answers alone (``direction=downstream``)
+    and a ``timeout`` or ``limit_data`` downstream let every request through: each is
+    recorded, only its answer is lost."""
+    words = detail.split()
+    if kind == "partition":
+        return "direction=downstream" not in words
+    if kind in ("timeout", "limit_data"):
+        return "stream=downstream" not in words
+    return kind in BLINDING_KINDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +100,7 @@ class Evidence:
         spans: list[tuple[float, float, str]] = []
         applied = {}
         for event in self.events.faults(service):
-            if event.kind not in BLINDING_KINDS:
+            if not hides_requests(event.kind, event.detail):
                 continue
             if event.action == "applied":
                 applied[event.fault] = event

@@ -14,7 +14,16 @@ from typing import TYPE_CHECKING
 from .. import validate
 from ..http.records import Exchange
 from .operations import FailureSet, Grouping, InFlight, Operation, operations
-from .report import fail, insufficient, operation_rows, origin_of, retry_cells
+from .report import (
+    ANSWERING_FAULTS,
+    Blind,
+    blind_spans,
+    fail,
+    insufficient,
+    operation_rows,
+    origin_of,
+    retry_cells,
+)
 from .retries import Failures
 from .timing import (
     ALPHA,
@@ -58,6 +67,7 @@ def check_backoff(
     jumps: Sequence[tuple[float, float]] = (),
     calls: Sequence[Call] = (),
     pacing: Pacing | None = None,
+    blind: Blind = (),
     origin: float | None = None,
 ) -> None:
     """Waits between retries grow, carry jitter, and stay under the cap.
@@ -75,6 +85,15 @@ def check_backoff(
       (delays in seconds, or a :class:`Noise`) explains, with the way out of the driven
       ``calls`` when they pair with the operations (:func:`.operations.outbound`).  When
       the evidence decides neither way, :class:`InsufficientEvidence` says what would.
+
+    ``blind`` lists spans in which attempts could leave no record (connections refused,
+    reset or cut on the way in).  A gap between two recorded attempts that overlaps one
+    may hold attempts no record shows, so it is no wait: the cap is not judged on it.
+    An operation a blind span began before its last recorded attempt may have made
+    attempts before or between those recorded, so its waits are not told apart by retry:
+    growth and jitter are judged on the other operations alone, and the verdict cannot
+    pass while such an operation is left unjudged (insufficient evidence, unless the rest
+    fails it).
     """
     __tracebackhide__ = True
     validate.flag(jitter, "jitter")
@@ -97,7 +116,20 @@ def check_backoff(
     pacing = on_real_time(pacing, measured)
     missing: list[str] = []
     if max_delay is not None:
-        missing += _over_the_cap(ops, max_delay, tolerance, measured, in_flight, pacing, start)
+        missing += _over_the_cap(
+            ops, max_delay, tolerance, measured, in_flight, pacing, start, blind
+        )
+    blinded = [op for op in ops if any(a < op.attempts[-1].started_at for a, _, _ in blind)]
+    if blinded:
+        missing.insert(
+            0,
+            f"attempts could leave no record ({blind_spans(blind, start)}), so the waits of "
+            f"{len(blinded)} of the {len(ops)} operations that retried may hold attempts the "
+            f"records do not show; {ANSWERING_FAULTS}",
+        )
+        ops = [op for op in ops if op not in blinded]
+        if not ops:
+            raise insufficient("; ".join(missing) + ".", operation_rows(all_ops), start)
     cap = None if max_delay is None else max_delay - tolerance
     columns = wait_columns(ops, cap)
     # Jitter and growth at half the false-alarm rate each, so that together they keep it.
@@ -161,9 +193,11 @@ def _over_the_cap(
     in_flight: InFlight | None,
     pacing: Pacing | None,
     start: float,
+    blind: Blind = (),
 ) -> list[str]:
     """Fail the retries that waited longer than ``max_delay`` by more than timing noise
     can have added; what lies above it by no more than that is insufficient evidence.
+    A gap that overlaps a ``blind`` span is not judged (:func:`check_backoff`).
 
     The client's wait begins at the answer it got, so the cap is judged on the time from
     that answer: how long the service (slowed by a busy machine) took is not the client's
@@ -190,6 +224,8 @@ def _over_the_cap(
         for j, ((previous, following), w, span) in enumerate(
             zip(pairs, op.waits, op.wait_spans, strict=True)
         ):
+            if any(a < span[1] and b > span[0] for a, b, _ in blind):
+                continue
             behind = 0.0 if in_flight is None else in_flight.queued(previous, following)
             asked = None if pacing is None else asked_in(pacing, previous, following)
             waits.append((i, j + 1, w, noise.most(span), behind, asked))

@@ -81,6 +81,26 @@ def insufficient(reason: str, rows: Iterable[Row], origin: float) -> Insufficien
     )
 
 
+Blind = Sequence[tuple[float, float, str]]
+"""Spans (start, end, the fault's kind) in which a fault kept requests from the service's
+HTTP layer (:meth:`~..evidence.Evidence.blind`): attempts then could leave no record."""
+
+
+def blind_spans(blind: Blind, origin: float) -> str:
+    """The spans of ``blind`` as the messages name them: ``down from t+20 to t+395 ms``."""
+    return ", ".join(
+        f"{why} from t+{(a - origin) * 1000:.0f} to t+{(b - origin) * 1000:.0f} ms"
+        for a, b, why in blind
+    )
+
+
+ANSWERING_FAULTS = (
+    "judge it on a fault that answers (fail, rate_limit, cut, a partition of the answers "
+    'alone: direction="downstream"), or count connections (assert_connections)'
+)
+"""What decides a verdict the blind spans leave open."""
+
+
 def origin_of(exchanges: Sequence[Exchange], origin: float | None) -> float:
     """The t=0 of a table: ``origin`` if given, else the first attempt's start."""
     if origin is not None:

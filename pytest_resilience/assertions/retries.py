@@ -22,7 +22,16 @@ from .operations import (
     Operation,
     operations,
 )
-from .report import fail, operation_rows, origin_of, retry_cells
+from .report import (
+    ANSWERING_FAULTS,
+    Blind,
+    blind_spans,
+    fail,
+    insufficient,
+    operation_rows,
+    origin_of,
+    retry_cells,
+)
 
 if TYPE_CHECKING:
     pass
@@ -38,25 +47,54 @@ def check_attempts(
     *,
     group: Grouping | None = None,
     failure_statuses: Failures = None,
+    blind: Blind = (),
     origin: float | None = None,
 ) -> None:
-    """Every operation made at most ``max`` and at least ``min`` attempts."""
+    """Every operation made at most ``max`` and at least ``min`` attempts.
+
+    ``blind`` lists spans in which attempts could leave no record (connections refused,
+    reset or cut on the way in).  Attempts on record are then a lower bound: more than
+    ``max`` of them still fails, but no record can show that an operation stayed within
+    ``max`` (nor that one whose count may be short made fewer than ``min``): that is
+    insufficient evidence."""
     __tracebackhide__ = True
     validate.bound(max, "max")
     validate.bound(min, "min")
     if max is None and min is None:
         raise ConfigurationError("assert_attempts needs max= or min= (or both).")
-    ops = operations(exchanges, group, FailureSet(failure_statuses))
+    failed = FailureSet(failure_statuses)
+    ops = operations(exchanges, group, failed)
+    start = origin_of(exchanges, origin)
     if min is not None and not ops:
+        if blind:
+            raise insufficient(
+                f"no request arrived, but attempts could leave no record "
+                f"({blind_spans(blind, start)}); {ANSWERING_FAULTS}.",
+                [],
+                start,
+            )
         raise fail(
             f"expected operations with at least {min} attempts, but no request arrived.", [], 0.0
         )
-    broken = [
-        i
-        for i, op in enumerate(ops)
-        if (max is not None and len(op.attempts) > max)
-        or (min is not None and len(op.attempts) < min)
-    ]
+    over = [i for i, op in enumerate(ops) if max is not None and len(op.attempts) > max]
+    under = [i for i, op in enumerate(ops) if min is not None and len(op.attempts) < min]
+    # Short only on record: an operation a blind span began before it was done with
+    # (its last attempt answered) may have made attempts no record shows.
+    unsure = [i for i in under if _may_be_short(ops[i], blind, failed)]
+    broken = sorted(set(over) | (set(under) - set(unsure)))
+    if not broken and blind and (max is not None or unsure):
+        raise insufficient(
+            f"attempts could leave no record ({blind_spans(blind, start)}), so "
+            + (
+                f"{len(unsure)} operations may have made the {min} attempts the records do not show"
+                if unsure
+                else f"an operation may have made more than the {max} attempts allowed "
+                "without a record of them"
+            )
+            + f"; {ANSWERING_FAULTS}.",
+            operation_rows(ops),
+            start,
+        )
     if broken:
         bound = " and ".join(
             part
@@ -72,8 +110,16 @@ def check_attempts(
             f"operation {worst.label} made {len(worst.attempts)} attempts; each operation may make "
             f"{bound} ({len(broken)} of {len(ops)} operations broke it).",
             operation_rows(ops, flagged=flagged),
-            origin_of(exchanges, origin),
+            start,
         )
+
+
+def _may_be_short(op: Operation, blind: Blind, failed: FailureSet) -> bool:
+    """Whether attempts of ``op`` may lie in a blind span: one began before its last
+    attempt, or at any time if that attempt failed (more may have followed it)."""
+    last = op.attempts[-1]
+    done = float("inf") if failed(last) else last.started_at
+    return any(a < done for a, _, _ in blind)
 
 
 def check_retry_after_honoured(

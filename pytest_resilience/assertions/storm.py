@@ -14,7 +14,15 @@ from typing import TYPE_CHECKING
 from .. import validate
 from ..http.records import Exchange
 from .operations import FailureSet, Grouping, Operation, answered_at, operations
-from .report import fail, insufficient, operation_rows, origin_of
+from .report import (
+    ANSWERING_FAULTS,
+    Blind,
+    blind_spans,
+    fail,
+    insufficient,
+    operation_rows,
+    origin_of,
+)
 from .retries import Failures
 from .timing import (
     ALPHA,
@@ -73,7 +81,7 @@ def check_no_retry_storm(
     failure_statuses: Failures = None,
     noise: Noise | Sequence[float] = (),
     jumps: Sequence[tuple[float, float]] = (),
-    blind: Sequence[tuple[float, float, str]] = (),
+    blind: Blind = (),
     calls: Sequence[Call] = (),
     pacing: Pacing | None = None,
     origin: float | None = None,
@@ -139,14 +147,9 @@ def check_no_retry_storm(
         return
     reasons = []
     if blind:
-        spans = ", ".join(
-            f"{why} from t+{(a - start) * 1000:.0f} to t+{(b - start) * 1000:.0f} ms"
-            for a, b, why in blind
-        )
         reasons.append(
-            f"attempts could leave no record ({spans}): a client reconnecting in lockstep then "
-            "is invisible to HTTP records; judge the fleet on a fault that answers (fail, "
-            "rate_limit, cut) or count connections"
+            f"attempts could leave no record ({blind_spans(blind, start)}): a client "
+            f"reconnecting in lockstep then is invisible to HTTP records; {ANSWERING_FAULTS}"
         )
     if fleet.outcome != "clear":  # when it is, only the blind spans stand in the way
         reasons.append(

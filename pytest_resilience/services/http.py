@@ -356,7 +356,17 @@ class HttpService(TcpService, _Scripting):
         __tracebackhide__ = True
         from ..assertions import check_attempts
 
-        self._judge(check_attempts, max, min, group=group, failure_statuses=failure_statuses)
+        evidence = self._evidence(self.name)
+        self._verdicts.judge_exchanges(
+            evidence,
+            self.name,
+            check_attempts,
+            max,
+            min,
+            group=group,
+            failure_statuses=failure_statuses,
+            blind=evidence.blind(self.name),
+        )
 
     def assert_retry_after_honoured(
         self,
@@ -422,6 +432,7 @@ class HttpService(TcpService, _Scripting):
             jumps=evidence.jumps,
             calls=evidence.calls(self.name),
             pacing=evidence.pacing.get(self.name),
+            blind=evidence.blind(self.name),
         )
 
     def close(self) -> None:

@@ -1,0 +1,168 @@
+"""Verdicts over spans in which a fault kept requests from the HTTP layer (issue 10,
+point 4): a client reconnecting while the service is down, or while its requests are cut
+on the way in, leaves no HTTP record of those attempts.  The storm verdict said so; the
+attempts and backoff verdicts read the records as if they were every attempt, and passed
+a client that hammered an outage (``max=``) or failed one whose recorded gap held waits
+it never showed (the cap).  What a record shows beyond doubt still decides: more attempts
+than ``max`` recorded, a gap past the cap with no blind span in it.  A partition of the
+answers alone (``direction="downstream"``) hides no request, and is judged as before.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+from processes import wait_for
+from real_clients import settled
+from records import T0, attempts, exchange
+
+from pytest_resilience import HttpService, Resilience
+from pytest_resilience.assertions import (
+    InsufficientEvidence,
+    ResilienceAssertionError,
+    check_attempts,
+    check_backoff,
+)
+from pytest_resilience.http.records import Exchange
+
+INTERVAL = 0.05
+"""The clients' fixed wait between attempts, in seconds."""
+
+
+@pytest.fixture
+def api(resilience: Resilience) -> HttpService:
+    service = resilience.http_service("api")
+    service.respond(200, json={"ok": True})
+    return service
+
+
+def _hammer(api: HttpService, tries: list[int]) -> int:
+    """The policy under test: a new attempt every INTERVAL until one is answered 200."""
+    with requests.Session() as session:
+        while True:
+            try:
+                status = session.get(api.url + "/orders/1", timeout=0.3).status_code
+            except requests.RequestException:
+                status = 0
+            if status == 200:
+                return status
+            tries[0] += 1
+            time.sleep(INTERVAL)
+
+
+def _through(api: HttpService, fault: Callable[[], object], refused: int, before: int = 0) -> int:
+    """Run one hammering client: after its first ``before`` failed attempts, through
+    ``fault`` until it failed ``refused`` times in all; then heal, and let it finish.  Its
+    attempts in all."""
+    tries = [0]
+    handle = fault() if not before else None
+    with ThreadPoolExecutor(1) as pool:
+        done = pool.submit(_hammer, api, tries)
+        if handle is None:
+            wait_for(lambda: tries[0] >= before, timeout=5.0, interval=0.005, what="answered")
+            handle = fault()
+        wait_for(lambda: tries[0] >= refused, timeout=5.0, interval=0.005, what="refused")
+        handle.heal()  # type: ignore[attr-defined]
+        assert done.result(timeout=5) == 200
+    return tries[0] + 1
+
+
+def test_attempts_hidden_by_an_outage_are_insufficient_evidence(api: HttpService) -> None:
+    """Six attempts or more, one on record: ``max=2`` passed."""
+    made = _through(api, api.down, refused=5)
+    settled(api, 1)
+
+    assert made >= 6 and len(api.exchanges) == 1
+    with pytest.raises(InsufficientEvidence, match=r"could leave no record \(down from t"):
+        api.assert_attempts(max=2)
+
+
+def test_attempts_recorded_beyond_max_fail_whatever_was_hidden(api: HttpService) -> None:
+    api.fail(503, count=3)
+    made = _through(api, api.down, refused=5)
+    settled(api, 1)
+
+    assert made >= 6
+    with pytest.raises(ResilienceAssertionError, match="made 4 attempts") as raised:
+        api.assert_attempts(max=2)
+    assert not isinstance(raised.value, InsufficientEvidence)
+
+
+def test_a_partition_of_the_answers_alone_hides_no_attempt(api: HttpService) -> None:
+    """Requests reach the service and are recorded; only the answers are lost."""
+    made = _through(api, lambda: api.partition(direction="downstream"), refused=2)
+    settled(api, made)
+
+    assert len(api.exchanges) == made
+    api.assert_attempts(max=made)
+    with pytest.raises(ResilienceAssertionError, match=f"made {made} attempts"):
+        api.assert_attempts(max=made - 1)
+
+
+def test_a_gap_past_the_cap_across_an_outage_is_insufficient_evidence(
+    api: HttpService,
+) -> None:
+    """A 503, then refused reconnects every 50 ms for 0.3 s, then the answer: the recorded
+    gap holds six waits of 50 ms, each under the 200 ms cap."""
+    api.fail(503, count=1)
+    _through(api, api.down, refused=7, before=1)
+    settled(api, 2)
+
+    with pytest.raises(InsufficientEvidence, match="could leave no record"):
+        api.assert_backoff(jitter=False, min_factor=1, max_delay=0.2)
+
+
+# -- On records built by hand (the checks alone) -----------------------------------------
+
+
+def _op(key: str, gaps: list[float], at: float = 0.0) -> list[Exchange]:
+    """Attempts of one keyed operation: each fails until the last, ``gaps`` apart."""
+    return attempts(at, gaps, key)
+
+
+def test_an_operation_done_before_the_blind_span_is_judged_as_before() -> None:
+    """Its last attempt answered at t+0.2; a span from t+1 can hide only later calls."""
+    done = _op("a", [0.1, 0.1])
+    blind = [(T0 + 1.0, T0 + 1.5, "down")]
+
+    with pytest.raises(InsufficientEvidence, match=r"down from t\+1000 to t\+1500 ms"):
+        check_attempts(done, max=3, blind=blind, origin=T0)  # a whole call may be hidden
+    check_attempts(done, min=3, blind=blind, origin=T0)  # three on record: enough
+    with pytest.raises(ResilienceAssertionError, match="made 3 attempts") as raised:
+        check_attempts(done, min=4, blind=blind, origin=T0)  # done, so no more can come
+    assert not isinstance(raised.value, InsufficientEvidence)
+
+
+def test_an_operation_a_blind_span_may_have_cut_short_is_not_failed_on_min() -> None:
+    """Its first attempt failed at t+0; from t+0.05 its retries could leave no record."""
+    cut = [exchange(0.0, 503, key="a")]
+    blind = [(T0 + 0.05, T0 + 0.5, "partition")]
+
+    with pytest.raises(InsufficientEvidence, match="1 operations may have made the 2 attempts"):
+        check_attempts(cut, min=2, blind=blind, origin=T0)
+    with pytest.raises(ResilienceAssertionError, match="made 1 attempts") as raised:
+        check_attempts(cut, min=2, origin=T0)
+    assert not isinstance(raised.value, InsufficientEvidence)
+
+
+def test_growth_and_jitter_are_judged_on_the_operations_no_blind_span_reached() -> None:
+    """Two fixed-interval operations before the span are shown not to grow; a third,
+    whose gap spans it, is left out of the waits (and of the cap: 0.9 s across it)."""
+    before = _op("a", [0.2, 0.2, 0.2]) + _op("b", [0.2, 0.2, 0.2], at=0.01)
+    across = _op("c", [0.2, 0.9], at=2.0)
+    blind = [(T0 + 2.3, T0 + 2.9, "down")]
+
+    with pytest.raises(ResilienceAssertionError, match="retry waits do not grow") as raised:
+        check_backoff(before + across, jitter=False, max_delay=0.5, blind=blind, origin=T0)
+    assert not isinstance(raised.value, InsufficientEvidence)
+    with pytest.raises(InsufficientEvidence, match="the waits of 1 of the 3 operations"):
+        check_backoff(
+            before + across, jitter=False, min_factor=1, max_delay=0.5, blind=blind, origin=T0
+        )
+    with pytest.raises(ResilienceAssertionError, match="above the cap of 500 ms") as raised:
+        check_backoff(before + across, jitter=False, min_factor=1, max_delay=0.5, origin=T0)
+    assert not isinstance(raised.value, InsufficientEvidence)
