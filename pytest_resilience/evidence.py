@@ -26,24 +26,34 @@ if TYPE_CHECKING:
     from .observe.timeline import Events
     from .runs import Run
 
-BLINDING_KINDS = frozenset({"timeout", "reset_peer", "partition", "down", "limit_data", "chaos"})
-"""Fault kinds under which a request may never reach the HTTP layer, so leaves no record
-(:func:`hides_requests` says which of their faults do)."""
+ANSWERING_KINDS = frozenset({"fail", "rate_limit", "cut", "delay"})
+"""The HTTP layer's own faults: every request reaches it and is recorded."""
+PASSING_DOWNSTREAM = frozenset(
+    {"latency", "bandwidth", "slow_close", "slicer", "limit_data", "reset_peer", "noop"}
+)
+"""Toxics that, on the answers' stream, let every request through before they act
+(``reset_peer`` resets at the answer's first bytes)."""
 
 
 def hides_requests(kind: str, detail: str) -> bool:
     """Whether a fault of ``kind`` (with the ``detail`` its plan wrote) may keep requests
-    from the HTTP layer: a proxy down or refusing, connections reset, or the requests' own
-    direction cut (a ``timeout`` or ``limit_data`` toxic upstream, a partition of both
-    directions or upstream).  A partition of the answers alone (``direction=downstream``)
-    and a ``timeout`` or ``limit_data`` downstream let every request through: each is
-    recorded, only its answer is lost."""
+    from the HTTP layer, so that attempts leave no record.  Only what is known to let every
+    request through does not: the HTTP layer's own faults, a partition of the answers
+    alone (``direction=downstream``), and on the answers' stream the toxics of
+    :data:`PASSING_DOWNSTREAM` and a ``timeout`` of 0 (one that closes the connection after
+    a while may take a request not yet passed with it).  A proxy down, any toxic on the
+    requests' stream (held, cut or reset requests) and a kind not known here (a custom
+    toxic, a plugin's kind) may."""
     words = detail.split()
+    if kind in ANSWERING_KINDS:
+        return False
     if kind == "partition":
         return "direction=downstream" not in words
-    if kind in ("timeout", "limit_data"):
-        return "stream=downstream" not in words
-    return kind in BLINDING_KINDS
+    if "stream=downstream" in words:
+        if kind == "timeout":
+            return "timeout=0" not in words
+        return kind not in PASSING_DOWNSTREAM
+    return True
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from .report import (
     origin_of,
     retry_cells,
 )
-from .retries import Failures
+from .retries import Failures, may_hide_attempts
 from .timing import (
     ALPHA,
     HOPS,
@@ -87,13 +87,12 @@ def check_backoff(
       the evidence decides neither way, :class:`InsufficientEvidence` says what would.
 
     ``blind`` lists spans in which attempts could leave no record (connections refused,
-    reset or cut on the way in).  A gap between two recorded attempts that overlaps one
+    reset or held on the way in).  A gap between two recorded attempts that overlaps one
     may hold attempts no record shows, so it is no wait: the cap is not judged on it.
-    An operation a blind span began before its last recorded attempt may have made
-    attempts before or between those recorded, so its waits are not told apart by retry:
-    growth and jitter are judged on the other operations alone, and the verdict cannot
-    pass while such an operation is left unjudged (insufficient evidence, unless the rest
-    fails it).
+    While an operation may have made attempts in a span (:func:`.retries.may_hide_attempts`)
+    its waits are not known retry by retry, and the others, those done before the span,
+    are the quicker ones: growth and jitter are not judged, and only a breach of the cap
+    on a gap no span overlaps decides (else insufficient evidence).
     """
     __tracebackhide__ = True
     validate.flag(jitter, "jitter")
@@ -101,7 +100,8 @@ def check_backoff(
     if max_delay is not None:
         validate.number(max_delay, "max_delay (seconds)", above=True)
     validate.seconds(tolerance, "tolerance")
-    all_ops = operations(exchanges, group, FailureSet(failure_statuses))
+    failed = FailureSet(failure_statuses)
+    all_ops = operations(exchanges, group, failed)
     ops = [op for op in all_ops if len(op.attempts) > 1]
     start = origin_of(exchanges, origin)
     if not ops:
@@ -119,17 +119,19 @@ def check_backoff(
         missing += _over_the_cap(
             ops, max_delay, tolerance, measured, in_flight, pacing, start, blind
         )
-    blinded = [op for op in ops if any(a < op.attempts[-1].started_at for a, _, _ in blind)]
+    blinded = [op for op in ops if may_hide_attempts(op, blind, failed)]
     if blinded:
+        # Their waits are not known retry by retry, and the operations left are those that
+        # ended before a span began (the quicker ones): judged alone, they would be a
+        # biased sample.  Only the cap, on gaps no span overlaps, decides.
         missing.insert(
             0,
-            f"attempts could leave no record ({blind_spans(blind, start)}), so the waits of "
-            f"{len(blinded)} of the {len(ops)} operations that retried may hold attempts the "
-            f"records do not show; {ANSWERING_FAULTS}",
+            f"attempts could leave no record ({blind_spans(blind, start)}), so "
+            f"{len(blinded)} of the {len(ops)} operations that retried may have made "
+            "attempts before, between or after those recorded, and growth and jitter are "
+            f"not judged; {ANSWERING_FAULTS}",
         )
-        ops = [op for op in ops if op not in blinded]
-        if not ops:
-            raise insufficient("; ".join(missing) + ".", operation_rows(all_ops), start)
+        raise insufficient("; ".join(missing) + ".", operation_rows(all_ops), start)
     cap = None if max_delay is None else max_delay - tolerance
     columns = wait_columns(ops, cap)
     # Jitter and growth at half the false-alarm rate each, so that together they keep it.

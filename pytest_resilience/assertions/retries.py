@@ -77,21 +77,31 @@ def check_attempts(
             f"expected operations with at least {min} attempts, but no request arrived.", [], 0.0
         )
     over = [i for i, op in enumerate(ops) if max is not None and len(op.attempts) > max]
-    under = [i for i, op in enumerate(ops) if min is not None and len(op.attempts) < min]
-    # Short only on record: an operation a blind span began before it was done with
-    # (its last attempt answered) may have made attempts no record shows.
-    unsure = [i for i in under if _may_be_short(ops[i], blind, failed)]
-    broken = sorted(set(over) | (set(under) - set(unsure)))
-    if not broken and blind and (max is not None or unsure):
+    # Fewer than min on record is certain only for an operation no blind span began
+    # before it was done with (its last attempt answered): another may have made attempts
+    # no record shows.
+    under = [
+        i
+        for i, op in enumerate(ops)
+        if min is not None and len(op.attempts) < min and not may_hide_attempts(op, blind, failed)
+    ]
+    broken = sorted(set(over) | set(under))
+    if not broken and blind:
+        # A whole call may lie in a span, its attempts all unrecorded: neither bound is
+        # shown kept by any record.
         raise insufficient(
-            f"attempts could leave no record ({blind_spans(blind, start)}), so "
-            + (
-                f"{len(unsure)} operations may have made the {min} attempts the records do not show"
-                if unsure
-                else f"an operation may have made more than the {max} attempts allowed "
-                "without a record of them"
+            f"attempts could leave no record ({blind_spans(blind, start)}), so an operation "
+            "may have made attempts the records do not show (a call wholly inside such a "
+            "span leaves none), and whether each kept "
+            + " and ".join(
+                part
+                for part in (
+                    f"at most {max}" if max is not None else "",
+                    f"at least {min}" if min is not None else "",
+                )
+                if part
             )
-            + f"; {ANSWERING_FAULTS}.",
+            + f" is not shown; {ANSWERING_FAULTS}.",
             operation_rows(ops),
             start,
         )
@@ -114,9 +124,10 @@ def check_attempts(
         )
 
 
-def _may_be_short(op: Operation, blind: Blind, failed: FailureSet) -> bool:
-    """Whether attempts of ``op`` may lie in a blind span: one began before its last
-    attempt, or at any time if that attempt failed (more may have followed it)."""
+def may_hide_attempts(op: Operation, blind: Blind, failed: FailureSet) -> bool:
+    """Whether attempts of ``op`` may lie in a ``blind`` span: one began before its last
+    recorded attempt (earlier attempts, or attempts between those recorded, may be
+    missing), or at any time after it if that attempt failed (more may have followed)."""
     last = op.attempts[-1]
     done = float("inf") if failed(last) else last.started_at
     return any(a < done for a, _, _ in blind)
