@@ -486,8 +486,9 @@ class Resilience:
         from .assertions import check_breaker_opened
 
         http = self._http(service, "assert_breaker_opened")
+        evidence = self.evidence(http.name)
         self._verdicts.judge_exchanges(
-            self.evidence(http.name),
+            evidence,
             http.name,
             check_breaker_opened,
             run.calls,
@@ -495,6 +496,7 @@ class Resilience:
             cooldown,
             tolerance=tolerance,
             failure_statuses=failure_statuses,
+            blind=evidence.blind(http.name),
         )
 
     # -- teardown -----------------------------------------------------------------

@@ -27,6 +27,7 @@ from pytest_resilience.assertions import (
     ResilienceAssertionError,
     check_attempts,
     check_backoff,
+    check_retry_after_honoured,
 )
 from pytest_resilience.evidence import hides_requests
 from pytest_resilience.http.records import Exchange
@@ -220,3 +221,19 @@ def test_which_faults_may_keep_requests_from_the_http_layer(
     (``reset_peer`` at the answer's first bytes, ``toxics/reset_peer.go``), except a
     ``timeout`` that closes the connection, and what is not known here hides."""
     assert hides_requests(kind, detail) is hides
+
+
+def test_a_wait_asked_for_across_a_blind_span_is_not_shown_kept() -> None:
+    """A 429 asking for 1 s at t+0, a recorded retry at t+1.2 (kept), but the service
+    was down from t+0.3 to t+0.6: an early retry may lie there unrecorded."""
+    waited = [exchange(0.0, 429, key="a", retry_after="1"), exchange(1.2, 200, key="a")]
+    blind = [(T0 + 0.3, T0 + 0.6, "down")]
+
+    check_retry_after_honoured(waited, origin=T0)
+    with pytest.raises(InsufficientEvidence, match="while 1 answers asked to wait"):
+        check_retry_after_honoured(waited, blind=blind, origin=T0)
+    check_retry_after_honoured(waited, blind=[(T0 + 1.5, T0 + 2.0, "down")], origin=T0)
+    early = [exchange(0.0, 429, key="a", retry_after="1"), exchange(0.2, 200, key="a")]
+    with pytest.raises(ResilienceAssertionError, match=r"retried 19[0-9] ms after") as raised:
+        check_retry_after_honoured(early, blind=blind, origin=T0)
+    assert not isinstance(raised.value, InsufficientEvidence)

@@ -3,6 +3,7 @@ hears nothing for its cooldown while called, then lets one probe through at a ti
 
 from __future__ import annotations
 
+import pytest
 from records import (
     HEALTHY,
     breaker,
@@ -15,6 +16,8 @@ from records import (
 )
 
 from pytest_resilience.assertions import (
+    InsufficientEvidence,
+    ResilienceAssertionError,
     check_breaker_opened,
 )
 
@@ -122,3 +125,20 @@ def test_breaker_that_hammers_after_a_failed_probe_fails() -> None:
         client=[0.2, 0.4, 0.6, 0.8, *(1.16 + n * 0.01 for n in range(5))],
     )
     failure(check_breaker_opened, exchanges, calls, after_failures=3, cooldown=1.0)
+
+
+def test_a_quiet_cooldown_across_a_blind_span_is_not_shown_quiet() -> None:
+    """Issue 10, point 4: with the service down from t+0.3 to t+0.6 (no record of the
+    attempts in it), a client hammering it through the cooldown would have looked quiet."""
+    exchanges, calls = breaker(HEALTHY)
+    start = min(e.started_at for e in exchanges)
+    blind = [(start + 0.3, start + 0.6, "down")]
+
+    with pytest.raises(InsufficientEvidence, match="heard nothing on record"):
+        check_breaker_opened(exchanges, calls, after_failures=3, cooldown=1.0, blind=blind)
+    later = [(start + 5.0, start + 6.0, "down")]  # after the probe was answered
+    check_breaker_opened(exchanges, calls, after_failures=3, cooldown=1.0, blind=later)
+    early, early_calls = breaker([(0.2, 503, 0.002), (0.4, 503, 0.002), *HEALTHY])
+    with pytest.raises(ResilienceAssertionError, match="breaker did not open") as raised:
+        check_breaker_opened(early, early_calls, after_failures=3, cooldown=1.0, blind=blind)
+    assert not isinstance(raised.value, InsufficientEvidence)

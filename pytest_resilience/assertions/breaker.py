@@ -10,7 +10,7 @@ from ..http.records import Exchange
 from ..observe.records import Call, IntentEvent
 from .calls import call_rows
 from .operations import FailureSet, status_text
-from .report import Row, fail
+from .report import ANSWERING_FAULTS, Blind, Row, blind_spans, fail, insufficient
 
 
 def check_breaker_opened(
@@ -21,11 +21,16 @@ def check_breaker_opened(
     *,
     tolerance: float = 0.05,
     failure_statuses: Iterable[Any] | None = None,
+    blind: Blind = (),
     origin: float | None = None,
 ) -> None:
     """After ``after_failures`` consecutive failures at the service (``failure_statuses``: its
     failure set), the client keeps being called but the service hears nothing for
     ``cooldown`` seconds; then one probe at a time.
+
+    ``blind`` lists spans in which attempts could leave no record: "heard nothing" is not
+    shown where one overlaps the time judged, nor are failures missing from a streak
+    (insufficient evidence, unless a recorded attempt broke the rule).
     """
     __tracebackhide__ = True
     validate.count(after_failures, "after_failures", allow_none=False)
@@ -66,6 +71,14 @@ def check_breaker_opened(
             opened_at = exchange.ended_at if exchange.ended_at is not None else exchange.started_at
             opened_index = index
             break
+    if opened_at is None and blind:
+        raise insufficient(
+            f"the service never saw {after_failures} consecutive failures on record, but "
+            f"attempts could leave no record ({blind_spans(blind, start)}); "
+            f"{ANSWERING_FAULTS}.",
+            rows(),
+            start,
+        )
     if opened_at is None:
         raise fail(
             f"cannot judge the breaker: the service never saw {after_failures} consecutive "
@@ -113,6 +126,7 @@ def check_breaker_opened(
                 start,
             )
         if not is_failure(probe):
+            _quiet_on_record(blind, opened_at, probe.started_at, rows(opened_at), start)
             return
         # A failed probe opens the breaker again, for another cooldown.
         reopened = probe_end
@@ -130,6 +144,24 @@ def check_breaker_opened(
                 start,
             )
         after = [e for e in after[1:] if e.started_at >= reopened + cooldown - tolerance]
+    until = max([opened_at + cooldown, *(e.started_at for e in ordered)])
+    _quiet_on_record(blind, opened_at, until, rows(opened_at), start)
+
+
+def _quiet_on_record(
+    blind: Blind, opened_at: float, until: float, rows: list[Row], start: float
+) -> None:
+    """Pass only if no ``blind`` span overlaps the time judged: in one, the client may
+    have reached for the service with no record of it."""
+    __tracebackhide__ = True
+    if any(a < until and b > opened_at for a, b, _ in blind):
+        raise insufficient(
+            "the service heard nothing on record while the breaker should have been open, "
+            f"but attempts could leave no record ({blind_spans(blind, start)}); "
+            f"{ANSWERING_FAULTS}.",
+            rows,
+            start,
+        )
 
 
 def check_breaker_respected(

@@ -139,27 +139,47 @@ def check_retry_after_honoured(
     *,
     group: Grouping | None = None,
     failure_statuses: Failures = None,
+    blind: Blind = (),
     origin: float | None = None,
 ) -> None:
-    """No attempt came before the moment the previous answer's Retry-After allowed."""
+    """No attempt came before the moment the previous answer's Retry-After allowed.
+
+    ``blind`` lists spans in which attempts could leave no record: an early attempt may
+    lie unrecorded in one that overlaps the wait an answer asked for, so there no record
+    shows the wait kept (insufficient evidence, unless a recorded attempt broke one)."""
     __tracebackhide__ = True
     validate.seconds(tolerance, "tolerance")
     ops = operations(exchanges, group, FailureSet(failure_statuses))
     allowed: dict[tuple[int, int], str] = {}
     flagged: set[tuple[int, int]] = set()
     first_breach: tuple[Operation, float, Exchange] | None = None
+    unseen = 0
     for i, op in enumerate(ops):
-        for j in range(1, len(op.attempts)):
-            before, attempt = op.attempts[j - 1], op.attempts[j]
+        for j in range(1, len(op.attempts) + 1):
+            before = op.attempts[j - 1]
             if before.retry_after_delay is None or before.delivered is False:
                 continue  # no Retry-After reached the client
             answered = before.ended_at if before.ended_at is not None else before.started_at
             earliest = answered + before.retry_after_delay
+            if any(a < earliest - tolerance and b > answered for a, b, _ in blind):
+                unseen += 1  # an early retry may lie there unrecorded
+            if j == len(op.attempts):
+                continue  # no retry on record
+            attempt = op.attempts[j]
             allowed[(i, j)] = f">= {(earliest - answered) * 1000:.0f} ms after the {before.status}"
             if attempt.started_at < earliest - tolerance:
                 flagged.add((i, j))
                 if first_breach is None:
                     first_breach = (op, attempt.started_at - answered, before)
+    if first_breach is None and unseen:
+        start = origin_of(exchanges, origin)
+        raise insufficient(
+            f"attempts could leave no record ({blind_spans(blind, start)}) while {unseen} "
+            "answers asked to wait, so an early retry may lie there unrecorded; "
+            f"{ANSWERING_FAULTS}.",
+            operation_rows(ops, allowed),
+            start,
+        )
     if first_breach is not None:
         op, waited, asking = first_breach
         raise fail(

@@ -339,10 +339,16 @@ class HttpService(TcpService, _Scripting):
 
     # -- verdicts ----------------------------------------------------------------------
 
-    def _judge(self, check: Callable[..., None], *args: Any, **kwargs: Any) -> None:
-        """Run ``check`` over this service's settled exchanges, through the one runner."""
+    def _judge(
+        self, check: Callable[..., None], *args: Any, blind: bool = False, **kwargs: Any
+    ) -> None:
+        """Run ``check`` over this service's settled exchanges, through the one runner;
+        with ``blind``, it also gets the spans in which attempts could leave no record."""
         __tracebackhide__ = True
-        self._verdicts.judge_exchanges(self._evidence(self.name), self.name, check, *args, **kwargs)
+        evidence = self._evidence(self.name)
+        if blind:
+            kwargs["blind"] = evidence.blind(self.name)
+        self._verdicts.judge_exchanges(evidence, self.name, check, *args, **kwargs)
 
     def assert_attempts(
         self,
@@ -356,16 +362,8 @@ class HttpService(TcpService, _Scripting):
         __tracebackhide__ = True
         from ..assertions import check_attempts
 
-        evidence = self._evidence(self.name)
-        self._verdicts.judge_exchanges(
-            evidence,
-            self.name,
-            check_attempts,
-            max,
-            min,
-            group=group,
-            failure_statuses=failure_statuses,
-            blind=evidence.blind(self.name),
+        self._judge(
+            check_attempts, max, min, group=group, failure_statuses=failure_statuses, blind=True
         )
 
     def assert_retry_after_honoured(
@@ -380,7 +378,11 @@ class HttpService(TcpService, _Scripting):
         from ..assertions import check_retry_after_honoured
 
         self._judge(
-            check_retry_after_honoured, tolerance, group=group, failure_statuses=failure_statuses
+            check_retry_after_honoured,
+            tolerance,
+            group=group,
+            failure_statuses=failure_statuses,
+            blind=True,
         )
 
     def assert_no_duplicate_side_effects(
