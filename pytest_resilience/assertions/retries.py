@@ -53,10 +53,11 @@ def check_attempts(
     """Every operation made at most ``max`` and at least ``min`` attempts.
 
     ``blind`` lists spans in which attempts could leave no record (connections refused,
-    reset or cut on the way in).  Attempts on record are then a lower bound: more than
-    ``max`` of them still fails, but no record can show that an operation stayed within
-    ``max`` (nor that one whose count may be short made fewer than ``min``): that is
-    insufficient evidence."""
+    reset or held on the way in).  A call may then lie wholly in one, so no record shows
+    either bound kept: only a breach on record decides (more than ``max`` attempts, or
+    fewer than ``min`` by an operation done, its last attempt answered, before any span
+    began, :func:`may_hide_attempts`), and otherwise the verdict is insufficient
+    evidence."""
     __tracebackhide__ = True
     validate.bound(max, "max")
     validate.bound(min, "min")
