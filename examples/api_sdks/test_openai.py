@@ -1,4 +1,4 @@
-"""The official OpenAI SDK (openai 3.57) against a stub that answers like OpenAI.
+"""The official OpenAI SDK (openai 3.63) against a stub that answers like OpenAI.
 
 What the SDK does, from its source (``site-packages/openai/_base_client.py``):
 - ``BaseClient._should_retry``: a Retry-After over 120 s means no retry at all; then
