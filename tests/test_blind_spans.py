@@ -230,10 +230,15 @@ def test_a_wait_asked_for_across_a_blind_span_is_not_shown_kept() -> None:
     blind = [(T0 + 0.3, T0 + 0.6, "down")]
 
     check_retry_after_honoured(waited, origin=T0)
-    with pytest.raises(InsufficientEvidence, match="while 1 answers asked to wait"):
+    with pytest.raises(InsufficientEvidence, match="during the waits 1 answers asked for"):
         check_retry_after_honoured(waited, blind=blind, origin=T0)
     check_retry_after_honoured(waited, blind=[(T0 + 1.5, T0 + 2.0, "down")], origin=T0)
     early = [exchange(0.0, 429, key="a", retry_after="1"), exchange(0.2, 200, key="a")]
     with pytest.raises(ResilienceAssertionError, match=r"retried 19[0-9] ms after") as raised:
         check_retry_after_honoured(early, blind=blind, origin=T0)
     assert not isinstance(raised.value, InsufficientEvidence)
+    # No retry follows a success, and none can be early for a wait within the tolerance.
+    answered = [exchange(0.0, 200, key="a", retry_after="1")]
+    check_retry_after_honoured(answered, blind=blind, origin=T0)
+    at_once = [exchange(0.0, 429, key="a", retry_after="0"), exchange(1.2, 200, key="a")]
+    check_retry_after_honoured(at_once, blind=[(T0 - 0.1, T0 + 0.6, "down")], origin=T0)

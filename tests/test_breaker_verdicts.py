@@ -138,6 +138,16 @@ def test_a_quiet_cooldown_across_a_blind_span_is_not_shown_quiet() -> None:
         check_breaker_opened(exchanges, calls, after_failures=3, cooldown=1.0, blind=blind)
     later = [(start + 5.0, start + 6.0, "down")]  # after the probe was answered
     check_breaker_opened(exchanges, calls, after_failures=3, cooldown=1.0, blind=later)
+    # A probe that failed opens the breaker again: the service down in that cooldown hides
+    # whether the client kept away (found by review: the time judged ended at the probe).
+    failed_probe = [(1.15, 503, 0.01)]  # and nothing on record after it
+    refused, refused_calls = breaker(failed_probe, client=[0.2, 0.6, 1.2, 1.5, 2.0])
+    after_probe = [(start + 1.3, start + 2.0, "down")]
+    with pytest.raises(InsufficientEvidence, match="heard nothing on record"):
+        check_breaker_opened(
+            refused, refused_calls, after_failures=3, cooldown=1.0, blind=after_probe
+        )
+    check_breaker_opened(refused, refused_calls, after_failures=3, cooldown=1.0)
     early, early_calls = breaker([(0.2, 503, 0.002), (0.4, 503, 0.002), *HEALTHY])
     with pytest.raises(ResilienceAssertionError, match="breaker did not open") as raised:
         check_breaker_opened(early, early_calls, after_failures=3, cooldown=1.0, blind=blind)

@@ -71,7 +71,8 @@ def check_breaker_opened(
             opened_at = exchange.ended_at if exchange.ended_at is not None else exchange.started_at
             opened_index = index
             break
-    if opened_at is None and blind:
+    last = max([e.started_at for e in ordered] + [c.started_at for c in calls], default=0.0)
+    if opened_at is None and any(a < last for a, _, _ in blind):  # failures may lie in one
         raise insufficient(
             f"the service never saw {after_failures} consecutive failures on record, but "
             f"attempts could leave no record ({blind_spans(blind, start)}); "
@@ -110,6 +111,7 @@ def check_breaker_opened(
             rows(opened_at, set(early)),
             start,
         )
+    judged_until = opened_at + cooldown  # the quiet judged so far, then each probe's
     while after:
         probe = after[0]
         probe_end = probe.ended_at if probe.ended_at is not None else probe.started_at + cooldown
@@ -126,10 +128,11 @@ def check_breaker_opened(
                 start,
             )
         if not is_failure(probe):
-            _quiet_on_record(blind, opened_at, probe.started_at, rows(opened_at), start)
+            _quiet_on_record(blind, opened_at, probe_end, tolerance, rows(opened_at), start)
             return
         # A failed probe opens the breaker again, for another cooldown.
         reopened = probe_end
+        judged_until = reopened + cooldown
         early = [
             i
             for i, e in enumerate(ordered)
@@ -144,17 +147,19 @@ def check_breaker_opened(
                 start,
             )
         after = [e for e in after[1:] if e.started_at >= reopened + cooldown - tolerance]
-    until = max([opened_at + cooldown, *(e.started_at for e in ordered)])
-    _quiet_on_record(blind, opened_at, until, rows(opened_at), start)
+    until = max([judged_until, *(e.started_at for e in ordered)])
+    _quiet_on_record(blind, opened_at, until, tolerance, rows(opened_at), start)
 
 
 def _quiet_on_record(
-    blind: Blind, opened_at: float, until: float, rows: list[Row], start: float
+    blind: Blind, opened_at: float, until: float, tolerance: float, rows: list[Row], start: float
 ) -> None:
-    """Pass only if no ``blind`` span overlaps the time judged: in one, the client may
-    have reached for the service with no record of it."""
+    """Pass only if no ``blind`` span overlaps the time judged (from the opening to the
+    answer of the probe that closed the breaker, or the end of the last cooldown; its
+    ``tolerance`` at each end excused, as for the requests): in one, the client may have
+    reached for the service with no record of it."""
     __tracebackhide__ = True
-    if any(a < until and b > opened_at for a, b, _ in blind):
+    if any(a < until - tolerance and b > opened_at + tolerance for a, b, _ in blind):
         raise insufficient(
             "the service heard nothing on record while the breaker should have been open, "
             f"but attempts could leave no record ({blind_spans(blind, start)}); "

@@ -55,9 +55,9 @@ def check_attempts(
     ``blind`` lists spans in which attempts could leave no record (connections refused,
     reset or held on the way in).  A call may then lie wholly in one, so no record shows
     either bound kept: only a breach on record decides (more than ``max`` attempts, or
-    fewer than ``min`` by an operation done, its last attempt answered, before any span
-    began, :func:`may_hide_attempts`), and otherwise the verdict is insufficient
-    evidence."""
+    fewer than ``min`` by an operation done before any span began: its last attempt
+    succeeded and started first, :func:`may_hide_attempts`), and otherwise the verdict is
+    insufficient evidence."""
     __tracebackhide__ = True
     validate.bound(max, "max")
     validate.bound(min, "min")
@@ -150,7 +150,8 @@ def check_retry_after_honoured(
     shows the wait kept (insufficient evidence, unless a recorded attempt broke one)."""
     __tracebackhide__ = True
     validate.seconds(tolerance, "tolerance")
-    ops = operations(exchanges, group, FailureSet(failure_statuses))
+    failed = FailureSet(failure_statuses)
+    ops = operations(exchanges, group, failed)
     allowed: dict[tuple[int, int], str] = {}
     flagged: set[tuple[int, int]] = set()
     first_breach: tuple[Operation, float, Exchange] | None = None
@@ -162,10 +163,16 @@ def check_retry_after_honoured(
                 continue  # no Retry-After reached the client
             answered = before.ended_at if before.ended_at is not None else before.started_at
             earliest = answered + before.retry_after_delay
-            if any(a < earliest - tolerance and b > answered for a, b, _ in blind):
+            last = j == len(op.attempts)  # no retry on record: one follows only a failure
+            window = (answered, earliest - tolerance)  # when a retry would be early
+            if (
+                (not last or failed(before))
+                and window[0] < window[1]
+                and any(a < window[1] and b > window[0] for a, b, _ in blind)
+            ):
                 unseen += 1  # an early retry may lie there unrecorded
-            if j == len(op.attempts):
-                continue  # no retry on record
+            if last:
+                continue
             attempt = op.attempts[j]
             allowed[(i, j)] = f">= {(earliest - answered) * 1000:.0f} ms after the {before.status}"
             if attempt.started_at < earliest - tolerance:
@@ -175,8 +182,8 @@ def check_retry_after_honoured(
     if first_breach is None and unseen:
         start = origin_of(exchanges, origin)
         raise insufficient(
-            f"attempts could leave no record ({blind_spans(blind, start)}) while {unseen} "
-            "answers asked to wait, so an early retry may lie there unrecorded; "
+            f"attempts could leave no record ({blind_spans(blind, start)}) during the waits "
+            f"{unseen} answers asked for, so an early retry may lie there unrecorded; "
             f"{ANSWERING_FAULTS}.",
             operation_rows(ops, allowed),
             start,
