@@ -13,8 +13,10 @@ What the SDKs do, from their source:
   ``x-stainless-retry-count`` 0, 1, 2 (``BaseClient._build_headers``).
 
 So neither verdict may claim a storm or "no jitter": each must pass, or say the evidence
-is insufficient on a machine whose measured noise hides x0.75-1.0 (how often a fleet is
-decided is the simulation's to prove, ``tests/test_zoo_herds.py``).
+is insufficient on a machine whose measured noise hides x0.75-1.0.  How often such a
+fleet is decided is not simulated yet (``tests/test_zoo_herds.py`` sizes the herds of
+``tests/zoo``, where this file belongs once it is); beside two CPU hogs both verdicts
+were insufficient.
 """
 
 from __future__ import annotations
