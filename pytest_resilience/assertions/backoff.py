@@ -22,6 +22,7 @@ from .report import (
     insufficient,
     operation_rows,
     origin_of,
+    overlaps,
     retry_cells,
 )
 from .retries import Failures, may_hide_attempts
@@ -226,7 +227,7 @@ def _over_the_cap(
         for j, ((previous, following), w, span) in enumerate(
             zip(pairs, op.waits, op.wait_spans, strict=True)
         ):
-            if any(a < span[1] and b > span[0] for a, b, _ in blind):
+            if overlaps(blind, *span):
                 continue
             behind = 0.0 if in_flight is None else in_flight.queued(previous, following)
             asked = None if pacing is None else asked_in(pacing, previous, following)

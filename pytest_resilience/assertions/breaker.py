@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -10,7 +11,7 @@ from ..http.records import Exchange
 from ..observe.records import Call, IntentEvent
 from .calls import call_rows
 from .operations import FailureSet, status_text
-from .report import ANSWERING_FAULTS, Blind, Row, blind_spans, fail, insufficient
+from .report import ANSWERING_FAULTS, Blind, Row, blind_spans, fail, insufficient, overlaps
 
 
 def check_breaker_opened(
@@ -72,7 +73,7 @@ def check_breaker_opened(
             opened_index = index
             break
     last = max([e.started_at for e in ordered] + [c.started_at for c in calls], default=0.0)
-    if opened_at is None and any(a < last for a, _, _ in blind):  # failures may lie in one
+    if opened_at is None and overlaps(blind, -math.inf, last):  # failures may lie in one
         raise insufficient(
             f"the service never saw {after_failures} consecutive failures on record, but "
             f"attempts could leave no record ({blind_spans(blind, start)}); "
@@ -159,7 +160,7 @@ def _quiet_on_record(
     ``tolerance`` at each end excused, as for the requests): in one, the client may have
     reached for the service with no record of it."""
     __tracebackhide__ = True
-    if any(a < until - tolerance and b > opened_at + tolerance for a, b, _ in blind):
+    if overlaps(blind, opened_at + tolerance, until - tolerance):
         raise insufficient(
             "the service heard nothing on record while the breaker should have been open, "
             f"but attempts could leave no record ({blind_spans(blind, start)}); "

@@ -86,6 +86,11 @@ Blind = Sequence[tuple[float, float, str]]
 HTTP layer (:meth:`~..evidence.Evidence.blind`): attempts then could leave no record."""
 
 
+def overlaps(blind: Blind, since: float, until: float) -> bool:
+    """Whether a span of ``blind`` lies partly between ``since`` and ``until``."""
+    return any(a < until and b > since for a, b, _ in blind)
+
+
 def blind_spans(blind: Blind, origin: float) -> str:
     """The spans of ``blind`` as the messages name them: ``down from t+20 to t+395 ms``."""
     return ", ".join(

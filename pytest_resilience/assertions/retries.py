@@ -9,6 +9,7 @@ the test, or the first attempt).
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,7 @@ from .report import (
     insufficient,
     operation_rows,
     origin_of,
+    overlaps,
     retry_cells,
 )
 
@@ -130,8 +132,7 @@ def may_hide_attempts(op: Operation, blind: Blind, failed: FailureSet) -> bool:
     recorded attempt (earlier attempts, or attempts between those recorded, may be
     missing), or at any time after it if that attempt failed (more may have followed)."""
     last = op.attempts[-1]
-    done = float("inf") if failed(last) else last.started_at
-    return any(a < done for a, _, _ in blind)
+    return overlaps(blind, -math.inf, math.inf if failed(last) else last.started_at)
 
 
 def check_retry_after_honoured(
@@ -164,18 +165,18 @@ def check_retry_after_honoured(
             answered = before.ended_at if before.ended_at is not None else before.started_at
             earliest = answered + before.retry_after_delay
             last = j == len(op.attempts)  # no retry on record: one follows only a failure
-            window = (answered, earliest - tolerance)  # when a retry would be early
+            early = earliest - tolerance  # a retry before it would be early
             if (
                 (not last or failed(before))
-                and window[0] < window[1]
-                and any(a < window[1] and b > window[0] for a, b, _ in blind)
+                and answered < early
+                and overlaps(blind, answered, early)
             ):
                 unseen += 1  # an early retry may lie there unrecorded
             if last:
                 continue
             attempt = op.attempts[j]
             allowed[(i, j)] = f">= {(earliest - answered) * 1000:.0f} ms after the {before.status}"
-            if attempt.started_at < earliest - tolerance:
+            if attempt.started_at < early:
                 flagged.add((i, j))
                 if first_breach is None:
                     first_breach = (op, attempt.started_at - answered, before)

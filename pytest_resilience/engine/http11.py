@@ -82,11 +82,12 @@ class Request(NamedTuple):
         agent = next((v for n, v in request.headers if n == b"user-agent"), b"").decode("latin-1")
         if _BAD_ESCAPE.search(target):
             return cls(method, None, agent)
-        absolute = _ABSOLUTE.fullmatch(target)
         # Go routes an absolute-form target (GET http://host/path) on its path.
-        raw = absolute.group(3) if absolute else target
-        raw_path = raw.partition("?")[0]
-        return cls(method, unquote(raw_path), agent, early_answer(method, target, raw_path))
+        absolute = _ABSOLUTE.fullmatch(target)
+        origin = f"{absolute[1].lower()}://{absolute[2]}" if absolute else ""
+        raw_path, question, query = (absolute[3] if absolute else target).partition("?")
+        early = early_answer(method, target, origin, raw_path, question + query)
+        return cls(method, unquote(raw_path), agent, early)
 
 
 _ABSOLUTE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://([^/?]*)(.*)", re.DOTALL)
@@ -96,8 +97,10 @@ _PATH_SAFE = "/$&+,:;=@"
 ``-._~`` (``shouldEscape`` in net/url, for a path)."""
 
 
-def early_answer(method: str, target: str, raw_path: str) -> Answer | None:
-    """What Go's server or Toxiproxy's router answers before any route, or None.
+def early_answer(method: str, target: str, origin: str, raw_path: str, query: str) -> Answer | None:
+    """What Go's server or Toxiproxy's router answers before any route, or None: for a
+    request ``target`` whose absolute form gave ``origin`` (scheme and host, else ""),
+    ``raw_path`` as it came and ``query`` (from its ``?``, else "").
 
     ``OPTIONS *`` is Go's server's own: 200, empty.  Otherwise the router (gorilla/mux
     1.8, ``Router.ServeHTTP`` and ``cleanPath``) cleans the decoded path as Go's
@@ -108,16 +111,13 @@ def early_answer(method: str, target: str, raw_path: str) -> Answer | None:
     reaches it: ``/proxies/..`` is moved to ``/``."""
     if target == "*" and method == "OPTIONS":
         return Answer(200, "")
-    absolute = _ABSOLUTE.fullmatch(target)
     path = unquote_to_bytes(raw_path)  # bytes: an escape that is no UTF-8 comes back as it was
     cleaned = posixpath.normpath(b"/" + path.lstrip(b"/"))
     if path.endswith(b"/") and cleaned != b"/":
         cleaned += b"/"
     if cleaned == path:
         return None
-    _, question, query = target.partition("?")
-    origin = f"{absolute.group(1).lower()}://{absolute.group(2)}" if absolute else ""
-    return Answer(301, "", location=origin + quote(cleaned, safe=_PATH_SAFE) + question + query)
+    return Answer(301, "", location=origin + quote(cleaned, safe=_PATH_SAFE) + query)
 
 
 class Known(NamedTuple):
