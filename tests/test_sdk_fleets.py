@@ -28,29 +28,10 @@ import openai
 import pytest
 from real_clients import judged, released_together, settled
 
+from examples.api_sdks.shapes import COMPLETION, MESSAGE
 from pytest_resilience import HttpService, Resilience
 
 FLEET = 6
-COMPLETION = {
-    "id": "chatcmpl-1",
-    "object": "chat.completion",
-    "created": 1_700_000_000,
-    "model": "gpt-test",
-    "choices": [
-        {"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}
-    ],
-    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-}
-MESSAGE = {
-    "id": "msg_1",
-    "type": "message",
-    "role": "assistant",
-    "model": "claude-test",
-    "content": [{"type": "text", "text": "hi"}],
-    "stop_reason": "end_turn",
-    "stop_sequence": None,
-    "usage": {"input_tokens": 1, "output_tokens": 1},
-}
 
 
 def _openai_fleet(resilience: Resilience, name: str) -> tuple[HttpService, Callable[[int], object]]:

@@ -11,29 +11,7 @@ import stripe
 
 from pytest_resilience import HttpService, Resilience
 
-from .shapes import anthropic_error, openai_error, stripe_error
-
-CHARGE = {"id": "ch_1", "object": "charge", "amount": 1999, "currency": "eur", "paid": True}
-COMPLETION = {
-    "id": "chatcmpl-1",
-    "object": "chat.completion",
-    "created": 1_700_000_000,
-    "model": "gpt-test",
-    "choices": [
-        {"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}
-    ],
-    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-}
-MESSAGE = {
-    "id": "msg_1",
-    "type": "message",
-    "role": "assistant",
-    "model": "claude-test",
-    "content": [{"type": "text", "text": "hi"}],
-    "stop_reason": "end_turn",
-    "stop_sequence": None,
-    "usage": {"input_tokens": 1, "output_tokens": 1},
-}
+from .shapes import CHARGE, COMPLETION, MESSAGE, anthropic_error, openai_error, stripe_error
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""The error answers of three public APIs, written as ``http_service(error=...)`` functions.
+"""The error answers of three public APIs, written as ``http_service(error=...)`` functions,
+and the successful answers their stubs give (a charge, a chat completion, a message).
 
 Each returns the JSON body the API documents for a status; the faults add the
 headers the API sends (``retry-after-ms``, ``x-should-retry``,
@@ -51,3 +52,26 @@ def anthropic_error(status: int) -> dict[str, Any]:
     kind = ANTHROPIC_ERRORS.get(status, "api_error")
     message = "Overloaded" if status == 529 else f"{kind.replace('_', ' ')}"
     return {"type": "error", "error": {"type": kind, "message": message}}
+
+
+CHARGE = {"id": "ch_1", "object": "charge", "amount": 1999, "currency": "eur", "paid": True}
+COMPLETION = {
+    "id": "chatcmpl-1",
+    "object": "chat.completion",
+    "created": 1_700_000_000,
+    "model": "gpt-test",
+    "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}
+    ],
+    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+}
+MESSAGE = {
+    "id": "msg_1",
+    "type": "message",
+    "role": "assistant",
+    "model": "claude-test",
+    "content": [{"type": "text", "text": "hi"}],
+    "stop_reason": "end_turn",
+    "stop_sequence": None,
+    "usage": {"input_tokens": 1, "output_tokens": 1},
+}
