@@ -214,6 +214,15 @@ HERDS = [
             (check_backoff, {"jitter": True, "min_factor": 1}, LOCKSTEP),
         ),
     ),
+    Herd(
+        "test_sdk_fleets.py::test_a_fleet_with_the_sdks_jitter_is_neither_a_storm_nor_jitter_free",
+        12,
+        lambda rng: [0.5 * 2**n * (1 - 0.25 * rng.random()) for n in range(3)],
+        (
+            (check_no_retry_storm, {}, "pass"),
+            (check_backoff, {"jitter": True, "min_factor": 1}, "pass"),
+        ),
+    ),
 ]
 """Every herd test of the zoo, with the verdicts it takes as judged, then the herds of
 ``test_verdicts_on_real_clients.py`` (named from the zoo's folder: ``../``)."""
