@@ -26,7 +26,7 @@ from records import (
     rule,
 )
 
-from pytest_resilience import ConfigurationError
+from pytest_resilience import ConfigurationError, InsufficientEvidence
 from pytest_resilience.assertions import (
     check_amplification,
     check_attempts,
@@ -271,14 +271,21 @@ def test_retry_after_seconds_reads_deltas_and_rejects_garbage() -> None:
 
 def test_retry_after_on_a_lost_answer_asks_nothing() -> None:
     lost = retry_after_timeline(0.01, delivered=False)
-    check_retry_after_honoured(lost)
+    with pytest.raises(InsufficientEvidence, match="no answer that reached the client asked"):
+        check_retry_after_honoured(lost)
     message = failure(check_retry_after_honoured, retry_after_timeline(0.01, delivered=True))
     assert marked(message) == [("10", "key=a", "2")]
 
 
-def test_retry_after_on_the_last_answer_or_a_single_attempt_has_nothing_to_judge() -> None:
-    check_retry_after_honoured([exchange(0.0, 429, key="a", retry_after="30")])
-    check_retry_after_honoured([])
+def test_retry_after_without_a_retry_after_it_is_insufficient_evidence() -> None:
+    """The README's evidence need: a retry after an answer that asked to wait.  Without
+    one the verdict used to pass, though nothing showed the client waiting as asked."""
+    with pytest.raises(InsufficientEvidence, match=r"^insufficient evidence: 1 answer asked"):
+        check_retry_after_honoured([exchange(0.0, 429, key="a", retry_after="30")])
+    with pytest.raises(InsufficientEvidence, match=r"no answer that reached the client asked"):
+        check_retry_after_honoured([exchange(0.0, 503, key="a"), exchange(0.1, 200, key="a")])
+    with pytest.raises(InsufficientEvidence, match=r"no answer that reached the client asked"):
+        check_retry_after_honoured([])
 
 
 # -- stable idempotency keys --------------------------------------------------------------

@@ -144,7 +144,8 @@ def check_retry_after_honoured(
     blind: Blind = (),
     origin: float | None = None,
 ) -> None:
-    """No attempt came before the moment the previous answer's Retry-After allowed.
+    """No attempt came before the moment the previous answer's Retry-After allowed; with
+    no retry after an answer that asked to wait, nothing shows it (insufficient evidence).
 
     ``blind`` lists spans in which attempts could leave no record: an early attempt may
     lie unrecorded in one that overlaps the wait an answer asked for, so there no record
@@ -188,6 +189,25 @@ def check_retry_after_honoured(
             f"{ANSWERING_FAULTS}.",
             operation_rows(ops, allowed),
             start,
+        )
+    if not allowed:  # no retry followed an answer that asked to wait
+        asked = sum(
+            1
+            for op in ops
+            for e in op.attempts
+            if e.retry_after_delay is not None and e.delivered is not False
+        )
+        raise insufficient(
+            (
+                f"{asked} answer{'s' if asked > 1 else ''} asked the client to wait and it "
+                "retried after none"
+                if asked
+                else "no answer that reached the client asked it to wait"
+            )
+            + ", so nothing shows whether it waits as asked; a retry after such an answer "
+            "decides (e.g. fail(429, retry_after=1, count=1) before a call that retries).",
+            operation_rows(ops),
+            origin_of(exchanges, origin),
         )
     if first_breach is not None:
         op, waited, asking = first_breach
