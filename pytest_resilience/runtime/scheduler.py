@@ -121,6 +121,12 @@ class Scheduler:
         moment of the other clock, never a deadlock."""
         return thread in self._running or thread in self._waiting
 
+    def participants(self) -> set[threading.Thread]:
+        """The threads taking part now: running, waiting, or started in the block and not
+        yet returned."""
+        with self._cond:
+            return self._running | set(self._waiting) | self._adopted
+
     def run_returned(self, thread: threading.Thread) -> bool:
         """Whether ``thread``'s ``run`` has returned; for a predicate of :meth:`wait`, which
         runs with the lock held."""

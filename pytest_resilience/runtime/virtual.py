@@ -48,6 +48,7 @@ import queue
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from types import FunctionType, ModuleType
 from typing import Any
@@ -70,11 +71,20 @@ _OPENER: threading.Thread | None = None
 _GUARD = threading.Lock()
 
 
+_STRAYS: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+"""The threads of blocks the plugin ended because their test left them open
+(:func:`close_left_open`): still running, they never take part in a later block, whose
+jumps their work would hold back (their waits are real)."""
+
+
 def _live() -> Scheduler | None:
-    """The open block's scheduler; None when none is, or it is suspended
-    (:func:`outside_the_block`): the patches then act as the functions they replace."""
+    """The open block's scheduler; None when none is, it is suspended
+    (:func:`outside_the_block`) or the calling thread strayed from an earlier block
+    (:data:`_STRAYS`): the patches then act as the functions they replace."""
     scheduler = _ACTIVE
-    return None if scheduler is None or scheduler.suspended > 0 else scheduler
+    if scheduler is None or scheduler.suspended > 0:
+        return None
+    return None if _STRAYS and threading.current_thread() in _STRAYS else scheduler
 
 
 @contextlib.contextmanager
@@ -395,11 +405,14 @@ def _end(scheduler: Scheduler) -> None:
 def close_left_open() -> str | None:
     """End the block still open, if another thread than this one opened it (a thread of
     the test still inside its ``with``: it never ended), so that the next test runs on
-    real time; the name of that thread, or None.  A block this thread opened is left:
+    real time, and its threads but this one take part in no later block; the name of
+    that thread, or None.  A block this thread opened is left:
     a wider-scoped fixture's, or an outer pytest's around an in-process pytester run."""
     scheduler, opener = _ACTIVE, _OPENER
-    if scheduler is None or opener is None or opener is threading.current_thread():
+    me = threading.current_thread()
+    if scheduler is None or opener is None or opener is me:
         return None
+    _STRAYS.update(t for t in scheduler.participants() if t is not me)
     _end(scheduler)
     return opener.name
 
