@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from pytest_resilience import ResilienceError
-from pytest_resilience.assertions import ResilienceAssertionError
+from pytest_resilience.assertions import InsufficientEvidence, ResilienceAssertionError
 from pytest_resilience.http.identity import fingerprint
 from pytest_resilience.http.records import Effect, Exchange, retry_after_seconds
 from pytest_resilience.observe import Call
@@ -152,6 +152,15 @@ def failure(check: Callable[..., None], *args: Any, **kwargs: Any) -> str:
         check(*args, **kwargs)
     assert isinstance(info.value, ResilienceError)
     return str(info.value)
+
+
+def insufficient(check: Callable[..., None], *args: Any, **kwargs: Any) -> str:
+    """The message of ``check``, which must say the evidence is insufficient."""
+    with pytest.raises(InsufficientEvidence) as info:
+        check(*args, **kwargs)
+    message = str(info.value)
+    assert message.startswith("insufficient evidence: ")
+    return message
 
 
 def rule(message: str) -> str:

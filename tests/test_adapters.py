@@ -16,7 +16,12 @@ import stamina
 import stamina.instrumentation
 import tenacity
 
-from pytest_resilience import HttpService, Resilience, ResilienceAssertionError
+from pytest_resilience import (
+    HttpService,
+    InsufficientEvidence,
+    Resilience,
+    ResilienceAssertionError,
+)
 
 
 class Unavailable(Exception):
@@ -175,7 +180,25 @@ def test_breaker_respected_without_a_listener_cannot_be_judged(
     resilience: Resilience, payments: HttpService, session: requests.Session
 ) -> None:
     get(session, payments)
-    with pytest.raises(ResilienceAssertionError, match=r"^cannot judge the breaker: it reported"):
+    with pytest.raises(
+        InsufficientEvidence,
+        match=r"^insufficient evidence: the breaker cannot be judged: it reported",
+    ):
+        resilience.assert_breaker_respected(payments)
+
+
+def test_breaker_respected_that_never_said_open_cannot_be_judged(
+    resilience: Resilience, payments: HttpService, session: requests.Session
+) -> None:
+    """It passed: a breaker that never reported "open" has no open window in which a
+    request could be shown held back (pybreaker's ``CircuitBreaker.half_open``/``close``
+    call the listeners' ``state_change``)."""
+    listener = resilience.intent(payments).breaker_listener()
+    guard = pybreaker.CircuitBreaker(fail_max=5, listeners=[listener])
+    guard.half_open()
+    guard.close()
+    get(session, payments)
+    with pytest.raises(InsufficientEvidence, match=r"it never said it was open"):
         resilience.assert_breaker_respected(payments)
 
 

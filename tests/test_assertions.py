@@ -82,8 +82,12 @@ def test_attempts_over_max_fail_with_every_attempt_of_the_operation_marked() -> 
     ]
 
 
-def test_attempts_min_with_no_request_fails_and_max_with_no_request_passes() -> None:
-    check_attempts([], max=3)
+def test_attempts_with_no_request_fails_min_and_cannot_judge_max_but_zero() -> None:
+    """No request shows no operation's attempts (the README's need: any attempt); it
+    shows min= broken and max=0 kept."""
+    with pytest.raises(InsufficientEvidence, match="no request arrived, so no operation shows"):
+        check_attempts([], max=3)
+    check_attempts([], max=0)
     message = failure(check_attempts, [], min=1)
     assert rule(message) == "expected operations with at least 1 attempts, but no request arrived."
 
@@ -103,7 +107,7 @@ def test_the_same_request_after_a_success_is_a_new_operation() -> None:
     timeline = [exchange(0.0, 200, key="a"), exchange(0.1, 200, key="b")]
     assert len(operations(timeline)) == 2
     check_attempts(timeline, max=1)
-    check_stable_idempotency_key(timeline)
+    no_retry_to_judge(timeline)
 
 
 def test_an_identical_request_after_a_failure_without_keys_is_a_retry() -> None:
@@ -162,7 +166,7 @@ def test_concurrent_identical_requests_are_two_operations(
     timeline = [exchange(0.0, 503, key=keys[0]), exchange(second, 503, key=keys[1])]
     assert len(operations(timeline)) == 2
     check_attempts(timeline, max=1)
-    check_stable_idempotency_key(timeline)
+    no_retry_to_judge(timeline)  # merged, they would be a retry with a changed key, or none
 
 
 def test_lockstep_clients_with_their_own_keys_and_one_body_stay_apart() -> None:
@@ -248,9 +252,12 @@ def http_date(seconds_from_now: float) -> str:
 
 
 def test_retry_after_as_an_http_date_in_the_past_allows_any_retry() -> None:
+    """A wait of 0 (or within the tolerance) cannot be broken, so a retry after it shows
+    nothing: insufficient, as with no Retry-After at all."""
     past = http_date(-3600)
     assert retry_after_seconds(past, lambda: WALL) == 0.0
-    check_retry_after_honoured(retry_after_timeline(0.003, header=past))
+    with pytest.raises(InsufficientEvidence, match="none that asked for more than the tol"):
+        check_retry_after_honoured(retry_after_timeline(0.003, header=past))
 
 
 def test_retry_after_as_an_http_date_in_the_future_is_a_wait() -> None:
@@ -319,7 +326,24 @@ def test_a_new_key_long_after_a_failure_is_still_a_retry() -> None:
 
 def test_the_same_order_after_a_success_is_a_new_operation() -> None:
     timeline = [exchange(0.0, 200, key="a"), exchange(1.0, 200, key="b")]
-    check_stable_idempotency_key(timeline)
+    no_retry_to_judge(timeline)  # as one operation, its key would have changed
+
+
+def test_a_stable_key_without_a_retry_or_a_retry_without_a_key_is_no_proof() -> None:
+    """The README's evidence need: an operation that retried.  Both passed before: a run
+    with no retry, and keyless retries (every key None, so "one key")."""
+    no_retry_to_judge([])
+    no_retry_to_judge([exchange(0.0, 200, key="a")])
+    keyless = [exchange(0.0, 503), exchange(0.1, 503), exchange(0.3, 200)]
+    message = failure(check_stable_idempotency_key, keyless)
+    assert rule(message).startswith("the 3 attempts of #1 POST /charges carried no idempotency key")
+    assert len(marked(message)) == 3
+
+
+def no_retry_to_judge(timeline: list[Exchange]) -> None:
+    """The stable-key verdict finds no retry to judge in ``timeline``."""
+    with pytest.raises(InsufficientEvidence, match="no operation retried"):
+        check_stable_idempotency_key(timeline)
 
 
 # -- amplification ------------------------------------------------------------------------

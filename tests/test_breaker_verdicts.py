@@ -11,6 +11,7 @@ from records import (
     evidence,
     exchange,
     failure,
+    insufficient,
     marked,
     rule,
 )
@@ -53,12 +54,25 @@ def test_breaker_that_keeps_calling_the_service_fails() -> None:
 
 def test_breaker_without_client_calls_during_the_cooldown_cannot_be_judged() -> None:
     exchanges, calls = breaker(HEALTHY, client=[1.15, 1.3, 1.4])
-    message = failure(check_breaker_opened, exchanges, calls, after_failures=3, cooldown=1.0)
+    message = insufficient(check_breaker_opened, exchanges, calls, after_failures=3, cooldown=1.0)
     assert rule(message).startswith(
-        "cannot judge the breaker: the client was not called in the 1 s after"
+        "insufficient evidence: the breaker cannot be judged: the client was not called in "
+        "the 1 s after 3 consecutive failures (beyond the tolerance of 50 ms)"
     )
     assert rule(message).endswith("keep calling it (resilience.load) through the cooldown.")
     assert not marked(message)
+
+
+def test_a_call_within_the_tolerance_of_the_opening_shows_no_breaker() -> None:
+    """A client without a breaker passed: its only call in the cooldown came 8 ms after
+    the opening failure's answer, and its request, begun within the tolerance, was
+    excused as already on its way; nothing showed a call held back."""
+    exchanges, calls = breaker([(0.11, 503, 0.002)], client=(0.11,))
+    insufficient(check_breaker_opened, exchanges, calls, after_failures=3, cooldown=1.0)
+    # The same request 200 ms after the opening is a breach on record.
+    exchanges, calls = breaker([(0.2, 503, 0.002)], client=(0.2,))
+    message = failure(check_breaker_opened, exchanges, calls, after_failures=3, cooldown=1.0)
+    assert rule(message).startswith("breaker did not open")
 
 
 def test_breaker_letting_a_burst_through_after_the_cooldown_fails() -> None:
@@ -86,10 +100,10 @@ def test_breaker_without_enough_consecutive_failures_cannot_be_judged() -> None:
         for at, status in ((0.0, 503), (0.05, 503), (0.1, 200), (0.15, 503), (0.2, 503))
     ]
     calls = [call(n, at) for n, at in enumerate((0.0, 0.05, 0.1, 0.15, 0.2, 0.5))]
-    message = failure(check_breaker_opened, exchanges, calls, after_failures=3, cooldown=1.0)
+    message = insufficient(check_breaker_opened, exchanges, calls, after_failures=3, cooldown=1.0)
     assert rule(message) == (
-        "cannot judge the breaker: the service never saw 3 consecutive failures; inject a "
-        "fault that lasts longer."
+        "insufficient evidence: the breaker cannot be judged: the service never saw 3 "
+        "consecutive failures; inject a fault that lasts longer."
     )
     assert not marked(message)
     assert [r.status for r in evidence(message) if r.operation == "GET /stock"] == [

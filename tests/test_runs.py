@@ -16,6 +16,7 @@ from records import (
     call,
     evidence,
     failure,
+    insufficient,
     rule,
 )
 
@@ -46,6 +47,16 @@ def test_fail_fast_with_skip_ignores_the_calls_that_found_out() -> None:
     assert rule(failure(run.assert_fail_fast, max_latency=0.1, skip=1)).startswith("1 of 5 calls")
 
 
+def test_fail_fast_with_no_call_after_those_skipped_cannot_be_judged() -> None:
+    """It passed: with every call skipped (or none made) there was nothing to judge."""
+    message = insufficient(Run([call(0, 0.0, 5.0)]).assert_fail_fast, max_latency=0.1, skip=1)
+    assert rule(message) == (
+        "insufficient evidence: fail-fast cannot be judged: the run made 1 calls and the first "
+        "1 are skipped; drive more calls."
+    )
+    insufficient(Run([]).assert_fail_fast, max_latency=0.1)
+
+
 def test_availability_counts_fallbacks_as_answers() -> None:
     run = Run(
         [
@@ -71,8 +82,11 @@ def test_availability_counts_fallbacks_as_answers() -> None:
 
 
 def test_availability_of_an_empty_run_cannot_be_judged() -> None:
-    message = failure(Run([]).assert_availability, min=0.5)
-    assert rule(message) == "cannot judge availability: the run made no calls."
+    message = insufficient(Run([]).assert_availability, min=0.5)
+    assert (
+        rule(message)
+        == "insufficient evidence: availability cannot be judged: the run made no calls."
+    )
 
 
 def recovery_run(heals: list[float]) -> Run:

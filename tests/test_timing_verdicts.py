@@ -20,11 +20,10 @@ from collections.abc import Callable
 
 import pytest
 from processes import wait_for
-from records import T0, attempts, exchange, failure, marked, rule
+from records import T0, attempts, exchange, failure, insufficient, marked, rule
 from simulated import delay, herd, noisy, outcome, paced, real_time, recorded
 
 from pytest_resilience.assertions import (
-    InsufficientEvidence,
     check_backoff,
     check_no_retry_storm,
 )
@@ -43,14 +42,6 @@ from pytest_resilience.observe.noise import PERIOD
 
 QUIET = Noise([0.0001] * 500)
 """A machine that wakes threads 0.1 ms late."""
-
-
-def insufficient(check: Callable[..., None], *args: object, **kwargs: object) -> str:
-    with pytest.raises(InsufficientEvidence) as info:
-        check(*args, **kwargs)
-    message = str(info.value)
-    assert message.startswith("insufficient evidence: ")
-    return message
 
 
 # -- the statistics ---------------------------------------------------------------------

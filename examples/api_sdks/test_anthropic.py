@@ -42,13 +42,13 @@ def test_an_overloaded_api_is_one_operation_of_three_attempts(
 def test_an_overload_burst_is_ridden_out_on_the_waits_it_asked_for(
     anthropic_api: HttpService, anthropic_client: anthropic.Anthropic
 ) -> None:
-    anthropic_api.fail(529, count=2, headers={"retry-after-ms": "30", "retry-after": "5"})
+    anthropic_api.fail(529, count=2, headers={"retry-after-ms": "200", "retry-after": "5"})
 
     assert ask_claude(anthropic_client) == "hi"
 
     exchanges = anthropic_api.settled()
     assert [e.status for e in exchanges] == [529, 529, 200]
-    # The SDK waited the 30 ms of retry-after-ms, not the 5 s of retry-after.
+    # The SDK waited the 200 ms of retry-after-ms, not the 5 s of retry-after.
     assert max(b.started_at - a.started_at for a, b in itertools.pairwise(exchanges)) < 1.0
     anthropic_api.assert_retry_after_honoured()
     anthropic_api.assert_attempts(max=3)
@@ -83,7 +83,7 @@ def test_a_slow_gateway_timeout_is_retried(
 def test_a_rate_limit_error_carries_anthropics_error_type(
     anthropic_api: HttpService, anthropic_client: anthropic.Anthropic
 ) -> None:
-    anthropic_api.rate_limit(burst=3, retry_after_ms=10)
+    anthropic_api.rate_limit(burst=3, retry_after_ms=200)
 
     with pytest.raises(anthropic.RateLimitError) as raised:
         ask_claude(anthropic_client)

@@ -82,20 +82,24 @@ def check_breaker_opened(
             start,
         )
     if opened_at is None:
-        raise fail(
-            f"cannot judge the breaker: the service never saw {after_failures} consecutive "
+        raise insufficient(
+            f"the breaker cannot be judged: the service never saw {after_failures} consecutive "
             "failures; inject a fault that lasts longer.",
             rows(),
             start,
         )
     # A request begun within ``tolerance`` of the failure that opens the breaker may have
-    # left before that answer reached the client (concurrent callers on a busy machine).
+    # left before that answer reached the client (concurrent callers on a busy machine), so
+    # only a call begun after that shows the breaker holding a request back.
     after = [e for e in ordered[opened_index + 1 :] if e.started_at > opened_at + tolerance]
-    during = [c for c in calls if opened_at < c.started_at < opened_at + cooldown - tolerance]
-    if not during:
-        raise fail(
-            f"cannot judge the breaker: the client was not called in the {cooldown:g} s after "
-            f"{after_failures} consecutive failures; keep calling it (resilience.load) through the cooldown.",
+    during = [
+        c for c in calls if opened_at + tolerance < c.started_at < opened_at + cooldown - tolerance
+    ]
+    if not during and not (after and after[0].started_at < opened_at + cooldown - tolerance):
+        raise insufficient(
+            f"the breaker cannot be judged: the client was not called in the {cooldown:g} s "
+            f"after {after_failures} consecutive failures (beyond the tolerance of "
+            f"{tolerance * 1000:.0f} ms); keep calling it (resilience.load) through the cooldown.",
             rows(opened_at),
             start,
         )
@@ -189,8 +193,8 @@ def check_breaker_respected(
     ordered = sorted(exchanges, key=lambda e: e.started_at)
     start = origin if origin is not None else min([e.started_at for e in ordered], default=0.0)
     if not changes:
-        raise fail(
-            "cannot judge the breaker: it reported no state change; pass "
+        raise insufficient(
+            "the breaker cannot be judged: it reported no state change; pass "
             "listeners=[resilience.intent(service).breaker_listener()] to the breaker.",
             [],
             start,
@@ -200,6 +204,14 @@ def check_breaker_respected(
         for n, change in enumerate(changes)
         if str(change.value).lower() == "open"
     ]
+    if not windows:
+        raise insufficient(
+            "the breaker cannot be judged: it never said it was open (its changes: "
+            + ", ".join(str(c.value) for c in changes)
+            + "); inject failures enough to open it.",
+            [Row(c.at, f"breaker -> {c.value}", "", "") for c in changes],
+            start,
+        )
     inside = [
         (n, e)
         for n, e in enumerate(ordered)

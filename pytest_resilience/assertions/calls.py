@@ -29,7 +29,15 @@ def call_rows(
 def check_fail_fast(
     calls: Sequence[Call], max_latency: float, skip: int = 0, *, origin: float
 ) -> None:
-    """Every call after the first ``skip`` returned or failed within ``max_latency`` s."""
+    """Every call after the first ``skip`` returned or failed within ``max_latency`` s;
+    without such a call, insufficient evidence."""
+    if len(calls) <= skip:
+        raise insufficient(
+            f"fail-fast cannot be judged: the run made {len(calls)} calls and the first "
+            f"{skip} are skipped; drive more calls.",
+            call_rows(calls),
+            origin,
+        )
     slow = {c.index for c in calls[skip:] if c.latency > max_latency}
     if slow:
         worst = max(c.latency for c in calls if c.index in slow)
@@ -45,7 +53,7 @@ def check_fail_fast(
 def check_availability(calls: Sequence[Call], min: float, *, origin: float) -> None:
     """At least a share ``min`` of calls returned a value (fallbacks included)."""
     if not calls:
-        raise fail("cannot judge availability: the run made no calls.", [], origin)
+        raise insufficient("availability cannot be judged: the run made no calls.", [], origin)
     availability = sum(c.ok for c in calls) / len(calls)
     if availability < min:
         failed = {c.index for c in calls if not c.ok}

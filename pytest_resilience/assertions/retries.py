@@ -68,6 +68,13 @@ def check_attempts(
     failed = FailureSet(failure_statuses)
     ops = operations(exchanges, group, failed)
     start = origin_of(exchanges, origin)
+    if not ops and min is None and max:  # max=0 with no request: shown kept
+        raise insufficient(
+            "no request arrived, so no operation shows how many attempts it makes; "
+            "assert_attempts(max=0) says that no request is expected.",
+            [],
+            start,
+        )
     if min is not None and not ops:
         if blind:
             raise insufficient(
@@ -158,6 +165,7 @@ def check_retry_after_honoured(
     flagged: set[tuple[int, int]] = set()
     first_breach: tuple[Operation, float, Exchange] | None = None
     unseen = 0
+    judged = 0  # retries after a wait longer than the tolerance: each could have come early
     for i, op in enumerate(ops):
         for j in range(1, len(op.attempts) + 1):
             before = op.attempts[j - 1]
@@ -177,6 +185,8 @@ def check_retry_after_honoured(
                 continue
             attempt = op.attempts[j]
             allowed[(i, j)] = f">= {(earliest - answered) * 1000:.0f} ms after the {before.status}"
+            if early > answered:  # a wait within the tolerance: no retry can break it
+                judged += 1
             if attempt.started_at < early:
                 flagged.add((i, j))
                 if first_breach is None:
@@ -190,7 +200,7 @@ def check_retry_after_honoured(
             operation_rows(ops, allowed),
             start,
         )
-    if not allowed:  # no retry followed an answer that asked to wait
+    if not judged:  # no retry followed an answer that asked to wait beyond the tolerance
         asked = sum(
             1
             for op in ops
@@ -200,7 +210,7 @@ def check_retry_after_honoured(
         raise insufficient(
             (
                 f"{asked} answer{'s' if asked > 1 else ''} asked the client to wait and it "
-                "retried after none"
+                f"retried after none that asked for more than the tolerance ({tolerance:g} s)"
                 if asked
                 else "no answer that reached the client asked it to wait"
             )
@@ -227,9 +237,32 @@ def check_stable_idempotency_key(
     failure_statuses: Failures = None,
     origin: float | None = None,
 ) -> None:
-    """Retries of one logical operation (same business identity, after a failure) reuse its key."""
+    """Retries of one logical operation (same business identity, after a failure) reuse its
+    key; without a retry on record, insufficient evidence."""
     __tracebackhide__ = True
     ops = operations(exchanges, group, FailureSet(failure_statuses))
+    retried = [op for op in ops if len(op.attempts) > 1]
+    if not retried:
+        raise insufficient(
+            "no operation retried, so no record shows a retry keeping its key; a fault that "
+            "fails a first attempt (fail(503, count=1)) before a call that retries decides.",
+            operation_rows(ops),
+            origin_of(exchanges, origin),
+        )
+    keyless = [op for op in retried if set(op.keys) == {None}]
+    if keyless:
+        op = keyless[0]
+        raise fail(
+            f"the {len(op.attempts)} attempts of {op.label} carried no idempotency key "
+            f"({len(keyless)} of {len(retried)} operations that retried); a retry must carry "
+            "its operation's key (in the service's idempotency_header), or a lost answer turns "
+            "into a second side effect.",
+            operation_rows(
+                ops,
+                flagged={(ops.index(o), j) for o in keyless for j in range(len(o.attempts))},
+            ),
+            origin_of(exchanges, origin),
+        )
     broken = [op for op in ops if len(set(op.keys)) > 1]
     if broken:
         op = broken[0]
