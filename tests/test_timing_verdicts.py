@@ -23,6 +23,7 @@ from processes import wait_for
 from records import T0, attempts, exchange, failure, insufficient, marked, rule
 from simulated import delay, herd, noisy, outcome, paced, real_time, recorded
 
+from pytest_resilience import ConfigurationError
 from pytest_resilience.assertions import (
     check_backoff,
     check_no_retry_storm,
@@ -178,7 +179,8 @@ def test_fixed_interval_fails_growth_when_the_fleet_shows_no_jitter() -> None:
         "398 ms before the first; jitter-free waits growing 1.5x a retry would leave them "
         "this low"
     )
-    check_backoff(timeline, jitter=False, min_factor=1.0, noise=QUIET)
+    with pytest.raises(ConfigurationError, match=r"judges nothing: ask for growth"):
+        check_backoff(timeline, jitter=False, min_factor=1.0, noise=QUIET)  # it passed
 
 
 def test_waits_alike_within_the_noise_measured_are_insufficient_evidence() -> None:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .. import validate
+from ..errors import ConfigurationError
 from ..http.records import Exchange
 from .operations import FailureSet, Grouping, InFlight, Operation, operations
 from .report import (
@@ -101,6 +102,11 @@ def check_backoff(
     if max_delay is not None:
         validate.number(max_delay, "max_delay (seconds)", above=True)
     validate.seconds(tolerance, "tolerance")
+    if not jitter and min_factor <= 1 and max_delay is None:
+        raise ConfigurationError(
+            "assert_backoff(jitter=False, min_factor<=1) without max_delay judges nothing: "
+            "ask for growth (min_factor > 1), jitter (jitter=True) or a cap (max_delay=)."
+        )
     failed = FailureSet(failure_statuses)
     all_ops = operations(exchanges, group, failed)
     ops = [op for op in all_ops if len(op.attempts) > 1]
