@@ -25,12 +25,15 @@ BACKOFF = 0.3
 
 
 def _charge(api: HttpService, key: str | None) -> int:
-    """One attempt on a new connection (keyless with no ``key``); its status."""
+    """One attempt on a new connection, as a pool-less client makes it (keyless with no
+    ``key``); its status, 0 for an answer cut short."""
     conn = http.client.HTTPConnection(api.host, api.port, timeout=10)
     try:
         headers = {} if key is None else {"Idempotency-Key": key}
         conn.request("POST", "/charges", body=b"{}", headers=headers)
         return conn.getresponse().status
+    except (http.client.HTTPException, ConnectionError):
+        return 0
     finally:
         conn.close()
 
@@ -52,16 +55,19 @@ def _neither_clears(resilience: Resilience, api: HttpService, match: str | None 
 
 
 def _queued_client(
-    api: HttpService, key: str, slot: contextlib.AbstractContextManager[object]
+    api: HttpService,
+    key: str,
+    slot: contextlib.AbstractContextManager[object],
+    backoff: float = BACKOFF,
 ) -> None:
-    """A charge with a fixed backoff and no jitter, sent through one shared slot (a pool of
-    one connection), held until its answer is read."""
+    """A charge with a fixed ``backoff`` and no jitter, sent through one shared slot (a
+    pool of one connection), held until its answer is read."""
     for attempt in range(2):
         with slot:
             status = _charge(api, key)
         if status != 503 or attempt == 1:
             return
-        time.sleep(BACKOFF)
+        time.sleep(backoff)
 
 
 def _queued_herd(

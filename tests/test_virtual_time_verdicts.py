@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
+from paced import _charge, _queued_client
 from records import T0, attempts, exchange
 from simulated import herd, outcome, real_time
 
@@ -35,19 +36,6 @@ WAITS = (0.02, 0.3, 0.6)
 """Waits three clients drew (fixed here, so that the test does not rest on a draw): hundreds
 of ms apart, far beyond the real time each wait takes even on a loaded machine, and
 within the stall, which bounded every wait before each was held to its own."""
-
-
-def _charge(api: HttpService, key: str) -> int:
-    """One attempt on a new connection, as a pool-less client makes it; its status (0 for
-    an answer cut short)."""
-    conn = http.client.HTTPConnection(api.host, api.port, timeout=10)
-    try:
-        conn.request("POST", "/charges", body=b"{}", headers={"Idempotency-Key": key})
-        return conn.getresponse().status
-    except (http.client.HTTPException, ConnectionError):
-        return 0
-    finally:
-        conn.close()
 
 
 def _retry_once(api: HttpService, key: str, wait: float, stall: float = 0.0) -> None:
@@ -141,17 +129,6 @@ def test_lockstep_clients_spread_by_their_own_work_are_never_shown_jittered() ->
 BACKOFF = 0.5
 
 
-def _queued_client(api: HttpService, key: str, slot: threading.Semaphore) -> None:
-    """A charge with a fixed 0.5 s backoff and no jitter, sent through one shared slot (a
-    pool of one connection), which it holds until its answer is read."""
-    for attempt in range(2):
-        with slot:
-            status = _charge(api, key)
-        if status != 503 or attempt == 1:
-            return
-        time.sleep(BACKOFF)
-
-
 def _queued_herd(resilience: Resilience, cut: bool = False) -> HttpService:
     """Three such charges fail together; each retry's answer is held 0.3 s (and with
     ``cut``, cut short: an attempt without an answer), so the second and third retries
@@ -165,7 +142,10 @@ def _queued_herd(resilience: Resilience, cut: bool = False) -> HttpService:
     if cut:
         api.route("POST", "/charges").cut(count=3)
     slot = threading.Semaphore(1)
-    herd = [threading.Thread(target=_queued_client, args=(api, f"c{n}", slot)) for n in range(3)]
+    herd = [
+        threading.Thread(target=_queued_client, args=(api, f"c{n}", slot, BACKOFF))
+        for n in range(3)
+    ]
     for client in herd:
         client.start()
     for client in herd:
