@@ -16,6 +16,7 @@ from records import (
     rule,
 )
 
+from pytest_resilience import ConfigurationError
 from pytest_resilience.assertions import (
     InsufficientEvidence,
     ResilienceAssertionError,
@@ -73,6 +74,28 @@ def test_a_call_within_the_tolerance_of_the_opening_shows_no_breaker() -> None:
     exchanges, calls = breaker([(0.2, 503, 0.002)], client=(0.2,))
     message = failure(check_breaker_opened, exchanges, calls, after_failures=3, cooldown=1.0)
     assert rule(message).startswith("breaker did not open")
+
+
+def test_a_breach_on_record_fails_without_a_call_in_the_cooldown() -> None:
+    """Found by review: the call the quiet needs was asked for before the burst and the
+    failed probe's re-opening were judged, so those breaches on record were called
+    insufficient evidence."""
+    burst = [(1.15, 200, 0.05), (1.16, 200, 0.002), (1.17, 200, 0.002)]
+    for calls in ([1.15, 1.16, 1.17], []):
+        exchanges, driven = breaker(burst, client=calls)
+        message = failure(check_breaker_opened, exchanges, driven, after_failures=3, cooldown=1.0)
+        assert rule(message).startswith("breaker let 3 calls through at once")
+    exchanges, driven = breaker([(1.15, 503, 0.002), (1.3, 503, 0.002)], client=[1.15, 1.3])
+    message = failure(check_breaker_opened, exchanges, driven, after_failures=3, cooldown=1.0)
+    assert rule(message).startswith("breaker did not open again after its probe failed")
+
+
+def test_a_cooldown_the_tolerance_leaves_no_room_in_is_refused() -> None:
+    exchanges, calls = breaker(HEALTHY)
+    with pytest.raises(ConfigurationError, match=r"^cooldown \(0.1 s\) must be over twice"):
+        check_breaker_opened(exchanges, calls, after_failures=3, cooldown=0.1)
+    # With room for a call, the same records are decided as they are: none fell in it.
+    insufficient(check_breaker_opened, exchanges, calls, 3, 0.1, tolerance=0.01)
 
 
 def test_breaker_letting_a_burst_through_after_the_cooldown_fails() -> None:

@@ -51,8 +51,8 @@ def test_fail_fast_with_no_call_after_those_skipped_cannot_be_judged() -> None:
     """It passed: with every call skipped (or none made) there was nothing to judge."""
     message = insufficient(Run([call(0, 0.0, 5.0)]).assert_fail_fast, max_latency=0.1, skip=1)
     assert rule(message) == (
-        "insufficient evidence: fail-fast cannot be judged: the run made 1 calls and the first "
-        "1 are skipped; drive more calls."
+        "insufficient evidence: fail-fast cannot be judged: the run made 1 call, all within "
+        "the 1 skipped; drive more calls."
     )
     insufficient(Run([]).assert_fail_fast, max_latency=0.1)
 

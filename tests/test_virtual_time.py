@@ -31,9 +31,9 @@ from pytest_resilience.clock import (
     real_wall,
     timer_source,
 )
-from pytest_resilience.runtime.scheduler import Scheduler
+from pytest_resilience.runtime.scheduler import Scheduler, VirtualClock
 from pytest_resilience.runtime.timers import Timer
-from pytest_resilience.runtime.virtual import outside_the_block, virtual_time
+from pytest_resilience.runtime.virtual import close_left_open, outside_the_block, virtual_time
 
 READS = ("monotonic", "perf_counter", "time")
 
@@ -607,3 +607,53 @@ def test_a_notice_sent_while_the_scheduler_looks_for_a_jump_does_not_deadlock() 
     runner.start()
     runner.join(timeout=20)
     assert finished.is_set(), "deadlocked"
+
+
+def test_a_stray_of_a_closed_block_is_out_of_later_blocks_with_its_threads_but_its_own() -> None:
+    """The plugin ends a block its test left open (``close_left_open``): the thread still
+    inside it, and the threads it starts, take no part in a later block, whose jumps their
+    work would hold back; a block the stray opens itself is virtual for it (found by
+    review: it ran on real time, and held everyone's jumps back as that block's first)."""
+    entered, leave, reopen, child_go = (threading.Event() for _ in range(4))
+    done, child_working = threading.Event(), threading.Event()
+    own: list[VirtualClock] = []
+
+    def busy_sleeper() -> None:
+        while not done.is_set():
+            time.sleep(0.001)
+            child_working.set()
+            until = real_monotonic() + 0.005
+            while real_monotonic() < until:
+                pass
+
+    def stray() -> None:
+        with virtual_time():
+            entered.set()
+            leave.wait(10)
+        child_go.wait(10)
+        threading.Thread(target=busy_sleeper, name="stray-child", daemon=True).start()
+        reopen.wait(10)
+        with virtual_time() as clock:
+            time.sleep(30)
+        own.append(clock)
+
+    thread = threading.Thread(target=stray, name="stray", daemon=True)
+    thread.start()
+    try:
+        assert entered.wait(10)
+        assert close_left_open() == "stray"
+        leave.set()
+        with virtual_time() as clock:
+            child_go.set()  # its child starts inside this block, and sleeps while it works
+            assert child_working.wait(10)
+            time.sleep(5)
+        assert clock.real < 2, clock.real
+        reopen.set()
+        thread.join(10)
+        assert own and own[0].real < 2, own
+    finally:
+        done.set()
+        leave.set()
+        reopen.set()
+        child_go.set()
+        thread.join(10)

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .. import validate
+from ..errors import ConfigurationError
 from ..http.records import Exchange
 from ..observe.records import Call, IntentEvent
 from .calls import call_rows
@@ -37,6 +38,12 @@ def check_breaker_opened(
     validate.count(after_failures, "after_failures", allow_none=False)
     validate.number(cooldown, "cooldown (seconds)", above=True)
     validate.seconds(tolerance, "tolerance")
+    if cooldown <= 2 * tolerance:
+        raise ConfigurationError(
+            f"cooldown ({cooldown:g} s) must be over twice the tolerance ({tolerance:g} s): a "
+            "call begun within the tolerance of the opening or of the cooldown's end shows "
+            "nothing held back, so no call could show the breaker open; pass a smaller tolerance."
+        )
     is_failure = FailureSet(failure_statuses)
     ordered = sorted(exchanges, key=lambda e: e.started_at)
     start = (
@@ -95,14 +102,21 @@ def check_breaker_opened(
     during = [
         c for c in calls if opened_at + tolerance < c.started_at < opened_at + cooldown - tolerance
     ]
-    if not during and not (after and after[0].started_at < opened_at + cooldown - tolerance):
-        raise insufficient(
-            f"the breaker cannot be judged: the client was not called in the {cooldown:g} s "
-            f"after {after_failures} consecutive failures (beyond the tolerance of "
-            f"{tolerance * 1000:.0f} ms); keep calling it (resilience.load) through the cooldown.",
-            rows(opened_at),
-            start,
-        )
+
+    def quiet(until: float) -> None:
+        """Pass, if the records show the quiet (no breach on record was found)."""
+        __tracebackhide__ = True
+        if not during:
+            raise insufficient(
+                f"the breaker cannot be judged: the client was not called in the {cooldown:g} s "
+                f"after {after_failures} consecutive failures (beyond the tolerance of "
+                f"{tolerance * 1000:.0f} ms), so no call shows one held back; keep calling "
+                "it (resilience.load) through the cooldown.",
+                rows(opened_at),
+                start,
+            )
+        _quiet_on_record(blind, opened_at, until, tolerance, rows(opened_at), start)
+
     if after and after[0].started_at < opened_at + cooldown - tolerance:
         early = [
             i
@@ -133,7 +147,7 @@ def check_breaker_opened(
                 start,
             )
         if not is_failure(probe):
-            _quiet_on_record(blind, opened_at, probe_end, tolerance, rows(opened_at), start)
+            quiet(probe_end)
             return
         # A failed probe opens the breaker again, for another cooldown.
         reopened = probe_end
@@ -152,8 +166,7 @@ def check_breaker_opened(
                 start,
             )
         after = [e for e in after[1:] if e.started_at >= reopened + cooldown - tolerance]
-    until = max([judged_until, *(e.started_at for e in ordered)])
-    _quiet_on_record(blind, opened_at, until, tolerance, rows(opened_at), start)
+    quiet(max([judged_until, *(e.started_at for e in ordered)]))
 
 
 def _quiet_on_record(

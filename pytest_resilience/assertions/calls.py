@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence, Set
 
 from ..observe.records import Call
-from .report import Row, fail, insufficient
+from .report import Row, fail, insufficient, plural
 
 
 def call_rows(
@@ -33,8 +33,8 @@ def check_fail_fast(
     without such a call, insufficient evidence."""
     if len(calls) <= skip:
         raise insufficient(
-            f"fail-fast cannot be judged: the run made {len(calls)} calls and the first "
-            f"{skip} are skipped; drive more calls.",
+            f"fail-fast cannot be judged: the run made {plural(len(calls), 'call')}, all "
+            f"within the {skip} skipped; drive more calls.",
             call_rows(calls),
             origin,
         )

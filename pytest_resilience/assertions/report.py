@@ -74,6 +74,11 @@ class InsufficientEvidence(ResilienceAssertionError):
     """The records cannot decide the verdict either way; the message says what would."""
 
 
+def plural(count: int, noun: str) -> str:
+    """``count`` and ``noun``, in the plural unless it is 1 ("1 call", "0 calls")."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def insufficient(reason: str, rows: Iterable[Row], origin: float) -> InsufficientEvidence:
     """The error to raise when the records cannot decide: ``reason``, then the table."""
     return InsufficientEvidence(

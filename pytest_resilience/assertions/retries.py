@@ -32,6 +32,7 @@ from .report import (
     operation_rows,
     origin_of,
     overlaps,
+    plural,
     retry_cells,
 )
 
@@ -68,14 +69,14 @@ def check_attempts(
     failed = FailureSet(failure_statuses)
     ops = operations(exchanges, group, failed)
     start = origin_of(exchanges, origin)
-    if not ops and min is None and max:  # max=0 with no request: shown kept
+    if not ops and not min and max:  # no request shows max=0 and min=0 kept, nothing more
         raise insufficient(
             "no request arrived, so no operation shows how many attempts it makes; "
             "assert_attempts(max=0) says that no request is expected.",
             [],
             start,
         )
-    if min is not None and not ops:
+    if min and not ops:
         if blind:
             raise insufficient(
                 f"no request arrived, but attempts could leave no record "
@@ -185,7 +186,7 @@ def check_retry_after_honoured(
                 continue
             attempt = op.attempts[j]
             allowed[(i, j)] = f">= {(earliest - answered) * 1000:.0f} ms after the {before.status}"
-            if early > answered:  # a wait within the tolerance: no retry can break it
+            if early > answered:  # else a wait within the tolerance, which no retry breaks
                 judged += 1
             if attempt.started_at < early:
                 flagged.add((i, j))
@@ -200,7 +201,7 @@ def check_retry_after_honoured(
             operation_rows(ops, allowed),
             start,
         )
-    if not judged:  # no retry followed an answer that asked to wait beyond the tolerance
+    if first_breach is None and not judged:  # no retry after a wait beyond the tolerance
         asked = sum(
             1
             for op in ops
@@ -209,8 +210,8 @@ def check_retry_after_honoured(
         )
         raise insufficient(
             (
-                f"{asked} answer{'s' if asked > 1 else ''} asked the client to wait and it "
-                f"retried after none that asked for more than the tolerance ({tolerance:g} s)"
+                f"{plural(asked, 'answer')} that reached the client carried a wait, and no "
+                f"retry followed one asking for more than the tolerance ({tolerance:g} s)"
                 if asked
                 else "no answer that reached the client asked it to wait"
             )
@@ -254,7 +255,8 @@ def check_stable_idempotency_key(
         op = keyless[0]
         raise fail(
             f"the {len(op.attempts)} attempts of {op.label} carried no idempotency key "
-            f"({len(keyless)} of {len(retried)} operations that retried); a retry must carry "
+            f"({len(keyless)} of the {plural(len(retried), 'operation')} that retried); a "
+            "retry must carry "
             "its operation's key (in the service's idempotency_header), or a lost answer turns "
             "into a second side effect.",
             operation_rows(

@@ -5,7 +5,9 @@ work (I/O, CPU) takes its real time in the record.  The offset jumps only when e
 **participant** waits (:class:`~.scheduler.Scheduler`): the test's thread, the threads it
 (or another participant) starts during the block, and any other thread at its first
 ``time.sleep``.  The plugin's own threads
-(:func:`~pytest_resilience.clock.machinery_thread`) are never participants.
+(:func:`~pytest_resilience.clock.machinery_thread`) are never participants, nor are the
+threads of a block the plugin ended because its test left it open (:data:`_STRAYS`), nor
+those they start, unless they open a block themselves.
 
 - ``time.sleep`` on a participant is a virtual wait with a deadline; ``Thread.join`` of
   a participant ends when that thread's ``run`` returns; a wait on a condition made in
@@ -118,6 +120,8 @@ def _virtual_sleep(real: Callable[[float], None]) -> Callable[[float], None]:
 
 def _virtual_start(real: Callable[[threading.Thread], None]) -> Callable[[threading.Thread], None]:
     def start(thread: threading.Thread) -> None:
+        if _STRAYS and threading.current_thread() in _STRAYS:
+            _STRAYS.add(thread)  # a stray's thread holds no later block back either
         scheduler = _live()
         if (
             scheduler is not None
@@ -378,6 +382,7 @@ def virtual_time() -> Iterator[VirtualClock]:
             raise
         # Made before _ACTIVE is set, the scheduler's own objects are never virtual.
         scheduler = Scheduler(threading.current_thread(), patches.wall)
+        _STRAYS.discard(threading.current_thread())  # its own block: it takes part
         _ACTIVE = CLOCK.virtual = scheduler
         _PATCHES, _OPENER = patches, threading.current_thread()
     try:
@@ -412,8 +417,8 @@ def close_left_open() -> str | None:
     me = threading.current_thread()
     if scheduler is None or opener is None or opener is me:
         return None
+    _end(scheduler)  # first: no thread joins it after the participants are read
     _STRAYS.update(t for t in scheduler.participants() if t is not me)
-    _end(scheduler)
     return opener.name
 
 
