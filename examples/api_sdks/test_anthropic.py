@@ -1,4 +1,4 @@
-"""The official Anthropic SDK (anthropic 2.16) against a stub that answers like Anthropic.
+"""The official Anthropic SDK (anthropic 2.17) against a stub that answers like Anthropic.
 
 What the SDK does, from its source (``site-packages/anthropic/``):
 - ``_base_client.py`` ``BaseClient._should_retry``: ``x-should-retry: true|false``

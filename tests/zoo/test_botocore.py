@@ -29,7 +29,8 @@ What it does, from its source (paths under ``site-packages/botocore/``):
   per API call, kept across its attempts, and the attempt number; ``handlers.py``
   ``add_retry_headers`` sends them as ``amz-sdk-invocation-id`` and ``amz-sdk-request:
   attempt=N`` (``; max=M`` once a max-attempts checker has run: ``MaxAttemptsChecker``,
-  ``retryhandler.py`` ``MaxAttemptsDecorator``).
+  ``retryhandler.py`` ``MaxAttemptsDecorator``; and ``; ttl=...`` after an answer with a
+  ``Date`` header, ``Endpoint._set_ttl``, which the stub does not send).
 - ``parsers.py`` ``BaseJSONParser._do_error_parse``: the error code is the part of
   ``__type`` after ``#``.
 

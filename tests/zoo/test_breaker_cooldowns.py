@@ -6,8 +6,8 @@ Each library reads its own clock (sources under ``site-packages``):
   import; ``CircuitBreaker.__call_failed`` stamps ``_opened = monotonic()`` and
   ``open_remaining`` subtracts ``monotonic()`` from ``_opened + _recovery_timeout``.
   Virtual time reaches it by swapping the module's global.
-- pybreaker 1.4 (``pybreaker/__init__.py``): ``CircuitOpenState`` stamps
-  ``opened_at = datetime.now(UTC)`` and ``before_call`` compares ``datetime.now(UTC)``
+- pybreaker 1.4 (``pybreaker/__init__.py``): ``CircuitBreaker.open`` stamps
+  ``opened_at = datetime.now(UTC)`` and ``CircuitOpenState.before_call`` compares ``datetime.now(UTC)``
   with ``opened_at + timedelta(seconds=reset_timeout)``.  Reached through time-machine,
   which moves ``datetime.now`` in C.
 - purgatory 3.0 (``purgatory/domain/model.py``): ``OpenedState.__init__`` stamps
@@ -16,7 +16,8 @@ Each library reads its own clock (sources under ``site-packages``):
 
 The scenario is the zoo's own (``test_circuitbreaker.py``, ``test_purgatory.py``): three
 failures open the circuit, calls get the fallback for the cooldown, the first call after
-it probes, succeeds and closes.  Scaled by 60: calls every 3 s instead of every 50 ms.
+it probes, succeeds and closes, with 40 calls per cooldown: every 0.75 s of the 30 s on
+virtual time, every 12.5 ms of the 0.5 s on real time.
 """
 
 from __future__ import annotations

@@ -79,7 +79,9 @@ def test_a_breaker_counting_only_connection_errors_never_opens_on_503s(
 ) -> None:
     """``expected_exception=requests.ConnectionError``: the 503s raise ``HTTPError``, which
     ``is_failure`` rejects, so ``__exit__`` calls ``reset()`` on each and the circuit stays
-    closed while the service keeps failing."""
+    closed while the service keeps failing.  ``CircuitBreaker.call`` is ``with self:`` and
+    never checks ``opened`` (only ``_decorate_sync``'s wrapper does), so the verdict's
+    failure alone does not show the 503s uncounted: the state and count asserted do."""
     inventory.fail(503)
     breaker = CircuitBreaker(
         failure_threshold=3,

@@ -7,7 +7,8 @@ unless named):
 - ``trace_exporter/__init__.py`` ``OTLPSpanExporter.export`` encodes the spans and hands
   them to ``_OTLPHTTPClient.export``, made with the default ``jitter`` (``_DEFAULT_JITTER``,
   0.2): the exporter has no argument for it.
-- ``_OTLPHTTPClient.export``: up to ``_MAX_RETRIES`` (6) POSTs of the same bytes, on the
+- ``_OTLPHTTPClient.export``: up to ``_MAX_RETRIES`` (6) POSTs of the same bytes (and
+  ``_submit`` resends once at once after a connection error, not exercised here), on the
   transport's one ``requests.Session`` (``exporter/http/transport/_requests.py``); a
   2xx/3xx ends it; a status in ``_RETRYABLE_STATUS_CODES`` (429, 502, 503, 504) is retried,
   any other is not; before retry ``k`` (from 0) it waits ``_compute_backoff(k)`` =
