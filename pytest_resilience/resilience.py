@@ -17,7 +17,7 @@ from .http.records import Exchange
 from .observe import Timeline
 from .observe.noise import NoiseProbe
 from .observe.pacing import Pacing
-from .observe.records import RunEvent
+from .observe.records import FaultEvent, RunEvent
 from .observe.settle import ExchangeRecorder
 from .runtime.pacing import PacingRecorder
 from .services.http import HttpService
@@ -310,10 +310,10 @@ class Resilience:
 
     # -- driving the code under test, and verdicts across services ----------------------
 
-    def _heals(self) -> list[float]:
-        """When faults were healed, as the test's evidence says (what a run's recovery is
-        judged from)."""
-        return self.evidence(settle=0.0).heals()
+    def _faults(self) -> list[FaultEvent]:
+        """The faults applied and healed, as the test's evidence says (what a run's
+        recovery is judged from)."""
+        return self.evidence(settle=0.0).events.faults()
 
     def evidence(self, *services: str, settle: float = 1.0) -> Evidence:
         """The test's records now, frozen: the HTTP services' exchanges once each answer's
@@ -356,7 +356,7 @@ class Resilience:
         """Call ``fn`` (sync or async) ``calls`` times in a row and record each call."""
         from .runs import drive
 
-        run = drive(fn, calls, heals=self._heals, verdicts=self._verdicts)
+        run = drive(fn, calls, faults=self._faults, verdicts=self._verdicts)
         self.timeline.add(RunEvent(CLOCK.now(), "", run))
         return run
 
@@ -366,7 +366,7 @@ class Resilience:
         """Call ``fn`` ``rate`` times a second for ``duration`` s on ``concurrency`` threads."""
         from .runs import load
 
-        run = load(fn, duration, rate, concurrency, heals=self._heals, verdicts=self._verdicts)
+        run = load(fn, duration, rate, concurrency, faults=self._faults, verdicts=self._verdicts)
         self.timeline.add(RunEvent(CLOCK.now(), "", run))
         return run
 

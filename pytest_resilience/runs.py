@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import validate
 from .clock import CLOCK
-from .observe.records import Call
+from .observe.records import Call, FaultEvent
 
 if TYPE_CHECKING:
     from .http.records import Exchange, ExchangeList
@@ -60,13 +60,13 @@ class Run:
     def __init__(
         self,
         calls: Sequence[Call],
-        heals: Callable[[], list[float]] | None = None,
+        faults: Callable[[], Sequence[FaultEvent]] | None = None,
         verdicts: Verdicts | None = None,
     ):
         from .verdicts import Verdicts
 
         self.calls = sorted(calls, key=lambda c: c.started_at)
-        self._heals = heals or (lambda: [])
+        self._faults = faults or (lambda: [])
         # Outside a test, failures count t+ms from the first call.
         self._verdicts = verdicts or Verdicts(origin=self.calls[0].started_at if calls else 0.0)
 
@@ -120,18 +120,19 @@ class Run:
         self._verdicts.judge("", check_availability, self.calls, min)
 
     def assert_recovers(self, within: float) -> None:
-        """Every call that started ``within`` s after the last fault healed succeeded."""
+        """Every call that started ``within`` s after the last fault healed succeeded (none
+        applied since and never healed)."""
         __tracebackhide__ = True
         from .assertions.calls import check_recovers
 
         validate.seconds(within, "within")
-        self._verdicts.judge("", check_recovers, self.calls, self._heals(), within)
+        self._verdicts.judge("", check_recovers, self.calls, self._faults(), within)
 
 
 def drive(
     fn: Callable[[], Any],
     calls: int,
-    heals: Callable[[], list[float]] | None = None,
+    faults: Callable[[], Sequence[FaultEvent]] | None = None,
     verdicts: Verdicts | None = None,
 ) -> Run:
     """Call ``fn`` (sync or async) ``calls`` times, one after another."""
@@ -139,7 +140,7 @@ def drive(
     validate.count(calls, "drive: calls", allow_none=False)
     call = _caller(fn)
     try:
-        return Run([_one(call, i) for i in range(calls)], heals, verdicts)
+        return Run([_one(call, i) for i in range(calls)], faults, verdicts)
     finally:
         _close_loops(call)
 
@@ -149,7 +150,7 @@ def load(
     duration: float,
     rate: float,
     concurrency: int = 1,
-    heals: Callable[[], list[float]] | None = None,
+    faults: Callable[[], Sequence[FaultEvent]] | None = None,
     verdicts: Verdicts | None = None,
 ) -> Run:
     """Call ``fn`` ``rate`` times a second for ``duration`` seconds, on ``concurrency`` threads.
@@ -193,4 +194,4 @@ def load(
             thread.join()
     finally:
         _close_loops(call)
-    return Run(results, heals, verdicts)
+    return Run(results, faults, verdicts)

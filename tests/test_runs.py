@@ -21,6 +21,7 @@ from records import (
 )
 
 from pytest_resilience import ConfigurationError, InsufficientEvidence
+from pytest_resilience.observe.records import FaultEvent
 from pytest_resilience.runs import Run, drive, load
 
 # -- runs: what the client saw ------------------------------------------------------------
@@ -89,12 +90,21 @@ def test_availability_of_an_empty_run_cannot_be_judged() -> None:
     )
 
 
-def recovery_run(heals: list[float]) -> Run:
+def recovery_run(heals: list[float], never_healed: float | None = None) -> Run:
+    """Calls failing until 0.7 s; a fault healed at each of ``heals`` (applied just before),
+    and one applied at ``never_healed`` that never is."""
     calls = [
         call(n, at, error=None if at >= 0.7 else ConnectionError())
         for n, at in enumerate((0.0, 0.2, 0.4, 0.6, 0.7, 0.8, 0.9))
     ]
-    return Run(calls, heals=lambda: [T0 + h for h in heals])
+    faults = [
+        FaultEvent(T0 + h + d, "quotes", "http_error", action, n, "")
+        for n, h in enumerate(heals)
+        for d, action in ((-0.05, "applied"), (0.0, "healed"))
+    ]
+    if never_healed is not None:
+        faults.append(FaultEvent(T0 + never_healed, "quotes", "cut", "applied", 99, ""))
+    return Run(calls, faults=lambda: sorted(faults, key=lambda e: e.at))
 
 
 def test_recovers_within_passes_when_calls_succeed_after_the_last_heal() -> None:
@@ -127,6 +137,23 @@ def test_recovery_without_a_heal_or_a_late_enough_call_is_insufficient_evidence(
         "insufficient evidence: recovery cannot be judged, no call started 5 s after the "
         "last fault healed; run the load longer."
     )
+
+
+def test_calls_under_a_fault_never_healed_show_nothing_of_recovery() -> None:
+    """Explore's correct breaker failed "no recovery" under load (stress run 13): a fault
+    applied after the last heal, its count unspent when the load ended, still failed the
+    calls, which were judged from the earlier heal.  Calls before it are still judged."""
+    with pytest.raises(InsufficientEvidence) as info:
+        recovery_run([0.1], never_healed=0.3).assert_recovers(within=0.15)
+    assert rule(str(info.value)) == (
+        "insufficient evidence: recovery cannot be judged, no call started 0.15 s after the "
+        "last fault healed and before cut on quotes, applied at +300 ms, which was never "
+        "healed (its count not spent when the run ended): heal it, or run the load until it ends."
+    )
+    message = failure(recovery_run([0.1], never_healed=0.65).assert_recovers, within=0.15)
+    assert rule(message).startswith("no recovery: 2 calls still failed")  # at 0.4 and 0.6 s
+    # Applied before the last heal and never healed, a fault leaves no call to judge.
+    insufficient(recovery_run([0.1, 0.5], never_healed=0.05).assert_recovers, within=0.15)
 
 
 def test_run_orders_calls_by_start() -> None:

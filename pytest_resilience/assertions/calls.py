@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence, Set
 
-from ..observe.records import Call
+from ..observe.records import Call, FaultEvent
 from .report import Row, fail, insufficient, plural
 
 
@@ -66,9 +67,12 @@ def check_availability(calls: Sequence[Call], min: float, *, origin: float) -> N
 
 
 def check_recovers(
-    calls: Sequence[Call], heals: Sequence[float], within: float, *, origin: float
+    calls: Sequence[Call], faults: Sequence[FaultEvent], within: float, *, origin: float
 ) -> None:
-    """Every call that started ``within`` s after the last heal (``heals``) succeeded."""
+    """Every call that started ``within`` s after the last heal succeeded, up to the
+    application of a fault never healed (``faults``: the test's applied and healed events):
+    under that fault a failure shows nothing of recovery."""
+    heals = [e.at for e in faults if e.action == "healed"]
     if not heals:
         raise insufficient(
             "recovery cannot be judged, no fault was healed during the run.",
@@ -76,11 +80,24 @@ def check_recovers(
             origin,
         )
     healed = max(heals)
-    later = [c for c in calls if c.started_at >= healed + within]
+    unhealed = {e.fault: e for e in faults if e.action == "applied"}
+    for event in faults:
+        if event.action == "healed":
+            unhealed.pop(event.fault, None)
+    still = min(unhealed.values(), key=lambda e: e.at, default=None)
+    until = math.inf if still is None else still.at
+    later = [c for c in calls if healed + within <= c.started_at < until]
     if not later:
         raise insufficient(
             f"recovery cannot be judged, no call started {within:g} s after the last fault "
-            "healed; run the load longer.",
+            "healed"
+            + (
+                "; run the load longer."
+                if still is None
+                else f" and before {still.kind} on {still.service}, applied at "
+                f"+{(still.at - origin) * 1000:.0f} ms, which was never healed (its count "
+                "not spent when the run ended): heal it, or run the load until it ends."
+            ),
             call_rows(calls),
             origin,
         )
