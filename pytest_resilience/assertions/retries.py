@@ -166,12 +166,14 @@ def check_retry_after_honoured(
     flagged: set[tuple[int, int]] = set()
     first_breach: tuple[Operation, float, Exchange] | None = None
     unseen = 0
+    asked = 0  # answers that reached the client with a wait
     judged = 0  # retries after a wait longer than the tolerance: each could have come early
     for i, op in enumerate(ops):
         for j in range(1, len(op.attempts) + 1):
             before = op.attempts[j - 1]
             if before.retry_after_delay is None or before.delivered is False:
                 continue  # no Retry-After reached the client
+            asked += 1
             answered = before.ended_at if before.ended_at is not None else before.started_at
             earliest = answered + before.retry_after_delay
             last = j == len(op.attempts)  # no retry on record: one follows only a failure
@@ -202,12 +204,6 @@ def check_retry_after_honoured(
             start,
         )
     if first_breach is None and not judged:  # no retry after a wait beyond the tolerance
-        asked = sum(
-            1
-            for op in ops
-            for e in op.attempts
-            if e.retry_after_delay is not None and e.delivered is not False
-        )
         raise insufficient(
             (
                 f"{plural(asked, 'answer')} that reached the client carried a wait, and no "
