@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+from .observe.records import fault_spans
+
 if TYPE_CHECKING:
     from .assertions.operations import FailureSet
     from .http.records import Effect, ExchangeList
@@ -107,15 +109,12 @@ class Evidence:
     def blind(self, service: str) -> list[tuple[float, float, str]]:
         """Spans in which a fault on ``service`` kept requests from its HTTP layer (refused,
         reset or swallowed connections): retries then leave no HTTP record."""
-        spans: list[tuple[float, float, str]] = []
-        applied = {}
-        for event in self.events.faults(service):
-            if not hides_requests(event.kind, event.detail):
-                continue
-            if event.action == "applied":
-                applied[event.fault] = event
-            elif event.fault in applied:
-                began = applied.pop(event.fault)
-                spans.append((began.at, event.at, began.kind))
-        spans.extend((event.at, self.taken_at, event.kind) for event in applied.values())
-        return spans
+        return [
+            (
+                span.applied_at,
+                self.taken_at if span.healed_at is None else span.healed_at,
+                span.kind,
+            )
+            for span in fault_spans(self.events.faults(service))
+            if hides_requests(span.kind, span.detail)
+        ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence, Set
 
-from ..observe.records import Call, FaultEvent
+from ..observe.records import Call, FaultEvent, fault_spans
 from .report import Row, fail, insufficient, plural
 
 
@@ -72,7 +72,8 @@ def check_recovers(
     """Every call that started ``within`` s after the last heal succeeded, up to the
     application of a fault never healed (``faults``: the test's applied and healed events):
     under that fault a failure shows nothing of recovery."""
-    heals = [e.at for e in faults if e.action == "healed"]
+    spans = fault_spans(faults)
+    heals = [s.healed_at for s in spans if s.healed_at is not None]
     if not heals:
         raise insufficient(
             "recovery cannot be judged, no fault was healed during the run.",
@@ -80,12 +81,8 @@ def check_recovers(
             origin,
         )
     healed = max(heals)
-    unhealed = {e.fault: e for e in faults if e.action == "applied"}
-    for event in faults:
-        if event.action == "healed":
-            unhealed.pop(event.fault, None)
-    still = min(unhealed.values(), key=lambda e: e.at, default=None)
-    until = math.inf if still is None else still.at
+    still = min((s for s in spans if s.healed_at is None), key=lambda s: s.applied_at, default=None)
+    until = math.inf if still is None else still.applied_at
     later = [c for c in calls if healed + within <= c.started_at < until]
     if not later:
         raise insufficient(
@@ -95,7 +92,7 @@ def check_recovers(
                 "; run the load longer."
                 if still is None
                 else f" and before {still.kind} on {still.service}, applied at "
-                f"+{(still.at - origin) * 1000:.0f} ms, which was never healed (its count "
+                f"+{(still.applied_at - origin) * 1000:.0f} ms, which was never healed (its count "
                 "not spent when the run ended): heal it, or run the load until it ends."
             ),
             call_rows(calls),

@@ -6,7 +6,8 @@ relative to the start of the test.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 ConnectionEventKind = Literal["opened", "closed", "reset"]
@@ -24,6 +25,33 @@ class FaultEvent:
     fault: int
     """Id shared by a fault's ``applied`` and ``healed`` events."""
     detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class FaultSpan:
+    """One fault, joined from its ``applied`` and ``healed`` events."""
+
+    service: str
+    kind: str
+    fault: int
+    detail: str
+    applied_at: float
+    healed_at: float | None
+    """None: not healed (in force until the test's services closed, or still)."""
+
+
+def fault_spans(events: Iterable[FaultEvent]) -> list[FaultSpan]:
+    """The faults of ``events`` with the time each was in force, in the order applied
+    (a fault's id is unique in the session; a heal with no application is ignored)."""
+    spans: dict[int, FaultSpan] = {}
+    for event in events:
+        if event.action == "applied":
+            spans[event.fault] = FaultSpan(
+                event.service, event.kind, event.fault, event.detail, event.at, None
+            )
+        elif event.fault in spans:
+            spans[event.fault] = replace(spans[event.fault], healed_at=event.at)
+    return list(spans.values())
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
+from ..observe.records import fault_spans
 from .jsontypes import from_json, to_json
 
 if TYPE_CHECKING:
@@ -236,15 +237,17 @@ def record_of(
     def ms(at: float) -> float:
         return round((at - evidence.started_at) * 1000.0, 3)
 
-    faults: dict[tuple[str, int], FaultRecord] = {}
-    for event in events.faults():
-        key = (event.service, event.fault)
-        if event.action == "applied":
-            faults[key] = FaultRecord(
-                event.fault, event.service, event.kind, event.detail, ms(event.at), None
-            )
-        elif key in faults:
-            faults[key] = replace(faults[key], healed_ms=ms(event.at))
+    faults = [
+        FaultRecord(
+            span.fault,
+            span.service,
+            span.kind,
+            span.detail,
+            ms(span.applied_at),
+            None if span.healed_at is None else ms(span.healed_at),
+        )
+        for span in fault_spans(events.faults())
+    ]
 
     services = []
     for name, kind in evidence.services.items():
@@ -277,7 +280,7 @@ def record_of(
         SCHEMA,
         evidence.seed,
         ms(evidence.taken_at),
-        tuple(faults.values()),
+        tuple(faults),
         tuple(services),
         tuple(_run(run, evidence.exchanges, ms) for run in evidence.runs),
         tuple(
