@@ -356,7 +356,10 @@ class Resilience:
         """Call ``fn`` (sync or async) ``calls`` times in a row and record each call."""
         from .runs import drive
 
-        run = drive(fn, calls, faults=self._faults, verdicts=self._verdicts)
+        self._noise.start()  # assert_recovers reads the noise of the run
+        run = drive(
+            fn, calls, faults=self._faults, verdicts=self._verdicts, noise=self._noise.samples
+        )
         self.timeline.add(RunEvent(CLOCK.now(), "", run))
         return run
 
@@ -366,7 +369,16 @@ class Resilience:
         """Call ``fn`` ``rate`` times a second for ``duration`` s on ``concurrency`` threads."""
         from .runs import load
 
-        run = load(fn, duration, rate, concurrency, faults=self._faults, verdicts=self._verdicts)
+        self._noise.start()  # assert_recovers reads the noise of the run
+        run = load(
+            fn,
+            duration,
+            rate,
+            concurrency,
+            faults=self._faults,
+            verdicts=self._verdicts,
+            noise=self._noise.samples,
+        )
         self.timeline.add(RunEvent(CLOCK.now(), "", run))
         return run
 

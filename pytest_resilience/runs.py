@@ -62,11 +62,16 @@ class Run:
         calls: Sequence[Call],
         faults: Callable[[], Sequence[FaultEvent]] | None = None,
         verdicts: Verdicts | None = None,
+        noise: Callable[[float, float], Sequence[float]] | None = None,
     ):
+        """``faults`` gives the test's fault events and ``noise`` the noise probe's samples
+        between two instants (:meth:`.observe.noise.NoiseProbe.samples`), when the verdicts
+        judge."""
         from .verdicts import Verdicts
 
         self.calls = sorted(calls, key=lambda c: c.started_at)
         self._faults = faults or (lambda: [])
+        self._noise = noise or (lambda since, until: ())
         # Outside a test, failures count t+ms from the first call.
         self._verdicts = verdicts or Verdicts(origin=self.calls[0].started_at if calls else 0.0)
 
@@ -121,12 +126,20 @@ class Run:
 
     def assert_recovers(self, within: float) -> None:
         """Every call that started ``within`` s after the last fault healed succeeded (none
-        applied since and never healed)."""
+        applied since and never healed), judged beside the timing noise of the run."""
         __tracebackhide__ = True
         from .assertions.calls import check_recovers
 
         validate.seconds(within, "within")
-        self._verdicts.judge("", check_recovers, self.calls, self._faults(), within)
+        self._verdicts.judge(
+            "",
+            check_recovers,
+            self.calls,
+            self._faults(),
+            within,
+            noise=self._noise,
+            jumps=tuple(CLOCK.jumps),
+        )
 
 
 def drive(
@@ -134,13 +147,15 @@ def drive(
     calls: int,
     faults: Callable[[], Sequence[FaultEvent]] | None = None,
     verdicts: Verdicts | None = None,
+    noise: Callable[[float, float], Sequence[float]] | None = None,
 ) -> Run:
-    """Call ``fn`` (sync or async) ``calls`` times, one after another."""
+    """Call ``fn`` (sync or async) ``calls`` times, one after another (``faults``,
+    ``verdicts`` and ``noise``: what the :class:`Run`'s verdicts read)."""
     validate.callable_(fn, "drive")
     validate.count(calls, "drive: calls", allow_none=False)
     call = _caller(fn)
     try:
-        return Run([_one(call, i) for i in range(calls)], faults, verdicts)
+        return Run([_one(call, i) for i in range(calls)], faults, verdicts, noise)
     finally:
         _close_loops(call)
 
@@ -152,6 +167,7 @@ def load(
     concurrency: int = 1,
     faults: Callable[[], Sequence[FaultEvent]] | None = None,
     verdicts: Verdicts | None = None,
+    noise: Callable[[float, float], Sequence[float]] | None = None,
 ) -> Run:
     """Call ``fn`` ``rate`` times a second for ``duration`` seconds, on ``concurrency`` threads.
 
@@ -194,4 +210,4 @@ def load(
             thread.join()
     finally:
         _close_loops(call)
-    return Run(results, faults, verdicts)
+    return Run(results, faults, verdicts, noise)

@@ -29,7 +29,6 @@ from .report import (
 from .retries import Failures, may_hide_attempts
 from .timing import (
     ALPHA,
-    HOPS,
     MIN_JITTER,
     Noise,
     judge_growth,
@@ -282,16 +281,7 @@ def _over_the_cap(
             "rather than chosen that wait; judge the cap with clients that share nothing, "
             "or with answers that come at once"
         ]
-    how = (
-        f"{HOPS} wake-ups of up to {most / HOPS * 1000:.1f} ms, the latest measured"
-        if noise.real is None
-        else f"no more than the real time the wait took, nor {HOPS} wake-ups as late as the "
-        "latest measured"
-    )
-    allowance = (
-        f"the {most * 1000:.0f} ms that timing noise can add ({how}) plus the "
-        f"{tolerance * 1000:.0f} ms tolerance"
-    )
+    allowance = f"{noise.most_said(most)} plus the {tolerance * 1000:.0f} ms tolerance"
     if over:
         allowed = {key: f"<= {max_delay * 1000:.0f} ms" for key in over}
         beyond = f", by more than {allowance}" if most >= 0.0005 else ""

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence, Set
+from collections.abc import Callable, Sequence, Set
 
 from ..observe.records import Call, FaultEvent, fault_spans
 from .report import Row, fail, insufficient, plural
+from .timing import Noise, RealTime
 
 
 def call_rows(
@@ -67,11 +68,25 @@ def check_availability(calls: Sequence[Call], min: float, *, origin: float) -> N
 
 
 def check_recovers(
-    calls: Sequence[Call], faults: Sequence[FaultEvent], within: float, *, origin: float
+    calls: Sequence[Call],
+    faults: Sequence[FaultEvent],
+    within: float,
+    *,
+    origin: float,
+    noise: Callable[[float, float], Sequence[float]] = lambda since, until: (),
+    jumps: Sequence[tuple[float, float]] = (),
 ) -> None:
     """Every call that started ``within`` s after the last heal succeeded, up to the
     application of a fault never healed (``faults``: the test's applied and healed events):
-    under that fault a failure shows nothing of recovery."""
+    under that fault a failure shows nothing of recovery.
+
+    The client learns of the last failure, and wakes from whatever it waits out after it (a
+    breaker's cooldown), through wake-ups that a busy machine delays, so its recovery may
+    come later than the heal by timing noise: a call that failed past ``within`` by no more
+    than :meth:`.timing.Noise.most` (from ``noise``, the probe's samples between two
+    instants, over the time from the heal to the call; on virtual time never more than the
+    real time between them, read from ``jumps``) shows nothing either way, and with no
+    failure beyond that the verdict is insufficient evidence."""
     spans = fault_spans(faults)
     heals = [s.healed_at for s in spans if s.healed_at is not None]
     if not heals:
@@ -98,11 +113,29 @@ def check_recovers(
             call_rows(calls),
             origin,
         )
-    failed = {c.index for c in later if not c.ok}
-    if failed:
+    failed = [c for c in later if not c.ok]
+    if not failed:
+        return
+    timing = Noise(noise(healed, failed[-1].started_at), real=RealTime(jumps) if jumps else None)
+    late = {c.index: c.started_at - healed - within for c in failed}
+    beyond = {c.index for c in failed if late[c.index] > timing.most((healed, c.started_at))}
+    heal = f"the last fault healed (at +{(healed - origin) * 1000:.0f} ms)"
+    if beyond:
+        most = max(timing.most((healed, c.started_at)) for c in failed if c.index in beyond)
+        by = f", by more than {timing.most_said(most)}" if most >= 0.0005 else ""
         raise fail(
-            f"no recovery: {len(failed)} calls still failed more than {within:g} s after the "
-            f"last fault healed (at +{(healed - origin) * 1000:.0f} ms).",
-            call_rows(calls, failed, "ok"),
+            f"no recovery: {plural(len(beyond), 'call')} still failed more than {within:g} s after "
+            f"{heal}{by}.",
+            call_rows(calls, beyond, "ok"),
             origin,
         )
+    most = timing.most((healed, failed[-1].started_at))
+    raise insufficient(
+        f"{plural(len(failed), 'call')} failed more than {within:g} s after {heal}, but by "
+        f"no more than {max(late.values()) * 1000:.0f} ms, within {timing.most_said(most)}: "
+        f"the client may have learnt of the heal that much later, so whether it recovers "
+        f"within {within:g} s is not shown; what decides is a call failing later than that, "
+        "or none failing.",
+        call_rows(calls, set(late), "ok"),
+        origin,
+    )

@@ -205,6 +205,16 @@ class Noise:
             most = min(most, max(self.real(*span), 0.0))
         return most
 
+    def most_said(self, most: float) -> str:
+        """``most`` seconds of :meth:`most` as the verdicts name the allowance."""
+        how = (
+            f"{HOPS} wake-ups of up to {most / HOPS * 1000:.1f} ms, the latest measured"
+            if self.real is None
+            else f"no more than the real time the wait took, nor {HOPS} wake-ups as late as "
+            "the latest measured"
+        )
+        return f"the {most * 1000:.0f} ms that timing noise can add ({how})"
+
     def tail(self, seconds: float) -> float:
         """The chance that one wait's noise is ``seconds`` or more: as measured, and never
         taken thinner than the chance that one of its :data:`HOPS` delays exceeds every
