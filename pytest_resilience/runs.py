@@ -108,13 +108,22 @@ class Run:
         return sum(c.ok for c in self.calls) / len(self.calls) if self.calls else 0.0
 
     def assert_fail_fast(self, max_latency: float, skip: int = 0) -> None:
-        """Every call after the first ``skip`` returned or failed within ``max_latency`` s."""
+        """Every call after the first ``skip`` returned or failed within ``max_latency`` s,
+        judged beside the timing noise of the run."""
         __tracebackhide__ = True
         from .assertions.calls import check_fail_fast
 
         validate.number(max_latency, "max_latency (seconds)", above=True)
         validate.integer(skip, "skip")
-        self._verdicts.judge("", check_fail_fast, self.calls, max_latency, skip)
+        self._verdicts.judge(
+            "",
+            check_fail_fast,
+            self.calls,
+            max_latency,
+            skip,
+            noise=self._noise,
+            jumps=tuple(CLOCK.jumps),
+        )
 
     def assert_availability(self, min: float) -> None:
         """At least a share ``min`` of calls returned a value (fallbacks included)."""

@@ -63,6 +63,41 @@ def test_fail_fast_with_no_call_after_those_skipped_cannot_be_judged() -> None:
     insufficient(Run([]).assert_fail_fast, max_latency=0.1)
 
 
+def test_a_call_slower_than_max_latency_by_no_more_than_timing_noise_is_insufficient() -> None:
+    """A loaded machine holds a call however fast the client fails: 150 ms against 100 ms
+    is no breach where the probe measured wake-ups of 20 ms (4 of them: 80 ms), and is one
+    where it measured 10 ms (40 ms); on virtual time the noise is no more than the real
+    time the call took."""
+    calls = [call(0, 0.0, 0.15, CircuitOpenError()), call(1, 0.2, 0.001, CircuitOpenError())]
+    message = insufficient(
+        Run(calls, noise=lambda since, until: (0.001, 0.02)).assert_fail_fast, max_latency=0.1
+    )
+    assert rule(message) == (
+        "insufficient evidence: 1 call took longer than 100 ms, but by no more than 50 ms, "
+        "within the 80 ms that timing noise can add (4 wake-ups of up to 20.0 ms, the latest "
+        "measured): a busy machine may have held them that long, so whether the client fails "
+        "fast is not shown; what decides is a call slower than that, or none over."
+    )
+    assert [r.t for r in evidence(message) if r.flagged] == ["0"]
+    message = failure(Run(calls, noise=lambda since, until: (0.01,)).assert_fail_fast, 0.1)
+    assert rule(message) == (
+        "1 of 2 calls took longer than 100 ms (the slowest 150 ms), by more than the 40 ms "
+        "that timing noise can add (4 wake-ups of up to 10.0 ms, the latest measured); a "
+        "client that fails fast does not wait on a service it knows is down."
+    )
+
+
+def test_on_virtual_time_a_call_is_held_no_longer_than_the_real_time_it_took(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pytest_resilience.clock import CLOCK
+
+    monkeypatch.setattr(CLOCK, "jumps", [(T0 + 0.01, 0.13)])  # 20 ms of the 150 ms real
+    calls = [call(0, 0.0, 0.15, CircuitOpenError())]
+    message = failure(Run(calls, noise=lambda since, until: (0.02,)).assert_fail_fast, 0.1)
+    assert "by more than the 20 ms that timing noise can add (no more than the real" in message
+
+
 def test_availability_counts_fallbacks_as_answers() -> None:
     run = Run(
         [
