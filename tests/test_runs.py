@@ -95,7 +95,10 @@ def test_on_virtual_time_a_call_is_held_no_longer_than_the_real_time_it_took(
     monkeypatch.setattr(CLOCK, "jumps", [(T0 + 0.01, 0.13)])  # 20 ms of the 150 ms real
     calls = [call(0, 0.0, 0.15, CircuitOpenError())]
     message = failure(Run(calls, noise=lambda since, until: (0.02,)).assert_fail_fast, 0.1)
-    assert "by more than the 20 ms that timing noise can add (no more than the real" in message
+    assert (
+        "by more than the 20 ms that timing noise can add (no more than the real time the call took"
+        in message
+    )
 
 
 def test_availability_counts_fallbacks_as_answers() -> None:
@@ -213,8 +216,9 @@ def test_a_call_failed_later_than_within_by_no_more_than_timing_noise_is_insuffi
         "insufficient evidence: 1 call failed more than 0 s after the last fault healed "
         "(at +500 ms), but by no more than 100 ms, within the 120 ms that timing noise can "
         "add (4 wake-ups of up to 30.0 ms, the latest measured): the client may have learnt "
-        "of the heal that much later, so whether it recovers within 0 s is not shown; what "
-        "decides is a call failing later than that, or none failing."
+        "of its last failure, or woken from what it waits out after it, that much later, so "
+        "whether it recovers within 0 s is not shown; what decides is a call failing later "
+        "than that, or none failing."
     )
     assert [r.t for r in evidence(message) if r.flagged] == ["600"]
     message = failure(recovery_run([0.5], noise=[0.02]).assert_recovers, within=0.0)
@@ -241,7 +245,7 @@ def test_on_virtual_time_the_noise_allowed_is_no_more_than_the_real_time_since_t
     assert rule(failure(run.assert_recovers, within=0.05)).startswith(
         "no recovery: 1 call still failed more than 0.05 s after the last fault healed "
         "(at +500 ms), by more than the 10 ms that timing noise can add (no more than the "
-        "real time"
+        "real time from the heal to the call"
     )
 
 
@@ -284,18 +288,28 @@ def test_clients_recovering_within_are_seldom_said_not_to_and_clients_past_it_ar
     the simulated delays strike the client apart from the probe, 1 in 100 a 10x hiccup the
     probe need not see (harsher than a stall of the process, which reaches the probe too).
     A breaker whose cooldown is exactly ``within``, the tightest a correct client can be
-    judged by, is said not to recover in 2 of 200 runs (0-4 with seeds 1-6) and otherwise
-    passes or, mostly, is insufficient evidence (its cooldown began after the heal, by its
+    judged by, is said not to recover in 2 of 200 runs (0-1 with seeds 1-2) and is
+    otherwise mostly insufficient evidence (its cooldown began after the heal, by its
     wake-ups); with no allowance, as before, it was failed in 377 of 400 (200 runs at each
-    scale).  One whose cooldown is 1.5x ``within`` is caught in 90 of 100 runs of a busy
-    machine (89-95 with seeds 1-6), the rest insufficient evidence."""
+    scale).  With 50 ms to spare (cooldown 0.1 s) it passes in 99 of 100 runs at 5 ms
+    wake-ups (95-100 with seeds 1-2).  One whose cooldown is 1.5x ``within`` is caught in
+    89 of 100 runs at 1 ms (90-92), the rest insufficient evidence; at 5 ms, where the
+    longest of some 60 wake-ups the probe measures often holds a hiccup, counted four
+    times, in 29 of 100 (44-47): the bound buys few false claims with power (the 0.999
+    quantile of one wait's noise, ``Noise.net``, caught 71-79 there but made 1-4 claims in
+    the 200 exact runs).
+    """
     rng = random.Random(20261206)
     exact = _breakers(0.15, 0.001, 100, rng) + _breakers(0.15, 0.005, 100, rng)
+    spare = _breakers(0.10, 0.005, 100, rng)
     late = _breakers(0.225, 0.001, 100, rng)
-    claims = [o for o in exact if o not in ("pass", "insufficient")]
+    busier = _breakers(0.225, 0.005, 100, rng)
+    claims = [o for o in exact + spare if o not in ("pass", "insufficient")]
     assert len(claims) <= 6, claims
-    assert all(o in ("no recovery", "insufficient") for o in late), late
+    assert spare.count("pass") >= 90
+    assert all(o in ("no recovery", "insufficient") for o in late + busier)
     assert late.count("no recovery") >= 85
+    assert busier.count("no recovery") >= 20
 
 
 def test_run_orders_calls_by_start() -> None:

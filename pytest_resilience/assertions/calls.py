@@ -53,14 +53,18 @@ def check_fail_fast(
     if not over:
         return
     timing = _noise(noise, jumps, over[0].started_at, max(c.ended_at for c in over))
+    allowance = {c.index: timing.most((c.started_at, c.ended_at)) for c in over}
+    # With no noise measured none is allowed.
     slow = {
-        c.index for c in over if c.latency - max_latency > timing.most((c.started_at, c.ended_at))
+        c.index
+        for c in over
+        if c.latency - max_latency > allowance[c.index] or allowance[c.index] == 0.0
     }
     allowed = f"<= {max_latency * 1000:.0f} ms"
     if slow:
         worst = max((c for c in over if c.index in slow), key=lambda c: c.latency)
-        most = timing.most((worst.started_at, worst.ended_at))
-        by = f", by more than {timing.most_said(most)}" if most >= 0.0005 else ""
+        most = min(allowance[i] for i in slow)
+        by = f", by more than {timing.most_said(most, 'the call took')}" if most >= 0.0005 else ""
         raise fail(
             f"{len(slow)} of {len(calls) - skip} calls took longer than "
             f"{max_latency * 1000:.0f} ms (the slowest {worst.latency * 1000:.0f} ms){by}; a "
@@ -72,7 +76,7 @@ def check_fail_fast(
     raise insufficient(
         f"{plural(len(over), 'call')} took longer than {max_latency * 1000:.0f} ms, but by no "
         f"more than {(worst.latency - max_latency) * 1000:.0f} ms, within "
-        f"{timing.most_said(timing.most((worst.started_at, worst.ended_at)))}: a busy machine "
+        f"{timing.most_said(max(allowance.values()), 'the call took')}: a busy machine "
         "may have held them that long, so whether the client fails fast is not shown; what "
         "decides is a call slower than that, or none over.",
         call_rows(calls, {c.index for c in over}, allowed),
@@ -119,15 +123,14 @@ def check_recovers(
     application of a fault never healed (``faults``: the test's applied and healed events):
     under that fault a failure shows nothing of recovery.
 
-    The client learns of the last failure, and wakes from whatever it waits out after it (a
-    breaker's cooldown), through wake-ups that a busy machine delays, so its recovery may
-    come later than the heal by timing noise: a call that failed past ``within`` by no more
-    than :meth:`.timing.Noise.most` (from ``noise``, the probe's samples between two
-    instants, over the time from the heal to the call; on virtual time never more than the
-    real time between them, read from ``jumps``) shows nothing either way, and with no
-    failure beyond that the verdict is insufficient evidence."""
-    spans = fault_spans(faults)
-    heals = [s.healed_at for s in spans if s.healed_at is not None]
+    The client learns of its last failure, and wakes from whatever it waits out after it
+    (a breaker's cooldown), through wake-ups that a busy machine delays, so its recovery
+    may come later than the heal by timing noise: a call that failed past ``within`` by no
+    more than :meth:`.timing.Noise.most` (from ``noise``, the probe's samples between two
+    instants, over the time from the heal to the last failed call; on virtual time never
+    more than the real time from the heal to the call, read from ``jumps``) shows nothing
+    either way, and with no failure beyond that the verdict is insufficient evidence."""
+    heals = [e.at for e in faults if e.action == "healed"]
     if not heals:
         raise insufficient(
             "recovery cannot be judged, no fault was healed during the run.",
@@ -135,7 +138,11 @@ def check_recovers(
             origin,
         )
     healed = max(heals)
-    still = min((s for s in spans if s.healed_at is None), key=lambda s: s.applied_at, default=None)
+    still = min(
+        (s for s in fault_spans(faults) if s.healed_at is None),
+        key=lambda s: s.applied_at,
+        default=None,
+    )
     until = math.inf if still is None else still.applied_at
     later = [c for c in calls if healed + within <= c.started_at < until]
     if not later:
@@ -156,25 +163,28 @@ def check_recovers(
     if not failed:
         return
     timing = _noise(noise, jumps, healed, failed[-1].started_at)
+    allowed = {c.index: timing.most((healed, c.started_at)) for c in failed}
     late = {c.index: c.started_at - healed - within for c in failed}
-    beyond = {c.index for c in failed if late[c.index] > timing.most((healed, c.started_at))}
+    # With no noise measured none is allowed: a failure at the very edge of ``within`` fails.
+    beyond = {i for i in late if late[i] > allowed[i] or allowed[i] == 0.0}
     heal = f"the last fault healed (at +{(healed - origin) * 1000:.0f} ms)"
+    span = "from the heal to the call"
     if beyond:
-        most = max(timing.most((healed, c.started_at)) for c in failed if c.index in beyond)
-        by = f", by more than {timing.most_said(most)}" if most >= 0.0005 else ""
+        most = min(allowed[i] for i in beyond)
+        by = f", by more than {timing.most_said(most, span)}" if most >= 0.0005 else ""
         raise fail(
             f"no recovery: {plural(len(beyond), 'call')} still failed more than {within:g} s after "
             f"{heal}{by}.",
             call_rows(calls, beyond, "ok"),
             origin,
         )
-    most = timing.most((healed, failed[-1].started_at))
     raise insufficient(
         f"{plural(len(failed), 'call')} failed more than {within:g} s after {heal}, but by "
-        f"no more than {max(late.values()) * 1000:.0f} ms, within {timing.most_said(most)}: "
-        f"the client may have learnt of the heal that much later, so whether it recovers "
-        f"within {within:g} s is not shown; what decides is a call failing later than that, "
-        "or none failing.",
+        f"no more than {max(late.values()) * 1000:.0f} ms, within "
+        f"{timing.most_said(max(allowed.values()), span)}: the client may have learnt of its "
+        "last failure, or woken from what it waits out after it, that much later, so whether "
+        f"it recovers within {within:g} s is not shown; what decides is a call failing later "
+        "than that, or none failing.",
         call_rows(calls, set(late), "ok"),
         origin,
     )

@@ -205,12 +205,13 @@ class Noise:
             most = min(most, max(self.real(*span), 0.0))
         return most
 
-    def most_said(self, most: float) -> str:
-        """``most`` seconds of :meth:`most` as the verdicts name the allowance."""
+    def most_said(self, most: float, span: str = "the wait took") -> str:
+        """``most`` seconds of :meth:`most` as the verdicts name the allowance; ``span``
+        says what the real time that bounds it on virtual time is."""
         how = (
             f"{HOPS} wake-ups of up to {most / HOPS * 1000:.1f} ms, the latest measured"
             if self.real is None
-            else f"no more than the real time the wait took, nor {HOPS} wake-ups as late as "
+            else f"no more than the real time {span}, nor {HOPS} wake-ups as late as "
             "the latest measured"
         )
         return f"the {most * 1000:.0f} ms that timing noise can add ({how})"
