@@ -509,6 +509,8 @@ class Resilience:
             tolerance=tolerance,
             failure_statuses=failure_statuses,
             blind=evidence.blind(http.name),
+            noise=self._noise.samples_during(evidence.exchanges[http.name]),
+            jumps=evidence.jumps,
         )
 
     # -- teardown -----------------------------------------------------------------

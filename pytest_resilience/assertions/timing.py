@@ -33,6 +33,7 @@ lockstep herds recorded under load instead (``tests/test_recorded_herds.py``).
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
 import math
 import random
@@ -147,27 +148,44 @@ class Noise:
         carries: each wait's own bound, where :attr:`bound` is the most of them."""
         self.samples = tuple(max(s, 0.0) for s in samples)
         self.outbound = tuple(max(o, 0.0) for o in outbound)
-        self.steady: list[float] = [0.0]
-        self.sums: list[float] = [0.0]
-        rng = random.Random(seed)
+        self._seed = seed
+        self._period = period
+
+    @functools.cached_property
+    def _drawn(self) -> tuple[list[float], list[float]]:
+        """The sorted draws of one wait's noise: its steady part, and the whole (drawn on
+        first use: the bounds, :meth:`most`, need none of them)."""
+        rng = random.Random(self._seed)
         steady = stalls = [0.0] * DRAWS
+        steady_sorted, sums = [0.0], [0.0]
         if self.samples:
             # Steady delays: all but the longest 1% of samples (those are stalls, drawn apart).
             ordered = sorted(self.samples)
             usual = ordered[: max(1, len(ordered) - len(ordered) // 100)]
             flat = rng.choices(usual, k=HOPS * DRAWS)
             steady = [math.fsum(c) for c in zip(*[iter(flat)] * HOPS, strict=True)]
-            weights = [period + s for s in self.samples]
+            weights = [self._period + s for s in self.samples]
             stalls = rng.choices(self.samples, weights=weights, k=DRAWS)
-            self.steady = sorted(steady)
-            self.sums = sorted(map(max, steady, stalls))
+            steady_sorted = sorted(steady)
+            sums = sorted(map(max, steady, stalls))
         if self.outbound:
             timers = rng.choices(self.samples or (0.0,), k=DRAWS)
             mean = self.way_mean()
             ways = [rng.expovariate(1 / mean) if mean > 0 else 0.0 for _ in range(DRAWS)]
-            self.sums = sorted(
+            sums = sorted(
                 max(a, b, t + w) for a, b, t, w in zip(steady, stalls, timers, ways, strict=True)
             )
+        return steady_sorted, sums
+
+    @property
+    def steady(self) -> list[float]:
+        """One wait's steady noise, drawn and sorted."""
+        return self._drawn[0]
+
+    @property
+    def sums(self) -> list[float]:
+        """One wait's noise, drawn and sorted."""
+        return self._drawn[1]
 
     def way_mean(self) -> float:
         """The mean of the exponential law that the ways out are taken to follow: their sum
