@@ -86,8 +86,14 @@ def recorded(
 
 def outcome(check: Callable[..., None], timeline: list[Exchange], **kwargs: object) -> str:
     """ "pass", "insufficient", or the rule a failing verdict names (its message's head)."""
+    return said(lambda: check(timeline, **kwargs))
+
+
+def said(judge: Callable[[], None]) -> str:
+    """What ``judge``, a verdict ready to run, says: "pass", "insufficient", or the rule
+    it fails (its message's head)."""
     try:
-        check(timeline, **kwargs)
+        judge()
     except InsufficientEvidence:
         return "insufficient"
     except ResilienceAssertionError as exc:

@@ -21,7 +21,7 @@ from records import (
     insufficient,
     rule,
 )
-from simulated import delay
+from simulated import delay, said
 
 from pytest_resilience import ConfigurationError, InsufficientEvidence
 from pytest_resilience.assertions.timing import HOPS
@@ -272,14 +272,7 @@ def _breakers(cooldown: float, scale: float, runs: int, rng: random.Random) -> l
             faults=lambda faults=faults: faults,
             noise=lambda a, b, probe=probe: tuple(d for at, d in probe if a <= at <= b + PERIOD),
         )
-        try:
-            run.assert_recovers(within=0.15)
-        except InsufficientEvidence:
-            outcomes.append("insufficient")
-        except AssertionError as exc:
-            outcomes.append(str(exc).split(":", 1)[0])
-        else:
-            outcomes.append("pass")
+        outcomes.append(said(lambda run=run: run.assert_recovers(within=0.15)))
     return outcomes
 
 
