@@ -509,7 +509,7 @@ class Resilience:
             tolerance=tolerance,
             failure_statuses=failure_statuses,
             blind=evidence.blind(http.name),
-            noise=self._noise.samples_during(evidence.exchanges[http.name]),
+            noise=self._noise.samples,
             jumps=evidence.jumps,
         )
 

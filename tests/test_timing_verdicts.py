@@ -426,6 +426,7 @@ def simulate(
         cell = tally.setdefault((name, size, base, scale), {"backoff": [], "storm": []})
         samples = VIRTUAL_SAMPLES if clock == "virtual" else int(base * (2**RETRIES - 1) / PERIOD)
         probe = Noise([delay(rng, scale) for _ in range(samples)], seed=rng.randrange(2**32))
+        _ = probe.sums  # drawn here, once per cell: the copies below share the tables
         for _ in range(RUNS):
             timeline, noises = fleet(strategy, size, base, scale, rng)
             noise = probe

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from .. import validate
@@ -35,7 +35,7 @@ def check_breaker_opened(
     failure_statuses: Iterable[Any] | None = None,
     blind: Blind = (),
     origin: float | None = None,
-    noise: Sequence[float] = (),
+    noise: Sequence[float] | Callable[[float, float], Sequence[float]] = (),
     jumps: Sequence[tuple[float, float]] = (),
 ) -> None:
     """After ``after_failures`` consecutive failures at the service (``failure_statuses``: its
@@ -49,9 +49,10 @@ def check_breaker_opened(
     A request begun within ``tolerance`` of the opening may have left before the answer
     that opened the breaker reached the client, and is not counted; one begun later by no
     more than timing noise can add (:meth:`.timing.Noise.most` of the probe's ``noise``
-    samples, over the time from the opening to the request; on virtual time no more than
-    the real time between them, read from ``jumps``) may have too, on a busy machine: with
-    no request later than that in the cooldown, insufficient evidence.
+    samples, or those it gives between two instants, from the opening to the last such
+    request; on virtual time no more than the real time from the opening to the request,
+    read from ``jumps``) may have too, on a busy machine: it is set aside, and where the
+    verdict would pass with no request later than that, it is insufficient evidence.
     """
     __tracebackhide__ = True
     validate.count(after_failures, "after_failures", allow_none=False)
@@ -122,6 +123,8 @@ def check_breaker_opened(
         c for c in calls if opened_at + tolerance < c.started_at < opened_at + cooldown - tolerance
     ]
 
+    set_aside: list[str] = []  # why requests early in the cooldown show nothing (below)
+
     def quiet(until: float) -> None:
         """Pass, if the records show the quiet (no breach on record was found)."""
         __tracebackhide__ = True
@@ -135,23 +138,29 @@ def check_breaker_opened(
                 start,
             )
         _quiet_on_record(blind, opened_at, until, tolerance, rows(opened_at), start)
+        if set_aside:
+            raise insufficient(set_aside[0], rows(opened_at, set(early)), start)
 
+    early: list[int] = []
     if after and after[0].started_at < opened_at + cooldown - tolerance:
         early = [
             i
             for i, e in enumerate(ordered)
             if opened_at + tolerance < e.started_at < opened_at + cooldown - tolerance
         ]
-        timing = Noise(noise, real=RealTime(jumps) if jumps else None)
+        last = ordered[early[-1]].started_at
+        samples = noise(opened_at, last) if callable(noise) else noise
+        timing = Noise(samples, real=RealTime(jumps) if jumps else None)
         allowed = {i: timing.most((opened_at, ordered[i].started_at)) for i in early}
         late = {i: ordered[i].started_at - opened_at - tolerance for i in early}
         # With no noise measured none is allowed beyond the tolerance.
         held = [i for i in early if late[i] > allowed[i] or allowed[i] == 0.0]
+        span = "from the opening to the request"
         if held:
             most = min(allowed[i] for i in held)
             by = (
                 f", by more than the {tolerance * 1000:.0f} ms tolerance plus "
-                f"{timing.most_said(most, 'from the opening to the call')}"
+                f"{timing.most_said(most, span)}"
                 if most >= 0.0005
                 else ""
             )
@@ -162,18 +171,19 @@ def check_breaker_opened(
                 rows(opened_at, set(held)),
                 start,
             )
-        raise insufficient(
+        # Set aside: what follows (a burst of probes, a failed probe not heeded) may still
+        # fail the verdict; where it would pass, these make it insufficient evidence.
+        they = "it" if len(early) == 1 else "they"
+        set_aside.append(
             f"after {after_failures} consecutive failures the service got "
-            f"{plural(len(early), 'call')} within the {cooldown:g} s cooldown, but none more "
+            f"{plural(len(early), 'request')} within the {cooldown:g} s cooldown, but none more "
             f"than {max(late.values()) * 1000:.0f} ms past the {tolerance * 1000:.0f} ms "
-            f"tolerance, within "
-            f"{timing.most_said(max(allowed.values()), 'from the opening to the call')}: "
-            "on a busy machine they may have left before the answer that opened the breaker "
-            "reached the client (concurrent callers), so whether it opened is not shown; what "
-            "decides is a call later than that, or none.",
-            rows(opened_at, set(early)),
-            start,
+            f"tolerance, within {timing.most_said(max(allowed.values()), span)}: on a busy "
+            f"machine {they} may have left before the answer that opened the breaker reached "
+            "the client (concurrent callers), so whether it opened is not shown; what decides "
+            "is a request reaching the service later than that, or none."
         )
+        after = [e for e in after if e.started_at >= opened_at + cooldown - tolerance]
     judged_until = opened_at + cooldown  # the quiet judged so far, then each probe's
     while after:
         probe = after[0]
