@@ -131,8 +131,15 @@ def _concurrent(
         if no_breaker:
             arrivals += [0.125 + n * 0.025 for n in range(36)]
         exchanges, calls = breaker([*((at, 503, 0.002) for at in sorted(arrivals)), *HEALTHY])
-        noise = [delay(rng, scale) for _ in range(int(1.4 / PERIOD))] if measured else []
-        judge = partial(check_breaker_opened, exchanges, calls, 3, 1.0, noise=noise)
+        probe = [(T0 + n * PERIOD, delay(rng, scale)) for n in range(int(1.4 / PERIOD))]
+        judge = partial(
+            check_breaker_opened,
+            exchanges,
+            calls,
+            3,
+            1.0,
+            noise=lambda a, b, probe=probe: [d for at, d in probe if measured and a <= at <= b],
+        )
         outcomes.append(said(judge))
     return outcomes
 
@@ -140,18 +147,18 @@ def _concurrent(
 def test_requests_on_their_way_at_the_opening_are_seldom_called_a_breach() -> None:
     """The allowance past the tolerance is :meth:`Noise.most`, a bound, not a p-value (as
     for the backoff cap and recovery).  Simulated delays strike the requests apart from the
-    probe, 1 in 100 a 10x hiccup.  Three requests on their way when a correct breaker
-    opens are called a breach in 1 of 400 runs (0 at 1 ms wake-ups, 1 of 200 at 5 ms; 0-1
-    with seeds 1-2), and pass in 379 (383), the rest insufficient evidence; with the 50 ms
-    tolerance alone, as before, they were called a breach in 21 of the 200 at 5 ms (17
-    with seeds 1-2).  A client with no breaker is caught in 198 of 200 (196-197), the rest
-    insufficient evidence where the probe measured hiccups enough that four of them
-    outlast the cooldown (``Noise.net``, the 0.999 quantile of one wait's noise, caught
-    all 200 but called 1-4 of the correct 200 at 5 ms a breach)."""
+    probe, 1 in 100 a 10x hiccup, and the probe's samples are read from the opening to the
+    last request set aside, as the plugin reads them.  Three requests on their way when a
+    correct breaker opens are called a breach in 3 of 400 runs (0 at 1 ms wake-ups, 3 of
+    200 at 5 ms; 0-2 with seeds 1-2), and pass in 379 (383), the rest insufficient
+    evidence; with the 50 ms tolerance alone, as before, they were called a breach in 28 of
+    the 200 at 5 ms (13-14 with seeds 1-2).  A client with no breaker is caught in 199 of
+    200 (197), the rest insufficient evidence where the probe measured hiccups enough that
+    four of them outlast the cooldown."""
     rng = random.Random(20261206)
     correct = _concurrent(False, 0.001, 200, rng) + _concurrent(False, 0.005, 200, rng)
     broken = _concurrent(True, 0.001, 100, rng) + _concurrent(True, 0.005, 100, rng)
-    assert correct.count("breaker did not open") <= 2
+    assert correct.count("breaker did not open") <= 4
     assert correct.count("pass") >= 370
     assert all(o in ("breaker did not open", "insufficient") for o in broken), broken
     assert broken.count("breaker did not open") >= 190
