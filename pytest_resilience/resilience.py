@@ -356,7 +356,7 @@ class Resilience:
         """Call ``fn`` (sync or async) ``calls`` times in a row and record each call."""
         from .runs import drive
 
-        self._noise.start()  # assert_recovers reads the noise of the run
+        self._noise.start()  # the run's verdicts read the noise of the run
         run = drive(
             fn, calls, faults=self._faults, verdicts=self._verdicts, noise=self._noise.samples
         )
@@ -369,7 +369,7 @@ class Resilience:
         """Call ``fn`` ``rate`` times a second for ``duration`` s on ``concurrency`` threads."""
         from .runs import load
 
-        self._noise.start()  # assert_recovers reads the noise of the run
+        self._noise.start()  # the run's verdicts read the noise of the run
         run = load(
             fn,
             duration,

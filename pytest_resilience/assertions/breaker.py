@@ -22,7 +22,7 @@ from .report import (
     overlaps,
     plural,
 )
-from .timing import Noise, RealTime
+from .timing import measured
 
 
 def check_breaker_opened(
@@ -35,7 +35,7 @@ def check_breaker_opened(
     failure_statuses: Iterable[Any] | None = None,
     blind: Blind = (),
     origin: float | None = None,
-    noise: Sequence[float] | Callable[[float, float], Sequence[float]] = (),
+    noise: Callable[[float, float], Sequence[float]] = lambda since, until: (),
     jumps: Sequence[tuple[float, float]] = (),
 ) -> None:
     """After ``after_failures`` consecutive failures at the service (``failure_statuses``: its
@@ -48,9 +48,8 @@ def check_breaker_opened(
 
     A request begun within ``tolerance`` of the opening may have left before the answer
     that opened the breaker reached the client, and is not counted; one begun later by no
-    more than timing noise can add (:meth:`.timing.Noise.most` of the probe's ``noise``
-    samples, or those it gives between two instants, from the opening to the last such
-    request; on virtual time no more than the real time from the opening to the request,
+    more than timing noise can add (:meth:`.timing.Noise.most` of the samples ``noise``
+    gives between two instants, the probe's, from the opening to the last such request; on virtual time no more than the real time from the opening to the request,
     read from ``jumps``) may have too, on a busy machine: it is set aside, and where the
     verdict would pass with no request later than that, it is insufficient evidence.
     """
@@ -124,6 +123,7 @@ def check_breaker_opened(
     ]
 
     set_aside: list[str] = []  # why requests early in the cooldown show nothing (below)
+    aside: set[int] = set()  # those requests
 
     def quiet(until: float) -> None:
         """Pass, if the records show the quiet (no breach on record was found)."""
@@ -139,9 +139,8 @@ def check_breaker_opened(
             )
         _quiet_on_record(blind, opened_at, until, tolerance, rows(opened_at), start)
         if set_aside:
-            raise insufficient(set_aside[0], rows(opened_at, set(early)), start)
+            raise insufficient(set_aside[0], rows(opened_at, aside), start)
 
-    early: list[int] = []
     if after and after[0].started_at < opened_at + cooldown - tolerance:
         early = [
             i
@@ -149,8 +148,7 @@ def check_breaker_opened(
             if opened_at + tolerance < e.started_at < opened_at + cooldown - tolerance
         ]
         last = ordered[early[-1]].started_at
-        samples = noise(opened_at, last) if callable(noise) else noise
-        timing = Noise(samples, real=RealTime(jumps) if jumps else None)
+        timing = measured(noise, jumps, opened_at, last)
         allowed = {i: timing.most((opened_at, ordered[i].started_at)) for i in early}
         late = {i: ordered[i].started_at - opened_at - tolerance for i in early}
         # With no noise measured none is allowed beyond the tolerance.
@@ -183,6 +181,7 @@ def check_breaker_opened(
             "the client (concurrent callers), so whether it opened is not shown; what decides "
             "is a request reaching the service later than that, or none."
         )
+        aside = set(early)
         after = [e for e in after if e.started_at >= opened_at + cooldown - tolerance]
     judged_until = opened_at + cooldown  # the quiet judged so far, then each probe's
     while after:
@@ -213,8 +212,8 @@ def check_breaker_opened(
         ]
         if early:
             raise fail(
-                f"breaker did not open again after its probe failed: the service got {len(early)} "
-                f"calls within the {cooldown:g} s that followed, the first "
+                f"breaker did not open again after its probe failed: the service got "
+                f"{plural(len(early), 'call')} within the {cooldown:g} s that followed, the first "
                 f"{(ordered[early[0]].started_at - reopened) * 1000:.0f} ms later.",
                 rows(opened_at, set(early)),
                 start,

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence, Set
 
 from ..observe.records import Call, FaultEvent, fault_spans
 from .report import Row, fail, insufficient, plural
-from .timing import Noise, RealTime
+from .timing import measured
 
 
 def call_rows(
@@ -52,7 +52,7 @@ def check_fail_fast(
     over = [c for c in calls[skip:] if c.latency > max_latency]
     if not over:
         return
-    timing = _noise(noise, jumps, over[0].started_at, max(c.ended_at for c in over))
+    timing = measured(noise, jumps, over[0].started_at, max(c.ended_at for c in over))
     allowance = {c.index: timing.most((c.started_at, c.ended_at)) for c in over}
     # With no noise measured none is allowed.
     slow = {
@@ -82,17 +82,6 @@ def check_fail_fast(
         call_rows(calls, {c.index for c in over}, allowed),
         origin,
     )
-
-
-def _noise(
-    noise: Callable[[float, float], Sequence[float]],
-    jumps: Sequence[tuple[float, float]],
-    since: float,
-    until: float,
-) -> Noise:
-    """The timing noise the probe measured from ``since`` to ``until``; on virtual time
-    (``jumps``) never more than the real time a span took."""
-    return Noise(noise(since, until), real=RealTime(jumps) if jumps else None)
 
 
 def check_availability(calls: Sequence[Call], min: float, *, origin: float) -> None:
@@ -162,7 +151,7 @@ def check_recovers(
     failed = [c for c in later if not c.ok]
     if not failed:
         return
-    timing = _noise(noise, jumps, healed, failed[-1].started_at)
+    timing = measured(noise, jumps, healed, failed[-1].started_at)
     allowed = {c.index: timing.most((healed, c.started_at)) for c in failed}
     late = {c.index: c.started_at - healed - within for c in failed}
     # With no noise measured none is allowed: a failure at the very edge of ``within`` fails.

@@ -226,12 +226,20 @@ class Noise:
     def most_said(self, most: float, span: str = "the wait took") -> str:
         """``most`` seconds of :meth:`most` as the verdicts name the allowance; ``span``
         says what the real time that bounds it on virtual time is."""
-        how = (
-            f"{HOPS} wake-ups of up to {most / HOPS * 1000:.1f} ms, the latest measured"
-            if self.real is None
-            else f"no more than the real time {span}, nor {HOPS} wake-ups as late as "
-            "the latest measured"
-        )
+        timer = max(self.samples, default=0.0)
+        way = max(self.outbound, default=0.0)
+        if self.real is not None:
+            how = (
+                f"no more than the real time {span}, nor {HOPS} wake-ups as late as the "
+                "latest measured"
+            )
+        elif timer + way > HOPS * timer:  # :meth:`most` took the way out
+            how = (
+                f"a wake-up as late as the latest measured, {timer * 1000:.1f} ms, and the "
+                f"slowest way out measured, {way * 1000:.1f} ms"
+            )
+        else:
+            how = f"{HOPS} wake-ups of up to {most / HOPS * 1000:.1f} ms, the latest measured"
         return f"the {most * 1000:.0f} ms that timing noise can add ({how})"
 
     def tail(self, seconds: float) -> float:
@@ -349,6 +357,18 @@ class RealTime:
         first = bisect.bisect_right(self._landings, start)
         last = bisect.bisect_right(self._landings, end)
         return end - start - (self._sums[last] - self._sums[first]) if last > first else end - start
+
+
+def measured(
+    noise: Callable[[float, float], Sequence[float]],
+    jumps: Sequence[tuple[float, float]],
+    since: float,
+    until: float,
+) -> Noise:
+    """The timing noise ``noise`` (the probe's samples between two instants) gives from
+    ``since`` to ``until``; on virtual time (``jumps``) never more than the real time a
+    span took (:class:`RealTime`).  For the verdicts that choose their own span."""
+    return Noise(noise(since, until), real=RealTime(jumps) if jumps else None)
 
 
 def _binomial_tail(n: int, q: float, k: int) -> float:
