@@ -465,7 +465,7 @@ class Resilience:
         return Intent(self.timeline, self._resolve(service).name)
 
     def assert_breaker_respected(
-        self, service: str | TcpService, *, tolerance: float = 0.01
+        self, service: str | TcpService, *, tolerance: float = 0.05
     ) -> None:
         """While the client's breaker said open (``intent(service).breaker_listener()``), no
         request reached ``service``."""
@@ -480,6 +480,8 @@ class Resilience:
             evidence.exchanges[http.name],
             evidence.events.intents(http.name),
             tolerance=tolerance,
+            noise=self._noise.samples,
+            jumps=evidence.jumps,
         )
 
     def assert_breaker_opened(

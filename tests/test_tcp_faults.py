@@ -12,6 +12,7 @@ from net import read_at_most, refused_port
 from processes import wait_for
 
 from pytest_resilience import ConfigurationError, UnknownServiceError
+from pytest_resilience.assertions import InsufficientEvidence
 
 PAYLOAD = b"x" * 1024
 WAIT = 3.0
@@ -272,8 +273,8 @@ def test_unknown_service_lists_the_existing_ones(echo, resilience):  # type: ign
     [
         ("bad name!", "127.0.0.1:1", "service name"),
         ("ok", "127.0.0.1", "must be 'host:port'"),
-        ("ok", "127.0.0.1:http", "not a number"),
-        ("ok", "127.0.0.1:70000", "port 1-65535"),
+        ("ok", "127.0.0.1:http", "port from 1 to 65535"),
+        ("ok", "127.0.0.1:70000", "port from 1 to 65535"),
     ],
 )
 def test_bad_service_arguments_say_what_to_do(resilience, name, upstream, message):  # type: ignore[no-untyped-def]
@@ -284,6 +285,33 @@ def test_bad_service_arguments_say_what_to_do(resilience, name, upstream, messag
 def test_duplicate_service_name_is_refused(echo, resilience, echo_server):  # type: ignore[no-untyped-def]
     with pytest.raises(ConfigurationError, match="already exists"):
         resilience.tcp_service("echo", upstream=echo_server.address)
+
+
+def test_a_bound_on_connections_across_refused_ones_is_insufficient_evidence(echo):  # type: ignore[no-untyped-def]
+    """Issue 10, point 4: a client reconnecting in a loop while the service is down left
+    one connection on record (the one before the outage), so ``max=1`` passed a reconnect
+    storm; refused connections leave no record (the tap stops listening, as the service
+    does), so only a breach on record decides."""
+    round_trip(echo.address)
+    with echo.down():
+        for _ in range(50):  # the storm: every attempt refused, none recorded
+            with pytest.raises(ConnectionRefusedError):
+                connect(echo.address)
+    wait_for(lambda: echo.connections.closed(), WAIT)
+    with pytest.raises(
+        InsufficientEvidence,
+        match=r"^insufficient evidence: service 'echo' saw 1 connections, at most 1 as "
+        r"expected, but new connections were refused \(down from t\+\d+ ms to t\+\d+ ms\) "
+        r"and a refused connection leaves no record",
+    ):
+        echo.assert_connections(max=1)
+    echo.assert_connections(min=1)  # the one opened is a fact
+    round_trip(echo.address)
+    round_trip(echo.address)
+    wait_for(lambda: len(echo.connections.closed()) == 3, WAIT)
+    with pytest.raises(AssertionError, match=r"saw 3 connections, expected at most 2") as info:
+        echo.assert_connections(max=2)  # a breach on record decides
+    assert not isinstance(info.value, InsufficientEvidence)
 
 
 def test_upstream_down_closes_the_accepted_connection(resilience):  # type: ignore[no-untyped-def]

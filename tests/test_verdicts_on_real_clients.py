@@ -224,6 +224,8 @@ WELL_BEHAVED: dict[str, Callable[..., requests.Response]] = {
 
 @pytest.fixture(params=list(WELL_BEHAVED))
 def good_client(request: pytest.FixtureRequest) -> Callable[..., requests.Response]:
+    """One charge through tenacity 9.2.1, stamina 26.1.0 or backoff 2.2.1 (site-packages); each
+    test using it cites the functions of the three that define what it relies on."""
     return WELL_BEHAVED[request.param]
 
 
@@ -286,6 +288,9 @@ def same_key_charge(
 def test_fixed_interval_retries_under_a_429_burst_neither_back_off_nor_honour_retry_after(
     payments: HttpService, session: requests.Session
 ) -> None:
+    """``requests/adapters.py:HTTPAdapter.__init__`` (requests 2.34.2) mounts ``Retry(0,
+    read=False)``: requests retries nothing itself, so the 4 attempts are the loop's, 50 ms
+    apart, blind to the Retry-After of 1 s."""
     payments.rate_limit(burst=3, retry_after=1)
 
     assert fixed_interval_charge(session, payments.url, 1).status_code == 201
@@ -307,6 +312,9 @@ def test_fixed_interval_retries_under_a_429_burst_neither_back_off_nor_honour_re
 def test_exponential_backoff_without_jitter_after_a_shared_outage_retries_in_lockstep(
     resilience: Resilience, payments: HttpService
 ) -> None:
+    """``exponential_charge(jitter=False)`` waits 0.2, 0.4, 0.8 s in every client; requests
+    adds no attempt (``requests/adapters.py:HTTPAdapter.__init__``, requests 2.34.2:
+    ``Retry(0, read=False)``)."""
     payments.fail(503, count=15)  # five clients, three failures each
 
     def client(order: int) -> int:
@@ -332,7 +340,9 @@ def test_lockstep_clients_charging_the_same_body_are_told_apart_by_their_stable_
 ) -> None:
     """Five customers paying the same amount at once, each keeping its own key: five
     operations of four attempts (bug: merged into one operation of twenty, so the storm
-    goes unseen and each client is said to change its key)."""
+    goes unseen and each client is said to change its key).  Each client's 4
+    attempts are its loop's: ``requests/adapters.py:HTTPAdapter.__init__`` (requests 2.34.2)
+    mounts ``Retry(0, read=False)``."""
     payments.fail(503, count=15)
 
     def client(_: int) -> int:
@@ -355,7 +365,10 @@ def test_a_reconnect_storm_while_the_service_is_down_is_insufficient_evidence(
     resilience: Resilience, payments: HttpService
 ) -> None:
     """Issue 10: clients reconnecting in lockstep while connections are refused leave no
-    HTTP record, and the storm verdict passed them.  It now says what it cannot see."""
+    HTTP record, and the storm verdict passed them.  It now says what it cannot see.
+    ``requests/adapters.py:HTTPAdapter.__init__`` (requests 2.34.2) mounts ``Retry(0,
+    read=False)``: a refused connection raises ``ConnectionError`` at once; only the 50 ms
+    loop retries."""
     outage = payments.down()
     tries = [0] * 4
 
@@ -390,6 +403,9 @@ def test_a_reconnect_storm_while_the_service_is_down_is_insufficient_evidence(
 def test_full_jitter_after_a_shared_outage_spreads_the_retries(
     resilience: Resilience, payments: HttpService
 ) -> None:
+    """``exponential_charge(jitter=True)`` draws ``random.uniform(0, 0.2 * 2**n)``; requests
+    adds no attempt (``requests/adapters.py:HTTPAdapter.__init__``, requests 2.34.2:
+    ``Retry(0, read=False)``)."""
     payments.fail(503, count=15)
 
     def client(order: int) -> int:
@@ -412,6 +428,8 @@ def test_full_jitter_after_a_shared_outage_spreads_the_retries(
 
 
 def test_httpx_client_that_ignores_retry_after_is_flagged(payments: HttpService) -> None:
+    """``httpx/_transports/default.py:HTTPTransport.__init__`` (httpx 0.29.0): ``retries=0``, and
+    those only for connect failures: the 429 reaches the loop, which retries after 50 ms."""
     payments.rate_limit(burst=1, retry_after=1)
 
     with httpx.Client(timeout=2) as client:
@@ -435,6 +453,8 @@ def test_httpx_client_that_ignores_retry_after_is_flagged(payments: HttpService)
 
 
 def test_httpx_client_that_waits_the_retry_after_passes(payments: HttpService) -> None:
+    """``httpx/_transports/default.py:HTTPTransport.__init__`` (httpx 0.29.0): ``retries=0``, and
+    those only for connect failures: the 429 reaches the loop, which sleeps its Retry-After."""
     payments.rate_limit(burst=1, retry_after=1)
 
     with httpx.Client(timeout=2) as client:
@@ -456,6 +476,12 @@ def test_httpx_client_that_waits_the_retry_after_passes(payments: HttpService) -
 def test_well_behaved_client_waits_the_retry_after_of_a_429(
     payments: HttpService, session: requests.Session, good_client: Callable[..., requests.Response]
 ) -> None:
+    """The wait after the 429 is its Retry-After, 1 s, above CAP: tenacity 9.2.1
+    ``__init__.py:BaseRetrying._run_wait`` asks ``wait_retry_after`` with the failed outcome;
+    stamina 26.1.0 ``_core.py:_TenacityBackoffCallbackAdapter.__call__`` keeps the hook's float,
+    which ``_RetryContextIterator._jittered_backoff_for_rcs`` waits unclamped by ``wait_max``;
+    backoff 2.2.1 ``_wait_gen.py:runtime`` yields ``value(ret)``, unjittered (``jitter=None``,
+    ``_common.py:_next_wait``)."""
     payments.rate_limit(burst=1, retry_after=1)
 
     assert good_client(session, payments.url, 1).status_code == 201
@@ -471,9 +497,15 @@ def test_well_behaved_client_waits_the_retry_after_of_a_429(
 def test_well_behaved_client_backs_off_with_jitter_under_the_cap(
     payments: HttpService, session: requests.Session, good_client: Callable[..., requests.Response]
 ) -> None:
+    """Each call's 3 waits, all jittered and at most CAP: tenacity 9.2.1
+    ``wait.py:wait_random_exponential.__call__`` U(0, min(0.1 * 2**(n-1), 0.3)); backoff 2.2.1
+    ``_wait_gen.py:expo`` 0.1, 0.2, then ``max_value`` 0.3, drawn by ``_jitter.py:full_jitter``
+    U(0, v); stamina 26.1.0 ``_core.py:_compute_backoff`` min(0.3, 0.05 * 2**(n-1) + U(0, 0.05)).
+    Each mints its key once per call, before its retry loop."""
     # Eight calls one after another: jitter shows across operations (one operation's waits
     # cannot show it), beyond the timing noise of a busy machine.  Growth is not judged:
-    # the cap (3x the first range) ends it at the second retry, and eight first waits that
+    # the cap (3x the first range) cuts the third retry's range (0.4 s to 0.3 s for tenacity
+    # and backoff; stamina's waits never reach it), and eight first waits that
     # may be full-jitter draws may all be low ones (timing.outgrown: a client never growing
     # cannot be ruled out; tests/test_timing_verdicts.py proves growth on larger fleets).
     for order in range(8):
@@ -496,6 +528,9 @@ def test_well_behaved_client_backs_off_with_jitter_under_the_cap(
 def test_new_key_per_attempt_after_a_lost_answer_charges_twice(
     payments: HttpService, session: requests.Session
 ) -> None:
+    """``requests/adapters.py:HTTPAdapter.__init__`` (requests 2.34.2) mounts ``Retry(0,
+    read=False)``: the lost answer's ``ReadTimeout`` reaches the loop, whose retry mints a
+    second key."""
     cut = payments.partition(direction="downstream")
 
     new_key_per_attempt_charge(session, payments.url, 1, before_retry=cut.heal)
@@ -520,6 +555,9 @@ def test_new_key_per_attempt_after_a_lost_answer_charges_twice(
 def test_same_key_after_a_lost_answer_charges_once(
     payments: HttpService, session: requests.Session
 ) -> None:
+    """``requests/adapters.py:HTTPAdapter.__init__`` (requests 2.34.2) mounts ``Retry(0,
+    read=False)``: the lost answer's ``ReadTimeout`` reaches the loop, whose one retry reuses
+    the key."""
     cut = payments.partition(direction="downstream")
 
     assert same_key_charge(session, payments.url, 1, before_retry=cut.heal).status_code == 201
@@ -534,6 +572,12 @@ def test_same_key_after_a_lost_answer_charges_once(
 def test_well_behaved_client_reuses_its_key_after_a_lost_answer(
     payments: HttpService, session: requests.Session, good_client: Callable[..., requests.Response]
 ) -> None:
+    """The read timeout is retried with the same key: tenacity 9.2.1
+    ``__init__.py:Retrying.__call__`` calls ``fn(*args, **kwargs)`` with the same args (key) each
+    attempt, ``retry.py:retry_if_exception_type`` accepting ``requests.Timeout``; stamina 26.1.0
+    ``_core.py:_TenacityBackoffCallbackAdapter.__call__`` retries on the hook's ``True``, the
+    key bound before the loop; backoff 2.2.1 ``_sync.py:retry_exception`` retries ``TRANSIENT``
+    (``giveup`` false: no ``status``), calling ``target`` again with the same key."""
     cut = payments.partition(direction="downstream")
 
     assert good_client(session, payments.url, 1, before_retry=cut.heal).status_code == 201
@@ -554,6 +598,8 @@ def test_well_behaved_client_reuses_its_key_after_a_lost_answer(
 def test_client_without_a_breaker_keeps_hammering_a_failing_service(
     resilience: Resilience, payments: HttpService, session: requests.Session
 ) -> None:
+    """No breaker, and no retry in requests (``requests/adapters.py:HTTPAdapter.__init__``,
+    requests 2.34.2: ``Retry(0, read=False)``): each of the 20 calls is one attempt."""
     payments.fail(503)
 
     run = resilience.load(
@@ -573,6 +619,10 @@ def test_client_without_a_breaker_keeps_hammering_a_failing_service(
 def test_pybreaker_with_a_fallback_opens_fails_fast_and_stays_available(
     resilience: Resilience, payments: HttpService, session: requests.Session
 ) -> None:
+    """pybreaker 1.4.1 ``__init__.py:CircuitClosedState.on_failure`` opens at ``counter >=
+    fail_max`` (3) and raises ``CircuitBreakerError``; ``CircuitOpenState.before_call``
+    refuses without calling until ``opened_at + reset_timeout``, then lets the call through
+    half-open; ``CircuitHalfOpenState.on_failure`` reopens: 3 failures, then a probe per 0.5 s."""
     payments.fail(503)
     breaker = pybreaker.CircuitBreaker(fail_max=3, reset_timeout=0.5)
 
@@ -594,6 +644,8 @@ def test_pybreaker_with_a_fallback_opens_fails_fast_and_stays_available(
 def test_retries_without_a_budget_amplify_an_outage(
     resilience: Resilience, payments: HttpService, session: requests.Session
 ) -> None:
+    """``fixed_interval_charge(attempts=5)``: 5 requests per call; requests adds none
+    (``requests/adapters.py:HTTPAdapter.__init__``, requests 2.34.2: ``Retry(0, read=False)``)."""
     payments.fail(503)
 
     def call() -> Any:
@@ -613,6 +665,9 @@ def test_retries_without_a_budget_amplify_an_outage(
 def test_tenacity_with_two_attempts_keeps_amplification_at_two(
     resilience: Resilience, payments: HttpService, session: requests.Session
 ) -> None:
+    """tenacity 9.2.1 ``stop.py:stop_after_attempt.__call__`` (``attempt_number >= 2``) stops after
+    the second attempt, and ``__init__.py:BaseRetrying._post_stop_check_actions`` re-raises
+    (``reraise=True``): 2 requests per call, every call failed."""
     payments.fail(503)
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception_type(TRANSIENT),
@@ -630,6 +685,8 @@ def test_tenacity_with_two_attempts_keeps_amplification_at_two(
 def test_client_with_retries_recovers_once_the_outage_heals(
     resilience: Resilience, payments: HttpService, session: requests.Session
 ) -> None:
+    """tenacity 9.2.1 ``stop.py:stop_after_attempt.__call__`` gives each call 5 attempts;
+    ``wait.py:wait_random_exponential.__call__`` waits U(0, 0.03 * 2**(n-1)) between them."""
     # An outage of 12 answers, healed once given: the first two calls spend their five
     # attempts in it (tenacity_charge: stop_after_attempt(5)), the third gets the last two.
     # (With a 0.4 s window instead, the first call's random waits, up to 0.03 + 0.06 + 0.12
@@ -647,6 +704,9 @@ def test_client_with_retries_recovers_once_the_outage_heals(
 def test_breaker_that_never_closes_again_does_not_recover(
     resilience: Resilience, payments: HttpService, session: requests.Session
 ) -> None:
+    """pybreaker 1.4.1 ``__init__.py:CircuitClosedState.on_failure`` opens at the third failure;
+    ``CircuitOpenState.before_call`` raises ``CircuitBreakerError`` until ``opened_at +
+    reset_timeout`` (60 s): every later call of the 1 s load fails."""
     # Three 503s open it (pybreaker: fail_max=3), healed once given: as many failures
     # whatever the machine's pace, where a window in time holds as many as the pace allows.
     payments.fail(503, count=3)

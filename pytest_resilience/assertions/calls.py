@@ -6,8 +6,8 @@ import math
 from collections.abc import Callable, Sequence, Set
 
 from ..observe.records import Call, FaultEvent, fault_spans
+from .lateness import lateness
 from .report import Row, fail, insufficient, plural
-from .timing import measured
 
 
 def call_rows(
@@ -40,8 +40,11 @@ def check_fail_fast(
     """Every call after the first ``skip`` returned or failed within ``max_latency`` s;
     without such a call, insufficient evidence.  A busy machine can hold a call past it
     however fast the client fails: a call slower by no more than :meth:`.timing.Noise.most`
-    over its span (``noise`` and ``jumps`` as for :func:`check_recovers`) shows nothing
-    either way, and with no call slower than that the verdict is insufficient evidence."""
+    of the samples over the calls judged (:mod:`.lateness`; ``noise`` and ``jumps`` as for
+    :func:`check_recovers`, on virtual time no more than the call's own real time) shows
+    nothing either way, and with no call slower than that the verdict is insufficient
+    evidence.  The samples are read over all the calls judged, not the slow ones alone: one
+    slow call's few samples would seldom hold the hiccup that slowed it."""
     if len(calls) <= skip:
         raise insufficient(
             f"fail-fast cannot be judged: the run made {plural(len(calls), 'call')}, all "
@@ -52,31 +55,27 @@ def check_fail_fast(
     over = [c for c in calls[skip:] if c.latency > max_latency]
     if not over:
         return
-    timing = measured(noise, jumps, over[0].started_at, max(c.ended_at for c in over))
-    allowance = {c.index: timing.most((c.started_at, c.ended_at)) for c in over}
-    # With no noise measured none is allowed.
-    slow = {
-        c.index
-        for c in over
-        if c.latency - max_latency > allowance[c.index] or allowance[c.index] == 0.0
-    }
+    slow = lateness(
+        noise,
+        jumps,
+        {c.index: (c.latency - max_latency, c.started_at, c.ended_at) for c in over},
+        "the call took",
+        over=(calls[skip].started_at, max(c.ended_at for c in calls[skip:])),
+    )
     allowed = f"<= {max_latency * 1000:.0f} ms"
-    if slow:
-        worst = max((c for c in over if c.index in slow), key=lambda c: c.latency)
-        most = min(allowance[i] for i in slow)
-        by = f", by more than {timing.most_said(most, 'the call took')}" if most >= 0.0005 else ""
+    if slow.beyond:
+        worst = max((c for c in over if c.index in slow.beyond), key=lambda c: c.latency)
         raise fail(
-            f"{len(slow)} of {len(calls) - skip} calls took longer than "
-            f"{max_latency * 1000:.0f} ms (the slowest {worst.latency * 1000:.0f} ms){by}; a "
-            "client that fails fast does not wait on a service it knows is down.",
-            call_rows(calls, slow, allowed),
+            f"{len(slow.beyond)} of {len(calls) - skip} calls took longer than "
+            f"{max_latency * 1000:.0f} ms (the slowest {worst.latency * 1000:.0f} ms)"
+            f"{slow.by_more_than()}; a client that fails fast does not wait on a service it "
+            "knows is down.",
+            call_rows(calls, slow.beyond, allowed),
             origin,
         )
-    worst = max(over, key=lambda c: c.latency)
     raise insufficient(
         f"{plural(len(over), 'call')} took longer than {max_latency * 1000:.0f} ms, but by no "
-        f"more than {(worst.latency - max_latency) * 1000:.0f} ms, within "
-        f"{timing.most_said(max(allowance.values()), 'the call took')}: a busy machine "
+        f"more than {slow.most_past * 1000:.0f} ms, {slow.within()}: a busy machine "
         "may have held them that long, so whether the client fails fast is not shown; what "
         "decides is a call slower than that, or none over.",
         call_rows(calls, {c.index for c in over}, allowed),
@@ -115,7 +114,7 @@ def check_recovers(
     The client learns of its last failure, and wakes from whatever it waits out after it
     (a breaker's cooldown), through wake-ups that a busy machine delays, so its recovery
     may come later than the heal by timing noise: a call that failed past ``within`` by no
-    more than :meth:`.timing.Noise.most` (from ``noise``, the probe's samples between two
+    more than :meth:`.timing.Noise.most` (:mod:`.lateness`; from ``noise``, the probe's samples between two
     instants, over the time from the heal to the last failed call; on virtual time never
     more than the real time from the heal to the call, read from ``jumps``) shows nothing
     either way, and with no failure beyond that the verdict is insufficient evidence."""
@@ -151,29 +150,26 @@ def check_recovers(
     failed = [c for c in later if not c.ok]
     if not failed:
         return
-    timing = measured(noise, jumps, healed, failed[-1].started_at)
-    allowed = {c.index: timing.most((healed, c.started_at)) for c in failed}
-    late = {c.index: c.started_at - healed - within for c in failed}
-    # With no noise measured none is allowed: a failure at the very edge of ``within`` fails.
-    beyond = {i for i in late if late[i] > allowed[i] or allowed[i] == 0.0}
+    late = lateness(
+        noise,
+        jumps,
+        {c.index: (c.started_at - healed - within, healed, c.started_at) for c in failed},
+        "from the heal to the call",
+    )
     heal = f"the last fault healed (at +{(healed - origin) * 1000:.0f} ms)"
-    span = "from the heal to the call"
-    if beyond:
-        most = min(allowed[i] for i in beyond)
-        by = f", by more than {timing.most_said(most, span)}" if most >= 0.0005 else ""
+    if late.beyond:
         raise fail(
-            f"no recovery: {plural(len(beyond), 'call')} still failed more than {within:g} s after "
-            f"{heal}{by}.",
-            call_rows(calls, beyond, "ok"),
+            f"no recovery: {plural(len(late.beyond), 'call')} still failed more than {within:g} s "
+            f"after {heal}{late.by_more_than()}.",
+            call_rows(calls, late.beyond, "ok"),
             origin,
         )
     raise insufficient(
         f"{plural(len(failed), 'call')} failed more than {within:g} s after {heal}, but by "
-        f"no more than {max(late.values()) * 1000:.0f} ms, within "
-        f"{timing.most_said(max(allowed.values()), span)}: the client may have learnt of its "
-        "last failure, or woken from what it waits out after it, that much later, so whether "
-        f"it recovers within {within:g} s is not shown; what decides is a call failing later "
-        "than that, or none failing.",
-        call_rows(calls, set(late), "ok"),
+        f"no more than {late.most_past * 1000:.0f} ms, {late.within()}: the client may have "
+        "learnt of its last failure, or woken from what it waits out after it, that much "
+        f"later, so whether it recovers within {within:g} s is not shown; what decides is a "
+        "call failing later than that, or none failing.",
+        call_rows(calls, set(late.past), "ok"),
         origin,
     )

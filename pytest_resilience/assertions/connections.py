@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..observe.records import Connection, FaultEvent
-from .report import Row, fail
+from ..observe.records import Connection, FaultEvent, fault_spans
+from .report import Row, fail, insufficient
 
 
 def check_connections(
@@ -17,19 +17,17 @@ def check_connections(
     *,
     origin: float,
 ) -> None:
-    """The code under test opened between ``min`` and ``max`` connections to ``service``."""
+    """The code under test opened between ``min`` and ``max`` connections to ``service``.
+
+    A connection refused while a fault disabled the proxy (``down``, a partition with
+    ``mode="refuse"``) was never opened and leaves no record, so a client reconnecting in
+    a loop then looks like one that waited: with such a fault in ``faults``, ``max`` is
+    shown only broken (more connections on record), otherwise insufficient evidence.
+    Fewer than ``min`` opened is a fact either way."""
+    __tracebackhide__ = True
     count = len(connections)
     too_many = max is not None and count > max
-    if not too_many and (min is None or count >= min):
-        return
-    bound = " and ".join(
-        s
-        for s in (
-            f"at least {min}" if min is not None else "",
-            f"at most {max}" if max is not None else "",
-        )
-        if s
-    )
+    too_few = min is not None and count < min
     allowed = max if too_many else None  # the connections beyond it are flagged
     rows = [
         Row(
@@ -43,8 +41,30 @@ def check_connections(
         for i, c in enumerate(connections)
     ]
     rows += [Row(f.at, f"fault #{f.fault} {f.kind}", "", f.action) for f in faults]
-    raise fail(
-        f"service {service!r} saw {count} connections, expected {bound}.",
-        sorted(rows, key=lambda r: r.at),
-        origin,
-    )
+    rows.sort(key=lambda r: r.at)
+    if too_many or too_few:
+        bound = " and ".join(
+            s
+            for s in (
+                f"at least {min}" if min is not None else "",
+                f"at most {max}" if max is not None else "",
+            )
+            if s
+        )
+        raise fail(f"service {service!r} saw {count} connections, expected {bound}.", rows, origin)
+    refusing = [s for s in fault_spans(faults) if s.refuses]
+    if max is not None and refusing:
+        spans = ", ".join(
+            f"{s.kind} from t+{(s.applied_at - origin) * 1000:.0f} ms"
+            + ("" if s.healed_at is None else f" to t+{(s.healed_at - origin) * 1000:.0f} ms")
+            for s in refusing
+        )
+        raise insufficient(
+            f"service {service!r} saw {count} connections, at most {max} as expected, but "
+            f"new connections were refused ({spans}) and a refused connection leaves no "
+            "record, so a client reconnecting in a loop would look the same; bound "
+            "connections under a fault that accepts them (partition mode='blackhole' or "
+            "'reset', reset_peer, timeout), or count the client's own attempts.",
+            rows,
+            origin,
+        )

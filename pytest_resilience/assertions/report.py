@@ -106,7 +106,8 @@ def blind_spans(blind: Blind, origin: float) -> str:
 
 ANSWERING_FAULTS = (
     "judge it on a fault that answers (fail, rate_limit, cut, a partition of the answers "
-    'alone: direction="downstream"), or count connections (assert_connections)'
+    'alone: direction="downstream"), or count connections (assert_connections) under a '
+    "fault that accepts them (not down, nor a partition with mode='refuse')"
 )
 """What decides a verdict the blind spans leave open."""
 

@@ -359,18 +359,6 @@ class RealTime:
         return end - start - (self._sums[last] - self._sums[first]) if last > first else end - start
 
 
-def measured(
-    noise: Callable[[float, float], Sequence[float]],
-    jumps: Sequence[tuple[float, float]],
-    since: float,
-    until: float,
-) -> Noise:
-    """The timing noise ``noise`` (the probe's samples between two instants) gives from
-    ``since`` to ``until``; on virtual time (``jumps``) never more than the real time a
-    span took (:class:`RealTime`).  For the verdicts that choose their own span."""
-    return Noise(noise(since, until), real=RealTime(jumps) if jumps else None)
-
-
 def _binomial_tail(n: int, q: float, k: int) -> float:
     """P(Binomial(n, q) >= k)."""
     if k <= 0 or q >= 1:

@@ -25,6 +25,9 @@ class FaultEvent:
     fault: int
     """Id shared by a fault's ``applied`` and ``healed`` events."""
     detail: str
+    refuses: bool = False
+    """The fault disabled the proxy: new connections were refused while it lasted, and a
+    refused connection leaves no record (the tap stops listening)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +41,8 @@ class FaultSpan:
     applied_at: float
     healed_at: float | None
     """None: not healed (in force until the test's services closed, or still)."""
+    refuses: bool = False
+    """As :attr:`FaultEvent.refuses`."""
 
 
 def fault_spans(events: Iterable[FaultEvent]) -> list[FaultSpan]:
@@ -47,7 +52,7 @@ def fault_spans(events: Iterable[FaultEvent]) -> list[FaultSpan]:
     for event in events:
         if event.action == "applied":
             spans[event.fault] = FaultSpan(
-                event.service, event.kind, event.fault, event.detail, event.at, None
+                event.service, event.kind, event.fault, event.detail, event.at, None, event.refuses
             )
         elif event.fault in spans:
             spans[event.fault] = replace(spans[event.fault], healed_at=event.at)

@@ -252,7 +252,15 @@ class TcpService:
 
     def _record(self, fault_id: int, plan: FaultPlan, action: str) -> None:
         self._timeline.add(
-            FaultEvent(CLOCK.now(), self.name, plan.kind, action, fault_id, plan.detail)  # type: ignore[arg-type]
+            FaultEvent(
+                CLOCK.now(),
+                self.name,
+                plan.kind,
+                action,  # type: ignore[arg-type]
+                fault_id,
+                plan.detail,
+                refuses=plan.disable,
+            )
         )
 
     def _snapshot(self) -> Callable[[], None]:

@@ -96,6 +96,14 @@ def test_the_circuit_opens_waits_its_cooldown_and_closes_on_a_good_probe(
     cooldown: float,
     make: Callable[[str, float], Callable[[], Any]],
 ) -> None:
+    """Opens at the third failure, refuses for the cooldown, closes on a good probe:
+    circuitbreaker 2.1.3 ``circuitbreaker.py``: ``CircuitBreaker.__call_failed`` (``failure_count
+    >= failure_threshold``), ``_decorate_sync`` (fallback while ``opened``), ``state`` (half-open
+    once ``open_remaining <= 0``), ``__exit__`` then ``reset()``; pybreaker 1.4.1
+    ``pybreaker/__init__.py``: ``CircuitClosedState.on_failure`` (``counter >= fail_max``),
+    ``CircuitOpenState.before_call``, ``CircuitHalfOpenState.on_success`` (``success_threshold``
+    1); purgatory 3.0.1 ``domain/model.py``: ``ClosedState.handle_exception``,
+    ``OpenedState.handle_new_request``, ``HalfOpenedState.handle_end_request``."""
     inventory.fail(503, count=3)
 
     run = resilience.load(

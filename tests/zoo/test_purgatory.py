@@ -101,7 +101,10 @@ def test_an_exclusion_predicate_for_client_errors_only_still_opens_on_503s(
     resilience: Resilience, inventory: HttpService
 ) -> None:
     """The same exclusion written right: an ``(HTTPError, predicate)`` pair that accepts only
-    4xx answers leaves the 503s counted, so the circuit opens and recovers."""
+    4xx answers leaves the 503s counted, so the circuit opens and recovers.
+    ``Context.handle_exception`` sets ``failed = not func(exc)`` for the pair (False for a 503:
+    counted); ``ClosedState.handle_exception`` opens at the third; ``HalfOpenedState.
+    handle_end_request`` closes on the good probe (purgatory 3.0.1, ``domain/model.py``)."""
     inventory.fail(503, count=3)
     factory = SyncCircuitBreakerFactory(
         default_threshold=3,

@@ -77,6 +77,11 @@ def test_a_fleet_with_the_sdks_jitter_is_neither_a_storm_nor_jitter_free(
     resilience: Resilience,
     fleet: Callable[[Resilience, str], tuple[HttpService, Callable[[int], object]]],
 ) -> None:
+    """openai 3.63.0 / anthropic 2.17.0 ``_base_client.py``: ``BaseClient._should_retry`` retries
+    the 503s (``>= 500``); ``SyncAPIClient.request`` / ``_request`` make ``max_retries + 1``
+    attempts, ``BaseClient._build_headers`` stamping ``x-stainless-retry-count`` with
+    ``retries_taken``; ``BaseClient._calculate_retry_timeout`` waits ``min(0.5 * 2**n, 8) *
+    (1 - 0.25 * random())``, n the retries already taken (no Retry-After on these 503s)."""
     # One call through another service first: the SDK's lazy set-up on its first call is
     # paid there, not by one client of the fleet, whose late start under load would take
     # a 503 meant for another's retry.
