@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from .errors import ConfigurationError
 
 OPTION_BACKEND = "--toxiproxy"
@@ -22,6 +24,8 @@ INI_CLOCK = "resilience_clock"
 
 BACKEND_CHOICES = ("auto", "embedded", "spawn")
 URL_ENV = "TOXIPROXY_URL"
+CLOCKS = {"real": "", "virtual": "every test on virtual time"}
+"""The --resilience-clock choices, with what each means ("" for the usual one)."""
 
 
 def parse_backend(value: str) -> str:
@@ -45,22 +49,17 @@ def parse_backend(value: str) -> str:
 
 def parse_seed(value: str) -> int:
     """``--resilience-seed``: a whole number >= 0."""
-    try:
-        seed = int(value)
-    except ValueError:
-        raise ConfigurationError(
-            f"{OPTION_SEED}={value!r} is not a whole number; pass e.g. {OPTION_SEED}=1234."
-        ) from None
-    if seed < 0:
-        raise ConfigurationError(f"{OPTION_SEED}={value!r} is negative; pass a number >= 0.")
-    return seed
+    from . import validate
+
+    text = value.strip()
+    whole = re.fullmatch(r"-?[0-9]+", text) is not None
+    return validate.integer(
+        int(text) if whole else value, OPTION_SEED, hint=f"; pass e.g. {OPTION_SEED}=1234"
+    )
 
 
 def parse_clock(value: str) -> str:
     """``--resilience-clock``: real or virtual."""
-    if value.strip() in ("real", "virtual"):
-        return value.strip()
-    raise ConfigurationError(
-        f"{OPTION_CLOCK}={value!r} is not real or virtual; pass {OPTION_CLOCK}=virtual to put "
-        "every test on virtual time."
-    )
+    from . import validate
+
+    return validate.choice(value.strip(), OPTION_CLOCK, CLOCKS)

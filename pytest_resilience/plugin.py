@@ -273,9 +273,18 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if session.config.option.collectonly:
         return
     if any(set(_USES_PLUGIN) & set(getattr(i, "fixturenames", ())) for i in session.items):
-        # On failure every test that needs the backend fails with the reason.
-        with contextlib.suppress(Exception):
-            session.config.stash[SESSION].backend  # noqa: B018
+        try:
+            backend = session.config.stash[SESSION].backend
+        except Exception:
+            return  # every test that needs the backend fails with the reason
+        if backend.toxic_types is not None:  # a fault marker it cannot apply fails now
+            for item in session.items:
+                for marker in item.stash.get(MARKERS, []):
+                    why = marker.lacking(backend.toxic_types, f"the {backend.kind} engine")
+                    if why:
+                        error = f"{item.nodeid}: @pytest.mark.{marker.marker}: {why}"
+                        earlier = item.stash.get(MARKER_ERROR, "")
+                        item.stash[MARKER_ERROR] = f"{earlier}\n{error}" if earlier else error
 
 
 def pytest_report_collectionfinish(config: pytest.Config) -> str | None:
@@ -379,7 +388,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
         with heap.frozen():  # a collection during the body walks only what the body makes
             if not markers or EXPLORE in item.stash:  # explore opens the windows per example
                 return (yield)
-            return (yield from _with_marker_windows(res, markers))
+            return (yield from _with_marker_windows(res, markers, item.nodeid))
 
 
 def _clock(item: pytest.Item, res: Resilience | None) -> contextlib.AbstractContextManager[object]:
@@ -405,13 +414,21 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
 
 
 def _with_marker_windows(
-    res: Resilience, markers: list[MarkerFault]
+    res: Resilience, markers: list[MarkerFault], nodeid: str
 ) -> Generator[None, object, object]:
     """The test body, with its fault markers' windows opened and closed around it."""
+    from .markers import MarkerError
     from .markers.windows import missing_service, opened
 
-    with opened(markers, res) as windows:
-        result = yield
+    try:
+        with opened(markers, res) as windows:
+            result = yield
+    except MarkerError as exc:
+        unapplied = str(exc)
+    else:
+        unapplied = ""
+    if unapplied:  # outside the except: no "during handling of the above exception"
+        pytest.fail(f"{nodeid}: {unapplied}", pytrace=False)
     if windows.missing:
         pytest.fail(missing_service(windows.missing[0], res.services), pytrace=False)
     return result

@@ -18,7 +18,7 @@ from .observe import Timeline
 from .observe.noise import NoiseProbe
 from .observe.pacing import Pacing
 from .observe.records import FaultEvent, RunEvent
-from .observe.settle import ExchangeRecorder
+from .observe.settle import LONGEST_SETTLE, ExchangeRecorder
 from .runtime.pacing import PacingRecorder
 from .services.http import HttpService
 from .services.tcp import TcpService
@@ -282,7 +282,14 @@ class Resilience:
     # -- faults -------------------------------------------------------------------
 
     def _resolve(self, service: str | TcpService) -> TcpService:
-        return self.service(service) if isinstance(service, str) else service
+        if isinstance(service, str):
+            return self.service(service)
+        return validate.instance(  # type: ignore[no-any-return]
+            service,
+            TcpService,
+            "service",
+            "a service name or a service resilience.tcp_service() or http_service() made",
+        )
 
     def fault(self, service: str | TcpService, kind: str, *args: Any, **kwargs: Any) -> Fault:
         """Apply fault ``kind`` (e.g. ``"latency"``, or ``"chaos"`` with ``type=``) to a service."""
@@ -299,10 +306,11 @@ class Resilience:
         if not services:
             raise ConfigurationError("partition() needs at least one service to cut.")
         plan = kinds.plan("partition", (direction, mode), {"toxicity": toxicity})
+        resolved = [self._resolve(service) for service in services]  # all checked first
         applied: list[Fault] = []
         try:
-            for service in services:
-                applied.append(self._resolve(service).apply(plan))
+            for service in resolved:
+                applied.append(service.apply(plan))
         except BaseException:
             FaultGroup(applied).heal()
             raise
@@ -319,6 +327,7 @@ class Resilience:
         """The test's records now, frozen: the HTTP services' exchanges once each answer's
         delivery is known (at most ``settle`` s each), their effects, then the timeline's
         events and the runs; of the ``services`` named only, if any are."""
+        validate.seconds(settle, "evidence: settle", maximum=LONGEST_SETTLE)
         https = [
             s
             for s in self._services.values()
@@ -443,6 +452,7 @@ class Resilience:
         from .assertions import check_amplification
 
         http = self._http(service, "assert_amplification")
+        _check_run(run)
         if not run.calls:
             raise ConfigurationError("assert_amplification needs a run with at least one call.")
         evidence = self.evidence(http.name)
@@ -500,6 +510,7 @@ class Resilience:
         from .assertions import check_breaker_opened
 
         http = self._http(service, "assert_breaker_opened")
+        _check_run(run)
         evidence = self.evidence(http.name)
         self._verdicts.judge_exchanges(
             evidence,
@@ -538,3 +549,10 @@ class Resilience:
             errors.append(exc)
         if errors:
             raise errors[0]
+
+
+def _check_run(run: object) -> None:
+    """``run=``: what ``drive()`` or ``load()`` returned."""
+    from .runs import Run
+
+    validate.instance(run, Run, "run", "a Run (what resilience.drive() or load() returns)")

@@ -30,12 +30,31 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def number(value: Any, what: str, *, minimum: float = 0.0, above: bool = False) -> float:
-    """A finite real number >= ``minimum`` (> with ``above``)."""
+def _within(minimum: float, above: bool, maximum: float | None) -> str:
+    """A range as the sentences say it: ``>= 0``, ``> 0 and <= 3600``."""
     bound = f"> {minimum:g}" if above else f">= {minimum:g}"
+    return bound if maximum is None else f"{bound} and <= {maximum:g}"
+
+
+def number(
+    value: Any,
+    what: str,
+    *,
+    minimum: float = 0.0,
+    above: bool = False,
+    maximum: float | None = None,
+) -> float:
+    """A finite real number >= ``minimum`` (> with ``above``), at most ``maximum``."""
     finite = _is_number(value) and math.isfinite(value)
-    if not finite or value < minimum or (above and value == minimum):
-        raise ConfigurationError(f"{what} must be a finite number {bound}, got {value!r}.")
+    if (
+        not finite
+        or value < minimum
+        or (above and value == minimum)
+        or (maximum is not None and value > maximum)
+    ):
+        raise ConfigurationError(
+            f"{what} must be a finite number {_within(minimum, above, maximum)}, got {value!r}."
+        )
     return float(value)
 
 
@@ -57,21 +76,40 @@ def flag(value: Any, what: str) -> bool:
     return value
 
 
-def integer(value: Any, what: str, *, minimum: int = 0, hint: str = "") -> int:
-    """A whole number >= ``minimum`` (an integral float such as 2.0 is taken as 2);
-    ``hint`` follows the value in the sentence."""
-    integral = _is_number(value) and math.isfinite(value) and float(value).is_integer()
-    if not integral or value < minimum:
+def _whole(
+    value: Any, what: str, minimum: int, maximum: int | None, or_none: bool, hint: str
+) -> int:
+    """The one check of a whole number: an int (not a bool, nor a float such as 2.0)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < minimum
+        or (maximum is not None and value > maximum)
+    ):
+        within = f">= {minimum}" if maximum is None else f">= {minimum} and <= {maximum}"
+        none = " or None" if or_none else ""
         raise ConfigurationError(
-            f"{what} must be a whole number >= {minimum}, got {value!r}{hint}."
+            f"{what} must be a whole number {within}{none}, got {value!r}{hint}."
         )
-    return int(value)
+    return value
 
 
-def seconds(value: Any, what: str) -> float:
-    """A finite number of seconds >= 0."""
-    if not _is_number(value) or not math.isfinite(value) or value < 0:
-        raise ConfigurationError(f"{what} must be a finite number of seconds >= 0, got {value!r}.")
+def integer(
+    value: Any, what: str, *, minimum: int = 0, maximum: int | None = None, hint: str = ""
+) -> int:
+    """A whole number (an int) from ``minimum`` to ``maximum``; ``hint`` follows the value
+    in the sentence."""
+    return _whole(value, what, minimum, maximum, False, hint)
+
+
+def seconds(value: Any, what: str, *, maximum: float | None = None) -> float:
+    """A finite number of seconds >= 0 (at most ``maximum``)."""
+    finite = _is_number(value) and math.isfinite(value)
+    if not finite or value < 0 or (maximum is not None and value > maximum):
+        within = ">= 0" if maximum is None else f">= 0 and <= {maximum:g}"
+        raise ConfigurationError(
+            f"{what} must be a finite number of seconds {within}, got {value!r}."
+        )
     return float(value)
 
 
@@ -79,9 +117,7 @@ def count(value: Any, what: str = "count", *, allow_none: bool = True) -> int | 
     """A whole number >= 1, or None where that means 'every one'."""
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"{what} must be a whole number >= 1, got {value!r}.")
-    return value
+    return _whole(value, what, 1, None, False, "")
 
 
 def status(value: Any, what: str = "status") -> int:
@@ -121,13 +157,41 @@ def callable_(value: Any, what: str) -> Any:
     return value
 
 
+def callable_or_none(value: Any, what: str, shape: str) -> Any:
+    """A function the verdict calls, such as ``group=`` (``shape``: ``exchange -> hashable``),
+    or None for the default."""
+    if value is not None and not callable(value):
+        raise ConfigurationError(
+            f"{what} must be a function ({shape}) or None, got {type(value).__name__} {value!r}."
+        )
+    return value
+
+
+def instance(value: Any, kind: type | tuple[type, ...], what: str, expected: str) -> Any:
+    """An object of ``kind``, which ``expected`` names for the user (what makes one)."""
+    if not isinstance(value, kind):
+        raise ConfigurationError(
+            f"{what} must be {expected}, got {type(value).__name__} {value!r}."
+        )
+    return value
+
+
+def choice(value: Any, what: str, choices: Mapping[str, str]) -> str:
+    """One of the names in ``choices``; each maps to what it means ("" to say nothing)."""
+    if not isinstance(value, str) or value not in choices:
+        names = [
+            f"{name!r}" + (f" ({meaning})" if meaning else "") for name, meaning in choices.items()
+        ]
+        listed = ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else names[0]
+        raise ConfigurationError(f"{what} must be {listed}, got {value!r}.")
+    return value
+
+
 def bound(value: Any, what: str) -> int | None:
     """A whole-number bound >= 0, or None for no bound."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigurationError(f"{what} must be a whole number >= 0 or None, got {value!r}.")
-    return value
+    return _whole(value, what, 0, None, True, "")
 
 
 def method(value: Any) -> str:
@@ -231,21 +295,24 @@ def failures(value: Any, what: str = "failure_statuses") -> tuple[frozenset[int]
 
 
 def address(value: Any, what: str) -> tuple[str, int]:
-    """``"host:port"`` (``[::1]:port`` for IPv6), or a ``(host, port)`` pair, as a pair."""
+    """``"host:port"`` (``[::1]:port`` for IPv6), or a ``(host, port)`` pair of a str and
+    an int, as a pair."""
+    host: Any = None
+    port: Any = None
     if isinstance(value, tuple) and len(value) == 2:
         host, port = value
     elif isinstance(value, str) and ":" in value:
-        host, _, port = value.rpartition(":")
+        host, _, digits = value.rpartition(":")
         host = host.strip("[]")
-    else:
-        raise ConfigurationError(f"{what} must be 'host:port', got {value!r}.")
-    try:
-        port = int(port)
-    except (TypeError, ValueError):
-        raise ConfigurationError(f"{what} has a port that is not a number: {value!r}.") from None
-    if not host or not 0 < port < 65536:
-        raise ConfigurationError(f"{what} must be 'host:port' with a port 1-65535, got {value!r}.")
-    return str(host), port
+        # int() would also read " 80" and fullwidth digits.
+        port = int(digits) if digits.isascii() and digits.isdigit() else None
+    bad_port = isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536
+    if not isinstance(host, str) or not host or bad_port:
+        raise ConfigurationError(
+            f"{what} must be 'host:port' or a (host, port) pair with a port from 1 to 65535, "
+            f"got {value!r}."
+        )
+    return host, port
 
 
 def http_url(value: Any, what: str, *, base_path: bool = False) -> tuple[str, int, str]:

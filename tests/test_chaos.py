@@ -3,10 +3,9 @@
 Each case starts pytest as a terminal does (a process group of its own) on a test
 that holds a proxy open, then interrupts it one way: Ctrl-C to the whole group,
 SIGTERM or SIGKILL to pytest, SIGKILL to the xdist controller.  Afterwards no
-process of the run is left, the proxy's port is closed, and on a shared
-Toxiproxy its proxies are gone: deleted by the run's teardown, or reclaimed by
-the next run on this host.  (The spawned server's log is an unlinked temporary
-file: nothing of it stays on disk.)
+process of the run is left, the proxy's port is closed, on a shared Toxiproxy its
+proxies are gone (deleted by the run's teardown, or reclaimed by the next run on
+this host), and no temporary file of the run is left (:func:`leftovers`).
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from processes import alive, wait_for
@@ -41,6 +41,18 @@ SPAWN = pytest.mark.skipif(
 )
 
 
+def leftovers(tmp: Path) -> list[Path]:
+    """What a run whose temporary directory (``TMPDIR`` and pytest's temporary root) was
+    ``tmp`` left there, beside what pytest keeps by design: its base temporary directory
+    ``pytest-of-<user>/pytest-<n>`` (the last three are kept for inspection; xdist makes
+    one for its workers), with its ``.lock``, which a later run reclaims after a kill -9.
+    The spawned server's log is an unlinked temporary file: it never has a name."""
+    kept = [p for p in tmp.rglob("*") if p.relative_to(tmp).parts[0].startswith("pytest-of-")]
+    return [p for p in tmp.rglob("*") if p not in kept] + [
+        p for p in kept if p.is_file() and not p.is_symlink() and p.name != ".lock"
+    ]
+
+
 def refused(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) != 0
@@ -54,6 +66,7 @@ def test_an_interrupted_run_leaves_nothing_behind(
     choice = toxiproxy.client.url if backend == "remote" else backend
     workers = ["-n", "2"] if action == "sigkill-xdist-controller" else ["-x"]
     pytester.makepyfile(HOLDING_TEST)
+    tmp = pytester.mkdir("tmp")  # the run's TMPDIR, to see what it leaves there
     out = pytester.path / "out.txt"
     with out.open("wb") as sink:
         process = subprocess.Popen(
@@ -71,6 +84,7 @@ def test_an_interrupted_run_leaves_nothing_behind(
             stdout=sink,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            env={**os.environ, "TMPDIR": str(tmp), "PYTEST_DEBUG_TEMPROOT": str(tmp)},
             # A terminal's Ctrl-C reaches a run whose SIGINT is live; a run started from a
             # background job inherits it ignored, and would sit out the signal.
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
@@ -100,6 +114,7 @@ def test_an_interrupted_run_leaves_nothing_behind(
     pids |= {int(server) for server, _, _ in held if server}
     for pid in pids:
         wait_for(lambda pid=pid: not alive(pid), timeout=5, what=f"process {pid} to end")
+    assert not leftovers(tmp), (leftovers(tmp), log)
     if backend != "remote":
         for _, _, port in held:
             wait_for(lambda port=port: refused(int(port)), timeout=5, what=f"port {port} to close")

@@ -6,6 +6,7 @@ Runs interrupted by signals, on every backend, are in ``test_chaos.py``.
 
 from __future__ import annotations
 
+import http.server
 import math
 import os
 import select
@@ -14,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -173,9 +175,9 @@ def test_impossible_marker_windows_fail_their_test_in_one_line(pytester: pytest.
     result.assert_outcomes(errors=3)
     result.stdout.fnmatch_lines(
         [
-            "*test_inf_after: @pytest.mark.http_faults: after (seconds) must be a finite number >= 0, got inf.",
-            "*test_huge_duration: @pytest.mark.latency: duration (seconds) must be at most 1e+06*got 10000000000.0.",
-            "*test_nan_duration: @pytest.mark.http_faults: duration (seconds) must be a finite number > 0, got nan.",
+            "*test_inf_after: @pytest.mark.http_faults: after (seconds) must be a finite number >= 0 and <= 1e+06, got inf.",
+            "*test_huge_duration: @pytest.mark.latency: duration (seconds) must be a finite number > 0 and <= 1e+06, got 10000000000.0.",
+            "*test_nan_duration: @pytest.mark.http_faults: duration (seconds) must be a finite number > 0 and <= 1e+06, got nan.",
         ]
     )
 
@@ -367,6 +369,32 @@ VERDICT_ARGUMENTS: list[tuple[Callable[..., Any], str]] = [
     (lambda r, s, run: run.assert_fail_fast(max_latency=math.inf), r"max_latency \(seconds\)"),
     (lambda r, s, run: run.assert_recovers(within=math.nan), r"within must be a finite"),
     (lambda r, s, run: r.load(lambda: None, duration=math.nan, rate=1), r"load: duration must"),
+    # The waits for records to settle reached Condition.wait unchecked (raw Python errors).
+    (lambda r, s, run: r.evidence(settle=math.nan), r"evidence: settle must be a finite"),
+    (lambda r, s, run: r.evidence(settle=-1), r"evidence: settle must be a finite"),
+    (lambda r, s, run: r.evidence(settle=1e10), r"evidence: settle must be a finite"),
+    (lambda r, s, run: s.settled(timeout="1"), r"settled: timeout must be a finite"),
+    (lambda r, s, run: s.settled(timeout=math.inf), r"settled: timeout must be a finite"),
+    # Groupings, keys, runs and services of the wrong type failed later with raw errors.
+    (lambda r, s, run: s.assert_attempts(max=1, group=5), r"group must be a function"),
+    (lambda r, s, run: s.assert_backoff(group="op"), r"group must be a function"),
+    (lambda r, s, run: s.assert_retry_after_honoured(group=5), r"group must be a function"),
+    (lambda r, s, run: s.assert_stable_idempotency_key(group=5), r"group must be a function"),
+    (lambda r, s, run: r.assert_no_retry_storm(s, group=5), r"group must be a function"),
+    (lambda r, s, run: r.assert_amplification(s, run, 2, group=5), r"group must be a function"),
+    (lambda r, s, run: s.assert_no_duplicate_side_effects(key="k"), r"key must be a function"),
+    (lambda r, s, run: r.assert_amplification(s, "run", max=2), r"run must be a Run"),
+    (
+        lambda r, s, run: r.assert_breaker_opened(s, None, after_failures=3, cooldown=1),
+        r"run must be a Run",
+    ),
+    (lambda r, s, run: r.fault(5, "latency", 10), r"service must be a service name"),
+    (lambda r, s, run: r.partition(s, None), r"service must be a service name"),
+    (lambda r, s, run: r.intent(3.5), r"service must be a service name"),
+    # A float where a whole number goes was taken as one by some checks, not by others.
+    (lambda r, s, run: r.assert_no_retry_storm(s, min_herd=3.0), r"min_herd must be a whole"),
+    (lambda r, s, run: run.assert_fail_fast(1, skip=1.0), r"skip must be a whole number"),
+    (lambda r, s, run: r.explore(lambda: None, examples=2.0), r"examples must be a whole"),
 ]
 
 
@@ -381,3 +409,172 @@ def test_bad_verdict_arguments_are_one_sentence_at_the_call(
     with pytest.raises(ConfigurationError, match=message) as raised:
         call(resilience, api, run)
     assert "\n" not in str(raised.value) and str(raised.value).endswith(".")
+
+
+@pytest.mark.parametrize(
+    "upstream",
+    [
+        ("127.0.0.1", 80.9),
+        ("127.0.0.1", True),
+        (b"127.0.0.1", 80),
+        ("", 80),
+        "127.0.0.1: 80",
+        "127.0.0.1:\uff18\uff10",  # fullwidth digits, which int() reads as 80
+        "127.0.0.1:http",
+        "127.0.0.1:70000",
+    ],
+)
+def test_a_bad_upstream_address_is_one_sentence_at_the_call(
+    resilience: Resilience, upstream: Any
+) -> None:
+    """A port of 80.9 was taken as 80, True as 1, and a bytes host as "b'127.0.0.1'"."""
+    with pytest.raises(ConfigurationError) as raised:
+        resilience.tcp_service("x", upstream=upstream)
+    assert str(raised.value) == (
+        "upstream of service 'x' must be 'host:port' or a (host, port) pair with a port "
+        f"from 1 to 65535, got {upstream!r}."
+    )
+    assert resilience.services == {}
+
+
+@pytest.mark.parametrize("value", [2.0, True, "2", math.nan, -1])
+def test_every_whole_number_check_refuses_floats_and_bools_alike(value: Any) -> None:
+    """integer() took 2.0 as 2 where count() and bound() refused it."""
+    from pytest_resilience import validate
+
+    for check in (validate.integer, validate.count, validate.bound):
+        with pytest.raises(ConfigurationError, match=r"^n must be a whole number >= ") as raised:
+            check(value, "n")
+        assert str(raised.value).endswith(f", got {value!r}.")
+
+
+def test_a_whole_fault_attribute_given_as_a_float_is_refused(
+    resilience: Resilience, echo_server: Any
+) -> None:
+    echo = resilience.tcp_service("echo", upstream=echo_server.address)
+
+    with pytest.raises(ConfigurationError, match=r"^latency: ms must be a whole number >= 0, got"):
+        echo.latency(10.0)
+    assert echo.faults == []
+
+
+CHAOS_MARKERS = """
+import pytest
+
+@pytest.fixture
+def svc(resilience):
+    return resilience.tcp_service("svc", upstream="127.0.0.1:9")
+
+@pytest.mark.chaos("svc", type="wobbly", amount=3)
+def test_unknown_type(svc): pass
+
+@pytest.mark.chaos("svc", type="latency", latency="100")
+def test_text_attribute(svc): pass
+
+@pytest.mark.chaos("svc", type="slicer", average_size=4, size_variation=4)
+def test_wide_variation(svc): pass
+"""
+
+
+def test_chaos_markers_the_embedded_engine_cannot_apply_fail_at_collection(
+    pytester: pytest.Pytester,
+) -> None:
+    """An unknown toxic type passed collection, then failed the body with a 50-line
+    traceback ending in the engine's raw JSON."""
+    pytester.makepyfile(CHAOS_MARKERS)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--toxiproxy=embedded")
+
+    result.assert_outcomes(errors=3)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at setup of test_unknown_type*",
+            "test_*::test_unknown_type: @pytest.mark.chaos: the embedded engine has no 'wobbly' "
+            "toxic (it has bandwidth, latency, limit_data, *); use one of those, or a Toxiproxy "
+            "build that has it (--toxiproxy=spawn or a URL).",
+            "*ERROR at setup of test_text_attribute*",
+            "test_*::test_text_attribute: @pytest.mark.chaos: chaos(type='latency'): latency "
+            "must be a whole number >= 0, got '100'.",
+            "*ERROR at setup of test_wide_variation*",
+            "test_*::test_wide_variation: @pytest.mark.chaos: chaos(type='slicer'): "
+            "size_variation (below average_size 4) must be a whole number >= 0 and <= 3, got 4.",
+        ]
+    )
+    text = result.stdout.str()
+    assert "Traceback" not in text and "tcp.py" not in text and '"error"' not in text, text
+
+
+def test_a_toxic_a_toxiproxy_refuses_through_a_marker_fails_in_one_sentence(
+    pytester: pytest.Pytester, url: str
+) -> None:
+    """A remote Toxiproxy may be a custom build, so a type it lacks is only known when
+    it refuses the toxic: then the test fails in one sentence, not a traceback."""
+    pytester.makepyfile(
+        CHAOS_MARKERS.split("@pytest.mark.chaos")[0]
+        + ('@pytest.mark.chaos("svc", type="wobbly", amount=3)\ndef test_unknown_type(svc): pass\n')
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", f"--toxiproxy={url}")
+
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "test_*::test_unknown_type: @pytest.mark.chaos: Toxiproxy at http://* refused the "
+            "'wobbly' toxic of the wobbly fault on 'svc' (*invalid toxic type*); check its type "
+            "and attributes."
+        ]
+    )
+    text = result.stdout.str()
+    assert "Traceback" not in text and "tcp.py" not in text and "def " not in text, text
+
+
+class _NotToxiproxy(http.server.BaseHTTPRequestHandler):
+    """Some other HTTP server: every GET answers an HTML page of several lines."""
+
+    status = 404
+    PAGE = (
+        b"<!DOCTYPE html>\n<html>\n<head><title>Not Found</title></head>\n<body>\n"
+        b"<h1>Not Found</h1>\n<p>The requested URL was not found on this server.</p>\n"
+        b"<p>Additionally, a 404 Not Found error was encountered while trying to use an "
+        b"ErrorDocument to handle the request.</p>\n</body>\n</html>\n"
+    )
+
+    def do_GET(self) -> None:
+        self.send_response(self.status)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(self.PAGE)))
+        self.end_headers()
+        self.wfile.write(self.PAGE)
+
+    def log_message(self, *args: Any) -> None:
+        pass  # not on the test's output
+
+
+@pytest.mark.parametrize("status", [404, 200])
+def test_a_toxiproxy_url_of_another_http_server_is_one_short_sentence(
+    pytester: pytest.Pytester, status: int
+) -> None:
+    """The error carried the server's whole HTML page, line by line."""
+    handler = type("Handler", (_NotToxiproxy,), {"status": status})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        pytester.makepyfile("def test_one(resilience):\n    pass\n")
+        port = server.server_address[1]
+        result = pytester.runpytest(
+            "-p", "no:cacheprovider", f"--toxiproxy=http://127.0.0.1:{port}"
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            f"http://127.0.0.1:{port} answered GET /version with *'<!DOCTYPE html> <html> *', "
+            "so it is not a Toxiproxy API; pass the URL of Toxiproxy's API with --toxiproxy, "
+            "e.g. --toxiproxy=http://127.0.0.1:8474."
+        ]
+    )
+    text = result.stdout.str()
+    assert "ErrorDocument" not in text and "</html>" not in text, text  # cut to 160 characters
+    assert "Traceback" not in text, text

@@ -188,7 +188,7 @@ def test_bad_marker_of_an_added_kind_fails_at_collection_like_a_built_in_one(
             "test_markers.py::test_unknown_kwarg: @pytest.mark.packet_loss: packet_loss: unknown "
             "argument 'wobble'; it takes (rate, retransmit_ms=200, stream='downstream').",
             "test_markers.py::test_text_after: @pytest.mark.packet_loss: after (seconds) must be "
-            "a finite number >= 0, got 'soon'.",
+            "a finite number >= 0 and <= 1e+06, got 'soon'.",
             "test_markers.py::test_no_service: @pytest.mark.packet_loss: the first argument must "
             'be the service name, e.g. @pytest.mark.packet_loss("redis", ...).',
         ],

@@ -408,6 +408,8 @@ BAD: list[tuple[Callable[[HttpService], Any], str]] = [
     (lambda s: s.rate_limit(burst=1, retry_after_ms=-1), r"retry_after_ms must be a finite"),
     (lambda s: s.rate_limit(burst=1, retry_after_ms=math.nan), r"retry_after_ms must be a finite"),
     (lambda s: s.rate_limit(rate=math.inf), r"rate \(requests per second\) must be a finite"),
+    (lambda s: s.rate_limit(rate=math.nan), r"rate \(requests per second\) must be a finite"),
+    (lambda s: s.rate_limit(rate="2"), r"rate \(requests per second\) must be a finite"),
     (lambda s: s.rate_limit(rate=2, retry_after_ms=5), r"drop retry_after= and retry_after_ms="),
     (
         lambda s: s.rate_limit(burst=1, retry_after=1, headers={"retry-after": "9"}),

@@ -356,11 +356,13 @@ def test_loading_the_plugin_imports_nothing_heavy(pytester: pytest.Pytester) -> 
         ),
         (
             f"{OPTION_SEED}=abc",
-            f"ERROR: {OPTION_SEED}='abc' is not a whole number; pass e.g. {OPTION_SEED}=1234.",
+            f"ERROR: {OPTION_SEED} must be a whole number >= 0, got 'abc'; pass e.g. "
+            f"{OPTION_SEED}=1234.",
         ),
         (
             f"{OPTION_SEED}=-1",
-            f"ERROR: {OPTION_SEED}='-1' is negative; pass a number >= 0.",
+            f"ERROR: {OPTION_SEED} must be a whole number >= 0, got -1; pass e.g. "
+            f"{OPTION_SEED}=1234.",
         ),
     ],
     ids=["backend-bogus", "backend-url-without-port", "seed-not-a-number", "seed-negative"],
@@ -424,7 +426,7 @@ def test_bad_ini_seed_is_a_usage_error_naming_the_ini_option(pytester: pytest.Py
 
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
-        ["ERROR: ini option resilience_seed: *'abc' is not a whole number*"]
+        ["ERROR: ini option resilience_seed: * must be a whole number >= 0, got 'abc'*"]
     )
 
 

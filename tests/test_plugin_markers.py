@@ -121,7 +121,7 @@ def test_bad_marker_argument_fails_that_test_naming_node_marker_and_argument(
             ">= 0, got -5.",
             "test_markers.py::test_unknown_kwarg: @pytest.mark.latency: *'wobble'*",
             "test_markers.py::test_text_duration: @pytest.mark.reset_peer: after (seconds) must be "
-            "a finite number >= 0, got 'soon'.",
+            "a finite number >= 0 and <= 1e+06, got 'soon'.",
         ],
         consecutive=False,
     )

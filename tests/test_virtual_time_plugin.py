@@ -182,8 +182,8 @@ def test_a_bad_clock_option_is_one_sentence(inner: pytest.Pytester) -> None:
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
         [
-            "*--resilience-clock='fast' is not real or virtual; pass --resilience-clock=virtual "
-            "to put every test on virtual time."
+            "*--resilience-clock must be 'real' or 'virtual' (every test on virtual time), "
+            "got 'fast'."
         ]
     )
 

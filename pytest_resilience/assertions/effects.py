@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
 
+from .. import validate
 from ..http.records import Effect
 from .report import Row, fail
 
@@ -15,6 +16,7 @@ def check_no_duplicate_side_effects(
 ) -> None:
     """No two effects share a business identity (method, path, canonical body, or ``key``)."""
     __tracebackhide__ = True
+    validate.callable_or_none(key, "key", "effect -> hashable")
     identity = key or (lambda effect: effect.fingerprint)
     seen: dict[Hashable, list[Effect]] = {}
     for effect in sorted(effects, key=lambda e: e.at):

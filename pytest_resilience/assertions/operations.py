@@ -217,6 +217,7 @@ def operations(
     failure_statuses: FailureSet = DEFAULT,
 ) -> list[Operation]:
     """Exchanges grouped into operations, in the order their first attempts arrived."""
+    validate.callable_or_none(group, "group", "exchange -> hashable")
     ordered = sorted(exchanges, key=lambda e: e.started_at)
     if group is not None:
         groups: dict[Hashable, list[Exchange]] = {}

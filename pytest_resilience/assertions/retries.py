@@ -297,6 +297,7 @@ def check_amplification(
     """Requests that reached the service per call of the client stay at most ``max``."""
     __tracebackhide__ = True
     validate.number(max, "max (requests per call)", above=True)
+    validate.callable_or_none(group, "group", "exchange -> hashable")
     if calls <= 0:
         raise ConfigurationError("amplification needs a run with at least one call.")
     ratio = len(exchanges) / calls

@@ -20,7 +20,7 @@ from ..errors import ConfigurationError
 from .partition import plan_partition
 from .plan import FaultPlan, ToxicSpec
 
-STREAMS = ("upstream", "downstream")
+STREAMS = {"upstream": "client to service", "downstream": "service to client"}
 
 
 def _whole(kind: str, name: str, value: Any, *, minimum: int = 0) -> int:
@@ -28,12 +28,13 @@ def _whole(kind: str, name: str, value: Any, *, minimum: int = 0) -> int:
 
 
 def _stream(kind: str, value: Any) -> str:
-    if value not in STREAMS:
-        raise ConfigurationError(
-            f"{kind}: stream must be 'upstream' (client to service) or 'downstream' "
-            f"(service to client), got {value!r}."
-        )
-    return str(value)
+    return validate.choice(value, f"{kind}: stream", STREAMS)
+
+
+def _variation(kind: str, variation: Any, average: int) -> int:
+    """slicer's ``size_variation``: a whole number below ``average_size``."""
+    below = f"{kind}: size_variation (below average_size {average})"
+    return validate.integer(variation, below, maximum=average - 1)
 
 
 def _single(kind: str, stream: str, toxicity: float, **attributes: int) -> FaultPlan:
@@ -87,11 +88,7 @@ def slicer(
 ) -> FaultPlan:
     """Cut data into pieces of about ``average_size`` bytes, ``delay`` microseconds apart."""
     average = _whole("slicer", "average_size", average_size, minimum=1)
-    variation = _whole("slicer", "size_variation", size_variation)
-    if variation >= average:
-        raise ConfigurationError(
-            f"slicer: size_variation ({variation}) must be smaller than average_size ({average})."
-        )
+    variation = _variation("slicer", size_variation, average)
     return _single(
         "slicer",
         stream,
@@ -161,11 +158,8 @@ def _standard_attributes(type: str, attributes: dict[str, Any]) -> dict[str, Any
                 f"{where}: give {name}= (>= {least}); Toxiproxy's default of 0 is not allowed."
             )
     checked = {n: _whole(where, n, v, minimum=known[n]) for n, v in attributes.items()}
-    if type == "slicer" and checked.get("size_variation", 0) >= checked.get("average_size", 1):
-        raise ConfigurationError(
-            f"{where}: size_variation must be smaller than average_size, got "
-            f"{checked.get('size_variation', 0)} and {checked.get('average_size')}."
-        )
+    if type == "slicer" and "size_variation" in checked:
+        _variation(where, checked["size_variation"], checked["average_size"])
     return checked
 
 

@@ -25,11 +25,21 @@ DIRECTIONS = {
 MODES = {"blackhole": ("timeout", "timeout"), "reset": ("reset_peer", "timeout")}
 
 
+DIRECTION_NAMES = {
+    "both": "",
+    "upstream": "requests never arrive",
+    "downstream": "answers are lost",
+}
+MODE_NAMES = {
+    "blackhole": "data dropped, connections hang",
+    "refuse": "connections refused",
+    "reset": "connections reset",
+}
+
+
 def plan_partition(direction: str, mode: str, toxicity: float) -> FaultPlan:
-    if direction not in DIRECTIONS:
-        raise ConfigurationError(
-            f"partition: direction must be 'both', 'upstream' or 'downstream', got {direction!r}."
-        )
+    validate.choice(direction, "partition: direction", DIRECTION_NAMES)
+    validate.choice(mode, "partition: mode", MODE_NAMES)
     toxicity = validate.toxicity(toxicity, "partition")
     detail = f"direction={direction} mode={mode}"
     if mode == "refuse":
@@ -39,10 +49,6 @@ def plan_partition(direction: str, mode: str, toxicity: float) -> FaultPlan:
                 "every connection; drop direction=/toxicity= or use mode='blackhole'."
             )
         return FaultPlan("partition", disable=True, detail=detail)
-    if mode not in MODES:
-        raise ConfigurationError(
-            f"partition: mode must be 'blackhole', 'refuse' or 'reset', got {mode!r}."
-        )
     toxic_type, attribute = MODES[mode]
     toxics = tuple(
         ToxicSpec(toxic_type, stream, ((attribute, 0),), toxicity)

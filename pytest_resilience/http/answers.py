@@ -215,6 +215,8 @@ def check_retry_after(value: Any) -> int | dt.datetime | None:
             f"(RFC 9110 10.2.3); send a fractional wait as retry_after_ms="
             f"{value * 1000:.15g}, the retry-after-ms header."
         )
+    if number and math.isfinite(value) and float(value).is_integer():
+        value = int(value)  # a wait in seconds computed as a float, e.g. 2.0: whole seconds
     return validate.integer(value, "retry_after", hint=" (or a timezone-aware datetime)")
 
 

@@ -7,7 +7,7 @@ arguments (those of the matching service method), then ``after=`` and
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +63,10 @@ HTTP_SIGNATURES = {
 (``http.script``), kept here so that loading the plugin imports no HTTP code."""
 
 
+class MarkerError(ConfigurationError):
+    """A fault marker that could not be applied during the body; the message names it."""
+
+
 @dataclass(frozen=True)
 class MarkerFault:
     """A validated fault marker: which fault, on which service, in which window."""
@@ -81,7 +85,7 @@ class MarkerFault:
             return service.apply(self.plan)
         method = HTTP_MARKERS[self.marker]
         if not hasattr(service, "route"):
-            raise ConfigurationError(
+            raise MarkerError(
                 f"@pytest.mark.{self.marker}({self.service!r}) needs an HTTP service, but "
                 f"{self.service!r} is a TCP service; create it with resilience.http_service()."
             )
@@ -96,6 +100,17 @@ class MarkerFault:
         if self.duration is not None:
             arguments.append(f"duration={self.duration:g}")
         return f"@pytest.mark.{self.marker}({', '.join(arguments)})"
+
+    def lacking(self, known: Collection[str], backend: str) -> str | None:
+        """Why ``backend``, which has only the toxic types ``known``, cannot apply this."""
+        for spec in self.plan.toxics if self.plan is not None else ():
+            if spec.type not in known:
+                return (
+                    f"{backend} has no {spec.type!r} toxic (it has {', '.join(sorted(known))}); "
+                    "use one of those, or a Toxiproxy build that has it (--toxiproxy=spawn or "
+                    "a URL)."
+                )
+        return None
 
     @property
     def window(self) -> str:
@@ -141,13 +156,7 @@ MAX_WINDOW = 1e6
 
 
 def _seconds(marker: str, name: str, value: Any, *, allow_zero: bool) -> float:
-    seconds = validate.number(value, f"{name} (seconds)", above=not allow_zero)
-    if seconds > MAX_WINDOW:
-        raise ConfigurationError(
-            f"{name} (seconds) must be at most {MAX_WINDOW:g} (a window inside one test), "
-            f"got {value!r}."
-        )
-    return seconds
+    return validate.number(value, f"{name} (seconds)", above=not allow_zero, maximum=MAX_WINDOW)
 
 
 def parse_marker(

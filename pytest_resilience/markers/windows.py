@@ -13,9 +13,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from ..clock import CLOCK
+from ..errors import ConfigurationError
 from ..faults.fault import Fault
 from ..runtime.timers import Timer
-from . import MarkerFault
+from . import MarkerError, MarkerFault
 
 if TYPE_CHECKING:
     from ..resilience import Resilience
@@ -60,7 +61,12 @@ class MarkerWindows:
             if service is None:
                 self._waiting.append(marker)
                 return
-            fault: Fault = marker.apply_to(service)
+            try:
+                fault: Fault = marker.apply_to(service)
+            except MarkerError:
+                raise
+            except ConfigurationError as exc:  # a toxic the server refused, say
+                raise MarkerError(f"@pytest.mark.{marker.marker}: {exc}") from None
             self._applied.append(fault)
         if marker.duration is not None:
             self._timer.at(self.started_at + marker.after + marker.duration, fault.heal)

@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+LONGEST_SETTLE = 3600.0
+"""The longest wait for records to settle a caller may ask, in seconds: far beyond what
+the observers take, and below what ``Condition.wait`` refuses (``threading.TIMEOUT_MAX``)."""
+
 
 class Settling:
     """A change counter the observers bump and readers wait on."""

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from .. import validate
 from ..assertions.operations import FailureSet, Grouping
 from ..errors import ResilienceError
 from ..faults.fault import Fault
@@ -328,6 +329,9 @@ class HttpService(TcpService, _Scripting):
         after the client returned would see ``delivered=None``; an answer held by a fault
         still in force stays ``None`` and is judged as it is after ``timeout`` seconds.
         """
+        from ..observe.settle import LONGEST_SETTLE
+
+        validate.seconds(timeout, "settled: timeout", maximum=LONGEST_SETTLE)
         self.check()
         return self._recorder.settled([self.name], timeout).exchanges(self.name)
 

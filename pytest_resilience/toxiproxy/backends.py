@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import BackendError
 from ..options import URL_ENV
-from .client import ToxiproxyClient
+from .client import ToxiproxyAPIError, ToxiproxyClient, excerpt
 from .spawn import SpawnedToxiproxy, find_binary
 
 if TYPE_CHECKING:
@@ -28,6 +29,9 @@ class Backend:
     """Where proxies bind, as Toxiproxy sees its own interfaces."""
     proxy_host: str
     """Where the client side reaches those proxies."""
+    toxic_types: frozenset[str] | None = None
+    """The toxic types it has, where that is known (the embedded engine's); a Toxiproxy,
+    which may be a custom build, says only when it refuses one."""
     _close: Callable[[], None] = field(default=lambda: None, repr=False)
 
     def describe(self) -> str:
@@ -68,6 +72,17 @@ def start_backend(
     return _embedded(seed, loop() if loop is not None else None, listen_host)
 
 
+_VERSION = re.compile(r"v?[0-9]+(\.[0-9]+)*([-+.][0-9A-Za-z.-]*)?$")
+"""What GET /version of a Toxiproxy answers: ``2.12.0`` (plain or in JSON)."""
+
+
+def _not_toxiproxy(url: str, answer: str) -> BackendError:
+    return BackendError(
+        f"{url} answered GET /version with {answer}, so it is not a Toxiproxy API; pass the URL "
+        "of Toxiproxy's API with --toxiproxy, e.g. --toxiproxy=http://127.0.0.1:8474."
+    )
+
+
 def _check_version(version: str, where: str) -> None:
     if version == "git":
         raise BackendError(
@@ -77,8 +92,8 @@ def _check_version(version: str, where: str) -> None:
         )
     if not version.startswith("2."):
         raise BackendError(
-            f"{where} runs Toxiproxy {version or '(unknown version)'}; pytest-resilience needs 2.x, "
-            "upgrade it or choose another with --toxiproxy."
+            f"{where} runs Toxiproxy {excerpt(version) or '(unknown version)'}; "
+            "pytest-resilience needs 2.x, upgrade it or choose another with --toxiproxy."
         )
 
 
@@ -91,7 +106,12 @@ def _reach(listen_host: str, server_host: str) -> str:
 def _remote(url: str, listen_host: str) -> Backend:
     client = ToxiproxyClient(url)
     try:
-        version = client.version()
+        try:
+            version = client.version()
+        except ToxiproxyAPIError as exc:
+            raise _not_toxiproxy(client.url, f"{exc.status} {exc.detail!r}") from None
+        if version != "git" and not _VERSION.match(version):
+            raise _not_toxiproxy(client.url, repr(excerpt(version)))
         _check_version(version, f"the Toxiproxy at {client.url}")
     except BaseException:
         client.close()
@@ -124,6 +144,7 @@ def _spawned(binary: str, listen_host: str) -> Backend:
 
 def _embedded(seed: int, loop: BackgroundLoop | None, listen_host: str) -> Backend:
     from ..engine import Engine
+    from ..engine.toxics import TYPES
 
     # On the session's loop, with the taps and HTTP layers, and without the express lane:
     # in the test's process a relay thread of its own would contend for the GIL with the
@@ -145,5 +166,6 @@ def _embedded(seed: int, loop: BackgroundLoop | None, listen_host: str) -> Backe
         "in-process engine",
         listen_host,
         _reach(listen_host, "127.0.0.1"),
+        frozenset(TYPES),
         _close=engine.stop,
     )

@@ -80,6 +80,10 @@ class ToxiproxyClient:
     def version(self) -> str:
         """The server's version string, e.g. ``"2.12.0"``."""
         response = self._call("GET", "/version")
+        if not 200 <= response.status_code < 300:
+            raise ToxiproxyAPIError(
+                "GET", "/version", response.content, status=response.status_code
+            )
         try:
             body = response.json()
         except ValueError:
@@ -264,5 +268,12 @@ class ToxiproxyAPIError(BackendError):
         if isinstance(detail, bytes):
             detail = detail.decode("utf-8", "replace")
         self.status = status
-        self.detail = str(detail).strip()
+        self.detail = excerpt(str(detail))
         super().__init__(f"Toxiproxy answered {status} to {method} {path}: {self.detail}")
+
+
+def excerpt(text: str, limit: int = 160) -> str:
+    """``text`` on one line, cut to ``limit`` characters: what a server answered, as a
+    sentence quotes it (Toxiproxy's errors are short JSON; another server's may be a page)."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 3].rstrip() + "..."
