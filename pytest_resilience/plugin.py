@@ -441,6 +441,8 @@ def pytest_runtest_makereport(
     report = yield
     if report.when == "call":
         item.stash[FAILED] = report.failed
+        if call.excinfo is not None and report.failed:
+            _backend_error_in_one_line(item, call.excinfo, report)
     record = item.stash.get(RECORD, None)
     if record is None and report.when == "teardown" and "resilience" in _fixtures(item):
         from .report.record import empty_record
@@ -461,6 +463,19 @@ def pytest_runtest_makereport(
             with contextlib.suppress(Exception):  # a picture must not end the run
                 add_extra(report, render_timeline(item.nodeid, record))
     return report
+
+
+def _backend_error_in_one_line(
+    item: pytest.Item, excinfo: pytest.ExceptionInfo[BaseException], report: pytest.TestReport
+) -> None:
+    """A Toxiproxy that stopped answering the body's call fails the test with its sentence
+    and the test's line that made the call, not the plugin's frames (as in setup)."""
+    from .errors import BackendError
+
+    if excinfo.errisinstance(BackendError):
+        mine = [e for e in excinfo.traceback if e.path == getattr(item, "path", None)]
+        where = f"{item.path.name}:{mine[-1].lineno + 1}: " if mine else ""
+        report.longrepr = f"{where}{excinfo.value}"
 
 
 def _fixtures(item: pytest.Item) -> list[str]:

@@ -73,6 +73,57 @@ def test_teardown_against_a_toxiproxy_that_died_is_one_line(pytester: pytest.Pyt
     assert "direct cause" not in text and "client.py" not in text, text
 
 
+@pytest.mark.skipif(not shutil.which("toxiproxy-server"), reason="needs toxiproxy-server on PATH")
+def test_a_spawned_toxiproxy_that_dies_is_said_once_and_each_later_test_in_one_line(
+    pytester: pytest.Pytester,
+) -> None:
+    """Issue 15, point 5: after the spawned server died, every later test failed with the
+    plugin's whole traceback and the server's log again."""
+    pytester.makepyfile(
+        """
+        import os, signal
+
+        def _spawned_server():
+            for pid in filter(str.isdigit, os.listdir("/proc")):
+                try:
+                    with open(f"/proc/{pid}/stat") as stat:
+                        parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+                    with open(f"/proc/{pid}/comm") as comm:
+                        name = comm.read().strip()
+                except OSError:
+                    continue
+                if parent == os.getpid() and name.startswith("toxiproxy"):
+                    return int(pid)
+            raise AssertionError("no toxiproxy-server child")
+
+        def test_server_dies(resilience):
+            resilience.tcp_service("x", upstream="127.0.0.1:9")
+            os.kill(_spawned_server(), signal.SIGKILL)
+
+        def test_later(resilience):
+            resilience.tcp_service("y", upstream="127.0.0.1:9")
+
+        def test_last(resilience):
+            resilience.tcp_service("z", upstream="127.0.0.1:9")
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "--toxiproxy=spawn")
+
+    result.assert_outcomes(passed=1, errors=1, failed=2)
+    text = result.stdout.str()
+    assert text.count("was killed by SIGKILL; it printed: ") == 1, text
+    result.stdout.fnmatch_lines(
+        [
+            "test_*.py:21: Toxiproxy at http://127.0.0.1:* did not answer POST /proxies "
+            "(ConnectionRefusedError); toxiproxy-server (pid *) was killed by SIGKILL earlier "
+            "in this run (the first test it failed says what it printed); the tests after "
+            "that cannot use it",
+        ]
+    )
+    assert text.count("earlier in this run") == 2, text
+    assert "Traceback" not in text and "client.py" not in text, text
+
+
 @pytest.mark.parametrize(
     ("option", "sentence"),
     [

@@ -51,6 +51,7 @@ class SpawnedToxiproxy:
         self.process: subprocess.Popen[bytes] | None = None
         self.client: ToxiproxyClient | None = None
         self._log: IO[bytes] | None = None
+        self._death_told = False
 
     def start(self) -> ToxiproxyClient:
         for _ in range(3):
@@ -132,13 +133,21 @@ class SpawnedToxiproxy:
             self._log = None
 
     def death(self) -> str | None:
-        """Why the server is gone, if it died on its own; None while it runs."""
+        """Why the server is gone, if it died on its own; None while it runs.  What it
+        printed is said once, to the first test that meets its death; the later ones are
+        sent to that one."""
         process = self.process
         if process is None or process.poll() is None:
             return None
         code = process.returncode
         how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with {code}"
-        printed = self._read_log().strip()[-300:] or "(nothing)"
+        if self._death_told:
+            return (
+                f"toxiproxy-server (pid {process.pid}) {how} earlier in this run (the first "
+                "test it failed says what it printed); the tests after that cannot use it"
+            )
+        self._death_told = True
+        printed = " ".join(self._read_log().split())[-300:] or "(nothing)"
         return f"toxiproxy-server (pid {process.pid}) {how}; it printed: {printed}"
 
     @property
