@@ -469,9 +469,13 @@ def _backend_error_in_one_line(
     item: pytest.Item, excinfo: pytest.ExceptionInfo[BaseException], report: pytest.TestReport
 ) -> None:
     """A Toxiproxy that stopped answering the body's call fails the test with its sentence
-    and the test's line that made the call, not the plugin's frames (as in setup)."""
+    and the test's line that made the call, not the plugin's frames (as in setup); with
+    ``--tb=long`` or ``--full-trace``, the whole traceback."""
     from .errors import BackendError
 
+    option = item.config.option
+    if getattr(option, "tbstyle", "auto") == "long" or getattr(option, "fulltrace", False):
+        return
     if excinfo.errisinstance(BackendError):
         mine = [e for e in excinfo.traceback if e.path == getattr(item, "path", None)]
         where = f"{item.path.name}:{mine[-1].lineno + 1}: " if mine else ""

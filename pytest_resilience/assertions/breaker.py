@@ -251,12 +251,13 @@ def check_breaker_respected(
     The windows come from the breaker's own state changes (``intent.breaker_listener()``):
     from each change to ``open`` until the next change (half-open for a probe, or closed).
     A request that reached the service within ``tolerance`` of the opening was already on
-    its way.  One later by no more than timing noise can add (:mod:`.lateness`: the probe's
-    samples ``noise`` gives from the opening to the request; on virtual time no more than
-    the real time between them, read from ``jumps``) may have been let through before the
-    breaker opened and held on the way by a busy machine (concurrent callers): it shows
-    nothing either way, and with no request later than that the verdict is insufficient
-    evidence.
+    its way.  One later by no more than timing noise can add (:mod:`.lateness`: 4 wake-ups
+    as late as the latest the probe measured, ``noise``, over the span from the first
+    opening judged to the last request judged; on virtual time no more than the real time
+    from its opening to the request, read from ``jumps``) may have been let through before
+    the breaker opened and held on the way by a busy machine (concurrent callers): it
+    shows nothing either way, and with no request later than that the verdict is
+    insufficient evidence.  A breaker never open longer than ``tolerance`` shows nothing.
     """
     __tracebackhide__ = True
     validate.seconds(tolerance, "tolerance")
@@ -280,6 +281,16 @@ def check_breaker_respected(
             "the breaker cannot be judged: it never said it was open (its changes: "
             + ", ".join(str(c.value) for c in changes)
             + "); inject failures enough to open it.",
+            [Row(c.at, f"breaker -> {c.value}", "", "") for c in changes],
+            start,
+        )
+    longest = max(until - at for at, until in windows)
+    if longest <= tolerance:  # no request could be shown let through while it was open
+        raise insufficient(
+            f"the breaker cannot be judged: it stayed open {longest * 1000:.0f} ms at most, "
+            f"within the {tolerance * 1000:.0f} ms tolerance in which a request let through "
+            "before it opened may still reach the service; pass a smaller tolerance, or give "
+            "the breaker a longer reset timeout.",
             [Row(c.at, f"breaker -> {c.value}", "", "") for c in changes],
             start,
         )
@@ -318,7 +329,7 @@ def check_breaker_respected(
     if late.beyond:
         first = min(late.beyond)
         raise fail(
-            f"breaker said open, yet {len(late.beyond)} request(s) reached the service; the "
+            f"breaker said open, yet {plural(len(late.beyond), 'request')} reached the service; the "
             f"first {(ordered[first].started_at - opened[first]) * 1000:.0f} ms after it opened"
             f"{late.by_more_than(f'the {tolerance * 1000:.0f} ms tolerance plus ')}. Calls "
             "that bypass the breaker (another client, a retry outside it) keep hammering the "

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..observe.records import Connection, FaultEvent, fault_spans
-from .report import Row, fail, insufficient
+from .report import Row, fail, insufficient, plural
 
 
 def check_connections(
@@ -17,15 +17,15 @@ def check_connections(
     *,
     origin: float,
 ) -> None:
-    """The code under test opened between ``min`` and ``max`` connections to ``service``.
-
-    A connection refused while a fault disabled the proxy (``down``, a partition with
-    ``mode="refuse"``) was never opened and leaves no record, so a client reconnecting in
-    a loop then looks like one that waited: with such a fault in ``faults``, ``max`` is
-    shown only broken (more connections on record), otherwise insufficient evidence.
-    Fewer than ``min`` opened is a fact either way."""
+    """The code under test made between ``min`` and ``max`` connections to ``service``:
+    those its tap accepted.  A connection made while a fault disabled the proxy (``down``,
+    a partition with ``mode="refuse"``) was refused and leaves no record, so with such a
+    fault in ``faults`` the count on record is a floor: more than ``max`` on record fails,
+    and otherwise neither bound is shown (a client reconnecting in a loop, or one that
+    tried ``min`` times, would look the same): insufficient evidence."""
     __tracebackhide__ = True
     count = len(connections)
+    refusing = [s for s in fault_spans(faults) if s.refuses]
     too_many = max is not None and count > max
     too_few = min is not None and count < min
     allowed = max if too_many else None  # the connections beyond it are flagged
@@ -42,27 +42,26 @@ def check_connections(
     ]
     rows += [Row(f.at, f"fault #{f.fault} {f.kind}", "", f.action) for f in faults]
     rows.sort(key=lambda r: r.at)
-    if too_many or too_few:
-        bound = " and ".join(
-            s
-            for s in (
-                f"at least {min}" if min is not None else "",
-                f"at most {max}" if max is not None else "",
-            )
-            if s
+    bound = " and ".join(
+        s
+        for s in (
+            f"at least {min}" if min is not None else "",
+            f"at most {max}" if max is not None else "",
         )
-        raise fail(f"service {service!r} saw {count} connections, expected {bound}.", rows, origin)
-    refusing = [s for s in fault_spans(faults) if s.refuses]
-    if max is not None and refusing:
+        if s
+    )
+    saw = f"service {service!r} saw {plural(count, 'connection')}"
+    if too_many or (too_few and not refusing):
+        raise fail(f"{saw}, expected {bound}.", rows, origin)
+    if refusing and (max is not None or too_few):
         spans = ", ".join(
             f"{s.kind} from t+{(s.applied_at - origin) * 1000:.0f} ms"
             + ("" if s.healed_at is None else f" to t+{(s.healed_at - origin) * 1000:.0f} ms")
             for s in refusing
         )
         raise insufficient(
-            f"service {service!r} saw {count} connections, at most {max} as expected, but "
-            f"new connections were refused ({spans}) and a refused connection leaves no "
-            "record, so a client reconnecting in a loop would look the same; bound "
+            f"{saw} on record, expected {bound}, but connections were refused ({spans}) and "
+            "a refused connection leaves no record, so the client may have made more; bound "
             "connections under a fault that accepts them (partition mode='blackhole' or "
             "'reset', reset_peer, timeout), or count the client's own attempts.",
             rows,

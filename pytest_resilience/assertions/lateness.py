@@ -5,9 +5,13 @@ Four verdicts judge a record against a limit the user set: a call's latency agai
 (:func:`.calls.check_recovers`), a request against the ``tolerance`` after a breaker
 opened (:func:`.breaker.check_breaker_opened`, :func:`.breaker.check_breaker_respected`).
 A busy machine moves each record later by wake-ups the client could not help, so a record
-past its limit by no more than :meth:`.timing.Noise.most` over its own span shows nothing
-either way; one past it by more breaks the limit.  With no noise measured (no probe
-samples over the span) none is allowed, and a record past the limit breaks it.
+past its limit by no more than :meth:`.timing.Noise.most` shows nothing either way; one
+past it by more breaks the limit.  On real time the allowance is one for all the records
+judged: 4 wake-ups as late as the latest the probe measured over the span from the first
+record's start to the last one's end (a stall anywhere in it excuses them all: more
+insufficient evidence, never a false pass); on virtual time each record's is bounded by
+the real time of its own span.  With no noise measured (no probe samples over the span)
+none is allowed, and a record past the limit breaks it.
 
 The allowance is a bound from the noise measured, not a p-value: each verdict's
 simulation in the suite gives its rates (``tests/test_runs.py``,
