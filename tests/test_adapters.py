@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import backoff
@@ -129,11 +129,10 @@ def breaker(resilience: Resilience) -> pybreaker.CircuitBreaker:
     )
 
 
-def test_a_breaker_that_keeps_its_word_passes(
-    resilience: Resilience, payments: HttpService, session: requests.Session
-) -> None:
-    payments.fail(503)
-    cb = breaker(resilience)
+def guarded(
+    cb: pybreaker.CircuitBreaker, session: requests.Session, payments: HttpService
+) -> Callable[[], Any]:
+    """A client call through ``cb``: None when it refused the call or the call failed."""
 
     def call() -> Any:
         try:
@@ -141,6 +140,14 @@ def test_a_breaker_that_keeps_its_word_passes(
         except (pybreaker.CircuitBreakerError, Unavailable):
             return None
 
+    return call
+
+
+def test_a_breaker_that_keeps_its_word_passes(
+    resilience: Resilience, payments: HttpService, session: requests.Session
+) -> None:
+    payments.fail(503)
+    call = guarded(breaker(resilience), session, payments)
     resilience.load(call, duration=0.8, rate=25)
 
     states = [i.value for i in resilience.timeline.intents("payments")]
@@ -174,6 +181,26 @@ def test_calls_that_bypass_an_open_breaker_are_caught(
         resilience.assert_breaker_respected(payments)
     assert "GET /health" in str(info.value)
     assert "breaker -> open" in str(info.value)
+
+
+def test_a_breaker_left_alone_once_open_cannot_be_judged(
+    resilience: Resilience, payments: HttpService, session: requests.Session
+) -> None:
+    """It passed: the client opened its breaker with three failures and was not called
+    again, so a client bypassing the breaker would have passed too.  A call refused while
+    open reaches no listener (pybreaker 1.4 ``CircuitOpenState.before_call`` raises
+    ``CircuitBreakerError`` before the listeners' ``before_call``), so the test's runs
+    are what shows the client called then."""
+    payments.fail(503)
+    call = guarded(breaker(resilience), session, payments)
+    resilience.drive(call, calls=3)
+    assert [i.value for i in resilience.timeline.intents("payments")] == ["open"]
+    with pytest.raises(InsufficientEvidence, match=r"no call of the client began then"):
+        resilience.assert_breaker_respected(payments)
+    # Calls refused while it is open (within its 0.3 s reset timeout), in a run of their
+    # own, show it respected.
+    resilience.load(call, duration=0.2, rate=25)
+    resilience.assert_breaker_respected(payments)
 
 
 def test_breaker_respected_without_a_listener_cannot_be_judged(

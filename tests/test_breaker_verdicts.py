@@ -32,7 +32,7 @@ from pytest_resilience.assertions import (
 from pytest_resilience.assertions.timing import HOPS
 from pytest_resilience.http.records import Exchange
 from pytest_resilience.observe.noise import PERIOD
-from pytest_resilience.observe.records import IntentEvent
+from pytest_resilience.observe.records import Call, IntentEvent
 
 # -- circuit breaker ---------------------------------------------------------------------------
 
@@ -313,28 +313,34 @@ def test_a_quiet_cooldown_across_a_blind_span_is_not_shown_quiet() -> None:
 # -- a breaker's own word: requests while it said open ------------------------------------
 
 
-def _said_open(*requests: float) -> tuple[list[Exchange], list[IntentEvent]]:
+CALLED = [call(n, n * 0.05) for n in range(23)]
+"""The client called every 50 ms from 0 to 1.1 s: through the open spell below."""
+
+
+def _said_open(*requests: float) -> tuple[list[Exchange], list[IntentEvent], list[Call]]:
     """The client's breaker opens at 102 ms (its listener's record) and half-opens at
-    1.102 s; the service gets the three failures that opened it, then ``requests``."""
+    1.102 s; the service gets the three failures that opened it, then ``requests``; the
+    client is called every 50 ms meanwhile (:data:`CALLED`)."""
     exchanges = [exchange(at, 503, method="GET", path="/stock") for at in (0.0, 0.05, 0.1)]
     exchanges += [exchange(at, 503, method="GET", path="/stock") for at in requests]
     intents = [
         IntentEvent(T0 + at, "stock", "pybreaker", "breaker", state)
         for at, state in ((0.102, "open"), (1.102, "half-open"))
     ]
-    return exchanges, intents
+    return exchanges, intents, CALLED
 
 
 def test_a_request_past_the_tolerance_by_no_more_than_noise_shows_nothing() -> None:
     """A request reaching the service 70 ms after the breaker said open, 20 ms past the
     50 ms tolerance, may have been let through before it opened by a concurrent caller and
     held on the way, when the probe measured 10 ms wake-ups (4 of them: 40 ms)."""
-    exchanges, intents = _said_open(0.172)
+    exchanges, intents, called = _said_open(0.172)
     spans: list[tuple[float, float]] = []
     message = insufficient(
         check_breaker_respected,
         exchanges,
         intents,
+        called,
         noise=lambda since, until: spans.append((since, until)) or [0.01],
     )
     assert rule(message) == (
@@ -348,15 +354,17 @@ def test_a_request_past_the_tolerance_by_no_more_than_noise_shows_nothing() -> N
     assert spans == [(pytest.approx(T0 + 0.102), pytest.approx(T0 + 0.172))]
     assert [r.t for r in evidence(message) if r.flagged] == ["172"]
     # No noise measured: none allowed.
-    message = failure(check_breaker_respected, exchanges, intents)
+    message = failure(check_breaker_respected, exchanges, intents, called)
     assert rule(message) == (
         "breaker said open, yet 1 request reached the service; the first 70 ms after it "
         "opened. Calls that bypass the breaker (another client, a retry outside it) keep "
         "hammering the service."
     )
     # Later than the allowance: a breach, the allowance named, the one within it not flagged.
-    exchanges, intents = _said_open(0.172, 0.3)
-    message = failure(check_breaker_respected, exchanges, intents, noise=lambda a, b: [0.01])
+    exchanges, intents, called = _said_open(0.172, 0.3)
+    message = failure(
+        check_breaker_respected, exchanges, intents, called, noise=lambda a, b: [0.01]
+    )
     assert rule(message).startswith(
         "breaker said open, yet 1 request reached the service; the first 198 ms after it "
         "opened, by more than the 50 ms tolerance plus the 40 ms that timing noise can add"
@@ -380,12 +388,13 @@ def _respected(
         arrivals = [0.102 + sum(delay(rng, scale) for _ in range(HOPS)) for _ in range(3)]
         if bypass:
             arrivals += [0.125 + n * 0.025 for n in range(36)]
-        exchanges, intents = _said_open(*sorted(arrivals))
+        exchanges, intents, called = _said_open(*sorted(arrivals))
         probe = [(T0 + n * PERIOD, delay(rng, scale)) for n in range(int(1.2 / PERIOD))]
         judge = partial(
             check_breaker_respected,
             exchanges,
             intents,
+            called,
             noise=lambda a, b, probe=probe: [d for at, d in probe if measured and a <= at <= b],
             **judged,
         )
@@ -430,12 +439,50 @@ def test_a_breaker_never_open_longer_than_the_tolerance_cannot_be_judged() -> No
         IntentEvent(T0 + at, "stock", "pybreaker", "breaker", state)
         for at, state in ((0.1, "open"), (0.13, "half-open"))
     ]
-    message = insufficient(check_breaker_respected, exchanges, intents)
+    message = insufficient(check_breaker_respected, exchanges, intents, CALLED)
     assert rule(message) == (
         "insufficient evidence: the breaker cannot be judged: it stayed open 30 ms at most, "
         "within the 50 ms tolerance in which a request let through before it opened may still "
         "reach the service; pass a smaller tolerance, or give the breaker a longer reset "
         "timeout."
     )
-    message = failure(check_breaker_respected, exchanges, intents, tolerance=0.005)
+    message = failure(check_breaker_respected, exchanges, intents, CALLED, tolerance=0.005)
     assert rule(message).startswith("breaker said open, yet 2 requests reached the service")
+
+
+def test_a_breaker_the_client_was_not_called_through_while_open_cannot_be_judged() -> None:
+    """Found by review: a breaker that opened and was then left alone passed, and so would
+    a client that bypasses it; only a call refused while it said open shows it respected
+    (pybreaker 1.4 ``CircuitOpenState.before_call`` refuses a call before any listener's
+    ``before_call``, so the calls of the test's runs are the only record of one)."""
+    exchanges, intents, _ = _said_open()
+    before = [call(n, n * 0.05) for n in range(3)]
+    message = insufficient(check_breaker_respected, exchanges, intents, before)
+    assert rule(message) == (
+        "insufficient evidence: no request reached the service while the breaker said open, "
+        "but no call of the client began then, more than 50 ms after it opened (calls of "
+        "resilience.load or drive that reached the service), so nothing showed it holding "
+        "one back; keep calling the client through load or drive while the breaker is open."
+    )
+    assert ("0", "client call", "1") in [(r.t, r.operation, r.attempt) for r in evidence(message)]
+    # A call within the tolerance of the opening shows nothing; one past it does.
+    near = [*before, call(3, 0.14)]
+    insufficient(check_breaker_respected, exchanges, intents, near)
+    check_breaker_respected(exchanges, intents, [*near, call(4, 0.2)])
+
+
+def test_a_breaker_open_while_requests_could_leave_no_record_cannot_be_judged() -> None:
+    """Found by review: under a fault that refuses connections, a second code path
+    bypassing the open breaker reaches no HTTP layer, so it passed."""
+    exchanges, intents, called = _said_open()
+    down = [(T0 + 0.5, T0 + 0.8, "down")]
+    message = insufficient(check_breaker_respected, exchanges, intents, called, blind=down)
+    assert rule(message) == (
+        "insufficient evidence: no request reached the service on record while the breaker "
+        "said open, but requests could leave no record (down from t+500 to t+800 ms); judge "
+        "it on a fault that answers (fail, rate_limit, cut, a partition of the answers "
+        'alone: direction="downstream"), or count connections (assert_connections) under a '
+        "fault that accepts them (not down, nor a partition with mode='refuse')."
+    )
+    # A span before the breaker opened leaves the spell on record.
+    check_breaker_respected(exchanges, intents, called, blind=[(T0 + 0.0, T0 + 0.1, "down")])

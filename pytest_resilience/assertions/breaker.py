@@ -240,8 +240,10 @@ def _quiet_on_record(
 def check_breaker_respected(
     exchanges: Sequence[Exchange],
     intents: Sequence[IntentEvent],
+    calls: Sequence[Call],
     *,
     tolerance: float = 0.05,
+    blind: Blind = (),
     origin: float | None = None,
     noise: Callable[[float, float], Sequence[float]] = lambda since, until: (),
     jumps: Sequence[tuple[float, float]] = (),
@@ -258,6 +260,13 @@ def check_breaker_respected(
     the breaker opened and held on the way by a busy machine (concurrent callers): it
     shows nothing either way, and with no request later than that the verdict is
     insufficient evidence.  A breaker never open longer than ``tolerance`` shows nothing.
+
+    No request while it was open passes only if the client was called then: one of
+    ``calls`` (the calls of the test's runs) began in an open spell past ``tolerance``, when
+    a breaker not respected would have sent a request (a breaker that refuses a call tells
+    no listener: pybreaker 1.4 ``CircuitOpenState.before_call`` raises before the
+    listeners' ``before_call``), and no ``blind`` span, in which a request could leave no
+    record, overlaps the spell.  Otherwise it is insufficient evidence.
     """
     __tracebackhide__ = True
     validate.seconds(tolerance, "tolerance")
@@ -301,6 +310,7 @@ def check_breaker_respected(
         if opened_at + tolerance < e.started_at < until
     }
     if not opened:
+        _held_back_on_record(windows, calls, blind, tolerance, changes, start)
         return
     late = lateness(
         noise,
@@ -348,3 +358,36 @@ def check_breaker_respected(
         rows,
         start,
     )
+
+
+def _held_back_on_record(
+    windows: Sequence[tuple[float, float]],
+    calls: Sequence[Call],
+    blind: Blind,
+    tolerance: float,
+    changes: Sequence[IntentEvent],
+    start: float,
+) -> None:
+    """Pass only if the record shows the breaker holding a call back: a call begun in an
+    open spell past ``tolerance``, and no ``blind`` span overlapping the spells."""
+    __tracebackhide__ = True
+    judged = [(at + tolerance, until) for at, until in windows]
+    rows = [Row(c.at, f"breaker -> {c.value}", "", "") for c in changes]
+    if any(overlaps(blind, since, until) for since, until in judged):
+        raise insufficient(
+            "no request reached the service on record while the breaker said open, but "
+            f"requests could leave no record ({blind_spans(blind, start)}); "
+            f"{ANSWERING_FAULTS}.",
+            rows,
+            start,
+        )
+    if not any(since < c.started_at < until for c in calls for since, until in judged):
+        raise insufficient(
+            "no request reached the service while the breaker said open, but no call of the "
+            f"client began then, more than {tolerance * 1000:.0f} ms after it opened (calls "
+            "of resilience.load or drive that reached the service), so nothing showed it "
+            "holding one back; keep calling the client through load or drive while the "
+            "breaker is open.",
+            sorted(rows + call_rows(calls), key=lambda r: r.at),
+            start,
+        )
