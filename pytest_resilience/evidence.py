@@ -14,7 +14,7 @@ measured, read beside the snapshot.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .assertions.operations import FailureSet
     from .http.records import Effect, ExchangeList
     from .observe.pacing import Pacing
-    from .observe.records import Call
+    from .observe.records import Call, FaultSpan
     from .observe.timeline import Events
     from .runs import Run
 
@@ -109,6 +109,18 @@ class Evidence:
     def blind(self, service: str) -> list[tuple[float, float, str]]:
         """Spans in which a fault on ``service`` kept requests from its HTTP layer (refused,
         reset or swallowed connections): retries then leave no HTTP record."""
+        return self._spans(service, lambda span: hides_requests(span.kind, span.detail))
+
+    def refusing(self, service: str) -> list[tuple[float, float, str]]:
+        """Spans in which a fault disabled ``service``'s proxy (``down``, a partition with
+        ``mode="refuse"``): connections then were refused and leave no record."""
+        return self._spans(service, lambda span: span.refuses)
+
+    def _spans(
+        self, service: str, keep: Callable[[FaultSpan], bool]
+    ) -> list[tuple[float, float, str]]:
+        """(start, end, kind) of the faults on ``service`` that ``keep`` selects; one still
+        in force lasts until the snapshot."""
         return [
             (
                 span.applied_at,
@@ -116,5 +128,5 @@ class Evidence:
                 span.kind,
             )
             for span in fault_spans(self.events.faults(service))
-            if hides_requests(span.kind, span.detail)
+            if keep(span)
         ]

@@ -32,8 +32,13 @@ def _is_number(value: Any) -> bool:
 
 def _within(minimum: float, above: bool, maximum: float | None) -> str:
     """A range as the sentences say it: ``>= 0``, ``> 0 and <= 3600``."""
-    bound = f"> {minimum:g}" if above else f">= {minimum:g}"
-    return bound if maximum is None else f"{bound} and <= {maximum:g}"
+    bound = f"> {_figure(minimum)}" if above else f">= {_figure(minimum)}"
+    return bound if maximum is None else f"{bound} and <= {_figure(maximum)}"
+
+
+def _figure(value: float) -> str:
+    # An int in full: ``:g`` would write 1048576 as 1.04858e+06.
+    return str(value) if isinstance(value, int) else f"{value:g}"
 
 
 def number(
@@ -86,10 +91,10 @@ def _whole(
         or value < minimum
         or (maximum is not None and value > maximum)
     ):
-        within = f">= {minimum}" if maximum is None else f">= {minimum} and <= {maximum}"
         none = " or None" if or_none else ""
         raise ConfigurationError(
-            f"{what} must be a whole number {within}{none}, got {value!r}{hint}."
+            f"{what} must be a whole number {_within(minimum, False, maximum)}{none}, "
+            f"got {value!r}{hint}."
         )
     return value
 
@@ -106,9 +111,9 @@ def seconds(value: Any, what: str, *, maximum: float | None = None) -> float:
     """A finite number of seconds >= 0 (at most ``maximum``)."""
     finite = _is_number(value) and math.isfinite(value)
     if not finite or value < 0 or (maximum is not None and value > maximum):
-        within = ">= 0" if maximum is None else f">= 0 and <= {maximum:g}"
         raise ConfigurationError(
-            f"{what} must be a finite number of seconds {within}, got {value!r}."
+            f"{what} must be a finite number of seconds {_within(0, False, maximum)}, "
+            f"got {value!r}."
         )
     return float(value)
 
@@ -121,9 +126,8 @@ def count(value: Any, what: str = "count", *, allow_none: bool = True) -> int | 
 
 
 def status(value: Any, what: str = "status") -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 100 <= value <= 599:
-        raise ConfigurationError(f"{what} must be an HTTP status from 100 to 599, got {value!r}.")
-    return value
+    """An HTTP status: a whole number from 100 to 599."""
+    return _whole(value, what, 100, 599, False, "")
 
 
 def final_status(value: Any, what: str = "status") -> int:

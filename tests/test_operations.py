@@ -90,7 +90,7 @@ def test_a_status_in_the_set_makes_a_412_from_a_standby_a_failed_attempt() -> No
         ("503", "failure_statuses takes a collection"),
         ([503, "x"], "failure_statuses holds HTTP statuses (ints) and predicates"),
         ([True], "failure_statuses holds HTTP statuses"),
-        ([700], "a status in failure_statuses must be an HTTP status from 100 to 599"),
+        ([700], "a status in failure_statuses must be a whole number >= 100 and <= 599"),
     ],
 )
 def test_a_bad_failure_set_is_one_sentence(rules: object, message: str) -> None:

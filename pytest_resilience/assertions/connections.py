@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..observe.records import Connection, FaultEvent, fault_spans
-from .report import Row, fail, insufficient, plural
+from ..observe.records import Connection, FaultEvent
+from .report import Blind, Row, blind_spans, fail, insufficient, plural
 
 
 def check_connections(
     service: str,
     connections: Sequence[Connection],
     faults: Sequence[FaultEvent],
+    refusing: Blind,
     max: int | None,
     min: int | None,
     *,
@@ -20,12 +21,12 @@ def check_connections(
     """The code under test made between ``min`` and ``max`` connections to ``service``:
     those its tap accepted.  A connection made while a fault disabled the proxy (``down``,
     a partition with ``mode="refuse"``) was refused and leaves no record, so with such a
-    fault in ``faults`` the count on record is a floor: more than ``max`` on record fails,
-    and otherwise neither bound is shown (a client reconnecting in a loop, or one that
-    tried ``min`` times, would look the same): insufficient evidence."""
+    fault's span in ``refusing`` (:meth:`~..evidence.Evidence.refusing`) the count on
+    record is a floor: more than ``max`` on record fails, and otherwise neither bound is
+    shown (a client reconnecting in a loop, or one that tried ``min`` times, would look the
+    same): insufficient evidence.  ``faults``: the fault events, shown in the table."""
     __tracebackhide__ = True
     count = len(connections)
-    refusing = [s for s in fault_spans(faults) if s.refuses]
     too_many = max is not None and count > max
     too_few = min is not None and count < min
     allowed = max if too_many else None  # the connections beyond it are flagged
@@ -54,13 +55,9 @@ def check_connections(
     if too_many or (too_few and not refusing):
         raise fail(f"{saw}, expected {bound}.", rows, origin)
     if refusing and (max is not None or too_few):
-        spans = ", ".join(
-            f"{s.kind} from t+{(s.applied_at - origin) * 1000:.0f} ms"
-            + ("" if s.healed_at is None else f" to t+{(s.healed_at - origin) * 1000:.0f} ms")
-            for s in refusing
-        )
         raise insufficient(
-            f"{saw} on record, expected {bound}, but connections were refused ({spans}) and "
+            f"{saw} on record, expected {bound}, but connections were refused "
+            f"({blind_spans(refusing, origin)}) and "
             "a refused connection leaves no record, so the client may have made more; bound "
             "connections under a fault that accepts them (partition mode='blackhole' or "
             "'reset', reset_peer, timeout), or count the client's own attempts.",

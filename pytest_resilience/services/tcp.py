@@ -103,13 +103,14 @@ class TcpService:
 
         validate.bound(max, "assert_connections: max")
         validate.bound(min, "assert_connections: min")
-        events = self._evidence(self.name, settle=0.0).events  # no exchange is read
+        evidence = self._evidence(self.name, settle=0.0)  # no exchange is read
         self._verdicts.judge(
             self.name,
             check_connections,
             self.name,
-            events.connections(self.name),
-            events.faults(self.name),
+            evidence.events.connections(self.name),
+            evidence.events.faults(self.name),
+            evidence.refusing(self.name),
             max,
             min,
         )
