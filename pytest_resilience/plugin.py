@@ -16,10 +16,7 @@ from .markers import (
     FAULT_MARKERS,
     VIRTUAL_TIME_HELP,
     MarkerFault,
-    belongs_to_pytest_timeout,
-    is_fault_marker,
     marker_help,
-    parse_marker,
 )
 from .options import (
     INI_BACKEND,
@@ -55,7 +52,7 @@ if TYPE_CHECKING:
 
 SESSION = pytest.StashKey[ResilienceSession]()
 MARKERS = pytest.StashKey[list[MarkerFault]]()
-EXPLORE = pytest.StashKey["ExploreSpec"]()
+EXPLORE: pytest.StashKey[ExploreSpec] = pytest.StashKey()
 MARKER_ERROR = pytest.StashKey[str]()
 RECORD: pytest.StashKey[TestRecord] = pytest.StashKey()
 COLLECTOR = pytest.StashKey[Collector]()
@@ -208,63 +205,22 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    from .collected import collect
+
     added = config.stash[SESSION].fault_kinds
     suite = _setting(config, "resilience_clock", INI_CLOCK, parse_clock) == "virtual"
     for item in items:
-        parsed: list[MarkerFault] = []
-        errors: list[str] = []
-        for mark in item.iter_markers():
-            if not is_fault_marker(mark.name, added) or belongs_to_pytest_timeout(mark):
-                continue
-            try:
-                parsed.append(parse_marker(mark.name, mark.args, mark.kwargs, added))
-            except ValueError as exc:
-                errors.append(f"{item.nodeid}: @pytest.mark.{mark.name}: {str(exc).rstrip('.')}.")
-        explore = item.get_closest_marker("explore")
-        if explore is not None:
-            try:
-                item.stash[EXPLORE] = _explore_spec(item, explore)
-            except ValueError as exc:
-                errors.append(f"{item.nodeid}: @pytest.mark.explore: {str(exc).rstrip('.')}.")
-        try:
-            item.stash[VIRTUAL] = _on_virtual_time(item, suite)
-        except ValueError as exc:
-            errors.append(f"{item.nodeid}: @pytest.mark.virtual_time: {exc}.")
-        if errors:
-            item.stash[MARKER_ERROR] = "\n".join(errors)
-        if parsed or explore is not None:
-            item.stash[MARKERS] = parsed
+        found = collect(item, added, suite)
+        item.stash[VIRTUAL] = found.virtual
+        if found.errors:
+            item.stash[MARKER_ERROR] = "\n".join(found.errors)
+        if found.explore is not None:
+            item.stash[EXPLORE] = found.explore
+        if found.faults or found.explore is not None:
+            item.stash[MARKERS] = found.faults
             fixturenames: list[str] = getattr(item, "fixturenames", [])
             if "resilience" not in fixturenames:
                 fixturenames.append("resilience")
-
-
-def _on_virtual_time(item: pytest.Item, suite: bool) -> bool:
-    """Whether the body of ``item`` runs on virtual time: its marker, or the suite's option."""
-    mark = item.get_closest_marker("virtual_time")
-    if mark is None:
-        return suite
-    if mark.args or mark.kwargs:
-        raise ValueError("it takes no arguments; write @pytest.mark.virtual_time")
-    return True
-
-
-def _explore_spec(item: pytest.Item, mark: pytest.Mark) -> ExploreSpec:
-    import inspect
-
-    from .explore import ExploreSpec
-
-    if mark.args:
-        raise ValueError("it takes keyword arguments only, e.g. @pytest.mark.explore(examples=50)")
-    function = getattr(item, "obj", None)
-    if inspect.iscoroutinefunction(function):
-        raise ValueError("it runs plain (sync) test functions; call async code from a sync test")
-    if hasattr(function, "hypothesis"):
-        raise ValueError(
-            "the test is already a Hypothesis test (@given); draw your data inside the explored "
-            "body with resilience.explore(fn, ...) instead"
-        )
-    return ExploreSpec.of(mark.kwargs)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -278,13 +234,14 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         except Exception:
             return  # every test that needs the backend fails with the reason
         if backend.toxic_types is not None:  # a fault marker it cannot apply fails now
+            from .collected import lacking
+
             for item in session.items:
-                for marker in item.stash.get(MARKERS, []):
-                    why = marker.lacking(backend.toxic_types, f"the {backend.kind} engine")
-                    if why:
-                        error = f"{item.nodeid}: @pytest.mark.{marker.marker}: {why}"
-                        earlier = item.stash.get(MARKER_ERROR, "")
-                        item.stash[MARKER_ERROR] = f"{earlier}\n{error}" if earlier else error
+                faults: list[MarkerFault] = item.stash.get(MARKERS, [])
+                errors = lacking(item, faults, backend.toxic_types, backend.kind)
+                if errors:
+                    earlier = item.stash.get(MARKER_ERROR, "")
+                    item.stash[MARKER_ERROR] = "\n".join([earlier, *errors] if earlier else errors)
 
 
 def pytest_report_collectionfinish(config: pytest.Config) -> str | None:

@@ -119,6 +119,8 @@ def start_servers(bench: Bench, stack: contextlib.ExitStack, floor: bool) -> Cal
         bench.path_pids.append(relay.pid)
 
     def stop() -> None:
+        bench.en.close()  # the API clients' kept-alive connections
+        bench.tp.close()
         engine.stop()
         server.stop()
 
