@@ -10,7 +10,8 @@ it planned, the state its breaker says it is in), so a verdict can compare the t
         ...
     pybreaker.CircuitBreaker(..., listeners=[intent.breaker_listener()])
     ...
-    resilience.assert_breaker_respected("payments")
+    run = resilience.load(call_through_the_breaker, duration=2, rate=20)
+    resilience.assert_breaker_respected("payments", run)
 
 None of the libraries is imported until its adapter is used.
 """

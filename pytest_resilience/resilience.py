@@ -475,28 +475,24 @@ class Resilience:
         return Intent(self.timeline, self._resolve(service).name)
 
     def assert_breaker_respected(
-        self, service: str | TcpService, *, tolerance: float = 0.05
+        self, service: str | TcpService, run: Run | None = None, *, tolerance: float = 0.05
     ) -> None:
         """While the client's breaker said open (``intent(service).breaker_listener()``), no
-        request reached ``service``, and the client was called then (through ``load`` or
-        ``drive``)."""
+        request reached ``service``; to pass, ``run`` (a ``load`` or ``drive``) called the
+        client then."""
         __tracebackhide__ = True
         from .assertions import check_breaker_respected
 
         http = self._http(service, "assert_breaker_respected")
+        if run is not None:
+            _check_run(run)
         evidence = self.evidence(http.name)
-        exchanges = evidence.exchanges[http.name]
         self._verdicts.judge(
             http.name,
             check_breaker_respected,
-            exchanges,
+            evidence.exchanges[http.name],
             evidence.events.intents(http.name),
-            [
-                call
-                for run in evidence.runs
-                if _calls_on(run, http.name, evidence)
-                for call in run.calls
-            ],
+            None if run is None else run.calls,
             tolerance=tolerance,
             blind=evidence.blind(http.name),
             noise=self._noise.samples,
@@ -565,10 +561,3 @@ def _check_run(run: object) -> None:
     from .runs import Run
 
     validate.instance(run, Run, "run", "a Run (what resilience.drive() or load() returns)")
-
-
-def _calls_on(run: Run, service: str, evidence: Evidence) -> bool:
-    """Whether ``run``'s calls were calls on ``service``: it reached that service, or none
-    (a call its breaker refused leaves no record of where it was going)."""
-    reached = [name for name, exchanges in evidence.exchanges.items() if run.requests(exchanges)]
-    return not reached or service in reached

@@ -148,11 +148,11 @@ def test_a_breaker_that_keeps_its_word_passes(
 ) -> None:
     payments.fail(503)
     call = guarded(breaker(resilience), session, payments)
-    resilience.load(call, duration=0.8, rate=25)
+    run = resilience.load(call, duration=0.8, rate=25)
 
     states = [i.value for i in resilience.timeline.intents("payments")]
     assert states[:2] == ["open", "half-open"]
-    resilience.assert_breaker_respected(payments)
+    resilience.assert_breaker_respected(payments, run)
 
 
 def test_calls_that_bypass_an_open_breaker_are_caught(
@@ -193,14 +193,15 @@ def test_a_breaker_left_alone_once_open_cannot_be_judged(
     are what shows the client called then."""
     payments.fail(503)
     call = guarded(breaker(resilience), session, payments)
-    resilience.drive(call, calls=3)
+    opening = resilience.drive(call, calls=3)
     assert [i.value for i in resilience.timeline.intents("payments")] == ["open"]
-    with pytest.raises(InsufficientEvidence, match=r"no call of the client began then"):
+    with pytest.raises(InsufficientEvidence, match=r"no call of the run began in an open"):
+        resilience.assert_breaker_respected(payments, opening)
+    with pytest.raises(InsufficientEvidence, match=r"no run was given"):
         resilience.assert_breaker_respected(payments)
-    # Calls refused while it is open (within its 0.3 s reset timeout), in a run of their
-    # own, show it respected.
-    resilience.load(call, duration=0.2, rate=25)
-    resilience.assert_breaker_respected(payments)
+    # Calls refused while it is open (within its 0.3 s reset timeout) show it respected.
+    refused = resilience.load(call, duration=0.2, rate=25)
+    resilience.assert_breaker_respected(payments, refused)
 
 
 def test_breaker_respected_without_a_listener_cannot_be_judged(

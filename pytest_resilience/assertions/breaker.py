@@ -240,7 +240,7 @@ def _quiet_on_record(
 def check_breaker_respected(
     exchanges: Sequence[Exchange],
     intents: Sequence[IntentEvent],
-    calls: Sequence[Call],
+    calls: Sequence[Call] | None,
     *,
     tolerance: float = 0.05,
     blind: Blind = (),
@@ -262,11 +262,14 @@ def check_breaker_respected(
     insufficient evidence.  A breaker never open longer than ``tolerance`` shows nothing.
 
     No request while it was open passes only if the client was called then: one of
-    ``calls`` (the calls of the test's runs) began in an open spell past ``tolerance``, when
-    a breaker not respected would have sent a request (a breaker that refuses a call tells
-    no listener: pybreaker 1.4 ``CircuitOpenState.before_call`` raises before the
-    listeners' ``before_call``), and no ``blind`` span, in which a request could leave no
-    record, overlaps the spell.  Otherwise it is insufficient evidence.
+    ``calls`` (the run's; None: no run given) began in an open spell more than
+    ``tolerance`` from both its ends, when a breaker not respected would have sent a
+    request, and no ``blind`` span, in which a request could leave no record, overlaps
+    the spell.  Otherwise it is insufficient evidence.  A refused call tells no listener
+    (pybreaker 1.4 ``CircuitOpenState.before_call`` raises before the listeners'
+    ``before_call``), so only the run shows it; and pybreaker half-opens on a call, the
+    first after its reset timeout, which begins just before the change it causes and goes
+    through: the spell's last ``tolerance`` is not judged for that reason.
     """
     __tracebackhide__ = True
     validate.seconds(tolerance, "tolerance")
@@ -362,32 +365,43 @@ def check_breaker_respected(
 
 def _held_back_on_record(
     windows: Sequence[tuple[float, float]],
-    calls: Sequence[Call],
+    calls: Sequence[Call] | None,
     blind: Blind,
     tolerance: float,
     changes: Sequence[IntentEvent],
     start: float,
 ) -> None:
     """Pass only if the record shows the breaker holding a call back: a call begun in an
-    open spell past ``tolerance``, and no ``blind`` span overlapping the spells."""
+    open spell more than ``tolerance`` from both its ends, and no ``blind`` span
+    overlapping the spells."""
     __tracebackhide__ = True
-    judged = [(at + tolerance, until) for at, until in windows]
     rows = [Row(c.at, f"breaker -> {c.value}", "", "") for c in changes]
-    if any(overlaps(blind, since, until) for since, until in judged):
+    if any(overlaps(blind, at + tolerance, until) for at, until in windows):
         raise insufficient(
             "no request reached the service on record while the breaker said open, but "
-            f"requests could leave no record ({blind_spans(blind, start)}); "
-            f"{ANSWERING_FAULTS}.",
+            f"requests could leave no record ({blind_spans(blind, start)}); judge the "
+            "breaker under a fault that answers (fail, rate_limit, cut, a partition of the "
+            'answers alone: direction="downstream").',
             rows,
             start,
         )
-    if not any(since < c.started_at < until for c in calls for since, until in judged):
+    if calls is None:
+        raise insufficient(
+            "no request reached the service while the breaker said open, but no run was "
+            "given to show that the client was called then (a call the breaker refuses "
+            "leaves no other record); pass the run (of resilience.load or drive) that "
+            "called the client while its breaker was open.",
+            rows,
+            start,
+        )
+    if not any(
+        at + tolerance < c.started_at < until - tolerance for c in calls for at, until in windows
+    ):
         raise insufficient(
             "no request reached the service while the breaker said open, but no call of the "
-            f"client began then, more than {tolerance * 1000:.0f} ms after it opened (calls "
-            "of resilience.load or drive that reached the service), so nothing showed it "
-            "holding one back; keep calling the client through load or drive while the "
-            "breaker is open.",
+            f"run began in an open spell more than {tolerance * 1000:.0f} ms from its "
+            "opening and its end, so nothing showed the breaker holding one back; call the "
+            "client through the run while the breaker is open.",
             sorted(rows + call_rows(calls), key=lambda r: r.at),
             start,
         )
