@@ -18,10 +18,12 @@ from records import (
     WALL,
     attempts,
     breaker,
+    call,
     effect,
     evidence,
     exchange,
     failure,
+    insufficient,
     marked,
     rule,
 )
@@ -306,6 +308,38 @@ def test_retry_after_without_a_retry_after_it_is_insufficient_evidence() -> None
 
 def test_retries_that_reuse_the_key_pass() -> None:
     check_stable_idempotency_key(attempts(0.0, [0.1, 0.2], "a"))
+
+
+@pytest.mark.parametrize("third", ["k2", None], ids=["new-key", "no-key"])
+def test_a_key_kept_then_changed_within_one_call_fails(third: str | None) -> None:
+    """Found by an audit: attempts keyed k, k, then k2 (or no key), passed: a strand that
+    kept its key was an operation of its own, so the next attempt of the same request
+    started another.  One call (``resilience.drive``) that holds all three shows them one
+    operation; separate calls show two; with no calls on record it cannot be told."""
+    timeline = [
+        exchange(0.0, 503, key="k"),
+        exchange(0.1, 503, key="k"),
+        exchange(0.3, 200, key=third),
+    ]
+    one_call = [call(0, 0.0, latency=0.31)]
+    message = failure(check_stable_idempotency_key, timeline, calls=one_call)
+    changed = "with no key" if third is None else "under 'k2'"
+    assert rule(message) == (
+        f"the retries of key=k changed its key: after 2 attempts under 'k', the same "
+        f"request came again in the same call {changed}; a retry must reuse its operation's "
+        "key, or a lost answer turns into a second side effect."
+    )
+    label = "#2 POST /charges" if third is None else "key=k2"
+    assert marked(message) == [("300", label, "1")]
+    two_calls = [call(0, 0.0, latency=0.11), call(1, 0.29, latency=0.02)]
+    check_stable_idempotency_key(timeline, calls=two_calls)
+    message = insufficient(check_stable_idempotency_key, timeline)
+    assert rule(message) == (
+        "insufficient evidence: key=k failed after 2 attempts under 'k', and the same "
+        f"request came again {changed}: its retry with a changed key, or a new call; which "
+        "is not on record; call the client through resilience.drive or load, so that each "
+        "call's attempts are known."
+    )
 
 
 def test_retries_that_mint_a_new_key_fail_with_the_changed_keys_marked() -> None:

@@ -297,7 +297,7 @@ def test_a_quiet_cooldown_across_a_blind_span_is_not_shown_quiet() -> None:
     # A probe that failed opens the breaker again: the service down in that cooldown hides
     # whether the client kept away (found by review: the time judged ended at the probe).
     failed_probe = [(1.15, 503, 0.01)]  # and nothing on record after it
-    refused, refused_calls = breaker(failed_probe, client=[0.2, 0.6, 1.2, 1.5, 2.0])
+    refused, refused_calls = breaker(failed_probe, client=[0.2, 0.6, 1.2, 1.5, 2.0, 2.2])
     after_probe = [(start + 1.3, start + 2.0, "down")]
     with pytest.raises(InsufficientEvidence, match="heard nothing on record"):
         check_breaker_opened(
@@ -504,3 +504,37 @@ def test_a_breaker_open_while_requests_could_leave_no_record_cannot_be_judged() 
     )
     # A span before the breaker opened leaves the spell on record.
     check_breaker_respected(exchanges, intents, called, blind=[(T0 + 0.0, T0 + 0.1, "down")])
+
+
+def test_a_breaker_whose_calls_stop_before_the_cooldown_ends_cannot_be_judged() -> None:
+    """Found by an audit: one call 0.2 s into a 1 s cooldown, and no call after it, passed;
+    a breaker with a 0.3 s cooldown leaves the same records."""
+    exchanges, calls = breaker(client=[0.3])
+    message = insufficient(check_breaker_opened, exchanges, calls, 3, 1.0)
+    assert rule(message) == (
+        "insufficient evidence: the client's last call began 198 ms after the breaker "
+        "opened, before its 1 s cooldown ended (within the 50 ms tolerance): a breaker with a "
+        "cooldown that short leaves the same records; keep calling the client (resilience.load) "
+        "until the cooldown has ended."
+    )
+    # Called on past the cooldown's end (and still refused): the quiet is shown.
+    check_breaker_opened(*breaker(client=[0.3, 1.07]), 3, 1.0)
+
+
+def test_failures_that_may_have_left_no_record_before_the_streak_leave_it_unshown() -> None:
+    """Found by an audit: the service down for a while (each refused attempt a failure the
+    breaker counts, none on record), then three 503s, passed after_failures=3; a breaker
+    opening after 13 failures leaves the same records."""
+    exchanges, calls = breaker(HEALTHY)
+    down = [(T0 - 1.0, T0 - 0.01, "down")]
+    judge = partial(check_breaker_opened, after_failures=3, cooldown=1.0, origin=T0 - 1.5)
+    message = insufficient(judge, exchanges, calls, blind=down)
+    assert rule(message) == (
+        "insufficient evidence: the service saw 3 consecutive failures on record, but "
+        "failures before them could leave no record (down from t+500 to t+1490 ms), so the "
+        "breaker may have counted more before it opened; judge it on a fault that answers "
+        '(fail, rate_limit, cut, a partition of the answers alone: direction="downstream").'
+    )
+    # A success on record between the span and the streak resets the count.
+    ok_first = [exchange(-0.005, 200, method="GET", path="/stock"), *exchanges]
+    judge(ok_first, calls, blind=down)

@@ -171,6 +171,25 @@ def test_recovers_within_fails_when_calls_still_fail_after_the_last_heal() -> No
     ]
 
 
+def test_recovery_with_no_call_failed_before_the_heal_is_insufficient_evidence() -> None:
+    """Found by an audit: a fault applied and healed while no call failed (the client was
+    not called in it, or fell back) passed; a client that never recovers from a failure
+    passes that way too, as it never had one."""
+    calls = [call(n, at) for n, at in enumerate((0.0, 0.2, 0.4, 0.6, 0.8))]
+    faults = [
+        FaultEvent(T0 + at, "quotes", "down", action, 1, "")
+        for at, action in ((0.05, "applied"), (0.1, "healed"))
+    ]
+    run = Run(calls, faults=lambda: faults)
+    message = insufficient(run.assert_recovers, within=0.15)
+    assert rule(message) == (
+        "insufficient evidence: recovery cannot be judged, no call failed before the last "
+        "fault healed (at +100 ms), so none shows the client recovering from one; call the "
+        "client while the fault is in force (a call that falls back succeeds, and shows "
+        "no failure)."
+    )
+
+
 def test_recovery_without_a_heal_or_a_late_enough_call_is_insufficient_evidence() -> None:
     """Neither outcome can be told: no heal to recover from, or no call late enough to
     show it (a false fail would teach users to delete the test; explore skips such a

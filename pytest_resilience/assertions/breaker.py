@@ -12,7 +12,7 @@ from ..http.records import Exchange
 from ..observe.records import Call, IntentEvent
 from .calls import call_rows
 from .lateness import lateness
-from .operations import FailureSet, status_text
+from .operations import FailureSet, answered_at, status_text
 from .report import (
     ANSWERING_FAULTS,
     Blind,
@@ -114,6 +114,17 @@ def check_breaker_opened(
             rows(),
             start,
         )
+    first = opened_index - after_failures + 1  # the streak's first failure
+    since = answered_at(ordered[first - 1]) if first > 0 else -math.inf
+    if overlaps(blind, since, ordered[first].started_at):
+        raise insufficient(
+            f"the service saw {after_failures} consecutive failures on record, but failures "
+            f"before them could leave no record ({blind_spans(blind, start)}), so the breaker "
+            "may have counted more before it opened; judge it on a fault that answers (fail, "
+            'rate_limit, cut, a partition of the answers alone: direction="downstream").',
+            rows(),
+            start,
+        )
     # A request begun within ``tolerance`` of the failure that opens the breaker may have
     # left before that answer reached the client (concurrent callers on a busy machine), so
     # only a call begun after that shows the breaker holding a request back.
@@ -125,8 +136,10 @@ def check_breaker_opened(
     set_aside: list[str] = []  # why requests early in the cooldown show nothing (below)
     aside: set[int] = set()  # those requests
 
-    def quiet(until: float) -> None:
-        """Pass, if the records show the quiet (no breach on record was found)."""
+    def quiet(until: float, ends: float | None = None) -> None:
+        """Pass, if the records show the quiet (no breach on record was found): up to
+        ``until``, and, where no probe showed a cooldown over, with a call begun when the
+        cooldown that ``ends`` then was over (within ``tolerance``)."""
         __tracebackhide__ = True
         if not during:
             raise insufficient(
@@ -138,6 +151,17 @@ def check_breaker_opened(
                 start,
             )
         _quiet_on_record(blind, opened_at, until, tolerance, rows(opened_at), start)
+        if ends is not None and not any(c.started_at >= ends - tolerance for c in calls):
+            last = max(c.started_at for c in calls)
+            raise insufficient(
+                f"the client's last call began {(last - ends + cooldown) * 1000:.0f} ms after "
+                f"the breaker opened, before its {cooldown:g} s cooldown ended (within the "
+                f"{tolerance * 1000:.0f} ms tolerance): a breaker with a cooldown that short "
+                "leaves the same records; keep calling the client (resilience.load) until the "
+                "cooldown has ended.",
+                rows(opened_at),
+                start,
+            )
         if set_aside:
             raise insufficient(set_aside[0], rows(opened_at, aside), start)
 
@@ -181,6 +205,7 @@ def check_breaker_opened(
         aside = set(early)
         after = [e for e in after if e.started_at >= opened_at + cooldown - tolerance]
     judged_until = opened_at + cooldown  # the quiet judged so far, then each probe's
+    whole = False  # a cooldown shown whole: a probe came once it was over
     while after:
         probe = after[0]
         probe_end = probe.ended_at if probe.ended_at is not None else probe.started_at + cooldown
@@ -199,8 +224,10 @@ def check_breaker_opened(
         if not is_failure(probe):
             quiet(probe_end)
             return
-        # A failed probe opens the breaker again, for another cooldown.
+        # A failed probe opens the breaker again, for another cooldown (the one before it
+        # was shown whole: the probe came once it was over).
         reopened = probe_end
+        whole = True
         judged_until = reopened + cooldown
         early = [
             i
@@ -216,7 +243,9 @@ def check_breaker_opened(
                 start,
             )
         after = [e for e in after[1:] if e.started_at >= reopened + cooldown - tolerance]
-    quiet(max([judged_until, *(e.started_at for e in ordered)]))
+    # A last cooldown cut short by the end of the calls is judged as far as they go, once
+    # one before it was shown whole.
+    quiet(max([judged_until, *(e.started_at for e in ordered)]), None if whole else judged_until)
 
 
 def _quiet_on_record(

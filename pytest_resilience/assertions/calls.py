@@ -148,6 +148,15 @@ def check_recovers(
             origin,
         )
     failed = [c for c in later if not c.ok]
+    if not failed and not any(not c.ok and c.started_at < healed for c in calls):
+        raise insufficient(
+            "recovery cannot be judged, no call failed before the last fault healed (at "
+            f"+{(healed - origin) * 1000:.0f} ms), so none shows the client recovering from "
+            "one; call the client while the fault is in force (a call that falls back "
+            "succeeds, and shows no failure).",
+            call_rows(calls),
+            origin,
+        )
     if not failed:
         return
     late = lateness(

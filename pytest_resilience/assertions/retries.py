@@ -21,6 +21,7 @@ from .operations import (
     FailureSet,
     Grouping,
     Operation,
+    answered_at,
     operations,
 )
 from .report import (
@@ -37,7 +38,7 @@ from .report import (
 )
 
 if TYPE_CHECKING:
-    pass
+    from ..observe.records import Call
 
 Failures = Iterable[Any] | None
 """Statuses and predicates (exchange -> bool) that count as failed attempts; None: the default."""
@@ -232,12 +233,21 @@ def check_stable_idempotency_key(
     *,
     group: Grouping | None = None,
     failure_statuses: Failures = None,
+    calls: Sequence[Call] = (),
     origin: float | None = None,
 ) -> None:
     """Retries of one logical operation (same business identity, after a failure) reuse its
-    key; without a retry on record, insufficient evidence."""
+    key; without a retry on record, insufficient evidence.
+
+    An operation that kept its key over several attempts and failed may be followed by the
+    same request under another key or none: its retry with a changed key, or a new call.
+    ``calls`` (the client's, of ``resilience.drive`` or ``load``) tell which: one call
+    holding both is a retry (it fails), none holding both a new call; with no call, or
+    concurrent ones, to tell, insufficient evidence (unless ``group`` says what an
+    operation is)."""
     __tracebackhide__ = True
-    ops = operations(exchanges, group, FailureSet(failure_statuses))
+    failed = FailureSet(failure_statuses)
+    ops = operations(exchanges, group, failed)
     retried = [op for op in ops if len(op.attempts) > 1]
     if not retried:
         raise insufficient(
@@ -283,6 +293,74 @@ def check_stable_idempotency_key(
             operation_rows(broken, allowed, flagged),
             origin_of(exchanges, origin),
         )
+    if group is None:
+        _kept_keys_kept(ops, failed, calls, origin_of(exchanges, origin))
+
+
+def _kept_keys_kept(
+    ops: list[Operation], failed: FailureSet, calls: Sequence[Call], origin: float
+) -> None:
+    """Fail where an operation that kept its key over its attempts and failed was followed,
+    in the same call, by the same request under another key or none (its retry); where
+    the calls cannot tell a retry from a new call, insufficient evidence."""
+    __tracebackhide__ = True
+    unknown: tuple[int, int] | None = None
+    for n, op in enumerate(ops):
+        last = op.attempts[-1]
+        key = last.idempotency_key
+        if key is None or len(op.attempts) < 2 or set(op.keys) != {key} or not failed(last):
+            continue
+        known = answered_at(last)
+        later = [
+            m
+            for m, other in enumerate(ops)
+            if other.attempts[0].fingerprint == last.fingerprint
+            and other.attempts[0].started_at >= known
+            and other.attempts[0].idempotency_key != key
+        ]
+        if not later:
+            continue
+        after = min(later, key=lambda m: ops[m].attempts[0].started_at)
+        same = _one_call(calls, last.started_at, ops[after].attempts[0].started_at)
+        if same:
+            raise fail(
+                f"the retries of {op.label} changed its key: after {len(op.attempts)} "
+                f"attempts under {key!r}, the same request came again in the same call "
+                f"{_keyed(ops[after])}; a retry must reuse its operation's key, or a lost "
+                "answer turns into a second side effect.",
+                operation_rows(ops, flagged={(after, 0)}),
+                origin,
+            )
+        if same is None and unknown is None:
+            unknown = (n, after)
+    if unknown is not None:
+        kept, next_ = ops[unknown[0]], ops[unknown[1]]
+        raise insufficient(
+            f"{kept.label} failed after {len(kept.attempts)} attempts under "
+            f"{kept.attempts[0].idempotency_key!r}, and the same request came again "
+            f"{_keyed(next_)}: its retry with a changed key, or a new call; which is not on "
+            "record; call the client through resilience.drive or load, so that each call's "
+            "attempts are known.",
+            operation_rows(ops, flagged={(unknown[1], 0)}),
+            origin,
+        )
+
+
+def _keyed(op: Operation) -> str:
+    key = op.attempts[0].idempotency_key
+    return "with no key" if key is None else f"under {key!r}"
+
+
+def _one_call(calls: Sequence[Call], first: float, then: float) -> bool | None:
+    """Whether the instants ``first`` and ``then`` fell in one call of ``calls``: True,
+    False (no call held both), or None (no call held one of them, or another call held
+    one too, so the two may belong to different calls)."""
+    holding = [[c for c in calls if c.started_at <= t <= c.ended_at] for t in (first, then)]
+    if not holding[0] or not holding[1]:
+        return None
+    if not any(c in holding[1] for c in holding[0]):
+        return False
+    return True if len(holding[0]) == len(holding[1]) == 1 else None
 
 
 def check_amplification(

@@ -344,14 +344,22 @@ class HttpService(TcpService, _Scripting):
     # -- verdicts ----------------------------------------------------------------------
 
     def _judge(
-        self, check: Callable[..., None], *args: Any, blind: bool = False, **kwargs: Any
+        self,
+        check: Callable[..., None],
+        *args: Any,
+        blind: bool = False,
+        calls: bool = False,
+        **kwargs: Any,
     ) -> None:
         """Run ``check`` over this service's settled exchanges, through the one runner;
-        with ``blind``, it also gets the spans in which attempts could leave no record."""
+        with ``blind``, it also gets the spans in which attempts could leave no record;
+        with ``calls``, the client's calls (``resilience.drive``, ``load``) beside them."""
         __tracebackhide__ = True
         evidence = self._evidence(self.name)
         if blind:
             kwargs["blind"] = evidence.blind(self.name)
+        if calls:
+            kwargs["calls"] = evidence.calls(self.name)
         self._verdicts.judge_exchanges(evidence, self.name, check, *args, **kwargs)
 
     def assert_attempts(
@@ -406,7 +414,12 @@ class HttpService(TcpService, _Scripting):
         __tracebackhide__ = True
         from ..assertions import check_stable_idempotency_key
 
-        self._judge(check_stable_idempotency_key, group=group, failure_statuses=failure_statuses)
+        self._judge(
+            check_stable_idempotency_key,
+            group=group,
+            failure_statuses=failure_statuses,
+            calls=True,
+        )
 
     def assert_backoff(
         self,
