@@ -41,17 +41,34 @@ def wait_columns(
     before or after the jitter, so neither growth nor jitter can be read there.  With
     ``of``, in each wait's place what ``of`` says of the attempts before and after it
     instead (:func:`noise_bounds`)."""
-    columns: list[list[float]] = []
+    columns: list[list[tuple[bool, float]]] = []
     capped: set[int] = set()
     for op in ops:
         pairs = itertools.pairwise(op.attempts)
         for k, ((previous, following), wait) in enumerate(zip(pairs, op.waits, strict=True)):
             while len(columns) <= k:
                 columns.append([])
-            columns[k].append(wait if of is None else of(previous, following))
+            value = wait if of is None else of(previous, following)
+            columns[k].append((_answered(previous), value))
             if cap is not None and wait >= cap:
                 capped.add(k)
-    return [[] if k in capped else c for k, c in enumerate(columns)]
+    return [[] if k in capped else _known_origins(c) for k, c in enumerate(columns)]
+
+
+def _answered(exchange: Exchange) -> bool:
+    """Whether the client got the attempt's answer, so its wait is timed from it; one that
+    did not (none sent, or lost) is timed from the attempt's start, and the wait then also
+    holds how long the client waited for an answer (its read timeout)."""
+    return exchange.ended_at is not None and exchange.delivered is not False
+
+
+def _known_origins(column: list[tuple[bool, float]]) -> list[float]:
+    """A retry's waits, where some were timed from an answer and others from an attempt
+    that got none: those timed from an answer alone (the others hold the client's timeout
+    too, and beside them would show a spread no jitter made)."""
+    if any(answered for answered, _ in column) and not all(a for a, _ in column):
+        return [value for answered, value in column if answered]
+    return [value for _, value in column]
 
 
 def in_flight_of(ops: Sequence[Operation], noise: Noise) -> InFlight | None:
