@@ -1,6 +1,7 @@
 """Virtual time through the plugin: the marker and the option (setup to teardown), the
 marker windows firing at virtual instants, the record's clock line, the refusals, and a
-run cut short.  The scheduler's own tests are in ``test_virtual_time.py``."""
+run cut short.  The scheduler's own tests are in ``test_virtual_time.py`` and
+``test_virtual_time_review.py``."""
 
 from __future__ import annotations
 
